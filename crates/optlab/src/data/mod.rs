@@ -1,0 +1,292 @@
+//! Data sets: the embedded digits set, synthetic generators, and loaders for users' CSV, IDX and safetensors
+//! files. Every loader returns a [`Dataset`]; bad files give an error naming the file and the problem.
+
+mod csv;
+mod digits;
+mod idx;
+mod st;
+mod synthetic;
+
+pub use self::csv::load_csv;
+pub use digits::digits;
+pub use idx::{encode_idx_u8, load_idx_pair, read_idx, IdxArray};
+pub use st::load_safetensors_data;
+pub use synthetic::{gaussian_mixture, linear_regression, two_moons, two_spirals};
+
+use crate::rng::{permutation, rng_for, Stream};
+use crate::spec::unknown_name;
+use crate::{Error, Result, Spec};
+use candle_core::{DType, Device, Tensor};
+use std::path::PathBuf;
+
+/// What is predicted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// Class indices in `0..n_classes`.
+    Classes { labels: Vec<u32>, n_classes: usize },
+    /// Real-valued targets, `dim` per example.
+    Values { y: Vec<f32>, dim: usize },
+}
+
+/// An in-memory data set: `n` examples of `feature_shape` (e.g. `[64]` or `[1, 8, 8]`), row-major f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// A short name for reports.
+    pub name: String,
+    /// Features, `n * prod(feature_shape)` values.
+    pub x: Vec<f32>,
+    /// Shape of one example.
+    pub feature_shape: Vec<usize>,
+    /// Targets.
+    pub target: Target,
+}
+
+impl Dataset {
+    /// Builds a data set after checking that sizes agree and every value is finite.
+    pub fn new(name: impl Into<String>, x: Vec<f32>, feature_shape: Vec<usize>, target: Target) -> Result<Self> {
+        let name = name.into();
+        let d: usize = feature_shape.iter().product();
+        if d == 0 {
+            return Err(Error::Shape(format!("{name}: examples have no features")));
+        }
+        if x.len() % d != 0 {
+            return Err(Error::Shape(format!(
+                "{name}: {} feature values is not a multiple of {d} per example",
+                x.len()
+            )));
+        }
+        let n = x.len() / d;
+        if n == 0 {
+            return Err(Error::invalid(format!("{name}: the data set is empty")));
+        }
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "{name}: feature {} of example {} is {}",
+                i % d,
+                i / d,
+                x[i]
+            )));
+        }
+        match &target {
+            Target::Classes { labels, n_classes } => {
+                if labels.len() != n {
+                    return Err(Error::Shape(format!("{name}: {n} examples but {} labels", labels.len())));
+                }
+                if let Some(l) = labels.iter().find(|&&l| l as usize >= *n_classes) {
+                    return Err(Error::invalid(format!("{name}: label {l} is not below the class count {n_classes}")));
+                }
+            }
+            Target::Values { y, dim } => {
+                if *dim == 0 || y.len() != n * dim {
+                    return Err(Error::Shape(format!("{name}: {n} examples but {} target values of width {dim}", y.len())));
+                }
+                if y.iter().any(|v| !v.is_finite()) {
+                    return Err(Error::NonFinite(format!("{name}: a target value is NaN or infinite")));
+                }
+            }
+        }
+        Ok(Dataset { name, x, feature_shape, target })
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.x.len() / self.feature_dim()
+    }
+
+    /// Whether there are no examples (never true for a constructed data set).
+    pub fn is_empty(&self) -> bool {
+        self.x.is_empty()
+    }
+
+    /// Values per example.
+    pub fn feature_dim(&self) -> usize {
+        self.feature_shape.iter().product()
+    }
+
+    /// Number of model outputs: classes, or target width.
+    pub fn output_dim(&self) -> usize {
+        match &self.target {
+            Target::Classes { n_classes, .. } => *n_classes,
+            Target::Values { dim, .. } => *dim,
+        }
+    }
+
+    /// The examples at `idx`, in that order.
+    pub fn subset(&self, idx: &[usize]) -> Dataset {
+        let d = self.feature_dim();
+        let mut x = Vec::with_capacity(idx.len() * d);
+        for &i in idx {
+            x.extend_from_slice(&self.x[i * d..(i + 1) * d]);
+        }
+        let target = match &self.target {
+            Target::Classes { labels, n_classes } => Target::Classes {
+                labels: idx.iter().map(|&i| labels[i]).collect(),
+                n_classes: *n_classes,
+            },
+            Target::Values { y, dim } => Target::Values {
+                y: idx.iter().flat_map(|&i| y[i * dim..(i + 1) * dim].iter().copied()).collect(),
+                dim: *dim,
+            },
+        };
+        Dataset { name: self.name.clone(), x, feature_shape: self.feature_shape.clone(), target }
+    }
+
+    /// A deterministic random split into (train, validation) with `val_frac` of the examples in validation.
+    pub fn split(&self, val_frac: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+        if !(0.0..1.0).contains(&val_frac) || val_frac.is_nan() {
+            return Err(Error::invalid(format!("val_frac={val_frac} must be in [0, 1)")));
+        }
+        let n = self.len();
+        let n_val = ((n as f64) * val_frac).round() as usize;
+        if n_val > 0 && n_val >= n {
+            return Err(Error::invalid(format!("{}: too few examples ({n}) to split", self.name)));
+        }
+        let perm = permutation(n, &mut rng_for(seed, Stream::Split, 0));
+        let (val, train) = perm.split_at(n_val);
+        Ok((self.subset(train), self.subset(val)))
+    }
+
+    /// Tensors `(x, y)` for the examples at `idx`: x of shape `[b, feature_shape...]` in `dtype`; y as u32 class
+    /// indices `[b]` or values `[b, dim]` in `dtype`.
+    pub fn batch(&self, idx: &[usize], dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
+        let d = self.feature_dim();
+        let mut x = Vec::with_capacity(idx.len() * d);
+        for &i in idx {
+            x.extend_from_slice(&self.x[i * d..(i + 1) * d]);
+        }
+        let mut shape = vec![idx.len()];
+        shape.extend_from_slice(&self.feature_shape);
+        let xt = Tensor::from_vec(x, shape, device)?.to_dtype(dtype)?;
+        let yt = match &self.target {
+            Target::Classes { labels, .. } => {
+                Tensor::from_vec(idx.iter().map(|&i| labels[i]).collect::<Vec<u32>>(), idx.len(), device)?
+            }
+            Target::Values { y, dim } => {
+                let v: Vec<f32> = idx.iter().flat_map(|&i| y[i * dim..(i + 1) * dim].iter().copied()).collect();
+                Tensor::from_vec(v, (idx.len(), *dim), device)?.to_dtype(dtype)?
+            }
+        };
+        Ok((xt, yt))
+    }
+
+    /// The same data viewed with another example shape of equal size (e.g. `[64]` as `[1, 8, 8]`).
+    pub fn reshaped(mut self, feature_shape: Vec<usize>) -> Result<Dataset> {
+        if feature_shape.iter().product::<usize>() != self.feature_dim() {
+            return Err(Error::Shape(format!(
+                "{}: cannot view examples of shape {:?} as {:?}",
+                self.name, self.feature_shape, feature_shape
+            )));
+        }
+        self.feature_shape = feature_shape;
+        Ok(self)
+    }
+}
+
+/// The names [`load_spec`] knows.
+pub const DATA_NAMES: &[&str] = &["digits", "moons", "spirals", "gaussians", "linreg", "csv", "idx", "safetensors"];
+
+/// Loads a data set from a spec string:
+/// `digits`, `moons:n=1000,noise=0.1`, `spirals:n=1000,classes=2,noise=0.2`,
+/// `gaussians:n=1000,classes=4,dim=2,spread=1.0`, `linreg:n=1000,dim=8,noise=0.1`,
+/// `csv:path=data.csv,label=label,task=classification|regression`,
+/// `idx:images=train-images.idx3-ubyte,labels=train-labels.idx1-ubyte,scale=255`,
+/// `safetensors:path=data.safetensors,x=x,y=y`.
+/// Synthetic sets draw from `seed`.
+pub fn load_spec(spec: &str, seed: u64) -> Result<Dataset> {
+    let mut s = Spec::parse(spec)?;
+    let ds = match s.name.as_str() {
+        "digits" => digits()?,
+        "moons" => two_moons(s.usize("n", 1000)?, s.f64("noise", 0.1)?, seed)?,
+        "spirals" => two_spirals(s.usize("n", 1000)?, s.usize("classes", 2)?, s.f64("noise", 0.2)?, seed)?,
+        "gaussians" => gaussian_mixture(
+            s.usize("n", 1000)?,
+            s.usize("classes", 4)?,
+            s.usize("dim", 2)?,
+            s.f64("spread", 1.0)?,
+            seed,
+        )?,
+        "linreg" => linear_regression(s.usize("n", 1000)?, s.usize("dim", 8)?, s.f64("noise", 0.1)?, seed)?,
+        "csv" => {
+            let path = required_path(&mut s, "path")?;
+            let label = s.string("label", "");
+            let task = s.string("task", "classification");
+            let regression = match task.as_str() {
+                "classification" => false,
+                "regression" => true,
+                other => return Err(Error::invalid(format!("csv: task={other} must be classification or regression"))),
+            };
+            load_csv(&path, (!label.is_empty()).then_some(label.as_str()), regression)?
+        }
+        "idx" => {
+            let images = required_path(&mut s, "images")?;
+            let labels = required_path(&mut s, "labels")?;
+            let scale = s.f64("scale", 255.0)?;
+            load_idx_pair(&images, &labels, scale)?
+        }
+        "safetensors" => {
+            let path = required_path(&mut s, "path")?;
+            let x = s.string("x", "x");
+            let y = s.string("y", "y");
+            load_safetensors_data(&path, &x, &y)?
+        }
+        other => return Err(unknown_name("data set", other, DATA_NAMES)),
+    };
+    s.finish()?;
+    Ok(ds)
+}
+
+fn required_path(s: &mut Spec, key: &'static str) -> Result<PathBuf> {
+    let v = s.string(key, "");
+    if v.is_empty() {
+        return Err(Error::invalid(format!("{}: the key '{key}' (a file path) is required, e.g. {}:{key}=file", s.name, s.name)));
+    }
+    Ok(PathBuf::from(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_deterministic_and_disjoint() {
+        let d = digits().unwrap();
+        let (a, b) = d.split(0.2, 7).unwrap();
+        let (a2, b2) = d.split(0.2, 7).unwrap();
+        assert_eq!(a, a2);
+        assert_eq!(b, b2);
+        assert_eq!(a.len() + b.len(), 1797);
+        assert_eq!(b.len(), 359);
+        let (_, b3) = d.split(0.2, 8).unwrap();
+        assert_ne!(b, b3);
+        assert!(d.split(1.0, 0).is_err());
+    }
+
+    #[test]
+    fn batch_tensors_have_the_right_shapes() {
+        let d = digits().unwrap().reshaped(vec![1, 8, 8]).unwrap();
+        let (x, y) = d.batch(&[0, 5, 9], DType::F64, &Device::Cpu).unwrap();
+        assert_eq!(x.dims(), &[3, 1, 8, 8]);
+        assert_eq!(x.dtype(), DType::F64);
+        assert_eq!(y.to_vec1::<u32>().unwrap(), vec![0, 5, 9]);
+    }
+
+    #[test]
+    fn spec_errors_are_clear() {
+        let e = load_spec("mnist", 0).unwrap_err().to_string();
+        assert!(e.contains("unknown data set 'mnist'") && e.contains("digits"), "{e}");
+        let e = load_spec("csv", 0).unwrap_err().to_string();
+        assert!(e.contains("'path'"), "{e}");
+        let e = load_spec("moons:n=100,nois=0.1", 0).unwrap_err().to_string();
+        assert!(e.contains("'nois'"), "{e}");
+    }
+
+    #[test]
+    fn constructor_rejects_bad_data() {
+        let bad = Dataset::new("t", vec![1.0, f32::NAN], vec![2], Target::Classes { labels: vec![0], n_classes: 2 });
+        assert!(matches!(bad, Err(Error::NonFinite(_))));
+        let bad = Dataset::new("t", vec![1.0, 2.0, 3.0], vec![2], Target::Classes { labels: vec![0], n_classes: 2 });
+        assert!(matches!(bad, Err(Error::Shape(_))));
+        let bad = Dataset::new("t", vec![1.0, 2.0], vec![2], Target::Classes { labels: vec![3], n_classes: 2 });
+        assert!(bad.is_err());
+    }
+}

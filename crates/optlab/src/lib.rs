@@ -1,0 +1,33 @@
+//! optlab: the methods of 42 machine-learning optimization papers (ids P01..P42 in `PAPERS.md`) as tested,
+//! fast Rust software on top of the candle tensor engine.
+//!
+//! The library is split by job:
+//! - [`data`]: the embedded digits set, synthetic generators and loaders for CSV, IDX and safetensors files;
+//! - [`nn`]: models whose parameter names follow PyTorch's `nn.Sequential` state dicts;
+//! - [`optim`]: the [`optim::Optimizer`] trait and fused in-place optimizers;
+//! - [`schedule`]: learning-rate (and other hyperparameter) schedules;
+//! - [`train`]: the training loop, observers, run directories and checkpoints;
+//! - [`second_order`]: the probe every second-order API calls before differentiating twice.
+//!
+//! ```no_run
+//! use optlab::train::{TrainConfig, Trainer};
+//! let mut cfg = TrainConfig::default(); // digits, MLP 64-128-10, AdamW
+//! cfg.epochs = Some(2);
+//! let summary = Trainer::new(cfg).unwrap().run(None, &mut []).unwrap();
+//! println!("validation accuracy {:?}", summary.val_accuracy);
+//! ```
+
+pub mod data;
+pub mod error;
+pub mod nn;
+pub mod optim;
+pub mod rng;
+pub mod schedule;
+pub mod second_order;
+pub mod spec;
+pub mod tensor_io;
+pub mod train;
+
+pub use error::{Error, Result};
+pub use second_order::{require_second_order, second_order_enabled};
+pub use spec::Spec;

@@ -1,0 +1,39 @@
+//! Losses with PyTorch's reductions.
+
+use crate::Result;
+use candle_core::{Tensor, D};
+
+/// Mean cross-entropy of `logits` `[b, classes]` against class indices `[b]` (PyTorch's `F.cross_entropy`).
+pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let picked = logp.gather(&labels.unsqueeze(1)?, 1)?;
+    Ok(picked.mean_all()?.neg()?)
+}
+
+/// Mean squared error over all elements (PyTorch's `F.mse_loss`).
+pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    Ok(pred.sub(target)?.sqr()?.mean_all()?)
+}
+
+/// Number of rows whose arg-max equals the label.
+pub fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
+    let pred = logits.argmax(D::Minus1)?;
+    Ok(pred.eq(labels)?.to_dtype(candle_core::DType::U32)?.sum_all()?.to_scalar::<u32>()? as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn cross_entropy_matches_hand_computation() {
+        let logits = Tensor::new(&[[1.0f64, 2.0, 3.0], [0.0, 0.0, 0.0]], &Device::Cpu).unwrap();
+        let labels = Tensor::new(&[2u32, 0], &Device::Cpu).unwrap();
+        let l = cross_entropy(&logits, &labels).unwrap().to_scalar::<f64>().unwrap();
+        let lse = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
+        let want = ((lse - 3.0) + 3f64.ln()) / 2.0;
+        assert!((l - want).abs() < 1e-12);
+        assert_eq!(correct(&logits, &labels).unwrap(), 2);
+    }
+}

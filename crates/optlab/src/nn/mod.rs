@@ -1,0 +1,12 @@
+//! Models. A [`Sequential`] model is a list of layers whose parameters are named as PyTorch's `nn.Sequential`
+//! state dict names them (`0.weight`, `0.bias`, `2.weight`, ...), so `model.safetensors` loads in PyTorch with
+//! `load_state_dict` and a PyTorch state dict saved with `safetensors.torch.save_file` loads here.
+
+mod layer;
+mod param;
+mod sequential;
+
+pub use layer::{Activation, Layer};
+pub use param::Param;
+pub use sequential::{ModelSpec, Sequential, MODEL_NAMES};
+pub mod loss;

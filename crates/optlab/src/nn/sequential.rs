@@ -1,0 +1,324 @@
+//! `nn.Sequential`-shaped models: MLPs and a small CNN, with PyTorch's default initialisation and state-dict
+//! names.
+
+use super::{Activation, Layer, Param};
+use crate::rng::{rng_for, Stream};
+use crate::spec::unknown_name;
+use crate::tensor_io::{read_safetensors, write_safetensors};
+use crate::{Error, Result, Spec};
+use candle_core::{DType, Device, Tensor, Var};
+use rand::Rng as _;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The model families [`ModelSpec::parse`] knows.
+pub const MODEL_NAMES: &[&str] = &["mlp", "cnn"];
+
+/// A model architecture, independent of the data's sizes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    /// `mlp:hidden=128-64,act=relu`: Linear/activation pairs, then a Linear to the outputs.
+    Mlp { hidden: Vec<usize>, act: Activation },
+    /// `cnn:channels=8-16`: (Conv2d 3x3 pad 1, ReLU, MaxPool2d 2) per channel count, Flatten, Linear.
+    Cnn { channels: Vec<usize> },
+}
+
+impl ModelSpec {
+    /// Parses a model spec string.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let mut s = Spec::parse(spec)?;
+        let m = match s.name.as_str() {
+            "mlp" => ModelSpec::Mlp {
+                hidden: s.usize_list("hidden", &[128])?,
+                act: Activation::parse(&s.string("act", "relu"))?,
+            },
+            "cnn" => ModelSpec::Cnn { channels: s.usize_list("channels", &[8, 16])? },
+            other => return Err(unknown_name("model", other, MODEL_NAMES)),
+        };
+        s.finish()?;
+        match &m {
+            ModelSpec::Mlp { hidden, .. } if hidden.contains(&0) => {
+                Err(Error::invalid(format!("{spec}: hidden widths must be positive")))
+            }
+            ModelSpec::Cnn { channels } if channels.is_empty() || channels.contains(&0) => {
+                Err(Error::invalid(format!("{spec}: channel counts must be positive and at least one")))
+            }
+            _ => Ok(m),
+        }
+    }
+
+    /// The canonical spec string.
+    pub fn to_spec(&self) -> String {
+        let join = |v: &[usize]| v.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-");
+        match self {
+            ModelSpec::Mlp { hidden, act } => {
+                format!("mlp:hidden={},act={}", if hidden.is_empty() { "none".into() } else { join(hidden) }, act.name())
+            }
+            ModelSpec::Cnn { channels } => format!("cnn:channels={}", join(channels)),
+        }
+    }
+
+    /// The example shape this model wants for data of `feature_shape`: MLPs take flat vectors, CNNs
+    /// `[channels, h, w]` (a flat square vector is read as one channel).
+    pub fn input_shape(&self, feature_shape: &[usize]) -> Result<Vec<usize>> {
+        let d: usize = feature_shape.iter().product();
+        match self {
+            ModelSpec::Mlp { .. } => Ok(vec![d]),
+            ModelSpec::Cnn { channels } => {
+                let shape = match feature_shape {
+                    [c, h, w] => vec![*c, *h, *w],
+                    [h, w] => vec![1, *h, *w],
+                    [n] => {
+                        let side = (*n as f64).sqrt().round() as usize;
+                        if side * side != *n {
+                            return Err(Error::Shape(format!(
+                                "a CNN needs image inputs; {n} features are not a square image"
+                            )));
+                        }
+                        vec![1, side, side]
+                    }
+                    other => return Err(Error::Shape(format!("a CNN cannot take examples of shape {other:?}"))),
+                };
+                let f = 1usize << channels.len();
+                if shape[1] % f != 0 || shape[2] % f != 0 {
+                    return Err(Error::Shape(format!(
+                        "{} pooling stages need image sides divisible by {f}, got {}x{}",
+                        channels.len(),
+                        shape[1],
+                        shape[2]
+                    )));
+                }
+                Ok(shape)
+            }
+        }
+    }
+}
+
+/// A model: layers applied in order, parameters named `<layer index>.weight` / `<layer index>.bias`.
+#[derive(Debug, Clone)]
+pub struct Sequential {
+    layers: Vec<Layer>,
+    spec: ModelSpec,
+    input_shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl Sequential {
+    /// Builds `spec` for examples of `input_shape` and `outputs` outputs, initialised as PyTorch does
+    /// (weights and biases uniform in ±1/sqrt(fan_in)) from `seed`.
+    pub fn new(spec: &ModelSpec, input_shape: &[usize], outputs: usize, seed: u64, dtype: DType) -> Result<Self> {
+        if outputs == 0 {
+            return Err(Error::invalid("a model needs at least one output"));
+        }
+        if !matches!(dtype, DType::F32 | DType::F64) {
+            return Err(Error::invalid(format!("models train in f32 or f64, not {dtype:?}")));
+        }
+        let input_shape = spec.input_shape(input_shape)?;
+        let mut rng = rng_for(seed, Stream::Init, 0);
+        let mut init = |name: String, shape: &[usize], fan_in: usize| -> Result<Param> {
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            let n: usize = shape.iter().product();
+            let v: Vec<f64> = (0..n).map(|_| rng.gen_range(-bound..bound)).collect();
+            let t = Tensor::from_vec(v, shape, &Device::Cpu)?.to_dtype(dtype)?;
+            Ok(Param { name, var: Var::from_tensor(&t)? })
+        };
+        let mut layers = Vec::new();
+        match spec {
+            ModelSpec::Mlp { hidden, act } => {
+                let mut fan_in = input_shape[0];
+                for &w in hidden.iter().chain(std::iter::once(&outputs)) {
+                    let i = layers.len();
+                    let weight = init(format!("{i}.weight"), &[w, fan_in], fan_in)?;
+                    let bias = init(format!("{i}.bias"), &[w], fan_in)?;
+                    layers.push(Layer::Linear { weight, bias: Some(bias) });
+                    layers.push(Layer::Act(*act));
+                    fan_in = w;
+                }
+                layers.pop();
+            }
+            ModelSpec::Cnn { channels } => {
+                let (mut c, mut h, mut w) = (input_shape[0], input_shape[1], input_shape[2]);
+                for &co in channels {
+                    let i = layers.len();
+                    let fan_in = c * 9;
+                    let weight = init(format!("{i}.weight"), &[co, c, 3, 3], fan_in)?;
+                    let bias = init(format!("{i}.bias"), &[co], fan_in)?;
+                    layers.push(Layer::Conv2d { weight, bias: Some(bias), padding: 1 });
+                    layers.push(Layer::Act(Activation::Relu));
+                    layers.push(Layer::MaxPool2);
+                    (c, h, w) = (co, h / 2, w / 2);
+                }
+                layers.push(Layer::Flatten);
+                let i = layers.len();
+                let fan_in = c * h * w;
+                let weight = init(format!("{i}.weight"), &[outputs, fan_in], fan_in)?;
+                let bias = init(format!("{i}.bias"), &[outputs], fan_in)?;
+                layers.push(Layer::Linear { weight, bias: Some(bias) });
+            }
+        }
+        Ok(Sequential { layers, spec: spec.clone(), input_shape, dtype })
+    }
+
+    /// The forward pass on a batch `[b, input_shape...]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if &x.dims()[1.min(x.rank())..] != self.input_shape.as_slice() {
+            return Err(Error::Shape(format!(
+                "the model takes examples of shape {:?}, got a batch of shape {:?}",
+                self.input_shape,
+                x.dims()
+            )));
+        }
+        let mut h = x.clone();
+        for l in &self.layers {
+            h = l.forward(&h)?;
+        }
+        Ok(h)
+    }
+
+    /// All parameters in state-dict order.
+    pub fn params(&self) -> Vec<Param> {
+        self.layers.iter().flat_map(|l| l.params().into_iter().cloned()).collect()
+    }
+
+    /// Total number of scalar parameters.
+    pub fn num_params(&self) -> usize {
+        self.params().iter().map(Param::numel).sum()
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// The architecture.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The example shape the model takes.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// The parameter dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// A one-line description such as `Linear(64, 128) - relu - Linear(128, 10)`.
+    pub fn describe(&self) -> String {
+        self.layers.iter().map(Layer::describe).collect::<Vec<_>>().join(" - ")
+    }
+
+    /// The parameters as a state dict.
+    pub fn state_dict(&self) -> Vec<(String, Tensor)> {
+        self.params().into_iter().map(|p| (p.name.clone(), p.tensor().clone())).collect()
+    }
+
+    /// Saves the state dict as safetensors (loadable by PyTorch's `load_state_dict`), atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let meta = HashMap::from([
+            ("optlab_model".to_string(), self.spec.to_spec()),
+            ("input_shape".to_string(), format!("{:?}", self.input_shape)),
+        ]);
+        write_safetensors(path, &self.state_dict(), Some(meta))
+    }
+
+    /// Loads a state dict saved by optlab or by PyTorch (`safetensors.torch.save_file(model.state_dict())`).
+    /// Names and shapes must match exactly (keys starting with `__` are ignored); values are converted to the
+    /// model's dtype.
+    pub fn load(&self, path: &Path) -> Result<()> {
+        let tensors = read_safetensors(path)?;
+        self.load_state_dict(&tensors).map_err(|e| Error::file(path, e.to_string()))
+    }
+
+    /// Copies the values of a state dict into the parameters (strict, as PyTorch's default).
+    pub fn load_state_dict(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        let params = self.params();
+        let mut unexpected: Vec<&String> = tensors
+            .keys()
+            .filter(|k| !k.starts_with("__") && !params.iter().any(|p| &p.name == *k))
+            .collect();
+        unexpected.sort();
+        if !unexpected.is_empty() {
+            return Err(Error::Shape(format!(
+                "unexpected keys {unexpected:?} for model {} (expects {})",
+                self.spec.to_spec(),
+                params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        for p in &params {
+            let t = tensors
+                .get(&p.name)
+                .ok_or_else(|| Error::Shape(format!("missing key '{}' for model {}", p.name, self.spec.to_spec())))?;
+            if t.dims() != p.var.dims() {
+                return Err(Error::Shape(format!(
+                    "'{}' has shape {:?} in the file but {:?} in the model",
+                    p.name,
+                    t.dims(),
+                    p.var.dims()
+                )));
+            }
+            let t = t.to_dtype(self.dtype)?;
+            if t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?.iter().any(|v| !v.is_finite()) {
+                return Err(Error::NonFinite(format!("'{}' contains NaN or infinite values", p.name)));
+            }
+            p.var.set(&t)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mlp_names_and_shapes_follow_pytorch() {
+        let m = Sequential::new(&ModelSpec::parse("mlp:hidden=128-32,act=tanh").unwrap(), &[64], 10, 0, DType::F32)
+            .unwrap();
+        let names: Vec<String> = m.params().iter().map(|p| p.name.clone()).collect();
+        assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]);
+        assert_eq!(m.params()[0].var.dims(), &[128, 64]);
+        assert_eq!(m.num_params(), 64 * 128 + 128 + 128 * 32 + 32 + 32 * 10 + 10);
+        let x = Tensor::zeros((5, 64), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(m.forward(&x).unwrap().dims(), &[5, 10]);
+        assert!(m.forward(&Tensor::zeros((5, 63), DType::F32, &Device::Cpu).unwrap()).is_err());
+        let bound = 1.0 / 8.0;
+        let w: Vec<f32> = m.params()[0].tensor().flatten_all().unwrap().to_vec1().unwrap();
+        assert!(w.iter().all(|v| v.abs() <= bound));
+    }
+
+    #[test]
+    fn cnn_for_8x8_and_28x28() {
+        let spec = ModelSpec::parse("cnn").unwrap();
+        let m = Sequential::new(&spec, &[64], 10, 0, DType::F32).unwrap();
+        let names: Vec<String> = m.params().iter().map(|p| p.name.clone()).collect();
+        assert_eq!(names, ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias"]);
+        let x = Tensor::zeros((2, 1, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(m.forward(&x).unwrap().dims(), &[2, 10]);
+        let m = Sequential::new(&spec, &[784], 10, 0, DType::F32).unwrap();
+        assert_eq!(m.params()[4].var.dims(), &[10, 16 * 7 * 7]);
+        assert!(Sequential::new(&spec, &[10], 10, 0, DType::F32).is_err());
+        assert!(Sequential::new(&spec, &[1, 6, 6], 10, 0, DType::F32).is_err());
+    }
+
+    #[test]
+    fn bad_specs() {
+        assert!(ModelSpec::parse("mlp:hidden=0").is_err());
+        assert!(ModelSpec::parse("mlp:act=sigmoid").is_err());
+        assert!(ModelSpec::parse("resnet").unwrap_err().to_string().contains("available: mlp, cnn"));
+        assert_eq!(ModelSpec::parse("mlp:hidden=64-32").unwrap().to_spec(), "mlp:hidden=64-32,act=relu");
+    }
+
+    #[test]
+    fn same_seed_same_bits() {
+        let spec = ModelSpec::parse("mlp").unwrap();
+        let a = Sequential::new(&spec, &[4], 2, 5, DType::F64).unwrap();
+        let b = Sequential::new(&spec, &[4], 2, 5, DType::F64).unwrap();
+        let c = Sequential::new(&spec, &[4], 2, 6, DType::F64).unwrap();
+        let v = |m: &Sequential| m.params()[0].tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        assert_eq!(v(&a), v(&b));
+        assert_ne!(v(&a), v(&c));
+    }
+}

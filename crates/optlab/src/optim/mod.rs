@@ -1,0 +1,114 @@
+//! Optimizers. An [`Optimizer`] sees all named parameters and their gradients at once, keeps typed state per
+//! parameter, exposes every hyperparameter by name (so schedules can drive lr, betas or weight decay), and
+//! saves/loads its state bit-exactly. Updates run as fused, threaded, in-place kernels ([`kernel`]).
+//!
+//! Build one from a spec string with [`from_spec`]:
+//! ```
+//! let opt = optlab::optim::from_spec("adamw:lr=1e-3,weight_decay=0.01").unwrap();
+//! assert_eq!(opt.hyperparam("weight_decay").unwrap(), 0.01);
+//! ```
+
+pub mod adam;
+pub mod clip;
+pub mod hyper;
+pub mod kernel;
+pub mod sgd;
+mod state;
+
+pub use hyper::{HyperDef, Hypers, Range};
+pub use kernel::Buf;
+pub use state::{load_state_file, save_state_file, OptimizerState};
+
+use crate::nn::Param;
+use crate::spec::unknown_name;
+use crate::{Result, Spec};
+use candle_core::backprop::GradStore;
+
+/// A first-order optimizer over named parameters.
+pub trait Optimizer: Send + std::fmt::Debug {
+    /// The method's name as written in spec strings.
+    fn name(&self) -> &'static str;
+
+    /// The hyperparameters.
+    fn hypers(&self) -> &Hypers;
+
+    /// The hyperparameters, mutably (validated on every set).
+    fn hypers_mut(&mut self) -> &mut Hypers;
+
+    /// One update of every parameter that has a gradient in `grads`.
+    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()>;
+
+    /// The state: step count and per-parameter buffers.
+    fn state(&self) -> &OptimizerState;
+
+    /// The state, mutably (used by [`Optimizer::load_state`]).
+    fn state_mut(&mut self) -> &mut OptimizerState;
+
+    /// The names of the per-parameter buffers, in kernel order (PyTorch's names where they exist).
+    fn buffer_names(&self) -> &'static [&'static str];
+
+    /// The current value of a hyperparameter.
+    fn hyperparam(&self, key: &str) -> Result<f64> {
+        self.hypers().try_get(key)
+    }
+
+    /// Sets a hyperparameter, validating it.
+    fn set_hyperparam(&mut self, key: &str, value: f64) -> Result<()> {
+        self.hypers_mut().set(key, value)
+    }
+
+    /// The learning rate.
+    fn lr(&self) -> f64 {
+        self.hypers().get("lr")
+    }
+
+    /// The canonical spec string of the current hyperparameters.
+    fn spec(&self) -> String {
+        self.hypers().to_spec()
+    }
+
+    /// Replaces the state with `state` after checking it against `params`.
+    fn load_state(&mut self, state: OptimizerState, params: &[Param]) -> Result<()> {
+        state.check(self.name(), self.buffer_names(), params)?;
+        *self.state_mut() = state;
+        Ok(())
+    }
+}
+
+/// The optimizer names [`from_spec`] knows.
+pub const OPTIMIZER_NAMES: &[&str] = &["sgd", "adam", "adamw"];
+
+/// Builds an optimizer from `name:key=value,...`; unknown names, unknown keys and invalid values are errors
+/// that list what is valid.
+pub fn from_spec(spec: &str) -> Result<Box<dyn Optimizer>> {
+    let mut s = Spec::parse(spec)?;
+    Ok(match s.name.as_str() {
+        "sgd" => Box::new(sgd::Sgd::from_spec(&mut s)?),
+        "adam" => Box::new(adam::Adam::from_spec(&mut s, false)?),
+        "adamw" => Box::new(adam::Adam::from_spec(&mut s, true)?),
+        other => return Err(unknown_name("optimizer", other, OPTIMIZER_NAMES)),
+    })
+}
+
+/// Applies one fused kernel to every parameter that has a gradient, creating zero state buffers on first
+/// use. `kernel(fresh)` builds the kernel; `fresh` is true on a parameter's first update.
+pub(crate) fn update_each<K: kernel::Kernel>(
+    state: &mut OptimizerState,
+    names: &[&str],
+    params: &[Param],
+    grads: &GradStore,
+    kernel: impl Fn(bool) -> K,
+) -> Result<()> {
+    for p in params {
+        let Some(g) = grads.get(p.tensor()) else { continue };
+        let fresh = !state.buffers.contains_key(&p.name);
+        if fresh {
+            let n = p.numel();
+            let bufs = names.iter().map(|_| Buf::zeros(p.var.dtype(), n)).collect::<Result<Vec<_>>>()?;
+            state.buffers.insert(p.name.clone(), bufs);
+        }
+        let bufs = state.buffers.get_mut(&p.name).expect("inserted above");
+        kernel::fused_update(p, g, bufs, &kernel(fresh))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Stochastic gradient descent with momentum, dampening, Nesterov momentum and coupled weight decay, exactly
+//! as `torch.optim.SGD`: the momentum buffer starts as the first gradient (not zero), and Nesterov needs
+//! momentum > 0 and dampening = 0.
+
+use super::hyper::{def, HyperDef, Range};
+use super::kernel::{Kernel, Real};
+use super::{update_each, Hypers, Optimizer, OptimizerState};
+use crate::nn::Param;
+use crate::{Error, Result, Spec};
+use candle_core::backprop::GradStore;
+
+const DEFS: &[HyperDef] = &[
+    def("lr", 1e-3, Range::NonNegative),
+    def("momentum", 0.0, Range::NonNegative),
+    def("dampening", 0.0, Range::Unit),
+    def("weight_decay", 0.0, Range::NonNegative),
+    def("nesterov", 0.0, Range::Bool),
+];
+
+/// `torch.optim.SGD`.
+#[derive(Debug, Clone)]
+pub struct Sgd {
+    h: Hypers,
+    state: OptimizerState,
+}
+
+impl Sgd {
+    /// From a spec: `sgd:lr=0.1,momentum=0.9,dampening=0,weight_decay=0,nesterov=false`.
+    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+        let h = Hypers::from_spec("sgd", DEFS, s)?;
+        if h.flag("nesterov") && (h.get("momentum") <= 0.0 || h.get("dampening") != 0.0) {
+            return Err(Error::invalid("sgd: nesterov=true needs momentum > 0 and dampening = 0"));
+        }
+        Ok(Sgd { h, state: OptimizerState::new("sgd") })
+    }
+}
+
+struct SgdKernel {
+    lr: f64,
+    momentum: f64,
+    dampening: f64,
+    weight_decay: f64,
+    nesterov: bool,
+    first: bool,
+}
+
+impl Kernel for SgdKernel {
+    fn run<T: Real>(&self, p: &mut [T], g: &[T], s: &mut [&mut [T]]) {
+        let (lr, mu, wd) = (T::of(self.lr), T::of(self.momentum), T::of(self.weight_decay));
+        let damp = T::of(1.0 - self.dampening);
+        let has_momentum = self.momentum != 0.0;
+        let buf: &mut [T] = if has_momentum { s[0] } else { &mut [] };
+        for i in 0..p.len() {
+            let mut d = g[i];
+            if self.weight_decay != 0.0 {
+                d = d + wd * p[i];
+            }
+            if has_momentum {
+                buf[i] = if self.first { d } else { buf[i] * mu + damp * d };
+                d = if self.nesterov { d + mu * buf[i] } else { buf[i] };
+            }
+            p[i] = p[i] - lr * d;
+        }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn name(&self) -> &'static str {
+        "sgd"
+    }
+    fn hypers(&self) -> &Hypers {
+        &self.h
+    }
+    fn hypers_mut(&mut self) -> &mut Hypers {
+        &mut self.h
+    }
+    fn state(&self) -> &OptimizerState {
+        &self.state
+    }
+    fn state_mut(&mut self) -> &mut OptimizerState {
+        &mut self.state
+    }
+    fn buffer_names(&self) -> &'static [&'static str] {
+        &["momentum_buffer"]
+    }
+
+    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
+        self.state.step += 1;
+        let h = &self.h;
+        let (lr, momentum, dampening) = (h.get("lr"), h.get("momentum"), h.get("dampening"));
+        let (weight_decay, nesterov) = (h.get("weight_decay"), h.flag("nesterov"));
+        let names = self.buffer_names();
+        update_each(&mut self.state, names, params, grads, |first| SgdKernel {
+            lr,
+            momentum,
+            dampening,
+            weight_decay,
+            nesterov,
+            first,
+        })
+    }
+}

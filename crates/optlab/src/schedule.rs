@@ -1,0 +1,119 @@
+//! Hyperparameter schedules: a schedule maps the step (0-based) of a run of `total` steps to a factor that
+//! multiplies the base value of a hyperparameter (usually the learning rate).
+//!
+//! Spec strings: `constant`, `cosine:warmup=100,min_factor=0`, `linear:warmup=100,end_factor=0`. Warmup is
+//! linear from `1/warmup` at step 0 to 1 at step `warmup - 1` (no step is wasted at factor 0); the decay then
+//! runs over the remaining steps, reaching its end value at the last step.
+//!
+//! ```
+//! let s = optlab::schedule::from_spec("cosine:warmup=10", 110).unwrap();
+//! assert_eq!(s.factor(9), 1.0);
+//! assert!((s.factor(109) - 0.0).abs() < 1e-12);
+//! ```
+
+use crate::spec::unknown_name;
+use crate::{Error, Result, Spec};
+
+/// A multiplier per step.
+pub trait Schedule: Send + Sync + std::fmt::Debug {
+    /// The factor at `step` (0-based).
+    fn factor(&self, step: u64) -> f64;
+    /// The canonical spec string.
+    fn spec(&self) -> String;
+}
+
+/// The schedule names [`from_spec`] knows.
+pub const SCHEDULE_NAMES: &[&str] = &["constant", "cosine", "linear"];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Decay {
+    Constant,
+    Cosine { min_factor: f64 },
+    Linear { end_factor: f64 },
+}
+
+/// Linear warmup followed by a decay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WarmupDecay {
+    warmup: u64,
+    total: u64,
+    decay: Decay,
+}
+
+impl Schedule for WarmupDecay {
+    fn factor(&self, step: u64) -> f64 {
+        if step < self.warmup {
+            return (step + 1) as f64 / self.warmup as f64;
+        }
+        let span = self.total.saturating_sub(self.warmup).saturating_sub(1).max(1);
+        let progress = ((step - self.warmup) as f64 / span as f64).min(1.0);
+        match self.decay {
+            Decay::Constant => 1.0,
+            Decay::Cosine { min_factor } => {
+                min_factor + (1.0 - min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+            Decay::Linear { end_factor } => 1.0 - (1.0 - end_factor) * progress,
+        }
+    }
+
+    fn spec(&self) -> String {
+        match self.decay {
+            Decay::Constant => format!("constant:warmup={}", self.warmup),
+            Decay::Cosine { min_factor } => format!("cosine:warmup={},min_factor={min_factor}", self.warmup),
+            Decay::Linear { end_factor } => format!("linear:warmup={},end_factor={end_factor}", self.warmup),
+        }
+    }
+}
+
+/// Builds a schedule for a run of `total` steps.
+pub fn from_spec(spec: &str, total: u64) -> Result<Box<dyn Schedule>> {
+    let mut s = Spec::parse(spec)?;
+    let warmup = s.usize("warmup", 0)? as u64;
+    let unit = |s: &mut Spec, key: &'static str| -> Result<f64> {
+        let v = s.f64(key, 0.0)?;
+        if !(0.0..=1.0).contains(&v) {
+            return Err(Error::invalid(format!("{}: {key}={v} must be in [0, 1]", s.name)));
+        }
+        Ok(v)
+    };
+    let decay = match s.name.as_str() {
+        "constant" => Decay::Constant,
+        "cosine" => Decay::Cosine { min_factor: unit(&mut s, "min_factor")? },
+        "linear" => Decay::Linear { end_factor: unit(&mut s, "end_factor")? },
+        other => return Err(unknown_name("schedule", other, SCHEDULE_NAMES)),
+    };
+    s.finish()?;
+    if total > 0 && warmup > total {
+        return Err(Error::invalid(format!("{}: warmup={warmup} exceeds the run's {total} steps", s.name)));
+    }
+    Ok(Box::new(WarmupDecay { warmup, total, decay }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        let c = from_spec("constant", 10).unwrap();
+        assert!((0..10).all(|t| c.factor(t) == 1.0));
+        let w = from_spec("constant:warmup=4", 10).unwrap();
+        assert_eq!([w.factor(0), w.factor(1), w.factor(3), w.factor(4)], [0.25, 0.5, 1.0, 1.0]);
+        let cos = from_spec("cosine:min_factor=0.1", 101).unwrap();
+        assert_eq!(cos.factor(0), 1.0);
+        assert!((cos.factor(50) - 0.55).abs() < 1e-12);
+        assert!((cos.factor(100) - 0.1).abs() < 1e-12);
+        let lin = from_spec("linear:warmup=10", 111).unwrap();
+        assert!((lin.factor(60) - 0.5).abs() < 1e-12);
+        assert!(lin.factor(110).abs() < 1e-12);
+        assert!((0..110).all(|t| lin.factor(t + 1) <= lin.factor(t) || t < 10));
+    }
+
+    #[test]
+    fn errors() {
+        assert!(from_spec("cosin", 10).unwrap_err().to_string().contains("available: constant, cosine, linear"));
+        assert!(from_spec("cosine:min_factor=2", 10).is_err());
+        assert!(from_spec("linear:warmup=20", 10).is_err());
+        assert!(from_spec("cosine:warm=2", 10).unwrap_err().to_string().contains("'warm'"));
+    }
+}

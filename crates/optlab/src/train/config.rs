@@ -1,0 +1,137 @@
+//! The configuration of one training run, as flags or as a TOML file (`optlab train --config run.toml`).
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Everything that determines a training run. Same config and seed, same bits.
+///
+/// ```toml
+/// data = "digits"
+/// model = "mlp:hidden=128,act=relu"
+/// optimizer = "adamw:lr=1e-3,weight_decay=0.01"
+/// schedule = "cosine:warmup=100"
+/// epochs = 20
+/// batch_size = 64
+/// seed = 0
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Data spec (see [`crate::data::load_spec`]): `digits`, `moons:n=1000`, `csv:path=d.csv`, ...
+    pub data: String,
+    /// Model spec: `mlp:hidden=128,act=relu` or `cnn:channels=8-16`.
+    pub model: String,
+    /// Optimizer spec, e.g. `adamw:lr=1e-3,weight_decay=0.01`.
+    pub optimizer: String,
+    /// Learning-rate schedule spec: `constant`, `cosine:warmup=100`, `linear`.
+    pub schedule: String,
+    /// Passes over the training split (used when `steps` is absent).
+    pub epochs: Option<u64>,
+    /// Total optimizer steps; overrides `epochs`.
+    pub steps: Option<u64>,
+    /// Examples per step; the last batch of an epoch may be smaller.
+    pub batch_size: usize,
+    /// Seed of initialisation, split, shuffling and synthetic data.
+    pub seed: u64,
+    /// `auto` (cross-entropy for classes, MSE for values), `cross_entropy` or `mse`.
+    pub loss: String,
+    /// Fraction of the data held out for validation.
+    pub val_frac: f64,
+    /// Evaluate every this many steps; 0 means once per epoch.
+    pub eval_every: u64,
+    /// Write a metrics line every this many steps.
+    pub log_every: u64,
+    /// Checkpoint every this many steps; 0 means at every evaluation.
+    pub checkpoint_every: u64,
+    /// Clip gradients to this global l2 norm.
+    pub clip_grad_norm: Option<f64>,
+    /// `f32` or `f64`.
+    pub dtype: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            data: "digits".into(),
+            model: "mlp:hidden=128,act=relu".into(),
+            optimizer: "adamw:lr=1e-3,weight_decay=0.01".into(),
+            schedule: "constant".into(),
+            epochs: Some(20),
+            steps: None,
+            batch_size: 64,
+            seed: 0,
+            loss: "auto".into(),
+            val_frac: 0.2,
+            eval_every: 0,
+            log_every: 1,
+            checkpoint_every: 0,
+            clip_grad_norm: None,
+            dtype: "f32".into(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML file; unknown keys are errors.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e.to_string()))?;
+        Self::from_toml(&text).map_err(|e| Error::file(path, e.to_string()))
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::invalid(format!("invalid run config: {}", e.message())))
+    }
+
+    /// The config as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serializes")
+    }
+
+    /// Checks the plain numeric fields.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::invalid("batch_size must be at least 1"));
+        }
+        if self.epochs.is_none() && self.steps.is_none() {
+            return Err(Error::invalid("give epochs or steps"));
+        }
+        if self.steps == Some(0) || (self.steps.is_none() && self.epochs == Some(0)) {
+            return Err(Error::invalid("the run must have at least one step (epochs or steps >= 1)"));
+        }
+        if self.log_every == 0 {
+            return Err(Error::invalid("log_every must be at least 1"));
+        }
+        if let Some(c) = self.clip_grad_norm {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(Error::invalid(format!("clip_grad_norm={c} must be a positive number")));
+            }
+        }
+        if !matches!(self.dtype.as_str(), "f32" | "f64") {
+            return Err(Error::invalid(format!("dtype={} must be f32 or f64", self.dtype)));
+        }
+        if !matches!(self.loss.as_str(), "auto" | "cross_entropy" | "mse") {
+            return Err(Error::invalid(format!("loss={} must be auto, cross_entropy or mse", self.loss)));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys() {
+        let c = TrainConfig { clip_grad_norm: Some(1.0), ..Default::default() };
+        assert_eq!(TrainConfig::from_toml(&c.to_toml()).unwrap(), c);
+        let e = TrainConfig::from_toml("batch_sise = 3").unwrap_err().to_string();
+        assert!(e.contains("batch_sise"), "{e}");
+        let partial = TrainConfig::from_toml("epochs = 3\noptimizer = \"sgd:lr=0.1\"").unwrap();
+        assert_eq!(partial.epochs, Some(3));
+        assert_eq!(partial.batch_size, 64);
+        assert!(TrainConfig { batch_size: 0, ..Default::default() }.validate().is_err());
+        assert!(TrainConfig { dtype: "f16".into(), ..Default::default() }.validate().is_err());
+    }
+}

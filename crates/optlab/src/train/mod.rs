@@ -1,0 +1,17 @@
+//! Training: a configuration ([`TrainConfig`]), the loop ([`Trainer`]), observers that see metrics
+//! ([`Observer`]), and run directories with checkpoints that resume bit-exactly ([`checkpoint`]).
+//!
+//! A run directory holds `config.toml` (resolved), `metrics.jsonl` (one JSON object per logged step or
+//! evaluation), `summary.json`, `model.safetensors`, `optimizer.safetensors` + `optimizer.json`, and
+//! `checkpoints/` (the last good checkpoint). The CLI adds `plots/`.
+
+pub mod checkpoint;
+mod config;
+mod metrics;
+mod observer;
+mod trainer;
+
+pub use config::TrainConfig;
+pub use metrics::{read_metrics, EvalMetrics, MetricsLog, Record, StepMetrics, Summary};
+pub use observer::{Observer, RunInfo};
+pub use trainer::{RunOptions, Trainer};

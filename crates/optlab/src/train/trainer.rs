@@ -1,0 +1,352 @@
+//! The training loop.
+
+use super::checkpoint::{self, LoopState};
+use super::{EvalMetrics, MetricsLog, Observer, RunInfo, StepMetrics, Summary, TrainConfig};
+use crate::data::{load_spec, Dataset, Target};
+use crate::error::PathContext;
+use crate::nn::loss::{correct, cross_entropy, mse};
+use crate::nn::{ModelSpec, Param, Sequential};
+use crate::optim::clip::{clip_grad_norm, global_grad_norm};
+use crate::optim::{from_spec, save_state_file, Optimizer};
+use crate::rng::{permutation, rng_for, Stream};
+use crate::schedule::{self, Schedule};
+use crate::tensor_io::write_atomic;
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Examples per forward pass during evaluation.
+const EVAL_BATCH: usize = 1024;
+
+/// Where and how far to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The run directory; without one nothing is written.
+    pub run_dir: Option<PathBuf>,
+    /// Stop (as if killed) once this many steps are done, after checkpointing. For tests and time-boxed jobs.
+    pub stop_at: Option<u64>,
+}
+
+/// A configured run: data, model, optimizer and schedule, ready to train.
+pub struct Trainer {
+    config: TrainConfig,
+    train: Dataset,
+    val: Option<Dataset>,
+    model: Sequential,
+    opt: Box<dyn Optimizer>,
+    base_lr: f64,
+    schedule: Box<dyn Schedule>,
+    total_steps: u64,
+    steps_per_epoch: u64,
+    dtype: DType,
+    classification: bool,
+    loop_state: LoopState,
+}
+
+impl Trainer {
+    /// Builds everything the config names; any invalid part is a clear error.
+    pub fn new(config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        let data = load_spec(&config.data, config.seed)?;
+        let spec = ModelSpec::parse(&config.model)?;
+        let dtype = if config.dtype == "f64" { DType::F64 } else { DType::F32 };
+        let shape = spec.input_shape(&data.feature_shape)?;
+        let data = data.reshaped(shape)?;
+        let (train, val) = if config.val_frac > 0.0 {
+            let (t, v) = data.split(config.val_frac, config.seed)?;
+            (t, (!v.is_empty()).then_some(v))
+        } else {
+            (data, None)
+        };
+        let classification = match (&train.target, config.loss.as_str()) {
+            (Target::Classes { .. }, "auto" | "cross_entropy") => true,
+            (Target::Values { .. }, "auto" | "mse") => false,
+            (Target::Classes { .. }, "mse") => {
+                return Err(Error::invalid("loss=mse needs real-valued targets; this data set has class labels"))
+            }
+            _ => return Err(Error::invalid("loss=cross_entropy needs class labels; this data set has real targets")),
+        };
+        let model = Sequential::new(&spec, &train.feature_shape, train.output_dim(), config.seed, dtype)?;
+        let opt = from_spec(&config.optimizer)?;
+        let steps_per_epoch = train.len().div_ceil(config.batch_size) as u64;
+        let total_steps = config.steps.unwrap_or_else(|| config.epochs.unwrap_or(1) * steps_per_epoch);
+        let schedule = schedule::from_spec(&config.schedule, total_steps)?;
+        let base_lr = opt.lr();
+        let mut resolved = config.clone();
+        resolved.model = spec.to_spec();
+        resolved.optimizer = opt.spec();
+        resolved.schedule = schedule.spec();
+        resolved.steps = Some(total_steps);
+        Ok(Trainer {
+            config: resolved,
+            train,
+            val,
+            model,
+            opt,
+            base_lr,
+            schedule,
+            total_steps,
+            steps_per_epoch,
+            dtype,
+            classification,
+            loop_state: LoopState { step: 0, loss_sum: 0.0, loss_count: 0, best_val_accuracy: None, time_s: 0.0, dir: String::new() },
+        })
+    }
+
+    /// Rebuilds the trainer of an interrupted run from its `config.toml` and last checkpoint.
+    pub fn resume(run_dir: &Path) -> Result<Self> {
+        let cfg_path = run_dir.join("config.toml");
+        let config = TrainConfig::from_toml_file(&cfg_path)?;
+        let mut t = Trainer::new(config)?;
+        let (opt, st) = checkpoint::load(run_dir, &t.model)?;
+        t.base_lr = opt.lr();
+        t.opt = opt;
+        t.loop_state = st;
+        // The saved lr is the scheduled one of the last step; the base lr comes from the resolved config.
+        t.base_lr = from_spec(&t.config.optimizer)?.lr();
+        Ok(t)
+    }
+
+    /// The resolved configuration (canonical specs, total steps).
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Sequential {
+        &self.model
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &dyn Optimizer {
+        self.opt.as_ref()
+    }
+
+    /// Steps done so far.
+    pub fn step(&self) -> u64 {
+        self.loop_state.step
+    }
+
+    /// Total steps of the run.
+    pub fn total_steps(&self) -> u64 {
+        self.total_steps
+    }
+
+    fn eval_every(&self) -> u64 {
+        if self.config.eval_every == 0 { self.steps_per_epoch } else { self.config.eval_every }
+    }
+
+    fn checkpoint_every(&self) -> u64 {
+        if self.config.checkpoint_every == 0 { self.eval_every() } else { self.config.checkpoint_every }
+    }
+
+    fn batch_indices(&self, step: u64) -> Vec<usize> {
+        let epoch = step / self.steps_per_epoch;
+        let i = (step % self.steps_per_epoch) as usize;
+        let perm = permutation(self.train.len(), &mut rng_for(self.config.seed, Stream::Shuffle, epoch));
+        let b = self.config.batch_size;
+        perm[i * b..((i + 1) * b).min(perm.len())].to_vec()
+    }
+
+    fn loss(&self, out: &Tensor, y: &Tensor) -> Result<Tensor> {
+        if self.classification {
+            cross_entropy(out, y)
+        } else {
+            if out.dims() != y.dims() {
+                return Err(Error::Shape(format!("model output {:?} vs targets {:?}", out.dims(), y.dims())));
+            }
+            mse(out, y)
+        }
+    }
+
+    /// Loss and accuracy (classification) of the model on `data`.
+    pub fn evaluate(&self, data: &Dataset) -> Result<(f64, Option<f64>)> {
+        let n = data.len();
+        let (mut loss_sum, mut hits) = (0.0, 0usize);
+        let idx: Vec<usize> = (0..n).collect();
+        for chunk in idx.chunks(EVAL_BATCH) {
+            let (x, y) = data.batch(chunk, self.dtype, &Device::Cpu)?;
+            let out = self.model.forward(&x)?.detach();
+            let l = self.loss(&out, &y)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            loss_sum += l * chunk.len() as f64;
+            if self.classification {
+                hits += correct(&out, &y)?;
+            }
+        }
+        Ok((loss_sum / n as f64, self.classification.then(|| hits as f64 / n as f64)))
+    }
+
+    fn prepare_dir(&self, dir: &Path, resumed: bool) -> Result<MetricsLog> {
+        std::fs::create_dir_all(dir).at_path(dir)?;
+        if !resumed {
+            if checkpoint::exists(dir) {
+                return Err(Error::file(
+                    dir,
+                    "already holds a run; resume it with --resume, or choose a new directory",
+                ));
+            }
+            write_atomic(&dir.join("config.toml"), self.config.to_toml().as_bytes())?;
+        }
+        MetricsLog::open(&dir.join("metrics.jsonl"), self.config.log_every, self.loop_state.step)
+    }
+
+    /// Trains to the end (or to `opts.stop_at`), notifying `observers`. With a run directory, writes the
+    /// config, metrics, checkpoints and, at the end, the model, optimizer state and summary. A NaN or
+    /// infinite loss or gradient stops the run with an error; the last good checkpoint stays on disk.
+    pub fn run(&mut self, run_dir: Option<&Path>, observers: &mut [&mut dyn Observer]) -> Result<Summary> {
+        self.run_with(&RunOptions { run_dir: run_dir.map(Path::to_path_buf), stop_at: None }, observers)
+    }
+
+    /// [`Trainer::run`] with all options.
+    pub fn run_with(&mut self, opts: &RunOptions, observers: &mut [&mut dyn Observer]) -> Result<Summary> {
+        let resumed = self.loop_state.step > 0;
+        let mut log = match &opts.run_dir {
+            Some(d) => Some(self.prepare_dir(d, resumed)?),
+            None => None,
+        };
+        let info = RunInfo {
+            total_steps: self.total_steps,
+            start_step: self.loop_state.step,
+            steps_per_epoch: self.steps_per_epoch,
+            train_examples: self.train.len(),
+            val_examples: self.val.as_ref().map_or(0, Dataset::len),
+            num_params: self.model.num_params(),
+            model: self.model.describe(),
+            optimizer: self.opt.spec(),
+        };
+        let mut notify = |f: &mut dyn FnMut(&mut dyn Observer)| {
+            if let Some(l) = log.as_mut() {
+                f(l);
+            }
+            for o in observers.iter_mut() {
+                f(*o);
+            }
+        };
+        notify(&mut |o| o.on_start(&info));
+        let params: Vec<Param> = self.model.params();
+        let start = Instant::now();
+        let time0 = self.loop_state.time_s;
+        let first_step = self.loop_state.step;
+        let mut samples = 0usize;
+        let mut last_eval: Option<EvalMetrics> = None;
+        let end = opts.stop_at.map_or(self.total_steps, |s| s.min(self.total_steps));
+        while self.loop_state.step < end {
+            let step = self.loop_state.step;
+            let epoch = step / self.steps_per_epoch;
+            let lr = self.base_lr * self.schedule.factor(step);
+            self.opt.set_hyperparam("lr", lr)?;
+            let idx = self.batch_indices(step);
+            let (x, y) = self.train.batch(&idx, self.dtype, &Device::Cpu)?;
+            let out = self.model.forward(&x)?;
+            let loss = self.loss(&out, &y)?;
+            let loss_v = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let last_good = || match &opts.run_dir {
+                Some(d) if checkpoint::exists(d) => format!("; the last good checkpoint is kept in {}", d.join("checkpoints").display()),
+                _ => String::new(),
+            };
+            if !loss_v.is_finite() {
+                return Err(Error::NonFinite(format!(
+                    "the loss became {loss_v} at step {} (lr {lr:e}){}; try a lower learning rate or --clip-grad-norm",
+                    step + 1,
+                    last_good()
+                )));
+            }
+            let mut grads = loss.backward()?;
+            let grad_norm = match self.config.clip_grad_norm {
+                Some(c) => clip_grad_norm(&params, &mut grads, c)?,
+                None => global_grad_norm(&params, &grads)?,
+            };
+            if !grad_norm.is_finite() {
+                return Err(Error::NonFinite(format!(
+                    "the gradient norm became {grad_norm} at step {} (lr {lr:e}){}; try a lower learning rate or --clip-grad-norm",
+                    step + 1,
+                    last_good()
+                )));
+            }
+            self.opt.step(&params, &grads)?;
+            drop(grads);
+            self.loop_state.step += 1;
+            self.loop_state.loss_sum += loss_v;
+            self.loop_state.loss_count += 1;
+            samples += idx.len();
+            let elapsed = start.elapsed().as_secs_f64();
+            let m = StepMetrics {
+                step: self.loop_state.step,
+                epoch,
+                loss: loss_v,
+                lr,
+                grad_norm,
+                batch_size: idx.len(),
+                time_s: time0 + elapsed,
+                samples_per_s: samples as f64 / elapsed.max(1e-9),
+            };
+            notify(&mut |o| o.on_step(&m));
+            let done = self.loop_state.step;
+            if done % self.eval_every() == 0 || done == self.total_steps {
+                let e = self.eval_now(epoch, time0 + start.elapsed().as_secs_f64())?;
+                notify(&mut |o| o.on_eval(&e));
+                last_eval = Some(e);
+            }
+            let at_end = done == end;
+            if let Some(d) = &opts.run_dir {
+                if done % self.checkpoint_every() == 0 || at_end {
+                    self.loop_state.time_s = time0 + start.elapsed().as_secs_f64();
+                    let cdir = checkpoint::save(d, &self.model, self.opt.as_ref(), &self.loop_state)?;
+                    notify(&mut |o| o.on_checkpoint(done, &cdir));
+                }
+            }
+        }
+        let wall = time0 + start.elapsed().as_secs_f64();
+        let last_eval = match last_eval {
+            Some(e) => e,
+            None => self.eval_now(self.loop_state.step.saturating_sub(1) / self.steps_per_epoch, wall)?,
+        };
+        let summary = Summary {
+            data: self.config.data.clone(),
+            model: self.config.model.clone(),
+            optimizer: self.config.optimizer.clone(),
+            schedule: self.config.schedule.clone(),
+            steps: self.loop_state.step,
+            epochs: self.loop_state.step as f64 / self.steps_per_epoch as f64,
+            num_params: self.model.num_params(),
+            final_train_loss: last_eval.train_loss,
+            val_loss: last_eval.val_loss,
+            val_accuracy: last_eval.val_accuracy,
+            best_val_accuracy: self.loop_state.best_val_accuracy,
+            wall_time_s: wall,
+            samples_per_s: samples as f64 / (wall - time0).max(1e-9),
+        };
+        if let (Some(d), true) = (&opts.run_dir, self.loop_state.step == self.total_steps) {
+            self.model.save(&d.join("model.safetensors"))?;
+            save_state_file(self.opt.as_ref(), &params, &d.join("optimizer.safetensors"), &d.join("optimizer.json"))?;
+            let text = serde_json::to_string_pretty(&summary).expect("json");
+            write_atomic(&d.join("summary.json"), text.as_bytes())?;
+        }
+        let _ = first_step;
+        notify(&mut |o| o.on_end(&summary));
+        Ok(summary)
+    }
+
+    fn eval_now(&mut self, epoch: u64, time_s: f64) -> Result<EvalMetrics> {
+        let train_loss = if self.loop_state.loss_count > 0 {
+            self.loop_state.loss_sum / self.loop_state.loss_count as f64
+        } else {
+            self.evaluate(&self.train)?.0
+        };
+        self.loop_state.loss_sum = 0.0;
+        self.loop_state.loss_count = 0;
+        let (val_loss, val_accuracy) = match &self.val {
+            Some(v) => {
+                let (l, a) = self.evaluate(v)?;
+                (Some(l), a)
+            }
+            None => (None, None),
+        };
+        if let Some(a) = val_accuracy {
+            let best = self.loop_state.best_val_accuracy.map_or(a, |b: f64| b.max(a));
+            self.loop_state.best_val_accuracy = Some(best);
+        }
+        Ok(EvalMetrics { step: self.loop_state.step, epoch, train_loss, val_loss, val_accuracy, time_s })
+    }
+}
