@@ -1,1 +1,58 @@
-fn main(){}
+//! `optlab`: train, compare and analyse with the methods of the optlab library from one command.
+
+mod bench;
+mod compare;
+mod plot;
+mod progress;
+mod train_cmd;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "optlab",
+    version,
+    about = "Optimizers, schedules and analysis from 42 ML optimization papers",
+    long_about = "optlab trains models with the optimizers and schedules of 42 ML optimization papers and analyses \
+                  them. Every command prints one clear sentence and exits non-zero on bad input.\n\n\
+                  Start with:  optlab demo --out demo-report",
+    after_help = "Examples:\n  optlab demo --out demo-report\n  optlab train --optimizer adamw:lr=1e-3 --epochs 20 --out runs/adamw\n  optlab train --resume runs/adamw\n  optlab compare --optimizer sgd:lr=0.1,momentum=0.9 --optimizer adam:lr=1e-3 --out cmp\n  optlab bench train"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The main job: train the default MLP on the embedded digits data with every optimizer and write a
+    /// report (Markdown table + PNG curves).
+    Demo(compare::DemoArgs),
+    /// One training run into a run directory (config.toml, metrics.jsonl, summary.json, model.safetensors,
+    /// optimizer.safetensors, plots/); `--resume DIR` continues a killed run bit-exactly.
+    Train(train_cmd::TrainArgs),
+    /// Several optimizers (and schedules) on one task, one report.
+    Compare(compare::CompareArgs),
+    /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    // candle reads this once per thread before its first backward pass; without it grad-of-grad is wrong.
+    // Set before any thread starts.
+    std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Demo(a) => compare::demo(a),
+        Cmd::Train(a) => train_cmd::run(a),
+        Cmd::Compare(a) => compare::compare(a),
+        Cmd::Bench(a) => bench::run(a),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -17,8 +17,9 @@ pub const MODEL_NAMES: &[&str] = &["mlp", "cnn"];
 /// A model architecture, independent of the data's sizes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelSpec {
-    /// `mlp:hidden=128-64,act=relu`: Linear/activation pairs, then a Linear to the outputs.
-    Mlp { hidden: Vec<usize>, act: Activation },
+    /// `mlp:hidden=128-64,act=relu`: Linear/activation pairs, then a Linear to the outputs. `act` is one
+    /// activation for every hidden layer or one per hidden layer (`act=relu-tanh`).
+    Mlp { hidden: Vec<usize>, acts: Vec<Activation> },
     /// `cnn:channels=8-16`: (Conv2d 3x3 pad 1, ReLU, MaxPool2d 2) per channel count, Flatten, Linear.
     Cnn { channels: Vec<usize> },
 }
@@ -28,10 +29,25 @@ impl ModelSpec {
     pub fn parse(spec: &str) -> Result<Self> {
         let mut s = Spec::parse(spec)?;
         let m = match s.name.as_str() {
-            "mlp" => ModelSpec::Mlp {
-                hidden: s.usize_list("hidden", &[128])?,
-                act: Activation::parse(&s.string("act", "relu"))?,
-            },
+            "mlp" => {
+                let hidden = s.usize_list("hidden", &[128])?;
+                let acts = s
+                    .string("act", "relu")
+                    .split('-')
+                    .map(Activation::parse)
+                    .collect::<Result<Vec<_>>>()?;
+                let acts = match acts.len() {
+                    1 => vec![acts[0]; hidden.len()],
+                    n if n == hidden.len() => acts,
+                    n => {
+                        return Err(Error::invalid(format!(
+                            "{spec}: {n} activations for {} hidden layers; give one, or one per layer",
+                            hidden.len()
+                        )))
+                    }
+                };
+                ModelSpec::Mlp { hidden, acts }
+            }
             "cnn" => ModelSpec::Cnn { channels: s.usize_list("channels", &[8, 16])? },
             other => return Err(unknown_name("model", other, MODEL_NAMES)),
         };
@@ -51,8 +67,14 @@ impl ModelSpec {
     pub fn to_spec(&self) -> String {
         let join = |v: &[usize]| v.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-");
         match self {
-            ModelSpec::Mlp { hidden, act } => {
-                format!("mlp:hidden={},act={}", if hidden.is_empty() { "none".into() } else { join(hidden) }, act.name())
+            ModelSpec::Mlp { hidden, acts } => {
+                let act = match acts.first() {
+                    Some(a) if acts.iter().all(|b| b == a) => a.name().to_string(),
+                    None => "relu".to_string(),
+                    Some(_) => acts.iter().map(|a| a.name()).collect::<Vec<_>>().join("-"),
+                };
+                let hidden = if hidden.is_empty() { "none".into() } else { join(hidden) };
+                format!("mlp:hidden={hidden},act={act}")
             }
             ModelSpec::Cnn { channels } => format!("cnn:channels={}", join(channels)),
         }
@@ -124,17 +146,18 @@ impl Sequential {
         };
         let mut layers = Vec::new();
         match spec {
-            ModelSpec::Mlp { hidden, act } => {
+            ModelSpec::Mlp { hidden, acts } => {
                 let mut fan_in = input_shape[0];
-                for &w in hidden.iter().chain(std::iter::once(&outputs)) {
+                for (k, &w) in hidden.iter().chain(std::iter::once(&outputs)).enumerate() {
                     let i = layers.len();
                     let weight = init(format!("{i}.weight"), &[w, fan_in], fan_in)?;
                     let bias = init(format!("{i}.bias"), &[w], fan_in)?;
                     layers.push(Layer::Linear { weight, bias: Some(bias) });
-                    layers.push(Layer::Act(*act));
+                    if let Some(a) = acts.get(k) {
+                        layers.push(Layer::Act(*a));
+                    }
                     fan_in = w;
                 }
-                layers.pop();
             }
             ModelSpec::Cnn { channels } => {
                 let (mut c, mut h, mut w) = (input_shape[0], input_shape[1], input_shape[2]);
@@ -307,6 +330,8 @@ mod tests {
     fn bad_specs() {
         assert!(ModelSpec::parse("mlp:hidden=0").is_err());
         assert!(ModelSpec::parse("mlp:act=sigmoid").is_err());
+        assert!(ModelSpec::parse("mlp:hidden=4-4-4,act=relu-tanh").is_err());
+        assert_eq!(ModelSpec::parse("mlp:hidden=4-4,act=relu-tanh").unwrap().to_spec(), "mlp:hidden=4-4,act=relu-tanh");
         assert!(ModelSpec::parse("resnet").unwrap_err().to_string().contains("available: mlp, cnn"));
         assert_eq!(ModelSpec::parse("mlp:hidden=64-32").unwrap().to_spec(), "mlp:hidden=64-32,act=relu");
     }

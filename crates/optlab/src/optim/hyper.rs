@@ -140,10 +140,19 @@ impl Hypers {
             .zip(&self.values)
             .map(|(d, v)| match d.range {
                 Range::Bool => format!("{}={}", d.name, *v != 0.0),
-                _ => format!("{}={v:e}", d.name),
+                _ => format!("{}={}", d.name, fmt_number(*v)),
             })
             .collect();
         format!("{}:{}", self.owner, kv.join(","))
+    }
+}
+
+/// Shortest readable text that parses back to the same f64: `0.9`, `0.001`, `1e-8`.
+pub fn fmt_number(v: f64) -> String {
+    if v == 0.0 || (1e-4..1e6).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
     }
 }
 
@@ -167,6 +176,9 @@ mod tests {
         let mut s2 = Spec::parse(&h.to_spec()).unwrap();
         let h2 = Hypers::from_spec("x", DEFS, &mut s2).unwrap();
         assert_eq!(h.all(), h2.all());
+        assert_eq!(h.to_spec(), "x:lr=0.5,beta1=0.5,nesterov=true");
+        assert_eq!(fmt_number(1e-8), "1e-8");
+        assert_eq!(fmt_number(0.001), "0.001");
         let mut s = Spec::parse("x:lr=-1").unwrap();
         assert!(Hypers::from_spec("x", DEFS, &mut s).unwrap_err().to_string().contains("lr=-1"));
     }

@@ -8,10 +8,12 @@
 //! assert_eq!(opt.hyperparam("weight_decay").unwrap(), 0.01);
 //! ```
 
+pub mod adagrad;
 pub mod adam;
 pub mod clip;
 pub mod hyper;
 pub mod kernel;
+pub mod rmsprop;
 pub mod sgd;
 mod state;
 
@@ -76,7 +78,7 @@ pub trait Optimizer: Send + std::fmt::Debug {
 }
 
 /// The optimizer names [`from_spec`] knows.
-pub const OPTIMIZER_NAMES: &[&str] = &["sgd", "adam", "adamw"];
+pub const OPTIMIZER_NAMES: &[&str] = &["sgd", "adam", "adamw", "adagrad", "rmsprop"];
 
 /// Builds an optimizer from `name:key=value,...`; unknown names, unknown keys and invalid values are errors
 /// that list what is valid.
@@ -86,6 +88,8 @@ pub fn from_spec(spec: &str) -> Result<Box<dyn Optimizer>> {
         "sgd" => Box::new(sgd::Sgd::from_spec(&mut s)?),
         "adam" => Box::new(adam::Adam::from_spec(&mut s, false)?),
         "adamw" => Box::new(adam::Adam::from_spec(&mut s, true)?),
+        "adagrad" => Box::new(adagrad::Adagrad::from_spec(&mut s)?),
+        "rmsprop" => Box::new(rmsprop::RmsProp::from_spec(&mut s)?),
         other => return Err(unknown_name("optimizer", other, OPTIMIZER_NAMES)),
     })
 }

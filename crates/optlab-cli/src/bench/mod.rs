@@ -1,0 +1,45 @@
+//! `optlab bench`: side-by-side benchmarks. Every number is reported next to its anchor measured in the same
+//! run (PyTorch when `python3 -c "import torch"` works), as a ratio.
+
+mod train;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// Time of one training step (forward, cross-entropy, backward, AdamW) of two MLPs, optlab vs PyTorch.
+    Train(train::TrainBenchArgs),
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    match a.what {
+        BenchWhat::Train(t) => train::run(t),
+    }
+}
+
+/// Runs a Python benchmark script with `python3` when torch imports, returning its stdout.
+pub fn run_torch_script(script: &str, args: &[String]) -> Option<String> {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import torch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        return None;
+    }
+    let out = std::process::Command::new("python3").arg("-c").arg(script).args(args).output().ok()?;
+    if !out.status.success() {
+        eprintln!("warning: the PyTorch side failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).to_string())
+}

@@ -1,0 +1,120 @@
+//! `optlab bench train`: one training step of MLP 64-256-256-10 (batch 128) and 784-1024-1024-10 (batch 256),
+//! optlab against PyTorch (2 threads) in the same run.
+
+use super::run_torch_script;
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use clap::Args;
+use optlab::nn::loss::cross_entropy;
+use optlab::nn::{ModelSpec, Sequential};
+use optlab::optim::from_spec;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct TrainBenchArgs {
+    /// Timed steps per repetition (best of 3 repetitions is reported).
+    #[arg(long, default_value_t = 30)]
+    pub steps: usize,
+    /// Threads for PyTorch (optlab uses rayon's pool: RAYON_NUM_THREADS, default all cores).
+    #[arg(long, default_value_t = 2)]
+    pub torch_threads: usize,
+    /// Skip the PyTorch side.
+    #[arg(long)]
+    pub no_torch: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+struct Case {
+    name: &'static str,
+    dims: &'static [usize],
+    batch: usize,
+}
+
+const CASES: &[Case] = &[
+    Case { name: "mlp-64-256-256-10/b128", dims: &[64, 256, 256, 10], batch: 128 },
+    Case { name: "mlp-784-1024-1024-10/b256", dims: &[784, 1024, 1024, 10], batch: 256 },
+];
+
+fn optlab_ms(c: &Case, steps: usize) -> Result<f64> {
+    let hidden: Vec<String> = c.dims[1..c.dims.len() - 1].iter().map(|d| d.to_string()).collect();
+    let spec = ModelSpec::parse(&format!("mlp:hidden={},act=relu", hidden.join("-")))?;
+    let out = *c.dims.last().expect("dims");
+    let model = Sequential::new(&spec, &c.dims[..1], out, 0, DType::F32)?;
+    let params = model.params();
+    let mut opt = from_spec("adamw:lr=1e-3")?;
+    let x = Tensor::randn(0f32, 1.0, (c.batch, c.dims[0]), &Device::Cpu)?;
+    let labels: Vec<u32> = (0..c.batch).map(|i| (i * 7 % out) as u32).collect();
+    let y = Tensor::from_vec(labels, c.batch, &Device::Cpu)?;
+    let mut step = || -> Result<()> {
+        let loss = cross_entropy(&model.forward(&x)?, &y)?;
+        let grads = loss.backward()?;
+        opt.step(&params, &grads)?;
+        Ok(())
+    };
+    for _ in 0..5 {
+        step()?;
+    }
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        for _ in 0..steps {
+            step()?;
+        }
+        best = best.min(t.elapsed().as_secs_f64() / steps as f64);
+    }
+    Ok(best * 1e3)
+}
+
+pub fn run(a: TrainBenchArgs) -> Result<()> {
+    let ours: Vec<f64> = CASES.iter().map(|c| optlab_ms(c, a.steps)).collect::<Result<_>>()?;
+    let torch: Option<serde_json::Value> = if a.no_torch {
+        None
+    } else {
+        let cases = serde_json::json!(CASES
+            .iter()
+            .map(|c| serde_json::json!({"name": c.name, "dims": c.dims, "batch": c.batch}))
+            .collect::<Vec<_>>());
+        run_torch_script(
+            include_str!("torch_train.py"),
+            &[a.torch_threads.to_string(), cases.to_string(), a.steps.to_string()],
+        )
+        .and_then(|s| serde_json::from_str(s.trim()).ok())
+    };
+    let mut rows = Vec::new();
+    for (c, ms) in CASES.iter().zip(&ours) {
+        let t = torch.as_ref().and_then(|v| v[c.name].as_f64());
+        rows.push(serde_json::json!({
+            "case": c.name,
+            "optlab_ms_per_step": ms,
+            "torch_ms_per_step": t,
+            "ratio_optlab_over_torch": t.map(|t| ms / t),
+        }));
+    }
+    if a.json {
+        println!("{}", serde_json::json!({ "bench": "train", "threads": rayon_threads(), "cases": rows }));
+        return Ok(());
+    }
+    println!("optlab bench train (AdamW step incl. forward/backward; best of 3 x {} steps; optlab threads {})", a.steps, rayon_threads());
+    println!("{:<28} {:>12} {:>12} {:>16}", "case", "optlab ms", "torch ms", "optlab / torch");
+    for r in &rows {
+        let t = r["torch_ms_per_step"].as_f64();
+        println!(
+            "{:<28} {:>12.3} {:>12} {:>16}",
+            r["case"].as_str().unwrap_or(""),
+            r["optlab_ms_per_step"].as_f64().unwrap_or(f64::NAN),
+            t.map_or("n/a".into(), |t| format!("{t:.3}")),
+            r["ratio_optlab_over_torch"].as_f64().map_or("n/a (no torch)".into(), |x| format!("{x:.2}x")),
+        );
+    }
+    Ok(())
+}
+
+fn rayon_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(num_cpus)
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
