@@ -19,7 +19,9 @@ pub const DEMO_OPTIMIZERS: &[&str] = &[
 ];
 
 #[derive(Args, Debug)]
-#[command(after_help = "Example:\n  optlab demo --out demo-report   # then open demo-report/report.md")]
+#[command(
+    after_help = "Example:\n  optlab demo --out demo-report   # then open demo-report/report.md"
+)]
 pub struct DemoArgs {
     /// Report directory.
     #[arg(long, default_value = "demo-report")]
@@ -33,7 +35,9 @@ pub struct DemoArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Example:\n  optlab compare --optimizer sgd:lr=0.1,momentum=0.9 --optimizer adamw:lr=1e-3 --schedule cosine:warmup=20 --epochs 10 --out cmp")]
+#[command(
+    after_help = "Example:\n  optlab compare --optimizer sgd:lr=0.1,momentum=0.9 --optimizer adamw:lr=1e-3 --schedule cosine:warmup=20 --epochs 10 --out cmp"
+)]
 pub struct CompareArgs {
     /// An optimizer spec; repeat the flag for each optimizer to compare.
     #[arg(long = "optimizer", required = true)]
@@ -79,16 +83,27 @@ pub fn demo(a: DemoArgs) -> Result<()> {
 }
 
 fn slug(i: usize, spec: &str) -> String {
-    let s: String = spec.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+    let s: String = spec
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("{i:02}-{}", s.chars().take(60).collect::<String>())
 }
 
 pub fn compare(a: CompareArgs) -> Result<()> {
     let runs_dir = a.out.join("runs");
     if runs_dir.exists() {
-        std::fs::remove_dir_all(&runs_dir).with_context(|| format!("cannot clear {}", runs_dir.display()))?;
+        std::fs::remove_dir_all(&runs_dir)
+            .with_context(|| format!("cannot clear {}", runs_dir.display()))?;
     }
-    std::fs::create_dir_all(&runs_dir).with_context(|| format!("cannot create {}", runs_dir.display()))?;
+    std::fs::create_dir_all(&runs_dir)
+        .with_context(|| format!("cannot create {}", runs_dir.display()))?;
     // Build every trainer first so a typo in the last spec fails before any training.
     let mut trainers = Vec::new();
     for (i, spec) in a.optimizers.iter().enumerate() {
@@ -120,13 +135,19 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     for (spec, dir, mut t) in trainers {
         let name = spec.split(':').next().unwrap_or(&spec).to_string();
         let mut progress = Progress::new(&name, a.quiet);
-        let s = t.run(Some(&dir), &mut [&mut progress]).with_context(|| format!("training with {spec}"))?;
+        let s = t
+            .run(Some(&dir), &mut [&mut progress])
+            .with_context(|| format!("training with {spec}"))?;
         plot_run(&dir)?;
         results.push((spec, dir, s));
     }
     write_report(&a, &results)?;
     println!("report: {}", a.out.join("report.md").display());
-    println!("plots:  {} {}", a.out.join("loss.png").display(), a.out.join("accuracy.png").display());
+    println!(
+        "plots:  {} {}",
+        a.out.join("loss.png").display(),
+        a.out.join("accuracy.png").display()
+    );
     Ok(())
 }
 
@@ -135,12 +156,32 @@ fn write_report(a: &CompareArgs, results: &[(String, PathBuf, Summary)]) -> Resu
     let mut acc = Vec::new();
     for (spec, dir, _) in results {
         let c = run_curves(dir)?;
-        loss.push(Series { name: spec.clone(), points: smooth(&c.train_loss, 0.9) });
-        acc.push(Series { name: spec.clone(), points: c.val_accuracy });
+        loss.push(Series {
+            name: spec.clone(),
+            points: smooth(&c.train_loss, 0.9),
+        });
+        acc.push(Series {
+            name: spec.clone(),
+            points: c.val_accuracy,
+        });
     }
-    line_chart(&a.out.join("loss.png"), "Training loss (smoothed)", "step", "loss", &loss, true)?;
+    line_chart(
+        &a.out.join("loss.png"),
+        "Training loss (smoothed)",
+        "step",
+        "loss",
+        &loss,
+        true,
+    )?;
     if acc.iter().any(|s| !s.points.is_empty()) {
-        line_chart(&a.out.join("accuracy.png"), "Validation accuracy", "step", "accuracy", &acc, false)?;
+        line_chart(
+            &a.out.join("accuracy.png"),
+            "Validation accuracy",
+            "step",
+            "accuracy",
+            &acc,
+            false,
+        )?;
     }
     let first = &results[0].2;
     let mut md = String::new();
@@ -148,7 +189,13 @@ fn write_report(a: &CompareArgs, results: &[(String, PathBuf, Summary)]) -> Resu
     writeln!(
         md,
         "Data `{}`, model `{}` ({} parameters), schedule `{}`, {} steps of batch {}, seed {}.\n",
-        first.data, first.model, first.num_params, first.schedule, first.steps, a.batch_size, a.seed
+        first.data,
+        first.model,
+        first.num_params,
+        first.schedule,
+        first.steps,
+        a.batch_size,
+        a.seed
     )?;
     writeln!(md, "| optimizer | final train loss | val loss | val accuracy | best val accuracy | time (s) | samples/s |")?;
     writeln!(md, "|---|---|---|---|---|---|---|")?;
@@ -165,8 +212,14 @@ fn write_report(a: &CompareArgs, results: &[(String, PathBuf, Summary)]) -> Resu
             s.samples_per_s
         )?;
     }
-    writeln!(md, "\n![training loss](loss.png)\n\n![validation accuracy](accuracy.png)\n")?;
-    writeln!(md, "Each run's directory (config, metrics, model, optimizer state, plots) is under `runs/`.")?;
+    writeln!(
+        md,
+        "\n![training loss](loss.png)\n\n![validation accuracy](accuracy.png)\n"
+    )?;
+    writeln!(
+        md,
+        "Each run's directory (config, metrics, model, optimizer state, plots) is under `runs/`."
+    )?;
     for (spec, dir, _) in results {
         writeln!(md, "- `{spec}`: `{}`", rel(dir, &a.out))?;
     }
@@ -181,7 +234,10 @@ fn rel(p: &Path, base: &Path) -> String {
 }
 
 fn table_only(results: &[(String, PathBuf, Summary)]) -> String {
-    let mut s = format!("{:<45} {:>10} {:>10} {:>8}\n", "optimizer", "train loss", "val acc", "time s");
+    let mut s = format!(
+        "{:<45} {:>10} {:>10} {:>8}\n",
+        "optimizer", "train loss", "val acc", "time s"
+    );
     for (spec, _, r) in results {
         let _ = writeln!(
             s,

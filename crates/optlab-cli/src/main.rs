@@ -33,7 +33,7 @@ enum Cmd {
     Demo(compare::DemoArgs),
     /// One training run into a run directory (config.toml, metrics.jsonl, summary.json, model.safetensors,
     /// optimizer.safetensors, plots/); `--resume DIR` continues a killed run bit-exactly.
-    Train(train_cmd::TrainArgs),
+    Train(Box<train_cmd::TrainArgs>),
     /// Several optimizers (and schedules) on one task, one report.
     Compare(compare::CompareArgs),
     /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
@@ -47,7 +47,7 @@ fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Demo(a) => compare::demo(a),
-        Cmd::Train(a) => train_cmd::run(a),
+        Cmd::Train(a) => train_cmd::run(*a),
         Cmd::Compare(a) => compare::compare(a),
         Cmd::Bench(a) => bench::run(a),
     };

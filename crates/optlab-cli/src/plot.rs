@@ -35,7 +35,14 @@ const PALETTE: [RGBColor; 8] = [
 ];
 
 /// Draws `series` as lines into a 900x560 PNG; `log_y` uses a log10 y axis (non-positive values dropped).
-pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], log_y: bool) -> Result<()> {
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    log_y: bool,
+) -> Result<()> {
     register_font();
     let tf = |y: f64| if log_y { y.log10() } else { y };
     let pts: Vec<(f64, f64)> = series
@@ -44,8 +51,12 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
         .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0))
         .collect();
     anyhow::ensure!(!pts.is_empty(), "nothing to plot for {}", path.display());
-    let (x0, x1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (y0, y1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(tf(p.1)), b.max(tf(p.1))));
+    let (x0, x1) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (y0, y1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), p| {
+        (a.min(tf(p.1)), b.max(tf(p.1)))
+    });
     let pad = ((y1 - y0) * 0.05).max(1e-9);
     let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
@@ -60,7 +71,11 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
     chart
         .configure_mesh()
         .x_desc(x_label)
-        .y_desc(if log_y { format!("{y_label} (log10)") } else { y_label.to_string() })
+        .y_desc(if log_y {
+            format!("{y_label} (log10)")
+        } else {
+            y_label.to_string()
+        })
         .label_style(("sans-serif", 15))
         .draw()
         .context("mesh")?;
@@ -76,7 +91,9 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
             .draw_series(LineSeries::new(line, color.stroke_width(2)))
             .context("series")?
             .label(s.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -86,7 +103,8 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
         .position(SeriesLabelPosition::UpperRight)
         .draw()
         .context("legend")?;
-    root.present().with_context(|| format!("cannot write {}", path.display()))?;
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -112,7 +130,11 @@ pub struct RunCurves {
 
 pub fn run_curves(run_dir: &Path) -> Result<RunCurves> {
     let recs = read_metrics(&run_dir.join("metrics.jsonl"))?;
-    let mut c = RunCurves { train_loss: vec![], val_loss: vec![], val_accuracy: vec![] };
+    let mut c = RunCurves {
+        train_loss: vec![],
+        val_loss: vec![],
+        val_accuracy: vec![],
+    };
     for r in recs {
         match r {
             Record::Train(m) => c.train_loss.push((m.step as f64, m.loss)),
@@ -134,14 +156,30 @@ pub fn plot_run(run_dir: &Path) -> Result<()> {
     let c = run_curves(run_dir)?;
     let dir = run_dir.join("plots");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut loss = vec![Series { name: "train (smoothed)".into(), points: smooth(&c.train_loss, 0.9) }];
+    let mut loss = vec![Series {
+        name: "train (smoothed)".into(),
+        points: smooth(&c.train_loss, 0.9),
+    }];
     if !c.val_loss.is_empty() {
-        loss.push(Series { name: "validation".into(), points: c.val_loss });
+        loss.push(Series {
+            name: "validation".into(),
+            points: c.val_loss,
+        });
     }
     line_chart(&dir.join("loss.png"), "Loss", "step", "loss", &loss, true)?;
     if !c.val_accuracy.is_empty() {
-        let acc = [Series { name: "validation".into(), points: c.val_accuracy }];
-        line_chart(&dir.join("accuracy.png"), "Accuracy", "step", "accuracy", &acc, false)?;
+        let acc = [Series {
+            name: "validation".into(),
+            points: c.val_accuracy,
+        }];
+        line_chart(
+            &dir.join("accuracy.png"),
+            "Accuracy",
+            "step",
+            "accuracy",
+            &acc,
+            false,
+        )?;
     }
     Ok(())
 }

@@ -12,14 +12,25 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(prefix: &str, quiet: bool) -> Self {
-        let bar = ProgressBar::with_draw_target(Some(0), if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+        let bar = ProgressBar::with_draw_target(
+            Some(0),
+            if quiet {
+                ProgressDrawTarget::hidden()
+            } else {
+                ProgressDrawTarget::stderr()
+            },
+        );
         bar.set_style(
             ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
                 .expect("template")
                 .progress_chars("=> "),
         );
         bar.set_prefix(prefix.to_string());
-        Progress { bar, prefix: prefix.to_string(), acc: None }
+        Progress {
+            bar,
+            prefix: prefix.to_string(),
+            acc: None,
+        }
     }
 }
 
@@ -31,7 +42,7 @@ impl Observer for Progress {
     }
     fn on_step(&mut self, m: &StepMetrics) {
         self.bar.set_position(m.step);
-        if m.step % 5 == 0 || m.step == 1 {
+        if m.step.is_multiple_of(5) || m.step == 1 {
             let acc = self.acc.map_or(String::new(), |a| format!(" acc {a:.3}"));
             self.bar.set_message(format!(
                 "loss {:.4}{acc} lr {:.2e} {:.0} samples/s",
@@ -43,7 +54,9 @@ impl Observer for Progress {
         self.acc = m.val_accuracy;
     }
     fn on_end(&mut self, s: &Summary) {
-        let acc = s.val_accuracy.map_or(String::new(), |a| format!(", val acc {a:.4}"));
+        let acc = s
+            .val_accuracy
+            .map_or(String::new(), |a| format!(", val acc {a:.4}"));
         self.bar.finish_and_clear();
         if !self.bar.is_hidden() {
             eprintln!(

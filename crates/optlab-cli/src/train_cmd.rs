@@ -8,7 +8,9 @@ use optlab::train::{RunOptions, TrainConfig, Trainer};
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone, Default)]
-#[command(after_help = "Examples:\n  optlab train --optimizer adamw:lr=1e-3,weight_decay=0.01 --schedule cosine:warmup=50 --epochs 20 --out runs/a\n  optlab train --config run.toml --out runs/b\n  optlab train --data csv:path=data.csv,label=y --model mlp:hidden=64-64,act=tanh --out runs/c\n  optlab train --resume runs/a        # continue a killed run bit-exactly")]
+#[command(
+    after_help = "Examples:\n  optlab train --optimizer adamw:lr=1e-3,weight_decay=0.01 --schedule cosine:warmup=50 --epochs 20 --out runs/a\n  optlab train --config run.toml --out runs/b\n  optlab train --data csv:path=data.csv,label=y --model mlp:hidden=64-64,act=tanh --out runs/c\n  optlab train --resume runs/a        # continue a killed run bit-exactly"
+)]
 pub struct TrainArgs {
     /// Read the run's settings from a TOML file (keys as the long flags with underscores: batch_size, ...);
     /// flags given on the command line override it.
@@ -102,7 +104,20 @@ impl TrainArgs {
         macro_rules! set {
             ($($f:ident),*) => {$( if let Some(v) = &self.$f { c.$f = v.clone(); } )*};
         }
-        set!(data, model, optimizer, schedule, batch_size, seed, loss, val_frac, eval_every, log_every, checkpoint_every, dtype);
+        set!(
+            data,
+            model,
+            optimizer,
+            schedule,
+            batch_size,
+            seed,
+            loss,
+            val_frac,
+            eval_every,
+            log_every,
+            checkpoint_every,
+            dtype
+        );
         if let Some(e) = self.epochs {
             c.epochs = Some(e);
             c.steps = None;
@@ -121,13 +136,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let (mut trainer, dir) = match &a.resume {
         Some(dir) => {
             if a.overrides_given() || a.out.is_some() {
-                bail!("--resume takes its settings from {}/config.toml; drop the other flags", dir.display());
+                bail!(
+                    "--resume takes its settings from {}/config.toml; drop the other flags",
+                    dir.display()
+                );
             }
             (Trainer::resume(dir)?, dir.clone())
         }
         None => {
             let dir = a.out.clone().unwrap_or_else(|| {
-                let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
                 PathBuf::from(format!("runs/train-{t}"))
             });
             (Trainer::new(a.config()?)?, dir)
@@ -149,10 +169,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
     }
     let mut progress = Progress::new("train", a.quiet);
-    let opts = RunOptions { run_dir: Some(dir.clone()), stop_at: a.stop_after };
+    let opts = RunOptions {
+        run_dir: Some(dir.clone()),
+        stop_at: a.stop_after,
+    };
     let s = trainer.run_with(&opts, &mut [&mut progress])?;
     if s.steps < trainer.total_steps() {
-        println!("stopped after step {} of {}; continue with: optlab train --resume {}", s.steps, trainer.total_steps(), dir.display());
+        println!(
+            "stopped after step {} of {}; continue with: optlab train --resume {}",
+            s.steps,
+            trainer.total_steps(),
+            dir.display()
+        );
         return Ok(());
     }
     plot_run(&dir)?;

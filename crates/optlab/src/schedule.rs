@@ -45,12 +45,17 @@ impl Schedule for WarmupDecay {
         if step < self.warmup {
             return (step + 1) as f64 / self.warmup as f64;
         }
-        let span = self.total.saturating_sub(self.warmup).saturating_sub(1).max(1);
+        let span = self
+            .total
+            .saturating_sub(self.warmup)
+            .saturating_sub(1)
+            .max(1);
         let progress = ((step - self.warmup) as f64 / span as f64).min(1.0);
         match self.decay {
             Decay::Constant => 1.0,
             Decay::Cosine { min_factor } => {
-                min_factor + (1.0 - min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+                min_factor
+                    + (1.0 - min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
             Decay::Linear { end_factor } => 1.0 - (1.0 - end_factor) * progress,
         }
@@ -59,8 +64,12 @@ impl Schedule for WarmupDecay {
     fn spec(&self) -> String {
         match self.decay {
             Decay::Constant => format!("constant:warmup={}", self.warmup),
-            Decay::Cosine { min_factor } => format!("cosine:warmup={},min_factor={min_factor}", self.warmup),
-            Decay::Linear { end_factor } => format!("linear:warmup={},end_factor={end_factor}", self.warmup),
+            Decay::Cosine { min_factor } => {
+                format!("cosine:warmup={},min_factor={min_factor}", self.warmup)
+            }
+            Decay::Linear { end_factor } => {
+                format!("linear:warmup={},end_factor={end_factor}", self.warmup)
+            }
         }
     }
 }
@@ -72,21 +81,35 @@ pub fn from_spec(spec: &str, total: u64) -> Result<Box<dyn Schedule>> {
     let unit = |s: &mut Spec, key: &'static str| -> Result<f64> {
         let v = s.f64(key, 0.0)?;
         if !(0.0..=1.0).contains(&v) {
-            return Err(Error::invalid(format!("{}: {key}={v} must be in [0, 1]", s.name)));
+            return Err(Error::invalid(format!(
+                "{}: {key}={v} must be in [0, 1]",
+                s.name
+            )));
         }
         Ok(v)
     };
     let decay = match s.name.as_str() {
         "constant" => Decay::Constant,
-        "cosine" => Decay::Cosine { min_factor: unit(&mut s, "min_factor")? },
-        "linear" => Decay::Linear { end_factor: unit(&mut s, "end_factor")? },
+        "cosine" => Decay::Cosine {
+            min_factor: unit(&mut s, "min_factor")?,
+        },
+        "linear" => Decay::Linear {
+            end_factor: unit(&mut s, "end_factor")?,
+        },
         other => return Err(unknown_name("schedule", other, SCHEDULE_NAMES)),
     };
     s.finish()?;
     if total > 0 && warmup > total {
-        return Err(Error::invalid(format!("{}: warmup={warmup} exceeds the run's {total} steps", s.name)));
+        return Err(Error::invalid(format!(
+            "{}: warmup={warmup} exceeds the run's {total} steps",
+            s.name
+        )));
     }
-    Ok(Box::new(WarmupDecay { warmup, total, decay }))
+    Ok(Box::new(WarmupDecay {
+        warmup,
+        total,
+        decay,
+    }))
 }
 
 #[cfg(test)]
@@ -98,7 +121,10 @@ mod tests {
         let c = from_spec("constant", 10).unwrap();
         assert!((0..10).all(|t| c.factor(t) == 1.0));
         let w = from_spec("constant:warmup=4", 10).unwrap();
-        assert_eq!([w.factor(0), w.factor(1), w.factor(3), w.factor(4)], [0.25, 0.5, 1.0, 1.0]);
+        assert_eq!(
+            [w.factor(0), w.factor(1), w.factor(3), w.factor(4)],
+            [0.25, 0.5, 1.0, 1.0]
+        );
         let cos = from_spec("cosine:min_factor=0.1", 101).unwrap();
         assert_eq!(cos.factor(0), 1.0);
         assert!((cos.factor(50) - 0.55).abs() < 1e-12);
@@ -111,9 +137,15 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(from_spec("cosin", 10).unwrap_err().to_string().contains("available: constant, cosine, linear"));
+        assert!(from_spec("cosin", 10)
+            .unwrap_err()
+            .to_string()
+            .contains("available: constant, cosine, linear"));
         assert!(from_spec("cosine:min_factor=2", 10).is_err());
         assert!(from_spec("linear:warmup=20", 10).is_err());
-        assert!(from_spec("cosine:warm=2", 10).unwrap_err().to_string().contains("'warm'"));
+        assert!(from_spec("cosine:warm=2", 10)
+            .unwrap_err()
+            .to_string()
+            .contains("'warm'"));
     }
 }

@@ -40,7 +40,10 @@ mod tests {
     #[test]
     fn enabled_under_cargo_config_env() {
         // `.cargo/config.toml` sets CANDLE_GRAD_DO_NOT_DETACH=1 for every test process.
-        assert_eq!(std::env::var("CANDLE_GRAD_DO_NOT_DETACH").as_deref(), Ok("1"));
+        assert_eq!(
+            std::env::var("CANDLE_GRAD_DO_NOT_DETACH").as_deref(),
+            Ok("1")
+        );
         super::require_second_order().unwrap();
     }
 }

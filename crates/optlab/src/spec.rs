@@ -61,10 +61,7 @@ impl Spec {
     }
 
     fn parse_err(&self, key: &str, v: &str, what: &str) -> Error {
-        Error::invalid(format!(
-            "{}: {key}={v} is not {what}",
-            self.name
-        ))
+        Error::invalid(format!("{}: {key}={v} is not {what}", self.name))
     }
 
     /// A float, or `default` when absent. NaN and infinity are refused.
@@ -189,7 +186,10 @@ mod tests {
         assert!(s.bool("amsgrad", false).unwrap());
         assert_eq!(s.f64("eps", 1e-8).unwrap(), 1e-8);
         s.finish().unwrap();
-        assert_eq!(s.to_string(), "adamw:amsgrad=true,lr=1e-3,weight_decay=0.01");
+        assert_eq!(
+            s.to_string(),
+            "adamw:amsgrad=true,lr=1e-3,weight_decay=0.01"
+        );
     }
 
     #[test]
@@ -198,7 +198,10 @@ mod tests {
         s.f64("lr", 0.1).unwrap();
         s.f64("momentum", 0.0).unwrap();
         let e = s.finish().unwrap_err().to_string();
-        assert!(e.contains("'momentun'") && e.contains("valid keys: lr, momentum"), "{e}");
+        assert!(
+            e.contains("'momentun'") && e.contains("valid keys: lr, momentum"),
+            "{e}"
+        );
     }
 
     #[test]

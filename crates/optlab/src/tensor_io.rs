@@ -82,10 +82,22 @@ struct TensorView {
 impl TensorView {
     fn new(t: &Tensor) -> Result<Self> {
         let (dtype, data): (safetensors::Dtype, Vec<u8>) = match t.dtype() {
-            DType::F32 => (safetensors::Dtype::F32, le_bytes(&t.flatten_all()?.to_vec1::<f32>()?)),
-            DType::F64 => (safetensors::Dtype::F64, le_bytes(&t.flatten_all()?.to_vec1::<f64>()?)),
-            DType::U32 => (safetensors::Dtype::U32, le_bytes(&t.flatten_all()?.to_vec1::<u32>()?)),
-            DType::I64 => (safetensors::Dtype::I64, le_bytes(&t.flatten_all()?.to_vec1::<i64>()?)),
+            DType::F32 => (
+                safetensors::Dtype::F32,
+                le_bytes(&t.flatten_all()?.to_vec1::<f32>()?),
+            ),
+            DType::F64 => (
+                safetensors::Dtype::F64,
+                le_bytes(&t.flatten_all()?.to_vec1::<f64>()?),
+            ),
+            DType::U32 => (
+                safetensors::Dtype::U32,
+                le_bytes(&t.flatten_all()?.to_vec1::<u32>()?),
+            ),
+            DType::I64 => (
+                safetensors::Dtype::I64,
+                le_bytes(&t.flatten_all()?.to_vec1::<i64>()?),
+            ),
             DType::U8 => (safetensors::Dtype::U8, t.flatten_all()?.to_vec1::<u8>()?),
             other => {
                 return Err(Error::invalid(format!(
@@ -110,7 +122,7 @@ macro_rules! le_bytes_impl {
 le_bytes_impl!(f32, f64, u32, i64);
 
 fn le_bytes<T: LeBytes>(v: &[T]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len() * std::mem::size_of::<T>());
+    let mut out = Vec::with_capacity(std::mem::size_of_val(v));
     for x in v {
         x.put(&mut out);
     }
@@ -160,12 +172,18 @@ mod tests {
         let meta = HashMap::from([("k".to_string(), "v".to_string())]);
         write_safetensors(&p, &[("w".into(), t.clone())], Some(meta)).unwrap();
         let back = read_safetensors(&p).unwrap();
-        assert_eq!(back["w"].to_vec2::<f32>().unwrap(), t.to_vec2::<f32>().unwrap());
+        assert_eq!(
+            back["w"].to_vec2::<f32>().unwrap(),
+            t.to_vec2::<f32>().unwrap()
+        );
         assert_eq!(read_safetensors_metadata(&p).unwrap()["k"], "v");
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
         let e = read_safetensors(&p).unwrap_err().to_string();
-        assert!(e.contains("a.safetensors") && e.contains("not a valid safetensors"), "{e}");
+        assert!(
+            e.contains("a.safetensors") && e.contains("not a valid safetensors"),
+            "{e}"
+        );
         std::fs::write(&p, b"garbage").unwrap();
         assert!(read_safetensors(&p).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

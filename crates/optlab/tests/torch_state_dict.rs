@@ -8,16 +8,34 @@ use optlab::tensor_io::read_safetensors;
 use std::path::Path;
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
-    a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    a.sub(b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn round_trip(file: &str, spec: &str, input: &[usize], outputs: usize) {
     let path = fixture(file);
-    let model = Sequential::new(&ModelSpec::parse(spec).unwrap(), input, outputs, 99, DType::F32).unwrap();
+    let model = Sequential::new(
+        &ModelSpec::parse(spec).unwrap(),
+        input,
+        outputs,
+        99,
+        DType::F32,
+    )
+    .unwrap();
     model.load(&path).unwrap();
     let t = read_safetensors(&path).unwrap();
     let out = model.forward(&t["__input"]).unwrap();
@@ -30,22 +48,40 @@ fn round_trip(file: &str, spec: &str, input: &[usize], outputs: usize) {
     let saved = dir.join("model.safetensors");
     model.save(&saved).unwrap();
     let back = read_safetensors(&saved).unwrap();
-    for (name, tensor) in model.state_dict() {
+    for (name, _) in model.state_dict() {
         assert_eq!(back[&name].dims(), t[&name].dims(), "{name}");
         assert_eq!(max_abs_diff(&back[&name], &t[&name]), 0.0, "{name}");
         assert_eq!(back[&name].dtype(), DType::F32);
-        let _ = tensor;
     }
-    assert_eq!(back.len(), model.state_dict().len(), "only state-dict keys are saved");
-    let fresh = Sequential::new(&ModelSpec::parse(spec).unwrap(), input, outputs, 1, DType::F32).unwrap();
+    assert_eq!(
+        back.len(),
+        model.state_dict().len(),
+        "only state-dict keys are saved"
+    );
+    let fresh = Sequential::new(
+        &ModelSpec::parse(spec).unwrap(),
+        input,
+        outputs,
+        1,
+        DType::F32,
+    )
+    .unwrap();
     fresh.load(&saved).unwrap();
-    assert_eq!(max_abs_diff(&fresh.forward(&t["__input"]).unwrap(), &out), 0.0);
+    assert_eq!(
+        max_abs_diff(&fresh.forward(&t["__input"]).unwrap(), &out),
+        0.0
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn mlp_state_dict_round_trip() {
-    round_trip("torch_mlp.safetensors", "mlp:hidden=32-16,act=relu-tanh", &[64], 10);
+    round_trip(
+        "torch_mlp.safetensors",
+        "mlp:hidden=32-16,act=relu-tanh",
+        &[64],
+        10,
+    );
 }
 
 #[test]
@@ -55,21 +91,55 @@ fn cnn_state_dict_round_trip() {
 
 #[test]
 fn f64_model_loads_f32_weights() {
-    let model = Sequential::new(&ModelSpec::parse("mlp:hidden=32-16,act=relu-tanh").unwrap(), &[64], 10, 0, DType::F64)
-        .unwrap();
+    let model = Sequential::new(
+        &ModelSpec::parse("mlp:hidden=32-16,act=relu-tanh").unwrap(),
+        &[64],
+        10,
+        0,
+        DType::F64,
+    )
+    .unwrap();
     model.load(&fixture("torch_mlp.safetensors")).unwrap();
     let t = read_safetensors(&fixture("torch_mlp.safetensors")).unwrap();
-    let out = model.forward(&t["__input"].to_dtype(DType::F64).unwrap()).unwrap().to_dtype(DType::F32).unwrap();
+    let out = model
+        .forward(&t["__input"].to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
     assert!(max_abs_diff(&out, &t["__output"]) < 1e-5);
 }
 
 #[test]
 fn mismatched_state_dicts_are_clear_errors() {
-    let wrong_width = Sequential::new(&ModelSpec::parse("mlp:hidden=33-16").unwrap(), &[64], 10, 0, DType::F32).unwrap();
-    let e = wrong_width.load(&fixture("torch_mlp.safetensors")).unwrap_err().to_string();
-    assert!(e.contains("torch_mlp.safetensors") && e.contains("'0.weight' has shape [32, 64] in the file but [33, 64]"), "{e}");
-    let wrong_depth = Sequential::new(&ModelSpec::parse("mlp:hidden=32").unwrap(), &[64], 10, 0, DType::F32).unwrap();
-    let e = wrong_depth.load(&fixture("torch_mlp.safetensors")).unwrap_err().to_string();
+    let wrong_width = Sequential::new(
+        &ModelSpec::parse("mlp:hidden=33-16").unwrap(),
+        &[64],
+        10,
+        0,
+        DType::F32,
+    )
+    .unwrap();
+    let e = wrong_width
+        .load(&fixture("torch_mlp.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("torch_mlp.safetensors")
+            && e.contains("'0.weight' has shape [32, 64] in the file but [33, 64]"),
+        "{e}"
+    );
+    let wrong_depth = Sequential::new(
+        &ModelSpec::parse("mlp:hidden=32").unwrap(),
+        &[64],
+        10,
+        0,
+        DType::F32,
+    )
+    .unwrap();
+    let e = wrong_depth
+        .load(&fixture("torch_mlp.safetensors"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("unexpected keys"), "{e}");
     let cnn = Sequential::new(&ModelSpec::parse("cnn").unwrap(), &[64], 10, 0, DType::F32).unwrap();
     assert!(cnn.load(&fixture("torch_mlp.safetensors")).is_err());

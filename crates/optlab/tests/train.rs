@@ -2,7 +2,9 @@
 
 use optlab::optim::load_state_file;
 use optlab::tensor_io::read_safetensors;
-use optlab::train::{read_metrics, Observer, Record, RunOptions, StepMetrics, TrainConfig, Trainer};
+use optlab::train::{
+    read_metrics, Observer, Record, RunOptions, StepMetrics, TrainConfig, Trainer,
+};
 use optlab::Error;
 use std::path::{Path, PathBuf};
 
@@ -45,7 +47,10 @@ fn digits_mlp_adamw_reaches_95_percent() {
         ..TrainConfig::default()
     };
     let s = Trainer::new(cfg).unwrap().run(None, &mut []).unwrap();
-    eprintln!("digits MLP AdamW: val accuracy {:?}, val loss {:?}", s.val_accuracy, s.val_loss);
+    eprintln!(
+        "digits MLP AdamW: val accuracy {:?}, val loss {:?}",
+        s.val_accuracy, s.val_loss
+    );
     assert!(s.val_accuracy.unwrap() >= 0.95, "{s:?}");
     assert_eq!(s.steps, 460);
 }
@@ -66,16 +71,26 @@ fn resume_case(optimizer: &str, dtype: &str, model: &str) {
     };
     let full = tmp(&format!("full-{dtype}-{}", &optimizer[..4]));
     let part = tmp(&format!("part-{dtype}-{}", &optimizer[..4]));
-    Trainer::new(cfg.clone()).unwrap().run(Some(&full), &mut []).unwrap();
+    Trainer::new(cfg.clone())
+        .unwrap()
+        .run(Some(&full), &mut [])
+        .unwrap();
 
     // Stop at step 21 (a checkpoint), then add the log lines a killed run would have written for steps
     // 22..25 after that checkpoint: the resume must drop them and redo those steps.
-    let opts = RunOptions { run_dir: Some(part.clone()), stop_at: Some(21) };
+    let opts = RunOptions {
+        run_dir: Some(part.clone()),
+        stop_at: Some(21),
+    };
     Trainer::new(cfg).unwrap().run_with(&opts, &mut []).unwrap();
     assert!(!part.join("model.safetensors").exists());
     let log = part.join("metrics.jsonl");
     let mut text = std::fs::read_to_string(&log).unwrap();
-    let last = text.lines().filter(|l| l.contains("\"train\"")).last().unwrap().to_string();
+    let last = text
+        .lines()
+        .rfind(|l| l.contains("\"train\""))
+        .unwrap()
+        .to_string();
     for k in 22..=25 {
         text.push_str(&last.replace("\"step\":21,", &format!("\"step\":{k},")));
         text.push('\n');
@@ -86,7 +101,10 @@ fn resume_case(optimizer: &str, dtype: &str, model: &str) {
     assert_eq!(resumed.step(), 21);
     resumed.run(Some(&part), &mut []).unwrap();
 
-    assert_eq!(tensors_bits(&full.join("model.safetensors")), tensors_bits(&part.join("model.safetensors")));
+    assert_eq!(
+        tensors_bits(&full.join("model.safetensors")),
+        tensors_bits(&part.join("model.safetensors"))
+    );
     assert_eq!(
         tensors_bits(&full.join("optimizer.safetensors")),
         tensors_bits(&part.join("optimizer.safetensors"))
@@ -102,7 +120,12 @@ fn resume_case(optimizer: &str, dtype: &str, model: &str) {
         .collect();
     assert_eq!(steps, (1..=60).collect::<Vec<_>>());
     let model = Trainer::resume(&part).unwrap();
-    let opt = load_state_file(&model.model().params(), &part.join("optimizer.safetensors"), &part.join("optimizer.json")).unwrap();
+    let opt = load_state_file(
+        &model.model().params(),
+        &part.join("optimizer.safetensors"),
+        &part.join("optimizer.json"),
+    )
+    .unwrap();
     assert_eq!(opt.state().step, 60);
     std::fs::remove_dir_all(&full).unwrap();
     std::fs::remove_dir_all(&part).unwrap();
@@ -110,12 +133,20 @@ fn resume_case(optimizer: &str, dtype: &str, model: &str) {
 
 #[test]
 fn resume_is_bit_exact_adamw_f32() {
-    resume_case("adamw:lr=3e-3,weight_decay=0.01", "f32", "mlp:hidden=32,act=tanh");
+    resume_case(
+        "adamw:lr=3e-3,weight_decay=0.01",
+        "f32",
+        "mlp:hidden=32,act=tanh",
+    );
 }
 
 #[test]
 fn resume_is_bit_exact_sgd_nesterov_f64_cnn() {
-    resume_case("sgd:lr=0.05,momentum=0.9,nesterov=true", "f64", "cnn:channels=4-8");
+    resume_case(
+        "sgd:lr=0.05,momentum=0.9,nesterov=true",
+        "f64",
+        "cnn:channels=4-8",
+    );
 }
 
 #[derive(Default)]
@@ -155,7 +186,10 @@ fn observers_see_every_step_and_the_schedule() {
     };
     let dir = tmp("observers");
     let mut c = Count::default();
-    Trainer::new(cfg).unwrap().run(Some(&dir), &mut [&mut c]).unwrap();
+    Trainer::new(cfg)
+        .unwrap()
+        .run(Some(&dir), &mut [&mut c])
+        .unwrap();
     assert_eq!(c.steps.len(), 20);
     assert_eq!(c.evals, 4);
     assert_eq!(c.checkpoints, 4);
@@ -163,14 +197,28 @@ fn observers_see_every_step_and_the_schedule() {
     assert!((c.steps[0].lr - 0.125).abs() < 1e-12);
     assert!((c.steps[3].lr - 0.5).abs() < 1e-12);
     assert!(c.steps[19].lr.abs() < 1e-12);
-    for f in ["config.toml", "metrics.jsonl", "summary.json", "model.safetensors", "optimizer.safetensors", "optimizer.json"] {
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "summary.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "optimizer.json",
+    ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     // A finished directory is not silently overwritten.
-    let again = Trainer::new(TrainConfig { data: "moons:n=200".into(), steps: Some(2), ..TrainConfig::default() })
-        .unwrap()
-        .run(Some(&dir), &mut []);
-    assert!(again.unwrap_err().to_string().contains("already holds a run"));
+    let again = Trainer::new(TrainConfig {
+        data: "moons:n=200".into(),
+        steps: Some(2),
+        ..TrainConfig::default()
+    })
+    .unwrap()
+    .run(Some(&dir), &mut []);
+    assert!(again
+        .unwrap_err()
+        .to_string()
+        .contains("already holds a run"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -187,16 +235,21 @@ fn divergence_stops_with_a_clear_error_and_keeps_the_checkpoint() {
         ..TrainConfig::default()
     };
     let dir = tmp("nan");
-    let e = Trainer::new(cfg).unwrap().run(Some(&dir), &mut []).unwrap_err();
+    let e = Trainer::new(cfg)
+        .unwrap()
+        .run(Some(&dir), &mut [])
+        .unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::NonFinite(_)), "{msg}");
-    assert!(msg.contains("became") && msg.contains("last good checkpoint"), "{msg}");
+    assert!(
+        msg.contains("became") && msg.contains("last good checkpoint"),
+        "{msg}"
+    );
     // The kept checkpoint loads and is finite.
     let t = Trainer::resume(&dir).unwrap();
     assert!(t.step() >= 1);
     for p in t.model().params() {
-        let v: Vec<f32> = p
-            .tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let v: Vec<f32> = p.tensor().flatten_all().unwrap().to_vec1().unwrap();
         assert!(v.iter().all(|x| x.is_finite()));
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -205,19 +258,44 @@ fn divergence_stops_with_a_clear_error_and_keeps_the_checkpoint() {
 #[test]
 fn invalid_configs_are_clear_errors() {
     let bad = |c: TrainConfig| Trainer::new(c).map(|_| ()).unwrap_err().to_string();
-    let e = bad(TrainConfig { optimizer: "adamx".into(), ..TrainConfig::default() });
-    assert!(e.contains("unknown optimizer 'adamx'") && e.contains("adamw"), "{e}");
-    let e = bad(TrainConfig { optimizer: "sgd:lr=-1".into(), ..TrainConfig::default() });
+    let e = bad(TrainConfig {
+        optimizer: "adamx".into(),
+        ..TrainConfig::default()
+    });
+    assert!(
+        e.contains("unknown optimizer 'adamx'") && e.contains("adamw"),
+        "{e}"
+    );
+    let e = bad(TrainConfig {
+        optimizer: "sgd:lr=-1".into(),
+        ..TrainConfig::default()
+    });
     assert!(e.contains("lr=-1") && e.contains(">= 0"), "{e}");
-    let e = bad(TrainConfig { optimizer: "adam:beta1=1.0".into(), ..TrainConfig::default() });
+    let e = bad(TrainConfig {
+        optimizer: "adam:beta1=1.0".into(),
+        ..TrainConfig::default()
+    });
     assert!(e.contains("beta1=1") && e.contains("[0, 1)"), "{e}");
-    let e = bad(TrainConfig { optimizer: "sgd:nesterov=true".into(), ..TrainConfig::default() });
+    let e = bad(TrainConfig {
+        optimizer: "sgd:nesterov=true".into(),
+        ..TrainConfig::default()
+    });
     assert!(e.contains("nesterov"), "{e}");
-    let e = bad(TrainConfig { loss: "mse".into(), ..TrainConfig::default() });
+    let e = bad(TrainConfig {
+        loss: "mse".into(),
+        ..TrainConfig::default()
+    });
     assert!(e.contains("mse"), "{e}");
-    let e = bad(TrainConfig { data: "linreg".into(), loss: "cross_entropy".into(), ..TrainConfig::default() });
+    let e = bad(TrainConfig {
+        data: "linreg".into(),
+        loss: "cross_entropy".into(),
+        ..TrainConfig::default()
+    });
     assert!(e.contains("class labels"), "{e}");
-    let e = bad(TrainConfig { schedule: "cosine:warmup=100000".into(), ..TrainConfig::default() });
+    let e = bad(TrainConfig {
+        schedule: "cosine:warmup=100000".into(),
+        ..TrainConfig::default()
+    });
     assert!(e.contains("warmup"), "{e}");
 }
 

@@ -36,9 +36,17 @@ pub fn run_torch_script(script: &str, args: &[String]) -> Option<String> {
     if !ok {
         return None;
     }
-    let out = std::process::Command::new("python3").arg("-c").arg(script).args(args).output().ok()?;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .ok()?;
     if !out.status.success() {
-        eprintln!("warning: the PyTorch side failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        eprintln!(
+            "warning: the PyTorch side failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
         return None;
     }
     Some(String::from_utf8_lossy(&out.stdout).to_string())

@@ -33,12 +33,23 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "mlp-64-256-256-10/b128", dims: &[64, 256, 256, 10], batch: 128 },
-    Case { name: "mlp-784-1024-1024-10/b256", dims: &[784, 1024, 1024, 10], batch: 256 },
+    Case {
+        name: "mlp-64-256-256-10/b128",
+        dims: &[64, 256, 256, 10],
+        batch: 128,
+    },
+    Case {
+        name: "mlp-784-1024-1024-10/b256",
+        dims: &[784, 1024, 1024, 10],
+        batch: 256,
+    },
 ];
 
 fn optlab_ms(c: &Case, steps: usize) -> Result<f64> {
-    let hidden: Vec<String> = c.dims[1..c.dims.len() - 1].iter().map(|d| d.to_string()).collect();
+    let hidden: Vec<String> = c.dims[1..c.dims.len() - 1]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
     let spec = ModelSpec::parse(&format!("mlp:hidden={},act=relu", hidden.join("-")))?;
     let out = *c.dims.last().expect("dims");
     let model = Sequential::new(&spec, &c.dims[..1], out, 0, DType::F32)?;
@@ -68,7 +79,10 @@ fn optlab_ms(c: &Case, steps: usize) -> Result<f64> {
 }
 
 pub fn run(a: TrainBenchArgs) -> Result<()> {
-    let ours: Vec<f64> = CASES.iter().map(|c| optlab_ms(c, a.steps)).collect::<Result<_>>()?;
+    let ours: Vec<f64> = CASES
+        .iter()
+        .map(|c| optlab_ms(c, a.steps))
+        .collect::<Result<_>>()?;
     let torch: Option<serde_json::Value> = if a.no_torch {
         None
     } else {
@@ -78,7 +92,11 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
             .collect::<Vec<_>>());
         run_torch_script(
             include_str!("torch_train.py"),
-            &[a.torch_threads.to_string(), cases.to_string(), a.steps.to_string()],
+            &[
+                a.torch_threads.to_string(),
+                cases.to_string(),
+                a.steps.to_string(),
+            ],
         )
         .and_then(|s| serde_json::from_str(s.trim()).ok())
     };
@@ -93,11 +111,17 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
         }));
     }
     if a.json {
-        println!("{}", serde_json::json!({ "bench": "train", "threads": rayon_threads(), "cases": rows }));
+        println!(
+            "{}",
+            serde_json::json!({ "bench": "train", "threads": rayon_threads(), "cases": rows })
+        );
         return Ok(());
     }
     println!("optlab bench train (AdamW step incl. forward/backward; best of 3 x {} steps; optlab threads {})", a.steps, rayon_threads());
-    println!("{:<28} {:>12} {:>12} {:>16}", "case", "optlab ms", "torch ms", "optlab / torch");
+    println!(
+        "{:<28} {:>12} {:>12} {:>16}",
+        "case", "optlab ms", "torch ms", "optlab / torch"
+    );
     for r in &rows {
         let t = r["torch_ms_per_step"].as_f64();
         println!(
@@ -105,14 +129,19 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
             r["case"].as_str().unwrap_or(""),
             r["optlab_ms_per_step"].as_f64().unwrap_or(f64::NAN),
             t.map_or("n/a".into(), |t| format!("{t:.3}")),
-            r["ratio_optlab_over_torch"].as_f64().map_or("n/a (no torch)".into(), |x| format!("{x:.2}x")),
+            r["ratio_optlab_over_torch"]
+                .as_f64()
+                .map_or("n/a (no torch)".into(), |x| format!("{x:.2}x")),
         );
     }
     Ok(())
 }
 
 fn rayon_threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(num_cpus)
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(num_cpus)
 }
 
 fn num_cpus() -> usize {

@@ -9,18 +9,33 @@ use std::path::Path;
 /// labels must be non-negative integers (classes `0..=max`); with `regression` they are real values.
 pub fn load_csv(path: &Path, label: Option<&str>, regression: bool) -> Result<Dataset> {
     let text = std::fs::read_to_string(path).at_path(path)?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines
-        .next()
-        .ok_or_else(|| Error::file(path, "the file is empty; expected a header row and data rows"))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines.next().ok_or_else(|| {
+        Error::file(
+            path,
+            "the file is empty; expected a header row and data rows",
+        )
+    })?;
     let cols: Vec<&str> = header.split(',').map(str::trim).collect();
     if cols.len() < 2 {
-        return Err(Error::file(path, "expected at least two columns (features and a label) in the header row"));
+        return Err(Error::file(
+            path,
+            "expected at least two columns (features and a label) in the header row",
+        ));
     }
     let label_col = match label {
         None => cols.len() - 1,
         Some(name) => cols.iter().position(|c| *c == name).ok_or_else(|| {
-            Error::file(path, format!("no column named '{name}' in the header ({})", cols.join(", ")))
+            Error::file(
+                path,
+                format!(
+                    "no column named '{name}' in the header ({})",
+                    cols.join(", ")
+                ),
+            )
         })?,
     };
     let mut x = Vec::new();
@@ -30,15 +45,30 @@ pub fn load_csv(path: &Path, label: Option<&str>, regression: bool) -> Result<Da
         if cells.len() != cols.len() {
             return Err(Error::file(
                 path,
-                format!("line {}: {} cells, but the header has {} columns", lineno + 1, cells.len(), cols.len()),
+                format!(
+                    "line {}: {} cells, but the header has {} columns",
+                    lineno + 1,
+                    cells.len(),
+                    cols.len()
+                ),
             ));
         }
         for (j, cell) in cells.iter().enumerate() {
             let v: f32 = cell.parse().map_err(|_| {
-                Error::file(path, format!("line {}, column '{}': '{cell}' is not a number", lineno + 1, cols[j]))
+                Error::file(
+                    path,
+                    format!(
+                        "line {}, column '{}': '{cell}' is not a number",
+                        lineno + 1,
+                        cols[j]
+                    ),
+                )
             })?;
             if !v.is_finite() {
-                return Err(Error::file(path, format!("line {}, column '{}': value is {cell}", lineno + 1, cols[j])));
+                return Err(Error::file(
+                    path,
+                    format!("line {}, column '{}': value is {cell}", lineno + 1, cols[j]),
+                ));
             }
             if j == label_col {
                 y.push((v, lineno + 1));
@@ -50,9 +80,16 @@ pub fn load_csv(path: &Path, label: Option<&str>, regression: bool) -> Result<Da
     if y.is_empty() {
         return Err(Error::file(path, "no data rows after the header"));
     }
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("csv").to_string();
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("csv")
+        .to_string();
     let target = if regression {
-        Target::Values { y: y.iter().map(|(v, _)| *v).collect(), dim: 1 }
+        Target::Values {
+            y: y.iter().map(|(v, _)| *v).collect(),
+            dim: 1,
+        }
     } else {
         let mut labels = Vec::with_capacity(y.len());
         for (v, line) in &y {
@@ -67,7 +104,8 @@ pub fn load_csv(path: &Path, label: Option<&str>, regression: bool) -> Result<Da
         let n_classes = *labels.iter().max().expect("non-empty") as usize + 1;
         Target::Classes { labels, n_classes }
     };
-    Dataset::new(name, x, vec![cols.len() - 1], target).map_err(|e| Error::file(path, e.to_string()))
+    Dataset::new(name, x, vec![cols.len() - 1], target)
+        .map_err(|e| Error::file(path, e.to_string()))
 }
 
 #[cfg(test)]
@@ -87,16 +125,32 @@ mod tests {
         let p = write("ok.csv", "a,label,b\n1,0,2\n3,2,4\n");
         let d = load_csv(&p, Some("label"), false).unwrap();
         assert_eq!(d.x, vec![1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(d.target, Target::Classes { labels: vec![0, 2], n_classes: 3 });
+        assert_eq!(
+            d.target,
+            Target::Classes {
+                labels: vec![0, 2],
+                n_classes: 3
+            }
+        );
         let d = load_csv(&p, None, true).unwrap();
-        assert_eq!(d.target, Target::Values { y: vec![2.0, 4.0], dim: 1 });
+        assert_eq!(
+            d.target,
+            Target::Values {
+                y: vec![2.0, 4.0],
+                dim: 1
+            }
+        );
     }
 
     #[test]
     fn bad_files_name_the_problem() {
         let cases = [
             ("empty.csv", "", "empty"),
-            ("nonnum.csv", "a,y\n1,0\nx,1\n", "line 3, column 'a': 'x' is not a number"),
+            (
+                "nonnum.csv",
+                "a,y\n1,0\nx,1\n",
+                "line 3, column 'a': 'x' is not a number",
+            ),
             ("ragged.csv", "a,b,y\n1,2,0\n1,0\n", "line 3: 2 cells"),
             ("frac.csv", "a,y\n1,0.5\n", "not a non-negative integer"),
             ("nan.csv", "a,y\nnan,1\n", "value is nan"),
@@ -110,7 +164,9 @@ mod tests {
         let p = write("nolabel.csv", "a,b\n1,2\n");
         let e = load_csv(&p, Some("target"), false).unwrap_err().to_string();
         assert!(e.contains("no column named 'target'"), "{e}");
-        let e = load_csv(Path::new("/nonexistent/x.csv"), None, false).unwrap_err().to_string();
+        let e = load_csv(Path::new("/nonexistent/x.csv"), None, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/x.csv"), "{e}");
     }
 }

@@ -15,19 +15,34 @@ pub fn digits() -> Result<Dataset> {
         .map_err(|e| Error::invalid(format!("embedded digits data is corrupt: {e}")))?;
     let mut x = Vec::with_capacity(1797 * 64);
     let mut labels = Vec::with_capacity(1797);
-    for (row, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (row, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let vals: Vec<f32> = line
             .split(',')
             .map(|v| v.trim().parse::<f32>())
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::invalid(format!("embedded digits row {row}: {e}")))?;
         if vals.len() != 65 {
-            return Err(Error::invalid(format!("embedded digits row {row} has {} values", vals.len())));
+            return Err(Error::invalid(format!(
+                "embedded digits row {row} has {} values",
+                vals.len()
+            )));
         }
         x.extend(vals[..64].iter().map(|v| v / 16.0));
         labels.push(vals[64] as u32);
     }
-    Dataset::new("digits", x, vec![64], Target::Classes { labels, n_classes: 10 })
+    Dataset::new(
+        "digits",
+        x,
+        vec![64],
+        Target::Classes {
+            labels,
+            n_classes: 10,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -37,11 +52,16 @@ mod tests {
         let d = super::digits().unwrap();
         assert_eq!(d.len(), 1797);
         assert_eq!(d.feature_dim(), 64);
-        let super::Target::Classes { labels, n_classes } = &d.target else { panic!() };
+        let super::Target::Classes { labels, n_classes } = &d.target else {
+            panic!()
+        };
         assert_eq!(*n_classes, 10);
         let mut counts = [0usize; 10];
         labels.iter().for_each(|&l| counts[l as usize] += 1);
-        assert!(counts.iter().all(|&c| (170..=190).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (170..=190).contains(&c)),
+            "{counts:?}"
+        );
         assert!(d.x.iter().all(|&v| (0.0..=1.0).contains(&v)));
         assert_eq!(labels[..3], [0, 1, 2]);
     }

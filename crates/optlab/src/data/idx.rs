@@ -22,7 +22,10 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 
 fn parse_idx(b: &[u8]) -> std::result::Result<IdxArray, String> {
     if b.len() < 4 {
-        return Err(format!("truncated IDX file: {} bytes, the header alone needs 4", b.len()));
+        return Err(format!(
+            "truncated IDX file: {} bytes, the header alone needs 4",
+            b.len()
+        ));
     }
     if b[0] != 0 || b[1] != 0 {
         return Err("not an IDX file: the first two bytes must be zero".into());
@@ -42,29 +45,54 @@ fn parse_idx(b: &[u8]) -> std::result::Result<IdxArray, String> {
     }
     let header = 4 + 4 * ndim;
     if b.len() < header {
-        return Err(format!("truncated IDX header: {} bytes for {ndim} dimensions", b.len()));
+        return Err(format!(
+            "truncated IDX header: {} bytes for {ndim} dimensions",
+            b.len()
+        ));
     }
     let shape: Vec<usize> = (0..ndim)
         .map(|i| u32::from_be_bytes(b[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
         .collect();
-    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("IDX sizes overflow")?;
-    let need = count.checked_mul(width).and_then(|n| n.checked_add(header)).ok_or("IDX sizes overflow")?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or("IDX sizes overflow")?;
+    let need = count
+        .checked_mul(width)
+        .and_then(|n| n.checked_add(header))
+        .ok_or("IDX sizes overflow")?;
     if b.len() != need {
         return Err(format!(
             "{} IDX file of shape {shape:?} needs {need} bytes but has {} ({})",
             name,
             b.len(),
-            if b.len() < need { "truncated" } else { "trailing bytes" }
+            if b.len() < need {
+                "truncated"
+            } else {
+                "trailing bytes"
+            }
         ));
     }
     let body = &b[header..];
     let data: Vec<f64> = match b[2] {
         0x08 => body.iter().map(|&v| v as f64).collect(),
         0x09 => body.iter().map(|&v| v as i8 as f64).collect(),
-        0x0B => body.chunks_exact(2).map(|c| i16::from_be_bytes([c[0], c[1]]) as f64).collect(),
-        0x0C => body.chunks_exact(4).map(|c| i32::from_be_bytes(c.try_into().unwrap()) as f64).collect(),
-        0x0D => body.chunks_exact(4).map(|c| f32::from_be_bytes(c.try_into().unwrap()) as f64).collect(),
-        _ => body.chunks_exact(8).map(|c| f64::from_be_bytes(c.try_into().unwrap())).collect(),
+        0x0B => body
+            .chunks_exact(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]) as f64)
+            .collect(),
+        0x0C => body
+            .chunks_exact(4)
+            .map(|c| i32::from_be_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        0x0D => body
+            .chunks_exact(4)
+            .map(|c| f32::from_be_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        _ => body
+            .chunks_exact(8)
+            .map(|c| f64::from_be_bytes(c.try_into().unwrap()))
+            .collect(),
     };
     Ok(IdxArray { shape, data })
 }
@@ -73,12 +101,17 @@ fn parse_idx(b: &[u8]) -> std::result::Result<IdxArray, String> {
 /// `[1, h, w]` (or `[d]`), pixel values divided by `scale`.
 pub fn load_idx_pair(images: &Path, labels: &Path, scale: f64) -> Result<Dataset> {
     if scale <= 0.0 {
-        return Err(Error::invalid(format!("idx: scale={scale} must be positive")));
+        return Err(Error::invalid(format!(
+            "idx: scale={scale} must be positive"
+        )));
     }
     let im = read_idx(images)?;
     let lb = read_idx(labels)?;
     if lb.shape.len() != 1 {
-        return Err(Error::file(labels, format!("labels must be one-dimensional, got shape {:?}", lb.shape)));
+        return Err(Error::file(
+            labels,
+            format!("labels must be one-dimensional, got shape {:?}", lb.shape),
+        ));
     }
     if im.shape[0] != lb.shape[0] {
         return Err(Error::Shape(format!(
@@ -93,19 +126,39 @@ pub fn load_idx_pair(images: &Path, labels: &Path, scale: f64) -> Result<Dataset
         2 => vec![im.shape[1]],
         3 => vec![1, im.shape[1], im.shape[2]],
         4 => im.shape[1..].to_vec(),
-        _ => return Err(Error::file(images, format!("images must have 2 to 4 dimensions, got {:?}", im.shape))),
+        _ => {
+            return Err(Error::file(
+                images,
+                format!("images must have 2 to 4 dimensions, got {:?}", im.shape),
+            ))
+        }
     };
     let mut ls = Vec::with_capacity(lb.data.len());
     for (i, &v) in lb.data.iter().enumerate() {
         if v < 0.0 || v.fract() != 0.0 {
-            return Err(Error::file(labels, format!("label {i} is {v}, not a class index")));
+            return Err(Error::file(
+                labels,
+                format!("label {i} is {v}, not a class index"),
+            ));
         }
         ls.push(v as u32);
     }
     let n_classes = ls.iter().max().map_or(0, |&m| m as usize + 1);
     let x = im.data.iter().map(|v| (v / scale) as f32).collect();
-    let name = images.file_stem().and_then(|s| s.to_str()).unwrap_or("idx").to_string();
-    Dataset::new(name, x, feature_shape, Target::Classes { labels: ls, n_classes })
+    let name = images
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("idx")
+        .to_string();
+    Dataset::new(
+        name,
+        x,
+        feature_shape,
+        Target::Classes {
+            labels: ls,
+            n_classes,
+        },
+    )
 }
 
 /// Encodes an array of u8 as IDX (used by tests and by users who convert data).
@@ -137,7 +190,13 @@ mod tests {
         std::fs::write(&lp, encode_idx_u8(&[2], &[7, 1])).unwrap();
         let ds = load_idx_pair(&ip, &lp, 255.0).unwrap();
         assert_eq!(ds.feature_shape, vec![1, 3, 3]);
-        assert_eq!(ds.target, Target::Classes { labels: vec![7, 1], n_classes: 8 });
+        assert_eq!(
+            ds.target,
+            Target::Classes {
+                labels: vec![7, 1],
+                n_classes: 8
+            }
+        );
         assert!((ds.x[1] - 10.0 / 255.0).abs() < 1e-7);
         // f32 element type
         let mut f = vec![0, 0, 0x0D, 1, 0, 0, 0, 2];
@@ -155,10 +214,18 @@ mod tests {
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
             ("short.idx", vec![0, 0], "truncated IDX file"),
             ("magic.idx", vec![1, 2, 8, 1, 0, 0, 0, 0], "not an IDX file"),
-            ("type.idx", vec![0, 0, 0x42, 1, 0, 0, 0, 0], "unknown IDX element type 0x42"),
+            (
+                "type.idx",
+                vec![0, 0, 0x42, 1, 0, 0, 0, 0],
+                "unknown IDX element type 0x42",
+            ),
             ("hdr.idx", vec![0, 0, 8, 3, 0, 0], "truncated IDX header"),
             ("trunc.idx", good[..good.len() - 5].to_vec(), "truncated"),
-            ("long.idx", [good.clone(), vec![1]].concat(), "trailing bytes"),
+            (
+                "long.idx",
+                [good.clone(), vec![1]].concat(),
+                "trailing bytes",
+            ),
         ];
         for (name, bytes, want) in cases {
             let p = d.join(name);

@@ -43,13 +43,18 @@ pub struct Dataset {
 
 impl Dataset {
     /// Builds a data set after checking that sizes agree and every value is finite.
-    pub fn new(name: impl Into<String>, x: Vec<f32>, feature_shape: Vec<usize>, target: Target) -> Result<Self> {
+    pub fn new(
+        name: impl Into<String>,
+        x: Vec<f32>,
+        feature_shape: Vec<usize>,
+        target: Target,
+    ) -> Result<Self> {
         let name = name.into();
         let d: usize = feature_shape.iter().product();
         if d == 0 {
             return Err(Error::Shape(format!("{name}: examples have no features")));
         }
-        if x.len() % d != 0 {
+        if !x.len().is_multiple_of(d) {
             return Err(Error::Shape(format!(
                 "{name}: {} feature values is not a multiple of {d} per example",
                 x.len()
@@ -70,22 +75,37 @@ impl Dataset {
         match &target {
             Target::Classes { labels, n_classes } => {
                 if labels.len() != n {
-                    return Err(Error::Shape(format!("{name}: {n} examples but {} labels", labels.len())));
+                    return Err(Error::Shape(format!(
+                        "{name}: {n} examples but {} labels",
+                        labels.len()
+                    )));
                 }
                 if let Some(l) = labels.iter().find(|&&l| l as usize >= *n_classes) {
-                    return Err(Error::invalid(format!("{name}: label {l} is not below the class count {n_classes}")));
+                    return Err(Error::invalid(format!(
+                        "{name}: label {l} is not below the class count {n_classes}"
+                    )));
                 }
             }
             Target::Values { y, dim } => {
                 if *dim == 0 || y.len() != n * dim {
-                    return Err(Error::Shape(format!("{name}: {n} examples but {} target values of width {dim}", y.len())));
+                    return Err(Error::Shape(format!(
+                        "{name}: {n} examples but {} target values of width {dim}",
+                        y.len()
+                    )));
                 }
                 if y.iter().any(|v| !v.is_finite()) {
-                    return Err(Error::NonFinite(format!("{name}: a target value is NaN or infinite")));
+                    return Err(Error::NonFinite(format!(
+                        "{name}: a target value is NaN or infinite"
+                    )));
                 }
             }
         }
-        Ok(Dataset { name, x, feature_shape, target })
+        Ok(Dataset {
+            name,
+            x,
+            feature_shape,
+            target,
+        })
     }
 
     /// Number of examples.
@@ -124,22 +144,35 @@ impl Dataset {
                 n_classes: *n_classes,
             },
             Target::Values { y, dim } => Target::Values {
-                y: idx.iter().flat_map(|&i| y[i * dim..(i + 1) * dim].iter().copied()).collect(),
+                y: idx
+                    .iter()
+                    .flat_map(|&i| y[i * dim..(i + 1) * dim].iter().copied())
+                    .collect(),
                 dim: *dim,
             },
         };
-        Dataset { name: self.name.clone(), x, feature_shape: self.feature_shape.clone(), target }
+        Dataset {
+            name: self.name.clone(),
+            x,
+            feature_shape: self.feature_shape.clone(),
+            target,
+        }
     }
 
     /// A deterministic random split into (train, validation) with `val_frac` of the examples in validation.
     pub fn split(&self, val_frac: f64, seed: u64) -> Result<(Dataset, Dataset)> {
         if !(0.0..1.0).contains(&val_frac) || val_frac.is_nan() {
-            return Err(Error::invalid(format!("val_frac={val_frac} must be in [0, 1)")));
+            return Err(Error::invalid(format!(
+                "val_frac={val_frac} must be in [0, 1)"
+            )));
         }
         let n = self.len();
         let n_val = ((n as f64) * val_frac).round() as usize;
         if n_val > 0 && n_val >= n {
-            return Err(Error::invalid(format!("{}: too few examples ({n}) to split", self.name)));
+            return Err(Error::invalid(format!(
+                "{}: too few examples ({n}) to split",
+                self.name
+            )));
         }
         let perm = permutation(n, &mut rng_for(seed, Stream::Split, 0));
         let (val, train) = perm.split_at(n_val);
@@ -158,11 +191,16 @@ impl Dataset {
         shape.extend_from_slice(&self.feature_shape);
         let xt = Tensor::from_vec(x, shape, device)?.to_dtype(dtype)?;
         let yt = match &self.target {
-            Target::Classes { labels, .. } => {
-                Tensor::from_vec(idx.iter().map(|&i| labels[i]).collect::<Vec<u32>>(), idx.len(), device)?
-            }
+            Target::Classes { labels, .. } => Tensor::from_vec(
+                idx.iter().map(|&i| labels[i]).collect::<Vec<u32>>(),
+                idx.len(),
+                device,
+            )?,
             Target::Values { y, dim } => {
-                let v: Vec<f32> = idx.iter().flat_map(|&i| y[i * dim..(i + 1) * dim].iter().copied()).collect();
+                let v: Vec<f32> = idx
+                    .iter()
+                    .flat_map(|&i| y[i * dim..(i + 1) * dim].iter().copied())
+                    .collect();
                 Tensor::from_vec(v, (idx.len(), *dim), device)?.to_dtype(dtype)?
             }
         };
@@ -183,7 +221,16 @@ impl Dataset {
 }
 
 /// The names [`load_spec`] knows.
-pub const DATA_NAMES: &[&str] = &["digits", "moons", "spirals", "gaussians", "linreg", "csv", "idx", "safetensors"];
+pub const DATA_NAMES: &[&str] = &[
+    "digits",
+    "moons",
+    "spirals",
+    "gaussians",
+    "linreg",
+    "csv",
+    "idx",
+    "safetensors",
+];
 
 /// Loads a data set from a spec string:
 /// `digits`, `moons:n=1000,noise=0.1`, `spirals:n=1000,classes=2,noise=0.2`,
@@ -197,7 +244,12 @@ pub fn load_spec(spec: &str, seed: u64) -> Result<Dataset> {
     let ds = match s.name.as_str() {
         "digits" => digits()?,
         "moons" => two_moons(s.usize("n", 1000)?, s.f64("noise", 0.1)?, seed)?,
-        "spirals" => two_spirals(s.usize("n", 1000)?, s.usize("classes", 2)?, s.f64("noise", 0.2)?, seed)?,
+        "spirals" => two_spirals(
+            s.usize("n", 1000)?,
+            s.usize("classes", 2)?,
+            s.f64("noise", 0.2)?,
+            seed,
+        )?,
         "gaussians" => gaussian_mixture(
             s.usize("n", 1000)?,
             s.usize("classes", 4)?,
@@ -205,7 +257,12 @@ pub fn load_spec(spec: &str, seed: u64) -> Result<Dataset> {
             s.f64("spread", 1.0)?,
             seed,
         )?,
-        "linreg" => linear_regression(s.usize("n", 1000)?, s.usize("dim", 8)?, s.f64("noise", 0.1)?, seed)?,
+        "linreg" => linear_regression(
+            s.usize("n", 1000)?,
+            s.usize("dim", 8)?,
+            s.f64("noise", 0.1)?,
+            seed,
+        )?,
         "csv" => {
             let path = required_path(&mut s, "path")?;
             let label = s.string("label", "");
@@ -213,9 +270,17 @@ pub fn load_spec(spec: &str, seed: u64) -> Result<Dataset> {
             let regression = match task.as_str() {
                 "classification" => false,
                 "regression" => true,
-                other => return Err(Error::invalid(format!("csv: task={other} must be classification or regression"))),
+                other => {
+                    return Err(Error::invalid(format!(
+                        "csv: task={other} must be classification or regression"
+                    )))
+                }
             };
-            load_csv(&path, (!label.is_empty()).then_some(label.as_str()), regression)?
+            load_csv(
+                &path,
+                (!label.is_empty()).then_some(label.as_str()),
+                regression,
+            )?
         }
         "idx" => {
             let images = required_path(&mut s, "images")?;
@@ -238,7 +303,10 @@ pub fn load_spec(spec: &str, seed: u64) -> Result<Dataset> {
 fn required_path(s: &mut Spec, key: &'static str) -> Result<PathBuf> {
     let v = s.string(key, "");
     if v.is_empty() {
-        return Err(Error::invalid(format!("{}: the key '{key}' (a file path) is required, e.g. {}:{key}=file", s.name, s.name)));
+        return Err(Error::invalid(format!(
+            "{}: the key '{key}' (a file path) is required, e.g. {}:{key}=file",
+            s.name, s.name
+        )));
     }
     Ok(PathBuf::from(v))
 }
@@ -273,20 +341,49 @@ mod tests {
     #[test]
     fn spec_errors_are_clear() {
         let e = load_spec("mnist", 0).unwrap_err().to_string();
-        assert!(e.contains("unknown data set 'mnist'") && e.contains("digits"), "{e}");
+        assert!(
+            e.contains("unknown data set 'mnist'") && e.contains("digits"),
+            "{e}"
+        );
         let e = load_spec("csv", 0).unwrap_err().to_string();
         assert!(e.contains("'path'"), "{e}");
-        let e = load_spec("moons:n=100,nois=0.1", 0).unwrap_err().to_string();
+        let e = load_spec("moons:n=100,nois=0.1", 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("'nois'"), "{e}");
     }
 
     #[test]
     fn constructor_rejects_bad_data() {
-        let bad = Dataset::new("t", vec![1.0, f32::NAN], vec![2], Target::Classes { labels: vec![0], n_classes: 2 });
+        let bad = Dataset::new(
+            "t",
+            vec![1.0, f32::NAN],
+            vec![2],
+            Target::Classes {
+                labels: vec![0],
+                n_classes: 2,
+            },
+        );
         assert!(matches!(bad, Err(Error::NonFinite(_))));
-        let bad = Dataset::new("t", vec![1.0, 2.0, 3.0], vec![2], Target::Classes { labels: vec![0], n_classes: 2 });
+        let bad = Dataset::new(
+            "t",
+            vec![1.0, 2.0, 3.0],
+            vec![2],
+            Target::Classes {
+                labels: vec![0],
+                n_classes: 2,
+            },
+        );
         assert!(matches!(bad, Err(Error::Shape(_))));
-        let bad = Dataset::new("t", vec![1.0, 2.0], vec![2], Target::Classes { labels: vec![3], n_classes: 2 });
+        let bad = Dataset::new(
+            "t",
+            vec![1.0, 2.0],
+            vec![2],
+            Target::Classes {
+                labels: vec![3],
+                n_classes: 2,
+            },
+        );
         assert!(bad.is_err());
     }
 }

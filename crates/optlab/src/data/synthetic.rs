@@ -44,7 +44,15 @@ pub fn two_moons(n: usize, noise: f64, seed: u64) -> Result<Dataset> {
         x.push((py + noise * normal(&mut r)) as f32);
         labels.push(l);
     }
-    Dataset::new("moons", x, vec![2], Target::Classes { labels, n_classes: 2 })
+    Dataset::new(
+        "moons",
+        x,
+        vec![2],
+        Target::Classes {
+            labels,
+            n_classes: 2,
+        },
+    )
 }
 
 /// `classes` interleaved spiral arms of `n` points in total.
@@ -52,7 +60,9 @@ pub fn two_spirals(n: usize, classes: usize, noise: f64, seed: u64) -> Result<Da
     check(n, "n")?;
     check_noise(noise)?;
     if classes < 2 {
-        return Err(Error::invalid(format!("classes={classes} must be at least 2")));
+        return Err(Error::invalid(format!(
+            "classes={classes} must be at least 2"
+        )));
     }
     let mut r = gen(seed);
     let (mut x, mut labels) = (Vec::with_capacity(2 * n), Vec::with_capacity(n));
@@ -65,19 +75,37 @@ pub fn two_spirals(n: usize, classes: usize, noise: f64, seed: u64) -> Result<Da
         x.push((radius * angle.sin() + noise * 0.1 * normal(&mut r)) as f32);
         labels.push(c as u32);
     }
-    Dataset::new("spirals", x, vec![2], Target::Classes { labels, n_classes: classes })
+    Dataset::new(
+        "spirals",
+        x,
+        vec![2],
+        Target::Classes {
+            labels,
+            n_classes: classes,
+        },
+    )
 }
 
 /// A mixture of `classes` isotropic Gaussians in `dim` dimensions with unit-variance noise around centres drawn
 /// from N(0, spread² · 4 I).
-pub fn gaussian_mixture(n: usize, classes: usize, dim: usize, spread: f64, seed: u64) -> Result<Dataset> {
+pub fn gaussian_mixture(
+    n: usize,
+    classes: usize,
+    dim: usize,
+    spread: f64,
+    seed: u64,
+) -> Result<Dataset> {
     check(n, "n")?;
     check(dim, "dim")?;
     if classes < 2 {
-        return Err(Error::invalid(format!("classes={classes} must be at least 2")));
+        return Err(Error::invalid(format!(
+            "classes={classes} must be at least 2"
+        )));
     }
     let mut r = gen(seed);
-    let centres: Vec<f64> = (0..classes * dim).map(|_| 2.0 * spread * normal(&mut r)).collect();
+    let centres: Vec<f64> = (0..classes * dim)
+        .map(|_| 2.0 * spread * normal(&mut r))
+        .collect();
     let (mut x, mut labels) = (Vec::with_capacity(dim * n), Vec::with_capacity(n));
     for i in 0..n {
         let c = i % classes;
@@ -86,7 +114,15 @@ pub fn gaussian_mixture(n: usize, classes: usize, dim: usize, spread: f64, seed:
         }
         labels.push(c as u32);
     }
-    Dataset::new("gaussians", x, vec![dim], Target::Classes { labels, n_classes: classes })
+    Dataset::new(
+        "gaussians",
+        x,
+        vec![dim],
+        Target::Classes {
+            labels,
+            n_classes: classes,
+        },
+    )
 }
 
 /// y = x·w + b + noise·N(0,1) with x ~ N(0, I), w ~ N(0, I), b ~ N(0, 1): a regression target of width 1.
@@ -135,7 +171,9 @@ mod tests {
     fn noiseless_linear_regression_is_exactly_linear() {
         // Without noise, y - y_0 is linear in x - x_0: three points determine consistency in 1-D.
         let l = linear_regression(3, 1, 0.0, 9).unwrap();
-        let super::Target::Values { y, .. } = &l.target else { panic!() };
+        let super::Target::Values { y, .. } = &l.target else {
+            panic!()
+        };
         let slope1 = (y[1] - y[0]) / (l.x[1] - l.x[0]);
         let slope2 = (y[2] - y[0]) / (l.x[2] - l.x[0]);
         assert!((slope1 - slope2).abs() < 1e-4);

@@ -19,7 +19,9 @@ impl Activation {
             "relu" => Ok(Activation::Relu),
             "tanh" => Ok(Activation::Tanh),
             "gelu" => Ok(Activation::Gelu),
-            other => Err(Error::invalid(format!("unknown activation '{other}'; available: relu, tanh, gelu"))),
+            other => Err(Error::invalid(format!(
+                "unknown activation '{other}'; available: relu, tanh, gelu"
+            ))),
         }
     }
 
@@ -47,7 +49,11 @@ pub enum Layer {
     /// `nn.Linear`: y = x Wᵀ + b, W of shape `[out, in]`.
     Linear { weight: Param, bias: Option<Param> },
     /// `nn.Conv2d` with square stride 1 and the given zero padding; weight `[out, in, k, k]`.
-    Conv2d { weight: Param, bias: Option<Param>, padding: usize },
+    Conv2d {
+        weight: Param,
+        bias: Option<Param>,
+        padding: usize,
+    },
     /// An activation.
     Act(Activation),
     /// `nn.MaxPool2d(2)`.
@@ -61,14 +67,13 @@ impl Layer {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Layer::Linear { weight, bias } => {
-                let w = weight.tensor();
-                let y = x.matmul(&w.t()?)?;
-                match bias {
-                    Some(b) => y.broadcast_add(b.tensor())?,
-                    None => y,
-                }
+                super::linear::linear(x, weight.tensor(), bias.as_ref().map(Param::tensor))?
             }
-            Layer::Conv2d { weight, bias, padding } => {
+            Layer::Conv2d {
+                weight,
+                bias,
+                padding,
+            } => {
                 let y = x.conv2d(weight.tensor(), *padding, 1, 1, 1)?;
                 match bias {
                     Some(b) => y.broadcast_add(&b.tensor().reshape((1, (), 1, 1))?)?,
@@ -98,7 +103,9 @@ impl Layer {
                 let d = weight.var.dims();
                 format!("Linear({}, {})", d[1], d[0])
             }
-            Layer::Conv2d { weight, padding, .. } => {
+            Layer::Conv2d {
+                weight, padding, ..
+            } => {
                 let d = weight.var.dims();
                 format!("Conv2d({}, {}, {}, padding={padding})", d[1], d[0], d[2])
             }

@@ -18,7 +18,11 @@ pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
 /// Number of rows whose arg-max equals the label.
 pub fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
     let pred = logits.argmax(D::Minus1)?;
-    Ok(pred.eq(labels)?.to_dtype(candle_core::DType::U32)?.sum_all()?.to_scalar::<u32>()? as usize)
+    Ok(pred
+        .eq(labels)?
+        .to_dtype(candle_core::DType::U32)?
+        .sum_all()?
+        .to_scalar::<u32>()? as usize)
 }
 
 #[cfg(test)]
@@ -30,7 +34,10 @@ mod tests {
     fn cross_entropy_matches_hand_computation() {
         let logits = Tensor::new(&[[1.0f64, 2.0, 3.0], [0.0, 0.0, 0.0]], &Device::Cpu).unwrap();
         let labels = Tensor::new(&[2u32, 0], &Device::Cpu).unwrap();
-        let l = cross_entropy(&logits, &labels).unwrap().to_scalar::<f64>().unwrap();
+        let l = cross_entropy(&logits, &labels)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         let lse = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
         let want = ((lse - 3.0) + 3f64.ln()) / 2.0;
         assert!((l - want).abs() < 1e-12);

@@ -3,6 +3,7 @@
 //! `load_state_dict` and a PyTorch state dict saved with `safetensors.torch.save_file` loads here.
 
 mod layer;
+pub mod linear;
 mod param;
 mod sequential;
 

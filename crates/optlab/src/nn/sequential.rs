@@ -19,7 +19,10 @@ pub const MODEL_NAMES: &[&str] = &["mlp", "cnn"];
 pub enum ModelSpec {
     /// `mlp:hidden=128-64,act=relu`: Linear/activation pairs, then a Linear to the outputs. `act` is one
     /// activation for every hidden layer or one per hidden layer (`act=relu-tanh`).
-    Mlp { hidden: Vec<usize>, acts: Vec<Activation> },
+    Mlp {
+        hidden: Vec<usize>,
+        acts: Vec<Activation>,
+    },
     /// `cnn:channels=8-16`: (Conv2d 3x3 pad 1, ReLU, MaxPool2d 2) per channel count, Flatten, Linear.
     Cnn { channels: Vec<usize> },
 }
@@ -41,23 +44,27 @@ impl ModelSpec {
                     n if n == hidden.len() => acts,
                     n => {
                         return Err(Error::invalid(format!(
-                            "{spec}: {n} activations for {} hidden layers; give one, or one per layer",
-                            hidden.len()
-                        )))
+                        "{spec}: {n} activations for {} hidden layers; give one, or one per layer",
+                        hidden.len()
+                    )))
                     }
                 };
                 ModelSpec::Mlp { hidden, acts }
             }
-            "cnn" => ModelSpec::Cnn { channels: s.usize_list("channels", &[8, 16])? },
+            "cnn" => ModelSpec::Cnn {
+                channels: s.usize_list("channels", &[8, 16])?,
+            },
             other => return Err(unknown_name("model", other, MODEL_NAMES)),
         };
         s.finish()?;
         match &m {
-            ModelSpec::Mlp { hidden, .. } if hidden.contains(&0) => {
-                Err(Error::invalid(format!("{spec}: hidden widths must be positive")))
-            }
+            ModelSpec::Mlp { hidden, .. } if hidden.contains(&0) => Err(Error::invalid(format!(
+                "{spec}: hidden widths must be positive"
+            ))),
             ModelSpec::Cnn { channels } if channels.is_empty() || channels.contains(&0) => {
-                Err(Error::invalid(format!("{spec}: channel counts must be positive and at least one")))
+                Err(Error::invalid(format!(
+                    "{spec}: channel counts must be positive and at least one"
+                )))
             }
             _ => Ok(m),
         }
@@ -65,7 +72,12 @@ impl ModelSpec {
 
     /// The canonical spec string.
     pub fn to_spec(&self) -> String {
-        let join = |v: &[usize]| v.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-");
+        let join = |v: &[usize]| {
+            v.iter()
+                .map(|w| w.to_string())
+                .collect::<Vec<_>>()
+                .join("-")
+        };
         match self {
             ModelSpec::Mlp { hidden, acts } => {
                 let act = match acts.first() {
@@ -73,7 +85,11 @@ impl ModelSpec {
                     None => "relu".to_string(),
                     Some(_) => acts.iter().map(|a| a.name()).collect::<Vec<_>>().join("-"),
                 };
-                let hidden = if hidden.is_empty() { "none".into() } else { join(hidden) };
+                let hidden = if hidden.is_empty() {
+                    "none".into()
+                } else {
+                    join(hidden)
+                };
                 format!("mlp:hidden={hidden},act={act}")
             }
             ModelSpec::Cnn { channels } => format!("cnn:channels={}", join(channels)),
@@ -99,7 +115,11 @@ impl ModelSpec {
                         }
                         vec![1, side, side]
                     }
-                    other => return Err(Error::Shape(format!("a CNN cannot take examples of shape {other:?}"))),
+                    other => {
+                        return Err(Error::Shape(format!(
+                            "a CNN cannot take examples of shape {other:?}"
+                        )))
+                    }
                 };
                 let f = 1usize << channels.len();
                 if shape[1] % f != 0 || shape[2] % f != 0 {
@@ -128,12 +148,20 @@ pub struct Sequential {
 impl Sequential {
     /// Builds `spec` for examples of `input_shape` and `outputs` outputs, initialised as PyTorch does
     /// (weights and biases uniform in ±1/sqrt(fan_in)) from `seed`.
-    pub fn new(spec: &ModelSpec, input_shape: &[usize], outputs: usize, seed: u64, dtype: DType) -> Result<Self> {
+    pub fn new(
+        spec: &ModelSpec,
+        input_shape: &[usize],
+        outputs: usize,
+        seed: u64,
+        dtype: DType,
+    ) -> Result<Self> {
         if outputs == 0 {
             return Err(Error::invalid("a model needs at least one output"));
         }
         if !matches!(dtype, DType::F32 | DType::F64) {
-            return Err(Error::invalid(format!("models train in f32 or f64, not {dtype:?}")));
+            return Err(Error::invalid(format!(
+                "models train in f32 or f64, not {dtype:?}"
+            )));
         }
         let input_shape = spec.input_shape(input_shape)?;
         let mut rng = rng_for(seed, Stream::Init, 0);
@@ -142,7 +170,10 @@ impl Sequential {
             let n: usize = shape.iter().product();
             let v: Vec<f64> = (0..n).map(|_| rng.gen_range(-bound..bound)).collect();
             let t = Tensor::from_vec(v, shape, &Device::Cpu)?.to_dtype(dtype)?;
-            Ok(Param { name, var: Var::from_tensor(&t)? })
+            Ok(Param {
+                name,
+                var: Var::from_tensor(&t)?,
+            })
         };
         let mut layers = Vec::new();
         match spec {
@@ -152,7 +183,10 @@ impl Sequential {
                     let i = layers.len();
                     let weight = init(format!("{i}.weight"), &[w, fan_in], fan_in)?;
                     let bias = init(format!("{i}.bias"), &[w], fan_in)?;
-                    layers.push(Layer::Linear { weight, bias: Some(bias) });
+                    layers.push(Layer::Linear {
+                        weight,
+                        bias: Some(bias),
+                    });
                     if let Some(a) = acts.get(k) {
                         layers.push(Layer::Act(*a));
                     }
@@ -166,7 +200,11 @@ impl Sequential {
                     let fan_in = c * 9;
                     let weight = init(format!("{i}.weight"), &[co, c, 3, 3], fan_in)?;
                     let bias = init(format!("{i}.bias"), &[co], fan_in)?;
-                    layers.push(Layer::Conv2d { weight, bias: Some(bias), padding: 1 });
+                    layers.push(Layer::Conv2d {
+                        weight,
+                        bias: Some(bias),
+                        padding: 1,
+                    });
                     layers.push(Layer::Act(Activation::Relu));
                     layers.push(Layer::MaxPool2);
                     (c, h, w) = (co, h / 2, w / 2);
@@ -176,10 +214,18 @@ impl Sequential {
                 let fan_in = c * h * w;
                 let weight = init(format!("{i}.weight"), &[outputs, fan_in], fan_in)?;
                 let bias = init(format!("{i}.bias"), &[outputs], fan_in)?;
-                layers.push(Layer::Linear { weight, bias: Some(bias) });
+                layers.push(Layer::Linear {
+                    weight,
+                    bias: Some(bias),
+                });
             }
         }
-        Ok(Sequential { layers, spec: spec.clone(), input_shape, dtype })
+        Ok(Sequential {
+            layers,
+            spec: spec.clone(),
+            input_shape,
+            dtype,
+        })
     }
 
     /// The forward pass on a batch `[b, input_shape...]`.
@@ -200,7 +246,10 @@ impl Sequential {
 
     /// All parameters in state-dict order.
     pub fn params(&self) -> Vec<Param> {
-        self.layers.iter().flat_map(|l| l.params().into_iter().cloned()).collect()
+        self.layers
+            .iter()
+            .flat_map(|l| l.params().into_iter().cloned())
+            .collect()
     }
 
     /// Total number of scalar parameters.
@@ -230,12 +279,19 @@ impl Sequential {
 
     /// A one-line description such as `Linear(64, 128) - relu - Linear(128, 10)`.
     pub fn describe(&self) -> String {
-        self.layers.iter().map(Layer::describe).collect::<Vec<_>>().join(" - ")
+        self.layers
+            .iter()
+            .map(Layer::describe)
+            .collect::<Vec<_>>()
+            .join(" - ")
     }
 
     /// The parameters as a state dict.
     pub fn state_dict(&self) -> Vec<(String, Tensor)> {
-        self.params().into_iter().map(|p| (p.name.clone(), p.tensor().clone())).collect()
+        self.params()
+            .into_iter()
+            .map(|p| (p.name.clone(), p.tensor().clone()))
+            .collect()
     }
 
     /// Saves the state dict as safetensors (loadable by PyTorch's `load_state_dict`), atomically.
@@ -252,7 +308,8 @@ impl Sequential {
     /// model's dtype.
     pub fn load(&self, path: &Path) -> Result<()> {
         let tensors = read_safetensors(path)?;
-        self.load_state_dict(&tensors).map_err(|e| Error::file(path, e.to_string()))
+        self.load_state_dict(&tensors)
+            .map_err(|e| Error::file(path, e.to_string()))
     }
 
     /// Copies the values of a state dict into the parameters (strict, as PyTorch's default).
@@ -267,13 +324,21 @@ impl Sequential {
             return Err(Error::Shape(format!(
                 "unexpected keys {unexpected:?} for model {} (expects {})",
                 self.spec.to_spec(),
-                params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                params
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         for p in &params {
-            let t = tensors
-                .get(&p.name)
-                .ok_or_else(|| Error::Shape(format!("missing key '{}' for model {}", p.name, self.spec.to_spec())))?;
+            let t = tensors.get(&p.name).ok_or_else(|| {
+                Error::Shape(format!(
+                    "missing key '{}' for model {}",
+                    p.name,
+                    self.spec.to_spec()
+                ))
+            })?;
             if t.dims() != p.var.dims() {
                 return Err(Error::Shape(format!(
                     "'{}' has shape {:?} in the file but {:?} in the model",
@@ -283,8 +348,16 @@ impl Sequential {
                 )));
             }
             let t = t.to_dtype(self.dtype)?;
-            if t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?.iter().any(|v| !v.is_finite()) {
-                return Err(Error::NonFinite(format!("'{}' contains NaN or infinite values", p.name)));
+            if t.flatten_all()?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?
+                .iter()
+                .any(|v| !v.is_finite())
+            {
+                return Err(Error::NonFinite(format!(
+                    "'{}' contains NaN or infinite values",
+                    p.name
+                )));
             }
             p.var.set(&t)?;
         }
@@ -298,17 +371,36 @@ mod tests {
 
     #[test]
     fn mlp_names_and_shapes_follow_pytorch() {
-        let m = Sequential::new(&ModelSpec::parse("mlp:hidden=128-32,act=tanh").unwrap(), &[64], 10, 0, DType::F32)
-            .unwrap();
+        let m = Sequential::new(
+            &ModelSpec::parse("mlp:hidden=128-32,act=tanh").unwrap(),
+            &[64],
+            10,
+            0,
+            DType::F32,
+        )
+        .unwrap();
         let names: Vec<String> = m.params().iter().map(|p| p.name.clone()).collect();
-        assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]);
+        assert_eq!(
+            names,
+            ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
+        );
         assert_eq!(m.params()[0].var.dims(), &[128, 64]);
-        assert_eq!(m.num_params(), 64 * 128 + 128 + 128 * 32 + 32 + 32 * 10 + 10);
+        assert_eq!(
+            m.num_params(),
+            64 * 128 + 128 + 128 * 32 + 32 + 32 * 10 + 10
+        );
         let x = Tensor::zeros((5, 64), DType::F32, &Device::Cpu).unwrap();
         assert_eq!(m.forward(&x).unwrap().dims(), &[5, 10]);
-        assert!(m.forward(&Tensor::zeros((5, 63), DType::F32, &Device::Cpu).unwrap()).is_err());
+        assert!(m
+            .forward(&Tensor::zeros((5, 63), DType::F32, &Device::Cpu).unwrap())
+            .is_err());
         let bound = 1.0 / 8.0;
-        let w: Vec<f32> = m.params()[0].tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let w: Vec<f32> = m.params()[0]
+            .tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert!(w.iter().all(|v| v.abs() <= bound));
     }
 
@@ -317,7 +409,10 @@ mod tests {
         let spec = ModelSpec::parse("cnn").unwrap();
         let m = Sequential::new(&spec, &[64], 10, 0, DType::F32).unwrap();
         let names: Vec<String> = m.params().iter().map(|p| p.name.clone()).collect();
-        assert_eq!(names, ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias"]);
+        assert_eq!(
+            names,
+            ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias"]
+        );
         let x = Tensor::zeros((2, 1, 8, 8), DType::F32, &Device::Cpu).unwrap();
         assert_eq!(m.forward(&x).unwrap().dims(), &[2, 10]);
         let m = Sequential::new(&spec, &[784], 10, 0, DType::F32).unwrap();
@@ -331,9 +426,20 @@ mod tests {
         assert!(ModelSpec::parse("mlp:hidden=0").is_err());
         assert!(ModelSpec::parse("mlp:act=sigmoid").is_err());
         assert!(ModelSpec::parse("mlp:hidden=4-4-4,act=relu-tanh").is_err());
-        assert_eq!(ModelSpec::parse("mlp:hidden=4-4,act=relu-tanh").unwrap().to_spec(), "mlp:hidden=4-4,act=relu-tanh");
-        assert!(ModelSpec::parse("resnet").unwrap_err().to_string().contains("available: mlp, cnn"));
-        assert_eq!(ModelSpec::parse("mlp:hidden=64-32").unwrap().to_spec(), "mlp:hidden=64-32,act=relu");
+        assert_eq!(
+            ModelSpec::parse("mlp:hidden=4-4,act=relu-tanh")
+                .unwrap()
+                .to_spec(),
+            "mlp:hidden=4-4,act=relu-tanh"
+        );
+        assert!(ModelSpec::parse("resnet")
+            .unwrap_err()
+            .to_string()
+            .contains("available: mlp, cnn"));
+        assert_eq!(
+            ModelSpec::parse("mlp:hidden=64-32").unwrap().to_spec(),
+            "mlp:hidden=64-32,act=relu"
+        );
     }
 
     #[test]
@@ -342,7 +448,14 @@ mod tests {
         let a = Sequential::new(&spec, &[4], 2, 5, DType::F64).unwrap();
         let b = Sequential::new(&spec, &[4], 2, 5, DType::F64).unwrap();
         let c = Sequential::new(&spec, &[4], 2, 6, DType::F64).unwrap();
-        let v = |m: &Sequential| m.params()[0].tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let v = |m: &Sequential| {
+            m.params()[0]
+                .tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap()
+        };
         assert_eq!(v(&a), v(&b));
         assert_ne!(v(&a), v(&c));
     }

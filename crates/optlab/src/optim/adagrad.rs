@@ -26,7 +26,10 @@ pub struct Adagrad {
 impl Adagrad {
     /// From a spec: `adagrad:lr=0.01,lr_decay=0,weight_decay=0,initial_accumulator_value=0,eps=1e-10`.
     pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        Ok(Adagrad { h: Hypers::from_spec("adagrad", DEFS, s)?, state: OptimizerState::new("adagrad") })
+        Ok(Adagrad {
+            h: Hypers::from_spec("adagrad", DEFS, s)?,
+            state: OptimizerState::new("adagrad"),
+        })
     }
 }
 
@@ -40,7 +43,12 @@ struct AdagradKernel {
 
 impl Kernel for AdagradKernel {
     fn run<T: Real>(&self, p: &mut [T], g: &[T], s: &mut [&mut [T]]) {
-        let (clr, wd, init, eps) = (T::of(self.clr), T::of(self.weight_decay), T::of(self.init), T::of(self.eps));
+        let (clr, wd, init, eps) = (
+            T::of(self.clr),
+            T::of(self.weight_decay),
+            T::of(self.init),
+            T::of(self.eps),
+        );
         let sum = &mut *s[0];
         for i in 0..p.len() {
             let mut d = g[i];
@@ -78,8 +86,20 @@ impl Optimizer for Adagrad {
         self.state.step += 1;
         let h = &self.h;
         let clr = h.get("lr") / (1.0 + (self.state.step - 1) as f64 * h.get("lr_decay"));
-        let (weight_decay, init, eps) = (h.get("weight_decay"), h.get("initial_accumulator_value"), h.get("eps"));
+        let (weight_decay, init, eps) = (
+            h.get("weight_decay"),
+            h.get("initial_accumulator_value"),
+            h.get("eps"),
+        );
         let names = self.buffer_names();
-        update_each(&mut self.state, names, params, grads, |first| AdagradKernel { clr, weight_decay, init, eps, first })
+        update_each(&mut self.state, names, params, grads, |first| {
+            AdagradKernel {
+                clr,
+                weight_decay,
+                init,
+                eps,
+                first,
+            }
+        })
     }
 }

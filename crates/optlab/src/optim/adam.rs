@@ -39,8 +39,16 @@ impl Adam {
     /// From a spec: `adam:lr=1e-3,beta1=0.9,beta2=0.999,eps=1e-8,weight_decay=0,amsgrad=false` (AdamW's
     /// default weight_decay is 0.01, as in PyTorch).
     pub fn from_spec(s: &mut Spec, decoupled: bool) -> Result<Self> {
-        let (name, defs) = if decoupled { ("adamw", ADAMW_DEFS) } else { ("adam", ADAM_DEFS) };
-        Ok(Adam { h: Hypers::from_spec(name, defs, s)?, decoupled, state: OptimizerState::new(name) })
+        let (name, defs) = if decoupled {
+            ("adamw", ADAMW_DEFS)
+        } else {
+            ("adam", ADAM_DEFS)
+        };
+        Ok(Adam {
+            h: Hypers::from_spec(name, defs, s)?,
+            decoupled,
+            state: OptimizerState::new(name),
+        })
     }
 }
 
@@ -60,10 +68,16 @@ impl Kernel for AdamKernel {
         let bc1 = 1.0 - self.beta1.powi(self.step as i32);
         let bc2_sqrt = T::of((1.0 - self.beta2.powi(self.step as i32)).sqrt());
         let step_size = T::of(self.lr / bc1);
-        let (w1, b2, w2) = (T::of(1.0 - self.beta1), T::of(self.beta2), T::of(1.0 - self.beta2));
+        let (w1, b2, w2) = (
+            T::of(1.0 - self.beta1),
+            T::of(self.beta2),
+            T::of(1.0 - self.beta2),
+        );
         let (eps, wd) = (T::of(self.eps), T::of(self.weight_decay));
         let decay = T::of(1.0 - self.lr * self.weight_decay);
-        let [m, v, vmax] = s else { unreachable!("adam has three buffers") };
+        let [m, v, vmax] = s else {
+            unreachable!("adam has three buffers")
+        };
         for i in 0..p.len() {
             let mut gi = g[i];
             if self.weight_decay != 0.0 {

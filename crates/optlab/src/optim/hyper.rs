@@ -55,7 +55,11 @@ pub struct HyperDef {
 
 /// Shorthand for a [`HyperDef`].
 pub const fn def(name: &'static str, default: f64, range: Range) -> HyperDef {
-    HyperDef { name, default, range }
+    HyperDef {
+        name,
+        default,
+        range,
+    }
 }
 
 /// The current hyperparameter values of one optimizer.
@@ -68,11 +72,23 @@ pub struct Hypers {
 
 impl Hypers {
     /// Reads every defined key from `spec` (defaults for the absent ones) and refuses unknown keys.
-    pub fn from_spec(owner: &'static str, defs: &'static [HyperDef], spec: &mut Spec) -> Result<Self> {
-        let mut h = Hypers { owner, defs, values: defs.iter().map(|d| d.default).collect() };
+    pub fn from_spec(
+        owner: &'static str,
+        defs: &'static [HyperDef],
+        spec: &mut Spec,
+    ) -> Result<Self> {
+        let mut h = Hypers {
+            owner,
+            defs,
+            values: defs.iter().map(|d| d.default).collect(),
+        };
         for (i, d) in defs.iter().enumerate() {
             let v = if d.range == Range::Bool {
-                if spec.bool(d.name, d.default != 0.0)? { 1.0 } else { 0.0 }
+                if spec.bool(d.name, d.default != 0.0)? {
+                    1.0
+                } else {
+                    0.0
+                }
             } else {
                 spec.f64(d.name, d.default)?
             };
@@ -87,7 +103,11 @@ impl Hypers {
             Error::invalid(format!(
                 "{} has no hyperparameter '{key}'; it has: {}",
                 self.owner,
-                self.defs.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+                self.defs
+                    .iter()
+                    .map(|d| d.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })
     }
@@ -108,7 +128,9 @@ impl Hypers {
 
     /// The value of `key`; unknown keys are a programming error inside an optimizer.
     pub fn get(&self, key: &str) -> f64 {
-        self.values[self.index(key).expect("optimizer reads its own hyperparameter")]
+        self.values[self
+            .index(key)
+            .expect("optimizer reads its own hyperparameter")]
     }
 
     /// A boolean hyperparameter.
@@ -129,7 +151,11 @@ impl Hypers {
 
     /// All (name, value) pairs in definition order.
     pub fn all(&self) -> Vec<(&'static str, f64)> {
-        self.defs.iter().map(|d| d.name).zip(self.values.iter().copied()).collect()
+        self.defs
+            .iter()
+            .map(|d| d.name)
+            .zip(self.values.iter().copied())
+            .collect()
     }
 
     /// The canonical spec string with every value, e.g. `sgd:lr=0.1,momentum=0.9,...`.
@@ -160,7 +186,11 @@ pub fn fmt_number(v: f64) -> String {
 mod tests {
     use super::*;
 
-    const DEFS: &[HyperDef] = &[def("lr", 1e-3, Range::NonNegative), def("beta1", 0.9, Range::Beta), def("nesterov", 0.0, Range::Bool)];
+    const DEFS: &[HyperDef] = &[
+        def("lr", 1e-3, Range::NonNegative),
+        def("beta1", 0.9, Range::Beta),
+        def("nesterov", 0.0, Range::Bool),
+    ];
 
     #[test]
     fn validates_and_round_trips() {
@@ -180,6 +210,9 @@ mod tests {
         assert_eq!(fmt_number(1e-8), "1e-8");
         assert_eq!(fmt_number(0.001), "0.001");
         let mut s = Spec::parse("x:lr=-1").unwrap();
-        assert!(Hypers::from_spec("x", DEFS, &mut s).unwrap_err().to_string().contains("lr=-1"));
+        assert!(Hypers::from_spec("x", DEFS, &mut s)
+            .unwrap_err()
+            .to_string()
+            .contains("lr=-1"));
     }
 }

@@ -45,7 +45,9 @@ impl Buf {
         match dtype {
             DType::F32 => Ok(Buf::F32(vec![0.0; n])),
             DType::F64 => Ok(Buf::F64(vec![0.0; n])),
-            other => Err(Error::invalid(format!("optimizers update f32 or f64 parameters, not {other:?}"))),
+            other => Err(Error::invalid(format!(
+                "optimizers update f32 or f64 parameters, not {other:?}"
+            ))),
         }
     }
 
@@ -85,7 +87,9 @@ impl Buf {
         match dtype {
             DType::F32 => Ok(Buf::F32(flat.to_vec1()?)),
             DType::F64 => Ok(Buf::F64(flat.to_vec1()?)),
-            other => Err(Error::invalid(format!("optimizer state must be f32 or f64, not {other:?}"))),
+            other => Err(Error::invalid(format!(
+                "optimizer state must be f32 or f64, not {other:?}"
+            ))),
         }
     }
 }
@@ -175,7 +179,9 @@ pub fn run_chunked<T: Real, K: Kernel>(kernel: &K, p: &mut [T], g: &[T], state: 
         items.push((ph, gh, heads));
         (p, g, state) = (pt, gt, tails);
     }
-    items.into_par_iter().for_each(|(p, g, mut s)| kernel.run(p, g, &mut s));
+    items
+        .into_par_iter()
+        .for_each(|(p, g, mut s)| kernel.run(p, g, &mut s));
 }
 
 struct Fused<'a, K> {
@@ -184,13 +190,19 @@ struct Fused<'a, K> {
 }
 
 impl<K: Kernel> Fused<'_, K> {
-    fn go<T: BufSlice>(&self, dst: &mut CpuStorage, dst_l: &Layout, src: &CpuStorage, src_l: &Layout) -> candle_core::Result<()> {
-        let (a, b) = dst_l
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("optimizer: parameter is not contiguous".into()))?;
-        let (ga, gb) = src_l
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("optimizer: gradient is not contiguous".into()))?;
+    fn go<T: BufSlice>(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        src: &CpuStorage,
+        src_l: &Layout,
+    ) -> candle_core::Result<()> {
+        let (a, b) = dst_l.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::Msg("optimizer: parameter is not contiguous".into())
+        })?;
+        let (ga, gb) = src_l.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::Msg("optimizer: gradient is not contiguous".into())
+        })?;
         let p = &mut T::storage_mut(dst).expect("dtype checked")[a..b];
         let g = &T::storage(src).expect("dtype checked")[ga..gb];
         let mut bufs = self.state.borrow_mut();
@@ -205,18 +217,31 @@ impl<K: Kernel> InplaceOp2 for Fused<'_, K> {
         "optlab-fused-optimizer-step"
     }
 
-    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, src: &CpuStorage, src_l: &Layout) -> candle_core::Result<()> {
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        src: &CpuStorage,
+        src_l: &Layout,
+    ) -> candle_core::Result<()> {
         match dst {
             CpuStorage::F32(_) => self.go::<f32>(dst, dst_l, src, src_l),
             CpuStorage::F64(_) => self.go::<f64>(dst, dst_l, src, src_l),
-            _ => Err(candle_core::Error::Msg("optimizer: parameters must be f32 or f64".into())),
+            _ => Err(candle_core::Error::Msg(
+                "optimizer: parameters must be f32 or f64".into(),
+            )),
         }
     }
 }
 
 /// Applies `kernel` to `param` in place with gradient `grad` and the parameter's `state` buffers (which must
 /// have the parameter's dtype and size).
-pub fn fused_update<K: Kernel>(param: &Param, grad: &Tensor, state: &mut [Buf], kernel: &K) -> Result<()> {
+pub fn fused_update<K: Kernel>(
+    param: &Param,
+    grad: &Tensor,
+    state: &mut [Buf],
+    kernel: &K,
+) -> Result<()> {
     let t = param.tensor();
     let n = t.elem_count();
     if grad.dims() != t.dims() {
@@ -236,9 +261,14 @@ pub fn fused_update<K: Kernel>(param: &Param, grad: &Tensor, state: &mut [Buf], 
         )));
     }
     if !t.device().is_cpu() {
-        return Err(Error::invalid("optlab's fused optimizer kernels run on the CPU device"));
+        return Err(Error::invalid(
+            "optlab's fused optimizer kernels run on the CPU device",
+        ));
     }
-    if let Some(b) = state.iter().find(|b| b.len() != n || b.dtype() != t.dtype()) {
+    if let Some(b) = state
+        .iter()
+        .find(|b| b.len() != n || b.dtype() != t.dtype())
+    {
         return Err(Error::Shape(format!(
             "optimizer state for '{}' has {} {:?} values, the parameter {n} {:?}",
             param.name,
@@ -248,7 +278,10 @@ pub fn fused_update<K: Kernel>(param: &Param, grad: &Tensor, state: &mut [Buf], 
         )));
     }
     let grad = grad.contiguous()?;
-    let op = Fused { kernel, state: RefCell::new(state) };
+    let op = Fused {
+        kernel,
+        state: RefCell::new(state),
+    };
     t.inplace_op2(&grad, &op)?;
     Ok(())
 }
@@ -274,8 +307,14 @@ pub enum SliceRef<'a> {
 /// Sum of squares in f64, threaded.
 pub fn sum_squares(s: SliceRef<'_>) -> f64 {
     match s {
-        SliceRef::F32(v) => v.par_chunks(CHUNK).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()).sum(),
-        SliceRef::F64(v) => v.par_chunks(CHUNK).map(|c| c.iter().map(|&x| x * x).sum::<f64>()).sum(),
+        SliceRef::F32(v) => v
+            .par_chunks(CHUNK)
+            .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+            .sum(),
+        SliceRef::F64(v) => v
+            .par_chunks(CHUNK)
+            .map(|c| c.iter().map(|&x| x * x).sum::<f64>())
+            .sum(),
     }
 }
 
@@ -300,7 +339,10 @@ mod tests {
         let v: Vec<f32> = (0..n).map(|i| i as f32).collect();
         let var = Var::from_vec(v.clone(), n, &Device::Cpu).unwrap();
         let alias = var.as_tensor().clone();
-        let p = Param { name: "w".into(), var };
+        let p = Param {
+            name: "w".into(),
+            var,
+        };
         let g = Tensor::ones(n, DType::F32, &Device::Cpu).unwrap();
         let mut state = vec![Buf::zeros(DType::F32, n).unwrap()];
         fused_update(&p, &g, &mut state, &AddScaled(2.0)).unwrap();

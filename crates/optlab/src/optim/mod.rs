@@ -104,11 +104,16 @@ pub(crate) fn update_each<K: kernel::Kernel>(
     kernel: impl Fn(bool) -> K,
 ) -> Result<()> {
     for p in params {
-        let Some(g) = grads.get(p.tensor()) else { continue };
+        let Some(g) = grads.get(p.tensor()) else {
+            continue;
+        };
         let fresh = !state.buffers.contains_key(&p.name);
         if fresh {
             let n = p.numel();
-            let bufs = names.iter().map(|_| Buf::zeros(p.var.dtype(), n)).collect::<Result<Vec<_>>>()?;
+            let bufs = names
+                .iter()
+                .map(|_| Buf::zeros(p.var.dtype(), n))
+                .collect::<Result<Vec<_>>>()?;
             state.buffers.insert(p.name.clone(), bufs);
         }
         let bufs = state.buffers.get_mut(&p.name).expect("inserted above");

@@ -27,7 +27,10 @@ pub struct RmsProp {
 impl RmsProp {
     /// From a spec: `rmsprop:lr=0.01,alpha=0.99,eps=1e-8,weight_decay=0,momentum=0,centered=false`.
     pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        Ok(RmsProp { h: Hypers::from_spec("rmsprop", DEFS, s)?, state: OptimizerState::new("rmsprop") })
+        Ok(RmsProp {
+            h: Hypers::from_spec("rmsprop", DEFS, s)?,
+            state: OptimizerState::new("rmsprop"),
+        })
     }
 }
 
@@ -42,9 +45,16 @@ struct RmsPropKernel {
 
 impl Kernel for RmsPropKernel {
     fn run<T: Real>(&self, p: &mut [T], g: &[T], s: &mut [&mut [T]]) {
-        let (lr, alpha, w, eps) = (T::of(self.lr), T::of(self.alpha), T::of(1.0 - self.alpha), T::of(self.eps));
+        let (lr, alpha, w, eps) = (
+            T::of(self.lr),
+            T::of(self.alpha),
+            T::of(1.0 - self.alpha),
+            T::of(self.eps),
+        );
         let (wd, mu) = (T::of(self.weight_decay), T::of(self.momentum));
-        let [sq, buf, ga] = s else { unreachable!("rmsprop has three buffers") };
+        let [sq, buf, ga] = s else {
+            unreachable!("rmsprop has three buffers")
+        };
         for i in 0..p.len() {
             let mut d = g[i];
             if self.weight_decay != 0.0 {

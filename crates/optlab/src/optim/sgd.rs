@@ -29,9 +29,14 @@ impl Sgd {
     pub fn from_spec(s: &mut Spec) -> Result<Self> {
         let h = Hypers::from_spec("sgd", DEFS, s)?;
         if h.flag("nesterov") && (h.get("momentum") <= 0.0 || h.get("dampening") != 0.0) {
-            return Err(Error::invalid("sgd: nesterov=true needs momentum > 0 and dampening = 0"));
+            return Err(Error::invalid(
+                "sgd: nesterov=true needs momentum > 0 and dampening = 0",
+            ));
         }
-        Ok(Sgd { h, state: OptimizerState::new("sgd") })
+        Ok(Sgd {
+            h,
+            state: OptimizerState::new("sgd"),
+        })
     }
 }
 
@@ -46,7 +51,11 @@ struct SgdKernel {
 
 impl Kernel for SgdKernel {
     fn run<T: Real>(&self, p: &mut [T], g: &[T], s: &mut [&mut [T]]) {
-        let (lr, mu, wd) = (T::of(self.lr), T::of(self.momentum), T::of(self.weight_decay));
+        let (lr, mu, wd) = (
+            T::of(self.lr),
+            T::of(self.momentum),
+            T::of(self.weight_decay),
+        );
         let damp = T::of(1.0 - self.dampening);
         let has_momentum = self.momentum != 0.0;
         let buf: &mut [T] = if has_momentum { s[0] } else { &mut [] };
@@ -56,8 +65,16 @@ impl Kernel for SgdKernel {
                 d = d + wd * p[i];
             }
             if has_momentum {
-                buf[i] = if self.first { d } else { buf[i] * mu + damp * d };
-                d = if self.nesterov { d + mu * buf[i] } else { buf[i] };
+                buf[i] = if self.first {
+                    d
+                } else {
+                    buf[i] * mu + damp * d
+                };
+                d = if self.nesterov {
+                    d + mu * buf[i]
+                } else {
+                    buf[i]
+                };
             }
             p[i] = p[i] - lr * d;
         }

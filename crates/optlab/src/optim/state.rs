@@ -24,7 +24,11 @@ pub struct OptimizerState {
 impl OptimizerState {
     /// Empty state of `method`.
     pub fn new(method: &str) -> Self {
-        OptimizerState { method: method.to_string(), step: 0, buffers: BTreeMap::new() }
+        OptimizerState {
+            method: method.to_string(),
+            step: 0,
+            buffers: BTreeMap::new(),
+        }
     }
 
     /// Checks that the state fits `params` and the method's buffers.
@@ -36,10 +40,9 @@ impl OptimizerState {
             )));
         }
         for (name, bufs) in &self.buffers {
-            let p = params
-                .iter()
-                .find(|p| &p.name == name)
-                .ok_or_else(|| Error::Shape(format!("optimizer state for unknown parameter '{name}'")))?;
+            let p = params.iter().find(|p| &p.name == name).ok_or_else(|| {
+                Error::Shape(format!("optimizer state for unknown parameter '{name}'"))
+            })?;
             if bufs.len() != names.len() {
                 return Err(Error::Shape(format!(
                     "'{name}' has {} state buffers, {method} keeps {}",
@@ -47,7 +50,10 @@ impl OptimizerState {
                     names.len()
                 )));
             }
-            if let Some(b) = bufs.iter().find(|b| b.len() != p.numel() || b.dtype() != p.var.dtype()) {
+            if let Some(b) = bufs
+                .iter()
+                .find(|b| b.len() != p.numel() || b.dtype() != p.var.dtype())
+            {
                 return Err(Error::Shape(format!(
                     "state of '{name}' has {} {:?} values, the parameter {} {:?}",
                     b.len(),
@@ -62,7 +68,12 @@ impl OptimizerState {
 }
 
 /// Saves `opt`'s state to `tensors_path` (safetensors) and `meta_path` (JSON), each atomically.
-pub fn save_state_file(opt: &dyn Optimizer, params: &[Param], tensors_path: &Path, meta_path: &Path) -> Result<()> {
+pub fn save_state_file(
+    opt: &dyn Optimizer,
+    params: &[Param],
+    tensors_path: &Path,
+    meta_path: &Path,
+) -> Result<()> {
     let st = opt.state();
     let mut tensors = Vec::new();
     for p in params {
@@ -72,8 +83,12 @@ pub fn save_state_file(opt: &dyn Optimizer, params: &[Param], tensors_path: &Pat
             }
         }
     }
-    let hyper: serde_json::Map<String, serde_json::Value> =
-        opt.hypers().all().into_iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect();
+    let hyper: serde_json::Map<String, serde_json::Value> = opt
+        .hypers()
+        .all()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+        .collect();
     let meta = serde_json::json!({
         "method": opt.name(),
         "spec": opt.spec(),
@@ -88,18 +103,29 @@ pub fn save_state_file(opt: &dyn Optimizer, params: &[Param], tensors_path: &Pat
 }
 
 /// Rebuilds an optimizer with its hyperparameters and exact state from files written by [`save_state_file`].
-pub fn load_state_file(params: &[Param], tensors_path: &Path, meta_path: &Path) -> Result<Box<dyn Optimizer>> {
+pub fn load_state_file(
+    params: &[Param],
+    tensors_path: &Path,
+    meta_path: &Path,
+) -> Result<Box<dyn Optimizer>> {
     let text = std::fs::read_to_string(meta_path).at_path(meta_path)?;
-    let meta: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::file(meta_path, format!("invalid JSON: {e}")))?;
-    let spec = meta["spec"].as_str().ok_or_else(|| Error::file(meta_path, "missing \"spec\""))?;
-    let step = meta["step"].as_u64().ok_or_else(|| Error::file(meta_path, "missing \"step\""))?;
+    let meta: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::file(meta_path, format!("invalid JSON: {e}")))?;
+    let spec = meta["spec"]
+        .as_str()
+        .ok_or_else(|| Error::file(meta_path, "missing \"spec\""))?;
+    let step = meta["step"]
+        .as_u64()
+        .ok_or_else(|| Error::file(meta_path, "missing \"step\""))?;
     let mut opt = from_spec(spec).map_err(|e| Error::file(meta_path, e.to_string()))?;
     // Restore the exact f64 values (the spec string round-trips through decimal text).
     if let Some(h) = meta["hyperparams"].as_object() {
         for (k, v) in h {
-            let v = v.as_f64().ok_or_else(|| Error::file(meta_path, format!("hyperparameter '{k}' is not a number")))?;
-            opt.set_hyperparam(k, v).map_err(|e| Error::file(meta_path, e.to_string()))?;
+            let v = v.as_f64().ok_or_else(|| {
+                Error::file(meta_path, format!("hyperparameter '{k}' is not a number"))
+            })?;
+            opt.set_hyperparam(k, v)
+                .map_err(|e| Error::file(meta_path, e.to_string()))?;
         }
     }
     let tensors = read_safetensors(tensors_path)?;
@@ -107,18 +133,27 @@ pub fn load_state_file(params: &[Param], tensors_path: &Path, meta_path: &Path) 
     state.step = step;
     let names = opt.buffer_names();
     for p in params {
-        let found: Vec<Option<&candle_core::Tensor>> =
-            names.iter().map(|bn| tensors.get(&format!("{}.{bn}", p.name))).collect();
+        let found: Vec<Option<&candle_core::Tensor>> = names
+            .iter()
+            .map(|bn| tensors.get(&format!("{}.{bn}", p.name)))
+            .collect();
         if found.iter().all(Option::is_none) {
             continue;
         }
         let mut bufs = Vec::with_capacity(names.len());
         for (t, bn) in found.into_iter().zip(names) {
-            let t = t.ok_or_else(|| Error::file(tensors_path, format!("missing tensor '{}.{bn}'", p.name)))?;
+            let t = t.ok_or_else(|| {
+                Error::file(tensors_path, format!("missing tensor '{}.{bn}'", p.name))
+            })?;
             if t.dims() != p.var.dims() {
                 return Err(Error::file(
                     tensors_path,
-                    format!("'{}.{bn}' has shape {:?}, the parameter {:?}", p.name, t.dims(), p.var.dims()),
+                    format!(
+                        "'{}.{bn}' has shape {:?}, the parameter {:?}",
+                        p.name,
+                        t.dims(),
+                        p.var.dims()
+                    ),
                 ));
             }
             bufs.push(Buf::from_tensor(t, p.var.dtype())?);
@@ -129,7 +164,10 @@ pub fn load_state_file(params: &[Param], tensors_path: &Path, meta_path: &Path) 
     if tensors.len() != expected {
         return Err(Error::file(
             tensors_path,
-            format!("{} tensors, but the model's parameters account for {expected}", tensors.len()),
+            format!(
+                "{} tensors, but the model's parameters account for {expected}",
+                tensors.len()
+            ),
         ));
     }
     opt.load_state(state, params)?;

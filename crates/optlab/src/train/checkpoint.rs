@@ -31,15 +31,28 @@ fn root(run_dir: &Path) -> PathBuf {
 }
 
 /// Writes a checkpoint and makes it the latest; older checkpoints are removed afterwards.
-pub fn save(run_dir: &Path, model: &Sequential, opt: &dyn Optimizer, state: &LoopState) -> Result<PathBuf> {
+pub fn save(
+    run_dir: &Path,
+    model: &Sequential,
+    opt: &dyn Optimizer,
+    state: &LoopState,
+) -> Result<PathBuf> {
     let root = root(run_dir);
     let name = format!("step-{:09}", state.step);
     let dir = root.join(&name);
     std::fs::create_dir_all(&dir).at_path(&dir)?;
     model.save(&dir.join("model.safetensors"))?;
     let params = model.params();
-    save_state_file(opt, &params, &dir.join("optimizer.safetensors"), &dir.join("optimizer.json"))?;
-    let st = LoopState { dir: name.clone(), ..state.clone() };
+    save_state_file(
+        opt,
+        &params,
+        &dir.join("optimizer.safetensors"),
+        &dir.join("optimizer.json"),
+    )?;
+    let st = LoopState {
+        dir: name.clone(),
+        ..state.clone()
+    };
     let text = serde_json::to_string_pretty(&st).expect("json");
     write_atomic(&dir.join("state.json"), text.as_bytes())?;
     write_atomic(&root.join("latest.json"), text.as_bytes())?;
@@ -63,17 +76,31 @@ pub fn exists(run_dir: &Path) -> bool {
 pub fn load(run_dir: &Path, model: &Sequential) -> Result<(Box<dyn Optimizer>, LoopState)> {
     let latest = root(run_dir).join("latest.json");
     let text = std::fs::read_to_string(&latest).map_err(|e| {
-        Error::file(&latest, format!("no checkpoint to resume from ({e}); was the run started with a run directory?"))
+        Error::file(
+            &latest,
+            format!(
+                "no checkpoint to resume from ({e}); was the run started with a run directory?"
+            ),
+        )
     })?;
-    let st: LoopState = serde_json::from_str(&text).map_err(|e| Error::file(&latest, format!("invalid checkpoint index: {e}")))?;
+    let st: LoopState = serde_json::from_str(&text)
+        .map_err(|e| Error::file(&latest, format!("invalid checkpoint index: {e}")))?;
     let dir = root(run_dir).join(&st.dir);
     model.load(&dir.join("model.safetensors"))?;
     let params: Vec<Param> = model.params();
-    let opt = load_state_file(&params, &dir.join("optimizer.safetensors"), &dir.join("optimizer.json"))?;
+    let opt = load_state_file(
+        &params,
+        &dir.join("optimizer.safetensors"),
+        &dir.join("optimizer.json"),
+    )?;
     if opt.state().step != st.step {
         return Err(Error::file(
             &dir,
-            format!("optimizer state is at step {} but the checkpoint at step {}", opt.state().step, st.step),
+            format!(
+                "optimizer state is at step {} but the checkpoint at step {}",
+                opt.state().step,
+                st.step
+            ),
         ));
     }
     Ok((opt, st))

@@ -81,7 +81,8 @@ impl TrainConfig {
 
     /// Parses TOML text.
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::invalid(format!("invalid run config: {}", e.message())))
+        toml::from_str(text)
+            .map_err(|e| Error::invalid(format!("invalid run config: {}", e.message())))
     }
 
     /// The config as TOML text.
@@ -98,21 +99,31 @@ impl TrainConfig {
             return Err(Error::invalid("give epochs or steps"));
         }
         if self.steps == Some(0) || (self.steps.is_none() && self.epochs == Some(0)) {
-            return Err(Error::invalid("the run must have at least one step (epochs or steps >= 1)"));
+            return Err(Error::invalid(
+                "the run must have at least one step (epochs or steps >= 1)",
+            ));
         }
         if self.log_every == 0 {
             return Err(Error::invalid("log_every must be at least 1"));
         }
         if let Some(c) = self.clip_grad_norm {
             if !(c > 0.0 && c.is_finite()) {
-                return Err(Error::invalid(format!("clip_grad_norm={c} must be a positive number")));
+                return Err(Error::invalid(format!(
+                    "clip_grad_norm={c} must be a positive number"
+                )));
             }
         }
         if !matches!(self.dtype.as_str(), "f32" | "f64") {
-            return Err(Error::invalid(format!("dtype={} must be f32 or f64", self.dtype)));
+            return Err(Error::invalid(format!(
+                "dtype={} must be f32 or f64",
+                self.dtype
+            )));
         }
         if !matches!(self.loss.as_str(), "auto" | "cross_entropy" | "mse") {
-            return Err(Error::invalid(format!("loss={} must be auto, cross_entropy or mse", self.loss)));
+            return Err(Error::invalid(format!(
+                "loss={} must be auto, cross_entropy or mse",
+                self.loss
+            )));
         }
         Ok(())
     }
@@ -124,14 +135,29 @@ mod tests {
 
     #[test]
     fn toml_round_trip_and_unknown_keys() {
-        let c = TrainConfig { clip_grad_norm: Some(1.0), ..Default::default() };
+        let c = TrainConfig {
+            clip_grad_norm: Some(1.0),
+            ..Default::default()
+        };
         assert_eq!(TrainConfig::from_toml(&c.to_toml()).unwrap(), c);
-        let e = TrainConfig::from_toml("batch_sise = 3").unwrap_err().to_string();
+        let e = TrainConfig::from_toml("batch_sise = 3")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("batch_sise"), "{e}");
         let partial = TrainConfig::from_toml("epochs = 3\noptimizer = \"sgd:lr=0.1\"").unwrap();
         assert_eq!(partial.epochs, Some(3));
         assert_eq!(partial.batch_size, 64);
-        assert!(TrainConfig { batch_size: 0, ..Default::default() }.validate().is_err());
-        assert!(TrainConfig { dtype: "f16".into(), ..Default::default() }.validate().is_err());
+        assert!(TrainConfig {
+            batch_size: 0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(TrainConfig {
+            dtype: "f16".into(),
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 }

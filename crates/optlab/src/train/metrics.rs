@@ -91,8 +91,10 @@ impl MetricsLog {
     /// wrote after its last checkpoint).
     pub fn open(path: &Path, log_every: u64, keep_until_step: u64) -> Result<Self> {
         if path.exists() {
-            let kept: Vec<Record> =
-                read_metrics(path)?.into_iter().filter(|r| r.step() <= keep_until_step).collect();
+            let kept: Vec<Record> = read_metrics(path)?
+                .into_iter()
+                .filter(|r| r.step() <= keep_until_step)
+                .collect();
             let mut text = String::new();
             for r in &kept {
                 text.push_str(&serde_json::to_string(r).expect("json"));
@@ -100,8 +102,16 @@ impl MetricsLog {
             }
             crate::tensor_io::write_atomic(path, text.as_bytes())?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).at_path(path)?;
-        Ok(MetricsLog { path: path.to_path_buf(), file, log_every })
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .at_path(path)?;
+        Ok(MetricsLog {
+            path: path.to_path_buf(),
+            file,
+            log_every,
+        })
     }
 
     fn write(&mut self, r: &Record) {
@@ -115,7 +125,7 @@ impl MetricsLog {
 impl Observer for MetricsLog {
     fn on_start(&mut self, _info: &RunInfo) {}
     fn on_step(&mut self, m: &StepMetrics) {
-        if m.step % self.log_every == 0 {
+        if m.step.is_multiple_of(self.log_every) {
             self.write(&Record::Train(m.clone()));
         }
     }

@@ -50,7 +50,11 @@ impl Trainer {
         config.validate()?;
         let data = load_spec(&config.data, config.seed)?;
         let spec = ModelSpec::parse(&config.model)?;
-        let dtype = if config.dtype == "f64" { DType::F64 } else { DType::F32 };
+        let dtype = if config.dtype == "f64" {
+            DType::F64
+        } else {
+            DType::F32
+        };
         let shape = spec.input_shape(&data.feature_shape)?;
         let data = data.reshaped(shape)?;
         let (train, val) = if config.val_frac > 0.0 {
@@ -63,14 +67,28 @@ impl Trainer {
             (Target::Classes { .. }, "auto" | "cross_entropy") => true,
             (Target::Values { .. }, "auto" | "mse") => false,
             (Target::Classes { .. }, "mse") => {
-                return Err(Error::invalid("loss=mse needs real-valued targets; this data set has class labels"))
+                return Err(Error::invalid(
+                    "loss=mse needs real-valued targets; this data set has class labels",
+                ))
             }
-            _ => return Err(Error::invalid("loss=cross_entropy needs class labels; this data set has real targets")),
+            _ => {
+                return Err(Error::invalid(
+                    "loss=cross_entropy needs class labels; this data set has real targets",
+                ))
+            }
         };
-        let model = Sequential::new(&spec, &train.feature_shape, train.output_dim(), config.seed, dtype)?;
+        let model = Sequential::new(
+            &spec,
+            &train.feature_shape,
+            train.output_dim(),
+            config.seed,
+            dtype,
+        )?;
         let opt = from_spec(&config.optimizer)?;
         let steps_per_epoch = train.len().div_ceil(config.batch_size) as u64;
-        let total_steps = config.steps.unwrap_or_else(|| config.epochs.unwrap_or(1) * steps_per_epoch);
+        let total_steps = config
+            .steps
+            .unwrap_or_else(|| config.epochs.unwrap_or(1) * steps_per_epoch);
         let schedule = schedule::from_spec(&config.schedule, total_steps)?;
         let base_lr = opt.lr();
         let mut resolved = config.clone();
@@ -90,7 +108,14 @@ impl Trainer {
             steps_per_epoch,
             dtype,
             classification,
-            loop_state: LoopState { step: 0, loss_sum: 0.0, loss_count: 0, best_val_accuracy: None, time_s: 0.0, dir: String::new() },
+            loop_state: LoopState {
+                step: 0,
+                loss_sum: 0.0,
+                loss_count: 0,
+                best_val_accuracy: None,
+                time_s: 0.0,
+                dir: String::new(),
+            },
         })
     }
 
@@ -134,17 +159,28 @@ impl Trainer {
     }
 
     fn eval_every(&self) -> u64 {
-        if self.config.eval_every == 0 { self.steps_per_epoch } else { self.config.eval_every }
+        if self.config.eval_every == 0 {
+            self.steps_per_epoch
+        } else {
+            self.config.eval_every
+        }
     }
 
     fn checkpoint_every(&self) -> u64 {
-        if self.config.checkpoint_every == 0 { self.eval_every() } else { self.config.checkpoint_every }
+        if self.config.checkpoint_every == 0 {
+            self.eval_every()
+        } else {
+            self.config.checkpoint_every
+        }
     }
 
     fn batch_indices(&self, step: u64) -> Vec<usize> {
         let epoch = step / self.steps_per_epoch;
         let i = (step % self.steps_per_epoch) as usize;
-        let perm = permutation(self.train.len(), &mut rng_for(self.config.seed, Stream::Shuffle, epoch));
+        let perm = permutation(
+            self.train.len(),
+            &mut rng_for(self.config.seed, Stream::Shuffle, epoch),
+        );
         let b = self.config.batch_size;
         perm[i * b..((i + 1) * b).min(perm.len())].to_vec()
     }
@@ -154,7 +190,11 @@ impl Trainer {
             cross_entropy(out, y)
         } else {
             if out.dims() != y.dims() {
-                return Err(Error::Shape(format!("model output {:?} vs targets {:?}", out.dims(), y.dims())));
+                return Err(Error::Shape(format!(
+                    "model output {:?} vs targets {:?}",
+                    out.dims(),
+                    y.dims()
+                )));
             }
             mse(out, y)
         }
@@ -168,13 +208,19 @@ impl Trainer {
         for chunk in idx.chunks(EVAL_BATCH) {
             let (x, y) = data.batch(chunk, self.dtype, &Device::Cpu)?;
             let out = self.model.forward(&x)?.detach();
-            let l = self.loss(&out, &y)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let l = self
+                .loss(&out, &y)?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
             loss_sum += l * chunk.len() as f64;
             if self.classification {
                 hits += correct(&out, &y)?;
             }
         }
-        Ok((loss_sum / n as f64, self.classification.then(|| hits as f64 / n as f64)))
+        Ok((
+            loss_sum / n as f64,
+            self.classification.then(|| hits as f64 / n as f64),
+        ))
     }
 
     fn prepare_dir(&self, dir: &Path, resumed: bool) -> Result<MetricsLog> {
@@ -188,18 +234,36 @@ impl Trainer {
             }
             write_atomic(&dir.join("config.toml"), self.config.to_toml().as_bytes())?;
         }
-        MetricsLog::open(&dir.join("metrics.jsonl"), self.config.log_every, self.loop_state.step)
+        MetricsLog::open(
+            &dir.join("metrics.jsonl"),
+            self.config.log_every,
+            self.loop_state.step,
+        )
     }
 
     /// Trains to the end (or to `opts.stop_at`), notifying `observers`. With a run directory, writes the
     /// config, metrics, checkpoints and, at the end, the model, optimizer state and summary. A NaN or
     /// infinite loss or gradient stops the run with an error; the last good checkpoint stays on disk.
-    pub fn run(&mut self, run_dir: Option<&Path>, observers: &mut [&mut dyn Observer]) -> Result<Summary> {
-        self.run_with(&RunOptions { run_dir: run_dir.map(Path::to_path_buf), stop_at: None }, observers)
+    pub fn run(
+        &mut self,
+        run_dir: Option<&Path>,
+        observers: &mut [&mut dyn Observer],
+    ) -> Result<Summary> {
+        self.run_with(
+            &RunOptions {
+                run_dir: run_dir.map(Path::to_path_buf),
+                stop_at: None,
+            },
+            observers,
+        )
     }
 
     /// [`Trainer::run`] with all options.
-    pub fn run_with(&mut self, opts: &RunOptions, observers: &mut [&mut dyn Observer]) -> Result<Summary> {
+    pub fn run_with(
+        &mut self,
+        opts: &RunOptions,
+        observers: &mut [&mut dyn Observer],
+    ) -> Result<Summary> {
         let resumed = self.loop_state.step > 0;
         let mut log = match &opts.run_dir {
             Some(d) => Some(self.prepare_dir(d, resumed)?),
@@ -227,10 +291,11 @@ impl Trainer {
         let params: Vec<Param> = self.model.params();
         let start = Instant::now();
         let time0 = self.loop_state.time_s;
-        let first_step = self.loop_state.step;
         let mut samples = 0usize;
         let mut last_eval: Option<EvalMetrics> = None;
-        let end = opts.stop_at.map_or(self.total_steps, |s| s.min(self.total_steps));
+        let end = opts
+            .stop_at
+            .map_or(self.total_steps, |s| s.min(self.total_steps));
         while self.loop_state.step < end {
             let step = self.loop_state.step;
             let epoch = step / self.steps_per_epoch;
@@ -242,7 +307,10 @@ impl Trainer {
             let loss = self.loss(&out, &y)?;
             let loss_v = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             let last_good = || match &opts.run_dir {
-                Some(d) if checkpoint::exists(d) => format!("; the last good checkpoint is kept in {}", d.join("checkpoints").display()),
+                Some(d) if checkpoint::exists(d) => format!(
+                    "; the last good checkpoint is kept in {}",
+                    d.join("checkpoints").display()
+                ),
                 _ => String::new(),
             };
             if !loss_v.is_finite() {
@@ -283,16 +351,17 @@ impl Trainer {
             };
             notify(&mut |o| o.on_step(&m));
             let done = self.loop_state.step;
-            if done % self.eval_every() == 0 || done == self.total_steps {
+            if done.is_multiple_of(self.eval_every()) || done == self.total_steps {
                 let e = self.eval_now(epoch, time0 + start.elapsed().as_secs_f64())?;
                 notify(&mut |o| o.on_eval(&e));
                 last_eval = Some(e);
             }
             let at_end = done == end;
             if let Some(d) = &opts.run_dir {
-                if done % self.checkpoint_every() == 0 || at_end {
+                if done.is_multiple_of(self.checkpoint_every()) || at_end {
                     self.loop_state.time_s = time0 + start.elapsed().as_secs_f64();
-                    let cdir = checkpoint::save(d, &self.model, self.opt.as_ref(), &self.loop_state)?;
+                    let cdir =
+                        checkpoint::save(d, &self.model, self.opt.as_ref(), &self.loop_state)?;
                     notify(&mut |o| o.on_checkpoint(done, &cdir));
                 }
             }
@@ -300,7 +369,10 @@ impl Trainer {
         let wall = time0 + start.elapsed().as_secs_f64();
         let last_eval = match last_eval {
             Some(e) => e,
-            None => self.eval_now(self.loop_state.step.saturating_sub(1) / self.steps_per_epoch, wall)?,
+            None => self.eval_now(
+                self.loop_state.step.saturating_sub(1) / self.steps_per_epoch,
+                wall,
+            )?,
         };
         let summary = Summary {
             data: self.config.data.clone(),
@@ -319,11 +391,15 @@ impl Trainer {
         };
         if let (Some(d), true) = (&opts.run_dir, self.loop_state.step == self.total_steps) {
             self.model.save(&d.join("model.safetensors"))?;
-            save_state_file(self.opt.as_ref(), &params, &d.join("optimizer.safetensors"), &d.join("optimizer.json"))?;
+            save_state_file(
+                self.opt.as_ref(),
+                &params,
+                &d.join("optimizer.safetensors"),
+                &d.join("optimizer.json"),
+            )?;
             let text = serde_json::to_string_pretty(&summary).expect("json");
             write_atomic(&d.join("summary.json"), text.as_bytes())?;
         }
-        let _ = first_step;
         notify(&mut |o| o.on_end(&summary));
         Ok(summary)
     }
@@ -344,9 +420,19 @@ impl Trainer {
             None => (None, None),
         };
         if let Some(a) = val_accuracy {
-            let best = self.loop_state.best_val_accuracy.map_or(a, |b: f64| b.max(a));
+            let best = self
+                .loop_state
+                .best_val_accuracy
+                .map_or(a, |b: f64| b.max(a));
             self.loop_state.best_val_accuracy = Some(best);
         }
-        Ok(EvalMetrics { step: self.loop_state.step, epoch, train_loss, val_loss, val_accuracy, time_s })
+        Ok(EvalMetrics {
+            step: self.loop_state.step,
+            epoch,
+            train_loss,
+            val_loss,
+            val_accuracy,
+            time_s,
+        })
     }
 }

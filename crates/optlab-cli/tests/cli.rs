@@ -1,0 +1,327 @@
+//! End-to-end tests of the `optlab` binary: the demo report, train/resume after a real kill, help texts, and
+//! one clear error (non-zero exit, no panic) for each kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn optlab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_optlab"));
+    c.env_remove("CANDLE_GRAD_DO_NOT_DETACH"); // the binary sets it itself
+    c
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("optlab-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    optlab().args(args).output().expect("spawn optlab")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+fn is_png(p: &Path) -> bool {
+    std::fs::read(p)
+        .map(|b| b.len() > 1000 && b.starts_with(b"\x89PNG\r\n\x1a\n"))
+        .unwrap_or(false)
+}
+
+/// A clean failure: non-zero exit, one `error:` line, no panic.
+fn fails_with(args: &[&str], want: &str) {
+    let o = run(args);
+    let (_, err) = text(&o);
+    assert!(!o.status.success(), "{args:?} should fail");
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: expected one error line, got {err}"
+    );
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(want),
+        "{args:?}: {err}"
+    );
+}
+
+#[test]
+fn demo_writes_a_report_with_table_and_plots() {
+    let out = tmp("demo");
+    let o = run(&[
+        "demo",
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--quiet",
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("report:"), "{stdout}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("| optimizer | final train loss | val loss | val accuracy"),
+        "{md}"
+    );
+    for name in ["sgd", "adam:", "adamw", "adagrad", "rmsprop"] {
+        assert!(
+            md.contains(&format!("`{name}")),
+            "{name} missing from the report"
+        );
+    }
+    assert!(is_png(&out.join("loss.png")) && is_png(&out.join("accuracy.png")));
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn train_writes_the_run_directory() {
+    let out = tmp("train");
+    let o = run(&[
+        "train",
+        "--optimizer",
+        "sgd:lr=0.1,momentum=0.9",
+        "--schedule",
+        "cosine:warmup=10",
+        "--epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("val accuracy"), "{stdout}");
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "summary.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "optimizer.json",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    assert!(is_png(&out.join("plots/loss.png")) && is_png(&out.join("plots/accuracy.png")));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["steps"], 46);
+    // The resolved config reproduces the run.
+    let cfg = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        cfg.contains("steps = 46") && cfg.contains("momentum=0.9"),
+        "{cfg}"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+fn checkpoint_step(dir: &Path) -> Option<u64> {
+    let t = std::fs::read_to_string(dir.join("checkpoints/latest.json")).ok()?;
+    serde_json::from_str::<serde_json::Value>(&t).ok()?["step"].as_u64()
+}
+
+fn model_bits(p: &Path) -> Vec<u8> {
+    // The safetensors header holds only names, shapes and fixed metadata; equal files mean equal tensors.
+    std::fs::read(p).unwrap()
+}
+
+#[test]
+fn killed_run_resumes_bit_identically() {
+    let args = |dir: &Path| -> Vec<String> {
+        [
+            "train",
+            "--model",
+            "mlp:hidden=256-256",
+            "--optimizer",
+            "adamw:lr=1e-3",
+            "--steps",
+            "2500",
+            "--checkpoint-every",
+            "50",
+            "--batch-size",
+            "64",
+            "--quiet",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([dir.to_str().unwrap().to_string()])
+        .collect()
+    };
+    let full = tmp("full");
+    let o = optlab().args(args(&full)).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+
+    let killed = tmp("killed");
+    let mut child = optlab()
+        .args(args(&killed))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while checkpoint_step(&killed).unwrap_or(0) < 200 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at = checkpoint_step(&killed).unwrap();
+    assert!(
+        at < 2500 && !killed.join("summary.json").exists(),
+        "the run was not interrupted (checkpoint {at})"
+    );
+    eprintln!("killed after checkpoint {at}");
+
+    let o = run(&["train", "--resume", killed.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert_eq!(
+        model_bits(&full.join("model.safetensors")),
+        model_bits(&killed.join("model.safetensors"))
+    );
+    assert_eq!(
+        model_bits(&full.join("optimizer.safetensors")),
+        model_bits(&killed.join("optimizer.safetensors"))
+    );
+    std::fs::remove_dir_all(&full).unwrap();
+    std::fs::remove_dir_all(&killed).unwrap();
+}
+
+#[test]
+fn stop_after_then_resume() {
+    let out = tmp("stop");
+    let o = run(&[
+        "train",
+        "--steps",
+        "30",
+        "--stop-after",
+        "12",
+        "--checkpoint-every",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (stdout, _) = text(&o);
+    assert!(o.status.success());
+    assert!(
+        stdout.contains("stopped after step 12 of 30") && stdout.contains("--resume"),
+        "{stdout}"
+    );
+    let o = run(&["train", "--resume", out.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(out.join("summary.json").exists());
+    fails_with(
+        &["train", "--resume", out.to_str().unwrap(), "--epochs", "3"],
+        "drop the other flags",
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn bad_input_gives_one_clear_error() {
+    let d = tmp("bad");
+    std::fs::create_dir_all(&d).unwrap();
+    let csv = d.join("bad.csv");
+    std::fs::write(&csv, "a,b,label\n1,2,0\n3,oops,1\n").unwrap();
+    let trunc = d.join("trunc.safetensors");
+    std::fs::write(&trunc, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"x\":").unwrap();
+    let toml = d.join("run.toml");
+    std::fs::write(&toml, "epochs = 2\nbatch_sise = 3\n").unwrap();
+    let out = d.join("o");
+    let o = out.to_str().unwrap();
+    fails_with(
+        &["train", "--optimizer", "adamx", "--out", o],
+        "unknown optimizer 'adamx'; available: sgd, adam, adamw",
+    );
+    fails_with(
+        &["train", "--optimizer", "sgd:lr=-0.1", "--out", o],
+        "lr=-0.1 is invalid; it must be >= 0",
+    );
+    fails_with(
+        &["train", "--optimizer", "adam:beta2=1.5", "--out", o],
+        "beta2=1.5 is invalid",
+    );
+    fails_with(
+        &[
+            "train",
+            "--optimizer",
+            "sgd:lr=0.1,momentun=0.9",
+            "--out",
+            o,
+        ],
+        "unknown key 'momentun'",
+    );
+    fails_with(
+        &["train", "--schedule", "cosin", "--out", o],
+        "unknown schedule 'cosin'",
+    );
+    fails_with(
+        &[
+            "train",
+            "--data",
+            &format!("csv:path={}", csv.display()),
+            "--out",
+            o,
+        ],
+        "line 3, column 'b': 'oops' is not a number",
+    );
+    fails_with(
+        &["train", "--data", "csv:path=/nonexistent.csv", "--out", o],
+        "/nonexistent.csv",
+    );
+    fails_with(
+        &[
+            "train",
+            "--data",
+            &format!("safetensors:path={}", trunc.display()),
+            "--out",
+            o,
+        ],
+        "not a valid safetensors file",
+    );
+    fails_with(
+        &["train", "--config", toml.to_str().unwrap(), "--out", o],
+        "batch_sise",
+    );
+    fails_with(
+        &["train", "--model", "cnn", "--data", "moons", "--out", o],
+        "not a square image",
+    );
+    fails_with(
+        &["train", "--batch-size", "0", "--out", o],
+        "batch_size must be at least 1",
+    );
+    fails_with(&["train", "--resume", d.to_str().unwrap()], "config.toml");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn help_explains_flags_with_examples() {
+    for (args, want) in [
+        (vec!["--help"], "optlab demo"),
+        (vec!["train", "--help"], "optlab train --resume"),
+        (vec!["demo", "--help"], "optlab demo --out"),
+        (vec!["compare", "--help"], "optlab compare --optimizer"),
+        (vec!["bench", "train", "--help"], "--no-torch"),
+    ] {
+        let o = run(&args);
+        let (out, _) = text(&o);
+        assert!(o.status.success() && out.contains(want), "{args:?}: {out}");
+    }
+}

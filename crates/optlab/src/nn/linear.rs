@@ -1,0 +1,248 @@
+//! A fused linear layer y = x Wᵀ + b as one candle custom op.
+//!
+//! `x.matmul(&w.t())` followed by `broadcast_add` makes candle's backward pass transpose the weight gradient
+//! through a strided view, accumulate it element by element, and compute the gradient of the input even for
+//! the data batch. This op writes y with one gemm call (bias pre-loaded into the output) and its backward
+//! returns dW = dyᵀ x directly in the weight's `[out, in]` layout, db = Σ dy, and dx = dy W only when x takes
+//! part in the graph. The backward is built from candle ops, so second-order gradients go through it too.
+
+use crate::Result;
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+
+struct Linear;
+
+fn layout_2d(l: &Layout, what: &str) -> candle_core::Result<(usize, usize, isize, isize, usize)> {
+    match (l.dims(), l.stride()) {
+        ([r, c], [sr, sc]) => Ok((*r, *c, *sr as isize, *sc as isize, l.start_offset())),
+        _ => Err(candle_core::Error::Msg(format!(
+            "linear: {what} must be 2-D"
+        ))),
+    }
+}
+
+fn forward<T: Copy + 'static + num_traits::One>(
+    x: &[T],
+    xl: &Layout,
+    w: &[T],
+    wl: &Layout,
+    b: &[T],
+    bl: &Layout,
+) -> candle_core::Result<(Vec<T>, Shape)> {
+    let (m, k, x_rs, x_cs, x_off) = layout_2d(xl, "input")?;
+    let (n, k2, w_rs, w_cs, w_off) = layout_2d(wl, "weight")?;
+    if k != k2 || bl.dims() != [n] {
+        return Err(candle_core::Error::Msg(format!(
+            "linear: input {:?}, weight {:?}, bias {:?} do not fit",
+            xl.dims(),
+            wl.dims(),
+            bl.dims()
+        )));
+    }
+    let bs = bl.stride()[0];
+    let bias: Vec<T> = (0..n).map(|j| b[bl.start_offset() + j * bs]).collect();
+    let mut dst: Vec<T> = Vec::with_capacity(m * n);
+    for _ in 0..m {
+        dst.extend_from_slice(&bias);
+    }
+    if m > 0 && n > 0 && k > 0 {
+        let threads = rayon::current_num_threads();
+        let par = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: the offsets and strides come from candle's layouts of these very storages, so every element
+        // gemm reads lies inside `x` and `w`; `dst` holds exactly m*n row-major elements. rhs(kk, j) is
+        // w[j, kk], i.e. Wᵀ, by swapping the weight's strides.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                true,
+                x.as_ptr().add(x_off),
+                x_cs,
+                x_rs,
+                w.as_ptr().add(w_off),
+                w_rs,
+                w_cs,
+                T::one(),
+                T::one(),
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    }
+    Ok((dst, Shape::from((m, n))))
+}
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "optlab-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                forward(x, l1, w, l2, b, l3).map(|(v, s)| (CpuStorage::F32(v), s))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                forward(x, l1, w, l2, b, l3).map(|(v, s)| (CpuStorage::F64(v), s))
+            }
+            _ => Err(candle_core::Error::Msg(
+                "linear: input, weight and bias must all be f32 or all f64".into(),
+            )),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dx = if x.track_op() {
+            Some(grad.matmul(w)?)
+        } else {
+            None
+        };
+        let dw = grad.t()?.matmul(x)?;
+        let db = grad.sum(0)?;
+        Ok((dx, Some(dw), Some(db)))
+    }
+}
+
+/// y = x Wᵀ + b (PyTorch's `F.linear`) for x of shape `[batch, in]`, W `[out, in]`, b `[out]`.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    match b {
+        Some(b)
+            if x.rank() == 2
+                && x.device().is_cpu()
+                && x.dtype() == w.dtype()
+                && w.dtype() == b.dtype() =>
+        {
+            Ok(x.apply_op3(w, b, Linear)?)
+        }
+        _ => {
+            let y = x.broadcast_matmul(&w.t()?)?;
+            Ok(match b {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    #[test]
+    fn matches_matmul_forward_and_backward() {
+        let dev = Device::Cpu;
+        let x = Var::randn(0f64, 1.0, (5, 7), &dev).unwrap();
+        let w = Var::randn(0f64, 1.0, (3, 7), &dev).unwrap();
+        let b = Var::randn(0f64, 1.0, 3, &dev).unwrap();
+        let fused = linear(x.as_tensor(), w.as_tensor(), Some(b.as_tensor())).unwrap();
+        let plain = x
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
+        let d = |a: &Tensor, c: &Tensor| -> f64 {
+            a.sub(c)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        assert!(d(&fused, &plain) < 1e-12);
+        let gf = fused.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let gp = plain.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x, &w, &b] {
+            assert!(d(gf.get(v).unwrap(), gp.get(v).unwrap()) < 1e-12);
+        }
+        // A transposed (strided) input goes through the same path.
+        let xt = Tensor::randn(0f32, 1.0, (7, 5), &dev).unwrap().t().unwrap();
+        let wf = w.as_tensor().to_dtype(DType::F32).unwrap();
+        let bf = b.as_tensor().to_dtype(DType::F32).unwrap();
+        let a = linear(&xt, &wf, Some(&bf)).unwrap();
+        let c = xt
+            .matmul(&wf.t().unwrap())
+            .unwrap()
+            .broadcast_add(&bf)
+            .unwrap();
+        assert!(
+            d(
+                &a.to_dtype(DType::F64).unwrap(),
+                &c.to_dtype(DType::F64).unwrap()
+            ) < 1e-5
+        );
+    }
+
+    #[test]
+    fn second_order_through_the_fused_op() {
+        // d/dw of (d/dw sum((x w^T + b)^2)) . v equals the exact Hessian-vector product 2 (x^T x) v per row.
+        crate::require_second_order().unwrap();
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f64, 1.0, (4, 3), &dev).unwrap();
+        let w = Var::randn(0f64, 1.0, (2, 3), &dev).unwrap();
+        let b = Var::zeros(2, DType::F64, &dev).unwrap();
+        let v = Tensor::randn(0f64, 1.0, (2, 3), &dev).unwrap();
+        let loss = linear(&x, w.as_tensor(), Some(b.as_tensor()))
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let g = loss.backward().unwrap().get(&w).unwrap().clone();
+        let hv = g
+            .mul(&v)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+            .get(&w)
+            .unwrap()
+            .clone();
+        let want = v
+            .matmul(&x.t().unwrap().matmul(&x).unwrap())
+            .unwrap()
+            .affine(2.0, 0.0)
+            .unwrap();
+        let err: f64 = hv
+            .sub(&want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(err < 1e-10, "{err}");
+    }
+}
