@@ -203,11 +203,15 @@ def rosenbrock(p):
     return (1 - x) ** 2 + 100 * (y - x ** 2) ** 2
 
 
-def run_rosenbrock(spec, dtype):
-    """One [2] parameter tensor; returns the tensors to save."""
+def run_rosenbrock(spec, dtype, build=None):
+    """One [2] parameter tensor; returns the tensors to save.
+
+    `build(spec, params)` makes the optimizer (default: build_optimizer, i.e.
+    torch.optim); optim_fixtures_papers.py passes its own builder.
+    """
     init = torch.tensor(ROSENBROCK_INIT, dtype=dtype)
     p = init.clone().requires_grad_(True)
-    opt = build_optimizer(spec, [p])
+    opt = (build or build_optimizer)(spec, [p])
     rows = [p.detach().clone()]
     for _ in range(STEPS):
         opt.zero_grad()
@@ -230,8 +234,11 @@ def mlp_problem():
     return x, y, init
 
 
-def run_mlp(spec, dtype):
-    """Full-batch cross-entropy training from the fixed float32 init cast to `dtype`."""
+def run_mlp(spec, dtype, build=None):
+    """Full-batch cross-entropy training from the fixed float32 init cast to `dtype`.
+
+    `build` as in run_rosenbrock.
+    """
     x32, y, init32 = mlp_problem()
     # The float64 run starts from the exact float64 image of the float32 init/data;
     # the float32 run starts from those float32 values unchanged.
@@ -244,7 +251,7 @@ def run_mlp(spec, dtype):
 
     out = {"x": x, "y": y.to(dtype)}
     out.update(snapshot("init"))
-    opt = build_optimizer(spec, model.parameters())
+    opt = (build or build_optimizer)(spec, model.parameters())
     losses = []
     for step in range(STEPS):
         if step == SNAPSHOT_STEP:

@@ -32,6 +32,10 @@ pub struct TrainArgs {
     /// Optimizer spec, e.g. adamw:lr=1e-3,weight_decay=0.01 | sgd:lr=0.1,momentum=0.9,nesterov=true.
     #[arg(long)]
     pub optimizer: Option<String>,
+    /// A parameter group SELECTOR:key=value,... (repeatable); SELECTOR is rank<=N, rank=N or a name glob.
+    /// Example: --group rank<=1:weight_decay=0 (no weight decay on biases).
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
     /// Learning-rate schedule: constant | cosine:warmup=100,min_factor=0 | linear:warmup=100,end_factor=0.
     #[arg(long)]
     pub schedule: Option<String>,
@@ -81,6 +85,7 @@ impl TrainArgs {
         self.data.is_some()
             || self.model.is_some()
             || self.optimizer.is_some()
+            || !self.groups.is_empty()
             || self.schedule.is_some()
             || self.epochs.is_some()
             || self.steps.is_some()
@@ -118,6 +123,9 @@ impl TrainArgs {
             checkpoint_every,
             dtype
         );
+        if !self.groups.is_empty() {
+            c.groups = self.groups.clone();
+        }
         if let Some(e) = self.epochs {
             c.epochs = Some(e);
             c.steps = None;

@@ -3,7 +3,7 @@
 
 use super::hyper::{def, HyperDef, Range};
 use super::kernel::{Kernel, Real};
-use super::{update_each, Hypers, Optimizer, OptimizerState};
+use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Result, Spec};
 use candle_core::backprop::GradStore;
@@ -19,7 +19,7 @@ const DEFS: &[HyperDef] = &[
 /// `torch.optim.Adagrad`.
 #[derive(Debug, Clone)]
 pub struct Adagrad {
-    h: Hypers,
+    h: HyperGroups,
     state: OptimizerState,
 }
 
@@ -27,7 +27,7 @@ impl Adagrad {
     /// From a spec: `adagrad:lr=0.01,lr_decay=0,weight_decay=0,initial_accumulator_value=0,eps=1e-10`.
     pub fn from_spec(s: &mut Spec) -> Result<Self> {
         Ok(Adagrad {
-            h: Hypers::from_spec("adagrad", DEFS, s)?,
+            h: HyperGroups::new(Hypers::from_spec("adagrad", DEFS, s)?),
             state: OptimizerState::new("adagrad"),
         })
     }
@@ -66,10 +66,10 @@ impl Optimizer for Adagrad {
     fn name(&self) -> &'static str {
         "adagrad"
     }
-    fn hypers(&self) -> &Hypers {
+    fn hypers(&self) -> &HyperGroups {
         &self.h
     }
-    fn hypers_mut(&mut self) -> &mut Hypers {
+    fn hypers_mut(&mut self) -> &mut HyperGroups {
         &mut self.h
     }
     fn state(&self) -> &OptimizerState {
@@ -84,22 +84,21 @@ impl Optimizer for Adagrad {
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
-        let h = &self.h;
-        let clr = h.get("lr") / (1.0 + (self.state.step - 1) as f64 * h.get("lr_decay"));
-        let (weight_decay, init, eps) = (
-            h.get("weight_decay"),
-            h.get("initial_accumulator_value"),
-            h.get("eps"),
-        );
+        let t = self.state.step;
         let names = self.buffer_names();
-        update_each(&mut self.state, names, params, grads, |first| {
-            AdagradKernel {
-                clr,
-                weight_decay,
-                init,
-                eps,
+        update_each(
+            &mut self.state,
+            &self.h,
+            names,
+            params,
+            grads,
+            |h, first| AdagradKernel {
+                clr: h.get("lr") / (1.0 + (t - 1) as f64 * h.get("lr_decay")),
+                weight_decay: h.get("weight_decay"),
+                init: h.get("initial_accumulator_value"),
+                eps: h.get("eps"),
                 first,
-            }
-        })
+            },
+        )
     }
 }

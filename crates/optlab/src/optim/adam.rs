@@ -4,7 +4,7 @@
 
 use super::hyper::{def, HyperDef, Range};
 use super::kernel::{Kernel, Real};
-use super::{update_each, Hypers, Optimizer, OptimizerState};
+use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Result, Spec};
 use candle_core::backprop::GradStore;
@@ -30,7 +30,7 @@ const ADAMW_DEFS: &[HyperDef] = &[
 /// Adam, or AdamW when `decoupled`.
 #[derive(Debug, Clone)]
 pub struct Adam {
-    h: Hypers,
+    h: HyperGroups,
     decoupled: bool,
     state: OptimizerState,
 }
@@ -45,7 +45,7 @@ impl Adam {
             ("adam", ADAM_DEFS)
         };
         Ok(Adam {
-            h: Hypers::from_spec(name, defs, s)?,
+            h: HyperGroups::new(Hypers::from_spec(name, defs, s)?),
             decoupled,
             state: OptimizerState::new(name),
         })
@@ -109,10 +109,10 @@ impl Optimizer for Adam {
             "adam"
         }
     }
-    fn hypers(&self) -> &Hypers {
+    fn hypers(&self) -> &HyperGroups {
         &self.h
     }
-    fn hypers_mut(&mut self) -> &mut Hypers {
+    fn hypers_mut(&mut self) -> &mut HyperGroups {
         &mut self.h
     }
     fn state(&self) -> &OptimizerState {
@@ -127,17 +127,19 @@ impl Optimizer for Adam {
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
-        let k = AdamKernel {
-            lr: self.h.get("lr"),
-            beta1: self.h.get("beta1"),
-            beta2: self.h.get("beta2"),
-            eps: self.h.get("eps"),
-            weight_decay: self.h.get("weight_decay"),
-            decoupled: self.decoupled,
-            amsgrad: self.h.flag("amsgrad"),
-            step: self.state.step,
-        };
+        let (decoupled, step) = (self.decoupled, self.state.step);
         let names = self.buffer_names();
-        update_each(&mut self.state, names, params, grads, |_| &k)
+        update_each(&mut self.state, &self.h, names, params, grads, |h, _| {
+            AdamKernel {
+                lr: h.get("lr"),
+                beta1: h.get("beta1"),
+                beta2: h.get("beta2"),
+                eps: h.get("eps"),
+                weight_decay: h.get("weight_decay"),
+                decoupled,
+                amsgrad: h.flag("amsgrad"),
+                step,
+            }
+        })
     }
 }

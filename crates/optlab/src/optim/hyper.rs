@@ -62,11 +62,13 @@ pub const fn def(name: &'static str, default: f64, range: Range) -> HyperDef {
     }
 }
 
-/// The current hyperparameter values of one optimizer.
+/// The hyperparameter values of one optimizer (or of one parameter group). Each value has a base, set by the
+/// user, and a current value, which a schedule may set to base × factor ([`Hypers::apply_factor`]).
 #[derive(Debug, Clone)]
 pub struct Hypers {
     owner: &'static str,
     defs: &'static [HyperDef],
+    base: Vec<f64>,
     values: Vec<f64>,
 }
 
@@ -77,10 +79,12 @@ impl Hypers {
         defs: &'static [HyperDef],
         spec: &mut Spec,
     ) -> Result<Self> {
+        let values: Vec<f64> = defs.iter().map(|d| d.default).collect();
         let mut h = Hypers {
             owner,
             defs,
-            values: defs.iter().map(|d| d.default).collect(),
+            base: values.clone(),
+            values,
         };
         for (i, d) in defs.iter().enumerate() {
             let v = if d.range == Range::Bool {
@@ -123,7 +127,58 @@ impl Hypers {
             )));
         }
         self.values[i] = v;
+        self.base[i] = v;
         Ok(())
+    }
+
+    /// Sets the current value of `key` to its base value times `factor` (a schedule's multiplier); the base
+    /// is kept.
+    pub fn apply_factor(&mut self, key: &str, factor: f64) -> Result<()> {
+        let i = self.index(key)?;
+        let v = self.base[i] * factor;
+        if !self.defs[i].range.check(v) {
+            return Err(Error::invalid(format!(
+                "{}: scheduled {key}={v} (base {} x factor {factor}) is invalid; it must be {}",
+                self.owner,
+                self.base[i],
+                self.defs[i].range.describe()
+            )));
+        }
+        self.values[i] = v;
+        Ok(())
+    }
+
+    /// The base value of `key` (what the user set, before any schedule factor).
+    pub fn base(&self, key: &str) -> Result<f64> {
+        Ok(self.base[self.index(key)?])
+    }
+
+    /// The optimizer name these hyperparameters belong to.
+    pub fn owner(&self) -> &'static str {
+        self.owner
+    }
+
+    /// Applies `key=value` overrides from a spec (a parameter group's settings); unknown keys are errors.
+    pub fn with_overrides(&self, spec: &mut Spec) -> Result<Hypers> {
+        let mut h = self.clone();
+        for (i, d) in self.defs.iter().enumerate() {
+            if !spec.has(d.name) {
+                spec.f64(d.name, 0.0)?; // records the key as valid for the error message
+                continue;
+            }
+            let v = if d.range == Range::Bool {
+                if spec.bool(d.name, false)? {
+                    1.0
+                } else {
+                    0.0
+                }
+            } else {
+                spec.f64(d.name, 0.0)?
+            };
+            h.set_index(i, v)?;
+        }
+        spec.finish()?;
+        Ok(h)
     }
 
     /// The value of `key`; unknown keys are a programming error inside an optimizer.
@@ -158,12 +213,21 @@ impl Hypers {
             .collect()
     }
 
-    /// The canonical spec string with every value, e.g. `sgd:lr=0.1,momentum=0.9,...`.
+    /// All (name, base value) pairs in definition order.
+    pub fn all_base(&self) -> Vec<(&'static str, f64)> {
+        self.defs
+            .iter()
+            .map(|d| d.name)
+            .zip(self.base.iter().copied())
+            .collect()
+    }
+
+    /// The canonical spec string with every base value, e.g. `sgd:lr=0.1,momentum=0.9,...`.
     pub fn to_spec(&self) -> String {
         let kv: Vec<String> = self
             .defs
             .iter()
-            .zip(&self.values)
+            .zip(&self.base)
             .map(|(d, v)| match d.range {
                 Range::Bool => format!("{}={}", d.name, *v != 0.0),
                 _ => format!("{}={}", d.name, fmt_number(*v)),

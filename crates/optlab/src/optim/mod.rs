@@ -11,12 +11,14 @@
 pub mod adagrad;
 pub mod adam;
 pub mod clip;
+pub mod groups;
 pub mod hyper;
 pub mod kernel;
 pub mod rmsprop;
 pub mod sgd;
 mod state;
 
+pub use groups::{HyperGroups, Selector};
 pub use hyper::{HyperDef, Hypers, Range};
 pub use kernel::Buf;
 pub use state::{load_state_file, save_state_file, OptimizerState};
@@ -31,11 +33,23 @@ pub trait Optimizer: Send + std::fmt::Debug {
     /// The method's name as written in spec strings.
     fn name(&self) -> &'static str;
 
-    /// The hyperparameters.
-    fn hypers(&self) -> &Hypers;
+    /// The hyperparameters of the default group and of any parameter groups.
+    fn hypers(&self) -> &HyperGroups;
 
     /// The hyperparameters, mutably (validated on every set).
-    fn hypers_mut(&mut self) -> &mut Hypers;
+    fn hypers_mut(&mut self) -> &mut HyperGroups;
+
+    /// Constraints between hyperparameters beyond each one's range (checked for every group).
+    fn validate(&self, _h: &Hypers) -> Result<()> {
+        Ok(())
+    }
+
+    /// Adds a parameter group `SELECTOR:key=value,...` (see [`groups`]).
+    fn add_group(&mut self, spec: &str) -> Result<()> {
+        self.hypers_mut().add_group(spec)?;
+        let hg = self.hypers().clone();
+        hg.check_each(|h| self.validate(h))
+    }
 
     /// One update of every parameter that has a gradient in `grads`.
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()>;
@@ -54,9 +68,14 @@ pub trait Optimizer: Send + std::fmt::Debug {
         self.hypers().try_get(key)
     }
 
-    /// Sets a hyperparameter, validating it.
+    /// Sets a hyperparameter in every group, validating it.
     fn set_hyperparam(&mut self, key: &str, value: f64) -> Result<()> {
         self.hypers_mut().set(key, value)
+    }
+
+    /// Sets each group's `key` to its base value times `factor` (how schedules drive lr, momentum, ...).
+    fn apply_schedule(&mut self, key: &str, factor: f64) -> Result<()> {
+        self.hypers_mut().apply_factor(key, factor)
     }
 
     /// The learning rate.
@@ -95,13 +114,15 @@ pub fn from_spec(spec: &str) -> Result<Box<dyn Optimizer>> {
 }
 
 /// Applies one fused kernel to every parameter that has a gradient, creating zero state buffers on first
-/// use. `kernel(fresh)` builds the kernel; `fresh` is true on a parameter's first update.
+/// use. `kernel(h, fresh)` builds the kernel from the parameter's group hyperparameters; `fresh` is true on
+/// the parameter's first update.
 pub(crate) fn update_each<K: kernel::Kernel>(
     state: &mut OptimizerState,
+    hypers: &HyperGroups,
     names: &[&str],
     params: &[Param],
     grads: &GradStore,
-    kernel: impl Fn(bool) -> K,
+    kernel: impl Fn(&Hypers, bool) -> K,
 ) -> Result<()> {
     for p in params {
         let Some(g) = grads.get(p.tensor()) else {
@@ -117,7 +138,7 @@ pub(crate) fn update_each<K: kernel::Kernel>(
             state.buffers.insert(p.name.clone(), bufs);
         }
         let bufs = state.buffers.get_mut(&p.name).expect("inserted above");
-        kernel::fused_update(p, g, bufs, &kernel(fresh))?;
+        kernel::fused_update(p, g, bufs, &kernel(hypers.for_param(p), fresh))?;
     }
     Ok(())
 }

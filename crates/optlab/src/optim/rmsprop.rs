@@ -3,7 +3,7 @@
 
 use super::hyper::{def, HyperDef, Range};
 use super::kernel::{Kernel, Real};
-use super::{update_each, Hypers, Optimizer, OptimizerState};
+use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Result, Spec};
 use candle_core::backprop::GradStore;
@@ -20,7 +20,7 @@ const DEFS: &[HyperDef] = &[
 /// `torch.optim.RMSprop`.
 #[derive(Debug, Clone)]
 pub struct RmsProp {
-    h: Hypers,
+    h: HyperGroups,
     state: OptimizerState,
 }
 
@@ -28,7 +28,7 @@ impl RmsProp {
     /// From a spec: `rmsprop:lr=0.01,alpha=0.99,eps=1e-8,weight_decay=0,momentum=0,centered=false`.
     pub fn from_spec(s: &mut Spec) -> Result<Self> {
         Ok(RmsProp {
-            h: Hypers::from_spec("rmsprop", DEFS, s)?,
+            h: HyperGroups::new(Hypers::from_spec("rmsprop", DEFS, s)?),
             state: OptimizerState::new("rmsprop"),
         })
     }
@@ -81,10 +81,10 @@ impl Optimizer for RmsProp {
     fn name(&self) -> &'static str {
         "rmsprop"
     }
-    fn hypers(&self) -> &Hypers {
+    fn hypers(&self) -> &HyperGroups {
         &self.h
     }
-    fn hypers_mut(&mut self) -> &mut Hypers {
+    fn hypers_mut(&mut self) -> &mut HyperGroups {
         &mut self.h
     }
     fn state(&self) -> &OptimizerState {
@@ -99,16 +99,16 @@ impl Optimizer for RmsProp {
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
-        let h = &self.h;
-        let k = RmsPropKernel {
-            lr: h.get("lr"),
-            alpha: h.get("alpha"),
-            eps: h.get("eps"),
-            weight_decay: h.get("weight_decay"),
-            momentum: h.get("momentum"),
-            centered: h.flag("centered"),
-        };
         let names = self.buffer_names();
-        update_each(&mut self.state, names, params, grads, |_| &k)
+        update_each(&mut self.state, &self.h, names, params, grads, |h, _| {
+            RmsPropKernel {
+                lr: h.get("lr"),
+                alpha: h.get("alpha"),
+                eps: h.get("eps"),
+                weight_decay: h.get("weight_decay"),
+                momentum: h.get("momentum"),
+                centered: h.flag("centered"),
+            }
+        })
     }
 }

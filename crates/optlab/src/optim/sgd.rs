@@ -4,7 +4,7 @@
 
 use super::hyper::{def, HyperDef, Range};
 use super::kernel::{Kernel, Real};
-use super::{update_each, Hypers, Optimizer, OptimizerState};
+use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Error, Result, Spec};
 use candle_core::backprop::GradStore;
@@ -20,23 +20,19 @@ const DEFS: &[HyperDef] = &[
 /// `torch.optim.SGD`.
 #[derive(Debug, Clone)]
 pub struct Sgd {
-    h: Hypers,
+    h: HyperGroups,
     state: OptimizerState,
 }
 
 impl Sgd {
     /// From a spec: `sgd:lr=0.1,momentum=0.9,dampening=0,weight_decay=0,nesterov=false`.
     pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        let h = Hypers::from_spec("sgd", DEFS, s)?;
-        if h.flag("nesterov") && (h.get("momentum") <= 0.0 || h.get("dampening") != 0.0) {
-            return Err(Error::invalid(
-                "sgd: nesterov=true needs momentum > 0 and dampening = 0",
-            ));
-        }
-        Ok(Sgd {
-            h,
+        let opt = Sgd {
+            h: HyperGroups::new(Hypers::from_spec("sgd", DEFS, s)?),
             state: OptimizerState::new("sgd"),
-        })
+        };
+        opt.validate(opt.h.default_group())?;
+        Ok(opt)
     }
 }
 
@@ -47,6 +43,19 @@ struct SgdKernel {
     weight_decay: f64,
     nesterov: bool,
     first: bool,
+}
+
+impl SgdKernel {
+    fn new(h: &Hypers, first: bool) -> Self {
+        SgdKernel {
+            lr: h.get("lr"),
+            momentum: h.get("momentum"),
+            dampening: h.get("dampening"),
+            weight_decay: h.get("weight_decay"),
+            nesterov: h.flag("nesterov"),
+            first,
+        }
+    }
 }
 
 impl Kernel for SgdKernel {
@@ -85,11 +94,19 @@ impl Optimizer for Sgd {
     fn name(&self) -> &'static str {
         "sgd"
     }
-    fn hypers(&self) -> &Hypers {
+    fn hypers(&self) -> &HyperGroups {
         &self.h
     }
-    fn hypers_mut(&mut self) -> &mut Hypers {
+    fn hypers_mut(&mut self) -> &mut HyperGroups {
         &mut self.h
+    }
+    fn validate(&self, h: &Hypers) -> Result<()> {
+        if h.flag("nesterov") && (h.get("momentum") <= 0.0 || h.get("dampening") != 0.0) {
+            return Err(Error::invalid(
+                "sgd: nesterov=true needs momentum > 0 and dampening = 0",
+            ));
+        }
+        Ok(())
     }
     fn state(&self) -> &OptimizerState {
         &self.state
@@ -103,17 +120,14 @@ impl Optimizer for Sgd {
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
-        let h = &self.h;
-        let (lr, momentum, dampening) = (h.get("lr"), h.get("momentum"), h.get("dampening"));
-        let (weight_decay, nesterov) = (h.get("weight_decay"), h.flag("nesterov"));
         let names = self.buffer_names();
-        update_each(&mut self.state, names, params, grads, |first| SgdKernel {
-            lr,
-            momentum,
-            dampening,
-            weight_decay,
-            nesterov,
-            first,
-        })
+        update_each(
+            &mut self.state,
+            &self.h,
+            names,
+            params,
+            grads,
+            SgdKernel::new,
+        )
     }
 }

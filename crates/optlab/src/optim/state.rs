@@ -85,7 +85,8 @@ pub fn save_state_file(
     }
     let hyper: serde_json::Map<String, serde_json::Value> = opt
         .hypers()
-        .all()
+        .default_group()
+        .all_base()
         .into_iter()
         .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
         .collect();
@@ -94,6 +95,7 @@ pub fn save_state_file(
         "spec": opt.spec(),
         "step": st.step,
         "hyperparams": hyper,
+        "groups": opt.hypers().group_specs(),
         "buffers": opt.buffer_names(),
     });
     let text = serde_json::to_string_pretty(&meta).expect("json");

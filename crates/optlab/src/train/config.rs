@@ -24,6 +24,8 @@ pub struct TrainConfig {
     pub model: String,
     /// Optimizer spec, e.g. `adamw:lr=1e-3,weight_decay=0.01`.
     pub optimizer: String,
+    /// Parameter groups `SELECTOR:key=value,...`, e.g. `rank<=1:weight_decay=0` (see `optim::groups`).
+    pub groups: Vec<String>,
     /// Learning-rate schedule spec: `constant`, `cosine:warmup=100`, `linear`.
     pub schedule: String,
     /// Passes over the training split (used when `steps` is absent).
@@ -56,6 +58,7 @@ impl Default for TrainConfig {
             data: "digits".into(),
             model: "mlp:hidden=128,act=relu".into(),
             optimizer: "adamw:lr=1e-3,weight_decay=0.01".into(),
+            groups: Vec::new(),
             schedule: "constant".into(),
             epochs: Some(20),
             steps: None,

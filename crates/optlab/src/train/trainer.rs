@@ -35,7 +35,6 @@ pub struct Trainer {
     val: Option<Dataset>,
     model: Sequential,
     opt: Box<dyn Optimizer>,
-    base_lr: f64,
     schedule: Box<dyn Schedule>,
     total_steps: u64,
     steps_per_epoch: u64,
@@ -84,13 +83,15 @@ impl Trainer {
             config.seed,
             dtype,
         )?;
-        let opt = from_spec(&config.optimizer)?;
+        let mut opt = from_spec(&config.optimizer)?;
+        for g in &config.groups {
+            opt.add_group(g)?;
+        }
         let steps_per_epoch = train.len().div_ceil(config.batch_size) as u64;
         let total_steps = config
             .steps
             .unwrap_or_else(|| config.epochs.unwrap_or(1) * steps_per_epoch);
         let schedule = schedule::from_spec(&config.schedule, total_steps)?;
-        let base_lr = opt.lr();
         let mut resolved = config.clone();
         resolved.model = spec.to_spec();
         resolved.optimizer = opt.spec();
@@ -102,7 +103,6 @@ impl Trainer {
             val,
             model,
             opt,
-            base_lr,
             schedule,
             total_steps,
             steps_per_epoch,
@@ -125,11 +125,8 @@ impl Trainer {
         let config = TrainConfig::from_toml_file(&cfg_path)?;
         let mut t = Trainer::new(config)?;
         let (opt, st) = checkpoint::load(run_dir, &t.model)?;
-        t.base_lr = opt.lr();
         t.opt = opt;
         t.loop_state = st;
-        // The saved lr is the scheduled one of the last step; the base lr comes from the resolved config.
-        t.base_lr = from_spec(&t.config.optimizer)?.lr();
         Ok(t)
     }
 
@@ -299,8 +296,8 @@ impl Trainer {
         while self.loop_state.step < end {
             let step = self.loop_state.step;
             let epoch = step / self.steps_per_epoch;
-            let lr = self.base_lr * self.schedule.factor(step);
-            self.opt.set_hyperparam("lr", lr)?;
+            self.opt.apply_schedule("lr", self.schedule.factor(step))?;
+            let lr = self.opt.lr();
             let idx = self.batch_indices(step);
             let (x, y) = self.train.batch(&idx, self.dtype, &Device::Cpu)?;
             let out = self.model.forward(&x)?;
