@@ -1,6 +1,10 @@
-//! Golden tests: every optimizer against torch.optim trajectories (fixtures made by
-//! `tools/reference/optim_fixtures.py`, torch 2.15): 200 steps on Rosenbrock and on a small MLP, to 1e-6
-//! relative in f64 and 1e-4 in f32 (normwise: max |ours - torch| / max |torch| per tensor).
+//! Golden tests: every optimizer against its reference implementation, 200 steps on fixed problems, to 1e-6
+//! relative in f64 and 1e-4 in f32 (normwise: max |ours - reference| / max |reference| per tensor).
+//! - `fixtures/optim`: torch.optim baselines (`tools/reference/optim_fixtures.py`, torch 2.15) on Rosenbrock
+//!   and a small MLP;
+//! - `fixtures/optim_papers`: Lion (google/automl), diffGrad v2 (shivram1987/diffGrad), AdamP and SGDP
+//!   (clovaai/AdamP) (`tools/reference/optim_fixtures_papers.py`), on the same problems plus `sinv`, a
+//!   scale-invariant objective on which AdamP/SGDP's projection fires at every step.
 
 use candle_core::{DType, Tensor, Var};
 use optlab::nn::loss::cross_entropy;
@@ -10,12 +14,15 @@ use optlab::tensor_io::{read_safetensors, read_safetensors_metadata};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/optim");
+fn fixtures(folder: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(folder);
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .filter(|p| !p.to_string_lossy().ends_with("_projection.safetensors"))
         .collect();
     v.sort();
     v
@@ -57,7 +64,22 @@ fn rosenbrock(x: &Tensor) -> Tensor {
     t1.add(&t2).unwrap().sum_all().unwrap()
 }
 
-fn run_rosenbrock(spec: &str, fx: &HashMap<String, Tensor>) -> f64 {
+/// f(W) = Σ_i ((U_i · W_i)/‖W_i‖ - t_i)²: invariant to the scale of each row of W.
+fn sinv(w: &Tensor, u: &Tensor, t: &Tensor) -> Tensor {
+    let norms = w.sqr().unwrap().sum_keepdim(1).unwrap().sqrt().unwrap();
+    let proj = w
+        .mul(u)
+        .unwrap()
+        .sum_keepdim(1)
+        .unwrap()
+        .div(&norms)
+        .unwrap()
+        .squeeze(1)
+        .unwrap();
+    proj.sub(t).unwrap().sqr().unwrap().sum_all().unwrap()
+}
+
+fn run_trajectory(spec: &str, fx: &HashMap<String, Tensor>, f: impl Fn(&Tensor) -> Tensor) -> f64 {
     let init = &fx["init"];
     let var = Var::from_tensor(init).unwrap();
     let params = [Param {
@@ -67,7 +89,7 @@ fn run_rosenbrock(spec: &str, fx: &HashMap<String, Tensor>) -> f64 {
     let mut opt = from_spec(spec).unwrap();
     let mut rows = vec![init.clone()];
     for _ in 0..200 {
-        let grads = rosenbrock(var.as_tensor()).backward().unwrap();
+        let grads = f(var.as_tensor()).backward().unwrap();
         opt.step(&params, &grads).unwrap();
         rows.push(var.as_tensor().copy().unwrap());
     }
@@ -115,12 +137,11 @@ fn run_mlp(spec: &str, fx: &HashMap<String, Tensor>, dtype: DType) -> f64 {
     worst.max(rel_err(&losses, &fx["losses"]))
 }
 
-#[test]
-fn every_optimizer_matches_torch() {
-    let files = fixtures();
+fn check_folder(folder: &str, min_files: usize) {
+    let files = fixtures(folder);
     assert!(
-        files.len() >= 44,
-        "expected the 44 torch fixtures, found {}",
+        files.len() >= min_files,
+        "expected {min_files} fixtures in {folder}, found {}",
         files.len()
     );
     let mut report = Vec::new();
@@ -134,7 +155,8 @@ fn every_optimizer_matches_torch() {
             DType::F64
         };
         let err = match meta["problem"].as_str() {
-            "rosenbrock" => run_rosenbrock(spec, &fx),
+            "rosenbrock" => run_trajectory(spec, &fx, rosenbrock),
+            "sinv" => run_trajectory(spec, &fx, |w| sinv(w, &fx["U"], &fx["t"])),
             "mlp" => run_mlp(spec, &fx, dtype),
             other => panic!("unknown problem {other}"),
         };
@@ -148,4 +170,14 @@ fn every_optimizer_matches_torch() {
         .filter(|(_, e, t)| e.is_nan() || e > t)
         .collect();
     assert!(bad.is_empty(), "outside tolerance: {bad:?}");
+}
+
+#[test]
+fn torch_optim_baselines_match() {
+    check_folder("optim", 44);
+}
+
+#[test]
+fn paper_optimizers_match_their_reference_code() {
+    check_folder("optim_papers", 48);
 }

@@ -92,7 +92,7 @@ impl Optimizer for Adagrad {
             names,
             params,
             grads,
-            |h, first| AdagradKernel {
+            |_, h, first| AdagradKernel {
                 clr: h.get("lr") / (1.0 + (t - 1) as f64 * h.get("lr_decay")),
                 weight_decay: h.get("weight_decay"),
                 init: h.get("initial_accumulator_value"),

@@ -129,7 +129,7 @@ impl Optimizer for Adam {
         self.state.step += 1;
         let (decoupled, step) = (self.decoupled, self.state.step);
         let names = self.buffer_names();
-        update_each(&mut self.state, &self.h, names, params, grads, |h, _| {
+        update_each(&mut self.state, &self.h, names, params, grads, |_, h, _| {
             AdamKernel {
                 lr: h.get("lr"),
                 beta1: h.get("beta1"),

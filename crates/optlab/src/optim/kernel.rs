@@ -147,18 +147,27 @@ impl BufSlice for f64 {
 /// (in the optimizer's buffer order), update them in place. Per-step scalars live in the implementing struct.
 pub trait Kernel: Sync {
     fn run<T: Real>(&self, p: &mut [T], g: &[T], state: &mut [&mut [T]]);
+
+    /// Whether the rule needs the whole tensor at once (norms, row projections) instead of independent chunks;
+    /// such kernels parallelise internally.
+    fn whole(&self) -> bool {
+        false
+    }
 }
 
 impl<K: Kernel> Kernel for &K {
     fn run<T: Real>(&self, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
         (*self).run(p, g, state)
     }
+    fn whole(&self) -> bool {
+        (*self).whole()
+    }
 }
 
 /// Runs `kernel` over `p`, `g` and `state` in chunks on rayon's pool.
 pub fn run_chunked<T: Real, K: Kernel>(kernel: &K, p: &mut [T], g: &[T], state: Vec<&mut [T]>) {
     let n = p.len();
-    if n <= CHUNK {
+    if n <= CHUNK || kernel.whole() {
         let mut state = state;
         kernel.run(p, g, &mut state);
         return;
@@ -302,6 +311,17 @@ pub fn with_slice<R>(t: &Tensor, f: impl FnOnce(SliceRef<'_>) -> R) -> Result<R>
 pub enum SliceRef<'a> {
     F32(&'a [f32]),
     F64(&'a [f64]),
+}
+
+/// Sum of squares of a typed slice in f64, threaded.
+pub fn sum_sq<T: Real>(v: &[T]) -> f64 {
+    v.par_chunks(CHUNK)
+        .map(|c| {
+            c.iter()
+                .map(|&x| x.to_f64().unwrap_or(f64::NAN).powi(2))
+                .sum::<f64>()
+        })
+        .sum()
 }
 
 /// Sum of squares in f64, threaded.

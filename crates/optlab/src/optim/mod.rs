@@ -10,10 +10,14 @@
 
 pub mod adagrad;
 pub mod adam;
+pub mod adamp;
 pub mod clip;
+pub mod diffgrad;
 pub mod groups;
 pub mod hyper;
 pub mod kernel;
+pub mod lion;
+pub mod nsgd;
 pub mod rmsprop;
 pub mod sgd;
 mod state;
@@ -97,7 +101,9 @@ pub trait Optimizer: Send + std::fmt::Debug {
 }
 
 /// The optimizer names [`from_spec`] knows.
-pub const OPTIMIZER_NAMES: &[&str] = &["sgd", "adam", "adamw", "adagrad", "rmsprop"];
+pub const OPTIMIZER_NAMES: &[&str] = &[
+    "sgd", "adam", "adamw", "adagrad", "rmsprop", "lion", "diffgrad", "adamp", "sgdp", "nsgd",
+];
 
 /// Builds an optimizer from `name:key=value,...`; unknown names, unknown keys and invalid values are errors
 /// that list what is valid.
@@ -109,20 +115,25 @@ pub fn from_spec(spec: &str) -> Result<Box<dyn Optimizer>> {
         "adamw" => Box::new(adam::Adam::from_spec(&mut s, true)?),
         "adagrad" => Box::new(adagrad::Adagrad::from_spec(&mut s)?),
         "rmsprop" => Box::new(rmsprop::RmsProp::from_spec(&mut s)?),
+        "lion" => Box::new(lion::Lion::from_spec(&mut s)?),
+        "diffgrad" => Box::new(diffgrad::DiffGrad::from_spec(&mut s)?),
+        "adamp" => Box::new(adamp::AdamP::from_spec(&mut s, false)?),
+        "sgdp" => Box::new(adamp::AdamP::from_spec(&mut s, true)?),
+        "nsgd" => Box::new(nsgd::NormalizedSgd::from_spec(&mut s)?),
         other => return Err(unknown_name("optimizer", other, OPTIMIZER_NAMES)),
     })
 }
 
 /// Applies one fused kernel to every parameter that has a gradient, creating zero state buffers on first
-/// use. `kernel(h, fresh)` builds the kernel from the parameter's group hyperparameters; `fresh` is true on
-/// the parameter's first update.
+/// use. `kernel(p, h, fresh)` builds the kernel for parameter `p` from its group's hyperparameters `h`;
+/// `fresh` is true on the parameter's first update.
 pub(crate) fn update_each<K: kernel::Kernel>(
     state: &mut OptimizerState,
     hypers: &HyperGroups,
     names: &[&str],
     params: &[Param],
     grads: &GradStore,
-    kernel: impl Fn(&Hypers, bool) -> K,
+    kernel: impl Fn(&Param, &Hypers, bool) -> K,
 ) -> Result<()> {
     for p in params {
         let Some(g) = grads.get(p.tensor()) else {
@@ -138,7 +149,7 @@ pub(crate) fn update_each<K: kernel::Kernel>(
             state.buffers.insert(p.name.clone(), bufs);
         }
         let bufs = state.buffers.get_mut(&p.name).expect("inserted above");
-        kernel::fused_update(p, g, bufs, &kernel(hypers.for_param(p), fresh))?;
+        kernel::fused_update(p, g, bufs, &kernel(p, hypers.for_param(p), fresh))?;
     }
     Ok(())
 }

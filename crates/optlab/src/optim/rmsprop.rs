@@ -100,7 +100,7 @@ impl Optimizer for RmsProp {
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
         let names = self.buffer_names();
-        update_each(&mut self.state, &self.h, names, params, grads, |h, _| {
+        update_each(&mut self.state, &self.h, names, params, grads, |_, h, _| {
             RmsPropKernel {
                 lr: h.get("lr"),
                 alpha: h.get("alpha"),

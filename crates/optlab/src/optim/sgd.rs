@@ -127,7 +127,7 @@ impl Optimizer for Sgd {
             names,
             params,
             grads,
-            SgdKernel::new,
+            |_, h, first| SgdKernel::new(h, first),
         )
     }
 }

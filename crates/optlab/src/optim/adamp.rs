@@ -1,0 +1,325 @@
+//! AdamP and SGDP (P30, "AdamP: Slowing Down the Slowdown for Momentum Optimizers on Scale-invariant
+//! Weights"), following clovaai/AdamP `adamp/adamp.py` and `adamp/sgdp.py` (PyPI `adamp` 0.3.0).
+//!
+//! For parameters of rank ≥ 2 the update is projected onto the tangent space of the weight when the weight
+//! looks scale-invariant: first per output channel (rows of the `[size0, -1]` view), then for the whole tensor;
+//! the test is max |cos(g, x)| < delta / sqrt(row length), with the raw gradient g, and the first view that
+//! passes is used. A projected update also scales weight decay by `wd_ratio`.
+//!
+//! Reference-code details kept as is: SGDP's momentum buffer starts at zero and is dampened from the first
+//! step (unlike `torch.optim.SGD`); without Nesterov SGDP projects its momentum buffer itself (the update is
+//! the buffer); SGDP's decay is x ← x·(1 - lr·λ·ratio/(1-momentum)).
+
+use super::hyper::{def, HyperDef, Range};
+use super::kernel::{Kernel, Real};
+use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
+use crate::nn::Param;
+use crate::{Result, Spec};
+use candle_core::backprop::GradStore;
+
+const ADAMP_DEFS: &[HyperDef] = &[
+    def("lr", 1e-3, Range::NonNegative),
+    def("beta1", 0.9, Range::Beta),
+    def("beta2", 0.999, Range::Beta),
+    def("eps", 1e-8, Range::NonNegative),
+    def("weight_decay", 0.0, Range::NonNegative),
+    def("delta", 0.1, Range::NonNegative),
+    def("wd_ratio", 0.1, Range::NonNegative),
+    def("nesterov", 0.0, Range::Bool),
+];
+
+const SGDP_DEFS: &[HyperDef] = &[
+    def("lr", 1e-3, Range::NonNegative),
+    def("momentum", 0.0, Range::Beta),
+    def("dampening", 0.0, Range::Unit),
+    def("weight_decay", 0.0, Range::NonNegative),
+    def("nesterov", 0.0, Range::Bool),
+    def("eps", 1e-8, Range::NonNegative),
+    def("delta", 0.1, Range::NonNegative),
+    def("wd_ratio", 0.1, Range::NonNegative),
+];
+
+/// The projection settings and the parameter's row count (`size0`; 0 for rank < 2, never projected).
+#[derive(Debug, Clone, Copy)]
+struct Projection {
+    rows: usize,
+    delta: f64,
+    wd_ratio: f64,
+    eps: f64,
+}
+
+/// |cos| of each row of `a` and `b` with norms clamped at eps (as `F.cosine_similarity`), in f64.
+fn max_row_cosine<T: Real>(a: &[T], b: &[T], rows: usize, eps: f64) -> f64 {
+    let len = a.len() / rows;
+    (0..rows)
+        .map(|r| {
+            let (ra, rb) = (&a[r * len..(r + 1) * len], &b[r * len..(r + 1) * len]);
+            let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+            for (&x, &y) in ra.iter().zip(rb) {
+                let (x, y) = (x.to_f64().unwrap(), y.to_f64().unwrap());
+                ab += x * y;
+                aa += x * x;
+                bb += y * y;
+            }
+            (ab / (aa.sqrt().max(eps) * bb.sqrt().max(eps))).abs()
+        })
+        .fold(0.0, f64::max)
+}
+
+impl Projection {
+    /// Projects `update` in place when the test fires; returns the weight-decay factor (wd_ratio or 1) and
+    /// whether it fired.
+    fn apply<T: Real>(&self, x: &[T], g: &[T], update: &mut [T]) -> (f64, bool) {
+        if self.rows == 0 {
+            return (1.0, false);
+        }
+        for rows in [self.rows, 1] {
+            let len = x.len() / rows;
+            if max_row_cosine(g, x, rows, self.eps) < self.delta / (len as f64).sqrt() {
+                for r in 0..rows {
+                    let (xr, ur) = (
+                        &x[r * len..(r + 1) * len],
+                        &mut update[r * len..(r + 1) * len],
+                    );
+                    let norm = xr
+                        .iter()
+                        .map(|&v| v.to_f64().unwrap().powi(2))
+                        .sum::<f64>()
+                        .sqrt()
+                        + self.eps;
+                    let dot: f64 = xr
+                        .iter()
+                        .zip(ur.iter())
+                        .map(|(&a, &b)| a.to_f64().unwrap() / norm * b.to_f64().unwrap())
+                        .sum();
+                    let (inv, dot) = (T::of(1.0 / norm), T::of(dot));
+                    for (u, &xv) in ur.iter_mut().zip(xr) {
+                        *u = *u - xv * inv * dot;
+                    }
+                }
+                return (self.wd_ratio, true);
+            }
+        }
+        (1.0, false)
+    }
+}
+
+fn projection(p: &Param, h: &Hypers) -> Projection {
+    let dims = p.var.dims();
+    Projection {
+        rows: if dims.len() > 1 { dims[0] } else { 0 },
+        delta: h.get("delta"),
+        wd_ratio: h.get("wd_ratio"),
+        eps: h.get("eps"),
+    }
+}
+
+/// AdamP, or SGDP (`sgd`).
+#[derive(Debug, Clone)]
+pub struct AdamP {
+    h: HyperGroups,
+    sgd: bool,
+    state: OptimizerState,
+}
+
+impl AdamP {
+    /// `adamp:lr=1e-3,beta1=0.9,beta2=0.999,eps=1e-8,weight_decay=0,delta=0.1,wd_ratio=0.1,nesterov=false`, or
+    /// with `sgd`: `sgdp:lr=1e-3,momentum=0,dampening=0,weight_decay=0,nesterov=false,eps=1e-8,delta=0.1,wd_ratio=0.1`.
+    pub fn from_spec(s: &mut Spec, sgd: bool) -> Result<Self> {
+        let (name, defs) = if sgd {
+            ("sgdp", SGDP_DEFS)
+        } else {
+            ("adamp", ADAMP_DEFS)
+        };
+        Ok(AdamP {
+            h: HyperGroups::new(Hypers::from_spec(name, defs, s)?),
+            sgd,
+            state: OptimizerState::new(name),
+        })
+    }
+}
+
+struct AdamPKernel {
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+    nesterov: bool,
+    step: i32,
+    proj: Projection,
+}
+
+impl Kernel for AdamPKernel {
+    fn whole(&self) -> bool {
+        true
+    }
+
+    fn run<T: Real>(&self, x: &mut [T], g: &[T], s: &mut [&mut [T]]) {
+        let [m, v] = s else {
+            unreachable!("adamp has two buffers")
+        };
+        let (b1, w1, b2, w2) = (
+            T::of(self.beta1),
+            T::of(1.0 - self.beta1),
+            T::of(self.beta2),
+            T::of(1.0 - self.beta2),
+        );
+        let bc2_sqrt = T::of((1.0 - self.beta2.powi(self.step)).sqrt());
+        let eps = T::of(self.eps);
+        let mut perturb: Vec<T> = Vec::with_capacity(x.len());
+        for i in 0..x.len() {
+            m[i] = m[i] * b1 + g[i] * w1;
+            v[i] = v[i] * b2 + w2 * g[i] * g[i];
+            let denom = v[i].sqrt() / bc2_sqrt + eps;
+            let num = if self.nesterov {
+                b1 * m[i] + w1 * g[i]
+            } else {
+                m[i]
+            };
+            perturb.push(num / denom);
+        }
+        let (ratio, _) = self.proj.apply(x, g, &mut perturb);
+        let decay = T::of(1.0 - self.lr * self.weight_decay * ratio);
+        let step_size = T::of(self.lr / (1.0 - self.beta1.powi(self.step)));
+        for i in 0..x.len() {
+            if self.weight_decay > 0.0 {
+                x[i] = x[i] * decay;
+            }
+            x[i] = x[i] - step_size * perturb[i];
+        }
+    }
+}
+
+struct SgdpKernel {
+    lr: f64,
+    momentum: f64,
+    dampening: f64,
+    weight_decay: f64,
+    nesterov: bool,
+    proj: Projection,
+}
+
+impl Kernel for SgdpKernel {
+    fn whole(&self) -> bool {
+        true
+    }
+
+    fn run<T: Real>(&self, x: &mut [T], g: &[T], s: &mut [&mut [T]]) {
+        let buf = &mut *s[0];
+        let (mu, damp) = (T::of(self.momentum), T::of(1.0 - self.dampening));
+        for i in 0..x.len() {
+            buf[i] = buf[i] * mu + damp * g[i];
+        }
+        let mut nesterov_update: Vec<T>;
+        let update: &mut [T] = if self.nesterov {
+            nesterov_update = g
+                .iter()
+                .zip(buf.iter())
+                .map(|(&gi, &bi)| gi + mu * bi)
+                .collect();
+            &mut nesterov_update
+        } else {
+            buf
+        };
+        let (ratio, _) = self.proj.apply(x, g, update);
+        let decay = T::of(1.0 - self.lr * self.weight_decay * ratio / (1.0 - self.momentum));
+        let lr = T::of(self.lr);
+        for i in 0..x.len() {
+            if self.weight_decay != 0.0 {
+                x[i] = x[i] * decay;
+            }
+            x[i] = x[i] - lr * update[i];
+        }
+    }
+}
+
+impl Optimizer for AdamP {
+    fn name(&self) -> &'static str {
+        if self.sgd {
+            "sgdp"
+        } else {
+            "adamp"
+        }
+    }
+    fn hypers(&self) -> &HyperGroups {
+        &self.h
+    }
+    fn hypers_mut(&mut self) -> &mut HyperGroups {
+        &mut self.h
+    }
+    fn state(&self) -> &OptimizerState {
+        &self.state
+    }
+    fn state_mut(&mut self) -> &mut OptimizerState {
+        &mut self.state
+    }
+    fn buffer_names(&self) -> &'static [&'static str] {
+        if self.sgd {
+            &["momentum"]
+        } else {
+            &["exp_avg", "exp_avg_sq"]
+        }
+    }
+
+    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
+        self.state.step += 1;
+        let step = self.state.step as i32;
+        let names = self.buffer_names();
+        if self.sgd {
+            update_each(&mut self.state, &self.h, names, params, grads, |p, h, _| {
+                SgdpKernel {
+                    lr: h.get("lr"),
+                    momentum: h.get("momentum"),
+                    dampening: h.get("dampening"),
+                    weight_decay: h.get("weight_decay"),
+                    nesterov: h.flag("nesterov"),
+                    proj: projection(p, h),
+                }
+            })
+        } else {
+            update_each(&mut self.state, &self.h, names, params, grads, |p, h, _| {
+                AdamPKernel {
+                    lr: h.get("lr"),
+                    beta1: h.get("beta1"),
+                    beta2: h.get("beta2"),
+                    eps: h.get("eps"),
+                    weight_decay: h.get("weight_decay"),
+                    nesterov: h.flag("nesterov"),
+                    step,
+                    proj: projection(p, h),
+                }
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projected_update_is_orthogonal_to_each_row() {
+        // A gradient orthogonal to every row of x makes the channel test fire; the projected update then has
+        // zero inner product with each row (up to rounding).
+        let x: Vec<f64> = vec![1.0, 2.0, -1.0, 0.5, 0.0, 3.0];
+        let g: Vec<f64> = vec![2.0, -1.0, 0.0, 3.0, 1.0, -0.5];
+        let mut u: Vec<f64> = vec![0.3, -0.7, 1.1, 0.2, 0.9, -0.4];
+        let proj = Projection {
+            rows: 2,
+            delta: 0.1,
+            wd_ratio: 0.1,
+            eps: 1e-8,
+        };
+        let (ratio, fired) = proj.apply(&x, &g, &mut u);
+        assert!(fired && ratio == 0.1);
+        for r in 0..2 {
+            let dot: f64 = (0..3).map(|i| x[r * 3 + i] * u[r * 3 + i]).sum();
+            assert!(dot.abs() < 1e-7, "row {r}: {dot}");
+        }
+        // A gradient aligned with x does not trigger the projection.
+        let mut u2 = u.clone();
+        assert_eq!(proj.apply(&x, &x, &mut u2), (1.0, false));
+        assert_eq!(u2, u);
+    }
+}

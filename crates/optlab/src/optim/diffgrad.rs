@@ -1,0 +1,116 @@
+//! diffGrad (P15, "diffGrad: An Optimization Method for Convolutional Neural Networks"), following
+//! shivram1987/diffGrad `diffGrad_v2.py`: Adam whose first moment is scaled per coordinate by the friction
+//! coefficient dfc = sigmoid(|g_{t-1} - g_t|) ∈ [0.5, 1), with the previous gradient stored each step (v1 of the
+//! reference code never copied it, making dfc a constant 0.5 under in-place gradient reuse).
+//!
+//! As in the reference code, weight decay is coupled (g ← g + λx, which also feeds dfc and the stored
+//! gradient) and eps is added to sqrt(v) before the bias corrections:
+//! x ← x - lr·sqrt(1-β2^t)/(1-β1^t) · m·dfc / (sqrt(v) + eps).
+
+use super::hyper::{def, HyperDef, Range};
+use super::kernel::{Kernel, Real};
+use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
+use crate::nn::Param;
+use crate::{Result, Spec};
+use candle_core::backprop::GradStore;
+
+const DEFS: &[HyperDef] = &[
+    def("lr", 1e-3, Range::NonNegative),
+    def("beta1", 0.9, Range::Beta),
+    def("beta2", 0.999, Range::Beta),
+    def("eps", 1e-8, Range::NonNegative),
+    def("weight_decay", 0.0, Range::NonNegative),
+];
+
+/// diffGrad (v2 semantics).
+#[derive(Debug, Clone)]
+pub struct DiffGrad {
+    h: HyperGroups,
+    state: OptimizerState,
+}
+
+impl DiffGrad {
+    /// From a spec: `diffgrad:lr=1e-3,beta1=0.9,beta2=0.999,eps=1e-8,weight_decay=0`.
+    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+        Ok(DiffGrad {
+            h: HyperGroups::new(Hypers::from_spec("diffgrad", DEFS, s)?),
+            state: OptimizerState::new("diffgrad"),
+        })
+    }
+}
+
+struct DiffGradKernel {
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+    step_size: f64,
+}
+
+impl Kernel for DiffGradKernel {
+    fn run<T: Real>(&self, x: &mut [T], g: &[T], s: &mut [&mut [T]]) {
+        let [m, v, prev] = s else {
+            unreachable!("diffgrad has three buffers")
+        };
+        let (b1, w1, b2, w2) = (
+            T::of(self.beta1),
+            T::of(1.0 - self.beta1),
+            T::of(self.beta2),
+            T::of(1.0 - self.beta2),
+        );
+        let (eps, wd, step) = (
+            T::of(self.eps),
+            T::of(self.weight_decay),
+            T::of(self.step_size),
+        );
+        for i in 0..x.len() {
+            let mut d = g[i];
+            if self.weight_decay != 0.0 {
+                d = d + wd * x[i];
+            }
+            m[i] = m[i] * b1 + w1 * d;
+            v[i] = v[i] * b2 + w2 * d * d;
+            let denom = v[i].sqrt() + eps;
+            let dfc = T::one() / (T::one() + (-(prev[i] - d).abs()).exp());
+            prev[i] = d;
+            x[i] = x[i] - step * ((m[i] * dfc) / denom);
+        }
+    }
+}
+
+impl Optimizer for DiffGrad {
+    fn name(&self) -> &'static str {
+        "diffgrad"
+    }
+    fn hypers(&self) -> &HyperGroups {
+        &self.h
+    }
+    fn hypers_mut(&mut self) -> &mut HyperGroups {
+        &mut self.h
+    }
+    fn state(&self) -> &OptimizerState {
+        &self.state
+    }
+    fn state_mut(&mut self) -> &mut OptimizerState {
+        &mut self.state
+    }
+    fn buffer_names(&self) -> &'static [&'static str] {
+        &["exp_avg", "exp_avg_sq", "previous_grad"]
+    }
+
+    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
+        self.state.step += 1;
+        let t = self.state.step as i32;
+        let names = self.buffer_names();
+        update_each(&mut self.state, &self.h, names, params, grads, |_, h, _| {
+            let (b1, b2) = (h.get("beta1"), h.get("beta2"));
+            DiffGradKernel {
+                beta1: b1,
+                beta2: b2,
+                eps: h.get("eps"),
+                weight_decay: h.get("weight_decay"),
+                step_size: h.get("lr") * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t)),
+            }
+        })
+    }
+}

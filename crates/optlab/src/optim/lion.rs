@@ -1,0 +1,224 @@
+//! Lion (P41, "Lion Secretly Solves Constrained Optimization: As Lyapunov Predicts"; the optimizer of Chen et
+//! al. 2023), following google/automl `lion/lion_pytorch.py`, generalised to Lion-κ.
+//!
+//! Per step, with decoupled weight decay λ and the interpolation c = β1·m + (1-β1)·g:
+//! x ← x·(1 - lr·λ) - lr·∇K(c);  m ← β2·m + (1-β2)·g.
+//! K = ‖·‖₁ (∇K = sign, `mode=hard`) is Lion; with λ > 0 the iterates enter and stay in the box
+//! ‖x‖∞ ≤ 1/λ (P41's constrained-optimization view). Other K give other constraints:
+//! - `mode=smooth`: ∇K(c) = tanh(sharpness·c) (K a smoothed ℓ1, as optax's smooth Lion);
+//! - `mode=refined`: ∇K(c) = c where |c| < 1, sign(c) elsewhere (a Huber K);
+//! - `mode=l2`: K = ‖·‖₂ per tensor, ∇K(c) = c/‖c‖₂ (constraint ‖λx‖₂ ≤ 1);
+//! - `mode=lp`: K = ‖·‖_p per tensor, ∇K(c) = sign(c)|c|^(p-1)/‖c‖_p^(p-1).
+//!
+//! Defaults follow the official code: lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0 (optax's alias uses
+//! weight_decay=1e-3). sign(0) = 0.
+
+use super::hyper::{def, HyperDef, Range};
+use super::kernel::{Kernel, Real};
+use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
+use crate::nn::Param;
+use crate::{Error, Result, Spec};
+use candle_core::backprop::GradStore;
+
+const DEFS: &[HyperDef] = &[
+    def("lr", 1e-4, Range::NonNegative),
+    def("beta1", 0.9, Range::Unit),
+    def("beta2", 0.99, Range::Unit),
+    def("weight_decay", 0.0, Range::NonNegative),
+    def("sharpness", 10.0, Range::Positive),
+    def("p", 3.0, Range::Positive),
+];
+
+/// The convex function K whose gradient shapes the update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LionMode {
+    Hard,
+    Smooth,
+    Refined,
+    L2,
+    Lp,
+}
+
+impl LionMode {
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "hard" => LionMode::Hard,
+            "smooth" => LionMode::Smooth,
+            "refined" => LionMode::Refined,
+            "l2" => LionMode::L2,
+            "lp" => LionMode::Lp,
+            other => {
+                return Err(Error::invalid(format!(
+                    "lion: mode={other} is unknown; use hard, smooth, refined, l2 or lp"
+                )))
+            }
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            LionMode::Hard => "hard",
+            LionMode::Smooth => "smooth",
+            LionMode::Refined => "refined",
+            LionMode::L2 => "l2",
+            LionMode::Lp => "lp",
+        }
+    }
+}
+
+/// Lion / Lion-κ.
+#[derive(Debug, Clone)]
+pub struct Lion {
+    h: HyperGroups,
+    mode: LionMode,
+    state: OptimizerState,
+}
+
+impl Lion {
+    /// From a spec: `lion:lr=1e-4,beta1=0.9,beta2=0.99,weight_decay=0,mode=hard` (`sharpness` for smooth, `p`
+    /// for lp).
+    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+        let mode = LionMode::parse(&s.string("mode", "hard"))?;
+        let h = HyperGroups::new(Hypers::from_spec("lion", DEFS, s)?);
+        if mode == LionMode::Lp && h.get("p") <= 1.0 {
+            return Err(Error::invalid("lion: mode=lp needs p > 1"));
+        }
+        Ok(Lion {
+            h,
+            mode,
+            state: OptimizerState::new("lion"),
+        })
+    }
+}
+
+struct LionKernel {
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    weight_decay: f64,
+    sharpness: f64,
+    p: f64,
+    mode: LionMode,
+}
+
+impl LionKernel {
+    #[inline(always)]
+    fn interp<T: Real>(&self, m: T, g: T) -> T {
+        m * T::of(self.beta1) + g * T::of(1.0 - self.beta1)
+    }
+}
+
+impl Kernel for LionKernel {
+    fn whole(&self) -> bool {
+        matches!(self.mode, LionMode::L2 | LionMode::Lp)
+    }
+
+    fn run<T: Real>(&self, x: &mut [T], g: &[T], s: &mut [&mut [T]]) {
+        let m = &mut *s[0];
+        let (lr, b2, w2) = (T::of(self.lr), T::of(self.beta2), T::of(1.0 - self.beta2));
+        let decay = T::of(1.0 - self.lr * self.weight_decay);
+        // Per-tensor normaliser of ∇K for the norm modes (one extra read pass).
+        let (scale, power) = match self.mode {
+            LionMode::L2 => {
+                let n2: f64 = m
+                    .iter()
+                    .zip(g)
+                    .map(|(&mi, &gi)| self.interp(mi, gi).to_f64().unwrap().powi(2))
+                    .sum();
+                (if n2 > 0.0 { 1.0 / n2.sqrt() } else { 0.0 }, 1.0)
+            }
+            LionMode::Lp => {
+                let np: f64 = m
+                    .iter()
+                    .zip(g)
+                    .map(|(&mi, &gi)| self.interp(mi, gi).to_f64().unwrap().abs().powf(self.p))
+                    .sum();
+                let norm = np.powf(1.0 / self.p);
+                (
+                    if norm > 0.0 {
+                        norm.powf(1.0 - self.p)
+                    } else {
+                        0.0
+                    },
+                    self.p - 1.0,
+                )
+            }
+            _ => (1.0, 1.0),
+        };
+        let (scale_t, k) = (T::of(scale), T::of(self.sharpness));
+        for i in 0..x.len() {
+            if self.weight_decay != 0.0 {
+                x[i] = x[i] * decay;
+            }
+            let c = self.interp(m[i], g[i]);
+            let dir = match self.mode {
+                LionMode::Hard => sign(c),
+                LionMode::Smooth => (k * c).tanh(),
+                LionMode::Refined => {
+                    if c.abs() < T::one() {
+                        c
+                    } else {
+                        sign(c)
+                    }
+                }
+                LionMode::L2 => c * scale_t,
+                LionMode::Lp => sign(c) * c.abs().powf(T::of(power)) * scale_t,
+            };
+            x[i] = x[i] - lr * dir;
+            m[i] = m[i] * b2 + g[i] * w2;
+        }
+    }
+}
+
+/// sign with sign(0) = 0 (torch.sign).
+#[inline(always)]
+fn sign<T: Real>(x: T) -> T {
+    if x > T::zero() {
+        T::one()
+    } else if x < T::zero() {
+        -T::one()
+    } else {
+        T::zero()
+    }
+}
+
+impl Optimizer for Lion {
+    fn name(&self) -> &'static str {
+        "lion"
+    }
+    fn hypers(&self) -> &HyperGroups {
+        &self.h
+    }
+    fn hypers_mut(&mut self) -> &mut HyperGroups {
+        &mut self.h
+    }
+    fn state(&self) -> &OptimizerState {
+        &self.state
+    }
+    fn state_mut(&mut self) -> &mut OptimizerState {
+        &mut self.state
+    }
+    fn buffer_names(&self) -> &'static [&'static str] {
+        &["exp_avg"]
+    }
+    fn spec(&self) -> String {
+        format!("{},mode={}", self.h.to_spec(), self.mode.name())
+    }
+
+    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
+        self.state.step += 1;
+        let mode = self.mode;
+        let names = self.buffer_names();
+        update_each(&mut self.state, &self.h, names, params, grads, |_, h, _| {
+            LionKernel {
+                lr: h.get("lr"),
+                beta1: h.get("beta1"),
+                beta2: h.get("beta2"),
+                weight_decay: h.get("weight_decay"),
+                sharpness: h.get("sharpness"),
+                p: h.get("p"),
+                mode,
+            }
+        })
+    }
+}
