@@ -16,6 +16,11 @@ pub const DEMO_OPTIMIZERS: &[&str] = &[
     "adamw:lr=1e-3,weight_decay=0.01",
     "adagrad:lr=0.05",
     "rmsprop:lr=1e-3",
+    "lion:lr=1e-3",
+    "diffgrad:lr=3e-3",
+    "adamp:lr=3e-3",
+    "sgdp:lr=0.1,momentum=0.9",
+    "nsgd:lr=0.1",
 ];
 
 #[derive(Args, Debug)]

@@ -72,7 +72,9 @@ fn demo_writes_a_report_with_table_and_plots() {
         md.contains("| optimizer | final train loss | val loss | val accuracy"),
         "{md}"
     );
-    for name in ["sgd", "adam:", "adamw", "adagrad", "rmsprop"] {
+    for name in [
+        "sgd", "adam:", "adamw", "adagrad", "rmsprop", "lion", "diffgrad", "adamp", "sgdp", "nsgd",
+    ] {
         assert!(
             md.contains(&format!("`{name}")),
             "{name} missing from the report"

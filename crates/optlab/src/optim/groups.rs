@@ -113,6 +113,23 @@ impl HyperGroups {
             .collect()
     }
 
+    /// Fails when a group selects none of `params` (almost always a typo in its selector).
+    pub fn check_selects(&self, params: &[Param]) -> Result<()> {
+        for (sel, _, rest) in &self.groups {
+            if !params.iter().any(|p| sel.selects(p)) {
+                return Err(Error::invalid(format!(
+                    "group '{sel}:{rest}' selects no parameter; the parameters are {}",
+                    params
+                        .iter()
+                        .map(|p| format!("{} (rank {})", p.name, p.var.rank()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The hyperparameters that apply to `p`.
     pub fn for_param(&self, p: &Param) -> &Hypers {
         self.groups

@@ -130,6 +130,15 @@ pub fn load_state_file(
                 .map_err(|e| Error::file(meta_path, e.to_string()))?;
         }
     }
+    if let Some(groups) = meta["groups"].as_array() {
+        for g in groups {
+            let g = g
+                .as_str()
+                .ok_or_else(|| Error::file(meta_path, "a group is not a string"))?;
+            opt.add_group(g)
+                .map_err(|e| Error::file(meta_path, e.to_string()))?;
+        }
+    }
     let tensors = read_safetensors(tensors_path)?;
     let mut state = super::OptimizerState::new(opt.name());
     state.step = step;

@@ -87,6 +87,7 @@ impl Trainer {
         for g in &config.groups {
             opt.add_group(g)?;
         }
+        opt.hypers().check_selects(&model.params())?;
         let steps_per_epoch = train.len().div_ceil(config.batch_size) as u64;
         let total_steps = config
             .steps
