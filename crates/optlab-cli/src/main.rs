@@ -2,6 +2,7 @@
 
 mod bench;
 mod compare;
+mod optimize;
 mod plot;
 mod progress;
 mod train_cmd;
@@ -19,7 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     long_about = "optlab trains models with the optimizers and schedules of 42 ML optimization papers and analyses \
                   them. Every command prints one clear sentence and exits non-zero on bad input.\n\n\
                   Start with:  optlab demo --out demo-report",
-    after_help = "Examples:\n  optlab demo --out demo-report\n  optlab train --optimizer adamw:lr=1e-3 --epochs 20 --out runs/adamw\n  optlab train --resume runs/adamw\n  optlab compare --optimizer sgd:lr=0.1,momentum=0.9 --optimizer adam:lr=1e-3 --out cmp\n  optlab bench train"
+    after_help = "Examples:\n  optlab demo --out demo-report\n  optlab train --optimizer adamw:lr=1e-3 --epochs 20 --out runs/adamw\n  optlab train --resume runs/adamw\n  optlab compare --optimizer sgd:lr=0.1,momentum=0.9 --optimizer adam:lr=1e-3 --out cmp\n  optlab optimize --function rosenbrock --init=-1.5,2 --optimizer adam:lr=0.05 --out t.json --plot t.png\n  optlab bench train"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,6 +37,8 @@ enum Cmd {
     Train(Box<train_cmd::TrainArgs>),
     /// Several optimizers (and schedules) on one task, one report.
     Compare(compare::CompareArgs),
+    /// An optimizer (or several) on an analytic test function: trajectory JSON and a contour plot of the paths.
+    Optimize(optimize::OptimizeArgs),
     /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
     Bench(bench::BenchArgs),
 }
@@ -49,6 +52,7 @@ fn main() {
         Cmd::Demo(a) => compare::demo(a),
         Cmd::Train(a) => train_cmd::run(*a),
         Cmd::Compare(a) => compare::compare(a),
+        Cmd::Optimize(a) => optimize::run(a),
         Cmd::Bench(a) => bench::run(a),
     };
     if let Err(e) = r {

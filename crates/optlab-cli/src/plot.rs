@@ -10,7 +10,7 @@ use std::sync::Once;
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
-fn register_font() {
+pub fn register_font() {
     REGISTER.call_once(|| {
         // DejaVu Sans, Bitstream Vera licence (assets/DejaVuSans-COPYRIGHT.txt).
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
@@ -23,7 +23,7 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-const PALETTE: [RGBColor; 8] = [
+pub const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),

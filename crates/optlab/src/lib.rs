@@ -19,6 +19,7 @@
 
 pub mod data;
 pub mod error;
+pub mod functions;
 pub mod nn;
 pub mod optim;
 pub mod rng;

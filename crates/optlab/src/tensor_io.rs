@@ -43,7 +43,8 @@ fn parse_safetensors(bytes: &[u8]) -> std::result::Result<HashMap<String, Tensor
 }
 
 /// Writes tensors (any order; stored sorted by name) with optional string metadata, atomically: the file is
-/// written beside its destination and renamed, so a crash never leaves half a file.
+/// written beside its destination and renamed, so a crash never leaves half a file. safetensors stores the
+/// metadata map in hash order: pass at most one key when files must be byte-reproducible.
 pub fn write_safetensors(
     path: &Path,
     tensors: &[(String, Tensor)],

@@ -296,10 +296,11 @@ impl Sequential {
 
     /// Saves the state dict as safetensors (loadable by PyTorch's `load_state_dict`), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let meta = HashMap::from([
-            ("optlab_model".to_string(), self.spec.to_spec()),
-            ("input_shape".to_string(), format!("{:?}", self.input_shape)),
-        ]);
+        // One metadata key: safetensors writes a map's keys in random order, and equal models should give
+        // byte-identical files.
+        let info =
+            serde_json::json!({"model": self.spec.to_spec(), "input_shape": self.input_shape});
+        let meta = HashMap::from([("optlab".to_string(), info.to_string())]);
         write_safetensors(path, &self.state_dict(), Some(meta))
     }
 
