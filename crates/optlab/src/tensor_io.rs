@@ -70,8 +70,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
     ));
-    std::fs::write(&tmp, bytes).at_path(&tmp)?;
-    std::fs::rename(&tmp, path).at_path(path)
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).at_path(&tmp)?;
+        f.write_all(bytes).at_path(&tmp)?;
+        f.sync_all().at_path(&tmp)?;
+    }
+    std::fs::rename(&tmp, path).at_path(path)?;
+    // Make the rename itself durable before anything relies on it (e.g. deleting an older checkpoint).
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }
 
 struct TensorView {

@@ -1,6 +1,7 @@
 //! `optlab bench`: side-by-side benchmarks. Every number is reported next to its anchor measured in the same
 //! run (PyTorch when `python3 -c "import torch"` works), as a ratio.
 
+mod optim;
 mod train;
 
 use anyhow::Result;
@@ -16,11 +17,15 @@ pub struct BenchArgs {
 pub enum BenchWhat {
     /// Time of one training step (forward, cross-entropy, backward, AdamW) of two MLPs, optlab vs PyTorch.
     Train(train::TrainBenchArgs),
+    /// Step time of every optimizer over 10M f32 parameters against the measured memory-bandwidth floor and
+    /// PyTorch's fused/foreach step.
+    Optim(optim::OptimBenchArgs),
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
     match a.what {
         BenchWhat::Train(t) => train::run(t),
+        BenchWhat::Optim(o) => optim::run(o),
     }
 }
 

@@ -79,6 +79,7 @@ fn optlab_ms(c: &Case, steps: usize) -> Result<f64> {
 }
 
 pub fn run(a: TrainBenchArgs) -> Result<()> {
+    anyhow::ensure!(a.steps >= 1, "--steps must be at least 1");
     let ours: Vec<f64> = CASES
         .iter()
         .map(|c| optlab_ms(c, a.steps))

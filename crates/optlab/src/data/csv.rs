@@ -91,17 +91,9 @@ pub fn load_csv(path: &Path, label: Option<&str>, regression: bool) -> Result<Da
             dim: 1,
         }
     } else {
-        let mut labels = Vec::with_capacity(y.len());
-        for (v, line) in &y {
-            if *v < 0.0 || v.fract() != 0.0 || *v > u32::MAX as f32 {
-                return Err(Error::file(
-                    path,
-                    format!("line {line}: label {v} is not a non-negative integer class (use task=regression for real targets)"),
-                ));
-            }
-            labels.push(*v as u32);
-        }
-        let n_classes = *labels.iter().max().expect("non-empty") as usize + 1;
+        let values: Vec<f64> = y.iter().map(|(v, _)| *v as f64).collect();
+        let (labels, n_classes) = super::class_labels(&values, |i| format!("line {}", y[i].1))
+            .map_err(|m| Error::file(path, m))?;
         Target::Classes { labels, n_classes }
     };
     Dataset::new(name, x, vec![cols.len() - 1], target)

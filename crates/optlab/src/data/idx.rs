@@ -100,7 +100,7 @@ fn parse_idx(b: &[u8]) -> std::result::Result<IdxArray, String> {
 /// An images file (`[n, h, w]` or `[n, d]`) and a labels file (`[n]`) as a classification set of examples
 /// `[1, h, w]` (or `[d]`), pixel values divided by `scale`.
 pub fn load_idx_pair(images: &Path, labels: &Path, scale: f64) -> Result<Dataset> {
-    if scale <= 0.0 {
+    if !(scale > 0.0 && scale.is_finite()) {
         return Err(Error::invalid(format!(
             "idx: scale={scale} must be positive"
         )));
@@ -133,17 +133,8 @@ pub fn load_idx_pair(images: &Path, labels: &Path, scale: f64) -> Result<Dataset
             ))
         }
     };
-    let mut ls = Vec::with_capacity(lb.data.len());
-    for (i, &v) in lb.data.iter().enumerate() {
-        if v < 0.0 || v.fract() != 0.0 {
-            return Err(Error::file(
-                labels,
-                format!("label {i} is {v}, not a class index"),
-            ));
-        }
-        ls.push(v as u32);
-    }
-    let n_classes = ls.iter().max().map_or(0, |&m| m as usize + 1);
+    let (ls, n_classes) = super::class_labels(&lb.data, |i| format!("label {i}"))
+        .map_err(|m| Error::file(labels, m))?;
     let x = im.data.iter().map(|v| (v / scale) as f32).collect();
     let name = images
         .file_stem()

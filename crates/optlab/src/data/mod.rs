@@ -220,6 +220,32 @@ impl Dataset {
     }
 }
 
+/// The most classes a loader accepts; a larger label almost always means real-valued targets.
+pub const MAX_CLASSES: usize = 100_000;
+
+/// Class indices from numeric labels: each must be a non-negative integer below [`MAX_CLASSES`]; the class
+/// count is the largest label + 1. `name(i)` names the i-th label in errors (e.g. "line 7").
+pub(crate) fn class_labels(
+    values: &[f64],
+    name: impl Fn(usize) -> String,
+) -> std::result::Result<(Vec<u32>, usize), String> {
+    let mut labels = Vec::with_capacity(values.len());
+    for (i, &v) in values.iter().enumerate() {
+        if !(v >= 0.0 && v.fract() == 0.0) {
+            return Err(format!("{}: label {v} is not a non-negative integer class (use task=regression for real targets)", name(i)));
+        }
+        if v >= MAX_CLASSES as f64 {
+            return Err(format!(
+                "{}: label {v} would make more than {MAX_CLASSES} classes; for real-valued targets use task=regression",
+                name(i)
+            ));
+        }
+        labels.push(v as u32);
+    }
+    let n_classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
+    Ok((labels, n_classes))
+}
+
 /// The names [`load_spec`] knows.
 pub const DATA_NAMES: &[&str] = &[
     "digits",

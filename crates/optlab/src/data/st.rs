@@ -56,12 +56,9 @@ pub fn load_safetensors_data(path: &Path, x_name: &str, y_name: &str) -> Result<
                     format!("integer labels '{y_name}' must be [n], got {:?}", y.dims()),
                 ));
             }
-            let v: Vec<i64> = y.to_dtype(DType::I64)?.to_vec1()?;
-            if let Some(bad) = v.iter().find(|&&l| l < 0) {
-                return Err(Error::file(path, format!("label {bad} is negative")));
-            }
-            let labels: Vec<u32> = v.iter().map(|&l| l as u32).collect();
-            let n_classes = *labels.iter().max().unwrap_or(&0) as usize + 1;
+            let v: Vec<f64> = y.to_dtype(DType::F64)?.to_vec1()?;
+            let (labels, n_classes) = super::class_labels(&v, |i| format!("label {i}"))
+                .map_err(|m| Error::file(path, m))?;
             Target::Classes { labels, n_classes }
         }
         _ => {

@@ -7,8 +7,10 @@ use rand::Rng as _;
 use std::f64::consts::PI;
 
 fn check(n: usize, what: &str) -> Result<()> {
-    if n == 0 {
-        return Err(Error::invalid(format!("{what} must be positive")));
+    if n == 0 || n > 100_000_000 {
+        return Err(Error::invalid(format!(
+            "{what}={n} must be between 1 and 100000000"
+        )));
     }
     Ok(())
 }

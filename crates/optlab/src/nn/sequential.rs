@@ -61,9 +61,11 @@ impl ModelSpec {
             ModelSpec::Mlp { hidden, .. } if hidden.contains(&0) => Err(Error::invalid(format!(
                 "{spec}: hidden widths must be positive"
             ))),
-            ModelSpec::Cnn { channels } if channels.is_empty() || channels.contains(&0) => {
+            ModelSpec::Cnn { channels }
+                if channels.is_empty() || channels.contains(&0) || channels.len() > 8 =>
+            {
                 Err(Error::invalid(format!(
-                    "{spec}: channel counts must be positive and at least one"
+                    "{spec}: give 1 to 8 positive channel counts (one per conv-pool stage)"
                 )))
             }
             _ => Ok(m),
@@ -425,6 +427,7 @@ mod tests {
     #[test]
     fn bad_specs() {
         assert!(ModelSpec::parse("mlp:hidden=0").is_err());
+        assert!(ModelSpec::parse("cnn:channels=1-1-1-1-1-1-1-1-1").is_err());
         assert!(ModelSpec::parse("mlp:act=sigmoid").is_err());
         assert!(ModelSpec::parse("mlp:hidden=4-4-4,act=relu-tanh").is_err());
         assert_eq!(

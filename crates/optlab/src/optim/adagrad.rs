@@ -42,6 +42,7 @@ struct AdagradKernel {
 }
 
 impl Kernel for AdagradKernel {
+    #[inline(always)]
     fn run<T: Real>(&self, p: &mut [T], g: &[T], s: &mut [&mut [T]]) {
         let (clr, wd, init, eps) = (
             T::of(self.clr),
@@ -49,8 +50,9 @@ impl Kernel for AdagradKernel {
             T::of(self.init),
             T::of(self.eps),
         );
-        let sum = &mut *s[0];
-        for i in 0..p.len() {
+        let n = p.len();
+        let (g, sum) = (&g[..n], &mut s[0][..n]);
+        for i in 0..n {
             let mut d = g[i];
             if self.weight_decay != 0.0 {
                 d = d + wd * p[i];

@@ -63,40 +63,84 @@ struct AdamKernel {
     step: u64,
 }
 
+/// The per-step scalars of Adam in the parameter's float type.
+struct AdamConsts<T> {
+    step_size: T,
+    bc2_sqrt: T,
+    w1: T,
+    b2: T,
+    w2: T,
+    eps: T,
+    wd: T,
+    decay: T,
+}
+
+/// One Adam pass; the branches are compile-time constants so the loop vectorizes.
+#[inline(always)]
+fn adam_loop<T: Real, const DECOUPLED: bool, const COUPLED: bool, const AMSGRAD: bool>(
+    c: &AdamConsts<T>,
+    p: &mut [T],
+    g: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    vmax: &mut [T],
+) {
+    let n = p.len();
+    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+    let vmax = if AMSGRAD {
+        &mut vmax[..n]
+    } else {
+        &mut vmax[..0]
+    };
+    for i in 0..n {
+        let mut gi = g[i];
+        let mut pi = p[i];
+        if DECOUPLED {
+            pi = pi * c.decay;
+        }
+        if COUPLED {
+            gi = gi + c.wd * pi;
+        }
+        let mi = m[i] + c.w1 * (gi - m[i]);
+        let vi = v[i] * c.b2 + c.w2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        let second = if AMSGRAD {
+            let mx = if vmax[i] >= vi { vmax[i] } else { vi };
+            vmax[i] = mx;
+            mx
+        } else {
+            vi
+        };
+        let denom = second.sqrt() / c.bc2_sqrt + c.eps;
+        p[i] = pi - c.step_size * (mi / denom);
+    }
+}
+
 impl Kernel for AdamKernel {
+    #[inline(always)]
     fn run<T: Real>(&self, p: &mut [T], g: &[T], s: &mut [&mut [T]]) {
-        let bc1 = 1.0 - self.beta1.powi(self.step as i32);
-        let bc2_sqrt = T::of((1.0 - self.beta2.powi(self.step as i32)).sqrt());
-        let step_size = T::of(self.lr / bc1);
-        let (w1, b2, w2) = (
-            T::of(1.0 - self.beta1),
-            T::of(self.beta2),
-            T::of(1.0 - self.beta2),
-        );
-        let (eps, wd) = (T::of(self.eps), T::of(self.weight_decay));
-        let decay = T::of(1.0 - self.lr * self.weight_decay);
+        let c = AdamConsts {
+            step_size: T::of(self.lr / (1.0 - self.beta1.powi(self.step as i32))),
+            bc2_sqrt: T::of((1.0 - self.beta2.powi(self.step as i32)).sqrt()),
+            w1: T::of(1.0 - self.beta1),
+            b2: T::of(self.beta2),
+            w2: T::of(1.0 - self.beta2),
+            eps: T::of(self.eps),
+            wd: T::of(self.weight_decay),
+            decay: T::of(1.0 - self.lr * self.weight_decay),
+        };
         let [m, v, vmax] = s else {
             unreachable!("adam has three buffers")
         };
-        for i in 0..p.len() {
-            let mut gi = g[i];
-            if self.weight_decay != 0.0 {
-                if self.decoupled {
-                    p[i] = p[i] * decay;
-                } else {
-                    gi = gi + wd * p[i];
-                }
-            }
-            m[i] = m[i] + w1 * (gi - m[i]);
-            v[i] = v[i] * b2 + w2 * gi * gi;
-            let second = if self.amsgrad {
-                vmax[i] = vmax[i].max(v[i]);
-                vmax[i]
-            } else {
-                v[i]
-            };
-            let denom = second.sqrt() / bc2_sqrt + eps;
-            p[i] = p[i] - step_size * (m[i] / denom);
+        let wd = self.weight_decay != 0.0;
+        match (wd && self.decoupled, wd && !self.decoupled, self.amsgrad) {
+            (false, false, false) => adam_loop::<T, false, false, false>(&c, p, g, m, v, vmax),
+            (false, false, true) => adam_loop::<T, false, false, true>(&c, p, g, m, v, vmax),
+            (true, _, false) => adam_loop::<T, true, false, false>(&c, p, g, m, v, vmax),
+            (true, _, true) => adam_loop::<T, true, false, true>(&c, p, g, m, v, vmax),
+            (false, true, false) => adam_loop::<T, false, true, false>(&c, p, g, m, v, vmax),
+            (false, true, true) => adam_loop::<T, false, true, true>(&c, p, g, m, v, vmax),
         }
     }
 }

@@ -151,14 +151,18 @@ struct AdamPKernel {
 }
 
 impl Kernel for AdamPKernel {
+    /// Only tensors that can be projected (rank ≥ 2) need the whole tensor at once.
     fn whole(&self) -> bool {
-        true
+        self.proj.rows > 0
     }
 
+    #[inline(always)]
     fn run<T: Real>(&self, x: &mut [T], g: &[T], s: &mut [&mut [T]]) {
         let [m, v] = s else {
             unreachable!("adamp has two buffers")
         };
+        let n = x.len();
+        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
         let (b1, w1, b2, w2) = (
             T::of(self.beta1),
             T::of(1.0 - self.beta1),
@@ -167,8 +171,29 @@ impl Kernel for AdamPKernel {
         );
         let bc2_sqrt = T::of((1.0 - self.beta2.powi(self.step)).sqrt());
         let eps = T::of(self.eps);
+        let step_size = T::of(self.lr / (1.0 - self.beta1.powi(self.step)));
+        if self.proj.rows == 0 {
+            // Rank < 2: no projection, so one fused pass (same arithmetic as below with ratio 1).
+            let decay = T::of(1.0 - self.lr * self.weight_decay);
+            for i in 0..n {
+                m[i] = m[i] * b1 + g[i] * w1;
+                v[i] = v[i] * b2 + w2 * g[i] * g[i];
+                let denom = v[i].sqrt() / bc2_sqrt + eps;
+                let num = if self.nesterov {
+                    b1 * m[i] + w1 * g[i]
+                } else {
+                    m[i]
+                };
+                let mut xi = x[i];
+                if self.weight_decay > 0.0 {
+                    xi = xi * decay;
+                }
+                x[i] = xi - step_size * (num / denom);
+            }
+            return;
+        }
         let mut perturb: Vec<T> = Vec::with_capacity(x.len());
-        for i in 0..x.len() {
+        for i in 0..n {
             m[i] = m[i] * b1 + g[i] * w1;
             v[i] = v[i] * b2 + w2 * g[i] * g[i];
             let denom = v[i].sqrt() / bc2_sqrt + eps;
@@ -181,8 +206,7 @@ impl Kernel for AdamPKernel {
         }
         let (ratio, _) = self.proj.apply(x, g, &mut perturb);
         let decay = T::of(1.0 - self.lr * self.weight_decay * ratio);
-        let step_size = T::of(self.lr / (1.0 - self.beta1.powi(self.step)));
-        for i in 0..x.len() {
+        for i in 0..n {
             if self.weight_decay > 0.0 {
                 x[i] = x[i] * decay;
             }
@@ -202,13 +226,15 @@ struct SgdpKernel {
 
 impl Kernel for SgdpKernel {
     fn whole(&self) -> bool {
-        true
+        self.proj.rows > 0
     }
 
+    #[inline(always)]
     fn run<T: Real>(&self, x: &mut [T], g: &[T], s: &mut [&mut [T]]) {
-        let buf = &mut *s[0];
+        let n = x.len();
+        let (g, buf) = (&g[..n], &mut s[0][..n]);
         let (mu, damp) = (T::of(self.momentum), T::of(1.0 - self.dampening));
-        for i in 0..x.len() {
+        for i in 0..n {
             buf[i] = buf[i] * mu + damp * g[i];
         }
         let mut nesterov_update: Vec<T>;
@@ -225,7 +251,7 @@ impl Kernel for SgdpKernel {
         let (ratio, _) = self.proj.apply(x, g, update);
         let decay = T::of(1.0 - self.lr * self.weight_decay * ratio / (1.0 - self.momentum));
         let lr = T::of(self.lr);
-        for i in 0..x.len() {
+        for i in 0..n {
             if self.weight_decay != 0.0 {
                 x[i] = x[i] * decay;
             }

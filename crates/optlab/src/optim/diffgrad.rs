@@ -48,10 +48,13 @@ struct DiffGradKernel {
 }
 
 impl Kernel for DiffGradKernel {
+    #[inline(always)]
     fn run<T: Real>(&self, x: &mut [T], g: &[T], s: &mut [&mut [T]]) {
         let [m, v, prev] = s else {
             unreachable!("diffgrad has three buffers")
         };
+        let n = x.len();
+        let (g, m, v, prev) = (&g[..n], &mut m[..n], &mut v[..n], &mut prev[..n]);
         let (b1, w1, b2, w2) = (
             T::of(self.beta1),
             T::of(1.0 - self.beta1),
@@ -63,7 +66,7 @@ impl Kernel for DiffGradKernel {
             T::of(self.weight_decay),
             T::of(self.step_size),
         );
-        for i in 0..x.len() {
+        for i in 0..n {
             let mut d = g[i];
             if self.weight_decay != 0.0 {
                 d = d + wd * x[i];

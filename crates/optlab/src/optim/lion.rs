@@ -22,8 +22,8 @@ use candle_core::backprop::GradStore;
 
 const DEFS: &[HyperDef] = &[
     def("lr", 1e-4, Range::NonNegative),
-    def("beta1", 0.9, Range::Unit),
-    def("beta2", 0.99, Range::Unit),
+    def("beta1", 0.9, Range::Beta),
+    def("beta2", 0.99, Range::Beta),
     def("weight_decay", 0.0, Range::NonNegative),
     def("sharpness", 10.0, Range::Positive),
     def("p", 3.0, Range::Positive),
@@ -113,8 +113,10 @@ impl Kernel for LionKernel {
         matches!(self.mode, LionMode::L2 | LionMode::Lp)
     }
 
+    #[inline(always)]
     fn run<T: Real>(&self, x: &mut [T], g: &[T], s: &mut [&mut [T]]) {
-        let m = &mut *s[0];
+        let n = x.len();
+        let (g, m) = (&g[..n], &mut s[0][..n]);
         let (lr, b2, w2) = (T::of(self.lr), T::of(self.beta2), T::of(1.0 - self.beta2));
         let decay = T::of(1.0 - self.lr * self.weight_decay);
         // Per-tensor normaliser of ∇K for the norm modes (one extra read pass).
@@ -145,28 +147,58 @@ impl Kernel for LionKernel {
             }
             _ => (1.0, 1.0),
         };
-        let (scale_t, k) = (T::of(scale), T::of(self.sharpness));
-        for i in 0..x.len() {
-            if self.weight_decay != 0.0 {
-                x[i] = x[i] * decay;
+        let (scale_t, k, pw) = (T::of(scale), T::of(self.sharpness), T::of(power));
+        let c = LionConsts {
+            lr,
+            b1: T::of(self.beta1),
+            w1: T::of(1.0 - self.beta1),
+            b2,
+            w2,
+            decay,
+            decays: self.weight_decay != 0.0,
+        };
+        // One loop per mode, so each vectorizes with only its own direction function inside.
+        match self.mode {
+            LionMode::Hard => lion_loop(&c, x, g, m, sign),
+            LionMode::Smooth => lion_loop(&c, x, g, m, |v: T| (k * v).tanh()),
+            LionMode::Refined => {
+                lion_loop(
+                    &c,
+                    x,
+                    g,
+                    m,
+                    |v: T| if v.abs() < T::one() { v } else { sign(v) },
+                )
             }
-            let c = self.interp(m[i], g[i]);
-            let dir = match self.mode {
-                LionMode::Hard => sign(c),
-                LionMode::Smooth => (k * c).tanh(),
-                LionMode::Refined => {
-                    if c.abs() < T::one() {
-                        c
-                    } else {
-                        sign(c)
-                    }
-                }
-                LionMode::L2 => c * scale_t,
-                LionMode::Lp => sign(c) * c.abs().powf(T::of(power)) * scale_t,
-            };
-            x[i] = x[i] - lr * dir;
-            m[i] = m[i] * b2 + g[i] * w2;
+            LionMode::L2 => lion_loop(&c, x, g, m, |v: T| v * scale_t),
+            LionMode::Lp => lion_loop(&c, x, g, m, |v: T| sign(v) * v.abs().powf(pw) * scale_t),
         }
+    }
+}
+
+struct LionConsts<T> {
+    lr: T,
+    b1: T,
+    w1: T,
+    b2: T,
+    w2: T,
+    decay: T,
+    decays: bool,
+}
+
+/// x ← x·decay - lr·dir(β1·m + (1-β1)·g);  m ← β2·m + (1-β2)·g.
+#[inline(always)]
+fn lion_loop<T: Real>(c: &LionConsts<T>, x: &mut [T], g: &[T], m: &mut [T], dir: impl Fn(T) -> T) {
+    let n = x.len();
+    let (g, m) = (&g[..n], &mut m[..n]);
+    for i in 0..n {
+        let mut xi = x[i];
+        if c.decays {
+            xi = xi * c.decay;
+        }
+        let update = m[i] * c.b1 + g[i] * c.w1;
+        x[i] = xi - c.lr * dir(update);
+        m[i] = m[i] * c.b2 + g[i] * c.w2;
     }
 }
 
@@ -203,6 +235,12 @@ impl Optimizer for Lion {
     }
     fn spec(&self) -> String {
         format!("{},mode={}", self.h.to_spec(), self.mode.name())
+    }
+    fn validate(&self, h: &Hypers) -> Result<()> {
+        if self.mode == LionMode::Lp && h.get("p") <= 1.0 {
+            return Err(Error::invalid("lion: mode=lp needs p > 1"));
+        }
+        Ok(())
     }
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {

@@ -50,9 +50,11 @@ pub trait Optimizer: Send + std::fmt::Debug {
 
     /// Adds a parameter group `SELECTOR:key=value,...` (see [`groups`]).
     fn add_group(&mut self, spec: &str) -> Result<()> {
-        self.hypers_mut().add_group(spec)?;
-        let hg = self.hypers().clone();
-        hg.check_each(|h| self.validate(h))
+        let mut hg = self.hypers().clone();
+        hg.add_group(spec)?;
+        hg.check_each(|h| self.validate(h))?;
+        *self.hypers_mut() = hg;
+        Ok(())
     }
 
     /// One update of every parameter that has a gradient in `grads`.
@@ -74,7 +76,11 @@ pub trait Optimizer: Send + std::fmt::Debug {
 
     /// Sets a hyperparameter in every group, validating it.
     fn set_hyperparam(&mut self, key: &str, value: f64) -> Result<()> {
-        self.hypers_mut().set(key, value)
+        let mut hg = self.hypers().clone();
+        hg.set(key, value)?;
+        hg.check_each(|h| self.validate(h))?;
+        *self.hypers_mut() = hg;
+        Ok(())
     }
 
     /// Sets each group's `key` to its base value times `factor` (how schedules drive lr, momentum, ...).

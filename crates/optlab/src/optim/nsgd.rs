@@ -11,7 +11,7 @@ use candle_core::backprop::GradStore;
 const DEFS: &[HyperDef] = &[
     def("lr", 1e-2, Range::NonNegative),
     def("beta", 0.9, Range::Beta),
-    def("eps", 1e-12, Range::NonNegative),
+    def("eps", 1e-12, Range::Positive),
 ];
 
 /// Normalized momentum SGD.
@@ -37,6 +37,7 @@ struct Momentum {
 }
 
 impl Kernel for Momentum {
+    #[inline(always)]
     fn run<T: Real>(&self, _x: &mut [T], g: &[T], s: &mut [&mut [T]]) {
         let (b, w) = (T::of(self.beta), T::of(1.0 - self.beta));
         for (m, &gi) in s[0].iter_mut().zip(g) {
@@ -51,6 +52,7 @@ struct Step {
 }
 
 impl Kernel for Step {
+    #[inline(always)]
     fn run<T: Real>(&self, x: &mut [T], _g: &[T], s: &mut [&mut [T]]) {
         let c = T::of(self.scale);
         for (xi, &m) in x.iter_mut().zip(s[0].iter()) {

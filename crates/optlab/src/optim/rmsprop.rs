@@ -44,6 +44,7 @@ struct RmsPropKernel {
 }
 
 impl Kernel for RmsPropKernel {
+    #[inline(always)]
     fn run<T: Real>(&self, p: &mut [T], g: &[T], s: &mut [&mut [T]]) {
         let (lr, alpha, w, eps) = (
             T::of(self.lr),
@@ -55,7 +56,9 @@ impl Kernel for RmsPropKernel {
         let [sq, buf, ga] = s else {
             unreachable!("rmsprop has three buffers")
         };
-        for i in 0..p.len() {
+        let n = p.len();
+        let (g, sq, buf, ga) = (&g[..n], &mut sq[..n], &mut buf[..n], &mut ga[..n]);
+        for i in 0..n {
             let mut d = g[i];
             if self.weight_decay != 0.0 {
                 d = d + wd * p[i];

@@ -59,6 +59,7 @@ impl SgdKernel {
 }
 
 impl Kernel for SgdKernel {
+    #[inline(always)]
     fn run<T: Real>(&self, p: &mut [T], g: &[T], s: &mut [&mut [T]]) {
         let (lr, mu, wd) = (
             T::of(self.lr),
@@ -67,8 +68,14 @@ impl Kernel for SgdKernel {
         );
         let damp = T::of(1.0 - self.dampening);
         let has_momentum = self.momentum != 0.0;
-        let buf: &mut [T] = if has_momentum { s[0] } else { &mut [] };
-        for i in 0..p.len() {
+        let n = p.len();
+        let g = &g[..n];
+        let buf: &mut [T] = if has_momentum {
+            &mut s[0][..n]
+        } else {
+            &mut []
+        };
+        for i in 0..n {
             let mut d = g[i];
             if self.weight_decay != 0.0 {
                 d = d + wd * p[i];

@@ -88,9 +88,10 @@ impl TrainConfig {
             .map_err(|e| Error::invalid(format!("invalid run config: {}", e.message())))
     }
 
-    /// The config as TOML text.
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("config serializes")
+    /// The config as TOML text (after [`TrainConfig::validate`], which keeps every integer representable).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self)
+            .map_err(|e| Error::invalid(format!("cannot write the config as TOML: {e}")))
     }
 
     /// Checks the plain numeric fields.
@@ -105,6 +106,27 @@ impl TrainConfig {
             return Err(Error::invalid(
                 "the run must have at least one step (epochs or steps >= 1)",
             ));
+        }
+        if !(self.val_frac.is_finite() && (0.0..1.0).contains(&self.val_frac)) {
+            return Err(Error::invalid(format!(
+                "val_frac={} must be in [0, 1)",
+                self.val_frac
+            )));
+        }
+        let too_big = |v: u64| v > i64::MAX as u64;
+        let big = [
+            self.seed,
+            self.eval_every,
+            self.log_every,
+            self.checkpoint_every,
+            self.epochs.unwrap_or(0),
+            self.steps.unwrap_or(0),
+        ];
+        if big.into_iter().any(too_big) || self.batch_size as u64 > i64::MAX as u64 {
+            return Err(Error::invalid(format!(
+                "integer settings must be at most {} (TOML integers are 64-bit signed)",
+                i64::MAX
+            )));
         }
         if self.log_every == 0 {
             return Err(Error::invalid("log_every must be at least 1"));
@@ -142,7 +164,7 @@ mod tests {
             clip_grad_norm: Some(1.0),
             ..Default::default()
         };
-        assert_eq!(TrainConfig::from_toml(&c.to_toml()).unwrap(), c);
+        assert_eq!(TrainConfig::from_toml(&c.to_toml().unwrap()).unwrap(), c);
         let e = TrainConfig::from_toml("batch_sise = 3")
             .unwrap_err()
             .to_string();

@@ -4,7 +4,7 @@ use super::{Observer, RunInfo};
 use crate::error::PathContext;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// One optimizer step.
@@ -90,7 +90,9 @@ impl MetricsLog {
     /// Opens `path` for appending, first dropping any record after `keep_until_step` (records a crashed run
     /// wrote after its last checkpoint).
     pub fn open(path: &Path, log_every: u64, keep_until_step: u64) -> Result<Self> {
-        if path.exists() {
+        if path.exists() && keep_until_step == 0 {
+            std::fs::write(path, b"").at_path(path)?;
+        } else if path.exists() {
             let kept: Vec<Record> = read_metrics(path)?
                 .into_iter()
                 .filter(|r| r.step() <= keep_until_step)
@@ -133,7 +135,8 @@ impl Observer for MetricsLog {
         self.write(&Record::Eval(m.clone()));
     }
     fn on_checkpoint(&mut self, _step: u64, _dir: &Path) {
-        let _ = self.file.flush();
+        // The log must hold every step up to the checkpoint before the checkpoint counts.
+        let _ = self.file.sync_data();
     }
 }
 

@@ -230,7 +230,7 @@ impl Trainer {
                     "already holds a run; resume it with --resume, or choose a new directory",
                 ));
             }
-            write_atomic(&dir.join("config.toml"), self.config.to_toml().as_bytes())?;
+            write_atomic(&dir.join("config.toml"), self.config.to_toml()?.as_bytes())?;
         }
         MetricsLog::open(
             &dir.join("metrics.jsonl"),
