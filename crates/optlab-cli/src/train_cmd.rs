@@ -66,9 +66,18 @@ pub struct TrainArgs {
     /// Checkpoint every N steps (0: at every evaluation).
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
+    /// Split each step's batch into N micro-batches and accumulate their gradients (less memory, same step).
+    #[arg(long, value_name = "N")]
+    pub accumulate: Option<usize>,
     /// Clip gradients to this global l2 norm.
     #[arg(long)]
     pub clip_grad_norm: Option<f64>,
+    /// Clamp each gradient element to [-V, V].
+    #[arg(long, value_name = "V")]
+    pub clip_grad_value: Option<f64>,
+    /// Adaptive gradient clipping (NFNets) with this clipping factor, e.g. 0.01.
+    #[arg(long, value_name = "FACTOR")]
+    pub agc: Option<f64>,
     /// f32 | f64.
     #[arg(long)]
     pub dtype: Option<String>,
@@ -97,6 +106,9 @@ impl TrainArgs {
             || self.log_every.is_some()
             || self.checkpoint_every.is_some()
             || self.clip_grad_norm.is_some()
+            || self.clip_grad_value.is_some()
+            || self.agc.is_some()
+            || self.accumulate.is_some()
             || self.dtype.is_some()
     }
 
@@ -121,7 +133,8 @@ impl TrainArgs {
             eval_every,
             log_every,
             checkpoint_every,
-            dtype
+            dtype,
+            accumulate
         );
         if !self.groups.is_empty() {
             c.groups = self.groups.clone();
@@ -133,8 +146,14 @@ impl TrainArgs {
         if let Some(s) = self.steps {
             c.steps = Some(s);
         }
-        if let Some(g) = self.clip_grad_norm {
-            c.clip_grad_norm = Some(g);
+        for (dst, src) in [
+            (&mut c.clip_grad_norm, self.clip_grad_norm),
+            (&mut c.clip_grad_value, self.clip_grad_value),
+            (&mut c.agc, self.agc),
+        ] {
+            if src.is_some() {
+                *dst = src;
+            }
         }
         Ok(c)
     }

@@ -313,3 +313,71 @@ fn regression_with_mse() {
     assert!(s.val_accuracy.is_none());
     assert!(s.val_loss.unwrap() < 1e-3, "{s:?}");
 }
+
+#[test]
+fn gradient_accumulation_matches_the_full_batch() {
+    // Micro-batches weighted by size give the full batch's mean gradient: same trajectory up to rounding.
+    let run = |accumulate: usize| {
+        let cfg = TrainConfig {
+            data: "moons:n=300".into(),
+            model: "mlp:hidden=16,act=tanh".into(),
+            optimizer: "sgd:lr=0.3,momentum=0.9".into(),
+            steps: Some(30),
+            epochs: None,
+            batch_size: 50,
+            accumulate,
+            dtype: "f64".into(),
+            ..TrainConfig::default()
+        };
+        let mut t = Trainer::new(cfg).unwrap();
+        let s = t.run(None, &mut []).unwrap();
+        let w: Vec<f64> = t.model().params()[0]
+            .tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        (s.final_train_loss, w)
+    };
+    let (l1, w1) = run(1);
+    let (l4, w4) = run(4);
+    assert!((l1 - l4).abs() < 1e-12, "{l1} vs {l4}");
+    assert!(w1.iter().zip(&w4).all(|(a, b)| (a - b).abs() < 1e-12));
+    let bad = TrainConfig {
+        accumulate: 0,
+        ..TrainConfig::default()
+    };
+    assert!(Trainer::new(bad)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+        .contains("accumulate"));
+}
+
+#[test]
+fn clipping_options_train_and_validate() {
+    for (v, agc) in [(Some(0.01), None), (None, Some(0.01))] {
+        let cfg = TrainConfig {
+            optimizer: "sgd:lr=0.1".into(),
+            steps: Some(40),
+            epochs: None,
+            clip_grad_value: v,
+            agc,
+            ..TrainConfig::default()
+        };
+        let s = Trainer::new(cfg).unwrap().run(None, &mut []).unwrap();
+        assert!(
+            s.final_train_loss.is_finite() && s.final_train_loss < 2.31,
+            "{s:?}"
+        );
+    }
+    let bad = TrainConfig {
+        agc: Some(-1.0),
+        ..TrainConfig::default()
+    };
+    assert!(Trainer::new(bad)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+        .contains("agc=-1"));
+}

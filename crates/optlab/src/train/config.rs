@@ -46,8 +46,15 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Checkpoint every this many steps; 0 means at every evaluation.
     pub checkpoint_every: u64,
+    /// Micro-batches per step: each step's batch is split into this many parts whose gradients are
+    /// accumulated (weighted by size) before one optimizer step, so memory scales with batch_size/accumulate.
+    pub accumulate: usize,
     /// Clip gradients to this global l2 norm.
     pub clip_grad_norm: Option<f64>,
+    /// Clamp every gradient element to [-v, v].
+    pub clip_grad_value: Option<f64>,
+    /// Adaptive gradient clipping factor (NFNets' AGC, unit-wise, eps 1e-3).
+    pub agc: Option<f64>,
     /// `f32` or `f64`.
     pub dtype: String,
 }
@@ -69,7 +76,10 @@ impl Default for TrainConfig {
             eval_every: 0,
             log_every: 1,
             checkpoint_every: 0,
+            accumulate: 1,
             clip_grad_norm: None,
+            clip_grad_value: None,
+            agc: None,
             dtype: "f32".into(),
         }
     }
@@ -131,12 +141,24 @@ impl TrainConfig {
         if self.log_every == 0 {
             return Err(Error::invalid("log_every must be at least 1"));
         }
-        if let Some(c) = self.clip_grad_norm {
-            if !(c > 0.0 && c.is_finite()) {
-                return Err(Error::invalid(format!(
-                    "clip_grad_norm={c} must be a positive number"
-                )));
+        for (name, v) in [
+            ("clip_grad_norm", self.clip_grad_norm),
+            ("clip_grad_value", self.clip_grad_value),
+            ("agc", self.agc),
+        ] {
+            if let Some(c) = v {
+                if !(c > 0.0 && c.is_finite()) {
+                    return Err(Error::invalid(format!(
+                        "{name}={c} must be a positive number"
+                    )));
+                }
             }
+        }
+        if self.accumulate == 0 || self.accumulate > self.batch_size {
+            return Err(Error::invalid(format!(
+                "accumulate={} must be between 1 and batch_size={}",
+                self.accumulate, self.batch_size
+            )));
         }
         if !matches!(self.dtype.as_str(), "f32" | "f64") {
             return Err(Error::invalid(format!(

@@ -6,7 +6,7 @@ use crate::data::{load_spec, Dataset, Target};
 use crate::error::PathContext;
 use crate::nn::loss::{correct, cross_entropy, mse};
 use crate::nn::{ModelSpec, Param, Sequential};
-use crate::optim::clip::{clip_grad_norm, global_grad_norm};
+use crate::optim::clip::{adaptive_clip, clip_grad_norm, clip_grad_value, global_grad_norm};
 use crate::optim::{from_spec, save_state_file, Optimizer};
 use crate::rng::{permutation, rng_for, Stream};
 use crate::schedule::{self, Schedule};
@@ -198,6 +198,47 @@ impl Trainer {
         }
     }
 
+    /// The mean loss over the examples `idx` and its gradients, accumulated over `accumulate` micro-batches
+    /// (each micro-batch's mean loss weighted by its share of the examples).
+    fn loss_and_grads(
+        &self,
+        idx: &[usize],
+        params: &[Param],
+    ) -> Result<(f64, candle_core::backprop::GradStore)> {
+        let parts = self.config.accumulate.min(idx.len()).max(1);
+        let size = idx.len().div_ceil(parts);
+        let mut total_loss = 0.0;
+        let mut acc: Option<candle_core::backprop::GradStore> = None;
+        for chunk in idx.chunks(size) {
+            let weight = chunk.len() as f64 / idx.len() as f64;
+            let (x, y) = self.train.batch(chunk, self.dtype, &Device::Cpu)?;
+            let loss = self.loss(&self.model.forward(&x)?, &y)?;
+            total_loss += weight * loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let loss = if parts > 1 {
+                loss.affine(weight, 0.0)?
+            } else {
+                loss
+            };
+            let g = loss.backward()?;
+            acc = Some(match acc {
+                None => g,
+                Some(mut a) => {
+                    for p in params {
+                        if let Some(gp) = g.get(p.tensor()) {
+                            let sum = match a.remove(p.tensor()) {
+                                Some(prev) => prev.add(gp)?,
+                                None => gp.clone(),
+                            };
+                            a.insert(p.tensor(), sum);
+                        }
+                    }
+                    a
+                }
+            });
+        }
+        Ok((total_loss, acc.expect("at least one micro-batch")))
+    }
+
     /// Loss and accuracy (classification) of the model on `data`.
     pub fn evaluate(&self, data: &Dataset) -> Result<(f64, Option<f64>)> {
         let n = data.len();
@@ -300,10 +341,7 @@ impl Trainer {
             self.opt.apply_schedule("lr", self.schedule.factor(step))?;
             let lr = self.opt.lr();
             let idx = self.batch_indices(step);
-            let (x, y) = self.train.batch(&idx, self.dtype, &Device::Cpu)?;
-            let out = self.model.forward(&x)?;
-            let loss = self.loss(&out, &y)?;
-            let loss_v = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let (loss_v, mut grads) = self.loss_and_grads(&idx, &params)?;
             let last_good = || match &opts.run_dir {
                 Some(d) if checkpoint::exists(d) => format!(
                     "; the last good checkpoint is kept in {}",
@@ -318,17 +356,23 @@ impl Trainer {
                     last_good()
                 )));
             }
-            let mut grads = loss.backward()?;
-            let grad_norm = match self.config.clip_grad_norm {
-                Some(c) => clip_grad_norm(&params, &mut grads, c)?,
-                None => global_grad_norm(&params, &grads)?,
-            };
+            // The logged norm is the raw gradient's (schedule refinement reads it), before any clipping.
+            let grad_norm = global_grad_norm(&params, &grads)?;
             if !grad_norm.is_finite() {
                 return Err(Error::NonFinite(format!(
                     "the gradient norm became {grad_norm} at step {} (lr {lr:e}){}; try a lower learning rate or --clip-grad-norm",
                     step + 1,
                     last_good()
                 )));
+            }
+            if let Some(v) = self.config.clip_grad_value {
+                clip_grad_value(&params, &mut grads, v)?;
+            }
+            if let Some(c) = self.config.agc {
+                adaptive_clip(&params, &mut grads, c, 1e-3)?;
+            }
+            if let Some(c) = self.config.clip_grad_norm {
+                clip_grad_norm(&params, &mut grads, c)?;
             }
             self.opt.step(&params, &grads)?;
             drop(grads);
