@@ -9,5 +9,5 @@ mod sequential;
 
 pub use layer::{Activation, Layer};
 pub use param::Param;
-pub use sequential::{ModelSpec, Sequential, MODEL_NAMES};
+pub use sequential::{LinearTrace, ModelSpec, Sequential, MODEL_NAMES};
 pub mod loss;

@@ -138,6 +138,18 @@ impl ModelSpec {
     }
 }
 
+/// What [`Sequential::forward_traced`] records of one Linear layer.
+#[derive(Debug, Clone)]
+pub struct LinearTrace {
+    pub weight: Param,
+    pub bias: Option<Param>,
+    /// The layer's input `[batch, in]`.
+    pub input: Tensor,
+    /// A zero variable added to the layer's output `[batch, out]`: its gradient is the output's gradient (the
+    /// per-sample error signal).
+    pub output_probe: Var,
+}
+
 /// A model: layers applied in order, parameters named `<layer index>.weight` / `<layer index>.bias`.
 #[derive(Debug, Clone)]
 pub struct Sequential {
@@ -244,6 +256,39 @@ impl Sequential {
             h = l.forward(&h)?;
         }
         Ok(h)
+    }
+
+    /// The forward pass that also returns, for each Linear layer, its weight, bias, input and output (for
+    /// per-sample gradient statistics by outer products). `None` when the model has parameterised layers other
+    /// than Linear (a CNN).
+    pub fn forward_traced(&self, x: &Tensor) -> Result<Option<(Tensor, Vec<LinearTrace>)>> {
+        if self
+            .layers
+            .iter()
+            .any(|l| matches!(l, Layer::Conv2d { .. }))
+        {
+            return Ok(None);
+        }
+        let mut h = x.clone();
+        let mut traces = Vec::new();
+        for l in &self.layers {
+            let mut out = l.forward(&h)?;
+            if let Layer::Linear { weight, bias } = l {
+                // candle keeps gradients only for variables: a zero variable added to the output receives the
+                // output's gradient.
+                let probe = Var::zeros(out.dims(), out.dtype(), out.device())?;
+                let input = h.clone();
+                out = out.add(probe.as_tensor())?;
+                traces.push(LinearTrace {
+                    weight: weight.clone(),
+                    bias: bias.clone(),
+                    input,
+                    output_probe: probe,
+                });
+            }
+            h = out;
+        }
+        Ok(Some((h, traces)))
     }
 
     /// All parameters in state-dict order.

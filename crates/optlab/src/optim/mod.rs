@@ -9,6 +9,7 @@
 //! ```
 
 pub mod adagrad;
+pub mod adagradnorm;
 pub mod adam;
 pub mod adamp;
 pub mod clip;
@@ -108,7 +109,17 @@ pub trait Optimizer: Send + std::fmt::Debug {
 
 /// The optimizer names [`from_spec`] knows.
 pub const OPTIMIZER_NAMES: &[&str] = &[
-    "sgd", "adam", "adamw", "adagrad", "rmsprop", "lion", "diffgrad", "adamp", "sgdp", "nsgd",
+    "sgd",
+    "adam",
+    "adamw",
+    "adagrad",
+    "rmsprop",
+    "lion",
+    "diffgrad",
+    "adamp",
+    "sgdp",
+    "nsgd",
+    "adagradnorm",
 ];
 
 /// Builds an optimizer from `name:key=value,...`; unknown names, unknown keys and invalid values are errors
@@ -126,6 +137,7 @@ pub fn from_spec(spec: &str) -> Result<Box<dyn Optimizer>> {
         "adamp" => Box::new(adamp::AdamP::from_spec(&mut s, false)?),
         "sgdp" => Box::new(adamp::AdamP::from_spec(&mut s, true)?),
         "nsgd" => Box::new(nsgd::NormalizedSgd::from_spec(&mut s)?),
+        "adagradnorm" => Box::new(adagradnorm::AdaGradNorm::from_spec(&mut s)?),
         other => return Err(unknown_name("optimizer", other, OPTIMIZER_NAMES)),
     })
 }

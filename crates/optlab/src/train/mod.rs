@@ -5,6 +5,7 @@
 //! evaluation), `summary.json`, `model.safetensors`, `optimizer.safetensors` + `optimizer.json`, and
 //! `checkpoints/` (the last good checkpoint). The CLI adds `plots/`.
 
+pub mod batch_size;
 pub mod checkpoint;
 mod config;
 mod metrics;
