@@ -21,6 +21,7 @@ pub const DEMO_OPTIMIZERS: &[&str] = &[
     "adamp:lr=3e-3",
     "sgdp:lr=0.1,momentum=0.9",
     "nsgd:lr=0.1",
+    "adagradnorm:lr=0.5",
 ];
 
 #[derive(Args, Debug)]

@@ -66,6 +66,10 @@ pub struct TrainArgs {
     /// Checkpoint every N steps (0: at every evaluation).
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
+    /// Adaptive batch size (AdAdaGrad, P29): norm:eta=0.5,interval=10,max_batch=1024 |
+    /// inner_product:theta=0.5,... | augmented:theta=0.5,nu=0.5,... (MLPs; the batch only grows).
+    #[arg(long, value_name = "TEST")]
+    pub batch_test: Option<String>,
     /// Split each step's batch into N micro-batches and accumulate their gradients (less memory, same step).
     #[arg(long, value_name = "N")]
     pub accumulate: Option<usize>,
@@ -109,6 +113,7 @@ impl TrainArgs {
             || self.clip_grad_value.is_some()
             || self.agc.is_some()
             || self.accumulate.is_some()
+            || self.batch_test.is_some()
             || self.dtype.is_some()
     }
 
@@ -138,6 +143,9 @@ impl TrainArgs {
         );
         if !self.groups.is_empty() {
             c.groups = self.groups.clone();
+        }
+        if self.batch_test.is_some() {
+            c.batch_test = self.batch_test.clone();
         }
         if let Some(e) = self.epochs {
             c.epochs = Some(e);

@@ -381,3 +381,68 @@ fn clipping_options_train_and_validate() {
         .to_string()
         .contains("agc=-1"));
 }
+
+fn logged_batch_sizes(dir: &Path) -> Vec<usize> {
+    read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .filter_map(|r| match r {
+            Record::Train(m) => Some(m.batch_size),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn adaptive_batch_size_grows_and_resumes_exactly() {
+    let cfg = TrainConfig {
+        optimizer: "adagradnorm:lr=0.5".into(),
+        batch_size: 8,
+        batch_test: Some("norm:eta=0.3,interval=5,max_batch=256".into()),
+        steps: Some(60),
+        epochs: None,
+        checkpoint_every: 7,
+        ..TrainConfig::default()
+    };
+    let full = tmp("adabatch-full");
+    let s = Trainer::new(cfg.clone())
+        .unwrap()
+        .run(Some(&full), &mut [])
+        .unwrap();
+    let sizes = logged_batch_sizes(&full);
+    eprintln!("batch sizes: {sizes:?}");
+    assert_eq!(sizes[0], 8);
+    let grown = sizes.iter().filter(|&&b| b > 8).count();
+    assert!(grown > 0, "the norm test never grew the batch: {sizes:?}");
+    assert!(sizes.iter().all(|&b| b <= 256));
+    // Non-decreasing except for the shorter last batch of an epoch.
+    assert!(s.val_accuracy.unwrap() > 0.5, "{s:?}");
+
+    let part = tmp("adabatch-part");
+    let opts = RunOptions {
+        run_dir: Some(part.clone()),
+        stop_at: Some(33),
+    };
+    Trainer::new(cfg).unwrap().run_with(&opts, &mut []).unwrap();
+    Trainer::resume(&part)
+        .unwrap()
+        .run(Some(&part), &mut [])
+        .unwrap();
+    assert_eq!(
+        tensors_bits(&full.join("model.safetensors")),
+        tensors_bits(&part.join("model.safetensors"))
+    );
+    assert_eq!(logged_batch_sizes(&part), sizes);
+    let cnn = TrainConfig {
+        model: "cnn".into(),
+        batch_test: Some("norm".into()),
+        ..TrainConfig::default()
+    };
+    assert!(Trainer::new(cnn)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+        .contains("needs an MLP"));
+    std::fs::remove_dir_all(&full).unwrap();
+    std::fs::remove_dir_all(&part).unwrap();
+}

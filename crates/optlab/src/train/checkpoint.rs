@@ -15,6 +15,11 @@ use std::path::{Path, PathBuf};
 pub struct LoopState {
     /// Steps done.
     pub step: u64,
+    /// Current epoch and the position in its shuffled order (examples already used).
+    pub epoch: u64,
+    pub cursor: usize,
+    /// Current batch size (grows under an adaptive batch-size test).
+    pub batch_size: usize,
     /// Sum and count of mini-batch losses since the last evaluation.
     pub loss_sum: f64,
     pub loss_count: u64,

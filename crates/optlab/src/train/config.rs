@@ -46,6 +46,9 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Checkpoint every this many steps; 0 means at every evaluation.
     pub checkpoint_every: u64,
+    /// Adaptive batch size (P29): `norm:eta=0.5,interval=10,max_batch=1024`, `inner_product:theta=0.5,...`
+    /// or `augmented:theta=0.5,nu=0.5,...`; the batch starts at `batch_size` and only grows. MLPs only.
+    pub batch_test: Option<String>,
     /// Micro-batches per step: each step's batch is split into this many parts whose gradients are
     /// accumulated (weighted by size) before one optimizer step, so memory scales with batch_size/accumulate.
     pub accumulate: usize,
@@ -76,6 +79,7 @@ impl Default for TrainConfig {
             eval_every: 0,
             log_every: 1,
             checkpoint_every: 0,
+            batch_test: None,
             accumulate: 1,
             clip_grad_norm: None,
             clip_grad_value: None,
@@ -153,6 +157,11 @@ impl TrainConfig {
                     )));
                 }
             }
+        }
+        if self.batch_test.is_some() && self.accumulate > 1 {
+            return Err(Error::invalid(
+                "batch_test needs accumulate = 1 (the test reads one batch's per-sample gradients)",
+            ));
         }
         if self.accumulate == 0 || self.accumulate > self.batch_size {
             return Err(Error::invalid(format!(

@@ -1,5 +1,6 @@
 //! The training loop.
 
+use super::batch_size::{linear_grad_stats, BatchSchedule, GradStats};
 use super::checkpoint::{self, LoopState};
 use super::{EvalMetrics, MetricsLog, Observer, RunInfo, StepMetrics, Summary, TrainConfig};
 use crate::data::{load_spec, Dataset, Target};
@@ -39,6 +40,9 @@ pub struct Trainer {
     total_steps: u64,
     steps_per_epoch: u64,
     dtype: DType,
+    batch_schedule: Option<BatchSchedule>,
+    /// The shuffled order of the current epoch (epoch, order).
+    perm: Option<(u64, Vec<usize>)>,
     classification: bool,
     loop_state: LoopState,
 }
@@ -89,9 +93,34 @@ impl Trainer {
         }
         opt.hypers().check_selects(&model.params())?;
         let steps_per_epoch = train.len().div_ceil(config.batch_size) as u64;
-        let total_steps = config
-            .steps
-            .unwrap_or_else(|| config.epochs.unwrap_or(1) * steps_per_epoch);
+        let total_steps = match config.steps {
+            Some(s) => s,
+            None => config
+                .epochs
+                .unwrap_or(1)
+                .checked_mul(steps_per_epoch)
+                .ok_or_else(|| {
+                    Error::invalid("epochs x steps per epoch overflows the step counter")
+                })?,
+        };
+        let batch_schedule = config
+            .batch_test
+            .as_deref()
+            .map(BatchSchedule::parse)
+            .transpose()?;
+        if batch_schedule.is_some()
+            && model
+                .forward_traced(&Tensor::zeros(
+                    [&[1usize][..], &train.feature_shape].concat(),
+                    dtype,
+                    &Device::Cpu,
+                )?)?
+                .is_none()
+        {
+            return Err(Error::invalid(
+                "batch_test needs an MLP (per-sample statistics use Linear layers)",
+            ));
+        }
         let schedule = schedule::from_spec(&config.schedule, total_steps)?;
         let mut resolved = config.clone();
         resolved.model = spec.to_spec();
@@ -109,8 +138,13 @@ impl Trainer {
             steps_per_epoch,
             dtype,
             classification,
+            batch_schedule,
+            perm: None,
             loop_state: LoopState {
                 step: 0,
+                epoch: 0,
+                cursor: 0,
+                batch_size: config.batch_size,
                 loss_sum: 0.0,
                 loss_count: 0,
                 best_val_accuracy: None,
@@ -156,31 +190,27 @@ impl Trainer {
         self.total_steps
     }
 
-    fn eval_every(&self) -> u64 {
-        if self.config.eval_every == 0 {
-            self.steps_per_epoch
-        } else {
-            self.config.eval_every
+    /// The next batch: the following `batch_size` examples of the epoch's shuffled order (fewer at the end of
+    /// an epoch). Returns the indices, the epoch they belong to, and whether they finish it.
+    fn next_batch(&mut self) -> (Vec<usize>, u64, bool) {
+        let n = self.train.len();
+        let epoch = self.loop_state.epoch;
+        if self.perm.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            let order = permutation(n, &mut rng_for(self.config.seed, Stream::Shuffle, epoch));
+            self.perm = Some((epoch, order));
         }
-    }
-
-    fn checkpoint_every(&self) -> u64 {
-        if self.config.checkpoint_every == 0 {
-            self.eval_every()
+        let order = &self.perm.as_ref().expect("set above").1;
+        let start = self.loop_state.cursor.min(n);
+        let end = (start + self.loop_state.batch_size).min(n);
+        let idx = order[start..end].to_vec();
+        let finished = end == n;
+        if finished {
+            self.loop_state.epoch += 1;
+            self.loop_state.cursor = 0;
         } else {
-            self.config.checkpoint_every
+            self.loop_state.cursor = end;
         }
-    }
-
-    fn batch_indices(&self, step: u64) -> Vec<usize> {
-        let epoch = step / self.steps_per_epoch;
-        let i = (step % self.steps_per_epoch) as usize;
-        let perm = permutation(
-            self.train.len(),
-            &mut rng_for(self.config.seed, Stream::Shuffle, epoch),
-        );
-        let b = self.config.batch_size;
-        perm[i * b..((i + 1) * b).min(perm.len())].to_vec()
+        (idx, epoch, finished)
     }
 
     fn loss(&self, out: &Tensor, y: &Tensor) -> Result<Tensor> {
@@ -204,7 +234,20 @@ impl Trainer {
         &self,
         idx: &[usize],
         params: &[Param],
-    ) -> Result<(f64, candle_core::backprop::GradStore)> {
+        trace: bool,
+    ) -> Result<(f64, candle_core::backprop::GradStore, Option<GradStats>)> {
+        if trace {
+            // One batch, traced: the per-sample statistics come from the same backward pass.
+            let (x, y) = self.train.batch(idx, self.dtype, &Device::Cpu)?;
+            let (out, traces) = self.model.forward_traced(&x)?.ok_or_else(|| {
+                Error::invalid("batch_test needs an MLP (per-sample statistics use Linear layers)")
+            })?;
+            let loss = self.loss(&out, &y)?;
+            let loss_v = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let grads = loss.backward()?;
+            let stats = linear_grad_stats(&traces, &grads, idx.len())?;
+            return Ok((loss_v, grads, Some(stats)));
+        }
         let parts = self.config.accumulate.min(idx.len()).max(1);
         let size = idx.len().div_ceil(parts);
         let mut total_loss = 0.0;
@@ -236,7 +279,7 @@ impl Trainer {
                 }
             });
         }
-        Ok((total_loss, acc.expect("at least one micro-batch")))
+        Ok((total_loss, acc.expect("at least one micro-batch"), None))
     }
 
     /// Loss and accuracy (classification) of the model on `data`.
@@ -337,11 +380,14 @@ impl Trainer {
             .map_or(self.total_steps, |s| s.min(self.total_steps));
         while self.loop_state.step < end {
             let step = self.loop_state.step;
-            let epoch = step / self.steps_per_epoch;
             self.opt.apply_schedule("lr", self.schedule.factor(step))?;
             let lr = self.opt.lr();
-            let idx = self.batch_indices(step);
-            let (loss_v, mut grads) = self.loss_and_grads(&idx, &params)?;
+            let (idx, epoch, epoch_done) = self.next_batch();
+            let test_now = self
+                .batch_schedule
+                .filter(|b| (step + 1).is_multiple_of(b.interval));
+            let (loss_v, mut grads, stats) =
+                self.loss_and_grads(&idx, &params, test_now.is_some())?;
             let last_good = || match &opts.run_dir {
                 Some(d) if checkpoint::exists(d) => format!(
                     "; the last good checkpoint is kept in {}",
@@ -393,14 +439,26 @@ impl Trainer {
             };
             notify(&mut |o| o.on_step(&m));
             let done = self.loop_state.step;
-            if done.is_multiple_of(self.eval_every()) || done == self.total_steps {
+            if let (Some(bs), Some(st)) = (test_now, stats) {
+                self.loop_state.batch_size =
+                    bs.next_batch(idx.len().max(self.loop_state.batch_size), &st);
+            }
+            let eval_due = match self.config.eval_every {
+                0 => epoch_done,
+                k => done.is_multiple_of(k),
+            };
+            if eval_due || done == self.total_steps {
                 let e = self.eval_now(epoch, time0 + start.elapsed().as_secs_f64())?;
                 notify(&mut |o| o.on_eval(&e));
                 last_eval = Some(e);
             }
             let at_end = done == end;
             if let Some(d) = &opts.run_dir {
-                if done.is_multiple_of(self.checkpoint_every()) || at_end {
+                let checkpoint_due = match self.config.checkpoint_every {
+                    0 => eval_due,
+                    k => done.is_multiple_of(k),
+                };
+                if checkpoint_due || at_end {
                     self.loop_state.time_s = time0 + start.elapsed().as_secs_f64();
                     let cdir =
                         checkpoint::save(d, &self.model, self.opt.as_ref(), &self.loop_state)?;
@@ -409,12 +467,32 @@ impl Trainer {
             }
         }
         let wall = time0 + start.elapsed().as_secs_f64();
+        // The summary describes the model as it ends; an evaluation from before the last step is redone
+        // without touching the loop state (already checkpointed).
         let last_eval = match last_eval {
-            Some(e) => e,
-            None => self.eval_now(
-                self.loop_state.step.saturating_sub(1) / self.steps_per_epoch,
-                wall,
-            )?,
+            Some(e) if e.step == self.loop_state.step => e,
+            _ => {
+                let (val_loss, val_accuracy) = match &self.val {
+                    Some(v) => {
+                        let (l, a) = self.evaluate(v)?;
+                        (Some(l), a)
+                    }
+                    None => (None, None),
+                };
+                let train_loss = if self.loop_state.loss_count > 0 {
+                    self.loop_state.loss_sum / self.loop_state.loss_count as f64
+                } else {
+                    self.evaluate(&self.train)?.0
+                };
+                EvalMetrics {
+                    step: self.loop_state.step,
+                    epoch: self.loop_state.epoch,
+                    train_loss,
+                    val_loss,
+                    val_accuracy,
+                    time_s: wall,
+                }
+            }
         };
         let summary = Summary {
             data: self.config.data.clone(),
@@ -422,7 +500,8 @@ impl Trainer {
             optimizer: self.config.optimizer.clone(),
             schedule: self.config.schedule.clone(),
             steps: self.loop_state.step,
-            epochs: self.loop_state.step as f64 / self.steps_per_epoch as f64,
+            epochs: self.loop_state.epoch as f64
+                + self.loop_state.cursor as f64 / self.train.len() as f64,
             num_params: self.model.num_params(),
             final_train_loss: last_eval.train_loss,
             val_loss: last_eval.val_loss,
