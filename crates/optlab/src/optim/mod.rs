@@ -12,6 +12,7 @@ pub mod adagrad;
 pub mod adagradnorm;
 pub mod adam;
 pub mod adamp;
+pub mod chain;
 pub mod clip;
 pub mod diffgrad;
 pub mod groups;
@@ -120,11 +121,15 @@ pub const OPTIMIZER_NAMES: &[&str] = &[
     "sgdp",
     "nsgd",
     "adagradnorm",
+    "chain",
 ];
 
 /// Builds an optimizer from `name:key=value,...`; unknown names, unknown keys and invalid values are errors
 /// that list what is valid.
 pub fn from_spec(spec: &str) -> Result<Box<dyn Optimizer>> {
+    if let Some(items) = spec.trim().strip_prefix("chain:") {
+        return Ok(Box::new(chain::Chain::parse(items)?));
+    }
     let mut s = Spec::parse(spec)?;
     Ok(match s.name.as_str() {
         "sgd" => Box::new(sgd::Sgd::from_spec(&mut s)?),
