@@ -74,7 +74,9 @@ impl Kernel for DiffGradKernel {
             m[i] = m[i] * b1 + w1 * d;
             v[i] = v[i] * b2 + w2 * d * d;
             let denom = v[i].sqrt() + eps;
-            let dfc = T::one() / (T::one() + (-(prev[i] - d).abs()).exp());
+            // sigmoid(|Δg|) with a vectorizable exp (f64 accuracy).
+            let e = (-(prev[i] - d).abs()).exp_nonpos();
+            let dfc = T::one() / (T::one() + e);
             prev[i] = d;
             x[i] = x[i] - step * ((m[i] * dfc) / denom);
         }
