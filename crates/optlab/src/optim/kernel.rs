@@ -363,7 +363,7 @@ pub enum SliceRef<'a> {
 /// e^-708 ≈ 3e-308 instead of a smaller subnormal.
 #[inline(always)]
 pub fn exp_nonpositive(x: f64) -> f64 {
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     // Adding 1.5·2^52 rounds x/ln2 to the nearest integer n and leaves n in the low mantissa bits, so 2^n
     // comes from integer adds and shifts (no float-to-int conversion, which AVX2 lacks for 64-bit lanes).
