@@ -76,9 +76,9 @@ impl Kernel for DiffGradKernel {
             let denom = v[i].sqrt() + eps;
             // sigmoid(|Δg|) with a vectorizable exp (f64 accuracy).
             let e = (-(prev[i] - d).abs()).exp_nonpos();
-            let dfc = T::one() / (T::one() + e);
+            // m·dfc/denom with dfc = 1/(1+e), as one division.
             prev[i] = d;
-            x[i] = x[i] - step * ((m[i] * dfc) / denom);
+            x[i] = x[i] - step * (m[i] / ((T::one() + e) * denom));
         }
     }
 }
