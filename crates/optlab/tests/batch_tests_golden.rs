@@ -12,12 +12,24 @@ use std::path::Path;
 
 #[test]
 fn statistics_match_the_reference_per_sample_gradients() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/adadagrad/batch_tests.safetensors");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/adadagrad/batch_tests.safetensors");
     let fx = read_safetensors(&path).unwrap();
     let scalar = |k: &str| fx[k].flatten_all().unwrap().to_vec1::<f64>().unwrap()[0];
-    let model = Sequential::new(&ModelSpec::parse("mlp:hidden=16,act=tanh").unwrap(), &[8], 3, 0, DType::F64).unwrap();
-    let weights = fx.iter().filter(|(k, _)| k.ends_with("weight") || k.ends_with("bias"));
-    model.load_state_dict(&weights.map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap();
+    let model = Sequential::new(
+        &ModelSpec::parse("mlp:hidden=16,act=tanh").unwrap(),
+        &[8],
+        3,
+        0,
+        DType::F64,
+    )
+    .unwrap();
+    let weights = fx
+        .iter()
+        .filter(|(k, _)| k.ends_with("weight") || k.ends_with("bias"));
+    model
+        .load_state_dict(&weights.map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap();
     let x = &fx["x"];
     let y = fx["y"].to_dtype(DType::U32).unwrap();
     let (out, traces) = model.forward_traced(x).unwrap().unwrap();
@@ -29,10 +41,18 @@ fn statistics_match_the_reference_per_sample_gradients() {
     assert!(rel(st.variance_sum(), scalar("norm_test.variance_one_norm")) < 1e-10);
     assert!(rel(st.sq_norms.iter().sum(), scalar("whole.sum_sq_norms")) < 1e-10);
     assert!(rel(st.inner_variance(), scalar("whole.inner_variance")) < 1e-10);
-    assert!(rel(st.orthogonal_variance_sum(), scalar("whole.orthogonal_variance_sum")) < 1e-10);
+    assert!(
+        rel(
+            st.orthogonal_variance_sum(),
+            scalar("whole.orthogonal_variance_sum")
+        ) < 1e-10
+    );
 
     let norm = BatchSchedule::parse("norm:eta=0.5,max_batch=100000").unwrap();
-    assert_eq!(norm.next_batch(32, &st) as f64, scalar("norm_test.new_batch_size"));
+    assert_eq!(
+        norm.next_batch(32, &st) as f64,
+        scalar("norm_test.new_batch_size")
+    );
     // Whole-vector tests: inner product 6.5 -> stays 32; augmented max(6.5, 100.9) -> 101.
     let ip = BatchSchedule::parse("inner_product:theta=0.5").unwrap();
     assert_eq!(ip.next_batch(32, &st), 32);
