@@ -142,21 +142,6 @@ fn le_bytes<T: LeBytes>(v: &[T]) -> Vec<u8> {
     out
 }
 
-impl safetensors::View for &TensorView {
-    fn dtype(&self) -> safetensors::Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(&self.data)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
-}
-
 impl safetensors::View for TensorView {
     fn dtype(&self) -> safetensors::Dtype {
         self.dtype

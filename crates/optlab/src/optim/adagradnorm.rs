@@ -103,18 +103,7 @@ impl Optimizer for AdaGradNorm {
     fn name(&self) -> &'static str {
         "adagradnorm"
     }
-    fn hypers(&self) -> &HyperGroups {
-        &self.h
-    }
-    fn hypers_mut(&mut self) -> &mut HyperGroups {
-        &mut self.h
-    }
-    fn state(&self) -> &OptimizerState {
-        &self.state
-    }
-    fn state_mut(&mut self) -> &mut OptimizerState {
-        &mut self.state
-    }
+    field_accessors!();
     fn buffer_names(&self) -> &'static [&'static str] {
         &["sum", "momentum_buffer"]
     }

@@ -268,18 +268,7 @@ impl Optimizer for AdamP {
             "adamp"
         }
     }
-    fn hypers(&self) -> &HyperGroups {
-        &self.h
-    }
-    fn hypers_mut(&mut self) -> &mut HyperGroups {
-        &mut self.h
-    }
-    fn state(&self) -> &OptimizerState {
-        &self.state
-    }
-    fn state_mut(&mut self) -> &mut OptimizerState {
-        &mut self.state
-    }
+    field_accessors!();
     fn buffer_names(&self) -> &'static [&'static str] {
         if self.sgd {
             &["momentum"]

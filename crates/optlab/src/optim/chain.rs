@@ -12,7 +12,7 @@
 //! chain's `lr` hyperparameter, which schedules drive). Each step is one fused pass over memory.
 
 use super::hyper::{def, fmt_number, HyperDef, Range};
-use super::kernel::{Kernel, Real};
+use super::kernel::{sign, Kernel, Real};
 use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::spec::unknown_name;
@@ -242,16 +242,6 @@ struct ChainKernel<'a> {
     step: i32,
 }
 
-fn sign<T: Real>(x: T) -> T {
-    if x > T::zero() {
-        T::one()
-    } else if x < T::zero() {
-        -T::one()
-    } else {
-        T::zero()
-    }
-}
-
 impl Kernel for ChainKernel<'_> {
     #[inline(always)]
     fn run<T: Real>(&self, p: &mut [T], g: &[T], s: &mut [&mut [T]]) {
@@ -331,18 +321,7 @@ impl Optimizer for Chain {
     fn name(&self) -> &'static str {
         "chain"
     }
-    fn hypers(&self) -> &HyperGroups {
-        &self.h
-    }
-    fn hypers_mut(&mut self) -> &mut HyperGroups {
-        &mut self.h
-    }
-    fn state(&self) -> &OptimizerState {
-        &self.state
-    }
-    fn state_mut(&mut self) -> &mut OptimizerState {
-        &mut self.state
-    }
+    field_accessors!();
     fn buffer_names(&self) -> &'static [&'static str] {
         self.names
     }

@@ -357,6 +357,18 @@ pub enum SliceRef<'a> {
     F64(&'a [f64]),
 }
 
+/// sign with sign(0) = 0 (torch.sign), branch-free enough to vectorize.
+#[inline(always)]
+pub fn sign<T: Real>(x: T) -> T {
+    if x > T::zero() {
+        T::one()
+    } else if x < T::zero() {
+        -T::one()
+    } else {
+        T::zero()
+    }
+}
+
 /// e^x for x ≤ 0 (larger x are clamped to 0) to about one ulp in f64, written without libm calls or
 /// branches so that loops over it vectorize: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its degree-13 Taylor
 /// polynomial (truncation < 1e-17), times 2^n built from the exponent bits. Below -708 the result is

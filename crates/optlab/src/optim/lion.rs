@@ -14,7 +14,7 @@
 //! weight_decay=1e-3). sign(0) = 0.
 
 use super::hyper::{def, HyperDef, Range};
-use super::kernel::{Kernel, Real};
+use super::kernel::{sign, Kernel, Real};
 use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Error, Result, Spec};
@@ -202,34 +202,11 @@ fn lion_loop<T: Real>(c: &LionConsts<T>, x: &mut [T], g: &[T], m: &mut [T], dir:
     }
 }
 
-/// sign with sign(0) = 0 (torch.sign).
-#[inline(always)]
-fn sign<T: Real>(x: T) -> T {
-    if x > T::zero() {
-        T::one()
-    } else if x < T::zero() {
-        -T::one()
-    } else {
-        T::zero()
-    }
-}
-
 impl Optimizer for Lion {
     fn name(&self) -> &'static str {
         "lion"
     }
-    fn hypers(&self) -> &HyperGroups {
-        &self.h
-    }
-    fn hypers_mut(&mut self) -> &mut HyperGroups {
-        &mut self.h
-    }
-    fn state(&self) -> &OptimizerState {
-        &self.state
-    }
-    fn state_mut(&mut self) -> &mut OptimizerState {
-        &mut self.state
-    }
+    field_accessors!();
     fn buffer_names(&self) -> &'static [&'static str] {
         &["exp_avg"]
     }

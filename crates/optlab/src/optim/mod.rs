@@ -8,6 +8,25 @@
 //! assert_eq!(opt.hyperparam("weight_decay").unwrap(), 0.01);
 //! ```
 
+/// The four accessors every optimizer has, for a struct with fields `h: HyperGroups` and
+/// `state: OptimizerState`.
+macro_rules! field_accessors {
+    () => {
+        fn hypers(&self) -> &HyperGroups {
+            &self.h
+        }
+        fn hypers_mut(&mut self) -> &mut HyperGroups {
+            &mut self.h
+        }
+        fn state(&self) -> &OptimizerState {
+            &self.state
+        }
+        fn state_mut(&mut self) -> &mut OptimizerState {
+            &mut self.state
+        }
+    };
+}
+
 pub mod adagrad;
 pub mod adagradnorm;
 pub mod adam;

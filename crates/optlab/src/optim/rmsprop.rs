@@ -84,18 +84,7 @@ impl Optimizer for RmsProp {
     fn name(&self) -> &'static str {
         "rmsprop"
     }
-    fn hypers(&self) -> &HyperGroups {
-        &self.h
-    }
-    fn hypers_mut(&mut self) -> &mut HyperGroups {
-        &mut self.h
-    }
-    fn state(&self) -> &OptimizerState {
-        &self.state
-    }
-    fn state_mut(&mut self) -> &mut OptimizerState {
-        &mut self.state
-    }
+    field_accessors!();
     fn buffer_names(&self) -> &'static [&'static str] {
         &["square_avg", "momentum_buffer", "grad_avg"]
     }

@@ -101,12 +101,7 @@ impl Optimizer for Sgd {
     fn name(&self) -> &'static str {
         "sgd"
     }
-    fn hypers(&self) -> &HyperGroups {
-        &self.h
-    }
-    fn hypers_mut(&mut self) -> &mut HyperGroups {
-        &mut self.h
-    }
+    field_accessors!();
     fn validate(&self, h: &Hypers) -> Result<()> {
         if h.flag("nesterov") && (h.get("momentum") <= 0.0 || h.get("dampening") != 0.0) {
             return Err(Error::invalid(
@@ -114,12 +109,6 @@ impl Optimizer for Sgd {
             ));
         }
         Ok(())
-    }
-    fn state(&self) -> &OptimizerState {
-        &self.state
-    }
-    fn state_mut(&mut self) -> &mut OptimizerState {
-        &mut self.state
     }
     fn buffer_names(&self) -> &'static [&'static str] {
         &["momentum_buffer"]
