@@ -2,6 +2,10 @@
 //! parameter, exposes every hyperparameter by name (so schedules can drive lr, betas or weight decay), and
 //! saves/loads its state bit-exactly. Updates run as fused, threaded, in-place kernels ([`kernel`]).
 //!
+//! One step counter per optimizer drives bias corrections and decays (PyTorch keeps one per parameter): the
+//! two agree whenever every parameter receives a gradient from the first step on, as in optlab's trainer; a
+//! parameter that joins later (a frozen layer thawed at step t) starts its bias correction at t here.
+//!
 //! Build one from a spec string with [`from_spec`]:
 //! ```
 //! let opt = optlab::optim::from_spec("adamw:lr=1e-3,weight_decay=0.01").unwrap();
