@@ -1,0 +1,149 @@
+//! Curvature estimators against exact answers (P27, P35, P36): Hessian-vector products on quadratics and on an
+//! MLP (against central differences of the gradient), Hutchinson within 3 standard errors, power iteration and
+//! Lanczos against a dense eigen-decomposition, and SLQ moments against the dense spectrum of an MLP's Hessian.
+
+use candle_core::{DType, Device};
+use optlab::curvature::{
+    hutchinson_diagonal, hutchinson_trace, jacobi_eigen, lanczos, power_iteration, slq_density,
+    DenseHessian, FiniteDifferenceHessian, FunctionHessian, HessianOperator, ModelHessian, Probe,
+};
+use optlab::functions::TestFunction;
+use optlab::nn::{ModelSpec, Sequential};
+
+/// A dense SPD-ish symmetric matrix with a known spectrum: Q diag(d) Qᵀ, Q from Jacobi of a random matrix.
+fn dense(n: usize, seed: u64) -> (DenseHessian, Vec<f64>) {
+    use rand::{Rng, SeedableRng};
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut s = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let v: f64 = r.gen_range(-1.0..1.0);
+            s[i * n + j] = v;
+            s[j * n + i] = v;
+        }
+    }
+    let q = jacobi_eigen(&s, n).vectors;
+    let d: Vec<f64> = (0..n)
+        .map(|i| -2.0 + 0.5 * i as f64 + if i == n - 1 { 20.0 } else { 0.0 })
+        .collect();
+    let mut a = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            a[i * n + j] = (0..n).map(|k| q[i * n + k] * d[k] * q[j * n + k]).sum();
+        }
+    }
+    (DenseHessian { n, a }, d)
+}
+
+#[test]
+fn hvp_of_a_quadratic_is_exact() {
+    let h = FunctionHessian::new(TestFunction::Quadratic, &[0.3, -1.0, 2.0, 0.5]).unwrap();
+    let v = [1.0, 2.0, -1.0, 0.5];
+    let hv = h.hvp(&v).unwrap();
+    let c = [1.0, 4.0, 7.0, 10.0];
+    for i in 0..4 {
+        assert!((hv[i] - c[i] * v[i]).abs() < 1e-10, "{hv:?}");
+    }
+    // Rosenbrock at (1, 1): H = [[802, -400], [-400, 200]].
+    let h = FunctionHessian::new(TestFunction::Rosenbrock, &[1.0, 1.0]).unwrap();
+    let d = DenseHessian::from_operator(&h).unwrap();
+    for (a, b) in d.a.iter().zip([802.0, -400.0, -400.0, 200.0]) {
+        assert!((a - b).abs() < 1e-10, "{:?}", d.a);
+    }
+    assert!(h.hvp(&[1.0]).is_err());
+}
+
+#[test]
+fn estimators_match_the_dense_spectrum() {
+    let (h, d) = dense(30, 5);
+    let trace: f64 = d.iter().sum();
+    let est = hutchinson_trace(&h, 400, Probe::Rademacher, 1).unwrap();
+    assert!(
+        (est.mean - trace).abs() <= 3.0 * est.stderr,
+        "{est:?} vs {trace}"
+    );
+    let g = hutchinson_trace(&h, 400, Probe::Gaussian, 2).unwrap();
+    assert!((g.mean - trace).abs() <= 3.0 * g.stderr, "{g:?} vs {trace}");
+    assert!((hutchinson_trace(&h, 1, Probe::Basis, 0).unwrap().mean - trace).abs() < 1e-10);
+    let diag = hutchinson_diagonal(&h, 1, Probe::Basis, 0).unwrap();
+    assert!(diag
+        .iter()
+        .enumerate()
+        .all(|(i, x)| (x - h.a[i * 30 + i]).abs() < 1e-12));
+
+    let top = d[29];
+    let (lam, iters, converged) = power_iteration(&h, 1000, 1e-14, 3).unwrap();
+    assert!(
+        converged && (lam - top).abs() < 1e-8 * top,
+        "{lam} vs {top} after {iters}"
+    );
+    let l = lanczos(&h, 30, 4).unwrap();
+    for (a, b) in l.ritz_values.iter().zip(&d) {
+        assert!((a - b).abs() < 1e-8, "{:?}", l.ritz_values);
+    }
+    // A few Lanczos steps already find the extreme eigenvalue.
+    let short = lanczos(&h, 12, 4).unwrap();
+    assert!((short.ritz_values.last().unwrap() - top).abs() < 1e-8);
+}
+
+fn small_mlp() -> (Sequential, candle_core::Tensor, candle_core::Tensor) {
+    let data = optlab::data::two_spirals(16, 2, 0.3, 2).unwrap();
+    let idx: Vec<usize> = (0..16).collect();
+    let (x, y) = data.batch(&idx, DType::F64, &Device::Cpu).unwrap();
+    let model = Sequential::new(
+        &ModelSpec::parse("mlp:hidden=5,act=tanh").unwrap(),
+        &[2],
+        2,
+        7,
+        DType::F64,
+    )
+    .unwrap();
+    (model, x, y)
+}
+
+#[test]
+fn mlp_hvp_matches_central_differences() {
+    let (model, x, y) = small_mlp();
+    let h = ModelHessian::new(&model, x, y, true).unwrap();
+    let fd = FiniteDifferenceHessian::new(&h, 1e-5).unwrap();
+    let v: Vec<f64> = (0..h.dim())
+        .map(|i| ((i * 7 % 11) as f64 - 5.0) / 5.0)
+        .collect();
+    let (exact, approx) = (h.hvp(&v).unwrap(), fd.hvp(&v).unwrap());
+    let scale = exact.iter().map(|a| a.abs()).fold(0.0, f64::max);
+    let err = exact
+        .iter()
+        .zip(&approx)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    eprintln!("MLP HVP vs central differences: max abs error {err:.2e} (scale {scale:.2e})");
+    assert!(err < 1e-6 * scale.max(1.0), "{err}");
+    // The parameters are restored after the finite differences.
+    let again = h.hvp(&v).unwrap();
+    assert_eq!(again, exact);
+}
+
+#[test]
+fn slq_moments_match_the_dense_mlp_hessian() {
+    let (model, x, y) = small_mlp();
+    let h = ModelHessian::new(&model, x, y, true).unwrap();
+    let dense = DenseHessian::from_operator(&h).unwrap();
+    let n = dense.n;
+    // Symmetrise the column-built matrix (it is symmetric to rounding).
+    let sym: Vec<f64> = (0..n * n)
+        .map(|k| 0.5 * (dense.a[k] + dense.a[(k % n) * n + k / n]))
+        .collect();
+    let eig = jacobi_eigen(&sym, n).values;
+    let slq = slq_density(&h, n, 1, Probe::Basis, 0).unwrap();
+    for p in 1..=4 {
+        let exact = eig.iter().map(|l| l.powi(p)).sum::<f64>() / n as f64;
+        let est = slq.moment(p);
+        assert!(
+            (est - exact).abs() < 1e-6 * exact.abs().max(1e-3),
+            "moment {p}: {est} vs {exact}"
+        );
+    }
+    assert!((slq.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    let curve = slq.smoothed(100, 0.05);
+    assert_eq!(curve.len(), 100);
+}
