@@ -2,6 +2,7 @@
 
 mod bench;
 mod compare;
+mod curvature;
 mod optimize;
 mod plot;
 mod progress;
@@ -39,6 +40,8 @@ enum Cmd {
     Compare(compare::CompareArgs),
     /// An optimizer (or several) on an analytic test function: trajectory JSON and a contour plot of the paths.
     Optimize(optimize::OptimizeArgs),
+    /// Curvature of a trained run or of a test function: lambda_max, tr(H), stability verdicts, SLQ density.
+    Curvature(curvature::CurvatureArgs),
     /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
     Bench(bench::BenchArgs),
 }
@@ -53,6 +56,7 @@ fn main() {
         Cmd::Train(a) => train_cmd::run(*a),
         Cmd::Compare(a) => compare::compare(a),
         Cmd::Optimize(a) => optimize::run(a),
+        Cmd::Curvature(a) => curvature::run(a),
         Cmd::Bench(a) => bench::run(a),
     };
     if let Err(e) = r {

@@ -170,6 +170,21 @@ impl Trainer {
         &self.config
     }
 
+    /// The training split (after the validation split was taken out).
+    pub fn train_data(&self) -> &Dataset {
+        &self.train
+    }
+
+    /// Whether the loss is cross-entropy on class labels (else MSE).
+    pub fn is_classification(&self) -> bool {
+        self.classification
+    }
+
+    /// The parameter dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
     /// The model.
     pub fn model(&self) -> &Sequential {
         &self.model
