@@ -329,7 +329,7 @@ fn curvature_of_a_function_and_of_a_run() {
     let v: serde_json::Value = serde_json::from_str(text(&o).0.trim()).unwrap();
     // H = [[802, -400], [-400, 200]]: eigenvalues 1001.6006..., 0.3994; trace 1002.
     assert!(
-        (v["lambda_max"].as_f64().unwrap() - 1001.600_639_232_512).abs() < 1e-6,
+        (v["lambda_max"].as_f64().unwrap() - 1_001.600_639_232_512).abs() < 1e-6,
         "{v}"
     );
     assert!((v["trace"].as_f64().unwrap() - 1002.0).abs() < 1e-9);
