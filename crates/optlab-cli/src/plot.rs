@@ -23,7 +23,7 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-pub const PALETTE: [RGBColor; 8] = [
+pub const PALETTE: [RGBColor; 12] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -32,6 +32,10 @@ pub const PALETTE: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(127, 127, 127),
+    RGBColor(23, 190, 207),
+    RGBColor(188, 189, 34),
+    RGBColor(0, 0, 0),
+    RGBColor(255, 187, 120),
 ];
 
 /// Draws `series` as lines into a 900x560 PNG; `log_y` uses a log10 y axis (non-positive values dropped).
@@ -100,7 +104,12 @@ pub fn line_chart(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 15))
-        .position(SeriesLabelPosition::UpperRight)
+        // Losses fall and accuracies rise: keep the legend in the corner the curves leave empty.
+        .position(if log_y {
+            SeriesLabelPosition::UpperRight
+        } else {
+            SeriesLabelPosition::LowerRight
+        })
         .draw()
         .context("legend")?;
     root.present()
