@@ -22,6 +22,7 @@ pub const DEMO_OPTIMIZERS: &[&str] = &[
     "sgdp:lr=0.1,momentum=0.9",
     "nsgd:lr=0.1",
     "adagradnorm:lr=0.5",
+    "adahessian:lr=0.15",
 ];
 
 #[derive(Args, Debug)]

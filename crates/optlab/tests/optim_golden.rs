@@ -9,8 +9,10 @@
 use candle_core::{DType, Tensor, Var};
 use optlab::nn::loss::cross_entropy;
 use optlab::nn::{ModelSpec, Param, Sequential};
-use optlab::optim::from_spec;
+use optlab::optim::adahessian::AdaHessian;
+use optlab::optim::{from_spec, Optimizer};
 use optlab::tensor_io::{read_safetensors, read_safetensors_metadata};
+use optlab::Spec;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -79,6 +81,23 @@ fn sinv(w: &Tensor, u: &Tensor, t: &Tensor) -> Tensor {
     proj.sub(t).unwrap().sqr().unwrap().sum_all().unwrap()
 }
 
+/// The optimizer of a fixture: from its spec, with AdaHessian replaying the probes the reference drew.
+fn make_opt(spec: &str, fx: &HashMap<String, Tensor>) -> Box<dyn Optimizer> {
+    if !spec.starts_with("adahessian") {
+        return from_spec(spec).unwrap();
+    }
+    let mut opt = AdaHessian::from_spec(&mut Spec::parse(spec).unwrap()).unwrap();
+    let probes: HashMap<String, Tensor> = fx
+        .iter()
+        .filter(|(k, _)| k.starts_with("probe."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    opt.set_probes(Box::new(move |t, p| {
+        Ok(probes[&format!("probe.{t}.{}", p.name)].clone())
+    }));
+    Box::new(opt)
+}
+
 fn run_trajectory(spec: &str, fx: &HashMap<String, Tensor>, f: impl Fn(&Tensor) -> Tensor) -> f64 {
     let init = &fx["init"];
     let var = Var::from_tensor(init).unwrap();
@@ -86,7 +105,7 @@ fn run_trajectory(spec: &str, fx: &HashMap<String, Tensor>, f: impl Fn(&Tensor) 
         name: "x".into(),
         var: var.clone(),
     }];
-    let mut opt = from_spec(spec).unwrap();
+    let mut opt = make_opt(spec, fx);
     let mut rows = vec![init.clone()];
     for _ in 0..200 {
         let grads = f(var.as_tensor()).backward().unwrap();
@@ -118,7 +137,7 @@ fn run_mlp(spec: &str, fx: &HashMap<String, Tensor>, dtype: DType) -> f64 {
         .to_dtype(DType::U32)
         .unwrap();
     let params = model.params();
-    let mut opt = from_spec(spec).unwrap();
+    let mut opt = make_opt(spec, fx);
     let mut losses = Vec::new();
     let mut worst: f64 = 0.0;
     for step in 1..=200 {
@@ -179,5 +198,10 @@ fn torch_optim_baselines_match() {
 
 #[test]
 fn paper_optimizers_match_their_reference_code() {
-    check_folder("optim_papers", 48);
+    check_folder("optim_papers", 56);
+}
+
+#[test]
+fn adahessian_matches_the_reference_with_its_probes() {
+    check_folder("adahessian", 8);
 }

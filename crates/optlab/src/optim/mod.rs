@@ -33,6 +33,7 @@ macro_rules! field_accessors {
 
 pub mod adagrad;
 pub mod adagradnorm;
+pub mod adahessian;
 pub mod adam;
 pub mod adamp;
 pub mod chain;
@@ -144,6 +145,7 @@ pub const OPTIMIZER_NAMES: &[&str] = &[
     "sgdp",
     "nsgd",
     "adagradnorm",
+    "adahessian",
     "chain",
 ];
 
@@ -166,6 +168,7 @@ pub fn from_spec(spec: &str) -> Result<Box<dyn Optimizer>> {
         "sgdp" => Box::new(adamp::AdamP::from_spec(&mut s, true)?),
         "nsgd" => Box::new(nsgd::NormalizedSgd::from_spec(&mut s)?),
         "adagradnorm" => Box::new(adagradnorm::AdaGradNorm::from_spec(&mut s)?),
+        "adahessian" => Box::new(adahessian::AdaHessian::from_spec(&mut s)?),
         other => return Err(unknown_name("optimizer", other, OPTIMIZER_NAMES)),
     })
 }
