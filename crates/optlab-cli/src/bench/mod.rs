@@ -1,6 +1,7 @@
 //! `optlab bench`: side-by-side benchmarks. Every number is reported next to its anchor measured in the same
 //! run (PyTorch when `python3 -c "import torch"` works), as a ratio.
 
+mod curvature;
 mod optim;
 mod train;
 
@@ -20,12 +21,15 @@ pub enum BenchWhat {
     /// Step time of every optimizer over 10M f32 parameters against the measured memory-bandwidth floor and
     /// PyTorch's fused/foreach step.
     Optim(optim::OptimBenchArgs),
+    /// Cost of one exact Hessian-vector product as a multiple of one gradient, next to PyTorch's.
+    Curvature(curvature::CurvatureBenchArgs),
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
     match a.what {
         BenchWhat::Train(t) => train::run(t),
         BenchWhat::Optim(o) => optim::run(o),
+        BenchWhat::Curvature(c) => curvature::run(c),
     }
 }
 
