@@ -133,6 +133,7 @@ fn spec_for(name: &str) -> String {
     match name {
         "sgd" => "sgd:lr=0.05,momentum=0.9".into(),
         "lion" => "lion:lr=1e-3,weight_decay=0.1".into(),
+        "mfac" => "mfac:lr=1e-3,momentum=0.5,ngrads=4,damp=0.1".into(),
         "chain" => "chain:clip_by_global_norm:max_norm=1+scale_by_adam+add_decayed_weights:weight_decay=0.01+scale_by_learning_rate:lr=0.01".into(),
         other => format!("{other}:lr=0.01"),
     }

@@ -43,6 +43,7 @@ pub mod groups;
 pub mod hyper;
 pub mod kernel;
 pub mod lion;
+pub mod mfac;
 pub mod nsgd;
 pub mod rmsprop;
 pub mod sgd;
@@ -146,6 +147,7 @@ pub const OPTIMIZER_NAMES: &[&str] = &[
     "nsgd",
     "adagradnorm",
     "adahessian",
+    "mfac",
     "chain",
 ];
 
@@ -169,6 +171,7 @@ pub fn from_spec(spec: &str) -> Result<Box<dyn Optimizer>> {
         "nsgd" => Box::new(nsgd::NormalizedSgd::from_spec(&mut s)?),
         "adagradnorm" => Box::new(adagradnorm::AdaGradNorm::from_spec(&mut s)?),
         "adahessian" => Box::new(adahessian::AdaHessian::from_spec(&mut s)?),
+        "mfac" => Box::new(mfac::Mfac::from_spec(&mut s)?),
         other => return Err(unknown_name("optimizer", other, OPTIMIZER_NAMES)),
     })
 }
