@@ -59,7 +59,7 @@ impl MfacInverse {
 
     /// The static inverse for a fixed set of gradients (rows of `grads`, m × d).
     pub fn from_gradients(grads: &[f64], m: usize, damp: f64) -> Result<Self> {
-        if m == 0 || grads.len() % m != 0 {
+        if m == 0 || !grads.len().is_multiple_of(m) {
             return Err(Error::Shape(format!(
                 "{} values are not {m} gradients",
                 grads.len()
@@ -342,8 +342,8 @@ mod tests {
         let mut out = vec![0.0; d];
         for c in 0..d {
             let coef: f64 = (0..d).map(|k| e.vectors[k * d + c] * v[k]).sum::<f64>() / e.values[c];
-            for k in 0..d {
-                out[k] += coef * e.vectors[k * d + c];
+            for (k, o) in out.iter_mut().enumerate() {
+                *o += coef * e.vectors[k * d + c];
             }
         }
         out
