@@ -33,6 +33,38 @@ fn best_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(best * 1e3)
 }
 
+/// M-FAC step time (replace one window gradient + one inverse-Hessian-vector product) against d and m: the
+/// cost should grow linearly in d (O(dm + m³)).
+fn mfac_scaling(reps: usize) -> Result<()> {
+    use optlab::optim::mfac::MfacInverse;
+    println!("M-FAC step (push + IHVP), best of {reps}:");
+    println!("{:>10} {:>6} {:>12} {:>16}", "d", "m", "ms", "ns per d*m");
+    for &m in &[16usize, 64] {
+        for &d in &[10_000usize, 100_000, 1_000_000] {
+            let g: Vec<f64> = (0..d)
+                .map(|i| ((i * 7919) % 1000) as f64 / 1000.0 - 0.5)
+                .collect();
+            let mut inv = MfacInverse::new(d, m, 1e-4)?;
+            for _ in 0..m {
+                inv.push(&g)?;
+            }
+            let ms = best_ms(reps, || {
+                inv.push(&g)?;
+                inv.ihvp(&g)?;
+                Ok(())
+            })?;
+            println!(
+                "{:>10} {:>6} {:>12.3} {:>16.3}",
+                d,
+                m,
+                ms,
+                ms * 1e6 / (d * m) as f64
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn run(a: CurvatureBenchArgs) -> Result<()> {
     anyhow::ensure!(a.reps >= 1, "--reps must be at least 1");
     optlab::require_second_order()?;
@@ -86,6 +118,7 @@ pub fn run(a: CurvatureBenchArgs) -> Result<()> {
         hvp_ms,
         hvp_ms / grad_ms
     );
+    mfac_scaling(a.reps)?;
     if let Some(t) = torch {
         let (g, hv) = (
             t["grad_ms"].as_f64().unwrap_or(f64::NAN),
