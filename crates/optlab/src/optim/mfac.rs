@@ -5,8 +5,10 @@
 //! [`MfacInverse`] keeps the window G (m × d) and its Gram matrix K = G Gᵀ. By Woodbury,
 //! F⁻¹x = x/damp - Gᵀz/damp² with z = (m·I + K/damp)⁻¹ G x, so an inverse-Hessian-vector product costs O(dm + m²) (two passes over G and two triangular solves), and
 //! replacing one gradient of the window costs O(dm + m³) (one row of K, one Cholesky factorisation). Slots not
-//! yet filled hold zeros (as the reference's buffer does), so the first products are x/damp; `momentum` smooths
-//! the preconditioned direction.
+//! yet filled hold zeros (as the reference's buffer does), so the first products are x/damp.
+//!
+//! The optimizer follows IST-DASLab/M-FAC `optim.py` (MFAC): g ← ∇f + λw is pushed into the window first,
+//! u = F⁻¹g, with momentum u ← v = μ·v + (1-μ)·u (an EMA without bias correction), then w ← w - lr·u.
 
 use super::hyper::{def, HyperDef, Range};
 use super::{Buf, HyperGroups, Hypers, Optimizer, OptimizerState};
@@ -286,7 +288,7 @@ impl Optimizer for Mfac {
                 let mut mom = buf_f64(&bufs[0]);
                 mom.iter_mut()
                     .zip(&u[off..off + n])
-                    .for_each(|(v, ui)| *v = mu * *v + ui);
+                    .for_each(|(v, ui)| *v = mu * *v + (1.0 - mu) * ui);
                 bufs[0] = to_buf(&mom, p.var.dtype());
                 mom
             } else {
