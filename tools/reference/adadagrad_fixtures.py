@@ -55,8 +55,6 @@ and crates/optlab/tests/fixtures/adadagrad/README.md.
 """
 
 import argparse
-import hashlib
-import importlib.util
 import math
 import os
 import sys
@@ -70,16 +68,16 @@ from torch import nn
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import optim_fixtures as base  # noqa: E402  (rosenbrock, mlp_problem, fmt_value, STEPS, DTYPES)
+import common  # noqa: E402  (paths, spec strings, reference loading, run loop helpers, NumPy gradients)
+import optim_fixtures as base  # noqa: E402  (rosenbrock, mlp_problem, STEPS, DTYPES)
 import optim_fixtures_papers as papers  # noqa: E402  (run_sinv, sinv problem)
 
-REPO_ROOT = base.REPO_ROOT
-FIXTURES = os.path.join(REPO_ROOT, "crates", "optlab", "tests", "fixtures")
-OPTIM_DIR = os.path.join(FIXTURES, "optim_papers")
-BATCH_DIR = os.path.join(FIXTURES, "adadagrad")
+REPO_ROOT = common.REPO_ROOT
+OPTIM_DIR = common.fixtures_dir("optim_papers")
+BATCH_DIR = common.fixtures_dir("adadagrad")
 STEPS = base.STEPS
 DTYPES = base.DTYPES
-DEFAULT_VENDOR = os.path.join(os.environ.get("OPTLAB_REF_VENDOR", "/tmp/optlab_ref_vendor"), "AdAdaGrad")
+DEFAULT_VENDOR = common.vendor_dir("AdAdaGrad")
 
 REF_COMMIT = "cc126fba4b57c8ea1ffcd5ff5d30dc8891bf9f17"  # both files last changed in 135b9aa (2025-01-09)
 REFERENCE_SHA256 = {
@@ -96,21 +94,11 @@ SPEC_KEYS = {"adagradnorm": ["lr", "momentum", "lr_decay", "weight_decay", "init
 
 
 def make_spec(name, **params):
-    keys = SPEC_KEYS[name]
-    missing = [k for k in keys if k not in params]
-    extra = [k for k in params if k not in keys]
-    assert not missing and not extra, f"{name}: missing {missing}, unknown {extra}"
-    return f"{name}:" + ",".join(f"{k}={base.fmt_value(params[k])}" for k in keys)
+    return common.make_spec(SPEC_KEYS, name, params)
 
 
 def parse_spec(spec):
-    name, _, rest = spec.partition(":")
-    params = {}
-    for item in rest.split(","):
-        k, _, v = item.partition("=")
-        params[k] = float(v)
-    assert list(params) == SPEC_KEYS[name], f"spec {spec!r} does not list exactly {SPEC_KEYS[name]}"
-    return name, params
+    return common.parse_spec(spec, SPEC_KEYS)
 
 
 def adagradnorm(lr, momentum, lr_decay, weight_decay=0.0, initial_accumulator_value=1e-2):
@@ -136,22 +124,9 @@ CASES = [
 REF = {}
 
 
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def load_references(vendor, enforce_hash):
     for fname, want in REFERENCE_SHA256.items():
-        path = os.path.join(vendor, fname)
-        if not os.path.isfile(path):
-            sys.exit(f"missing {path}: see this script's docstring for where to get it")
-        got = sha256(path)
-        if got != want:
-            msg = f"{path}: sha256 {got} differs from the reference version's {want}"
-            if enforce_hash:
-                sys.exit(msg + " (pass --no-hash-check to use it anyway)")
-            print("WARNING: " + msg, file=sys.stderr)
+        common.check_reference(os.path.join(vendor, fname), want, enforce_hash)
     try:
         import litgpt.utils  # noqa: F401
     except ImportError:
@@ -168,10 +143,7 @@ def load_references(vendor, enforce_hash):
         sys.modules.setdefault("litgpt", stub)
         sys.modules.setdefault("litgpt.utils", stub_utils)
     for fname, key in (("adagradnorm.py", "opt"), ("tests.py", "tests")):
-        spec = importlib.util.spec_from_file_location(f"ref_adadagrad_{key}", os.path.join(vendor, fname))
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        REF[key] = mod
+        REF[key] = common.load_file_module(os.path.join(vendor, fname), f"ref_adadagrad_{key}")
 
 
 # ---------------------------------------------------------------------------
@@ -197,16 +169,8 @@ PROBLEMS = {
 }
 
 
-def rosenbrock_grad(p):
-    x, y = p
-    return np.array([-2.0 * (1.0 - x) - 400.0 * x * (y - x * x), 200.0 * (y - x * x)])
-
-
-def sinv_grad(w, u, t):
-    n = np.sqrt((w * w).sum(axis=1, keepdims=True))
-    s = (u * w).sum(axis=1, keepdims=True)
-    r = s / n - t[:, None]
-    return 2.0 * r * (u / n - s * w / n ** 3)
+rosenbrock_grad = common.rosenbrock_grad
+sinv_grad = common.sinv_grad
 
 
 def replay_optlab_semantics(spec, problem, tensors):
@@ -264,36 +228,23 @@ def write_trajectories(args):
     failures = []
     written = 0
     worst = {"f64": 0.0, "f32": 0.0}
-    for case, specs in CASES:
-        if args.only and args.only not in case:
-            continue
-        for problem, spec in specs.items():
-            for dname, (dtype, suffix) in DTYPES.items():
-                tensors = PROBLEMS[problem](spec, dtype)
-                tensors = {k: v.to(dtype).contiguous() for k, v in tensors.items()}
-                opt = LAST_OPT[0]
-                finite = all(torch.isfinite(v).all().item() for v in tensors.values())
-                dt, ds = check_against_semantics(spec, problem, dname, tensors, opt)
-                worst[dname] = max(worst[dname], dt)
-                tol = 1e-12 if dname == "f64" else 1e-4
-                if not dt <= tol:
-                    failures.append(f"{case}_{problem}{suffix}: differs from the optlab rules by {dt:.3g}")
-                fname = f"{case}_{problem}{suffix}.safetensors"
-                metadata = {
-                    "spec": spec,
-                    "problem": problem,
-                    "dtype": dname,
-                    "steps": str(STEPS),
-                    "torch_version": torch.__version__,
-                    "reference": REF_INFO["adagradnorm.py"],
-                }
-                save_file(tensors, os.path.join(args.optim_out, fname), metadata=metadata)
-                written += 1
-                summary, last = papers.summarize(problem, tensors)
-                print(f"{'ok ' if finite else 'NaN/inf'} {fname:45s} {spec:95s} {summary}  "
-                      f"[vs optlab rules: traj {dt:.2g}, state {ds:.2g}]")
-                if not finite or not math.isfinite(last):
-                    failures.append(f"{fname}: not finite")
+    for case, problem, spec, dname, dtype, suffix in common.iter_runs(CASES, DTYPES, args.only):
+        tensors, finite = common.finish_tensors(PROBLEMS[problem](spec, dtype), dtype)
+        opt = LAST_OPT[0]
+        dt, ds = check_against_semantics(spec, problem, dname, tensors, opt)
+        worst[dname] = max(worst[dname], dt)
+        tol = 1e-12 if dname == "f64" else 1e-4
+        if not dt <= tol:
+            failures.append(f"{case}_{problem}{suffix}: differs from the optlab rules by {dt:.3g}")
+        fname = f"{case}_{problem}{suffix}.safetensors"
+        metadata = common.run_metadata(spec, problem, dname, STEPS, reference=REF_INFO["adagradnorm.py"])
+        save_file(tensors, os.path.join(args.optim_out, fname), metadata=metadata)
+        written += 1
+        summary, last = papers.summarize(problem, tensors)
+        print(f"{'ok ' if finite else 'NaN/inf'} {fname:45s} {spec:95s} {summary}  "
+              f"[vs optlab rules: traj {dt:.2g}, state {ds:.2g}]")
+        if not finite or not math.isfinite(last):
+            failures.append(f"{fname}: not finite")
     if written:
         print(f"{written} trajectory files written to {args.optim_out}; max |reference - optlab rules| "
               f"f64 {worst['f64']:.3g}, f32 {worst['f32']:.3g}")
@@ -446,9 +397,9 @@ def write_batch_tests(args):
     if not all(torch.isfinite(v).all().item() for v in tensors.values()):
         failures.append("batch_tests: not finite")
     metadata = {
-        "eta": base.fmt_value(ETA),
-        "theta": base.fmt_value(THETA),
-        "nu": base.fmt_value(NU),
+        "eta": common.fmt_value(ETA),
+        "theta": common.fmt_value(THETA),
+        "nu": common.fmt_value(NU),
         "batch_size": str(n),
         "torch_version": torch.__version__,
         "reference": REF_INFO["tests.py"],
@@ -482,8 +433,7 @@ def main():
     # overload; torch 2.15 still evaluates it as add_(grad, alpha=1 - m).
     warnings.filterwarnings("ignore", message="This overload of add", category=UserWarning)
 
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    common.deterministic_torch()
     os.makedirs(args.optim_out, exist_ok=True)
 
     failures = write_trajectories(args)

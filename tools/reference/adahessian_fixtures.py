@@ -44,8 +44,6 @@ CI never runs it.  See crates/optlab/tests/fixtures/adahessian/README.md.
 
 import argparse
 import contextlib
-import hashlib
-import importlib.util
 import math
 import os
 import sys
@@ -57,15 +55,16 @@ from torch import nn
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import optim_fixtures as base  # noqa: E402  (rosenbrock, mlp_problem, fmt_value, STEPS, DTYPES)
+import common  # noqa: E402  (paths, spec strings, reference loading, run loop helpers)
+import optim_fixtures as base  # noqa: E402  (rosenbrock, mlp_problem, STEPS, DTYPES)
 import optim_fixtures_papers as papers  # noqa: E402  (summarize)
 
-REPO_ROOT = base.REPO_ROOT
-OUT_DIR = os.path.join(REPO_ROOT, "crates", "optlab", "tests", "fixtures", "adahessian")
+REPO_ROOT = common.REPO_ROOT
+OUT_DIR = common.fixtures_dir("adahessian")
 STEPS = base.STEPS
 SNAPSHOT_STEP = base.SNAPSHOT_STEP
 DTYPES = base.DTYPES
-DEFAULT_VENDOR = os.path.join(os.environ.get("OPTLAB_REF_VENDOR", "/tmp/optlab_ref_vendor"), "adahessian")
+DEFAULT_VENDOR = common.vendor_dir("adahessian")
 
 REF_REPO = "amirgholami/adahessian"
 REF_COMMIT = "85ebc00ce873c8497a64ca80bbfa5d996109efea"  # file last changed in 935a047 (2021-05-21)
@@ -84,21 +83,11 @@ SPEC_KEYS = {"adahessian": ["lr", "beta1", "beta2", "eps", "weight_decay", "hess
 
 
 def make_spec(name, **params):
-    keys = SPEC_KEYS[name]
-    missing = [k for k in keys if k not in params]
-    extra = [k for k in params if k not in keys]
-    assert not missing and not extra, f"{name}: missing {missing}, unknown {extra}"
-    return f"{name}:" + ",".join(f"{k}={base.fmt_value(params[k])}" for k in keys)
+    return common.make_spec(SPEC_KEYS, name, params)
 
 
 def parse_spec(spec):
-    name, _, rest = spec.partition(":")
-    params = {}
-    for item in rest.split(","):
-        k, _, v = item.partition("=")
-        params[k] = float(v)
-    assert list(params) == SPEC_KEYS[name], f"spec {spec!r} does not list exactly {SPEC_KEYS[name]}"
-    return name, params
+    return common.parse_spec(spec, SPEC_KEYS)
 
 
 def adahessian(lr, weight_decay=0.0, hessian_power=1.0, beta1=0.9, beta2=0.999, eps=1e-4):
@@ -130,25 +119,10 @@ CASES = [
 REF = {}
 
 
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def load_reference(vendor, enforce_hash):
     path = os.path.join(vendor, REF_FILE)
-    if not os.path.isfile(path):
-        sys.exit(f"missing {path}: see this script's docstring for where to get it")
-    got = sha256(path)
-    if got != REF_SHA256:
-        msg = f"{path}: sha256 {got} differs from the reference version's {REF_SHA256}"
-        if enforce_hash:
-            sys.exit(msg + " (pass --no-hash-check to use it anyway)")
-        print("WARNING: " + msg, file=sys.stderr)
-    spec = importlib.util.spec_from_file_location("ref_optim_adahessian", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    REF["mod"] = mod
+    common.check_reference(path, REF_SHA256, enforce_hash)
+    REF["mod"] = common.load_file_module(path, "ref_optim_adahessian")
 
 
 def build_optimizer(spec, parameters):
@@ -332,41 +306,28 @@ def main():
     args = ap.parse_args()
 
     load_reference(os.path.abspath(args.vendor), enforce_hash=not args.no_hash_check)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    common.deterministic_torch()
     os.makedirs(args.out, exist_ok=True)
 
     failures = []
-    for case, specs in CASES:
-        if args.only and args.only not in case:
-            continue
-        for problem, spec in specs.items():
-            for dname, (dtype, suffix) in DTYPES.items():
-                tensors, opt = PROBLEMS[problem](spec, dtype)
-                tensors = {k: v.to(dtype).contiguous() for k, v in tensors.items()}
-                for st in opt.state.values():
-                    assert st["step"] == STEPS
-                finite = all(torch.isfinite(v).all().item() for v in tensors.values())
-                rel = check_replay(spec, problem, dtype, tensors)
-                tol = 1e-12 if dname == "f64" else 1e-4
-                fname = f"{case}_{problem}{suffix}.safetensors"
-                if not rel <= tol:
-                    failures.append(f"{fname}: independent replay differs by {rel:.3g} (relative)")
-                metadata = {
-                    "spec": spec,
-                    "problem": problem,
-                    "dtype": dname,
-                    "steps": str(STEPS),
-                    "torch_version": torch.__version__,
-                    "reference": REF_INFO,
-                    "probe_seed": str(PROBE_SEED),
-                    "probes": "probe.<t>.<name>, t=1..steps: the Rademacher vector of step t",
-                }
-                save_file(tensors, os.path.join(args.out, fname), metadata=metadata)
-                summary, last = papers.summarize(problem, tensors)
-                print(f"{'ok ' if finite else 'NaN/inf'} {fname:40s} {spec:95s} {summary}  [replay {rel:.2g}]")
-                if not finite or not math.isfinite(last):
-                    failures.append(f"{fname}: not finite")
+    for case, problem, spec, dname, dtype, suffix in common.iter_runs(CASES, DTYPES, args.only):
+        tensors, opt = PROBLEMS[problem](spec, dtype)
+        tensors, finite = common.finish_tensors(tensors, dtype)
+        for st in opt.state.values():
+            assert st["step"] == STEPS
+        rel = check_replay(spec, problem, dtype, tensors)
+        tol = 1e-12 if dname == "f64" else 1e-4
+        fname = f"{case}_{problem}{suffix}.safetensors"
+        if not rel <= tol:
+            failures.append(f"{fname}: independent replay differs by {rel:.3g} (relative)")
+        metadata = common.run_metadata(
+            spec, problem, dname, STEPS, reference=REF_INFO, probe_seed=str(PROBE_SEED),
+            probes="probe.<t>.<name>, t=1..steps: the Rademacher vector of step t")
+        save_file(tensors, os.path.join(args.out, fname), metadata=metadata)
+        summary, last = papers.summarize(problem, tensors)
+        print(f"{'ok ' if finite else 'NaN/inf'} {fname:40s} {spec:95s} {summary}  [replay {rel:.2g}]")
+        if not finite or not math.isfinite(last):
+            failures.append(f"{fname}: not finite")
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
         sys.exit(1)

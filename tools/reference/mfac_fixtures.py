@@ -57,7 +57,6 @@ CI never runs it.  See crates/optlab/tests/fixtures/mfac/README.md.
 """
 
 import argparse
-import hashlib
 import math
 import os
 import sys
@@ -70,13 +69,14 @@ from torch import nn
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import optim_fixtures as base  # noqa: E402  (rosenbrock, run_rosenbrock, run_mlp, mlp_problem, fmt_value, STEPS, DTYPES)
+import common  # noqa: E402  (paths, spec strings, reference loading, run loop helpers)
+import optim_fixtures as base  # noqa: E402  (rosenbrock, run_rosenbrock, run_mlp, mlp_problem, STEPS, DTYPES)
 
-REPO_ROOT = base.REPO_ROOT
-OUT_DIR = os.path.join(REPO_ROOT, "crates", "optlab", "tests", "fixtures", "mfac")
+REPO_ROOT = common.REPO_ROOT
+OUT_DIR = common.fixtures_dir("mfac")
 STEPS = base.STEPS
 DTYPES = base.DTYPES
-DEFAULT_VENDOR = os.path.join(os.environ.get("OPTLAB_REF_VENDOR", "/tmp/optlab_ref_vendor"), "mfac")
+DEFAULT_VENDOR = common.vendor_dir("mfac")
 
 REF_REPO = "IST-DASLab/M-FAC"
 REF_COMMIT = "8116367fb537b48484e2e4bde24f11f42b117f8a"  # optim.py last changed in 835320e (2021-07-02)
@@ -93,22 +93,13 @@ SPEC_KEYS = {"mfac": ["lr", "momentum", "weight_decay", "ngrads", "damp"]}
 
 
 def make_spec(name, **params):
-    keys = SPEC_KEYS[name]
-    missing = [k for k in keys if k not in params]
-    extra = [k for k in params if k not in keys]
-    assert not missing and not extra, f"{name}: missing {missing}, unknown {extra}"
     def fmt(k, v):
-        return str(int(v)) if k == "ngrads" else base.fmt_value(v)  # ngrads is an integer: `ngrads=8`
-    return f"{name}:" + ",".join(f"{k}={fmt(k, params[k])}" for k in keys)
+        return str(int(v)) if k == "ngrads" else common.fmt_value(v)  # ngrads is an integer: `ngrads=8`
+    return common.make_spec(SPEC_KEYS, name, params, fmt=fmt)
 
 
 def parse_spec(spec):
-    name, _, rest = spec.partition(":")
-    params = {}
-    for item in rest.split(","):
-        k, _, v = item.partition("=")
-        params[k] = float(v)
-    assert list(params) == SPEC_KEYS[name], f"spec {spec!r} does not list exactly {SPEC_KEYS[name]}"
+    name, params = common.parse_spec(spec, SPEC_KEYS)
     ng = params["ngrads"]
     assert ng == int(ng) and ng >= 1, f"ngrads must be a positive integer in {spec!r}"
     return name, params
@@ -153,11 +144,6 @@ SOURCE_PATCHES = [
 ]
 
 
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def lu_nopivot(A, pivot=True, get_infos=False):
     """Stand-in for torch.lu(A, pivot=False): packed unpivoted LU (unit L below, U on/above the diagonal)."""
     assert pivot is False and not get_infos and A.dim() == 2
@@ -200,14 +186,7 @@ class _NNShim(types.ModuleType):
 
 def load_reference(vendor, enforce_hash):
     path = os.path.join(vendor, REF_FILE)
-    if not os.path.isfile(path):
-        sys.exit(f"missing {path}: see this script's docstring for where to get it")
-    got = sha256(path)
-    if got != REF_SHA256:
-        msg = f"{path}: sha256 {got} differs from the reference version's {REF_SHA256}"
-        if enforce_hash:
-            sys.exit(msg + " (pass --no-hash-check to use it anyway)")
-        print("WARNING: " + msg, file=sys.stderr)
+    common.check_reference(path, REF_SHA256, enforce_hash)
     with open(path) as f:
         src = f.read()
     for old, new in SOURCE_PATCHES:
@@ -253,18 +232,13 @@ def np_step_factory(spec, d):
     return step
 
 
-def rosen_grad(w):
-    x, y = w
-    return np.array([-2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x)])
-
-
 def replay_rosenbrock(spec, t):
     traj = t["trajectory"].double().numpy()
     step = np_step_factory(spec, 2)
     w = t["init"].double().numpy().copy()
     err = 0.0
     for k in range(STEPS):
-        w = step(w, rosen_grad(w))
+        w = step(w, common.rosenbrock_grad(w))
         err = max(err, np.max(np.abs(w - traj[k + 1]) / (1e-12 + np.abs(traj[k + 1]))))
     return err
 
@@ -322,15 +296,6 @@ def make_ihvp():
 # ---------------------------------------------------------------------------
 
 
-def summarize(problem, t):
-    if problem == "rosenbrock":
-        first, last = t["values"][0].item(), t["values"][-1].item()
-        end = t["trajectory"][-1].tolist()
-        return last, f"f {first:.4g} -> {last:.4g} at [{end[0]:.4f}, {end[1]:.4f}]"
-    first, last = t["losses"][0].item(), t["losses"][-1].item()
-    return last, f"loss {first:.4f} -> {last:.4f}"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", help="generate only cases whose name contains this substring ('ihvp' for that file)")
@@ -339,40 +304,33 @@ def main():
     ap.add_argument("--no-hash-check", action="store_true")
     args = ap.parse_args()
 
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    common.deterministic_torch()
     os.makedirs(args.out, exist_ok=True)
     load_reference(args.vendor, not args.no_hash_check)
 
     failures = []
-    for case, specs in CASES:
-        if args.only and args.only not in case:
-            continue
-        for problem, spec in specs.items():
-            for dname, (dtype, suffix) in DTYPES.items():
-                tensors = base.PROBLEMS[problem](spec, dtype, build=build_optimizer)
-                tensors = {k: v.to(dtype).contiguous() for k, v in tensors.items()}
-                finite = all(torch.isfinite(v).all().item() for v in tensors.values())
-                fname = f"{case}_{problem}{suffix}.safetensors"
-                metadata = {"spec": spec, "problem": problem, "dtype": dname, "steps": str(STEPS),
-                            "torch_version": torch.__version__, "reference": REF_INFO}
-                save_file(tensors, os.path.join(args.out, fname), metadata=metadata)
-                last, summary = summarize(problem, tensors)
-                if finite:
-                    err = replay_rosenbrock(spec, tensors) if problem == "rosenbrock" else replay_mlp(spec, tensors, dtype)
-                    # float32 files: replay error printed for information only (float64 replay)
-                    tol = (1e-9 if problem == "rosenbrock" else 1e-7) if dname == "f64" else math.inf
-                    ok = err <= tol
-                else:
-                    err, ok = float("nan"), False
-                status = "ok " if ok else "FAIL"
-                print(f"{status} {fname:38s} {spec:70s} {summary}  replay rel err {err:.2e}")
-                if not ok or not math.isfinite(last):
-                    failures.append(fname)
+    for case, problem, spec, dname, dtype, suffix in common.iter_runs(CASES, DTYPES, args.only):
+        tensors = base.PROBLEMS[problem](spec, dtype, build=build_optimizer)
+        tensors, finite = common.finish_tensors(tensors, dtype)
+        fname = f"{case}_{problem}{suffix}.safetensors"
+        metadata = common.run_metadata(spec, problem, dname, STEPS, reference=REF_INFO)
+        save_file(tensors, os.path.join(args.out, fname), metadata=metadata)
+        summary, last = base.summarize(problem, tensors)
+        if finite:
+            err = replay_rosenbrock(spec, tensors) if problem == "rosenbrock" else replay_mlp(spec, tensors, dtype)
+            # float32 files: replay error printed for information only (float64 replay)
+            tol = (1e-9 if problem == "rosenbrock" else 1e-7) if dname == "f64" else math.inf
+            ok = err <= tol
+        else:
+            err, ok = float("nan"), False
+        status = "ok " if ok else "FAIL"
+        print(f"{status} {fname:38s} {spec:70s} {summary}  replay rel err {err:.2e}")
+        if not ok or not math.isfinite(last):
+            failures.append(fname)
 
     if not args.only or "ihvp" in args.only:
         tensors, errs = make_ihvp()
-        metadata = {"damp": base.fmt_value(IHVP_DAMP), "m": str(IHVP_M), "d": str(IHVP_D), "seed": str(IHVP_SEED),
+        metadata = {"damp": common.fmt_value(IHVP_DAMP), "m": str(IHVP_M), "d": str(IHVP_D), "seed": str(IHVP_SEED),
                     "dtype": "f64", "torch_version": torch.__version__, "reference": REF_INFO}
         save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(args.out, "ihvp.safetensors"),
                   metadata=metadata)

@@ -29,8 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 from safetensors.torch import save_file
 
-REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-OUT_DIR = os.path.join(REPO_ROOT, "crates", "optlab", "tests", "fixtures", "optim")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (paths, spec strings, run loop helpers)
+from common import REPO_ROOT, fmt_value  # noqa: E402,F401  (re-exported for the other scripts)
+
+OUT_DIR = common.fixtures_dir("optim")
 
 STEPS = 200
 SNAPSHOT_STEP = 50  # mlp files also store the parameters after this many steps
@@ -50,39 +53,14 @@ SPEC_KEYS = {
 BOOL_KEYS = {"nesterov", "amsgrad", "centered"}
 
 
-def fmt_value(v):
-    """Format a hyperparameter: `true`/`false`, or the shortest float repr with a plain exponent (1e-8)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    s = repr(float(v))
-    if "e" in s:
-        mant, exp = s.split("e")
-        s = f"{mant}e{int(exp)}"
-    return s
-
-
 def make_spec(name, **params):
     """Build a spec string, insisting that every key of the optimizer is given."""
-    keys = SPEC_KEYS[name]
-    missing = [k for k in keys if k not in params]
-    extra = [k for k in params if k not in keys]
-    assert not missing and not extra, f"{name}: missing {missing}, unknown {extra}"
-    return f"{name}:" + ",".join(f"{k}={fmt_value(params[k])}" for k in keys)
+    return common.make_spec(SPEC_KEYS, name, params)
 
 
 def parse_spec(spec):
     """Parse `name:key=value,...` back into (name, {key: float|bool})."""
-    name, _, rest = spec.partition(":")
-    params = {}
-    for item in rest.split(","):
-        k, _, v = item.partition("=")
-        if k in BOOL_KEYS:
-            assert v in ("true", "false"), f"bad boolean {item!r} in {spec!r}"
-            params[k] = v == "true"
-        else:
-            params[k] = float(v)
-    assert list(params) == SPEC_KEYS[name], f"spec {spec!r} does not list exactly {SPEC_KEYS[name]}"
-    return name, params
+    return common.parse_spec(spec, SPEC_KEYS, BOOL_KEYS)
 
 
 def build_optimizer(spec, parameters):
@@ -269,6 +247,16 @@ def run_mlp(spec, dtype, build=None):
 PROBLEMS = {"rosenbrock": run_rosenbrock, "mlp": run_mlp}
 DTYPES = {"f64": (torch.float64, ""), "f32": (torch.float32, "_f32")}
 
+
+def summarize(problem, tensors):
+    """(one-line summary, last f or loss) of a rosenbrock or mlp run; optim_fixtures_papers.py extends it."""
+    if problem == "mlp":
+        first, last = tensors["losses"][0].item(), tensors["losses"][-1].item()
+        return f"loss {first:.4f} -> {last:.4f}", last
+    first, last = tensors["values"][0].item(), tensors["values"][-1].item()
+    end = tensors["trajectory"][-1].tolist()
+    return f"f {first:.4g} -> {last:.4g} at [{end[0]:.4f}, {end[1]:.4f}]", last
+
 # ---------------------------------------------------------------------------
 
 
@@ -278,41 +266,19 @@ def main():
     ap.add_argument("--out", default=OUT_DIR, help="output folder (default: the fixtures folder)")
     args = ap.parse_args()
 
-    # Single-threaded, deterministic CPU kernels so reruns reproduce the files bit for bit.
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    common.deterministic_torch()
     os.makedirs(args.out, exist_ok=True)
 
     failures = []
-    for case, specs in CASES:
-        if args.only and args.only not in case:
-            continue
-        for problem, spec in specs.items():
-            for dname, (dtype, suffix) in DTYPES.items():
-                tensors = PROBLEMS[problem](spec, dtype)
-                tensors = {k: v.to(dtype).contiguous() for k, v in tensors.items()}
-                finite = all(torch.isfinite(v).all().item() for v in tensors.values())
-                fname = f"{case}_{problem}{suffix}.safetensors"
-                path = os.path.join(args.out, fname)
-                metadata = {
-                    "spec": spec,
-                    "problem": problem,
-                    "dtype": dname,
-                    "steps": str(STEPS),
-                    "torch_version": torch.__version__,
-                }
-                save_file(tensors, path, metadata=metadata)
-                if problem == "rosenbrock":
-                    first, last = tensors["values"][0].item(), tensors["values"][-1].item()
-                    end = tensors["trajectory"][-1].tolist()
-                    summary = f"f {first:.4g} -> {last:.4g} at [{end[0]:.4f}, {end[1]:.4f}]"
-                else:
-                    first, last = tensors["losses"][0].item(), tensors["losses"][-1].item()
-                    summary = f"loss {first:.4f} -> {last:.4f}"
-                status = "ok " if finite else "NaN/inf"
-                print(f"{status} {fname:45s} {spec:80s} {summary}")
-                if not finite or not math.isfinite(last):
-                    failures.append(fname)
+    for case, problem, spec, dname, dtype, suffix in common.iter_runs(CASES, DTYPES, args.only):
+        tensors, finite = common.finish_tensors(PROBLEMS[problem](spec, dtype), dtype)
+        fname = f"{case}_{problem}{suffix}.safetensors"
+        save_file(tensors, os.path.join(args.out, fname), metadata=common.run_metadata(spec, problem, dname, STEPS))
+        summary, last = summarize(problem, tensors)
+        status = "ok " if finite else "NaN/inf"
+        print(f"{status} {fname:45s} {spec:80s} {summary}")
+        if not finite or not math.isfinite(last):
+            failures.append(fname)
 
     if failures:
         print(f"non-finite trajectories: {failures}", file=sys.stderr)

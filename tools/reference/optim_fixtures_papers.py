@@ -39,8 +39,6 @@ only; CI never runs it.
 """
 
 import argparse
-import hashlib
-import importlib.util
 import math
 import os
 import sys
@@ -50,13 +48,14 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import optim_fixtures as base  # noqa: E402  (rosenbrock, mlp, fmt_value, STEPS)
+import common  # noqa: E402  (paths, spec strings, reference loading, run loop helpers)
+import optim_fixtures as base  # noqa: E402  (rosenbrock, mlp, STEPS, DTYPES)
 
-REPO_ROOT = base.REPO_ROOT
-OUT_DIR = os.path.join(REPO_ROOT, "crates", "optlab", "tests", "fixtures", "optim_papers")
+REPO_ROOT = common.REPO_ROOT
+OUT_DIR = common.fixtures_dir("optim_papers")
 STEPS = base.STEPS
 DTYPES = base.DTYPES
-DEFAULT_VENDOR = os.environ.get("OPTLAB_REF_VENDOR", "/tmp/optlab_ref_vendor")
+DEFAULT_VENDOR = common.vendor_dir()
 
 # SHA-256 of the official files the committed fixtures were generated with.
 REFERENCE_SHA256 = {
@@ -80,27 +79,11 @@ BOOL_KEYS = {"nesterov"}
 
 
 def make_spec(name, **params):
-    keys = SPEC_KEYS[name]
-    missing = [k for k in keys if k not in params]
-    extra = [k for k in params if k not in keys]
-    assert not missing and not extra, f"{name}: missing {missing}, unknown {extra}"
-    for k in keys:
-        assert isinstance(params[k], bool) == (k in BOOL_KEYS), f"{name}.{k}: wrong type"
-    return f"{name}:" + ",".join(f"{k}={base.fmt_value(params[k])}" for k in keys)
+    return common.make_spec(SPEC_KEYS, name, params, bool_keys=BOOL_KEYS)
 
 
 def parse_spec(spec):
-    name, _, rest = spec.partition(":")
-    params = {}
-    for item in rest.split(","):
-        k, _, v = item.partition("=")
-        if k in BOOL_KEYS:
-            assert v in ("true", "false"), f"bad boolean {item!r} in {spec!r}"
-            params[k] = v == "true"
-        else:
-            params[k] = float(v)
-    assert list(params) == SPEC_KEYS[name], f"spec {spec!r} does not list exactly {SPEC_KEYS[name]}"
-    return name, params
+    return common.parse_spec(spec, SPEC_KEYS, BOOL_KEYS)
 
 
 # ---------------------------------------------------------------------------
@@ -111,36 +94,11 @@ REF = {}  # name -> optimizer class
 REF_INFO = {}  # name -> provenance string (stored in the metadata)
 
 
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def check_hash(key, path, enforce):
-    got = sha256(path)
-    want = REFERENCE_SHA256[key]
-    if got != want:
-        msg = f"{path}: sha256 {got} differs from the reference version's {want}"
-        if enforce:
-            sys.exit(msg + " (pass --no-hash-check to use it anyway)")
-        print("WARNING: " + msg, file=sys.stderr)
-
-
-def load_file_module(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def load_references(vendor, enforce_hash):
     for fname in ("lion_pytorch.py", "diffGrad_v2.py"):
-        path = os.path.join(vendor, fname)
-        if not os.path.isfile(path):
-            sys.exit(f"missing {path}: see this script's docstring for where to get it")
-        check_hash(fname, path, enforce_hash)
-    REF["lion"] = load_file_module(os.path.join(vendor, "lion_pytorch.py"), "ref_lion_pytorch").Lion
-    REF["diffgrad"] = load_file_module(os.path.join(vendor, "diffGrad_v2.py"), "ref_diffgrad_v2").diffgrad
+        common.check_reference(os.path.join(vendor, fname), REFERENCE_SHA256[fname], enforce_hash)
+    REF["lion"] = common.load_file_module(os.path.join(vendor, "lion_pytorch.py"), "ref_lion_pytorch").Lion
+    REF["diffgrad"] = common.load_file_module(os.path.join(vendor, "diffGrad_v2.py"), "ref_diffgrad_v2").diffgrad
     REF_INFO["lion"] = "google/automl@6a54c8741e7c3265d4547c4f35f47a0391122dc5:lion/lion_pytorch.py"
     REF_INFO["diffgrad"] = "shivram1987/diffGrad@73233ba4708701cf552bcecb1f065d46d2d77164:diffGrad_v2.py"
 
@@ -151,7 +109,8 @@ def load_references(vendor, enforce_hash):
         sys.exit("needs the `adamp` package: pip install adamp==0.3.0")
     pkg = os.path.dirname(adamp.__file__)
     for fname in ("adamp/adamp.py", "adamp/sgdp.py"):
-        check_hash(fname, os.path.join(pkg, os.path.basename(fname)), enforce_hash)
+        common.check_reference(os.path.join(pkg, os.path.basename(fname)), REFERENCE_SHA256[fname], enforce_hash,
+                               require=False)
     REF["adamp"], REF["sgdp"] = adamp.AdamP, adamp.SGDP
     info = f"pypi adamp=={version('adamp')} (= clovaai/AdamP@7f6f0383ff6ad3839d5c7f79f1db0a44c5a12fdb:adamp/%s)"
     REF_INFO["adamp"], REF_INFO["sgdp"] = info % "adamp.py", info % "sgdp.py"
@@ -390,13 +349,9 @@ CASES = [
 
 
 def summarize(problem, tensors):
-    if problem == "mlp":
-        first, last = tensors["losses"][0].item(), tensors["losses"][-1].item()
-        return f"loss {first:.4f} -> {last:.4f}", last
+    if problem != "sinv":
+        return base.summarize(problem, tensors)
     first, last = tensors["values"][0].item(), tensors["values"][-1].item()
-    if problem == "rosenbrock":
-        end = tensors["trajectory"][-1].tolist()
-        return f"f {first:.4g} -> {last:.4g} at [{end[0]:.4f}, {end[1]:.4f}]", last
     norms = torch.linalg.vector_norm(tensors["trajectory"][-1].double(), dim=1).tolist()
     return f"f {first:.4g} -> {last:.4g}, row norms {' '.join(f'{n:.3f}' for n in norms)}", last
 
@@ -416,8 +371,7 @@ def main():
     warnings.filterwarnings("ignore", message="This overload of add", category=UserWarning)
     warnings.filterwarnings("ignore", message="This overload of addc", category=UserWarning)
 
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    common.deterministic_torch()
     os.makedirs(args.out, exist_ok=True)
 
     failures = []
@@ -428,18 +382,9 @@ def main():
         for problem, spec in specs.items():
             name = parse_spec(spec)[0]
             for dname, (dtype, suffix) in DTYPES.items():
-                tensors = PROBLEMS[problem](spec, dtype)
-                tensors = {k: v.to(dtype).contiguous() for k, v in tensors.items()}
-                finite = all(torch.isfinite(v).all().item() for v in tensors.values())
+                tensors, finite = common.finish_tensors(PROBLEMS[problem](spec, dtype), dtype)
                 fname = f"{case}_{problem}{suffix}.safetensors"
-                metadata = {
-                    "spec": spec,
-                    "problem": problem,
-                    "dtype": dname,
-                    "steps": str(STEPS),
-                    "torch_version": torch.__version__,
-                    "reference": REF_INFO[name],
-                }
+                metadata = common.run_metadata(spec, problem, dname, STEPS, reference=REF_INFO[name])
                 save_file(tensors, os.path.join(args.out, fname), metadata=metadata)
                 written += 1
                 summary, last = summarize(problem, tensors)
@@ -454,12 +399,9 @@ def main():
             _, meta32, _ = sinv_projection_check(spec, torch.float32)
             assert meta32["projection_fired"] == meta["projection_fired"], "f32 and f64 decisions differ"
             fname = f"{case}_sinv_projection.safetensors"
-            metadata = {
-                "spec": spec, "problem": "sinv", "dtype": "f64", "steps": str(STEPS),
-                "kind": "projection", "torch_version": torch.__version__,
-                "reference": REF_INFO[parse_spec(spec)[0]], **meta,
-                "projection_fired_f32": meta32["projection_fired"],
-            }
+            metadata = common.run_metadata(spec, "sinv", "f64", STEPS, kind="projection",
+                                           reference=REF_INFO[parse_spec(spec)[0]], **meta,
+                                           projection_fired_f32=meta32["projection_fired"])
             save_file({k: v.to(torch.float64).contiguous() for k, v in tensors.items()},
                       os.path.join(args.out, fname), metadata=metadata)
             written += 1

@@ -33,8 +33,8 @@ from torch import nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-FIXTURE_DIR = os.path.join(REPO_ROOT, "crates", "optlab", "tests", "fixtures")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import FIXTURES_DIR as FIXTURE_DIR, REPO_ROOT  # noqa: E402
 
 # "<kind>:<description>" as stored in the `arch` metadata entry.
 ARCH = {

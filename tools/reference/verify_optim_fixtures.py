@@ -20,24 +20,15 @@ import sys
 import numpy as np
 from safetensors import safe_open
 
-REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-FIXTURE_DIR = os.path.join(REPO_ROOT, "crates", "optlab", "tests", "fixtures", "optim")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (paths, spec parsing, NumPy gradients; no torch)
+
+REPO_ROOT = common.REPO_ROOT
+FIXTURE_DIR = common.fixtures_dir("optim")
 
 
-def rosenbrock_grad(p):
-    """Gradient of (1-x)^2 + 100 (y-x^2)^2."""
-    x, y = p
-    return np.array([-2.0 * (1.0 - x) - 400.0 * x * (y - x * x), 200.0 * (y - x * x)])
-
-
-def parse_spec(spec):
-    """`name:key=value,...` -> (name, {key: float|bool})."""
-    name, rest = spec.split(":", 1)
-    hp = {}
-    for item in rest.split(","):
-        k, v = item.split("=")
-        hp[k] = (v == "true") if v in ("true", "false") else float(v)
-    return name, hp
+rosenbrock_grad = common.rosenbrock_grad  # gradient of (1-x)^2 + 100 (y-x^2)^2
+parse_spec = common.parse_spec_loose  # `name:key=value,...` -> (name, {key: float|bool})
 
 
 class Optimizer:

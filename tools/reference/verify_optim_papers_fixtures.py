@@ -21,17 +21,14 @@ import sys
 import numpy as np
 from safetensors import safe_open
 
-REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-FIXTURE_DIR = os.path.join(REPO_ROOT, "crates", "optlab", "tests", "fixtures", "optim_papers")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (paths, spec parsing, NumPy gradients; no torch)
+
+REPO_ROOT = common.REPO_ROOT
+FIXTURE_DIR = common.fixtures_dir("optim_papers")
 
 
-def parse_spec(spec):
-    name, rest = spec.split(":", 1)
-    hp = {}
-    for item in rest.split(","):
-        k, v = item.split("=")
-        hp[k] = (v == "true") if v in ("true", "false") else float(v)
-    return name, hp
+parse_spec = common.parse_spec_loose
 
 
 # ---------------------------------------------------------------------------
@@ -40,8 +37,7 @@ def parse_spec(spec):
 
 
 def rosenbrock_grad(p):
-    x, y = p
-    return [np.array([-2.0 * (1.0 - x) - 400.0 * x * (y - x * x), 200.0 * (y - x * x)])]
+    return [common.rosenbrock_grad(p)]
 
 
 def sinv_value(w, u, t):
@@ -49,12 +45,7 @@ def sinv_value(w, u, t):
     return float((((u * w).sum(axis=1) / n - t) ** 2).sum())
 
 
-def sinv_grad(w, u, t):
-    """d/dW_i of (u_i.w_i/|w_i| - t_i)^2 = 2 r_i (u_i/|w_i| - (u_i.w_i) w_i/|w_i|^3): orthogonal to w_i."""
-    n = np.sqrt((w * w).sum(axis=1, keepdims=True))
-    s = (u * w).sum(axis=1, keepdims=True)
-    r = s / n - t[:, None]
-    return 2.0 * r * (u / n - s * w / n ** 3)
+sinv_grad = common.sinv_grad
 
 
 def mlp_loss_grad(params, x, y):
