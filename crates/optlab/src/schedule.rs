@@ -1,7 +1,10 @@
 //! Hyperparameter schedules: a schedule maps the step (0-based) of a run of `total` steps to a factor that
 //! multiplies the base value of a hyperparameter (usually the learning rate).
 //!
-//! Spec strings: `constant`, `cosine:warmup=100,min_factor=0`, `linear:warmup=100,end_factor=0`. Warmup is
+//! Spec strings: `constant`, `cosine:warmup=100,min_factor=0`, `linear:warmup=100,end_factor=0`,
+//! `step:step_size=1000,gamma=0.1` (PyTorch's StepLR), `exponential:gamma=0.999`,
+//! `polynomial:power=2,end_factor=0`, `wsd:warmup=500,decay_frac=0.2,end_factor=0` (warmup-stable-decay: constant
+//! until the last `decay_frac` of the run, then linear to `end_factor`). Warmup is
 //! linear from `1/warmup` at step 0 to 1 at step `warmup - 1` (no step is wasted at factor 0); the decay then
 //! runs over the remaining steps, reaching its end value at the last step.
 //!
@@ -23,13 +26,25 @@ pub trait Schedule: Send + Sync + std::fmt::Debug {
 }
 
 /// The schedule names [`from_spec`] knows.
-pub const SCHEDULE_NAMES: &[&str] = &["constant", "cosine", "linear"];
+pub const SCHEDULE_NAMES: &[&str] = &[
+    "constant",
+    "cosine",
+    "linear",
+    "step",
+    "exponential",
+    "polynomial",
+    "wsd",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Decay {
     Constant,
     Cosine { min_factor: f64 },
     Linear { end_factor: f64 },
+    Step { step_size: u64, gamma: f64 },
+    Exponential { gamma: f64 },
+    Polynomial { power: f64, end_factor: f64 },
+    Wsd { decay_frac: f64, end_factor: f64 },
 }
 
 /// Linear warmup followed by a decay.
@@ -58,6 +73,27 @@ impl Schedule for WarmupDecay {
                     + (1.0 - min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
             Decay::Linear { end_factor } => 1.0 - (1.0 - end_factor) * progress,
+            Decay::Step { step_size, gamma } => {
+                gamma.powi(((step - self.warmup) / step_size) as i32)
+            }
+            Decay::Exponential { gamma } => gamma.powf((step - self.warmup) as f64),
+            Decay::Polynomial { power, end_factor } => {
+                end_factor + (1.0 - end_factor) * (1.0 - progress).powf(power)
+            }
+            Decay::Wsd {
+                decay_frac,
+                end_factor,
+            } => {
+                let decay_steps = ((self.total as f64) * decay_frac).round() as u64;
+                let start = self.total.saturating_sub(decay_steps).max(self.warmup);
+                if step < start || decay_steps == 0 {
+                    1.0
+                } else {
+                    let span = (self.total - start).saturating_sub(1).max(1);
+                    let p = ((step - start) as f64 / span as f64).min(1.0);
+                    1.0 - (1.0 - end_factor) * p
+                }
+            }
         }
     }
 
@@ -69,6 +105,30 @@ impl Schedule for WarmupDecay {
             }
             Decay::Linear { end_factor } => {
                 format!("linear:warmup={},end_factor={end_factor}", self.warmup)
+            }
+            Decay::Step { step_size, gamma } => {
+                format!(
+                    "step:warmup={},step_size={step_size},gamma={gamma}",
+                    self.warmup
+                )
+            }
+            Decay::Exponential { gamma } => {
+                format!("exponential:warmup={},gamma={gamma}", self.warmup)
+            }
+            Decay::Polynomial { power, end_factor } => {
+                format!(
+                    "polynomial:warmup={},power={power},end_factor={end_factor}",
+                    self.warmup
+                )
+            }
+            Decay::Wsd {
+                decay_frac,
+                end_factor,
+            } => {
+                format!(
+                    "wsd:warmup={},decay_frac={decay_frac},end_factor={end_factor}",
+                    self.warmup
+                )
             }
         }
     }
@@ -88,6 +148,16 @@ pub fn from_spec(spec: &str, total: u64) -> Result<Box<dyn Schedule>> {
         }
         Ok(v)
     };
+    let positive_unit = |s: &mut Spec, key: &'static str, d: f64| -> Result<f64> {
+        let v = s.f64(key, d)?;
+        if !(v > 0.0 && v <= 1.0) {
+            return Err(Error::invalid(format!(
+                "{}: {key}={v} must be in (0, 1]",
+                s.name
+            )));
+        }
+        Ok(v)
+    };
     let decay = match s.name.as_str() {
         "constant" => Decay::Constant,
         "cosine" => Decay::Cosine {
@@ -96,6 +166,43 @@ pub fn from_spec(spec: &str, total: u64) -> Result<Box<dyn Schedule>> {
         "linear" => Decay::Linear {
             end_factor: unit(&mut s, "end_factor")?,
         },
+        "step" => {
+            let step_size = s.usize("step_size", 1000)? as u64;
+            if step_size == 0 {
+                return Err(Error::invalid("step: step_size must be at least 1"));
+            }
+            Decay::Step {
+                step_size,
+                gamma: positive_unit(&mut s, "gamma", 0.1)?,
+            }
+        }
+        "exponential" => Decay::Exponential {
+            gamma: positive_unit(&mut s, "gamma", 0.999)?,
+        },
+        "polynomial" => {
+            let power = s.f64("power", 1.0)?;
+            if power <= 0.0 {
+                return Err(Error::invalid(format!(
+                    "polynomial: power={power} must be positive"
+                )));
+            }
+            Decay::Polynomial {
+                power,
+                end_factor: unit(&mut s, "end_factor")?,
+            }
+        }
+        "wsd" => {
+            let decay_frac = s.f64("decay_frac", 0.2)?;
+            if !(0.0..=1.0).contains(&decay_frac) {
+                return Err(Error::invalid(format!(
+                    "wsd: decay_frac={decay_frac} must be in [0, 1]"
+                )));
+            }
+            Decay::Wsd {
+                decay_frac,
+                end_factor: unit(&mut s, "end_factor")?,
+            }
+        }
         other => return Err(unknown_name("schedule", other, SCHEDULE_NAMES)),
     };
     s.finish()?;
@@ -133,6 +240,35 @@ mod tests {
         assert!((lin.factor(60) - 0.5).abs() < 1e-12);
         assert!(lin.factor(110).abs() < 1e-12);
         assert!((0..110).all(|t| lin.factor(t + 1) <= lin.factor(t) || t < 10));
+    }
+
+    #[test]
+    fn step_exponential_polynomial_wsd() {
+        let st = from_spec("step:step_size=10,gamma=0.5", 100).unwrap();
+        assert_eq!(
+            [st.factor(0), st.factor(9), st.factor(10), st.factor(25)],
+            [1.0, 1.0, 0.5, 0.25]
+        );
+        let ex = from_spec("exponential:gamma=0.9", 100).unwrap();
+        assert!((ex.factor(2) - 0.81).abs() < 1e-15);
+        let po = from_spec("polynomial:power=2", 101).unwrap();
+        assert!((po.factor(50) - 0.25).abs() < 1e-12 && po.factor(100).abs() < 1e-12);
+        // 1000 steps, 100 warmup, the last 20% (200 steps) decaying linearly to 0.
+        let w = from_spec("wsd:warmup=100,decay_frac=0.2", 1000).unwrap();
+        assert_eq!(
+            [w.factor(99), w.factor(500), w.factor(799)],
+            [1.0, 1.0, 1.0]
+        );
+        assert!(
+            w.factor(800) == 1.0
+                && (w.factor(899) - 0.5).abs() < 0.01
+                && w.factor(999).abs() < 1e-12
+        );
+        assert!(from_spec("step:step_size=0", 10).is_err());
+        assert!(from_spec("exponential:gamma=1.5", 10).is_err());
+        assert!(from_spec("wsd:decay_frac=2", 10).is_err());
+        let spec = w.spec();
+        assert_eq!(from_spec(&spec, 1000).unwrap().spec(), spec);
     }
 
     #[test]
