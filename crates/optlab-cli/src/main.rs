@@ -3,9 +3,11 @@
 mod bench;
 mod compare;
 mod curvature;
+mod hparams;
 mod optimize;
 mod plot;
 mod progress;
+mod schedule_cmd;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +44,10 @@ enum Cmd {
     Optimize(optimize::OptimizeArgs),
     /// Curvature of a trained run or of a test function: lambda_max, tr(H), stability verdicts, SLQ density.
     Curvature(curvature::CurvatureArgs),
+    /// Plot schedules (the factor per step, PNG and CSV).
+    Schedule(schedule_cmd::ScheduleArgs),
+    /// Hyperparameter laws: Step Law's optimal lr and batch size (P17); moving an lr to another batch size (P36).
+    Hparams(hparams::HparamsArgs),
     /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
     Bench(bench::BenchArgs),
 }
@@ -57,6 +63,8 @@ fn main() {
         Cmd::Compare(a) => compare::compare(a),
         Cmd::Optimize(a) => optimize::run(a),
         Cmd::Curvature(a) => curvature::run(a),
+        Cmd::Schedule(a) => schedule_cmd::run(a),
+        Cmd::Hparams(a) => hparams::run(a),
         Cmd::Bench(a) => bench::run(a),
     };
     if let Err(e) = r {

@@ -24,6 +24,7 @@ pub mod functions;
 pub mod nn;
 pub mod optim;
 pub mod rng;
+pub mod scaling;
 pub mod schedule;
 pub mod second_order;
 pub mod spec;
