@@ -31,6 +31,22 @@ pub enum ScheduleWhat {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Refine a schedule from a previous run's logged gradient norms (P33); use the result with
+    /// `optlab train --schedule file:refined.json`.
+    #[command(
+        after_help = "Example:\n  optlab schedule refine --run runs/a --out refined.json\n  optlab train --schedule file:refined.json --out runs/b"
+    )]
+    Refine {
+        /// The run directory whose metrics.jsonl holds the gradient norms.
+        #[arg(long)]
+        run: PathBuf,
+        /// Median-filter window as a fraction of the run's steps.
+        #[arg(long, default_value_t = 0.1)]
+        tau: f64,
+        /// Where to save the schedule (JSON); a PNG comparing it with linear decay is written beside it.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn run(a: ScheduleArgs) -> Result<()> {
@@ -66,6 +82,53 @@ pub fn run(a: ScheduleArgs) -> Result<()> {
             std::fs::write(&csv_path, csv)
                 .with_context(|| format!("cannot write {}", csv_path.display()))?;
             println!("plot: {}\nvalues: {}", out.display(), csv_path.display());
+            Ok(())
+        }
+        ScheduleWhat::Refine { run, tau, out } => {
+            let norms: Vec<f64> = optlab::train::read_metrics(&run.join("metrics.jsonl"))?
+                .into_iter()
+                .filter_map(|r| match r {
+                    optlab::train::Record::Train(m) => Some(m.grad_norm),
+                    _ => None,
+                })
+                .collect();
+            let eta = optlab::refine::refine(&norms, tau)?;
+            optlab::refine::TabulatedSchedule::save(&eta, &out)?;
+            let n = eta.len();
+            let linear: Vec<(f64, f64)> = (0..n)
+                .map(|t| (t as f64, 1.0 - t as f64 / (n - 1) as f64))
+                .collect();
+            let refined: Vec<(f64, f64)> = eta
+                .iter()
+                .enumerate()
+                .map(|(t, e)| (t as f64, *e))
+                .collect();
+            let png = out.with_extension("png");
+            line_chart(
+                &png,
+                "Refined schedule (P33)",
+                "step",
+                "lr factor",
+                &[
+                    Series {
+                        name: "refined".into(),
+                        points: refined,
+                    },
+                    Series {
+                        name: "linear decay".into(),
+                        points: linear,
+                    },
+                ],
+                false,
+            )?;
+            let peak = eta
+                .iter()
+                .copied()
+                .enumerate()
+                .fold((0, 0.0), |b, (i, e)| if e > b.1 { (i, e) } else { b })
+                .0;
+            println!("refined schedule from {n} logged gradient norms: peak at step {peak}, ends at {:.3}", eta[n - 1]);
+            println!("schedule: {}\nplot: {}", out.display(), png.display());
             Ok(())
         }
     }

@@ -23,6 +23,7 @@ pub mod error;
 pub mod functions;
 pub mod nn;
 pub mod optim;
+pub mod refine;
 pub mod rng;
 pub mod scaling;
 pub mod schedule;

@@ -136,6 +136,12 @@ impl Schedule for WarmupDecay {
 
 /// Builds a schedule for a run of `total` steps.
 pub fn from_spec(spec: &str, total: u64) -> Result<Box<dyn Schedule>> {
+    if let Some(path) = spec.trim().strip_prefix("file:") {
+        return Ok(Box::new(crate::refine::TabulatedSchedule::load(
+            std::path::Path::new(path),
+            total,
+        )?));
+    }
     let mut s = Spec::parse(spec)?;
     let warmup = s.usize("warmup", 0)? as u64;
     let unit = |s: &mut Spec, key: &'static str| -> Result<f64> {
