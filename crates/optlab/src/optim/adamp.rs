@@ -172,37 +172,31 @@ impl Kernel for AdamPKernel {
         let bc2_sqrt = T::of((1.0 - self.beta2.powi(self.step)).sqrt());
         let eps = T::of(self.eps);
         let step_size = T::of(self.lr / (1.0 - self.beta1.powi(self.step)));
+        let nesterov = self.nesterov;
+        // Adam's moments and the (Nesterov) step direction of one coordinate, shared by both paths.
+        let adam_perturb = |m: &mut T, v: &mut T, g: T| -> T {
+            *m = *m * b1 + g * w1;
+            *v = *v * b2 + w2 * g * g;
+            let denom = v.sqrt() / bc2_sqrt + eps;
+            let num = if nesterov { b1 * *m + w1 * g } else { *m };
+            num / denom
+        };
         if self.proj.rows == 0 {
             // Rank < 2: no projection, so one fused pass (same arithmetic as below with ratio 1).
             let decay = T::of(1.0 - self.lr * self.weight_decay);
             for i in 0..n {
-                m[i] = m[i] * b1 + g[i] * w1;
-                v[i] = v[i] * b2 + w2 * g[i] * g[i];
-                let denom = v[i].sqrt() / bc2_sqrt + eps;
-                let num = if self.nesterov {
-                    b1 * m[i] + w1 * g[i]
-                } else {
-                    m[i]
-                };
+                let perturb = adam_perturb(&mut m[i], &mut v[i], g[i]);
                 let mut xi = x[i];
                 if self.weight_decay > 0.0 {
                     xi = xi * decay;
                 }
-                x[i] = xi - step_size * (num / denom);
+                x[i] = xi - step_size * perturb;
             }
             return;
         }
         let mut perturb: Vec<T> = Vec::with_capacity(x.len());
         for i in 0..n {
-            m[i] = m[i] * b1 + g[i] * w1;
-            v[i] = v[i] * b2 + w2 * g[i] * g[i];
-            let denom = v[i].sqrt() / bc2_sqrt + eps;
-            let num = if self.nesterov {
-                b1 * m[i] + w1 * g[i]
-            } else {
-                m[i]
-            };
-            perturb.push(num / denom);
+            perturb.push(adam_perturb(&mut m[i], &mut v[i], g[i]));
         }
         let (ratio, _) = self.proj.apply(x, g, &mut perturb);
         let decay = T::of(1.0 - self.lr * self.weight_decay * ratio);
