@@ -1,7 +1,6 @@
 //! `optlab bench curvature`: the cost of one exact Hessian-vector product as a multiple of one gradient on MLP
 //! 784-1024-1024-10 (batch 256), with PyTorch's double backward measured in the same run when installed.
 
-use super::run_torch_script;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
@@ -14,12 +13,8 @@ pub struct CurvatureBenchArgs {
     /// Timed repetitions (best is reported).
     #[arg(long, default_value_t = 10)]
     pub reps: usize,
-    /// Threads for PyTorch.
-    #[arg(long, default_value_t = 2)]
-    pub torch_threads: usize,
-    /// Skip the PyTorch side.
-    #[arg(long)]
-    pub no_torch: bool,
+    #[command(flatten)]
+    pub torch: super::TorchSide,
 }
 
 fn best_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -93,15 +88,9 @@ pub fn run(a: CurvatureBenchArgs) -> Result<()> {
         h.hvp(&v)?;
         Ok(())
     })?;
-    let torch = if a.no_torch {
-        None
-    } else {
-        run_torch_script(
-            include_str!("torch_curvature.py"),
-            &[a.torch_threads.to_string(), a.reps.to_string()],
-        )
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(s.trim()).ok())
-    };
+    let torch = a
+        .torch
+        .run(include_str!("torch_curvature.py"), &[a.reps.to_string()]);
     println!(
         "optlab bench curvature: MLP 784-1024-1024-10, batch 256, f32 ({} parameters), best of {}",
         h.dim(),

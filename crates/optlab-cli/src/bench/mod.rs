@@ -33,6 +33,30 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 }
 
+/// The PyTorch side of a benchmark: its thread count, or none at all.
+#[derive(Args, Debug)]
+pub struct TorchSide {
+    /// Threads for PyTorch (optlab uses rayon's pool: RAYON_NUM_THREADS, default all cores).
+    #[arg(long, default_value_t = 2)]
+    pub torch_threads: usize,
+    /// Skip the PyTorch side.
+    #[arg(long)]
+    pub no_torch: bool,
+}
+
+impl TorchSide {
+    /// Runs `script` with the thread count followed by `args`, parsing its one JSON line; `None` when skipped,
+    /// when torch is missing, or when the script fails (with a warning).
+    pub fn run(&self, script: &str, args: &[String]) -> Option<serde_json::Value> {
+        if self.no_torch {
+            return None;
+        }
+        let mut all = vec![self.torch_threads.to_string()];
+        all.extend_from_slice(args);
+        run_torch_script(script, &all).and_then(|s| serde_json::from_str(s.trim()).ok())
+    }
+}
+
 /// Runs a Python benchmark script with `python3` when torch imports, returning its stdout.
 pub fn run_torch_script(script: &str, args: &[String]) -> Option<String> {
     let ok = std::process::Command::new("python3")

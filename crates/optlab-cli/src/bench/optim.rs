@@ -2,7 +2,6 @@
 //! floor measured in the same run (bytes the step must move / the machine's copy bandwidth) and, where PyTorch
 //! has the method, torch's `fused=True` (or `foreach=True`) step on the same tensor with the same threads.
 
-use super::run_torch_script;
 use anyhow::Result;
 use candle_core::{Device, Tensor, Var};
 use clap::Args;
@@ -19,12 +18,8 @@ pub struct OptimBenchArgs {
     /// Timed steps per repetition (best of 3 is reported).
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
-    /// Threads for PyTorch (optlab uses rayon's pool: RAYON_NUM_THREADS, default all cores).
-    #[arg(long, default_value_t = 2)]
-    pub torch_threads: usize,
-    /// Skip the PyTorch side.
-    #[arg(long)]
-    pub no_torch: bool,
+    #[command(flatten)]
+    pub torch: super::TorchSide,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -126,25 +121,19 @@ pub fn run(a: OptimBenchArgs) -> Result<()> {
         let floor_ms = (*words * 4 * a.params) as f64 / bw * 1e3;
         rows.push((spec, ms, floor_ms));
     }
-    let torch: Option<serde_json::Value> = if a.no_torch {
-        None
-    } else {
-        let cases: Vec<serde_json::Value> = CASES
-            .iter()
-            .filter(|c| !c.2.is_empty())
-            .map(|(s, _, ctor)| serde_json::json!({"name": s, "ctor": ctor}))
-            .collect();
-        run_torch_script(
-            include_str!("torch_optim.py"),
-            &[
-                a.torch_threads.to_string(),
-                serde_json::json!(cases).to_string(),
-                a.params.to_string(),
-                a.steps.to_string(),
-            ],
-        )
-        .and_then(|s| serde_json::from_str(s.trim()).ok())
-    };
+    let cases: Vec<serde_json::Value> = CASES
+        .iter()
+        .filter(|c| !c.2.is_empty())
+        .map(|(s, _, ctor)| serde_json::json!({"name": s, "ctor": ctor}))
+        .collect();
+    let torch = a.torch.run(
+        include_str!("torch_optim.py"),
+        &[
+            serde_json::json!(cases).to_string(),
+            a.params.to_string(),
+            a.steps.to_string(),
+        ],
+    );
     let out: Vec<serde_json::Value> = rows
         .iter()
         .map(|(spec, ms, floor)| {

@@ -1,7 +1,6 @@
 //! `optlab bench train`: one training step of MLP 64-256-256-10 (batch 128) and 784-1024-1024-10 (batch 256),
 //! optlab against PyTorch (2 threads) in the same run.
 
-use super::run_torch_script;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
@@ -15,12 +14,8 @@ pub struct TrainBenchArgs {
     /// Timed steps per repetition (best of 3 repetitions is reported).
     #[arg(long, default_value_t = 30)]
     pub steps: usize,
-    /// Threads for PyTorch (optlab uses rayon's pool: RAYON_NUM_THREADS, default all cores).
-    #[arg(long, default_value_t = 2)]
-    pub torch_threads: usize,
-    /// Skip the PyTorch side.
-    #[arg(long)]
-    pub no_torch: bool,
+    #[command(flatten)]
+    pub torch: super::TorchSide,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -84,23 +79,14 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
         .iter()
         .map(|c| optlab_ms(c, a.steps))
         .collect::<Result<_>>()?;
-    let torch: Option<serde_json::Value> = if a.no_torch {
-        None
-    } else {
-        let cases = serde_json::json!(CASES
-            .iter()
-            .map(|c| serde_json::json!({"name": c.name, "dims": c.dims, "batch": c.batch}))
-            .collect::<Vec<_>>());
-        run_torch_script(
-            include_str!("torch_train.py"),
-            &[
-                a.torch_threads.to_string(),
-                cases.to_string(),
-                a.steps.to_string(),
-            ],
-        )
-        .and_then(|s| serde_json::from_str(s.trim()).ok())
-    };
+    let cases = serde_json::json!(CASES
+        .iter()
+        .map(|c| serde_json::json!({"name": c.name, "dims": c.dims, "batch": c.batch}))
+        .collect::<Vec<_>>());
+    let torch = a.torch.run(
+        include_str!("torch_train.py"),
+        &[cases.to_string(), a.steps.to_string()],
+    );
     let mut rows = Vec::new();
     for (c, ms) in CASES.iter().zip(&ours) {
         let t = torch.as_ref().and_then(|v| v[c.name].as_f64());
