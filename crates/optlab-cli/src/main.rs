@@ -7,6 +7,7 @@ mod hparams;
 mod optimize;
 mod plot;
 mod progress;
+mod scaling_cmd;
 mod schedule_cmd;
 mod train_cmd;
 
@@ -48,6 +49,8 @@ enum Cmd {
     Schedule(schedule_cmd::ScheduleArgs),
     /// Hyperparameter laws: Step Law's optimal lr and batch size (P17); moving an lr to another batch size (P36).
     Hparams(hparams::HparamsArgs),
+    /// The scaling law with learning-rate annealing (P38): fit it to loss curves, predict other schedules.
+    Scaling(scaling_cmd::ScalingArgs),
     /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
     Bench(bench::BenchArgs),
 }
@@ -65,6 +68,7 @@ fn main() {
         Cmd::Curvature(a) => curvature::run(a),
         Cmd::Schedule(a) => schedule_cmd::run(a),
         Cmd::Hparams(a) => hparams::run(a),
+        Cmd::Scaling(a) => scaling_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),
     };
     if let Err(e) = r {

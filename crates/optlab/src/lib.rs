@@ -17,6 +17,7 @@
 //! println!("validation accuracy {:?}", summary.val_accuracy);
 //! ```
 
+pub mod anneal_law;
 pub mod curvature;
 pub mod data;
 pub mod error;

@@ -1,0 +1,399 @@
+//! `optlab scaling fit|predict`: the scaling law with learning-rate annealing (P38).
+
+use crate::plot::{line_chart, Series};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use optlab::anneal_law::{self as law, AnnealLaw, FitOptions, FitReport, LossCurve, LossSource};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct ScalingArgs {
+    #[command(subcommand)]
+    pub what: ScalingWhat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum LossKind {
+    Train,
+    Val,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScalingWhat {
+    /// Fit L = L0 + A*S1^-alpha - C*S2 to one or more runs or loss curves.
+    #[command(
+        after_help = "Examples:\n  optlab scaling fit --run runs/constant --run runs/cosine --bin 20 --out fit.json\n  optlab scaling fit --curve constant.csv --curve cosine.csv --out fit.json\n\nA curve CSV has the header step,lr,loss and one row per update (step 1, 2, ...): the lr of that update and the\nloss after it (the loss may be empty)."
+    )]
+    Fit {
+        /// Run directories (their metrics.jsonl, logged every step).
+        #[arg(long = "run")]
+        runs: Vec<PathBuf>,
+        /// Curve CSV files (step,lr,loss).
+        #[arg(long = "curve")]
+        curves: Vec<PathBuf>,
+        /// Which loss of a run to fit.
+        #[arg(long, value_enum, default_value_t = LossKind::Train)]
+        loss: LossKind,
+        /// Average consecutive blocks of this many losses first (mini-batch losses are noisy).
+        #[arg(long, default_value_t = 1)]
+        bin: usize,
+        /// Leave out the first fraction of each curve (the paper fits from 5% of the run on).
+        #[arg(long, default_value_t = 0.05)]
+        skip: f64,
+        /// Decay of the annealing momentum.
+        #[arg(long, default_value_t = law::DEFAULT_LAMBDA)]
+        lambda: f64,
+        /// The fitted law (JSON); a plot of the fit is written beside it.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Predict the loss curve of schedules from a fitted law, and rank them by final loss.
+    #[command(
+        after_help = "Example:\n  optlab scaling predict --params fit.json --schedule wsd:decay_frac=0.2 --schedule linear --steps 2000 --out pred.csv"
+    )]
+    Predict {
+        /// A law written by `optlab scaling fit`.
+        #[arg(long)]
+        params: PathBuf,
+        /// Schedule specs (see `optlab schedule plot`); several are ranked.
+        #[arg(long = "schedule", required = true)]
+        schedules: Vec<String>,
+        /// Steps of the run.
+        #[arg(long)]
+        steps: u64,
+        /// Peak learning rate (default: the peak of the fitted runs).
+        #[arg(long)]
+        lr: Option<f64>,
+        /// The predicted curves (CSV); a PNG is written beside it.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Compare a fitted law with runs it was not fitted on: the law's curve for each run's logged lrs against the
+    /// run's losses (MAPE, final loss, and whether the law ranks the runs right).
+    #[command(
+        after_help = "Example:\n  optlab scaling check --params fit.json --run runs/wsd --run runs/linear --bin 25"
+    )]
+    Check {
+        /// A law written by `optlab scaling fit`.
+        #[arg(long)]
+        params: PathBuf,
+        /// Run directories (metrics.jsonl logged every step).
+        #[arg(long = "run", required = true)]
+        runs: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = LossKind::Train)]
+        loss: LossKind,
+        #[arg(long, default_value_t = 1)]
+        bin: usize,
+        /// Leave out the first fraction of each run.
+        #[arg(long, default_value_t = 0.05)]
+        skip: f64,
+        /// Also write the comparison as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+/// What `scaling fit` writes and `scaling predict` reads.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FitFile {
+    pub kind: String,
+    pub law: AnnealLaw,
+    /// The largest lr of the fitted curves: the default peak of predictions.
+    pub peak_lr: f64,
+    pub report: FitReport,
+    pub curves: Vec<CurveFit>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CurveFit {
+    pub name: String,
+    pub points: usize,
+    pub mape: f64,
+}
+
+const KIND: &str = "optlab-anneal-law";
+
+pub fn run(a: ScalingArgs) -> Result<()> {
+    match a.what {
+        ScalingWhat::Fit {
+            runs,
+            curves,
+            loss,
+            bin,
+            skip,
+            lambda,
+            out,
+        } => fit(&runs, &curves, loss, bin, skip, lambda, &out),
+        ScalingWhat::Predict {
+            params,
+            schedules,
+            steps,
+            lr,
+            out,
+        } => predict(&params, &schedules, steps, lr, &out),
+        ScalingWhat::Check {
+            params,
+            runs,
+            loss,
+            bin,
+            skip,
+            json,
+        } => check(&params, &runs, loss, bin, skip, json.as_deref()),
+    }
+}
+
+fn fit(
+    runs: &[PathBuf],
+    csvs: &[PathBuf],
+    loss: LossKind,
+    bin: usize,
+    skip: f64,
+    lambda: f64,
+    out: &Path,
+) -> Result<()> {
+    anyhow::ensure!(
+        !runs.is_empty() || !csvs.is_empty(),
+        "give at least one --run DIR or --curve FILE.csv"
+    );
+    anyhow::ensure!(
+        (0.0..1.0).contains(&skip),
+        "--skip {skip} must be in [0, 1)"
+    );
+    anyhow::ensure!(bin >= 1, "--bin must be at least 1");
+    let source = source_of(loss);
+    let mut curves: Vec<LossCurve> = Vec::new();
+    for r in runs {
+        curves.push(law::curve_from_run(r, source, bin)?);
+    }
+    for c in csvs {
+        curves.push(law::curve_from_csv(c, bin)?);
+    }
+    let mut points = Vec::new();
+    let mut per_curve = Vec::new();
+    for c in &curves {
+        let p = c.points(lambda, (skip * c.lrs.len() as f64).round() as usize)?;
+        per_curve.push(p.clone());
+        points.extend(p);
+    }
+    let opts = FitOptions {
+        lambda,
+        ..FitOptions::default()
+    };
+    let report = law::fit(&points, &opts)?;
+    let fitted = report.law;
+    let mut series = Vec::new();
+    let mut curve_fits = Vec::new();
+    for (c, pts) in curves.iter().zip(&per_curve) {
+        let pred: Vec<f64> = pts.iter().map(|p| fitted.loss(p.s1, p.s2)).collect();
+        let obs: Vec<f64> = pts.iter().map(|p| p.loss).collect();
+        curve_fits.push(CurveFit {
+            name: c.name.clone(),
+            points: pts.len(),
+            mape: law::mape(&pred, &obs),
+        });
+        let name = short_name(&c.name);
+        series.push(Series {
+            name: format!("{name} (observed)"),
+            points: c.losses.iter().map(|&(k, l)| (k as f64, l)).collect(),
+        });
+        series.push(Series {
+            name: format!("{name} (law)"),
+            points: fitted
+                .curve(&c.lrs)
+                .into_iter()
+                .enumerate()
+                .skip((skip * c.lrs.len() as f64).round() as usize)
+                .map(|(i, l)| ((i + 1) as f64, l))
+                .collect(),
+        });
+    }
+    let peak_lr = curves
+        .iter()
+        .flat_map(|c| c.lrs.iter().copied())
+        .fold(0.0, f64::max);
+    let file = FitFile {
+        kind: KIND.into(),
+        law: fitted,
+        peak_lr,
+        report: report.clone(),
+        curves: curve_fits,
+    };
+    std::fs::write(out, serde_json::to_string_pretty(&file)?)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let png = out.with_extension("png");
+    line_chart(
+        &png,
+        "Annealing scaling law fit (P38)",
+        "step",
+        "loss",
+        &series,
+        true,
+    )?;
+    println!(
+        "L = {:.5} + {:.5} * S1^-{:.5} - {:.5} * S2   (lambda {}, {} points, R^2 {:.5}, MAPE {:.3}%, best of {} starts)",
+        fitted.l0,
+        fitted.a,
+        fitted.alpha,
+        fitted.c,
+        fitted.lambda,
+        report.points,
+        report.r2,
+        report.mape,
+        report.starts
+    );
+    for c in &file.curves {
+        println!("  {}: {} points, MAPE {:.3}%", c.name, c.points, c.mape);
+    }
+    println!("law: {}\nplot: {}", out.display(), png.display());
+    Ok(())
+}
+
+fn short_name(name: &str) -> String {
+    Path::new(name)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.to_string())
+}
+
+fn load_fit(params: &Path) -> Result<FitFile> {
+    let text = std::fs::read_to_string(params)
+        .with_context(|| format!("cannot read {}", params.display()))?;
+    let file: FitFile = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a law written by `optlab scaling fit`",
+            params.display()
+        )
+    })?;
+    anyhow::ensure!(
+        file.kind == KIND,
+        "{} is a `{}` file, not `{KIND}`",
+        params.display(),
+        file.kind
+    );
+    Ok(file)
+}
+
+fn source_of(loss: LossKind) -> LossSource {
+    match loss {
+        LossKind::Train => LossSource::Train,
+        LossKind::Val => LossSource::Val,
+    }
+}
+
+/// One run compared with the law's prediction.
+#[derive(Debug, Serialize)]
+struct RunCheck {
+    run: String,
+    points: usize,
+    mape: f64,
+    final_observed: f64,
+    final_predicted: f64,
+}
+
+fn check(
+    params: &Path,
+    runs: &[PathBuf],
+    loss: LossKind,
+    bin: usize,
+    skip: f64,
+    json: Option<&Path>,
+) -> Result<()> {
+    anyhow::ensure!(
+        (0.0..1.0).contains(&skip),
+        "--skip {skip} must be in [0, 1)"
+    );
+    let file = load_fit(params)?;
+    let mut rows = Vec::new();
+    for r in runs {
+        let c = law::curve_from_run(r, source_of(loss), bin.max(1))?;
+        let pts = c.points(
+            file.law.lambda,
+            (skip * c.lrs.len() as f64).round() as usize,
+        )?;
+        anyhow::ensure!(!pts.is_empty(), "{}: no points after --skip", r.display());
+        let pred: Vec<f64> = pts.iter().map(|p| file.law.loss(p.s1, p.s2)).collect();
+        let obs: Vec<f64> = pts.iter().map(|p| p.loss).collect();
+        rows.push(RunCheck {
+            run: r.display().to_string(),
+            points: pts.len(),
+            mape: law::mape(&pred, &obs),
+            final_observed: obs[obs.len() - 1],
+            final_predicted: pred[pred.len() - 1],
+        });
+    }
+    println!("| run | points | MAPE % | final loss observed | predicted |\n|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.3} | {:.5} | {:.5} |",
+            r.run, r.points, r.mape, r.final_observed, r.final_predicted
+        );
+    }
+    let order = |key: fn(&RunCheck) -> f64| {
+        let mut idx: Vec<usize> = (0..rows.len()).collect();
+        idx.sort_by(|&a, &b| key(&rows[a]).total_cmp(&key(&rows[b])));
+        idx
+    };
+    let ranking_right = order(|r| r.final_observed) == order(|r| r.final_predicted);
+    if rows.len() > 1 {
+        println!(
+            "ranking by final loss: {}",
+            if ranking_right {
+                "predicted right"
+            } else {
+                "predicted wrong"
+            }
+        );
+    }
+    if let Some(j) = json {
+        let v = serde_json::json!({ "runs": rows, "ranking_right": ranking_right });
+        std::fs::write(j, serde_json::to_string_pretty(&v)?)
+            .with_context(|| format!("cannot write {}", j.display()))?;
+    }
+    Ok(())
+}
+
+fn predict(
+    params: &Path,
+    schedules: &[String],
+    steps: u64,
+    lr: Option<f64>,
+    out: &Path,
+) -> Result<()> {
+    let file = load_fit(params)?;
+    let peak = lr.unwrap_or(file.peak_lr);
+    let mut curves = Vec::new();
+    for spec in schedules {
+        let lrs = law::schedule_lrs(spec, steps, peak)?;
+        curves.push((spec.clone(), file.law.curve(&lrs)));
+    }
+    let mut csv = format!("step,{}\n", schedules.join(","));
+    for k in 0..steps as usize {
+        let row: Vec<String> = curves.iter().map(|c| format!("{}", c.1[k])).collect();
+        csv.push_str(&format!("{},{}\n", k + 1, row.join(",")));
+    }
+    std::fs::write(out, csv).with_context(|| format!("cannot write {}", out.display()))?;
+    let skip = steps as usize / 20;
+    let series: Vec<Series> = curves
+        .iter()
+        .map(|(name, c)| Series {
+            name: name.clone(),
+            points: c
+                .iter()
+                .enumerate()
+                .skip(skip)
+                .map(|(i, l)| ((i + 1) as f64, *l))
+                .collect(),
+        })
+        .collect();
+    let png = out.with_extension("png");
+    line_chart(&png, "Predicted loss (P38)", "step", "loss", &series, true)?;
+    let mut ranked: Vec<(&String, f64)> = curves.iter().map(|(n, c)| (n, c[c.len() - 1])).collect();
+    ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+    println!("predicted final loss after {steps} steps at peak lr {peak}:");
+    for (i, (name, l)) in ranked.iter().enumerate() {
+        println!("  {}. {name}: {l:.5}", i + 1);
+    }
+    println!("curves: {}\nplot: {}", out.display(), png.display());
+    Ok(())
+}
