@@ -36,9 +36,14 @@ pub struct TrainArgs {
     /// Example: --group rank<=1:weight_decay=0 (no weight decay on biases).
     #[arg(long = "group", value_name = "GROUP")]
     pub groups: Vec<String>,
-    /// Learning-rate schedule: constant | cosine:warmup=100,min_factor=0 | linear:warmup=100,end_factor=0.
+    /// Learning-rate schedule: constant | cosine:warmup=100,min_factor=0 | linear:warmup=100,end_factor=0 | step |
+    /// exponential | polynomial | wsd:warmup=100,decay_frac=0.2 | seq:constant@80%;linear | file:refined.json.
     #[arg(long)]
     pub schedule: Option<String>,
+    /// A schedule of another hyperparameter NAME=SPEC (repeatable): momentum=linear:end_factor=0.5,
+    /// weight_decay=cosine, batch_size=step:step_size=500,gamma=2 (factors multiply the base value).
+    #[arg(long = "hyper-schedule", value_name = "NAME=SPEC")]
+    pub hyper_schedules: Vec<String>,
     /// Passes over the training split.
     #[arg(long)]
     pub epochs: Option<u64>,
@@ -99,6 +104,7 @@ impl TrainArgs {
             || self.model.is_some()
             || self.optimizer.is_some()
             || !self.groups.is_empty()
+            || !self.hyper_schedules.is_empty()
             || self.schedule.is_some()
             || self.epochs.is_some()
             || self.steps.is_some()
@@ -143,6 +149,9 @@ impl TrainArgs {
         );
         if !self.groups.is_empty() {
             c.groups = self.groups.clone();
+        }
+        if !self.hyper_schedules.is_empty() {
+            c.hyper_schedules = self.hyper_schedules.clone();
         }
         if self.batch_test.is_some() {
             c.batch_test = self.batch_test.clone();

@@ -8,6 +8,11 @@
 //! linear from `1/warmup` at step 0 to 1 at step `warmup - 1` (no step is wasted at factor 0); the decay then
 //! runs over the remaining steps, reaching its end value at the last step.
 //!
+//! Composition (optax's `join_schedules`): `seq:SPEC@LEN;SPEC*SCALE@LEN;SPEC` runs the segments one after the
+//! other, each over its own `LEN` steps (or `N%` of the run; the last segment takes the rest) and counting its
+//! steps from 0, its factors multiplied by `SCALE` (default 1). E.g. `seq:linear:warmup=100@10%;cosine*0.5`.
+//! `step` and `exponential` accept `gamma > 1` for growing hyperparameters (e.g. a batch-size ramp).
+//!
 //! ```
 //! let s = optlab::schedule::from_spec("cosine:warmup=10", 110).unwrap();
 //! assert_eq!(s.factor(9), 1.0);
@@ -134,8 +139,128 @@ impl Schedule for WarmupDecay {
     }
 }
 
+/// Segments run one after the other (see the module docs).
+#[derive(Debug)]
+pub struct Sequence {
+    /// (first step, schedule over the segment's steps, scale).
+    segments: Vec<(u64, Box<dyn Schedule>, f64)>,
+    spec: String,
+}
+
+impl Schedule for Sequence {
+    fn factor(&self, step: u64) -> f64 {
+        let i = self
+            .segments
+            .iter()
+            .rposition(|(start, _, _)| *start <= step)
+            .unwrap_or(0);
+        let (start, s, scale) = &self.segments[i];
+        scale * s.factor(step - start)
+    }
+
+    fn spec(&self) -> String {
+        self.spec.clone()
+    }
+}
+
+fn sequence(body: &str, total: u64) -> Result<Sequence> {
+    let parts: Vec<&str> = body.split(';').map(str::trim).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(Error::invalid(format!(
+            "seq:{body}: empty segment (segments are SPEC[*SCALE][@LEN] separated by ';')"
+        )));
+    }
+    let mut segments = Vec::new();
+    let mut start = 0u64;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let (rest, len) = match part.rsplit_once('@') {
+            Some((r, l)) => (r, Some(l.trim())),
+            None => (*part, None),
+        };
+        let (inner, scale) = match rest.rsplit_once('*') {
+            Some((r, f)) => (
+                r,
+                f.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "seq: segment `{part}`: scale `{f}` must be a non-negative number"
+                        ))
+                    })?,
+            ),
+            None => (rest, 1.0),
+        };
+        let left = total.saturating_sub(start);
+        let steps = match len {
+            None if last => left,
+            None => {
+                return Err(Error::invalid(format!(
+                    "seq: segment `{part}` needs a length @STEPS or @N% (only the last one takes the rest)"
+                )))
+            }
+            Some(l) => {
+                let n = if let Some(pct) = l.strip_suffix('%') {
+                    let f: f64 = pct.trim().parse().map_err(|_| {
+                        Error::invalid(format!("seq: segment `{part}`: `{l}` is not a percentage"))
+                    })?;
+                    (f / 100.0 * total as f64).round() as u64
+                } else {
+                    l.parse::<u64>().map_err(|_| {
+                        Error::invalid(format!(
+                            "seq: segment `{part}`: length `{l}` is not a whole number of steps or N%"
+                        ))
+                    })?
+                };
+                if n == 0 {
+                    return Err(Error::invalid(format!(
+                        "seq: segment `{part}` has no steps"
+                    )));
+                }
+                n
+            }
+        };
+        if total > 0 && steps > left && !last {
+            return Err(Error::invalid(format!(
+                "seq: segment `{part}` ends at step {} but the run has {total}",
+                start + steps
+            )));
+        }
+        let inner = inner.trim();
+        if inner.starts_with("seq:") || inner.starts_with("file:") {
+            return Err(Error::invalid(format!(
+                "seq: segment `{part}`: segments are plain schedules (no seq: or file:)"
+            )));
+        }
+        segments.push((start, from_spec(inner, steps.max(1))?, scale));
+        start += steps;
+    }
+    let spec = segments
+        .iter()
+        .zip(segments.iter().skip(1).map(|s| s.0).chain([start]))
+        .map(|((st, s, scale), end)| {
+            let scale = if *scale == 1.0 {
+                String::new()
+            } else {
+                format!("*{scale}")
+            };
+            format!("{}{scale}@{}", s.spec(), end - st)
+        })
+        .collect::<Vec<_>>()
+        .join(";");
+    Ok(Sequence {
+        segments,
+        spec: format!("seq:{spec}"),
+    })
+}
+
 /// Builds a schedule for a run of `total` steps.
 pub fn from_spec(spec: &str, total: u64) -> Result<Box<dyn Schedule>> {
+    if let Some(body) = spec.trim().strip_prefix("seq:") {
+        return Ok(Box::new(sequence(body, total)?));
+    }
     if let Some(path) = spec.trim().strip_prefix("file:") {
         return Ok(Box::new(crate::refine::TabulatedSchedule::load(
             std::path::Path::new(path),
@@ -154,11 +279,11 @@ pub fn from_spec(spec: &str, total: u64) -> Result<Box<dyn Schedule>> {
         }
         Ok(v)
     };
-    let positive_unit = |s: &mut Spec, key: &'static str, d: f64| -> Result<f64> {
+    let positive = |s: &mut Spec, key: &'static str, d: f64| -> Result<f64> {
         let v = s.f64(key, d)?;
-        if !(v > 0.0 && v <= 1.0) {
+        if !(v > 0.0 && v.is_finite()) {
             return Err(Error::invalid(format!(
-                "{}: {key}={v} must be in (0, 1]",
+                "{}: {key}={v} must be positive",
                 s.name
             )));
         }
@@ -179,11 +304,11 @@ pub fn from_spec(spec: &str, total: u64) -> Result<Box<dyn Schedule>> {
             }
             Decay::Step {
                 step_size,
-                gamma: positive_unit(&mut s, "gamma", 0.1)?,
+                gamma: positive(&mut s, "gamma", 0.1)?,
             }
         }
         "exponential" => Decay::Exponential {
-            gamma: positive_unit(&mut s, "gamma", 0.999)?,
+            gamma: positive(&mut s, "gamma", 0.999)?,
         },
         "polynomial" => {
             let power = s.f64("power", 1.0)?;
@@ -271,10 +396,46 @@ mod tests {
                 && w.factor(999).abs() < 1e-12
         );
         assert!(from_spec("step:step_size=0", 10).is_err());
-        assert!(from_spec("exponential:gamma=1.5", 10).is_err());
+        assert!(from_spec("exponential:gamma=0", 10).is_err());
+        assert_eq!(
+            from_spec("step:step_size=2,gamma=2", 10).unwrap().factor(5),
+            4.0
+        );
         assert!(from_spec("wsd:decay_frac=2", 10).is_err());
         let spec = w.spec();
         assert_eq!(from_spec(&spec, 1000).unwrap().spec(), spec);
+    }
+
+    #[test]
+    fn sequences() {
+        // constant for 80%, then linear decay: the same factors as WSD with decay_frac 0.2.
+        let seq = from_spec("seq:constant@80%;linear", 1000).unwrap();
+        let wsd = from_spec("wsd:decay_frac=0.2", 1000).unwrap();
+        assert!((0..1000).all(|t| (seq.factor(t) - wsd.factor(t)).abs() < 1e-12));
+        // Each segment counts its own steps; a scale multiplies it.
+        let s = from_spec(
+            "seq:linear:warmup=10,end_factor=0.5@20;constant*0.5@30;cosine*0.5",
+            100,
+        )
+        .unwrap();
+        assert_eq!([s.factor(0), s.factor(9)], [0.1, 1.0]);
+        assert!((s.factor(19) - 0.5).abs() < 1e-12);
+        assert_eq!([s.factor(20), s.factor(49), s.factor(50)], [0.5, 0.5, 0.5]);
+        assert!(s.factor(99).abs() < 1e-12);
+        assert_eq!(from_spec(&s.spec(), 100).unwrap().spec(), s.spec());
+        for (bad, needle) in [
+            ("seq:constant;linear", "needs a length"),
+            ("seq:constant@200;linear", "ends at step 200"),
+            ("seq:constant@x;linear", "not a whole number"),
+            ("seq:constant@0;linear", "no steps"),
+            ("seq:constant*-1@5;linear", "scale"),
+            ("seq:constant@5;;linear", "empty segment"),
+            ("seq:constant@5;seq:linear", "plain schedules"),
+            ("seq:constant@5;cosin", "available"),
+        ] {
+            let e = from_spec(bad, 100).unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -446,3 +446,105 @@ fn adaptive_batch_size_grows_and_resumes_exactly() {
     std::fs::remove_dir_all(&full).unwrap();
     std::fs::remove_dir_all(&part).unwrap();
 }
+
+fn final_weights(cfg: TrainConfig, dir: Option<&Path>) -> Vec<f64> {
+    let mut t = Trainer::new(cfg).unwrap();
+    t.run(dir, &mut []).unwrap();
+    t.model()
+        .params()
+        .iter()
+        .flat_map(|p| p.tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap())
+        .collect()
+}
+
+#[test]
+fn hyperparameter_schedules() {
+    let base = TrainConfig {
+        data: "moons:n=200".into(),
+        model: "mlp:hidden=8,act=tanh".into(),
+        steps: Some(12),
+        epochs: None,
+        batch_size: 8,
+        dtype: "f64".into(),
+        ..TrainConfig::default()
+    };
+    // A momentum scheduled at half its base equals the halved momentum; weight decay scheduled to 0 equals none.
+    for (scheduled, hyper, plain) in [
+        (
+            "sgd:lr=0.1,momentum=0.8",
+            "momentum=seq:constant*0.5",
+            "sgd:lr=0.1,momentum=0.4",
+        ),
+        (
+            "adamw:lr=0.01,weight_decay=0.1",
+            "weight_decay=seq:constant*0",
+            "adamw:lr=0.01,weight_decay=0",
+        ),
+    ] {
+        let a = final_weights(
+            TrainConfig {
+                optimizer: scheduled.into(),
+                hyper_schedules: vec![hyper.into()],
+                ..base.clone()
+            },
+            None,
+        );
+        let b = final_weights(
+            TrainConfig {
+                optimizer: plain.into(),
+                ..base.clone()
+            },
+            None,
+        );
+        let c = final_weights(
+            TrainConfig {
+                optimizer: scheduled.into(),
+                ..base.clone()
+            },
+            None,
+        );
+        assert_eq!(a, b, "{hyper}");
+        assert_ne!(a, c, "{hyper} must change the run");
+    }
+    // The batch doubles every 5 steps (within one epoch of 800 training examples).
+    let dir = tmp("batch-schedule");
+    final_weights(
+        TrainConfig {
+            data: "moons:n=1000".into(),
+            hyper_schedules: vec!["batch_size=step:step_size=5,gamma=2".into()],
+            ..base.clone()
+        },
+        Some(&dir),
+    );
+    assert_eq!(
+        logged_batch_sizes(&dir),
+        [[8; 5].as_slice(), &[16; 5], &[32; 2]].concat()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    for (hyper, optimizer, needle) in [
+        ("momentum=cosine", "adam", "momentum"),
+        ("lr=cosine", "sgd", "the lr schedule is `schedule`"),
+        ("momentum", "sgd", "NAME=SPEC"),
+        ("momentum=cosin", "sgd", "available: constant"),
+        ("beta1=seq:constant*2", "adam", "scheduled beta1=1.8"),
+    ] {
+        let e = Trainer::new(TrainConfig {
+            optimizer: optimizer.into(),
+            hyper_schedules: vec![hyper.into()],
+            ..base.clone()
+        })
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(needle), "{hyper}: {e}");
+    }
+    let e = Trainer::new(TrainConfig {
+        hyper_schedules: vec!["batch_size=linear".into()],
+        batch_test: Some("norm:eta=0.5".into()),
+        ..base
+    })
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("choose one"), "{e}");
+}

@@ -26,8 +26,12 @@ pub struct TrainConfig {
     pub optimizer: String,
     /// Parameter groups `SELECTOR:key=value,...`, e.g. `rank<=1:weight_decay=0` (see `optim::groups`).
     pub groups: Vec<String>,
-    /// Learning-rate schedule spec: `constant`, `cosine:warmup=100`, `linear`.
+    /// Learning-rate schedule spec: `constant`, `cosine:warmup=100`, `linear`, `seq:...` (see [`crate::schedule`]).
     pub schedule: String,
+    /// Schedules of other hyperparameters, `NAME=SPEC`, multiplying their base values: any hyperparameter of the
+    /// optimizer (`momentum=linear:end_factor=0.5`, `weight_decay=cosine`) or `batch_size`
+    /// (`batch_size=step:step_size=500,gamma=2` doubles the batch every 500 steps; rounded, at least 1).
+    pub hyper_schedules: Vec<String>,
     /// Passes over the training split (used when `steps` is absent).
     pub epochs: Option<u64>,
     /// Total optimizer steps; overrides `epochs`.
@@ -70,6 +74,7 @@ impl Default for TrainConfig {
             optimizer: "adamw:lr=1e-3,weight_decay=0.01".into(),
             groups: Vec::new(),
             schedule: "constant".into(),
+            hyper_schedules: Vec::new(),
             epochs: Some(20),
             steps: None,
             batch_size: 64,
@@ -87,6 +92,25 @@ impl Default for TrainConfig {
             dtype: "f32".into(),
         }
     }
+}
+
+/// Splits a hyperparameter schedule `NAME=SPEC` (see [`TrainConfig::hyper_schedules`]).
+pub fn split_hyper_schedule(entry: &str) -> Result<(&str, &str)> {
+    let (name, spec) = entry
+        .split_once('=')
+        .map(|(n, s)| (n.trim(), s.trim()))
+        .filter(|(n, s)| !n.is_empty() && !s.is_empty())
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "hyperparameter schedule `{entry}` must be NAME=SPEC, e.g. momentum=linear:end_factor=0.5"
+            ))
+        })?;
+    if name == "lr" {
+        return Err(Error::invalid(
+            "the lr schedule is `schedule`; hyper_schedules are for the other hyperparameters",
+        ));
+    }
+    Ok((name, spec))
 }
 
 impl TrainConfig {
@@ -156,6 +180,14 @@ impl TrainConfig {
                         "{name}={c} must be a positive number"
                     )));
                 }
+            }
+        }
+        for h in &self.hyper_schedules {
+            let (name, _) = split_hyper_schedule(h)?;
+            if name == "batch_size" && self.batch_test.is_some() {
+                return Err(Error::invalid(
+                    "a batch_size schedule and batch_test both set the batch size; choose one",
+                ));
             }
         }
         if self.batch_test.is_some() && self.accumulate > 1 {

@@ -37,6 +37,10 @@ pub struct Trainer {
     model: Sequential,
     opt: Box<dyn Optimizer>,
     schedule: Box<dyn Schedule>,
+    /// Schedules of other optimizer hyperparameters, by name.
+    hyper_schedules: Vec<(String, Box<dyn Schedule>)>,
+    /// The batch size's schedule, if any.
+    batch_size_schedule: Option<Box<dyn Schedule>>,
     total_steps: u64,
     steps_per_epoch: u64,
     dtype: DType,
@@ -122,7 +126,23 @@ impl Trainer {
             ));
         }
         let schedule = schedule::from_spec(&config.schedule, total_steps)?;
+        let mut hyper_schedules = Vec::new();
+        let mut batch_size_schedule = None;
+        let mut resolved_hypers = Vec::new();
+        for entry in &config.hyper_schedules {
+            let (name, s) = super::config::split_hyper_schedule(entry)?;
+            let s = schedule::from_spec(s, total_steps)?;
+            resolved_hypers.push(format!("{name}={}", s.spec()));
+            if name == "batch_size" {
+                batch_size_schedule = Some(s);
+            } else {
+                // Fails now, with the optimizer's valid names, if it has no such hyperparameter.
+                opt.apply_schedule(name, s.factor(0))?;
+                hyper_schedules.push((name.to_string(), s));
+            }
+        }
         let mut resolved = config.clone();
+        resolved.hyper_schedules = resolved_hypers;
         resolved.model = spec.to_spec();
         resolved.optimizer = opt.spec();
         resolved.schedule = schedule.spec();
@@ -134,6 +154,8 @@ impl Trainer {
             model,
             opt,
             schedule,
+            hyper_schedules,
+            batch_size_schedule,
             total_steps,
             steps_per_epoch,
             dtype,
@@ -396,6 +418,13 @@ impl Trainer {
         while self.loop_state.step < end {
             let step = self.loop_state.step;
             self.opt.apply_schedule("lr", self.schedule.factor(step))?;
+            for (name, s) in &self.hyper_schedules {
+                self.opt.apply_schedule(name, s.factor(step))?;
+            }
+            if let Some(s) = &self.batch_size_schedule {
+                let b = (self.config.batch_size as f64 * s.factor(step)).round();
+                self.loop_state.batch_size = b.clamp(1.0, self.train.len() as f64) as usize;
+            }
             let lr = self.opt.lr();
             let (idx, epoch, epoch_done) = self.next_batch();
             let test_now = self
