@@ -15,4 +15,4 @@ for s in constant cosine wsd:decay_frac=0.2 linear; do
 done
 "$O" scaling fit --run "$OUT/constant" --run "$OUT/cosine" --loss "$LOSS" --bin "$BIN" --out "$OUT/fit.json"
 "$O" scaling check --params "$OUT/fit.json" --run "$OUT/wsd" --run "$OUT/linear" --loss "$LOSS" --bin "$BIN" \
-  --json "$OUT/check.json"
+  --json > "$OUT/check.json"

@@ -47,6 +47,9 @@ pub enum ScalingWhat {
         /// The fitted law (JSON); a plot of the fit is written beside it.
         #[arg(long)]
         out: PathBuf,
+        /// Print the fitted law as one JSON object on stdout (the summary goes to stderr).
+        #[arg(long)]
+        json: bool,
     },
     /// Predict the loss curve of schedules from a fitted law, and rank them by final loss.
     #[command(
@@ -68,6 +71,9 @@ pub enum ScalingWhat {
         /// The predicted curves (CSV); a PNG is written beside it.
         #[arg(long)]
         out: PathBuf,
+        /// Print the final losses and ranking as one JSON object on stdout (the summary goes to stderr).
+        #[arg(long)]
+        json: bool,
     },
     /// Compare a fitted law with runs it was not fitted on: the law's curve for each run's logged lrs against the
     /// run's losses (MAPE, final loss, and whether the law ranks the runs right).
@@ -88,9 +94,9 @@ pub enum ScalingWhat {
         /// Leave out the first fraction of each run.
         #[arg(long, default_value_t = 0.05)]
         skip: f64,
-        /// Also write the comparison as JSON.
+        /// Print the comparison as one JSON object on stdout (the table goes to stderr).
         #[arg(long)]
-        json: Option<PathBuf>,
+        json: bool,
     },
 }
 
@@ -114,6 +120,17 @@ pub struct CurveFit {
 
 const KIND: &str = "optlab-anneal-law";
 
+/// Human-readable output: stdout, or stderr when stdout carries the `--json` object.
+macro_rules! say {
+    ($json:expr, $($t:tt)*) => {
+        if $json {
+            eprintln!($($t)*)
+        } else {
+            println!($($t)*)
+        }
+    };
+}
+
 pub fn run(a: ScalingArgs) -> Result<()> {
     match a.what {
         ScalingWhat::Fit {
@@ -124,14 +141,16 @@ pub fn run(a: ScalingArgs) -> Result<()> {
             skip,
             lambda,
             out,
-        } => fit(&runs, &curves, loss, bin, skip, lambda, &out),
+            json,
+        } => fit(&runs, &curves, loss, bin, skip, lambda, &out, json),
         ScalingWhat::Predict {
             params,
             schedules,
             steps,
             lr,
             out,
-        } => predict(&params, &schedules, steps, lr, &out),
+            json,
+        } => predict(&params, &schedules, steps, lr, &out, json),
         ScalingWhat::Check {
             params,
             runs,
@@ -139,7 +158,7 @@ pub fn run(a: ScalingArgs) -> Result<()> {
             bin,
             skip,
             json,
-        } => check(&params, &runs, loss, bin, skip, json.as_deref()),
+        } => check(&params, &runs, loss, bin, skip, json),
     }
 }
 
@@ -151,6 +170,7 @@ fn fit(
     skip: f64,
     lambda: f64,
     out: &Path,
+    json: bool,
 ) -> Result<()> {
     anyhow::ensure!(
         !runs.is_empty() || !csvs.is_empty(),
@@ -230,7 +250,7 @@ fn fit(
         &series,
         true,
     )?;
-    println!(
+    say!(json,
         "L = {:.5} + {:.5} * S1^-{:.5} - {:.5} * S2   (lambda {}, {} points, R^2 {:.5}, MAPE {:.3}%, best of {} starts)",
         fitted.l0,
         fitted.a,
@@ -243,9 +263,18 @@ fn fit(
         report.starts
     );
     for c in &file.curves {
-        println!("  {}: {} points, MAPE {:.3}%", c.name, c.points, c.mape);
+        say!(
+            json,
+            "  {}: {} points, MAPE {:.3}%",
+            c.name,
+            c.points,
+            c.mape
+        );
     }
-    println!("law: {}\nplot: {}", out.display(), png.display());
+    say!(json, "law: {}\nplot: {}", out.display(), png.display());
+    if json {
+        println!("{}", serde_json::to_string(&file)?);
+    }
     Ok(())
 }
 
@@ -297,7 +326,7 @@ fn check(
     loss: LossKind,
     bin: usize,
     skip: f64,
-    json: Option<&Path>,
+    json: bool,
 ) -> Result<()> {
     anyhow::ensure!(
         (0.0..1.0).contains(&skip),
@@ -322,11 +351,19 @@ fn check(
             final_predicted: pred[pred.len() - 1],
         });
     }
-    println!("| run | points | MAPE % | final loss observed | predicted |\n|---|---|---|---|---|");
+    say!(
+        json,
+        "| run | points | MAPE % | final loss observed | predicted |\n|---|---|---|---|---|"
+    );
     for r in &rows {
-        println!(
+        say!(
+            json,
             "| {} | {} | {:.3} | {:.5} | {:.5} |",
-            r.run, r.points, r.mape, r.final_observed, r.final_predicted
+            r.run,
+            r.points,
+            r.mape,
+            r.final_observed,
+            r.final_predicted
         );
     }
     let order = |key: fn(&RunCheck) -> f64| {
@@ -336,7 +373,8 @@ fn check(
     };
     let ranking_right = order(|r| r.final_observed) == order(|r| r.final_predicted);
     if rows.len() > 1 {
-        println!(
+        say!(
+            json,
             "ranking by final loss: {}",
             if ranking_right {
                 "predicted right"
@@ -345,10 +383,9 @@ fn check(
             }
         );
     }
-    if let Some(j) = json {
+    if json {
         let v = serde_json::json!({ "runs": rows, "ranking_right": ranking_right });
-        std::fs::write(j, serde_json::to_string_pretty(&v)?)
-            .with_context(|| format!("cannot write {}", j.display()))?;
+        println!("{v}");
     }
     Ok(())
 }
@@ -359,6 +396,7 @@ fn predict(
     steps: u64,
     lr: Option<f64>,
     out: &Path,
+    json: bool,
 ) -> Result<()> {
     let file = load_fit(params)?;
     let peak = lr.unwrap_or(file.peak_lr);
@@ -390,10 +428,21 @@ fn predict(
     line_chart(&png, "Predicted loss (P38)", "step", "loss", &series, true)?;
     let mut ranked: Vec<(&String, f64)> = curves.iter().map(|(n, c)| (n, c[c.len() - 1])).collect();
     ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
-    println!("predicted final loss after {steps} steps at peak lr {peak}:");
+    say!(
+        json,
+        "predicted final loss after {steps} steps at peak lr {peak}:"
+    );
     for (i, (name, l)) in ranked.iter().enumerate() {
-        println!("  {}. {name}: {l:.5}", i + 1);
+        say!(json, "  {}. {name}: {l:.5}", i + 1);
     }
-    println!("curves: {}\nplot: {}", out.display(), png.display());
+    say!(json, "curves: {}\nplot: {}", out.display(), png.display());
+    if json {
+        let v = serde_json::json!({
+            "steps": steps,
+            "peak_lr": peak,
+            "final_loss": ranked.iter().map(|(n, l)| serde_json::json!({"schedule": n, "loss": l})).collect::<Vec<_>>(),
+        });
+        println!("{v}");
+    }
     Ok(())
 }

@@ -633,6 +633,21 @@ fn scaling_fit_predict_check() {
         out.contains("1. linear:warmup=50") && out.contains("2. constant"),
         "{out}"
     );
+    let o = run(&[
+        "scaling",
+        "predict",
+        "--params",
+        fit.to_str().unwrap(),
+        "--schedule",
+        "constant",
+        "--steps",
+        "3000",
+        "--out",
+        d.join("pred2.csv").to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["final_loss"][0]["schedule"], "constant");
     let csv = std::fs::read_to_string(&pred).unwrap();
     let last: f64 = csv
         .lines()
@@ -671,13 +686,7 @@ fn scaling_fit_predict_check() {
         assert!(o.status.success(), "{:?}", text(&o));
         run_args.extend(["--run".into(), r.display().to_string()]);
     }
-    let json = d.join("check.json");
-    run_args.extend([
-        "--bin".into(),
-        "5".into(),
-        "--json".into(),
-        json.display().to_string(),
-    ]);
+    run_args.extend(["--bin".into(), "5".into()]);
     let o = optlab().args(&run_args).output().unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
@@ -685,7 +694,9 @@ fn scaling_fit_predict_check() {
         out.contains("| MAPE %") && out.contains("ranking by final loss"),
         "{out}"
     );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    run_args.push("--json".into());
+    let o = optlab().args(&run_args).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["runs"].as_array().unwrap().len(), 2);
     assert_eq!(v["runs"][0]["points"].as_u64(), Some(12));
     // Errors.
