@@ -19,38 +19,42 @@ pub enum LossKind {
     Val,
 }
 
+/// `optlab scaling fit`.
+#[derive(Args, Debug)]
+pub struct FitArgs {
+    /// Run directories (their metrics.jsonl, logged every step).
+    #[arg(long = "run")]
+    pub runs: Vec<PathBuf>,
+    /// Curve CSV files (step,lr,loss).
+    #[arg(long = "curve")]
+    pub curves: Vec<PathBuf>,
+    /// Which loss of a run to fit.
+    #[arg(long, value_enum, default_value_t = LossKind::Train)]
+    pub loss: LossKind,
+    /// Average consecutive blocks of this many losses first (mini-batch losses are noisy).
+    #[arg(long, default_value_t = 1)]
+    pub bin: usize,
+    /// Leave out the first fraction of each curve (the paper fits from 5% of the run on).
+    #[arg(long, default_value_t = 0.05)]
+    pub skip: f64,
+    /// Decay of the annealing momentum.
+    #[arg(long, default_value_t = law::DEFAULT_LAMBDA)]
+    pub lambda: f64,
+    /// The fitted law (JSON); a plot of the fit is written beside it.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print the fitted law as one JSON object on stdout (the summary goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ScalingWhat {
     /// Fit L = L0 + A*S1^-alpha - C*S2 to one or more runs or loss curves.
     #[command(
         after_help = "Examples:\n  optlab scaling fit --run runs/constant --run runs/cosine --bin 20 --out fit.json\n  optlab scaling fit --curve constant.csv --curve cosine.csv --out fit.json\n\nA curve CSV has the header step,lr,loss and one row per update (step 1, 2, ...): the lr of that update and the\nloss after it (the loss may be empty)."
     )]
-    Fit {
-        /// Run directories (their metrics.jsonl, logged every step).
-        #[arg(long = "run")]
-        runs: Vec<PathBuf>,
-        /// Curve CSV files (step,lr,loss).
-        #[arg(long = "curve")]
-        curves: Vec<PathBuf>,
-        /// Which loss of a run to fit.
-        #[arg(long, value_enum, default_value_t = LossKind::Train)]
-        loss: LossKind,
-        /// Average consecutive blocks of this many losses first (mini-batch losses are noisy).
-        #[arg(long, default_value_t = 1)]
-        bin: usize,
-        /// Leave out the first fraction of each curve (the paper fits from 5% of the run on).
-        #[arg(long, default_value_t = 0.05)]
-        skip: f64,
-        /// Decay of the annealing momentum.
-        #[arg(long, default_value_t = law::DEFAULT_LAMBDA)]
-        lambda: f64,
-        /// The fitted law (JSON); a plot of the fit is written beside it.
-        #[arg(long)]
-        out: PathBuf,
-        /// Print the fitted law as one JSON object on stdout (the summary goes to stderr).
-        #[arg(long)]
-        json: bool,
-    },
+    Fit(FitArgs),
     /// Predict the loss curve of schedules from a fitted law, and rank them by final loss.
     #[command(
         after_help = "Example:\n  optlab scaling predict --params fit.json --schedule wsd:decay_frac=0.2 --schedule linear --steps 2000 --out pred.csv"
@@ -133,16 +137,7 @@ macro_rules! say {
 
 pub fn run(a: ScalingArgs) -> Result<()> {
     match a.what {
-        ScalingWhat::Fit {
-            runs,
-            curves,
-            loss,
-            bin,
-            skip,
-            lambda,
-            out,
-            json,
-        } => fit(&runs, &curves, loss, bin, skip, lambda, &out, json),
+        ScalingWhat::Fit(f) => fit(&f),
         ScalingWhat::Predict {
             params,
             schedules,
@@ -162,16 +157,18 @@ pub fn run(a: ScalingArgs) -> Result<()> {
     }
 }
 
-fn fit(
-    runs: &[PathBuf],
-    csvs: &[PathBuf],
-    loss: LossKind,
-    bin: usize,
-    skip: f64,
-    lambda: f64,
-    out: &Path,
-    json: bool,
-) -> Result<()> {
+fn fit(f: &FitArgs) -> Result<()> {
+    let FitArgs {
+        runs,
+        curves: csvs,
+        loss,
+        bin,
+        skip,
+        lambda,
+        out,
+        json,
+    } = f;
+    let (loss, bin, skip, lambda, json) = (*loss, *bin, *skip, *lambda, *json);
     anyhow::ensure!(
         !runs.is_empty() || !csvs.is_empty(),
         "give at least one --run DIR or --curve FILE.csv"
