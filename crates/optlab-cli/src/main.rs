@@ -1,6 +1,7 @@
 //! `optlab`: train, compare and analyse with the methods of the optlab library from one command.
 
 mod bench;
+mod cbo_cmd;
 mod compare;
 mod curvature;
 mod hparams;
@@ -49,6 +50,8 @@ enum Cmd {
     Schedule(schedule_cmd::ScheduleArgs),
     /// Hyperparameter laws: Step Law's optimal lr and batch size (P17); moving an lr to another batch size (P36).
     Hparams(hparams::HparamsArgs),
+    /// Consensus-based optimization (P23) of a test function over many seeded runs: success rate, evaluations, time.
+    Cbo(cbo_cmd::CboArgs),
     /// The scaling law with learning-rate annealing (P38): fit it to loss curves, predict other schedules.
     Scaling(scaling_cmd::ScalingArgs),
     /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
@@ -68,6 +71,7 @@ fn main() {
         Cmd::Curvature(a) => curvature::run(a),
         Cmd::Schedule(a) => schedule_cmd::run(a),
         Cmd::Hparams(a) => hparams::run(a),
+        Cmd::Cbo(a) => cbo_cmd::run(a),
         Cmd::Scaling(a) => scaling_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),
     };

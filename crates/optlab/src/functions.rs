@@ -172,6 +172,51 @@ impl TestFunction {
         })
     }
 
+    /// f(x) in plain f64 arithmetic, without tensors (for derivative-free solvers that evaluate millions of
+    /// points); the same values as [`TestFunction::value`]. `x.len()` must pass [`TestFunction::check_dim`].
+    pub fn eval_plain(self, x: &[f64]) -> Result<f64> {
+        use std::f64::consts::{E, PI};
+        self.check_dim(x.len())?;
+        let d = x.len() as f64;
+        Ok(match self {
+            TestFunction::Rosenbrock => x
+                .windows(2)
+                .map(|w| 100.0 * (w[1] - w[0] * w[0]).powi(2) + (1.0 - w[0]).powi(2))
+                .sum(),
+            TestFunction::Rastrigin => {
+                10.0 * d
+                    + x.iter()
+                        .map(|v| v * v - 10.0 * (2.0 * PI * v).cos())
+                        .sum::<f64>()
+            }
+            TestFunction::Ackley => {
+                let r = (x.iter().map(|v| v * v).sum::<f64>() / d).sqrt();
+                let cs = x.iter().map(|v| (2.0 * PI * v).cos()).sum::<f64>() / d;
+                -20.0 * (-0.2 * r).exp() - cs.exp() + 20.0 + E
+            }
+            TestFunction::Beale => {
+                let (u, v) = (x[0], x[1]);
+                [(1, 1.5), (2, 2.25), (3, 2.625)]
+                    .iter()
+                    .map(|&(k, c)| (c - u + u * v.powi(k)).powi(2))
+                    .sum()
+            }
+            TestFunction::Quadratic => x
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let c = if x.len() == 1 {
+                        1.0
+                    } else {
+                        1.0 + 9.0 * i as f64 / (d - 1.0)
+                    };
+                    0.5 * c * v * v
+                })
+                .sum(),
+            TestFunction::Logistic => self.eval(x)?,
+        })
+    }
+
     /// f(x) in f64 for a plain vector.
     pub fn eval(self, x: &[f64]) -> Result<f64> {
         let t = Tensor::from_slice(x, x.len(), &Device::Cpu)?;
@@ -273,6 +318,21 @@ fn logistic_data(d: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_evaluation_equals_the_tensor_one() {
+        for name in FUNCTION_NAMES {
+            let f = TestFunction::parse(name).unwrap();
+            let d = if f == TestFunction::Beale { 2 } else { 5 };
+            let x: Vec<f64> = (0..d).map(|i| 0.3 * i as f64 - 0.7).collect();
+            let (a, b) = (f.eval_plain(&x).unwrap(), f.eval(&x).unwrap());
+            assert!(
+                (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                "{name}: {a} vs {b}"
+            );
+        }
+        assert!(TestFunction::Beale.eval_plain(&[1.0]).is_err());
+    }
 
     #[test]
     fn known_minima_and_values() {

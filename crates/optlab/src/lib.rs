@@ -29,6 +29,7 @@ pub mod rng;
 pub mod scaling;
 pub mod schedule;
 pub mod second_order;
+pub mod solvers;
 pub mod spec;
 pub mod tensor_io;
 pub mod train;
