@@ -8,8 +8,8 @@
 //! x_i ← x_i − λ·dt·(x_i − c_α) + σ·√dt·‖x_i − c_α‖·ξ_i        (isotropic)
 //! x_i ← x_i − λ·dt·(x_i − c_α) + σ·√dt·(x_i − c_α) ⊙ ξ_i      (anisotropic, scales to high dimension)
 //!
-//! with ξ_i standard normal. The consensus may be computed on a random mini-batch of particles each step, and α may
-//! grow geometrically (`alpha_factor`). The paper's consensus hopping scheme — every step, the new iterate is the
+//! with ξ_i standard normal. The consensus may be computed on a mini-batch of particles each step, and α grows
+//! geometrically (`alpha_factor`, CBXpy's default scheduler ×1.05 per step up to 1e5). The paper's consensus hopping scheme — every step, the new iterate is the
 //! consensus point of N samples drawn around the current one, with a shrinking spread — is [`consensus_hopping`].
 //!
 //! ```
@@ -61,14 +61,17 @@ pub struct CboConfig {
     pub sigma: f64,
     /// Initial inverse temperature α of the consensus weights.
     pub alpha: f64,
-    /// α is multiplied by this after every step (1 keeps it fixed) ...
+    /// α is multiplied by this after every step (CBXpy's default scheduler: 1.05; 1 keeps it fixed) ...
     pub alpha_factor: f64,
     /// ... up to this value.
     pub alpha_max: f64,
     pub noise: Noise,
-    /// Particles in the random mini-batch the consensus is computed from each step (all when `None`); every
-    /// particle moves towards that consensus.
+    /// Particles in the mini-batch the consensus is computed from each step (all when `None`). Batches walk through
+    /// a random permutation of the particles, drawing a new one when fewer than `batch` are left (CBXpy's
+    /// `resample`).
     pub batch: Option<usize>,
+    /// With a batch: only the batch's particles move (CBXpy's default `partial=True`), or all of them.
+    pub partial: bool,
     pub max_iters: u64,
     /// Initial particles are uniform in [lo, hi]^d.
     pub init: (f64, f64),
@@ -82,10 +85,11 @@ impl Default for CboConfig {
             lambda: 1.0,
             sigma: 5.1,
             alpha: 1.0,
-            alpha_factor: 1.0,
+            alpha_factor: 1.05,
             alpha_max: 1e5,
             noise: Noise::Isotropic,
             batch: None,
+            partial: true,
             max_iters: 1000,
             init: (-1.0, 1.0),
         }
@@ -206,11 +210,17 @@ pub fn cbo_seeded(
     let (mut best_x, mut best_f) = (x[..dim].to_vec(), f64::INFINITY);
     let sqrt_dt = cfg.dt.sqrt();
     let mut z = Normals::default();
+    let (mut order, mut cursor) = ((0..n).collect::<Vec<usize>>(), n);
     for _ in 0..cfg.max_iters {
-        let idx: Vec<usize> = if m == n {
-            (0..n).collect()
+        let idx: &[usize] = if m == n {
+            &order
         } else {
-            permutation(n, &mut rng)[..m].to_vec()
+            if cursor + m > n {
+                order = permutation(n, &mut rng);
+                cursor = 0;
+            }
+            cursor += m;
+            &order[cursor - m..cursor]
         };
         for (k, &i) in idx.iter().enumerate() {
             let xi = &x[i * dim..(i + 1) * dim];
@@ -222,7 +232,20 @@ pub fn cbo_seeded(
             }
         }
         consensus(&batch_x, &batch_f, dim, alpha, &mut c);
-        step_particles(&mut x, &c, cfg, sqrt_dt, &mut rng, &mut z);
+        if m == n || !cfg.partial {
+            step_particles(&mut x, &c, cfg, sqrt_dt, &mut rng, &mut z);
+        } else {
+            for &i in idx {
+                step_particles(
+                    &mut x[i * dim..(i + 1) * dim],
+                    &c,
+                    cfg,
+                    sqrt_dt,
+                    &mut rng,
+                    &mut z,
+                );
+            }
+        }
         alpha = (alpha * cfg.alpha_factor).min(cfg.alpha_max.max(cfg.alpha));
     }
     let fc = value(f, &c, &mut evals);
@@ -314,12 +337,12 @@ pub struct HoppingConfig {
 impl Default for HoppingConfig {
     fn default() -> Self {
         HoppingConfig {
-            samples: 40,
-            alpha: 30.0,
+            samples: 200,
+            alpha: 0.05,
             sigma: 1.0,
             shrink: 0.98,
-            shrink_every: 100,
-            max_iters: 5000,
+            shrink_every: 10,
+            max_iters: 2000,
         }
     }
 }
@@ -458,6 +481,31 @@ mod tests {
             assert!(e.contains(needle), "{e}");
         }
         assert!(cbo(&f, 0, &cfg, 0).is_err());
+    }
+
+    #[test]
+    fn partial_batches_move_only_their_particles() {
+        let f = |x: &[f64]| x[0] * x[0];
+        let cfg = CboConfig {
+            particles: 10,
+            batch: Some(3),
+            max_iters: 5,
+            ..CboConfig::default()
+        };
+        let part = cbo(&f, 1, &cfg, 0).unwrap();
+        assert_eq!(part.evaluations, 5 * 3 + 1);
+        let all = cbo(
+            &f,
+            1,
+            &CboConfig {
+                partial: false,
+                ..cfg.clone()
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(all.evaluations, 5 * 3 + 1);
+        assert_ne!(part.x, all.x);
     }
 
     #[test]
