@@ -3,6 +3,7 @@
 mod bench;
 mod cbo_cmd;
 mod compare;
+mod convex_relu_cmd;
 mod curvature;
 mod hparams;
 mod optimize;
@@ -52,6 +53,8 @@ enum Cmd {
     Hparams(hparams::HparamsArgs),
     /// Consensus-based optimization (P23) of a test function over many seeded runs: success rate, evaluations, time.
     Cbo(cbo_cmd::CboArgs),
+    /// Convex training of a two-layer ReLU network by ADMM (P28), saved as a loadable MLP.
+    ConvexRelu(convex_relu_cmd::ConvexReluArgs),
     /// The scaling law with learning-rate annealing (P38): fit it to loss curves, predict other schedules.
     Scaling(scaling_cmd::ScalingArgs),
     /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
@@ -72,6 +75,7 @@ fn main() {
         Cmd::Schedule(a) => schedule_cmd::run(a),
         Cmd::Hparams(a) => hparams::run(a),
         Cmd::Cbo(a) => cbo_cmd::run(a),
+        Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Scaling(a) => scaling_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),
     };

@@ -1,5 +1,7 @@
 //! Standalone solvers that need no neural-network engine: plain numerics on slices with rayon.
 //!
 //! - [`cbo`]: consensus-based optimization and consensus hopping (P23).
+//! - [`convex_relu`]: convex training of two-layer ReLU networks by ADMM (P28).
 
 pub mod cbo;
+pub mod convex_relu;
