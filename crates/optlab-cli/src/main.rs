@@ -5,6 +5,7 @@ mod cbo_cmd;
 mod compare;
 mod convex_relu_cmd;
 mod curvature;
+mod dag_cmd;
 mod hparams;
 mod optimize;
 mod plot;
@@ -55,6 +56,8 @@ enum Cmd {
     Cbo(cbo_cmd::CboArgs),
     /// Convex training of a two-layer ReLU network by ADMM (P28), saved as a loadable MLP.
     ConvexRelu(convex_relu_cmd::ConvexReluArgs),
+    /// Linear-SEM structure learning (P40): simulate data, fit a DAG with CoLiDE or DAGMA.
+    Dag(dag_cmd::DagArgs),
     /// The scaling law with learning-rate annealing (P38): fit it to loss curves, predict other schedules.
     Scaling(scaling_cmd::ScalingArgs),
     /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
@@ -76,6 +79,7 @@ fn main() {
         Cmd::Hparams(a) => hparams::run(a),
         Cmd::Cbo(a) => cbo_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
+        Cmd::Dag(a) => dag_cmd::run(a),
         Cmd::Scaling(a) => scaling_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),
     };

@@ -2,6 +2,8 @@
 //!
 //! - [`cbo`]: consensus-based optimization and consensus hopping (P23).
 //! - [`convex_relu`]: convex training of two-layer ReLU networks by ADMM (P28).
+//! - [`dag`]: linear-SEM structure learning with CoLiDE and DAGMA (P40).
 
 pub mod cbo;
 pub mod convex_relu;
+pub mod dag;
