@@ -38,6 +38,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     ap.add_argument("--vendor", default=None, help="vendor folder (default $OPTLAB_REF_VENDOR or /tmp/optlab_ref_vendor)")
     ap.add_argument("--no-hash-check", action="store_true")
+    ap.add_argument("--emit-cov", action="store_true",
+                    help="also print the covariance of the centred data and the true edges (for optlab bench solvers)")
     a = ap.parse_args()
     if not (a.graph.startswith("er") and a.graph[2:].isdigit()):
         sys.exit(f"--graph must be erK (e.g. er2, er4), got {a.graph!r}")
@@ -49,8 +51,11 @@ def main():
     if a.vendor:
         os.environ["OPTLAB_REF_VENDOR"] = a.vendor
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, os.path.join(here, "..", "tools", "reference"))
+    # tools/reference of the checkout this script lives in (crates/optlab-cli/src/bench/ -> repository root).
+    root = os.path.dirname(os.path.abspath(__file__))
+    while not os.path.isdir(os.path.join(root, "tools", "reference")) and os.path.dirname(root) != root:
+        root = os.path.dirname(root)
+    sys.path.insert(0, os.path.join(root, "tools", "reference"))
     import colide_fixtures as cf  # noqa: E402  (stdlib-only at import; numpy comes later)
 
     vendor = a.vendor or cf.common.vendor_dir()
@@ -72,10 +77,16 @@ def main():
         if best is None or r["seconds"] < best["seconds"]:
             best = r
     m = cf.score(ref, W_true, best["W_post"])
-    print(json.dumps({"seconds": round(best["seconds"], 4), "shd": m["shd"], "tpr": m["tpr"],
-                      "fdr": m["fdr"], "fpr": m["fpr"], "nnz": m["nnz"], "is_dag": m["is_dag"],
-                      "variant": a.variant, "graph": a.graph, "d": a.d, "n": a.n, "seed": a.seed,
-                      "noise": a.noise, "threads": a.threads, "repeat": a.repeat}))
+    out = {"seconds": round(best["seconds"], 4), "shd": m["shd"], "tpr": m["tpr"],
+           "fdr": m["fdr"], "fpr": m["fpr"], "nnz": m["nnz"], "is_dag": m["is_dag"],
+           "variant": a.variant, "graph": a.graph, "d": a.d, "n": a.n, "seed": a.seed,
+           "noise": a.noise, "threads": a.threads, "repeat": a.repeat}
+    if a.emit_cov:
+        import numpy as np
+        Xc = X - X.mean(axis=0, keepdims=True)
+        out["cov"] = (Xc.T @ Xc / float(X.shape[0])).tolist()
+        out["b_true"] = [[int(i), int(j), float(W_true[i, j])] for i, j in zip(*np.nonzero(W_true))]
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

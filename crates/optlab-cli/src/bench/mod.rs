@@ -3,6 +3,7 @@
 
 mod curvature;
 mod optim;
+mod solvers;
 mod train;
 
 use anyhow::Result;
@@ -23,6 +24,8 @@ pub enum BenchWhat {
     Optim(optim::OptimBenchArgs),
     /// Cost of one exact Hessian-vector product as a multiple of one gradient, next to PyTorch's.
     Curvature(curvature::CurvatureBenchArgs),
+    /// CBO iterations/s against CBXpy and CoLiDE/DAGMA wall time against the official code, same problems.
+    Solvers(solvers::SolversBenchArgs),
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -30,6 +33,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         BenchWhat::Train(t) => train::run(t),
         BenchWhat::Optim(o) => optim::run(o),
         BenchWhat::Curvature(c) => curvature::run(c),
+        BenchWhat::Solvers(s) => solvers::run(s),
     }
 }
 

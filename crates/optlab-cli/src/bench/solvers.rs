@@ -1,0 +1,192 @@
+//! `optlab bench solvers`: CBO iterations per second against CBXpy, and CoLiDE/DAGMA wall time against the
+//! official Python code, on the same problems in the same run (where those are installed).
+
+use anyhow::Result;
+use clap::Args;
+use optlab::functions::TestFunction;
+use optlab::solvers::cbo::{cbo_runs, is_success, CboConfig, Noise};
+use optlab::solvers::dag::colide::{fit, DagOptions, Score};
+use optlab::solvers::dag::{accuracy, to_dag};
+use serde_json::Value;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct SolversBenchArgs {
+    /// CBO runs (Rastrigin d=20, N=40, anisotropic, sigma 10.1, alpha 30, dt 0.01, x0 ~ U[-3,3]^20).
+    #[arg(long, default_value_t = 100)]
+    pub cbo_runs: u64,
+    #[arg(long, default_value_t = 5000)]
+    pub cbo_iters: u64,
+    /// CoLiDE problem: variables, graph, seed and noise of the official simulator.
+    #[arg(long, default_value_t = 20)]
+    pub dag_d: usize,
+    #[arg(long, default_value = "er2")]
+    pub dag_graph: String,
+    #[arg(long, default_value = "nv")]
+    pub dag_noise: String,
+    #[arg(long, default_value_t = 0)]
+    pub dag_seed: u64,
+    /// Skip the Python side (CBXpy and the official CoLiDE).
+    #[arg(long)]
+    pub no_python: bool,
+}
+
+/// Runs one of the Python scripts next to this file (by path, so it can find tools/reference/), returning its
+/// JSON line; `None` with a note when it is skipped, not installed (exit 3) or failed.
+fn python(script: &str, args: &[String], skip: bool) -> Option<Value> {
+    if skip {
+        return None;
+    }
+    let path = format!("{}/src/bench/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let what = if out.status.code() == Some(3) {
+            "not installed"
+        } else {
+            err.trim()
+        };
+        eprintln!(
+            "note: {script}: {}",
+            what.lines().last().unwrap_or("failed")
+        );
+        return None;
+    }
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).ok()
+}
+
+pub fn run(a: SolversBenchArgs) -> Result<()> {
+    anyhow::ensure!(
+        a.cbo_runs >= 1 && a.cbo_iters >= 1,
+        "--cbo-runs and --cbo-iters must be at least 1"
+    );
+    // CBO.
+    let cfg = CboConfig {
+        particles: 40,
+        sigma: 10.1,
+        alpha: 30.0,
+        noise: Noise::Anisotropic,
+        max_iters: a.cbo_iters,
+        init: (-3.0, 3.0),
+        ..CboConfig::default()
+    };
+    let f = |x: &[f64]| TestFunction::Rastrigin.eval_plain(x).unwrap_or(f64::NAN);
+    let t = Instant::now();
+    let runs = cbo_runs(&f, 20, &cfg, 0, a.cbo_runs)?;
+    let secs = t.elapsed().as_secs_f64();
+    let ok = runs
+        .iter()
+        .filter(|r| is_success(&r.x, &[0.0; 20], 0.25))
+        .count();
+    let ours_ips = (a.cbo_iters * a.cbo_runs) as f64 / secs;
+    let cbx = python(
+        "cbo_cbxpy.py",
+        &[
+            "--runs".into(),
+            a.cbo_runs.to_string(),
+            "--iters".into(),
+            a.cbo_iters.to_string(),
+        ],
+        a.no_python,
+    );
+    println!(
+        "CBO, Rastrigin d=20, N=40, anisotropic, {} runs x {} iterations (iterations/s counts every run's steps)",
+        a.cbo_runs, a.cbo_iters
+    );
+    println!(
+        "{:<8} {:>10} {:>14} {:>10}",
+        "", "seconds", "iterations/s", "success"
+    );
+    println!(
+        "{:<8} {:>10.2} {:>14.0} {:>9}/{}",
+        "optlab", secs, ours_ips, ok, a.cbo_runs
+    );
+    match &cbx {
+        Some(v) => {
+            let (s, ips) = (
+                v["seconds"].as_f64().unwrap_or(f64::NAN),
+                v["iterations_per_second"].as_f64().unwrap_or(f64::NAN),
+            );
+            println!(
+                "{:<8} {:>10.2} {:>14.0} {:>10.2}",
+                "CBXpy",
+                s,
+                ips,
+                v["success_rate"].as_f64().unwrap_or(f64::NAN)
+            );
+            println!("optlab is {:.1}x CBXpy's iterations/s", ours_ips / ips);
+        }
+        None => println!("CBXpy    n/a (pip install cbx, or --no-python)"),
+    }
+    // CoLiDE / DAGMA on the official simulator's data.
+    println!(
+        "\nCoLiDE/DAGMA, {} d={} {} noise, seed {}, n=1000 (the official simulator's data; official code single-threaded BLAS)",
+        a.dag_graph, a.dag_d, a.dag_noise, a.dag_seed
+    );
+    println!(
+        "{:<10} {:>12} {:>6} {:>6} {:>14} {:>6} {:>6} {:>8}",
+        "variant", "optlab s", "SHD", "TPR", "official s", "SHD", "TPR", "speedup"
+    );
+    for (variant, score) in [
+        ("ev", Score::ColideEv),
+        ("nv", Score::ColideNv),
+        ("dagma", Score::Dagma),
+    ] {
+        let args: Vec<String> = [
+            "--d",
+            &a.dag_d.to_string(),
+            "--graph",
+            &a.dag_graph,
+            "--seed",
+            &a.dag_seed.to_string(),
+            "--noise",
+            &a.dag_noise,
+            "--variant",
+            variant,
+            "--emit-cov",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let Some(off) = python("colide_official.py", &args, a.no_python) else {
+            println!("{variant:<10} n/a: the official code (vendored, see tools/reference/colide_fixtures.py) is needed for the shared data");
+            continue;
+        };
+        let cov: Vec<Vec<f64>> = serde_json::from_value(off["cov"].clone())?;
+        let d = cov.len();
+        let mut truth = vec![vec![0.0; d]; d];
+        for e in off["b_true"].as_array().into_iter().flatten() {
+            truth[e[0].as_u64().unwrap_or(0) as usize][e[1].as_u64().unwrap_or(0) as usize] =
+                e[2].as_f64().unwrap_or(0.0);
+        }
+        let t = Instant::now();
+        let w = fit(&cov, score, &DagOptions::for_score(score))?.w;
+        let w = match score {
+            Score::Dagma => w
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|v| if v.abs() < 0.3 { 0.0 } else { *v })
+                        .collect()
+                })
+                .collect(),
+            _ => to_dag(&w, 0.3),
+        };
+        let secs = t.elapsed().as_secs_f64();
+        let m = accuracy(&truth, &w);
+        let off_s = off["seconds"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{variant:<10} {secs:>12.3} {:>6} {:>6.3} {off_s:>14.3} {:>6} {:>6.3} {:>7.1}x",
+            m.shd,
+            m.tpr,
+            off["shd"].as_u64().unwrap_or(0),
+            off["tpr"].as_f64().unwrap_or(f64::NAN),
+            off_s / secs
+        );
+    }
+    Ok(())
+}
