@@ -139,3 +139,10 @@ fn d10_all_graphs_and_noises() {
 fn d20_non_equal_variances() {
     compare(|c| c["d"] == 20 && c["noise"] == "nv");
 }
+
+/// d = 50 (10 cases x 3 methods, a few minutes): run by hand with `cargo test --release --test colide -- --ignored`.
+#[test]
+#[ignore = "several minutes; the d = 10 and 20 cases run in CI"]
+fn d50_non_equal_variances() {
+    compare(|c| c["d"] == 50);
+}
