@@ -7,6 +7,7 @@ mod convex_relu_cmd;
 mod curvature;
 mod dag_cmd;
 mod hparams;
+mod lipschitz_cmd;
 mod optimize;
 mod plot;
 mod progress;
@@ -58,6 +59,8 @@ enum Cmd {
     ConvexRelu(convex_relu_cmd::ConvexReluArgs),
     /// Linear-SEM structure learning (P40): simulate data, fit a DAG with CoLiDE or DAGMA.
     Dag(dag_cmd::DagArgs),
+    /// A sound Lipschitz bound of a network given as a PyTorch state dict (P02, P14).
+    Lipschitz(lipschitz_cmd::LipschitzArgs),
     /// The scaling law with learning-rate annealing (P38): fit it to loss curves, predict other schedules.
     Scaling(scaling_cmd::ScalingArgs),
     /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
@@ -80,6 +83,7 @@ fn main() {
         Cmd::Cbo(a) => cbo_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),
+        Cmd::Lipschitz(a) => lipschitz_cmd::run(a),
         Cmd::Scaling(a) => scaling_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),
     };

@@ -957,3 +957,43 @@ fn dag_simulate_and_fit() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn lipschitz_naive_bound_and_bad_models() {
+    use candle_core::{Device, Tensor};
+    let d = tmp("lipschitz");
+    std::fs::create_dir_all(&d).unwrap();
+    let p = d.join("m.safetensors");
+    let t = |v: Vec<f32>, s: &[usize]| Tensor::from_vec(v, s, &Device::Cpu).unwrap();
+    let tensors = vec![
+        (
+            "0.weight".to_string(),
+            t(vec![1.0, -2.0, 0.5, 3.0], &[2, 2]),
+        ),
+        ("0.bias".to_string(), t(vec![0.1, -0.1], &[2])),
+        ("2.weight".to_string(), t(vec![1.0, 1.0], &[1, 2])),
+    ];
+    optlab::tensor_io::write_safetensors(&p, &tensors, None).unwrap();
+    let ps = p.to_str().unwrap();
+    let o = run(&["lipschitz", ps, "--norm", "inf", "--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Row sums 3 and 3.5, then 2: 7.
+    assert_eq!(v["bound"].as_f64(), Some(7.0));
+    assert_eq!(v["architecture"][1], "ReLU");
+    fails_with(
+        &["lipschitz", ps, "--method", "lipsdp"],
+        "available in this version: naive",
+    );
+    fails_with(&["lipschitz", ps, "--norm", "3"], "available: inf, 2");
+    let bytes = std::fs::read(&p).unwrap();
+    let bad = d.join("bad.safetensors");
+    std::fs::write(&bad, &bytes[..bytes.len() - 7]).unwrap();
+    fails_with(&["lipschitz", bad.to_str().unwrap()], "bad.safetensors");
+    let mut with_bn = tensors.clone();
+    with_bn.push(("1.running_var".to_string(), t(vec![1.0, 1.0], &[2])));
+    optlab::tensor_io::write_safetensors(&bad, &with_bn, None).unwrap();
+    fails_with(&["lipschitz", bad.to_str().unwrap()], "running_var");
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -22,6 +22,7 @@ pub mod curvature;
 pub mod data;
 pub mod error;
 pub mod functions;
+pub mod lipschitz;
 pub mod nn;
 pub mod optim;
 pub mod refine;

@@ -1,0 +1,192 @@
+//! Lipschitz analysis: network import from PyTorch-style state dicts and sound naive bounds (P02, P14).
+
+use candle_core::{Device, Tensor};
+use optlab::lipschitz::naive::{
+    conv_power_iteration, conv_spectral_bound, naive_bound, spectral_norm, Norm,
+};
+use optlab::lipschitz::network::{conv2d, Layer, Network, NetworkSpec};
+use optlab::rng::{normal, rng_for, Stream};
+use std::collections::HashMap;
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = rng_for(seed, Stream::Init, 0);
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| (0.5 * normal(&mut rng)) as f32).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn mlp(sizes: &[usize], seed: u64) -> HashMap<String, Tensor> {
+    let mut t = HashMap::new();
+    for (k, w) in sizes.windows(2).enumerate() {
+        t.insert(
+            format!("{}.weight", 2 * k),
+            randn(&[w[1], w[0]], seed + k as u64),
+        );
+        t.insert(
+            format!("{}.bias", 2 * k),
+            randn(&[w[1]], seed + 100 + k as u64),
+        );
+    }
+    t
+}
+
+/// The Jacobian of `net` at `x` by central differences (exact inside a linear region of a ReLU network).
+fn jacobian(net: &Network, x: &[f64]) -> Vec<Vec<f64>> {
+    let h = 1e-7;
+    let m = net.output_dim();
+    let mut jac = vec![vec![0.0; x.len()]; m];
+    for j in 0..x.len() {
+        let (mut a, mut b) = (x.to_vec(), x.to_vec());
+        a[j] += h;
+        b[j] -= h;
+        let (fa, fb) = (net.forward(&a).unwrap(), net.forward(&b).unwrap());
+        for i in 0..m {
+            jac[i][j] = (fa[i] - fb[i]) / (2.0 * h);
+        }
+    }
+    jac
+}
+
+#[test]
+fn naive_bounds_are_never_below_the_local_gradient_norms() {
+    for (sizes, spec) in [
+        (vec![16, 16, 16, 10], None),
+        (vec![8, 12, 6], Some(vec!["linear", "maxmin", "linear"])),
+    ] {
+        let spec = NetworkSpec {
+            input_shape: None,
+            layers: spec.map(|l| l.iter().map(|s| s.to_string()).collect()),
+        };
+        let net = Network::from_state_dict(&mlp(&sizes, 1), &spec).unwrap();
+        let (inf, two) = (
+            naive_bound(&net, Norm::Inf).unwrap(),
+            naive_bound(&net, Norm::Two).unwrap(),
+        );
+        let mut rng = rng_for(5, Stream::Data, 0);
+        let (mut worst_inf, mut worst_two): (f64, f64) = (0.0, 0.0);
+        for _ in 0..200 {
+            let x: Vec<f64> = (0..sizes[0]).map(|_| 2.0 * normal(&mut rng)).collect();
+            let j = jacobian(&net, &x);
+            // ||J||_{inf->inf} = max row l1 norm; ||J||_2 via SVD.
+            worst_inf = worst_inf.max(
+                j.iter()
+                    .map(|r| r.iter().map(|v| v.abs()).sum::<f64>())
+                    .fold(0.0, f64::max),
+            );
+            let flat: Vec<f64> = j.concat();
+            worst_two = worst_two.max(spectral_norm(&flat, j.len(), sizes[0]).unwrap());
+        }
+        println!("{sizes:?}: naive inf {:.4} >= sampled {worst_inf:.4}; naive 2 {:.4} >= sampled {worst_two:.4}", inf.bound, two.bound);
+        assert!(inf.bound >= worst_inf * (1.0 - 1e-6) && two.bound >= worst_two * (1.0 - 1e-6));
+    }
+}
+
+#[test]
+fn conv_bound_is_sound_and_power_iteration_finds_the_operator_norm() {
+    let mut t = HashMap::new();
+    t.insert("0.weight".to_string(), randn(&[3, 2, 3, 3], 7));
+    t.insert("0.bias".to_string(), randn(&[3], 8));
+    t.insert("3.weight".to_string(), randn(&[4, 3 * 5 * 5], 9));
+    let spec = NetworkSpec {
+        input_shape: Some(vec![2, 5, 5]),
+        layers: None,
+    };
+    let net = Network::from_state_dict(&t, &spec).unwrap();
+    assert_eq!(
+        net.layers.len(),
+        4,
+        "{:?}",
+        net.layers.iter().map(Layer::name).collect::<Vec<_>>()
+    );
+    let conv = &net.layers[0];
+    // The exact operator norm from the dense matrix of the conv.
+    let n = 2 * 5 * 5;
+    let cols: Vec<Vec<f64>> = (0..n)
+        .map(|j| {
+            let mut e = vec![0.0; n];
+            e[j] = 1.0;
+            conv2d(conv, &e, false)
+        })
+        .collect();
+    let m = cols[0].len();
+    let dense: Vec<f64> = (0..m)
+        .flat_map(|i| cols.iter().map(move |c| c[i]))
+        .collect();
+    let exact = spectral_norm(&dense, m, n).unwrap();
+    let bound = conv_spectral_bound(conv).unwrap();
+    let (est, its, change) = conv_power_iteration(conv, 2000, 1e-13);
+    println!("conv: exact {exact:.6}, DFT bound {bound:.6}, power iteration {est:.6} ({its} iterations, change {change:.1e})");
+    assert!(bound >= exact * (1.0 - 1e-12));
+    assert!(est <= exact * (1.0 + 1e-9) && est >= exact * (1.0 - 1e-6));
+    // The transpose really is the adjoint: <Ax, y> = <x, A^T y>.
+    let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
+    let y: Vec<f64> = (0..m).map(|i| (i as f64 * 0.91).cos()).collect();
+    let ax = conv2d(conv, &x, false);
+    let aty = conv2d(conv, &y, true);
+    let (l, r): (f64, f64) = (
+        ax.iter().zip(&y).map(|(a, b)| a * b).sum(),
+        x.iter().zip(&aty).map(|(a, b)| a * b).sum(),
+    );
+    assert!((l - r).abs() < 1e-10 * l.abs().max(1.0));
+    let nb = naive_bound(&net, Norm::Two).unwrap();
+    assert_eq!(nb.layers[0].power_iterations.map(|i| i > 0), Some(true));
+}
+
+#[test]
+fn imports_refuse_what_they_cannot_analyse() {
+    let mut t = mlp(&[4, 3, 2], 0);
+    t.insert("1.running_mean".into(), randn(&[3], 1));
+    let e = Network::from_state_dict(&t, &NetworkSpec::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("running_mean") && e.contains("unsupported"),
+        "{e}"
+    );
+    let mut t = mlp(&[4, 3, 2], 0);
+    t.insert("2.bias".into(), randn(&[5], 1));
+    let e = Network::from_state_dict(&t, &NetworkSpec::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2.bias"), "{e}");
+    let mut t = mlp(&[4, 3, 2], 0);
+    t.insert("2.weight".into(), randn(&[2, 5], 1));
+    let e = Network::from_state_dict(&t, &NetworkSpec::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Linear with 5 inputs"), "{e}");
+    let spec = NetworkSpec {
+        input_shape: None,
+        layers: Some(vec!["linear".into(), "softmax".into(), "linear".into()]),
+    };
+    let e = Network::from_state_dict(&mlp(&[4, 3, 2], 0), &spec)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unsupported layer `softmax`"), "{e}");
+    let spec = NetworkSpec {
+        input_shape: None,
+        layers: Some(vec!["linear".into(), "maxmin".into(), "linear".into()]),
+    };
+    let e = Network::from_state_dict(&mlp(&[4, 3, 2], 0), &spec)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("even number"), "{e}");
+    let mut t = HashMap::new();
+    t.insert("0.weight".to_string(), randn(&[3, 2, 3, 3], 7));
+    let e = Network::from_state_dict(&t, &NetworkSpec::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("input_shape"), "{e}");
+    // A truncated file.
+    let dir = std::env::temp_dir().join(format!("optlab-lip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("m.safetensors");
+    let tensors: Vec<(String, Tensor)> = mlp(&[4, 3, 2], 0).into_iter().collect();
+    optlab::tensor_io::write_safetensors(&p, &tensors, None).unwrap();
+    assert!(Network::load(&p, None).is_ok());
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let e = Network::load(&p, None).unwrap_err().to_string();
+    assert!(e.contains("m.safetensors"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
