@@ -2,6 +2,7 @@
 
 mod bench;
 mod cbo_cmd;
+mod certify_cmd;
 mod compare;
 mod convex_relu_cmd;
 mod curvature;
@@ -61,6 +62,8 @@ enum Cmd {
     Dag(dag_cmd::DagArgs),
     /// A sound Lipschitz bound of a network given as a PyTorch state dict (P02, P14).
     Lipschitz(lipschitz_cmd::LipschitzArgs),
+    /// Randomized-smoothing l2 certificates (P03) for every input of a CSV.
+    Certify(certify_cmd::CertifyArgs),
     /// The scaling law with learning-rate annealing (P38): fit it to loss curves, predict other schedules.
     Scaling(scaling_cmd::ScalingArgs),
     /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
@@ -84,6 +87,7 @@ fn main() {
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),
         Cmd::Lipschitz(a) => lipschitz_cmd::run(a),
+        Cmd::Certify(a) => certify_cmd::run(a),
         Cmd::Scaling(a) => scaling_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),
     };

@@ -190,3 +190,43 @@ fn imports_refuse_what_they_cannot_analyse() {
     assert!(e.contains("m.safetensors"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Randomized smoothing of a linear classifier, whose smoothed radius is known exactly: |w·x + b| / ‖w‖. Over 1000
+/// seeds the certified radius may exceed it only with probability alpha.
+#[test]
+fn smoothing_radius_exceeds_the_truth_at_most_alpha_often() {
+    use optlab::lipschitz::smoothing::{certify, SmoothingConfig};
+    let w = [0.6, -0.8, 0.0, 0.0];
+    let b = 0.1;
+    let classify =
+        |x: &[f64]| (w.iter().zip(x).map(|(a, c)| a * c).sum::<f64>() + b > 0.0) as usize;
+    let x = [0.2, -0.1, 0.5, 0.5];
+    let truth = (w.iter().zip(&x).map(|(a, c)| a * c).sum::<f64>() + b).abs(); // ‖w‖ = 1
+    let alpha = 0.01;
+    let (mut over, mut certified) = (0, 0);
+    for seed in 0..1000 {
+        let cfg = SmoothingConfig {
+            sigma: 0.25,
+            n0: 100,
+            n: 1000,
+            alpha,
+            seed,
+        };
+        let c = certify(&classify, &x, 2, &cfg, 0).unwrap();
+        if c.class.is_some() {
+            certified += 1;
+            assert_eq!(c.class, Some(1));
+            over += (c.radius > truth) as usize;
+        }
+    }
+    let rate = over as f64 / 1000.0;
+    let slack = 3.0 * (alpha * (1.0 - alpha) / 1000.0).sqrt();
+    println!("smoothing: true radius {truth:.4}; {certified}/1000 certified, radius above the truth in {over} ({rate:.4}, bound {:.4})", alpha + slack);
+    assert!(certified > 900);
+    assert!(rate <= alpha + slack);
+    let bad = SmoothingConfig {
+        sigma: -1.0,
+        ..SmoothingConfig::default()
+    };
+    assert!(certify(&classify, &x, 2, &bad, 0).is_err());
+}

@@ -1,5 +1,6 @@
-//! Lipschitz analysis of trained feed-forward networks (P02, P14): network import from PyTorch state dicts and
-//! naive global bounds (product of sound per-layer operator norms, l∞ and l2).
+//! Lipschitz analysis and robustness certificates of trained feed-forward networks (P02, P14, P03): network import
+//! from PyTorch state dicts, naive global bounds (product of sound per-layer operator norms, l∞ and l2), and
+//! randomized-smoothing certificates.
 //!
 //! ```
 //! use optlab::lipschitz::{naive::{naive_bound, Norm}, network::{Layer, Network}};
@@ -13,3 +14,4 @@
 
 pub mod naive;
 pub mod network;
+pub mod smoothing;
