@@ -20,6 +20,11 @@ pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>>
     Ok(meta.metadata().clone().unwrap_or_default())
 }
 
+/// Parses safetensors bytes (what [`read_safetensors`] reads from a file); any malformed input is an error.
+pub fn parse_safetensors_bytes(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
+    parse_safetensors(bytes).map_err(Error::invalid)
+}
+
 fn parse_safetensors(bytes: &[u8]) -> std::result::Result<HashMap<String, Tensor>, String> {
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| format!("not a valid safetensors file ({e})"))?;

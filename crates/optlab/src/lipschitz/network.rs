@@ -251,6 +251,11 @@ impl Network {
     ) -> Result<Layer> {
         let w = w.ok_or_else(|| Error::invalid(format!("index {i} has a bias but no weight")))?;
         let dims = w.dims().to_vec();
+        if !matches!(dims.len(), 2 | 4) || dims.contains(&0) {
+            return Err(Error::invalid(format!(
+                "unsupported layer at index {i}: weight of shape {dims:?} (Linear needs [out, in], Conv2d [out, in, kh, kw], all non-empty)"
+            )));
+        }
         let out = dims[0];
         let bias = match b {
             Some(b) => {
@@ -369,6 +374,11 @@ impl Network {
             )));
         }
         Ok(())
+    }
+
+    /// Imports safetensors bytes (the fuzz target's entry point): malformed bytes are errors, never panics.
+    pub fn from_bytes(bytes: &[u8], spec: &NetworkSpec) -> Result<Self> {
+        Self::from_state_dict(&crate::tensor_io::parse_safetensors_bytes(bytes)?, spec)
     }
 
     /// Reads a safetensors state dict and an optional spec file.
