@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
+use optlab::lipschitz::exact::exact_local;
 use optlab::lipschitz::naive::{naive_bound, Norm};
 use optlab::lipschitz::network::Network;
 use std::path::PathBuf;
@@ -13,9 +14,19 @@ use std::path::PathBuf;
 pub struct LipschitzArgs {
     /// The network's state dict (safetensors).
     pub model: PathBuf,
-    /// Bound: naive (product of sound per-layer operator norms).
+    /// naive (product of sound per-layer operator norms, global) or exact (local over the l-inf box of --eps around
+    /// --center, by enumerating activation regions: tiny Linear/ReLU networks only).
     #[arg(long, default_value = "naive")]
     pub method: String,
+    /// The centre x0 of the local box: a JSON array of numbers.
+    #[arg(long)]
+    pub center: Option<PathBuf>,
+    /// Radius of the l-inf box around --center.
+    #[arg(long, default_value_t = 0.0)]
+    pub eps: f64,
+    /// Exact mode: stop with an error beyond this many activation regions.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_regions: usize,
     /// Input and output norm: inf or 2.
     #[arg(long, default_value = "inf")]
     pub norm: String,
@@ -29,11 +40,13 @@ pub struct LipschitzArgs {
 
 pub fn run(a: LipschitzArgs) -> Result<()> {
     let norm = Norm::parse(&a.norm)?;
-    if a.method != "naive" {
-        bail!("--method {}: available in this version: naive", a.method);
-    }
     let start = std::time::Instant::now();
     let net = Network::load(&a.model, a.spec.as_deref())?;
+    match a.method.as_str() {
+        "naive" => {}
+        "exact" => return exact(&a, &net, norm, start),
+        other => bail!("--method {other}: available in this version: naive, exact"),
+    }
     let nb = naive_bound(&net, norm)?;
     let seconds = start.elapsed().as_secs_f64();
     if a.json {
@@ -61,6 +74,39 @@ pub fn run(a: LipschitzArgs) -> Result<()> {
                 l.layer, l.bound
             ),
             _ => println!("  {:<45} {:>12.6}", l.layer, l.bound),
+        }
+    }
+    Ok(())
+}
+
+fn exact(a: &LipschitzArgs, net: &Network, norm: Norm, start: std::time::Instant) -> Result<()> {
+    let Some(center) = &a.center else {
+        bail!("--method exact needs --center x.json (and --eps)");
+    };
+    let text = std::fs::read_to_string(center)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", center.display()))?;
+    let x0: Vec<f64> = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: expected a JSON array of numbers ({e})",
+            center.display()
+        )
+    })?;
+    let r = exact_local(net, &x0, a.eps, norm, a.max_regions)?;
+    let seconds = start.elapsed().as_secs_f64();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"model": a.model.display().to_string(), "method": "exact", "norm": norm,
+                "eps": a.eps, "bound": r.bound, "per_class": r.per_class, "regions": r.regions, "lps": r.lps,
+                "seconds": seconds})
+        );
+    } else {
+        println!(
+            "exact local Lipschitz constant (l{} input norm, box eps {}) {:.6e}: {} regions, {} LPs, {seconds:.3} s",
+            a.norm, a.eps, r.bound, r.regions, r.lps
+        );
+        for (c, v) in r.per_class.iter().enumerate() {
+            println!("  output {c}: {v:.6e}");
         }
     }
     Ok(())

@@ -984,7 +984,44 @@ fn lipschitz_naive_bound_and_bad_models() {
     assert_eq!(v["architecture"][1], "ReLU");
     fails_with(
         &["lipschitz", ps, "--method", "lipsdp"],
-        "available in this version: naive",
+        "available in this version: naive, exact",
+    );
+    let center = d.join("x.json");
+    std::fs::write(&center, "[0.5, 0.25]").unwrap();
+    let cs = center.to_str().unwrap();
+    let o = run(&[
+        "lipschitz",
+        ps,
+        "--method",
+        "exact",
+        "--center",
+        cs,
+        "--eps",
+        "0.01",
+        "--json",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Both hidden units active near (0.5, 0.25): gradient (1, -2) + (0.5, 3) = (1.5, 1), l1 norm 2.5.
+    assert!((v["bound"].as_f64().unwrap() - 2.5).abs() < 1e-6, "{v}");
+    fails_with(&["lipschitz", ps, "--method", "exact"], "needs --center");
+    fails_with(
+        &[
+            "lipschitz",
+            ps,
+            "--method",
+            "exact",
+            "--center",
+            cs,
+            "--eps=-1",
+        ],
+        "eps=-1",
+    );
+    std::fs::write(&center, "[0.5]").unwrap();
+    fails_with(
+        &["lipschitz", ps, "--method", "exact", "--center", cs],
+        "the network takes 2",
     );
     fails_with(&["lipschitz", ps, "--norm", "3"], "available: inf, 2");
     let bytes = std::fs::read(&p).unwrap();

@@ -302,3 +302,118 @@ fn import_survives_mutated_files() {
     );
     assert!(outcomes[0] > 1000);
 }
+
+/// One hidden layer whose hyperplanes all pass through x0 (b1 = −W1 x0, h ≤ n, so every pattern is a region that
+/// meets any box): the exact constant is max over the 2^h patterns s of ‖W1ᵀ diag(s) w2_c‖₁.
+#[test]
+fn exact_mode_on_hyperplanes_through_the_centre() {
+    use optlab::lipschitz::exact::exact_local;
+    let (n, h, out) = (6, 5, 2);
+    let w1: Vec<f64> = randn(&[h, n], 21)
+        .flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let w2: Vec<f64> = randn(&[out, h], 22)
+        .flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let x0: Vec<f64> = (0..n).map(|i| 0.3 * i as f64 - 0.5).collect();
+    let b1: Vec<f64> = (0..h)
+        .map(|r| -(0..n).map(|c| w1[r * n + c] * x0[c]).sum::<f64>())
+        .collect();
+    let net = Network {
+        layers: vec![
+            Layer::Linear {
+                w: w1.clone(),
+                b: b1,
+                out: h,
+                inp: n,
+            },
+            Layer::Relu,
+            Layer::Linear {
+                w: w2.clone(),
+                b: vec![0.0; out],
+                out,
+                inp: h,
+            },
+        ],
+        input_shape: vec![n],
+    };
+    let mut want = vec![0.0f64; out];
+    for s in 0..(1u32 << h) {
+        for (c, best) in want.iter_mut().enumerate() {
+            let g: f64 = (0..n)
+                .map(|i| {
+                    (0..h)
+                        .filter(|r| s >> r & 1 == 1)
+                        .map(|r| w1[r * n + i] * w2[c * h + r])
+                        .sum::<f64>()
+                        .abs()
+                })
+                .sum();
+            *best = best.max(g);
+        }
+    }
+    for eps in [0.0, 0.01, 0.5] {
+        let e = exact_local(&net, &x0, eps, Norm::Inf, 100_000).unwrap();
+        println!(
+            "through-centre, eps {eps}: exact {:?} ({} regions, {} LPs), enumeration {want:?}",
+            e.per_class, e.regions, e.lps
+        );
+        assert_eq!(e.regions, 32);
+        for (a, b) in e.per_class.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-9 * b.max(1.0), "{a} vs {b}");
+        }
+        assert!(e.bound <= naive_bound(&net, Norm::Inf).unwrap().bound * (1.0 + 1e-12));
+    }
+}
+
+/// On a 4-8-8-3 network: the exact constant over a box is above every sampled gradient norm in the box, below the
+/// naive bound, grows with the box, and at eps = 0 equals the gradient norm at x0.
+#[test]
+fn exact_mode_bounds_sampled_gradients() {
+    use optlab::lipschitz::exact::exact_local;
+    use rand::Rng as _;
+    let net = Network::from_state_dict(&mlp(&[4, 8, 8, 3], 3), &NetworkSpec::default()).unwrap();
+    let x0 = [0.1, -0.2, 0.3, 0.05];
+    let mut prev = 0.0;
+    for eps in [0.0, 0.05, 0.2, 1.0] {
+        let e = exact_local(&net, &x0, eps, Norm::Inf, 100_000).unwrap();
+        let mut rng = rng_for(1, Stream::Data, 3);
+        let mut sampled = 0.0f64;
+        for _ in 0..300 {
+            let x: Vec<f64> = x0
+                .iter()
+                .map(|v| v + eps * (2.0 * rng.gen::<f64>() - 1.0))
+                .collect();
+            let j = jacobian(&net, &x);
+            sampled = sampled.max(
+                j.iter()
+                    .map(|r| r.iter().map(|v| v.abs()).sum::<f64>())
+                    .fold(0.0, f64::max),
+            );
+        }
+        println!(
+            "eps {eps}: exact {:.5} ({} regions, {} LPs), sampled {sampled:.5}",
+            e.bound, e.regions, e.lps
+        );
+        assert!(e.bound >= sampled * (1.0 - 1e-6) && e.bound >= prev - 1e-12);
+        assert!(e.bound <= naive_bound(&net, Norm::Inf).unwrap().bound);
+        if eps == 0.0 {
+            assert!(
+                (e.bound - sampled).abs() <= 1e-6 * sampled,
+                "{} vs {sampled}",
+                e.bound
+            );
+        }
+        prev = e.bound;
+    }
+    assert!(exact_local(&net, &x0, -1.0, Norm::Inf, 10).is_err());
+    assert!(exact_local(&net, &[0.0; 3], 0.1, Norm::Inf, 10).is_err());
+}

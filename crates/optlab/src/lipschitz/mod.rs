@@ -12,6 +12,7 @@
 //! assert_eq!(naive_bound(&net, Norm::Inf).unwrap().bound, 3.5);
 //! ```
 
+pub mod exact;
 pub mod naive;
 pub mod network;
 pub mod smoothing;
