@@ -177,10 +177,12 @@ impl ConeOps {
         out.iter_mut().zip(&self.sign).for_each(|(o, s)| *o *= s);
     }
 
-    /// out += scale · Gᵀ s.
-    fn apply_t_add(&self, s: &[f64], scale: f64, out: &mut [f64]) {
-        let signed: Vec<f64> = s.iter().zip(&self.sign).map(|(a, b)| a * b).collect();
-        let sm = MatRef::from_column_major_slice(&signed, self.n, self.blocks);
+    /// out += scale · Gᵀ s (`signed` is scratch space of s's length).
+    fn apply_t_add(&self, s: &[f64], scale: f64, out: &mut [f64], signed: &mut [f64]) {
+        for ((o, a), b) in signed.iter_mut().zip(s).zip(&self.sign) {
+            *o = a * b;
+        }
+        let sm = MatRef::from_column_major_slice(signed, self.n, self.blocks);
         let om = MatMut::from_column_major_slice_mut(out, self.p, self.blocks);
         matmul(om, Accum::Add, self.x.transpose(), sm, scale, Par::Seq);
     }
@@ -276,6 +278,9 @@ pub fn solve_admm(prob: &ConvexReluProblem, beta: f64, cfg: &AdmmConfig) -> Resu
     };
     let cdim = 2 * big_p * n;
     let ops = ConeOps::new(prob);
+    // Buffers reused by every iteration.
+    let (mut r, mut v_old, mut gtds) = (vec![0.0; dim], vec![0.0; dim], vec![0.0; dim]);
+    let (mut sn, mut s_old, mut scratch) = (vec![0.0; cdim], vec![0.0; cdim], vec![0.0; cdim]);
     let (mut u, mut v, mut lam) = (vec![0.0; dim], vec![0.0; dim], vec![0.0; dim]);
     let (mut s, mut nu, mut gu) = (vec![0.0; cdim], vec![0.0; cdim], vec![0.0; cdim]);
     let (mut primal, mut dual, mut converged, mut it) = (f64::INFINITY, f64::INFINITY, false, 0);
@@ -283,9 +288,13 @@ pub fn solve_admm(prob: &ConvexReluProblem, beta: f64, cfg: &AdmmConfig) -> Resu
     while it < cfg.max_iters {
         it += 1;
         // u-update: (FᵀF + ρI + ρGᵀG) u = Fᵀy + ρ(v − λ) + ρGᵀ(s − ν).
-        let mut r: Vec<f64> = (0..dim).map(|j| fty[j] + rho * (v[j] - lam[j])).collect();
-        let sn: Vec<f64> = s.iter().zip(&nu).map(|(a, b)| a - b).collect();
-        ops.apply_t_add(&sn, rho, &mut r);
+        for j in 0..dim {
+            r[j] = fty[j] + rho * (v[j] - lam[j]);
+        }
+        for ((o, a), b) in sn.iter_mut().zip(&s).zip(&nu) {
+            *o = a - b;
+        }
+        ops.apply_t_add(&sn, rho, &mut r, &mut scratch);
         // L Lᵀ u = r by two sequential triangular solves (the systems are too small for threads to pay).
         let l = chol.L();
         solve_lower_triangular_in_place(
@@ -301,8 +310,8 @@ pub fn solve_admm(prob: &ConvexReluProblem, beta: f64, cfg: &AdmmConfig) -> Resu
         u.copy_from_slice(&r);
         // Over-relaxation: the v-, s- and dual updates see û = a·u + (1 − a)·v and a·Gu + (1 − a)·s.
         let a = cfg.relaxation;
-        let v_old = v.clone();
-        let s_old = s.clone();
+        v_old.copy_from_slice(&v);
+        s_old.copy_from_slice(&s);
         ops.apply(&u, &mut gu);
         for (uj, vj) in u.iter_mut().zip(&v_old) {
             *uj = a * *uj + (1.0 - a) * vj;
@@ -316,10 +325,16 @@ pub fn solve_admm(prob: &ConvexReluProblem, beta: f64, cfg: &AdmmConfig) -> Resu
             .zip(u.chunks_exact(p))
             .zip(lam.chunks_exact(p))
         {
-            let z: Vec<f64> = ub.iter().zip(lb).map(|(a, b)| a + b).collect();
-            let nz = norm(&z);
+            let nz = ub
+                .iter()
+                .zip(lb)
+                .map(|(a, b)| (a + b) * (a + b))
+                .sum::<f64>()
+                .sqrt();
             let k = if nz > thresh { 1.0 - thresh / nz } else { 0.0 };
-            vb.iter_mut().zip(&z).for_each(|(o, zi)| *o = k * zi);
+            for ((o, a), b) in vb.iter_mut().zip(ub).zip(lb) {
+                *o = k * (a + b);
+            }
         }
         // s-update: projection of G u + ν on the non-negative orthant.
         for ((sk, g), nk) in s.iter_mut().zip(&gu).zip(&nu) {
@@ -338,10 +353,13 @@ pub fn solve_admm(prob: &ConvexReluProblem, beta: f64, cfg: &AdmmConfig) -> Resu
             r2 += d * d;
         }
         primal = r2.sqrt();
-        let dv: Vec<f64> = v.iter().zip(&v_old).map(|(a, b)| a - b).collect();
-        let ds: Vec<f64> = s.iter().zip(&s_old).map(|(a, b)| a - b).collect();
-        let mut gtds = dv.clone();
-        ops.apply_t_add(&ds, 1.0, &mut gtds);
+        for ((o, a), b) in gtds.iter_mut().zip(&v).zip(&v_old) {
+            *o = a - b;
+        }
+        for ((o, a), b) in sn.iter_mut().zip(&s).zip(&s_old) {
+            *o = a - b;
+        }
+        ops.apply_t_add(&sn, 1.0, &mut gtds, &mut scratch);
         dual = rho * norm(&gtds);
         let scale_p = norm(&u).max(norm(&v)).max(norm(&gu)).max(norm(&s));
         let scale_d = rho * norm(&lam).max(norm(&nu));
