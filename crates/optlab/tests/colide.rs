@@ -2,8 +2,8 @@
 //! (tools/reference/colide_fixtures.py ran the official code on the same covariances): structure metrics within the
 //! seed spread of the official results.
 
-use optlab::solvers::dag::colide::{fit, DagOptions, Score};
-use optlab::solvers::dag::{accuracy, to_dag, Accuracy};
+use optlab::solvers::dag::colide::{fit, official_postprocess, DagOptions, Score};
+use optlab::solvers::dag::{accuracy, Accuracy};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -48,18 +48,7 @@ fn edges(v: &Value, d: usize) -> Vec<Vec<f64>> {
 /// Our estimate, post-processed as the official code does: CoLiDE's to_dag(0.3); DAGMA zeroes |w| < 0.3.
 pub fn estimate(cov: &[Vec<f64>], score: Score) -> Vec<Vec<f64>> {
     let opts = DagOptions::for_score(score);
-    let w = fit(cov, score, &opts).unwrap().w;
-    match score {
-        Score::Dagma => w
-            .iter()
-            .map(|r| {
-                r.iter()
-                    .map(|v| if v.abs() < 0.3 { 0.0 } else { *v })
-                    .collect()
-            })
-            .collect(),
-        _ => to_dag(&w, 0.3),
-    }
+    official_postprocess(&fit(cov, score, &opts).unwrap().w, score, 0.3)
 }
 
 fn mean_std(x: &[f64]) -> (f64, f64) {

@@ -5,8 +5,8 @@ use anyhow::Result;
 use clap::Args;
 use optlab::functions::TestFunction;
 use optlab::solvers::cbo::{cbo_runs, is_success, CboConfig, Noise};
-use optlab::solvers::dag::colide::{fit, DagOptions, Score};
-use optlab::solvers::dag::{accuracy, to_dag};
+use optlab::solvers::dag::accuracy;
+use optlab::solvers::dag::colide::{fit, official_postprocess, DagOptions, Score};
 use serde_json::Value;
 use std::time::Instant;
 
@@ -164,18 +164,11 @@ pub fn run(a: SolversBenchArgs) -> Result<()> {
                 e[2].as_f64().unwrap_or(0.0);
         }
         let t = Instant::now();
-        let w = fit(&cov, score, &DagOptions::for_score(score))?.w;
-        let w = match score {
-            Score::Dagma => w
-                .iter()
-                .map(|r| {
-                    r.iter()
-                        .map(|v| if v.abs() < 0.3 { 0.0 } else { *v })
-                        .collect()
-                })
-                .collect(),
-            _ => to_dag(&w, 0.3),
-        };
+        let w = official_postprocess(
+            &fit(&cov, score, &DagOptions::for_score(score))?.w,
+            score,
+            0.3,
+        );
         let secs = t.elapsed().as_secs_f64();
         let m = accuracy(&truth, &w);
         let off_s = off["seconds"].as_f64().unwrap_or(f64::NAN);

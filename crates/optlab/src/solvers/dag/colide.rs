@@ -422,3 +422,19 @@ pub fn fit(cov: &[Vec<f64>], score: Score, opts: &DagOptions) -> Result<DagFit> 
         rounds,
     })
 }
+
+/// The official post-processing of each method's raw estimate: CoLiDE's `to_dag(threshold)` (drop |w| <= threshold,
+/// then break cycles at the weakest edges); DAGMA's `fit` only zeroes |w| < threshold (strictly).
+pub fn official_postprocess(w: &[Vec<f64>], score: Score, threshold: f64) -> Vec<Vec<f64>> {
+    match score {
+        Score::Dagma => w
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|v| if v.abs() < threshold { 0.0 } else { *v })
+                    .collect()
+            })
+            .collect(),
+        _ => super::to_dag(w, threshold),
+    }
+}
