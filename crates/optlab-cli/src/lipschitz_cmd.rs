@@ -2,22 +2,37 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
+use optlab::lipschitz::bab::{local_lipschitz, BabOptions};
 use optlab::lipschitz::exact::exact_local;
+use optlab::lipschitz::local::{LocalOptions, Relaxation, SlopeOpt};
 use optlab::lipschitz::naive::{naive_bound, Norm};
 use optlab::lipschitz::network::Network;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  optlab lipschitz model.safetensors --method naive --norm inf\n  optlab lipschitz cnn.safetensors --spec cnn.json --norm 2 --json\n\nThe model is an nn.Sequential state dict (keys 0.weight, 0.bias, 2.weight, ...) of Linear, Conv2d, ReLU,\nFlatten and MaxMin layers. Without --spec, modules between weighted layers are ReLU (and ReLU, Flatten between a\nConv2d and a Linear). A spec names them and gives the input shape of convolutional nets:\n  {\"input_shape\": [1, 28, 28], \"layers\": [\"conv2d:stride=1,padding=1\", \"relu\", \"flatten\", \"linear\"]}"
+    after_help = "Examples:\n  optlab lipschitz model.safetensors --method naive --norm inf\n  optlab lipschitz model.safetensors --method local --center x.json --eps 0.01 --timeout 10\n  optlab lipschitz cnn.safetensors --spec cnn.json --norm 2 --json\n\nThe model is an nn.Sequential state dict (keys 0.weight, 0.bias, 2.weight, ...) of Linear, Conv2d, ReLU,\nFlatten and MaxMin layers. Without --spec, modules between weighted layers are ReLU (and ReLU, Flatten between a\nConv2d and a Linear). A spec names them and gives the input shape of convolutional nets:\n  {\"input_shape\": [1, 28, 28], \"layers\": [\"conv2d:stride=1,padding=1\", \"relu\", \"flatten\", \"linear\"]}"
 )]
 pub struct LipschitzArgs {
     /// The network's state dict (safetensors).
     pub model: PathBuf,
-    /// naive (product of sound per-layer operator norms, global) or exact (local over the l-inf box of --eps around
-    /// --center, by enumerating activation regions: tiny Linear/ReLU networks only).
+    /// naive (product of sound per-layer operator norms, global), local (over the l-inf box of --eps around
+    /// --center: bound propagation through the Clarke-Jacobian graph, optimised slopes, then branch and bound for
+    /// --timeout seconds; P02) or exact (the same local constant by enumerating activation regions: tiny networks).
     #[arg(long, default_value = "naive")]
     pub method: String,
+    /// Local: the branch-and-bound time budget in seconds (0: relaxation only).
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Local: linear (P02's relaxation of the ReLU-derivative terms) or recurjac (constant intervals, weaker).
+    #[arg(long, default_value = "linear")]
+    pub relaxation: String,
+    /// Local: Adam steps on the relaxation slopes (alpha-CROWN style; 0 keeps the chords).
+    #[arg(long, default_value_t = 20)]
+    pub opt_steps: usize,
+    /// Local: stop branching after this many domains.
+    #[arg(long, default_value_t = 200_000)]
+    pub max_domains: usize,
     /// The centre x0 of the local box: a JSON array of numbers.
     #[arg(long)]
     pub center: Option<PathBuf>,
@@ -45,7 +60,8 @@ pub fn run(a: LipschitzArgs) -> Result<()> {
     match a.method.as_str() {
         "naive" => {}
         "exact" => return exact(&a, &net, norm, start),
-        other => bail!("--method {other}: available in this version: naive, exact"),
+        "local" => return local(&a, &net, norm, start),
+        other => bail!("--method {other}: available in this version: naive, local, exact"),
     }
     let nb = naive_bound(&net, norm)?;
     let seconds = start.elapsed().as_secs_f64();
@@ -79,18 +95,82 @@ pub fn run(a: LipschitzArgs) -> Result<()> {
     Ok(())
 }
 
-fn exact(a: &LipschitzArgs, net: &Network, norm: Norm, start: std::time::Instant) -> Result<()> {
+/// The centre of the local box (`--center`, a JSON array).
+fn load_center(a: &LipschitzArgs) -> Result<Vec<f64>> {
     let Some(center) = &a.center else {
-        bail!("--method exact needs --center x.json (and --eps)");
+        bail!("--method {} needs --center x.json (and --eps)", a.method);
     };
     let text = std::fs::read_to_string(center)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", center.display()))?;
-    let x0: Vec<f64> = serde_json::from_str(&text).map_err(|e| {
+    serde_json::from_str(&text).map_err(|e| {
         anyhow::anyhow!(
             "{}: expected a JSON array of numbers ({e})",
             center.display()
         )
-    })?;
+    })
+}
+
+fn local(a: &LipschitzArgs, net: &Network, norm: Norm, start: std::time::Instant) -> Result<()> {
+    let x0 = load_center(a)?;
+    let relax = match a.relaxation.as_str() {
+        "linear" => Relaxation::Linear,
+        "recurjac" => Relaxation::RecurJac,
+        other => bail!("--relaxation {other}: available: linear, recurjac"),
+    };
+    if !(a.timeout.is_finite() && a.timeout >= 0.0) {
+        bail!(
+            "--timeout {} must be a non-negative number of seconds",
+            a.timeout
+        );
+    }
+    let opts = LocalOptions {
+        norm,
+        relax,
+        slopes: SlopeOpt {
+            steps: a.opt_steps,
+            ..SlopeOpt::default()
+        },
+        ..LocalOptions::new(a.eps)
+    };
+    let bab = (a.timeout > 0.0).then(|| BabOptions {
+        timeout: std::time::Duration::from_secs_f64(a.timeout),
+        max_domains: a.max_domains,
+        ..BabOptions::default()
+    });
+    let r = local_lipschitz(net, &x0, &opts, bab)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let label = match norm {
+        Norm::Inf => "l-inf input norm (l1 of the gradient)",
+        Norm::Two => "l2 input norm (l2 of the gradient; looser: the relaxation is built for l1)",
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"model": a.model.display().to_string(), "method": "local", "norm": norm,
+                "relaxation": opts.relax, "eps": a.eps, "bound": r.bound, "per_class": r.per_class,
+                "phases": r.phases, "unstable": r.unstable, "domains": r.domains, "exhausted": r.exhausted,
+                "seconds": seconds})
+        );
+        return Ok(());
+    }
+    println!(
+        "local Lipschitz bound over the l-inf box eps {} ({label}): {:.6e} ({} unstable ReLUs, {seconds:.3} s)",
+        a.eps, r.bound, r.unstable
+    );
+    for p in &r.phases {
+        println!(
+            "  {:<48} {:>14.6e}   {:>8.3} s   {} domains",
+            p.phase, p.bound, p.seconds, p.domains
+        );
+    }
+    for (c, v) in r.per_class.iter().enumerate() {
+        println!("  output {c}: {v:.6e}");
+    }
+    Ok(())
+}
+
+fn exact(a: &LipschitzArgs, net: &Network, norm: Norm, start: std::time::Instant) -> Result<()> {
+    let x0 = load_center(a)?;
     let r = exact_local(net, &x0, a.eps, norm, a.max_regions)?;
     let seconds = start.elapsed().as_secs_f64();
     if a.json {

@@ -984,7 +984,7 @@ fn lipschitz_naive_bound_and_bad_models() {
     assert_eq!(v["architecture"][1], "ReLU");
     fails_with(
         &["lipschitz", ps, "--method", "lipsdp"],
-        "available in this version: naive, exact",
+        "available in this version: naive, local, exact",
     );
     let center = d.join("x.json");
     std::fs::write(&center, "[0.5, 0.25]").unwrap();
@@ -1005,6 +1005,52 @@ fn lipschitz_naive_bound_and_bad_models() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     // Both hidden units active near (0.5, 0.25): gradient (1, -2) + (0.5, 3) = (1.5, 1), l1 norm 2.5.
     assert!((v["bound"].as_f64().unwrap() - 2.5).abs() < 1e-6, "{v}");
+    // The local bound over a large box: above the exact constant, and branch and bound reaches it.
+    let bound = |method: &str, extra: &[&str]| {
+        let mut args = vec![
+            "lipschitz",
+            ps,
+            "--method",
+            method,
+            "--center",
+            cs,
+            "--eps",
+            "1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let exact = bound("exact", &[])["bound"].as_f64().unwrap();
+    let local = bound("local", &["--timeout", "5"]);
+    let phases = local["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 3, "{local}");
+    assert!(
+        phases[0]["bound"].as_f64().unwrap() >= exact,
+        "{local} vs {exact}"
+    );
+    assert!(
+        (local["bound"].as_f64().unwrap() - exact).abs() <= 1e-9 * exact,
+        "{local} vs {exact}"
+    );
+    let relax = bound("local", &["--timeout", "0", "--relaxation", "recurjac"]);
+    assert!(relax["bound"].as_f64().unwrap() >= exact);
+    fails_with(
+        &[
+            "lipschitz",
+            ps,
+            "--method",
+            "local",
+            "--center",
+            cs,
+            "--relaxation",
+            "x",
+        ],
+        "available: linear, recurjac",
+    );
     fails_with(&["lipschitz", ps, "--method", "exact"], "needs --center");
     fails_with(
         &[

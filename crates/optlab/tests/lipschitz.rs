@@ -1,6 +1,6 @@
 //! Lipschitz analysis: network import from PyTorch-style state dicts and sound naive bounds (P02, P14).
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use optlab::lipschitz::naive::{
     conv_power_iteration, conv_spectral_bound, naive_bound, spectral_norm, Norm,
 };
@@ -8,44 +8,8 @@ use optlab::lipschitz::network::{conv2d, Layer, Network, NetworkSpec};
 use optlab::rng::{normal, rng_for, Stream};
 use std::collections::HashMap;
 
-fn randn(shape: &[usize], seed: u64) -> Tensor {
-    let mut rng = rng_for(seed, Stream::Init, 0);
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| (0.5 * normal(&mut rng)) as f32).collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn mlp(sizes: &[usize], seed: u64) -> HashMap<String, Tensor> {
-    let mut t = HashMap::new();
-    for (k, w) in sizes.windows(2).enumerate() {
-        t.insert(
-            format!("{}.weight", 2 * k),
-            randn(&[w[1], w[0]], seed + k as u64),
-        );
-        t.insert(
-            format!("{}.bias", 2 * k),
-            randn(&[w[1]], seed + 100 + k as u64),
-        );
-    }
-    t
-}
-
-/// The Jacobian of `net` at `x` by central differences (exact inside a linear region of a ReLU network).
-fn jacobian(net: &Network, x: &[f64]) -> Vec<Vec<f64>> {
-    let h = 1e-7;
-    let m = net.output_dim();
-    let mut jac = vec![vec![0.0; x.len()]; m];
-    for j in 0..x.len() {
-        let (mut a, mut b) = (x.to_vec(), x.to_vec());
-        a[j] += h;
-        b[j] -= h;
-        let (fa, fb) = (net.forward(&a).unwrap(), net.forward(&b).unwrap());
-        for i in 0..m {
-            jac[i][j] = (fa[i] - fb[i]) / (2.0 * h);
-        }
-    }
-    jac
-}
+mod common;
+use common::{jacobian, mlp, randn};
 
 #[test]
 fn naive_bounds_are_never_below_the_local_gradient_norms() {

@@ -78,64 +78,76 @@ struct Search<'a> {
     max_regions: usize,
 }
 
-impl Search<'_> {
-    /// Whether the box meets the interior of the region {g·x + h > 0 for every constraint}.
-    fn feasible(&mut self) -> Result<bool> {
-        if self.eps == 0.0 {
-            // The regions touching x0: every constraint must hold with >= at x0.
-            return Ok(self.constraints.iter().all(|(g, h)| {
-                g.iter().zip(self.x0).map(|(a, b)| a * b).sum::<f64>() + h >= -1e-12
-            }));
-        }
-        self.lps += 1;
-        let n = self.x0.len();
-        // Variables (x, t): maximise t s.t. −g·x + t ≤ h, x ≤ x0 + ε, −x ≤ −(x0 − ε), t ≤ 1.
-        let m = self.constraints.len() + 2 * n + 1;
-        let (mut rows, mut cols, mut vals, mut b) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::with_capacity(m));
-        for (r, (g, h)) in self.constraints.iter().enumerate() {
-            for (j, gj) in g.iter().enumerate() {
-                if *gj != 0.0 {
-                    rows.push(r);
-                    cols.push(j);
-                    vals.push(-gj);
-                }
+/// Whether the box {‖x − x0‖∞ ≤ ε} meets the interior of {x : g·x + h > 0 for every (g, h) in `constraints`}, by a
+/// linear program (clarabel) maximising the smallest slack; at ε = 0, whether x0 satisfies every constraint with ≥
+/// (the regions touching x0). Also used by branch and bound on its fully split domains.
+pub(crate) fn region_meets_box(
+    constraints: &[(Vec<f64>, f64)],
+    x0: &[f64],
+    eps: f64,
+) -> Result<bool> {
+    if eps == 0.0 {
+        return Ok(constraints
+            .iter()
+            .all(|(g, h)| g.iter().zip(x0).map(|(a, b)| a * b).sum::<f64>() + h >= -1e-12));
+    }
+    let n = x0.len();
+    // Variables (x, t): maximise t s.t. −g·x + t ≤ h, x ≤ x0 + ε, −x ≤ −(x0 − ε), t ≤ 1.
+    let m = constraints.len() + 2 * n + 1;
+    let (mut rows, mut cols, mut vals, mut b) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::with_capacity(m));
+    for (r, (g, h)) in constraints.iter().enumerate() {
+        for (j, gj) in g.iter().enumerate() {
+            if *gj != 0.0 {
+                rows.push(r);
+                cols.push(j);
+                vals.push(-gj);
             }
-            rows.push(r);
-            cols.push(n);
-            vals.push(1.0);
-            b.push(*h);
         }
-        let base = self.constraints.len();
-        for j in 0..n {
-            rows.extend([base + 2 * j, base + 2 * j + 1]);
-            cols.extend([j, j]);
-            vals.extend([1.0, -1.0]);
-            b.extend([self.x0[j] + self.eps, -(self.x0[j] - self.eps)]);
-        }
-        rows.push(m - 1);
+        rows.push(r);
         cols.push(n);
         vals.push(1.0);
-        b.push(1.0);
-        let a = CscMatrix::new_from_triplets(m, n + 1, rows, cols, vals);
-        let p = CscMatrix::<f64>::zeros((n + 1, n + 1));
-        let mut q = vec![0.0; n + 1];
-        q[n] = -1.0;
-        let settings = DefaultSettingsBuilder::default()
-            .verbose(false)
-            .build()
-            .map_err(|e| Error::invalid(format!("LP settings: {e:?}")))?;
-        let cones = [SupportedConeT::NonnegativeConeT(m)];
-        let mut solver = DefaultSolver::new(&p, &q, &a, &b, &cones, settings)
-            .map_err(|e| Error::invalid(format!("LP setup: {e:?}")))?;
-        solver.solve();
-        match solver.solution.status {
-            SolverStatus::Solved | SolverStatus::AlmostSolved => Ok(solver.solution.x[n] > 1e-9),
-            SolverStatus::PrimalInfeasible | SolverStatus::AlmostPrimalInfeasible => Ok(false),
-            other => Err(Error::invalid(format!(
-                "the region LP ended with {other:?}"
-            ))),
+        b.push(*h);
+    }
+    let base = constraints.len();
+    for (j, xj) in x0.iter().enumerate() {
+        rows.extend([base + 2 * j, base + 2 * j + 1]);
+        cols.extend([j, j]);
+        vals.extend([1.0, -1.0]);
+        b.extend([xj + eps, -(xj - eps)]);
+    }
+    rows.push(m - 1);
+    cols.push(n);
+    vals.push(1.0);
+    b.push(1.0);
+    let a = CscMatrix::new_from_triplets(m, n + 1, rows, cols, vals);
+    let p = CscMatrix::<f64>::zeros((n + 1, n + 1));
+    let mut q = vec![0.0; n + 1];
+    q[n] = -1.0;
+    let settings = DefaultSettingsBuilder::default()
+        .verbose(false)
+        .build()
+        .map_err(|e| Error::invalid(format!("LP settings: {e:?}")))?;
+    let cones = [SupportedConeT::NonnegativeConeT(m)];
+    let mut solver = DefaultSolver::new(&p, &q, &a, &b, &cones, settings)
+        .map_err(|e| Error::invalid(format!("LP setup: {e:?}")))?;
+    solver.solve();
+    match solver.solution.status {
+        SolverStatus::Solved | SolverStatus::AlmostSolved => Ok(solver.solution.x[n] > 1e-9),
+        SolverStatus::PrimalInfeasible | SolverStatus::AlmostPrimalInfeasible => Ok(false),
+        other => Err(Error::invalid(format!(
+            "the region LP ended with {other:?}"
+        ))),
+    }
+}
+
+impl Search<'_> {
+    /// Whether the box meets the interior of the current region.
+    fn feasible(&mut self) -> Result<bool> {
+        if self.eps > 0.0 {
+            self.lps += 1;
         }
+        region_meets_box(&self.constraints, self.x0, self.eps)
     }
 
     /// Interval of z = g·x + h over the box.
@@ -169,10 +181,14 @@ impl Search<'_> {
             Layer::Linear { w, b, out, .. } => {
                 self.walk(layers, k + 1, cur.then_linear(w, b, *out))
             }
+            Layer::Conv2d { .. } => {
+                let d = super::chain::dense(layer, cur.rows());
+                self.walk(layers, k + 1, cur.then_linear(&d.w, &d.b, d.out))
+            }
             Layer::Flatten => self.walk(layers, k + 1, cur),
             Layer::Relu => self.relu(layers, k, cur, 0),
             other => Err(Error::invalid(format!(
-                "the exact mode handles Linear and ReLU networks; {} is not supported",
+                "the exact mode handles Linear, Conv2d, Flatten and ReLU networks; {} is not supported",
                 other.name()
             ))),
         }

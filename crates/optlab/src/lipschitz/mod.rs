@@ -12,7 +12,10 @@
 //! assert_eq!(naive_bound(&net, Norm::Inf).unwrap().bound, 3.5);
 //! ```
 
+pub mod bab;
+pub mod chain;
 pub mod exact;
+pub mod local;
 pub mod naive;
 pub mod network;
 pub mod smoothing;

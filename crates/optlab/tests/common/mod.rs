@@ -1,0 +1,48 @@
+//! Helpers shared by the Lipschitz tests: random PyTorch-style MLP state dicts and finite-difference Jacobians.
+#![allow(dead_code)]
+
+use candle_core::{Device, Tensor};
+use optlab::lipschitz::network::Network;
+use optlab::rng::{normal, rng_for, Stream};
+use std::collections::HashMap;
+
+/// Normal(0, 0.5²) values of `shape` from `seed`.
+pub fn randn(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = rng_for(seed, Stream::Init, 0);
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| (0.5 * normal(&mut rng)) as f32).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// An nn.Sequential(Linear, ReLU, ...) state dict with layer sizes `sizes`.
+pub fn mlp(sizes: &[usize], seed: u64) -> HashMap<String, Tensor> {
+    let mut t = HashMap::new();
+    for (k, w) in sizes.windows(2).enumerate() {
+        t.insert(
+            format!("{}.weight", 2 * k),
+            randn(&[w[1], w[0]], seed + k as u64),
+        );
+        t.insert(
+            format!("{}.bias", 2 * k),
+            randn(&[w[1]], seed + 100 + k as u64),
+        );
+    }
+    t
+}
+
+/// The Jacobian of `net` at `x` by central differences (exact inside a linear region of a ReLU network).
+pub fn jacobian(net: &Network, x: &[f64]) -> Vec<Vec<f64>> {
+    let h = 1e-7;
+    let m = net.output_dim();
+    let mut jac = vec![vec![0.0; x.len()]; m];
+    for j in 0..x.len() {
+        let (mut a, mut b) = (x.to_vec(), x.to_vec());
+        a[j] += h;
+        b[j] -= h;
+        let (fa, fb) = (net.forward(&a).unwrap(), net.forward(&b).unwrap());
+        for i in 0..m {
+            jac[i][j] = (fa[i] - fb[i]) / (2.0 * h);
+        }
+    }
+    jac
+}
