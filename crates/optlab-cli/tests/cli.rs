@@ -983,9 +983,32 @@ fn lipschitz_naive_bound_and_bad_models() {
     assert_eq!(v["bound"].as_f64(), Some(7.0));
     assert_eq!(v["architecture"][1], "ReLU");
     fails_with(
-        &["lipschitz", ps, "--method", "lipsdp"],
-        "available in this version: naive, local, exact",
+        &["lipschitz", ps, "--method", "lipsd"],
+        "available: naive, local, exact, lipsdp",
     );
+    if cfg!(feature = "lipsdp") {
+        fails_with(&["lipschitz", ps, "--method", "lipsdp"], "use --norm 2");
+        let o = run(&[
+            "lipschitz",
+            ps,
+            "--method",
+            "lipsdp",
+            "--norm",
+            "2",
+            "--json",
+        ]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let (b, naive) = (v["bound"].as_f64().unwrap(), v["naive"].as_f64().unwrap());
+        // Both units active somewhere: the gradient (1.5, 1) has norm 1.803; the naive bound is 3.2566 * 1.4142.
+        assert!(b >= 1.8027 && b <= naive * (1.0 + 1e-9), "{v}");
+    } else {
+        fails_with(
+            &["lipschitz", ps, "--method", "lipsdp", "--norm", "2"],
+            "--features lipsdp",
+        );
+    }
     let center = d.join("x.json");
     std::fs::write(&center, "[0.5, 0.25]").unwrap();
     let cs = center.to_str().unwrap();

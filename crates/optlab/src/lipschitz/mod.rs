@@ -15,6 +15,8 @@
 pub mod bab;
 pub mod chain;
 pub mod exact;
+#[cfg(feature = "lipsdp")]
+pub mod lipsdp;
 pub mod local;
 pub mod naive;
 pub mod network;
