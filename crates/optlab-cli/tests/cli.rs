@@ -1154,5 +1154,40 @@ fn certify_radii_of_a_linear_classifier() {
         &["certify", ps, "--sigma=-1", "--inputs", cs, "--label", "y"],
         "sigma=-1",
     );
+    // LVM-RS: one configuration, the Bonferroni search, and the labelled replication mode.
+    for (extra, sound) in [
+        (vec![], true),
+        (vec!["--search"], true),
+        (vec!["--replication"], false),
+    ] {
+        let mut args = vec![
+            "certify", ps, "--sigma", "0.25", "--n", "2000", "--alpha", "0.001", "--inputs", cs,
+            "--label", "y", "--method", "lvm", "--json",
+        ];
+        args.extend(extra.iter().copied());
+        let o = run(&args);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["sound"], sound, "{v}");
+        let r = &v["results"];
+        assert_eq!(r[0]["class"].as_u64(), Some(0), "{v}");
+        let rad = r[0]["radius"].as_f64().unwrap();
+        assert!(rad > 0.05 && rad <= 0.3, "{v}");
+        assert!(r[2]["class"].is_null(), "{v}");
+    }
+    fails_with(
+        &[
+            "certify", ps, "--sigma", "0.25", "--inputs", cs, "--label", "y", "--search",
+        ],
+        "belong to --method lvm",
+    );
+    fails_with(
+        &[
+            "certify", ps, "--sigma", "0.25", "--inputs", cs, "--label", "y", "--method", "lvm",
+            "--map", "max",
+        ],
+        "available: softmax, sparsemax",
+    );
     std::fs::remove_dir_all(&d).unwrap();
 }

@@ -195,6 +195,72 @@ fn smoothing_radius_exceeds_the_truth_at_most_alpha_often() {
     assert!(certify(&classify, &x, 2, &bad, 0).is_err());
 }
 
+/// LVM-RS on a linear classifier with odd-symmetric logits (±k(wᵀx + b)): the smoothed scores' decision boundary is
+/// the hyperplane, so the true radius is |wᵀx + b|/‖w‖. Over 1000 seeds the radius exceeds it at most α (plus
+/// binomial slack) often, for the default configuration and for the Bonferroni-corrected search over 14.
+#[test]
+fn lvm_radius_exceeds_the_truth_at_most_alpha_often() {
+    use optlab::lipschitz::lvm::{certify_lvm, default_grid, LvmConfig, Selection, SimplexMap};
+    let w = [0.6, -0.8, 0.0, 0.0];
+    let b = 0.1;
+    let logits = |x: &[f64]| {
+        let s = 3.0 * (w.iter().zip(x).map(|(a, c)| a * c).sum::<f64>() + b);
+        vec![-s, s]
+    };
+    let x = [0.2, -0.1, 0.5, 0.5];
+    let truth = (w.iter().zip(&x).map(|(a, c)| a * c).sum::<f64>() + b).abs();
+    let alpha: f64 = 0.01;
+    let slack = 3.0 * (alpha * (1.0 - alpha) / 1000.0).sqrt();
+    for (label, configs, selection) in [
+        (
+            "softmax t=1",
+            vec![(SimplexMap::Softmax, 1.0)],
+            Selection::Bonferroni,
+        ),
+        ("Bonferroni search", default_grid(), Selection::Bonferroni),
+        (
+            "replication (uncorrected)",
+            default_grid(),
+            Selection::Replication,
+        ),
+    ] {
+        let (mut over, mut certified, mut total) = (0, 0, 0.0);
+        for seed in 0..1000 {
+            let cfg = LvmConfig {
+                sigma: 0.25,
+                n: 1000,
+                alpha,
+                seed,
+                configs: configs.clone(),
+                selection,
+            };
+            let c = certify_lvm(&logits, &x, 2, &cfg, 0).unwrap();
+            if c.class.is_some() {
+                certified += 1;
+                assert_eq!(c.class, Some(1));
+                over += usize::from(c.radius > truth);
+                total += c.radius;
+            }
+        }
+        let rate = over as f64 / 1000.0;
+        println!(
+            "LVM-RS {label}: true radius {truth:.4}; {certified}/1000 certified, mean radius {:.4}, above the truth in {over} ({rate:.4}, bound {:.4})",
+            total / certified.max(1) as f64,
+            alpha + slack
+        );
+        assert!(certified > 900);
+        if selection == Selection::Bonferroni {
+            assert!(rate <= alpha + slack);
+        }
+    }
+    let bad = LvmConfig {
+        configs: vec![(SimplexMap::Sparsemax, 0.0)],
+        ..LvmConfig::default()
+    };
+    assert!(certify_lvm(&logits, &x, 2, &bad, 0).is_err());
+    assert!(certify_lvm(&logits, &x, 1, &LvmConfig::default(), 0).is_err());
+}
+
 /// The fuzz target's body (fuzz/fuzz_targets/import_safetensors.rs) run over 20 000 deterministic mutations of
 /// valid files on stable Rust: every input is imported and bounded or refused, never a panic.
 #[test]

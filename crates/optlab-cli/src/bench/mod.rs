@@ -2,6 +2,7 @@
 //! run (PyTorch when `python3 -c "import torch"` works), as a ratio.
 
 mod curvature;
+mod lipschitz;
 mod optim;
 mod solvers;
 mod train;
@@ -26,6 +27,8 @@ pub enum BenchWhat {
     Curvature(curvature::CurvatureBenchArgs),
     /// CBO iterations/s against CBXpy and CoLiDE/DAGMA wall time against the official code, same problems.
     Solvers(solvers::SolversBenchArgs),
+    /// Local Lipschitz bounds (P02) against auto_LiRPA's Jacobian bounds, LipSDP (P14) against cvxpy + Clarabel.
+    Lipschitz(lipschitz::LipschitzBenchArgs),
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -34,6 +37,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         BenchWhat::Optim(o) => optim::run(o),
         BenchWhat::Curvature(c) => curvature::run(c),
         BenchWhat::Solvers(s) => solvers::run(s),
+        BenchWhat::Lipschitz(l) => lipschitz::run(l),
     }
 }
 
@@ -87,4 +91,36 @@ pub fn run_torch_script(script: &str, args: &[String]) -> Option<String> {
         return None;
     }
     Some(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// Runs one of the Python scripts next to this file (by path, so it can find tools/reference/), returning its
+/// JSON line; `None` with a note when it is skipped, not installed (exit 3) or failed.
+pub(crate) fn python_script(
+    script: &str,
+    args: &[String],
+    skip: bool,
+) -> Option<serde_json::Value> {
+    if skip {
+        return None;
+    }
+    let path = format!("{}/src/bench/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let what = if out.status.code() == Some(3) {
+            "not installed"
+        } else {
+            err.trim()
+        };
+        eprintln!(
+            "note: {script}: {}",
+            what.lines().last().unwrap_or("failed")
+        );
+        return None;
+    }
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).ok()
 }

@@ -1,13 +1,13 @@
 //! `optlab bench solvers`: CBO iterations per second against CBXpy, and CoLiDE/DAGMA wall time against the
 //! official Python code, on the same problems in the same run (where those are installed).
 
+use super::python_script as python;
 use anyhow::Result;
 use clap::Args;
 use optlab::functions::TestFunction;
 use optlab::solvers::cbo::{cbo_runs, is_success, CboConfig, Noise};
 use optlab::solvers::dag::accuracy;
 use optlab::solvers::dag::colide::{fit, official_postprocess, DagOptions, Score};
-use serde_json::Value;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -29,34 +29,6 @@ pub struct SolversBenchArgs {
     /// Skip the Python side (CBXpy and the official CoLiDE).
     #[arg(long)]
     pub no_python: bool,
-}
-
-/// Runs one of the Python scripts next to this file (by path, so it can find tools/reference/), returning its
-/// JSON line; `None` with a note when it is skipped, not installed (exit 3) or failed.
-fn python(script: &str, args: &[String], skip: bool) -> Option<Value> {
-    if skip {
-        return None;
-    }
-    let path = format!("{}/src/bench/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let what = if out.status.code() == Some(3) {
-            "not installed"
-        } else {
-            err.trim()
-        };
-        eprintln!(
-            "note: {script}: {}",
-            what.lines().last().unwrap_or("failed")
-        );
-        return None;
-    }
-    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).ok()
 }
 
 pub fn run(a: SolversBenchArgs) -> Result<()> {

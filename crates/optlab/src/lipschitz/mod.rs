@@ -18,6 +18,7 @@ pub mod exact;
 #[cfg(feature = "lipsdp")]
 pub mod lipsdp;
 pub mod local;
+pub mod lvm;
 pub mod naive;
 pub mod network;
 pub mod smoothing;

@@ -83,6 +83,41 @@ pub fn clopper_pearson_lower(k: u64, n: u64, alpha: f64) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Folds `step` over `count` noisy copies x + σε of `x` (ε ~ N(0, I)), in parallel chunks of 1000 with their own
+/// random streams (seed, input `index`, `phase`), merging the chunk states with `merge`: the same result for any
+/// thread count.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn noisy_fold<A: Send>(
+    x: &[f64],
+    sigma: f64,
+    seed: u64,
+    count: u64,
+    index: u64,
+    phase: u64,
+    init: impl Fn() -> A + Sync,
+    step: impl Fn(&mut A, &[f64]) + Sync,
+    merge: impl Fn(A, A) -> A + Sync + Send,
+) -> A {
+    const CHUNK: u64 = 1000;
+    let chunks = count.div_ceil(CHUNK);
+    (0..chunks)
+        .into_par_iter()
+        .map(|c| {
+            let mut rng = rng_for(seed, Stream::Probe, (index << 24) | (phase << 23) | c);
+            let mut z = Normals::default();
+            let mut acc = init();
+            let mut noisy = vec![0.0; x.len()];
+            for _ in 0..CHUNK.min(count - c * CHUNK) {
+                for (o, xi) in noisy.iter_mut().zip(x) {
+                    *o = xi + sigma * z.next(&mut rng);
+                }
+                step(&mut acc, &noisy);
+            }
+            acc
+        })
+        .reduce(&init, &merge)
+}
+
 /// Class counts of `classify` on `count` noisy copies of `x` (stream `phase` of input `index`).
 fn sample_counts(
     classify: &(dyn Fn(&[f64]) -> usize + Sync),
@@ -93,33 +128,25 @@ fn sample_counts(
     index: u64,
     phase: u64,
 ) -> Vec<u64> {
-    const CHUNK: u64 = 1000;
-    let chunks = count.div_ceil(CHUNK);
-    (0..chunks)
-        .into_par_iter()
-        .map(|c| {
-            let mut rng = rng_for(cfg.seed, Stream::Probe, (index << 24) | (phase << 23) | c);
-            let mut z = Normals::default();
-            let mut counts = vec![0u64; classes];
-            let mut noisy = vec![0.0; x.len()];
-            for _ in 0..CHUNK.min(count - c * CHUNK) {
-                for (o, xi) in noisy.iter_mut().zip(x) {
-                    *o = xi + cfg.sigma * z.next(&mut rng);
-                }
-                let k = classify(&noisy);
-                if k < classes {
-                    counts[k] += 1;
-                }
+    noisy_fold(
+        x,
+        cfg.sigma,
+        cfg.seed,
+        count,
+        index,
+        phase,
+        || vec![0u64; classes],
+        |counts, noisy| {
+            let k = classify(noisy);
+            if k < classes {
+                counts[k] += 1;
             }
-            counts
-        })
-        .reduce(
-            || vec![0u64; classes],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                a
-            },
-        )
+        },
+        |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            a
+        },
+    )
 }
 
 /// CERTIFY for input `x` (number `index` of a data set, which selects its random streams).
