@@ -11,3 +11,4 @@ pub use layer::{Activation, Layer};
 pub use param::Param;
 pub use sequential::{LinearTrace, ModelSpec, Sequential, MODEL_NAMES};
 pub mod loss;
+pub mod norm;

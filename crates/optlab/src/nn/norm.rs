@@ -1,0 +1,215 @@
+//! Normalization for small CNNs (P01, Qiao et al.): Weight Standardization, BatchNorm, GroupNorm and
+//! Batch-Channel Normalization (with its estimated-statistics variant), as differentiable candle functions with
+//! the official code's semantics (joe-siyuan-qiao/Batch-Channel-Normalization@0244c3e, WeightStandardization@d81e50d;
+//! golden tests in tests/norm.rs against tools/reference/norm_fixtures.py).
+//!
+//! Inputs are [N, C, H, W] (or [N, C], read as [N, C, 1, 1]); every variance is biased unless stated.
+
+use crate::{Error, Result};
+use candle_core::{DType, Tensor, D};
+
+/// The two official forms of Weight Standardization (both with the unbiased variance over the fan-in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsVariant {
+    /// (w − mean)/√(var + 1e-5): P01's BCN models (imagenet/models/layers.py).
+    VarEps,
+    /// (w − mean)/(√var + 1e-5): the WeightStandardization repository's layer.
+    StdEps,
+}
+
+/// Standardizes a weight per output channel (first dimension) over its fan-in. Gradients flow through the mean
+/// and the deviation.
+pub fn weight_standardize(w: &Tensor, variant: WsVariant) -> Result<Tensor> {
+    let dims = w.dims().to_vec();
+    let out = dims[0];
+    let n: usize = dims[1..].iter().product();
+    if n < 2 {
+        return Err(Error::Shape(format!(
+            "weight standardization needs a fan-in of at least 2 (weight shape {dims:?})"
+        )));
+    }
+    let flat = w.reshape((out, n))?;
+    let wc = flat.broadcast_sub(&flat.mean_keepdim(1)?)?;
+    let var = (wc.sqr()?.sum_keepdim(1)? / (n - 1) as f64)?;
+    let denom = match variant {
+        WsVariant::VarEps => (var + 1e-5)?.sqrt()?,
+        WsVariant::StdEps => (var.sqrt()? + 1e-5)?,
+    };
+    Ok(wc.broadcast_div(&denom)?.reshape(dims)?)
+}
+
+/// [N, C] → [N, C, 1, 1]; [N, C, H, W] unchanged.
+fn as_4d(x: &Tensor) -> Result<Tensor> {
+    match x.rank() {
+        4 => Ok(x.clone()),
+        2 => Ok(x.unsqueeze(2)?.unsqueeze(3)?),
+        r => Err(Error::Shape(format!(
+            "normalization expects [N, C] or [N, C, H, W] inputs, got rank {r}"
+        ))),
+    }
+}
+
+/// Per-channel mean over N, H, W, kept as [1, C, 1, 1].
+fn channel_mean(x: &Tensor) -> Result<Tensor> {
+    Ok(x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?)
+}
+
+fn per_channel(v: &Tensor, c: usize) -> Result<Tensor> {
+    Ok(v.reshape((1, c, 1, 1))?)
+}
+
+/// Running statistics of a batch norm (PyTorch's buffers).
+#[derive(Debug, Clone)]
+pub struct RunningStats {
+    pub mean: Tensor,
+    pub var: Tensor,
+    /// PyTorch's momentum (weight of the new batch), 0.1.
+    pub momentum: f64,
+    pub batches: u64,
+}
+
+impl RunningStats {
+    /// Mean 0, variance 1.
+    pub fn new(c: usize, device: &candle_core::Device) -> Result<Self> {
+        Ok(RunningStats {
+            mean: Tensor::zeros(c, DType::F32, device)?,
+            var: Tensor::ones(c, DType::F32, device)?,
+            momentum: 0.1,
+            batches: 0,
+        })
+    }
+}
+
+/// `nn.BatchNorm2d` (eps 1e-5): with `train`, batch statistics and a running update (the unbiased batch variance
+/// enters the running variance); otherwise the running statistics.
+pub fn batch_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    stats: &mut RunningStats,
+    train: bool,
+) -> Result<Tensor> {
+    let shape = x.dims().to_vec();
+    let x4 = as_4d(x)?;
+    let (n, c, h, w) = x4.dims4()?;
+    let (mean, var) = if train {
+        let m = n * h * w;
+        if m < 2 {
+            return Err(Error::Shape(format!(
+                "batch norm in training needs more than one value per channel (input {shape:?})"
+            )));
+        }
+        let mean = channel_mean(&x4)?;
+        let var = channel_mean(&x4.broadcast_sub(&mean)?.sqr()?)?;
+        let k = stats.momentum;
+        let (bm, bv) = (mean.detach().flatten_all()?, var.detach().flatten_all()?);
+        stats.mean = ((&stats.mean * (1.0 - k))? + (bm * k)?)?;
+        stats.var = ((&stats.var * (1.0 - k))? + (bv * (k * m as f64 / (m - 1) as f64))?)?;
+        stats.batches += 1;
+        (mean, var)
+    } else {
+        (per_channel(&stats.mean, c)?, per_channel(&stats.var, c)?)
+    };
+    let y = x4
+        .broadcast_sub(&mean)?
+        .broadcast_div(&(var + 1e-5)?.sqrt()?)?
+        .broadcast_mul(&per_channel(weight, c)?)?
+        .broadcast_add(&per_channel(bias, c)?)?;
+    Ok(y.reshape(shape)?)
+}
+
+/// Normalizes each (sample, group) slice of [N, C, H, W] by its own mean and biased variance (eps 1e-5), no affine.
+fn group_standardize(x4: &Tensor, groups: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x4.dims4()?;
+    if groups == 0 || c % groups != 0 {
+        return Err(Error::Shape(format!(
+            "{groups} groups do not divide {c} channels"
+        )));
+    }
+    let g = x4.reshape((n, groups, (c / groups) * h * w))?;
+    let mean = g.mean_keepdim(D::Minus1)?;
+    let gc = g.broadcast_sub(&mean)?;
+    let var = gc.sqr()?.mean_keepdim(D::Minus1)?;
+    Ok(gc
+        .broadcast_div(&(var + 1e-5)?.sqrt()?)?
+        .reshape((n, c, h, w))?)
+}
+
+/// `nn.GroupNorm(groups, C)` (eps 1e-5, per-channel affine).
+pub fn group_norm(x: &Tensor, groups: usize, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let shape = x.dims().to_vec();
+    let x4 = as_4d(x)?;
+    let c = x4.dims()[1];
+    let y = group_standardize(&x4, groups)?
+        .broadcast_mul(&per_channel(weight, c)?)?
+        .broadcast_add(&per_channel(bias, c)?)?;
+    Ok(y.reshape(shape)?)
+}
+
+/// The channel step of BCN: batch statistics (`nn.BatchNorm2d`) or estimated ones (`EstBN`, moving at `speed`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ChannelStats {
+    Batch,
+    Estimated { speed: f64 },
+}
+
+/// The parameters of a Batch-Channel Normalization layer.
+#[derive(Debug, Clone)]
+pub struct BcnParams<'a> {
+    /// The batch-norm step's per-channel affine.
+    pub bn_weight: &'a Tensor,
+    pub bn_bias: &'a Tensor,
+    /// The per-group affine, one pair per group.
+    pub group_weight: &'a Tensor,
+    pub group_bias: &'a Tensor,
+    pub groups: usize,
+    pub channel: ChannelStats,
+}
+
+/// Batch-Channel Normalization: batch norm over channels (own affine; running statistics in eval), then each
+/// (sample, group) standardized by its own statistics (also in eval), then a per-group affine.
+pub fn bcn(x: &Tensor, p: &BcnParams, stats: &mut RunningStats, train: bool) -> Result<Tensor> {
+    let shape = x.dims().to_vec();
+    let h = match p.channel {
+        ChannelStats::Batch => batch_norm(x, p.bn_weight, p.bn_bias, stats, train)?,
+        ChannelStats::Estimated { speed } => {
+            est_batch_norm(x, p.bn_weight, p.bn_bias, stats, speed, train)?
+        }
+    };
+    let h = as_4d(&h)?;
+    let (n, c, hh, ww) = h.dims4()?;
+    let z = group_standardize(&h, p.groups)?.reshape((n, p.groups, (c / p.groups) * hh * ww))?;
+    let gw = p.group_weight.reshape((1, p.groups, 1))?;
+    let gb = p.group_bias.reshape((1, p.groups, 1))?;
+    Ok(z.broadcast_mul(&gw)?.broadcast_add(&gb)?.reshape(shape)?)
+}
+
+/// The estimated-statistics batch norm of BCN (`EstBN`): in training the running mean and variance move by
+/// `speed` towards the batch mean and the batch's mean squared deviation from the OLD running mean (no
+/// gradient), and the output is normalized with the UPDATED statistics, which are constants for autograd.
+pub fn est_batch_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    stats: &mut RunningStats,
+    speed: f64,
+    train: bool,
+) -> Result<Tensor> {
+    let shape = x.dims().to_vec();
+    let x4 = as_4d(x)?;
+    let c = x4.dims()[1];
+    if train {
+        let xd = x4.detach();
+        let mu = channel_mean(&xd)?.flatten_all()?;
+        let v = channel_mean(&xd.broadcast_sub(&per_channel(&stats.mean, c)?)?.sqr()?)?
+            .flatten_all()?;
+        stats.mean = ((&stats.mean * (1.0 - speed))? + (mu * speed)?)?;
+        stats.var = ((&stats.var * (1.0 - speed))? + (v * speed)?)?;
+    }
+    let y = x4
+        .broadcast_sub(&per_channel(&stats.mean, c)?)?
+        .broadcast_div(&(per_channel(&stats.var, c)? + 1e-5)?.sqrt()?)?
+        .broadcast_mul(&per_channel(weight, c)?)?
+        .broadcast_add(&per_channel(bias, c)?)?;
+    Ok(y.reshape(shape)?)
+}

@@ -1,0 +1,295 @@
+//! Golden tests of the P01 normalization ops against the official PyTorch code (fixtures from
+//! tools/reference/norm_fixtures.py): forward outputs, gradients and running statistics to 1e-5 (f32).
+
+use candle_core::{Device, Tensor, Var};
+use optlab::nn::norm::{
+    batch_norm, bcn, group_norm, weight_standardize, BcnParams, ChannelStats, RunningStats,
+    WsVariant,
+};
+use serde_json::Value;
+
+fn golden() -> Value {
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/norm/golden.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn tensor(v: &Value) -> Tensor {
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap() as usize)
+        .collect();
+    let data: Vec<f32> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_f64().unwrap() as f32)
+        .collect();
+    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+}
+
+fn var(v: &Value) -> Var {
+    Var::from_tensor(&tensor(v)).unwrap()
+}
+
+/// Elementwise |a − b| ≤ 1e-5 (1 + |b|), with the largest deviation in the message.
+fn close(label: &str, a: &Tensor, b: &Value) {
+    let want = tensor(b);
+    assert_eq!(a.dims(), want.dims(), "{label}: shape");
+    let (a, w): (Vec<f32>, Vec<f32>) = (
+        a.flatten_all().unwrap().to_vec1().unwrap(),
+        want.flatten_all().unwrap().to_vec1().unwrap(),
+    );
+    let worst = a
+        .iter()
+        .zip(&w)
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-5, "{label}: largest scaled deviation {worst:e}");
+}
+
+fn loss(y: &Tensor, r: &Value) -> candle_core::backprop::GradStore {
+    (y * tensor(r))
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap()
+}
+
+#[test]
+fn weight_standardization_both_variants() {
+    let g = golden();
+    for (key, variant) in [
+        ("var_eps", WsVariant::VarEps),
+        ("std_eps", WsVariant::StdEps),
+    ] {
+        let c = &g["ws"][key];
+        let (w, b, x) = (var(&c["weight"]), var(&c["bias"]), var(&c["x"]));
+        let ws = weight_standardize(w.as_tensor(), variant).unwrap();
+        close(
+            &format!("{key} standardized"),
+            &ws,
+            &c["standardized_weight"],
+        );
+        let pad = c["conv"]["padding"].as_u64().unwrap_or(1) as usize;
+        let y = x
+            .as_tensor()
+            .conv2d(&ws, pad, 1, 1, 1)
+            .unwrap()
+            .broadcast_add(&b.as_tensor().reshape((1, (), 1, 1)).unwrap())
+            .unwrap();
+        close(&format!("{key} y"), &y, &c["y"]);
+        let gr = loss(&y, &c["R"]);
+        close(
+            &format!("{key} dx"),
+            gr.get(x.as_tensor()).unwrap(),
+            &c["grad_x"],
+        );
+        close(
+            &format!("{key} dw"),
+            gr.get(w.as_tensor()).unwrap(),
+            &c["grad_weight"],
+        );
+        close(
+            &format!("{key} db"),
+            gr.get(b.as_tensor()).unwrap(),
+            &c["grad_bias"],
+        );
+    }
+}
+
+#[test]
+fn batch_norm_train_and_eval() {
+    let g = golden();
+    let c = &g["batchnorm2d"];
+    for mode in ["train", "eval"] {
+        let (w, b, x) = (var(&c["weight"]), var(&c["bias"]), var(&c["x"]));
+        let mut stats = RunningStats::new(8, &Device::Cpu).unwrap();
+        if mode == "eval" {
+            stats.mean = tensor(&c["eval"]["running_mean"]);
+            stats.var = tensor(&c["eval"]["running_var"]);
+        }
+        let y = batch_norm(
+            x.as_tensor(),
+            w.as_tensor(),
+            b.as_tensor(),
+            &mut stats,
+            mode == "train",
+        )
+        .unwrap();
+        let m = &c[mode];
+        close(&format!("bn {mode} y"), &y, &m["y"]);
+        let gr = loss(&y, &c["R"]);
+        close(
+            &format!("bn {mode} dx"),
+            gr.get(x.as_tensor()).unwrap(),
+            &m["grad_x"],
+        );
+        close(
+            &format!("bn {mode} dw"),
+            gr.get(w.as_tensor()).unwrap(),
+            &m["grad_weight"],
+        );
+        close(
+            &format!("bn {mode} db"),
+            gr.get(b.as_tensor()).unwrap(),
+            &m["grad_bias"],
+        );
+        if mode == "train" {
+            close("bn running mean", &stats.mean, &m["running_mean"]);
+            close("bn running var", &stats.var, &m["running_var"]);
+        }
+    }
+}
+
+#[test]
+fn group_norm_matches() {
+    let g = golden();
+    let c = &g["groupnorm"];
+    let groups = c["hparams"]["num_groups"].as_u64().unwrap() as usize;
+    let (w, b, x) = (var(&c["weight"]), var(&c["bias"]), var(&c["x"]));
+    let y = group_norm(x.as_tensor(), groups, w.as_tensor(), b.as_tensor()).unwrap();
+    close("gn y", &y, &c["train"]["y"]);
+    let gr = loss(&y, &c["R"]);
+    close(
+        "gn dx",
+        gr.get(x.as_tensor()).unwrap(),
+        &c["train"]["grad_x"],
+    );
+    close(
+        "gn dw",
+        gr.get(w.as_tensor()).unwrap(),
+        &c["train"]["grad_weight"],
+    );
+    close(
+        "gn db",
+        gr.get(b.as_tensor()).unwrap(),
+        &c["train"]["grad_bias"],
+    );
+    assert!(group_norm(x.as_tensor(), 3, w.as_tensor(), b.as_tensor()).is_err());
+}
+
+/// Runs BCN on `x` with the fixture's parameters and checks y and every gradient against `m`.
+fn check_bcn(
+    c: &Value,
+    (x, r, m): (&Value, &Value, &Value),
+    stats: &mut RunningStats,
+    channel: ChannelStats,
+    train: bool,
+    label: &str,
+) {
+    let p = &c["params"];
+    let (bw, bb, gw, gb, x) = (
+        var(&p["bn.weight"]),
+        var(&p["bn.bias"]),
+        var(&p["weight"]),
+        var(&p["bias"]),
+        var(x),
+    );
+    let params = BcnParams {
+        bn_weight: bw.as_tensor(),
+        bn_bias: bb.as_tensor(),
+        group_weight: gw.as_tensor(),
+        group_bias: gb.as_tensor(),
+        groups: c["hparams"]["num_groups"].as_u64().unwrap() as usize,
+        channel,
+    };
+    let y = bcn(x.as_tensor(), &params, stats, train).unwrap();
+    close(&format!("{label} y"), &y, &m["y"]);
+    let gr = loss(&y, r);
+    close(
+        &format!("{label} dx"),
+        gr.get(x.as_tensor()).unwrap(),
+        &m["grad_x"],
+    );
+    close(
+        &format!("{label} d bn.weight"),
+        gr.get(bw.as_tensor()).unwrap(),
+        &m["grad_bn.weight"],
+    );
+    close(
+        &format!("{label} d bn.bias"),
+        gr.get(bb.as_tensor()).unwrap(),
+        &m["grad_bn.bias"],
+    );
+    close(
+        &format!("{label} d weight"),
+        gr.get(gw.as_tensor()).unwrap(),
+        &m["grad_weight"],
+    );
+    close(
+        &format!("{label} d bias"),
+        gr.get(gb.as_tensor()).unwrap(),
+        &m["grad_bias"],
+    );
+}
+
+#[test]
+fn batch_channel_normalization_train_eval_and_estimated() {
+    let g = golden();
+    let c = &g["bcn"];
+    let mut stats = RunningStats::new(8, &Device::Cpu).unwrap();
+    check_bcn(
+        c,
+        (&c["x"], &c["R"], &c["train"]),
+        &mut stats,
+        ChannelStats::Batch,
+        true,
+        "bcn train",
+    );
+    close(
+        "bcn running mean",
+        &stats.mean,
+        &c["train"]["bn.running_mean"],
+    );
+    close("bcn running var", &stats.var, &c["train"]["bn.running_var"]);
+    let mut stats = RunningStats::new(8, &Device::Cpu).unwrap();
+    stats.mean = tensor(&c["eval"]["bn.running_mean"]);
+    stats.var = tensor(&c["eval"]["bn.running_var"]);
+    check_bcn(
+        c,
+        (&c["x"], &c["R"], &c["eval"]),
+        &mut stats,
+        ChannelStats::Batch,
+        false,
+        "bcn eval",
+    );
+    // Estimated statistics: three training steps, then eval with the final statistics.
+    let e = &g["bcn_estimated"];
+    let speed = e["hparams"]["estbn_moving_speed"].as_f64().unwrap();
+    let mut stats = RunningStats::new(8, &Device::Cpu).unwrap();
+    for (i, s) in e["steps"].as_array().unwrap().iter().enumerate() {
+        check_bcn(
+            e,
+            (&s["x"], &s["R"], s),
+            &mut stats,
+            ChannelStats::Estimated { speed },
+            true,
+            &format!("estimated step {i}"),
+        );
+        close(
+            &format!("estimated mean {i}"),
+            &stats.mean,
+            &s["bn.running_mean"],
+        );
+        close(
+            &format!("estimated var {i}"),
+            &stats.var,
+            &s["bn.running_var"],
+        );
+    }
+    let ev = &e["eval"];
+    check_bcn(
+        e,
+        (&ev["x"], &ev["R"], ev),
+        &mut stats,
+        ChannelStats::Estimated { speed },
+        false,
+        "estimated eval",
+    );
+}
