@@ -293,3 +293,87 @@ fn batch_channel_normalization_train_eval_and_estimated() {
         "estimated eval",
     );
 }
+
+/// PowerNorm (P12) against the official MaskPowerNorm: four training calls crossing the warmup (batch ψ², then the
+/// running φ), with one group and no mask and with two groups and padding; outputs, the approximate backward's
+/// gradients, φ and Γ after every call; then eval.
+#[test]
+fn powernorm_forward_approximate_backward_and_state() {
+    use optlab::nn::powernorm::{PowerNorm, PowerNormConfig};
+    let g = golden();
+    for key in ["g1_nomask", "g2_mask"] {
+        let c = &g["powernorm"][key];
+        let h = &c["hparams"];
+        let cfg = PowerNormConfig {
+            eps: h["eps"].as_f64().unwrap(),
+            alpha_fwd: h["alpha_fwd"].as_f64().unwrap(),
+            alpha_bkw: h["alpha_bkw"].as_f64().unwrap(),
+            warmup: h["warmup_iters"].as_u64().unwrap(),
+            groups: h["group_num"].as_u64().unwrap() as usize,
+        };
+        let mut pn = PowerNorm::new(8, cfg, &Device::Cpu).unwrap();
+        pn.weight = var(&c["weight"]);
+        pn.bias = var(&c["bias"]);
+        let mask: Option<Vec<Vec<bool>>> = c["pad_mask"].as_object().map(|_| {
+            let m = tensor(&c["pad_mask"]);
+            m.to_vec2::<f32>()
+                .unwrap()
+                .iter()
+                .map(|r| r.iter().map(|v| *v != 0.0).collect())
+                .collect()
+        });
+        for (i, call) in c["calls"].as_array().unwrap().iter().enumerate() {
+            let label = format!("powernorm {key} call {}", i + 1);
+            let x = var(&call["x"]);
+            close(
+                &format!("{label} group scaling"),
+                &pn.group_scaling(x.as_tensor()).unwrap(),
+                &call["group_scaled_x"],
+            );
+            let y = pn.forward(x.as_tensor(), mask.as_deref(), true).unwrap();
+            assert_eq!(pn.iters, call["iter"].as_u64().unwrap());
+            close(&format!("{label} y"), &y, &call["y"]);
+            let gr = loss(&y, &call["R"]);
+            close(
+                &format!("{label} dx"),
+                gr.get(x.as_tensor()).unwrap(),
+                &call["grad_x"],
+            );
+            close(
+                &format!("{label} dw"),
+                gr.get(pn.weight.as_tensor()).unwrap(),
+                &call["grad_weight"],
+            );
+            close(
+                &format!("{label} db"),
+                gr.get(pn.bias.as_tensor()).unwrap(),
+                &call["grad_bias"],
+            );
+            let phi = Tensor::from_slice(&pn.running_phi, (1, 8, 1, 1), &Device::Cpu).unwrap();
+            close(&format!("{label} running phi"), &phi, &call["running_phi"]);
+            let gz =
+                Tensor::from_slice(&pn.ema_gz.lock().unwrap(), (1, 8, 1, 1), &Device::Cpu).unwrap();
+            close(&format!("{label} Gamma"), &gz, &call["ema_gz"]);
+        }
+        let ev = &c["eval"];
+        let x = var(&ev["x"]);
+        let y = pn.forward(x.as_tensor(), mask.as_deref(), false).unwrap();
+        close(&format!("powernorm {key} eval y"), &y, &ev["y"]);
+        let gr = loss(&y, &ev["R"]);
+        close(
+            &format!("powernorm {key} eval dx"),
+            gr.get(x.as_tensor()).unwrap(),
+            &ev["grad_x"],
+        );
+        close(
+            &format!("powernorm {key} eval dw"),
+            gr.get(pn.weight.as_tensor()).unwrap(),
+            &ev["grad_weight"],
+        );
+    }
+    let bad = PowerNormConfig {
+        groups: 3,
+        ..PowerNormConfig::default()
+    };
+    assert!(PowerNorm::new(8, bad, &Device::Cpu).is_err());
+}

@@ -12,3 +12,4 @@ pub use param::Param;
 pub use sequential::{LinearTrace, ModelSpec, Sequential, MODEL_NAMES};
 pub mod loss;
 pub mod norm;
+pub mod powernorm;
