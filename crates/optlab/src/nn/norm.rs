@@ -121,7 +121,7 @@ pub fn batch_norm(
 /// Normalizes each (sample, group) slice of [N, C, H, W] by its own mean and biased variance (eps 1e-5), no affine.
 fn group_standardize(x4: &Tensor, groups: usize) -> Result<Tensor> {
     let (n, c, h, w) = x4.dims4()?;
-    if groups == 0 || c % groups != 0 {
+    if groups == 0 || !c.is_multiple_of(groups) {
         return Err(Error::Shape(format!(
             "{groups} groups do not divide {c} channels"
         )));

@@ -111,7 +111,7 @@ impl PowerNorm {
         cfg: PowerNormConfig,
         device: &candle_core::Device,
     ) -> Result<Self> {
-        if channels == 0 || cfg.groups == 0 || channels % cfg.groups != 0 {
+        if channels == 0 || cfg.groups == 0 || !channels.is_multiple_of(cfg.groups) {
             return Err(Error::Shape(format!(
                 "PowerNorm: {} groups do not divide {channels} channels",
                 cfg.groups
