@@ -377,3 +377,95 @@ fn powernorm_forward_approximate_backward_and_state() {
     };
     assert!(PowerNorm::new(8, bad, &Device::Cpu).is_err());
 }
+
+/// The normalized CNNs: spec strings round-trip, state dicts carry PyTorch's names (buffers included), the
+/// running statistics move only in training mode, and bad group counts are refused.
+#[test]
+fn normalized_cnn_specs_and_state_dicts() {
+    use candle_core::DType;
+    use optlab::nn::{ModelSpec, Sequential};
+    for (spec, keys) in [
+        (
+            "cnn:channels=4-8,norm=bn",
+            vec![
+                "0.weight",
+                "0.bias",
+                "1.weight",
+                "1.bias",
+                "1.running_mean",
+                "1.running_var",
+                "1.num_batches_tracked",
+            ],
+        ),
+        (
+            "cnn:channels=4-8,norm=gn+ws,groups=2",
+            vec!["0.weight", "0.bias", "1.weight", "1.bias", "4.weight"],
+        ),
+        (
+            "cnn:channels=4-8,norm=bcn-est+ws,groups=2",
+            vec!["1.weight", "1.bn.weight", "1.bn.running_var"],
+        ),
+        (
+            "cnn:channels=4-8,norm=bcn+ws,groups=2",
+            vec![
+                "1.weight",
+                "1.bias",
+                "1.bn.weight",
+                "1.bn.bias",
+                "1.bn.running_mean",
+                "1.bn.running_var",
+            ],
+        ),
+    ] {
+        let m = ModelSpec::parse(spec).unwrap();
+        assert_eq!(m.to_spec(), spec);
+        let model = Sequential::new(&m, &[1, 8, 8], 10, 0, DType::F32).unwrap();
+        let sd: Vec<String> = model.state_dict().into_iter().map(|(k, _)| k).collect();
+        for k in keys {
+            assert!(sd.contains(&k.to_string()), "{spec}: no {k} in {sd:?}");
+        }
+        // Eval mode leaves the running statistics alone; training mode moves them.
+        let x = Tensor::randn(0f32, 1.0, (3, 1, 8, 8), &Device::Cpu).unwrap();
+        let before = model.state_dict();
+        model.forward(&x).unwrap();
+        let same = model.state_dict();
+        model.forward_mode(&x, true).unwrap();
+        let after = model.state_dict();
+        let differs = |a: &[(String, Tensor)], b: &[(String, Tensor)]| {
+            a.iter().zip(b).any(|((_, x), (_, y))| {
+                x.to_dtype(DType::F64)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap()
+                    != y.to_dtype(DType::F64)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap()
+            })
+        };
+        assert!(!differs(&before, &same), "{spec}: eval changed the state");
+        assert_eq!(differs(&before, &after), !spec.contains("gn"), "{spec}");
+        // A state dict loads back (buffers included); a missing buffer is refused.
+        let mut map: std::collections::HashMap<String, Tensor> = after.into_iter().collect();
+        model.load_state_dict(&map).unwrap();
+        if spec.contains("bn") {
+            map.retain(|k, _| !k.ends_with("running_var"));
+            assert!(model
+                .load_state_dict(&map)
+                .unwrap_err()
+                .to_string()
+                .contains("running_var"));
+        }
+    }
+    for bad in [
+        "cnn:channels=4-8,norm=gn,groups=3",
+        "cnn:channels=4-6,norm=bcn",
+        "cnn:channels=4,norm=ln",
+    ] {
+        assert!(ModelSpec::parse(bad).is_err(), "{bad}");
+    }
+}

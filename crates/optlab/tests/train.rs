@@ -149,6 +149,17 @@ fn resume_is_bit_exact_sgd_nesterov_f64_cnn() {
     );
 }
 
+#[test]
+fn resume_is_bit_exact_with_normalization_layers() {
+    // Running statistics are part of the checkpoint: BCN+WS (f32) and BatchNorm (f64).
+    resume_case(
+        "sgd:lr=0.05,momentum=0.9",
+        "f32",
+        "cnn:channels=4-8,norm=bcn+ws,groups=2",
+    );
+    resume_case("adamw:lr=3e-3", "f64", "cnn:channels=4-8,norm=bn");
+}
+
 #[derive(Default)]
 struct Count {
     steps: Vec<StepMetrics>,

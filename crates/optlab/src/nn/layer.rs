@@ -1,8 +1,13 @@
 //! The layers of a [`super::Sequential`] model, each with PyTorch's semantics.
 
+use super::norm::{
+    batch_norm, bcn, group_norm, weight_standardize, BcnParams, ChannelStats, RunningStats,
+    WsVariant,
+};
 use super::Param;
 use crate::{Error, Result};
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
+use std::sync::{Arc, Mutex};
 
 /// Element-wise activations (PyTorch's `nn.ReLU`, `nn.Tanh`, `nn.GELU` with the exact erf form).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,12 +53,16 @@ impl Activation {
 pub enum Layer {
     /// `nn.Linear`: y = x Wᵀ + b, W of shape `[out, in]`.
     Linear { weight: Param, bias: Option<Param> },
-    /// `nn.Conv2d` with square stride 1 and the given zero padding; weight `[out, in, k, k]`.
+    /// `nn.Conv2d` with square stride 1 and the given zero padding; weight `[out, in, k, k]`. With
+    /// `standardize`, the weight is standardized per output channel first (Weight Standardization, P01).
     Conv2d {
         weight: Param,
         bias: Option<Param>,
         padding: usize,
+        standardize: bool,
     },
+    /// A normalization layer after a convolution (P01).
+    Norm(NormLayer),
     /// An activation.
     Act(Activation),
     /// `nn.MaxPool2d(2)`.
@@ -63,8 +72,8 @@ pub enum Layer {
 }
 
 impl Layer {
-    /// Applies the layer.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// Applies the layer; `train` selects batch statistics (and updates running ones) in normalization layers.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         Ok(match self {
             Layer::Linear { weight, bias } => {
                 super::linear::linear(x, weight.tensor(), bias.as_ref().map(Param::tensor))?
@@ -73,13 +82,20 @@ impl Layer {
                 weight,
                 bias,
                 padding,
+                standardize,
             } => {
-                let y = x.conv2d(weight.tensor(), *padding, 1, 1, 1)?;
+                let w = if *standardize {
+                    weight_standardize(weight.tensor(), WsVariant::VarEps)?
+                } else {
+                    weight.tensor().clone()
+                };
+                let y = x.conv2d(&w, *padding, 1, 1, 1)?;
                 match bias {
                     Some(b) => y.broadcast_add(&b.tensor().reshape((1, (), 1, 1))?)?,
                     None => y,
                 }
             }
+            Layer::Norm(n) => n.forward(x, train)?,
             Layer::Act(a) => a.apply(x)?,
             Layer::MaxPool2 => x.max_pool2d(2)?,
             Layer::Flatten => x.flatten_from(1)?,
@@ -92,6 +108,7 @@ impl Layer {
             Layer::Linear { weight, bias } | Layer::Conv2d { weight, bias, .. } => {
                 std::iter::once(weight).chain(bias.iter()).collect()
             }
+            Layer::Norm(n) => n.params(),
             _ => Vec::new(),
         }
     }
@@ -104,14 +121,224 @@ impl Layer {
                 format!("Linear({}, {})", d[1], d[0])
             }
             Layer::Conv2d {
-                weight, padding, ..
+                weight,
+                padding,
+                standardize,
+                ..
             } => {
                 let d = weight.var.dims();
-                format!("Conv2d({}, {}, {}, padding={padding})", d[1], d[0], d[2])
+                let ws = if *standardize { "WS-" } else { "" };
+                format!(
+                    "{ws}Conv2d({}, {}, {}, padding={padding})",
+                    d[1], d[0], d[2]
+                )
             }
+            Layer::Norm(n) => n.describe(),
             Layer::Act(a) => a.name().to_string(),
             Layer::MaxPool2 => "MaxPool2d(2)".into(),
             Layer::Flatten => "Flatten".into(),
+        }
+    }
+}
+
+/// Which normalization (P01's baselines and BCN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormKind {
+    /// `nn.BatchNorm2d`.
+    Batch,
+    /// `nn.GroupNorm`.
+    Group,
+    /// Batch-Channel Normalization (BatchNorm, then the group step, then a per-group affine).
+    Bcn,
+    /// BCN with estimated channel statistics (EstBN: running statistics moving at 0.1 per step normalize in
+    /// training too; P01's choice for micro-batches).
+    BcnEstimated,
+}
+
+/// EstBN's moving speed (the official buffer defaults to 0, which never updates; 0.1 as BatchNorm's momentum).
+pub const EST_SPEED: f64 = 0.1;
+
+/// A normalization layer: its parameters (PyTorch names: `weight`, `bias`, and for BCN also `bn.weight`,
+/// `bn.bias`) and, for batch statistics, the running buffers (shared by clones of the model).
+#[derive(Debug, Clone)]
+pub struct NormLayer {
+    pub kind: NormKind,
+    pub groups: usize,
+    pub weight: Param,
+    pub bias: Param,
+    /// BCN's batch-norm affine.
+    pub bn: Option<(Param, Param)>,
+    pub stats: Option<Arc<Mutex<RunningStats>>>,
+    /// The state-dict prefix of the buffers (`3.` or `3.bn.`).
+    pub buffer_prefix: String,
+}
+
+impl NormLayer {
+    /// A layer for `channels` channels named after module index `i`, weight 1 and bias 0 (PyTorch's init).
+    pub fn new(
+        kind: NormKind,
+        i: usize,
+        channels: usize,
+        groups: usize,
+        dtype: DType,
+    ) -> Result<Self> {
+        if kind != NormKind::Batch && (groups == 0 || !channels.is_multiple_of(groups)) {
+            return Err(Error::invalid(format!(
+                "{groups} groups do not divide {channels} channels"
+            )));
+        }
+        let dev = candle_core::Device::Cpu;
+        let param = |name: String, v: f64, shape: &[usize]| -> Result<Param> {
+            Ok(Param {
+                name,
+                var: candle_core::Var::from_tensor(&(Tensor::ones(shape, dtype, &dev)? * v)?)?,
+            })
+        };
+        let (wshape, bn, prefix) = match kind {
+            NormKind::Bcn | NormKind::BcnEstimated => (
+                vec![1, groups, 1],
+                Some((
+                    param(format!("{i}.bn.weight"), 1.0, &[channels])?,
+                    param(format!("{i}.bn.bias"), 0.0, &[channels])?,
+                )),
+                format!("{i}.bn."),
+            ),
+            _ => (vec![channels], None, format!("{i}.")),
+        };
+        let stats = if kind == NormKind::Group {
+            None
+        } else {
+            let mut s = RunningStats::new(channels, &dev)?;
+            s.mean = s.mean.to_dtype(dtype)?;
+            s.var = s.var.to_dtype(dtype)?;
+            Some(Arc::new(Mutex::new(s)))
+        };
+        Ok(NormLayer {
+            kind,
+            groups,
+            weight: param(format!("{i}.weight"), 1.0, &wshape)?,
+            bias: param(format!("{i}.bias"), 0.0, &wshape)?,
+            bn,
+            stats,
+            buffer_prefix: prefix,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (w, b) = (self.weight.tensor(), self.bias.tensor());
+        match self.kind {
+            NormKind::Group => group_norm(x, self.groups, w, b),
+            NormKind::Batch => {
+                let mut s = self
+                    .stats
+                    .as_ref()
+                    .expect("batch norm stats")
+                    .lock()
+                    .expect("stats");
+                batch_norm(x, w, b, &mut s, train)
+            }
+            NormKind::Bcn | NormKind::BcnEstimated => {
+                let (bw, bb) = self.bn.as_ref().expect("BCN batch-norm affine");
+                let p = BcnParams {
+                    bn_weight: bw.tensor(),
+                    bn_bias: bb.tensor(),
+                    group_weight: w,
+                    group_bias: b,
+                    groups: self.groups,
+                    channel: if self.kind == NormKind::Bcn {
+                        ChannelStats::Batch
+                    } else {
+                        ChannelStats::Estimated { speed: EST_SPEED }
+                    },
+                };
+                let mut s = self
+                    .stats
+                    .as_ref()
+                    .expect("BCN stats")
+                    .lock()
+                    .expect("stats");
+                bcn(x, &p, &mut s, train)
+            }
+        }
+    }
+
+    fn params(&self) -> Vec<&Param> {
+        let mut v = vec![&self.weight, &self.bias];
+        if let Some((w, b)) = &self.bn {
+            v.extend([w, b]);
+        }
+        v
+    }
+
+    /// The running buffers with their state-dict names (PyTorch's `running_mean`, `running_var`,
+    /// `num_batches_tracked`).
+    pub fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
+        let Some(s) = &self.stats else {
+            return Ok(Vec::new());
+        };
+        let s = s.lock().expect("stats");
+        let p = &self.buffer_prefix;
+        Ok(vec![
+            (format!("{p}running_mean"), s.mean.clone()),
+            (format!("{p}running_var"), s.var.clone()),
+            (
+                format!("{p}num_batches_tracked"),
+                Tensor::new(s.batches as i64, &candle_core::Device::Cpu)?,
+            ),
+        ])
+    }
+
+    /// Loads the running buffers from a state dict; `false` when `name` is not one of them.
+    pub fn load_buffer(&self, name: &str, t: &Tensor) -> Result<bool> {
+        let Some(s) = &self.stats else {
+            return Ok(false);
+        };
+        let mut s = s.lock().expect("stats");
+        let rest = match name.strip_prefix(self.buffer_prefix.as_str()) {
+            Some(r) => r,
+            None => return Ok(false),
+        };
+        let dtype = s.mean.dtype();
+        match rest {
+            "running_mean" | "running_var" => {
+                if t.dims() != s.mean.dims() {
+                    return Err(Error::Shape(format!(
+                        "'{name}' has shape {:?} in the file but {:?} in the model",
+                        t.dims(),
+                        s.mean.dims()
+                    )));
+                }
+                let v = t.to_dtype(dtype)?;
+                if rest == "running_mean" {
+                    s.mean = v;
+                } else {
+                    s.var = v;
+                }
+            }
+            "num_batches_tracked" => {
+                s.batches = t
+                    .to_dtype(DType::F64)?
+                    .flatten_all()?
+                    .to_vec1::<f64>()?
+                    .first()
+                    .copied()
+                    .unwrap_or(0.0) as u64;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn describe(&self) -> String {
+        let c = self
+            .bn
+            .as_ref()
+            .map_or(self.weight.numel(), |(w, _)| w.numel());
+        match self.kind {
+            NormKind::Batch => format!("BatchNorm2d({c})"),
+            NormKind::Group => format!("GroupNorm({}, {c})", self.groups),
+            NormKind::Bcn => format!("BCNorm({c}, {})", self.groups),
+            NormKind::BcnEstimated => format!("BCNorm({c}, {}, estimate=True)", self.groups),
         }
     }
 }

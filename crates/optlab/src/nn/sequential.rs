@@ -1,6 +1,7 @@
 //! `nn.Sequential`-shaped models: MLPs and a small CNN, with PyTorch's default initialisation and state-dict
 //! names.
 
+use super::layer::{NormKind, NormLayer};
 use super::{Activation, Layer, Param};
 use crate::rng::{rng_for, Stream};
 use crate::spec::unknown_name;
@@ -23,8 +24,14 @@ pub enum ModelSpec {
         hidden: Vec<usize>,
         acts: Vec<Activation>,
     },
-    /// `cnn:channels=8-16`: (Conv2d 3x3 pad 1, ReLU, MaxPool2d 2) per channel count, Flatten, Linear.
-    Cnn { channels: Vec<usize> },
+    /// `cnn:channels=8-16[,norm=bn|gn|bcn|bcn-est[+ws],groups=4]`: (Conv2d 3x3 pad 1 [weight-standardized], [norm],
+    /// ReLU, MaxPool2d 2) per channel count, Flatten, Linear.
+    Cnn {
+        channels: Vec<usize>,
+        norm: Option<NormKind>,
+        ws: bool,
+        groups: usize,
+    },
 }
 
 impl ModelSpec {
@@ -51,9 +58,32 @@ impl ModelSpec {
                 };
                 ModelSpec::Mlp { hidden, acts }
             }
-            "cnn" => ModelSpec::Cnn {
-                channels: s.usize_list("channels", &[8, 16])?,
-            },
+            "cnn" => {
+                let norm_s = s.string("norm", "none");
+                let (kind, ws) = match norm_s.strip_suffix("+ws") {
+                    Some(k) => (k, true),
+                    None if norm_s == "ws" => ("none", true),
+                    None => (norm_s.as_str(), false),
+                };
+                let norm = match kind {
+                    "none" => None,
+                    "bn" => Some(NormKind::Batch),
+                    "gn" => Some(NormKind::Group),
+                    "bcn" => Some(NormKind::Bcn),
+                    "bcn-est" => Some(NormKind::BcnEstimated),
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "{spec}: norm `{other}`: available: none, bn, gn, bcn, bcn-est, each optionally +ws (ws alone: weight standardization only)"
+                        )))
+                    }
+                };
+                ModelSpec::Cnn {
+                    channels: s.usize_list("channels", &[8, 16])?,
+                    norm,
+                    ws,
+                    groups: s.usize("groups", 4)?,
+                }
+            }
             other => return Err(unknown_name("model", other, MODEL_NAMES)),
         };
         s.finish()?;
@@ -61,11 +91,21 @@ impl ModelSpec {
             ModelSpec::Mlp { hidden, .. } if hidden.contains(&0) => Err(Error::invalid(format!(
                 "{spec}: hidden widths must be positive"
             ))),
-            ModelSpec::Cnn { channels }
+            ModelSpec::Cnn { channels, .. }
                 if channels.is_empty() || channels.contains(&0) || channels.len() > 8 =>
             {
                 Err(Error::invalid(format!(
                     "{spec}: give 1 to 8 positive channel counts (one per conv-pool stage)"
+                )))
+            }
+            ModelSpec::Cnn {
+                channels,
+                norm: Some(NormKind::Group | NormKind::Bcn | NormKind::BcnEstimated),
+                groups,
+                ..
+            } if *groups == 0 || channels.iter().any(|c| !c.is_multiple_of(*groups)) => {
+                Err(Error::invalid(format!(
+                    "{spec}: groups={groups} must divide every channel count {channels:?}"
                 )))
             }
             _ => Ok(m),
@@ -94,7 +134,35 @@ impl ModelSpec {
                 };
                 format!("mlp:hidden={hidden},act={act}")
             }
-            ModelSpec::Cnn { channels } => format!("cnn:channels={}", join(channels)),
+            ModelSpec::Cnn {
+                channels,
+                norm,
+                ws,
+                groups,
+            } => {
+                let kind = match norm {
+                    None => "none",
+                    Some(NormKind::Batch) => "bn",
+                    Some(NormKind::Group) => "gn",
+                    Some(NormKind::Bcn) => "bcn",
+                    Some(NormKind::BcnEstimated) => "bcn-est",
+                };
+                let n = match (norm, ws) {
+                    (None, false) => String::new(),
+                    (None, true) => ",norm=ws".into(),
+                    (_, true) => format!(",norm={kind}+ws"),
+                    (_, false) => format!(",norm={kind}"),
+                };
+                let g = if matches!(
+                    norm,
+                    Some(NormKind::Group | NormKind::Bcn | NormKind::BcnEstimated)
+                ) {
+                    format!(",groups={groups}")
+                } else {
+                    String::new()
+                };
+                format!("cnn:channels={}{n}{g}", join(channels))
+            }
         }
     }
 
@@ -104,7 +172,7 @@ impl ModelSpec {
         let d: usize = feature_shape.iter().product();
         match self {
             ModelSpec::Mlp { .. } => Ok(vec![d]),
-            ModelSpec::Cnn { channels } => {
+            ModelSpec::Cnn { channels, .. } => {
                 let shape = match feature_shape {
                     [c, h, w] => vec![*c, *h, *w],
                     [h, w] => vec![1, *h, *w],
@@ -207,7 +275,12 @@ impl Sequential {
                     fan_in = w;
                 }
             }
-            ModelSpec::Cnn { channels } => {
+            ModelSpec::Cnn {
+                channels,
+                norm,
+                ws,
+                groups,
+            } => {
                 let (mut c, mut h, mut w) = (input_shape[0], input_shape[1], input_shape[2]);
                 for &co in channels {
                     let i = layers.len();
@@ -218,7 +291,12 @@ impl Sequential {
                         weight,
                         bias: Some(bias),
                         padding: 1,
+                        standardize: *ws,
                     });
+                    if let Some(kind) = norm {
+                        let i = layers.len();
+                        layers.push(Layer::Norm(NormLayer::new(*kind, i, co, *groups, dtype)?));
+                    }
                     layers.push(Layer::Act(Activation::Relu));
                     layers.push(Layer::MaxPool2);
                     (c, h, w) = (co, h / 2, w / 2);
@@ -242,8 +320,14 @@ impl Sequential {
         })
     }
 
-    /// The forward pass on a batch `[b, input_shape...]`.
+    /// The forward pass on a batch `[b, input_shape...]` in evaluation mode (normalization layers use their
+    /// running statistics).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_mode(x, false)
+    }
+
+    /// The forward pass in training mode (batch statistics, running statistics updated) or evaluation mode.
+    pub fn forward_mode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if &x.dims()[1.min(x.rank())..] != self.input_shape.as_slice() {
             return Err(Error::Shape(format!(
                 "the model takes examples of shape {:?}, got a batch of shape {:?}",
@@ -253,7 +337,7 @@ impl Sequential {
         }
         let mut h = x.clone();
         for l in &self.layers {
-            h = l.forward(&h)?;
+            h = l.forward(&h, train)?;
         }
         Ok(h)
     }
@@ -265,14 +349,14 @@ impl Sequential {
         if self
             .layers
             .iter()
-            .any(|l| matches!(l, Layer::Conv2d { .. }))
+            .any(|l| matches!(l, Layer::Conv2d { .. } | Layer::Norm(_)))
         {
             return Ok(None);
         }
         let mut h = x.clone();
         let mut traces = Vec::new();
         for l in &self.layers {
-            let mut out = l.forward(&h)?;
+            let mut out = l.forward(&h, true)?;
             if let Layer::Linear { weight, bias } = l {
                 // candle keeps gradients only for variables: a zero variable added to the output receives the
                 // output's gradient.
@@ -335,10 +419,25 @@ impl Sequential {
 
     /// The parameters as a state dict.
     pub fn state_dict(&self) -> Vec<(String, Tensor)> {
-        self.params()
-            .into_iter()
-            .map(|p| (p.name.clone(), p.tensor().clone()))
-            .collect()
+        let mut out = Vec::new();
+        for l in &self.layers {
+            out.extend(
+                l.params()
+                    .into_iter()
+                    .map(|p| (p.name.clone(), p.tensor().clone())),
+            );
+            if let Layer::Norm(n) = l {
+                out.extend(n.buffers().expect("running statistics"));
+            }
+        }
+        out
+    }
+
+    fn norm_layers(&self) -> impl Iterator<Item = &NormLayer> {
+        self.layers.iter().filter_map(|l| match l {
+            Layer::Norm(n) => Some(n),
+            _ => None,
+        })
     }
 
     /// Saves the state dict as safetensors (loadable by PyTorch's `load_state_dict`), atomically.
@@ -363,9 +462,17 @@ impl Sequential {
     /// Copies the values of a state dict into the parameters (strict, as PyTorch's default).
     pub fn load_state_dict(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         let params = self.params();
+        let buffers: Vec<String> = self
+            .norm_layers()
+            .flat_map(|n| n.buffers().unwrap_or_default().into_iter().map(|(k, _)| k))
+            .collect();
         let mut unexpected: Vec<&String> = tensors
             .keys()
-            .filter(|k| !k.starts_with("__") && !params.iter().any(|p| &p.name == *k))
+            .filter(|k| {
+                !k.starts_with("__")
+                    && !params.iter().any(|p| &p.name == *k)
+                    && !buffers.contains(k)
+            })
             .collect();
         unexpected.sort();
         if !unexpected.is_empty() {
@@ -395,7 +502,8 @@ impl Sequential {
                     p.var.dims()
                 )));
             }
-            let t = t.to_dtype(self.dtype)?;
+            // A copy: the source may share storage with the variable (a model's own state dict).
+            let t = t.to_dtype(self.dtype)?.copy()?;
             if t.flatten_all()?
                 .to_dtype(DType::F64)?
                 .to_vec1::<f64>()?
@@ -408,6 +516,19 @@ impl Sequential {
                 )));
             }
             p.var.set(&t)?;
+        }
+        for name in &buffers {
+            let t = tensors.get(name).ok_or_else(|| {
+                Error::Shape(format!(
+                    "missing key '{name}' for model {}",
+                    self.spec.to_spec()
+                ))
+            })?;
+            for n in self.norm_layers() {
+                if n.load_buffer(name, t)? {
+                    break;
+                }
+            }
         }
         Ok(())
     }

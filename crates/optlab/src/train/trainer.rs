@@ -292,7 +292,7 @@ impl Trainer {
         for chunk in idx.chunks(size) {
             let weight = chunk.len() as f64 / idx.len() as f64;
             let (x, y) = self.train.batch(chunk, self.dtype, &Device::Cpu)?;
-            let loss = self.loss(&self.model.forward(&x)?, &y)?;
+            let loss = self.loss(&self.model.forward_mode(&x, true)?, &y)?;
             total_loss += weight * loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             let loss = if parts > 1 {
                 loss.affine(weight, 0.0)?
