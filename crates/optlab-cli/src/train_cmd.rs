@@ -26,7 +26,7 @@ pub struct TrainArgs {
     /// idx:images=F,labels=F | safetensors:path=F,x=x,y=y.
     #[arg(long)]
     pub data: Option<String>,
-    /// Model: mlp:hidden=128,act=relu (act relu|tanh|gelu, or one per layer relu-tanh) | cnn:channels=8-16[,norm=bn|gn|bcn|bcn-est[+ws],groups=4] (P01 normalizations; +ws: weight-standardized convolutions).
+    /// Model: mlp:hidden=128,act=relu (act relu|tanh|gelu, or one per layer relu-tanh) | cnn:channels=8-16[,norm=bn|gn|bcn|bcn-est[+ws],groups=4] (P01 normalizations; +ws: weight-standardized convolutions) | resnet:... (same keys, a basic residual block per stage).
     #[arg(long)]
     pub model: Option<String>,
     /// Optimizer spec, e.g. adamw:lr=1e-3,weight_decay=0.01 | sgd:lr=0.1,momentum=0.9,nesterov=true.

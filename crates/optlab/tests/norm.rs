@@ -402,6 +402,16 @@ fn normalized_cnn_specs_and_state_dicts() {
             vec!["0.weight", "0.bias", "1.weight", "1.bias", "4.weight"],
         ),
         (
+            "resnet:channels=4-8,norm=bn+ws",
+            vec![
+                "0.conv1.weight",
+                "0.n1.weight",
+                "0.n1.running_mean",
+                "0.n2.running_var",
+                "0.shortcut.weight",
+            ],
+        ),
+        (
             "cnn:channels=4-8,norm=bcn-est+ws,groups=2",
             vec!["1.weight", "1.bn.weight", "1.bn.running_var"],
         ),

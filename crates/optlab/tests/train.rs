@@ -158,6 +158,11 @@ fn resume_is_bit_exact_with_normalization_layers() {
         "cnn:channels=4-8,norm=bcn+ws,groups=2",
     );
     resume_case("adamw:lr=3e-3", "f64", "cnn:channels=4-8,norm=bn");
+    resume_case(
+        "sgd:lr=0.05,momentum=0.9",
+        "f32",
+        "resnet:channels=4-8,norm=gn+ws,groups=2",
+    );
 }
 
 #[derive(Default)]

@@ -63,6 +63,8 @@ pub enum Layer {
     },
     /// A normalization layer after a convolution (P01).
     Norm(NormLayer),
+    /// A basic residual block.
+    Residual(ResBlock),
     /// An activation.
     Act(Activation),
     /// `nn.MaxPool2d(2)`.
@@ -72,6 +74,47 @@ pub enum Layer {
 }
 
 impl Layer {
+    /// Parameters then buffers, in PyTorch's state-dict order (children in registration order).
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let own = |l: &Layer| -> Result<Vec<(String, Tensor)>> {
+            let mut v: Vec<(String, Tensor)> = l
+                .params()
+                .into_iter()
+                .map(|p| (p.name.clone(), p.tensor().clone()))
+                .collect();
+            if let Layer::Norm(n) = l {
+                v.extend(n.buffers()?);
+            }
+            Ok(v)
+        };
+        match self {
+            Layer::Residual(b) => {
+                let mut v = Vec::new();
+                for l in b.parts() {
+                    v.extend(own(l)?);
+                }
+                Ok(v)
+            }
+            l => own(l),
+        }
+    }
+
+    /// The normalization layers inside (itself, or a residual block's).
+    pub fn norms(&self) -> Vec<&NormLayer> {
+        match self {
+            Layer::Norm(n) => vec![n],
+            Layer::Residual(b) => b
+                .parts()
+                .into_iter()
+                .filter_map(|l| match l {
+                    Layer::Norm(n) => Some(n),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Applies the layer; `train` selects batch statistics (and updates running ones) in normalization layers.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         Ok(match self {
@@ -96,6 +139,7 @@ impl Layer {
                 }
             }
             Layer::Norm(n) => n.forward(x, train)?,
+            Layer::Residual(b) => b.forward(x, train)?,
             Layer::Act(a) => a.apply(x)?,
             Layer::MaxPool2 => x.max_pool2d(2)?,
             Layer::Flatten => x.flatten_from(1)?,
@@ -109,6 +153,7 @@ impl Layer {
                 std::iter::once(weight).chain(bias.iter()).collect()
             }
             Layer::Norm(n) => n.params(),
+            Layer::Residual(b) => b.parts().into_iter().flat_map(|l| l.params()).collect(),
             _ => Vec::new(),
         }
     }
@@ -134,6 +179,14 @@ impl Layer {
                 )
             }
             Layer::Norm(n) => n.describe(),
+            Layer::Residual(b) => format!(
+                "Residual[{}]",
+                b.parts()
+                    .iter()
+                    .map(|l| l.describe())
+                    .collect::<Vec<_>>()
+                    .join(" - ")
+            ),
             Layer::Act(a) => a.name().to_string(),
             Layer::MaxPool2 => "MaxPool2d(2)".into(),
             Layer::Flatten => "Flatten".into(),
@@ -174,14 +227,16 @@ pub struct NormLayer {
 }
 
 impl NormLayer {
-    /// A layer for `channels` channels named after module index `i`, weight 1 and bias 0 (PyTorch's init).
+    /// A layer for `channels` channels whose state-dict names start with `prefix` (`3.` or `3.n1.`), weight 1
+    /// and bias 0 (PyTorch's init).
     pub fn new(
         kind: NormKind,
-        i: usize,
+        prefix: &str,
         channels: usize,
         groups: usize,
         dtype: DType,
     ) -> Result<Self> {
+        let i = prefix.trim_end_matches('.');
         if kind != NormKind::Batch && (groups == 0 || !channels.is_multiple_of(groups)) {
             return Err(Error::invalid(format!(
                 "{groups} groups do not divide {channels} channels"
@@ -340,5 +395,45 @@ impl NormLayer {
             NormKind::Bcn => format!("BCNorm({c}, {})", self.groups),
             NormKind::BcnEstimated => format!("BCNorm({c}, {}, estimate=True)", self.groups),
         }
+    }
+}
+
+/// A basic residual block: conv1 (3×3) - n1 - ReLU - conv2 (3×3) - n2, plus a shortcut (a 1×1 convolution when
+/// the channel count changes, else the identity), then ReLU. Children are named `conv1`, `n1`, `conv2`, `n2`,
+/// `shortcut` under the block's index, as a PyTorch module would name them.
+#[derive(Debug, Clone)]
+pub struct ResBlock {
+    pub conv1: Box<Layer>,
+    pub n1: Option<Box<Layer>>,
+    pub conv2: Box<Layer>,
+    pub n2: Option<Box<Layer>>,
+    pub shortcut: Option<Box<Layer>>,
+}
+
+impl ResBlock {
+    /// The children in registration order.
+    pub fn parts(&self) -> Vec<&Layer> {
+        let mut v: Vec<&Layer> = vec![&self.conv1];
+        v.extend(self.n1.as_deref());
+        v.push(&self.conv2);
+        v.extend(self.n2.as_deref());
+        v.extend(self.shortcut.as_deref());
+        v
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut h = self.conv1.forward(x, train)?;
+        if let Some(n) = &self.n1 {
+            h = n.forward(&h, train)?;
+        }
+        h = self.conv2.forward(&h.relu()?, train)?;
+        if let Some(n) = &self.n2 {
+            h = n.forward(&h, train)?;
+        }
+        let skip = match &self.shortcut {
+            Some(s) => s.forward(x, train)?,
+            None => x.clone(),
+        };
+        Ok((h + skip)?.relu()?)
     }
 }

@@ -1,7 +1,7 @@
 //! `nn.Sequential`-shaped models: MLPs and a small CNN, with PyTorch's default initialisation and state-dict
 //! names.
 
-use super::layer::{NormKind, NormLayer};
+use super::layer::{NormKind, NormLayer, ResBlock};
 use super::{Activation, Layer, Param};
 use crate::rng::{rng_for, Stream};
 use crate::spec::unknown_name;
@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// The model families [`ModelSpec::parse`] knows.
-pub const MODEL_NAMES: &[&str] = &["mlp", "cnn"];
+pub const MODEL_NAMES: &[&str] = &["mlp", "cnn", "resnet"];
 
 /// A model architecture, independent of the data's sizes.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +31,9 @@ pub enum ModelSpec {
         norm: Option<NormKind>,
         ws: bool,
         groups: usize,
+        /// `resnet:...` (same keys): each stage is a basic residual block (conv-norm-ReLU-conv-norm plus a 1×1
+        /// shortcut, ReLU) before the pooling.
+        residual: bool,
     },
 }
 
@@ -58,7 +61,7 @@ impl ModelSpec {
                 };
                 ModelSpec::Mlp { hidden, acts }
             }
-            "cnn" => {
+            "cnn" | "resnet" => {
                 let norm_s = s.string("norm", "none");
                 let (kind, ws) = match norm_s.strip_suffix("+ws") {
                     Some(k) => (k, true),
@@ -82,6 +85,7 @@ impl ModelSpec {
                     norm,
                     ws,
                     groups: s.usize("groups", 4)?,
+                    residual: s.name == "resnet",
                 }
             }
             other => return Err(unknown_name("model", other, MODEL_NAMES)),
@@ -139,6 +143,7 @@ impl ModelSpec {
                 norm,
                 ws,
                 groups,
+                residual,
             } => {
                 let kind = match norm {
                     None => "none",
@@ -161,7 +166,8 @@ impl ModelSpec {
                 } else {
                     String::new()
                 };
-                format!("cnn:channels={}{n}{g}", join(channels))
+                let family = if *residual { "resnet" } else { "cnn" };
+                format!("{family}:channels={}{n}{g}", join(channels))
             }
         }
     }
@@ -280,10 +286,51 @@ impl Sequential {
                 norm,
                 ws,
                 groups,
+                residual,
             } => {
                 let (mut c, mut h, mut w) = (input_shape[0], input_shape[1], input_shape[2]);
                 for &co in channels {
                     let i = layers.len();
+                    if *residual {
+                        let mut conv = |name: &str, ci: usize, k: usize| -> Result<Box<Layer>> {
+                            let fan_in = ci * k * k;
+                            Ok(Box::new(Layer::Conv2d {
+                                weight: init(
+                                    format!("{i}.{name}.weight"),
+                                    &[co, ci, k, k],
+                                    fan_in,
+                                )?,
+                                bias: Some(init(format!("{i}.{name}.bias"), &[co], fan_in)?),
+                                padding: k / 2,
+                                // A fan-in of 1 (a 1×1 shortcut from one channel) cannot be standardized.
+                                standardize: *ws && fan_in > 1,
+                            }))
+                        };
+                        let conv1 = conv("conv1", c, 3)?;
+                        let conv2 = conv("conv2", co, 3)?;
+                        let shortcut = if c != co {
+                            Some(conv("shortcut", c, 1)?)
+                        } else {
+                            None
+                        };
+                        let norm_layer = |name: &str| -> Result<Option<Box<Layer>>> {
+                            norm.map(|kind| {
+                                NormLayer::new(kind, &format!("{i}.{name}."), co, *groups, dtype)
+                                    .map(|n| Box::new(Layer::Norm(n)))
+                            })
+                            .transpose()
+                        };
+                        layers.push(Layer::Residual(ResBlock {
+                            conv1,
+                            n1: norm_layer("n1")?,
+                            conv2,
+                            n2: norm_layer("n2")?,
+                            shortcut,
+                        }));
+                        layers.push(Layer::MaxPool2);
+                        (c, h, w) = (co, h / 2, w / 2);
+                        continue;
+                    }
                     let fan_in = c * 9;
                     let weight = init(format!("{i}.weight"), &[co, c, 3, 3], fan_in)?;
                     let bias = init(format!("{i}.bias"), &[co], fan_in)?;
@@ -295,7 +342,13 @@ impl Sequential {
                     });
                     if let Some(kind) = norm {
                         let i = layers.len();
-                        layers.push(Layer::Norm(NormLayer::new(*kind, i, co, *groups, dtype)?));
+                        layers.push(Layer::Norm(NormLayer::new(
+                            *kind,
+                            &format!("{i}."),
+                            co,
+                            *groups,
+                            dtype,
+                        )?));
                     }
                     layers.push(Layer::Act(Activation::Relu));
                     layers.push(Layer::MaxPool2);
@@ -346,11 +399,12 @@ impl Sequential {
     /// per-sample gradient statistics by outer products). `None` when the model has parameterised layers other
     /// than Linear (a CNN).
     pub fn forward_traced(&self, x: &Tensor) -> Result<Option<(Tensor, Vec<LinearTrace>)>> {
-        if self
-            .layers
-            .iter()
-            .any(|l| matches!(l, Layer::Conv2d { .. } | Layer::Norm(_)))
-        {
+        if self.layers.iter().any(|l| {
+            matches!(
+                l,
+                Layer::Conv2d { .. } | Layer::Norm(_) | Layer::Residual(_)
+            )
+        }) {
             return Ok(None);
         }
         let mut h = x.clone();
@@ -419,25 +473,14 @@ impl Sequential {
 
     /// The parameters as a state dict.
     pub fn state_dict(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for l in &self.layers {
-            out.extend(
-                l.params()
-                    .into_iter()
-                    .map(|p| (p.name.clone(), p.tensor().clone())),
-            );
-            if let Layer::Norm(n) = l {
-                out.extend(n.buffers().expect("running statistics"));
-            }
-        }
-        out
+        self.layers
+            .iter()
+            .flat_map(|l| l.state().expect("running statistics"))
+            .collect()
     }
 
     fn norm_layers(&self) -> impl Iterator<Item = &NormLayer> {
-        self.layers.iter().filter_map(|l| match l {
-            Layer::Norm(n) => Some(n),
-            _ => None,
-        })
+        self.layers.iter().flat_map(|l| l.norms())
     }
 
     /// Saves the state dict as safetensors (loadable by PyTorch's `load_state_dict`), atomically.
