@@ -645,10 +645,10 @@ mod tests {
                 .to_spec(),
             "mlp:hidden=4-4,act=relu-tanh"
         );
-        assert!(ModelSpec::parse("resnet")
+        assert!(ModelSpec::parse("transformer")
             .unwrap_err()
             .to_string()
-            .contains("available: mlp, cnn"));
+            .contains("available: mlp, cnn, resnet"));
         assert_eq!(
             ModelSpec::parse("mlp:hidden=64-32").unwrap().to_spec(),
             "mlp:hidden=64-32,act=relu"
