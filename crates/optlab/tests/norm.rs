@@ -38,6 +38,11 @@ fn var(v: &Value) -> Var {
 
 /// Elementwise |a − b| ≤ 1e-5 (1 + |b|), with the largest deviation in the message.
 fn close(label: &str, a: &Tensor, b: &Value) {
+    close_within(label, a, b, 1e-5)
+}
+
+/// Elementwise |a − b| ≤ tol (1 + |b|).
+fn close_within(label: &str, a: &Tensor, b: &Value, tol: f32) {
     let want = tensor(b);
     assert_eq!(a.dims(), want.dims(), "{label}: shape");
     let (a, w): (Vec<f32>, Vec<f32>) = (
@@ -49,7 +54,7 @@ fn close(label: &str, a: &Tensor, b: &Value) {
         .zip(&w)
         .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
         .fold(0.0f32, f32::max);
-    assert!(worst <= 1e-5, "{label}: largest scaled deviation {worst:e}");
+    assert!(worst <= tol, "{label}: largest scaled deviation {worst:e}");
 }
 
 fn loss(y: &Tensor, r: &Value) -> candle_core::backprop::GradStore {
@@ -477,5 +482,47 @@ fn normalized_cnn_specs_and_state_dicts() {
         "cnn:channels=4,norm=ln",
     ] {
         assert!(ModelSpec::parse(bad).is_err(), "{bad}");
+    }
+}
+
+/// The whole `resnet:` model against a PyTorch module of the same structure (tools/reference/resnet_fixture.py):
+/// the PyTorch state dict loads by name, and the eval-mode and train-mode outputs and the running statistics after
+/// a train-mode forward agree.
+#[test]
+fn resnet_matches_pytorch() {
+    use candle_core::DType;
+    use optlab::nn::{ModelSpec, Sequential};
+    for kind in ["bn_ws", "gn_ws"] {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/resnet");
+        let want: Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{dir}/{kind}.json")).unwrap())
+                .unwrap();
+        let spec = ModelSpec::parse(want["spec"].as_str().unwrap()).unwrap();
+        let model = Sequential::new(&spec, &[1, 8, 8], 10, 0, DType::F32).unwrap();
+        let names: Vec<String> = model.state_dict().into_iter().map(|(k, _)| k).collect();
+        let torch_names: Vec<String> = want["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, torch_names, "{kind}: state-dict names and order");
+        model
+            .load(std::path::Path::new(&format!("{dir}/{kind}.safetensors")))
+            .unwrap();
+        let x = tensor(&want["x"]);
+        // A whole network in f32: rounding accumulates over the layers, so 1e-4 here (each layer is held to
+        // 1e-5 above).
+        let (eval, train) = (
+            model.forward(&x).unwrap(),
+            model.forward_mode(&x, true).unwrap(),
+        );
+        close_within(&format!("{kind} eval"), &eval, &want["y_eval"], 1e-4);
+        close_within(&format!("{kind} train"), &train, &want["y_train"], 1e-4);
+        let sd: std::collections::HashMap<String, Tensor> =
+            model.state_dict().into_iter().collect();
+        for (k, v) in want["running_after_train"].as_object().unwrap() {
+            close(&format!("{kind} {k}"), &sd[k], v);
+        }
     }
 }
