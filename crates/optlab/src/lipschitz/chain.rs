@@ -169,6 +169,19 @@ fn adaptive(l: f64, u: f64) -> f64 {
     }
 }
 
+/// The adaptive lower slopes of the ReLUs of layers 0..k.
+fn adaptive_slopes(pre: &PreBounds, k: usize) -> Vec<Vec<f64>> {
+    (0..k)
+        .map(|p| {
+            pre.lo[p]
+                .iter()
+                .zip(&pre.hi[p])
+                .map(|(l, u)| adaptive(*l, *u))
+                .collect()
+        })
+        .collect()
+}
+
 /// The slope and intercept of a linear bound of relu(z) for z in [l, u]: above (`upper`) the chord, below the line
 /// of slope `alpha` ∈ [0, 1] through 0.
 fn relu_line(l: f64, u: f64, upper: bool, alpha: f64) -> (f64, f64) {
@@ -328,15 +341,7 @@ fn optimise_layer(
             .collect(),
         rows.iter().map(|&j| a.b[j]).collect(),
     );
-    let init: Vec<Vec<f64>> = (0..k)
-        .map(|p| {
-            pre.lo[p]
-                .iter()
-                .zip(&pre.hi[p])
-                .map(|(l, u)| adaptive(*l, *u))
-                .collect()
-        })
-        .collect();
+    let init = adaptive_slopes(pre, k);
     for sign in [1.0, -1.0] {
         let mut alpha = init.clone();
         let mut adam = Adam::new(&alpha);
@@ -411,15 +416,7 @@ pub fn pre_bounds(
                     }
                 }
             }
-            let alpha: Vec<Vec<f64>> = (0..k)
-                .map(|p| {
-                    pre.lo[p]
-                        .iter()
-                        .zip(&pre.hi[p])
-                        .map(|(l, u)| adaptive(*l, *u))
-                        .collect()
-                })
-                .collect();
+            let alpha = adaptive_slopes(&pre, k);
             let up = upper_from_relu(
                 chain,
                 &pre,

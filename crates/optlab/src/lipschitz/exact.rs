@@ -239,15 +239,9 @@ impl Search<'_> {
     }
 }
 
-/// The exact local Lipschitz constant of every output of `net` over the l∞ box of radius `eps` around `x0`, for the
-/// input norm `norm` (l∞ gives the l1 norm of the gradient, l2 the l2 norm).
-pub fn exact_local(
-    net: &Network,
-    x0: &[f64],
-    eps: f64,
-    norm: Norm,
-    max_regions: usize,
-) -> Result<ExactLocal> {
+/// Checks the centre and radius of a local box: eps finite and non-negative, x0 finite with the network's input
+/// size.
+pub(crate) fn check_box(net: &Network, x0: &[f64], eps: f64) -> Result<()> {
     if !(eps.is_finite() && eps >= 0.0) {
         return Err(Error::invalid(format!(
             "eps={eps} must be a non-negative number"
@@ -260,6 +254,20 @@ pub fn exact_local(
             x0.len()
         )));
     }
+    Ok(())
+}
+
+/// The exact local Lipschitz constant of every output of `net` over the l∞ box of radius `eps` around `x0`, for the
+/// input norm `norm` (l∞ gives the l1 norm of the gradient, l2 the l2 norm).
+pub fn exact_local(
+    net: &Network,
+    x0: &[f64],
+    eps: f64,
+    norm: Norm,
+    max_regions: usize,
+) -> Result<ExactLocal> {
+    check_box(net, x0, eps)?;
+    let n = net.input_dim();
     let identity = Affine {
         a: (0..n * n)
             .map(|i| f64::from(u8::from(i / n == i % n)))

@@ -334,18 +334,7 @@ pub(crate) fn prepare(
     x0: &[f64],
     eps: f64,
 ) -> Result<Vec<AffineMap>> {
-    if !(eps.is_finite() && eps >= 0.0) {
-        return Err(Error::invalid(format!(
-            "eps={eps} must be a non-negative number"
-        )));
-    }
-    let n = net.input_dim();
-    if x0.len() != n || x0.iter().any(|v| !v.is_finite()) {
-        return Err(Error::Shape(format!(
-            "the centre has {} values (finite ones needed), the network takes {n}",
-            x0.len()
-        )));
-    }
+    super::exact::check_box(net, x0, eps)?;
     affine_chain(net)
 }
 
