@@ -9,7 +9,7 @@ use optlab::rng::{normal, rng_for, Stream};
 use std::collections::HashMap;
 
 mod common;
-use common::{jacobian, mlp, randn};
+use common::{jacobian, mlp, pattern_max_l1, randn};
 
 #[test]
 fn naive_bounds_are_never_below_the_local_gradient_norms() {
@@ -375,21 +375,7 @@ fn exact_mode_on_hyperplanes_through_the_centre() {
         ],
         input_shape: vec![n],
     };
-    let mut want = vec![0.0f64; out];
-    for s in 0..(1u32 << h) {
-        for (c, best) in want.iter_mut().enumerate() {
-            let g: f64 = (0..n)
-                .map(|i| {
-                    (0..h)
-                        .filter(|r| s >> r & 1 == 1)
-                        .map(|r| w1[r * n + i] * w2[c * h + r])
-                        .sum::<f64>()
-                        .abs()
-                })
-                .sum();
-            *best = best.max(g);
-        }
-    }
+    let want = pattern_max_l1(&w1, &w2, n, h, out);
     for eps in [0.0, 0.01, 0.5] {
         let e = exact_local(&net, &x0, eps, Norm::Inf, 100_000).unwrap();
         println!(

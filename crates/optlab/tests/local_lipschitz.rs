@@ -10,7 +10,7 @@ use optlab::lipschitz::network::{Layer, Network, NetworkSpec};
 use std::time::Duration;
 
 mod common;
-use common::{jacobian, mlp, randn};
+use common::{jacobian, mlp, pattern_max_l1, randn};
 
 fn values(shape: &[usize], seed: u64) -> Vec<f64> {
     randn(shape, seed)
@@ -82,21 +82,7 @@ fn through_the_centre_bounds_are_sound_and_branching_reaches_the_exact_value() {
         ],
         input_shape: vec![n],
     };
-    let mut exact = vec![0.0f64; out];
-    for s in 0..(1u32 << h) {
-        for (c, best) in exact.iter_mut().enumerate() {
-            let g: f64 = (0..n)
-                .map(|i| {
-                    (0..h)
-                        .filter(|r| s >> r & 1 == 1)
-                        .map(|r| w1[r * n + i] * w2[c * h + r])
-                        .sum::<f64>()
-                        .abs()
-                })
-                .sum();
-            *best = best.max(g);
-        }
-    }
+    let exact = pattern_max_l1(&w1, &w2, n, h, out);
     let naive = naive_bound(&net, Norm::Inf).unwrap().bound;
     for eps in [0.0, 0.01, 0.5] {
         let r = local_lipschitz(&net, &x0, &LocalOptions::new(eps), bab(20)).unwrap();

@@ -46,3 +46,24 @@ pub fn jacobian(net: &Network, x: &[f64]) -> Vec<Vec<f64>> {
     }
     jac
 }
+
+/// For y = w2 · relu(w1 x + b1) with every hyperplane through the centre (all 2^h activation patterns meet any
+/// box): per output c, max over patterns s of ‖w1ᵀ diag(s) w2_c‖₁ (w1 [h, n], w2 [out, h], row-major).
+pub fn pattern_max_l1(w1: &[f64], w2: &[f64], n: usize, h: usize, out: usize) -> Vec<f64> {
+    let mut best = vec![0.0f64; out];
+    for s in 0..(1u32 << h) {
+        for (c, b) in best.iter_mut().enumerate() {
+            let g: f64 = (0..n)
+                .map(|i| {
+                    (0..h)
+                        .filter(|r| s >> r & 1 == 1)
+                        .map(|r| w1[r * n + i] * w2[c * h + r])
+                        .sum::<f64>()
+                        .abs()
+                })
+                .sum();
+            *b = b.max(g);
+        }
+    }
+    best
+}
