@@ -43,30 +43,44 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Example:\n  optlab compare --optimizer sgd:lr=0.1,momentum=0.9 --optimizer adamw:lr=1e-3 --schedule cosine:warmup=20 --epochs 10 --out cmp"
+    after_help = "Examples:\n  optlab compare --optimizer sgd:lr=0.1,momentum=0.9 --optimizer adamw:lr=1e-3 --schedule cosine:warmup=20 --epochs 10 --out cmp\n  optlab compare --task charlm --model transformer:norm=ln --model transformer:norm=pn --model transformer:norm=bn --seed 0,1,2 --out p12\n\nEvery model runs with every optimizer and every seed. With several seeds the report gives mean ± std and the\ncurves are averaged over seeds. A run whose loss becomes NaN is reported as diverged; the others go on."
 )]
 pub struct CompareArgs {
-    /// An optimizer spec; repeat the flag for each optimizer to compare.
-    #[arg(long = "optimizer", required = true)]
+    /// An optimizer spec; repeat the flag for each optimizer to compare [default: the task's].
+    #[arg(long = "optimizer")]
     pub optimizers: Vec<String>,
-    /// Learning-rate schedule applied to every run.
-    #[arg(long, default_value = "constant")]
-    pub schedule: String,
-    /// Data spec (see `optlab train --help`).
-    #[arg(long, default_value = "digits")]
-    pub data: String,
-    /// Model spec.
-    #[arg(long, default_value = "mlp:hidden=128,act=relu")]
-    pub model: String,
-    /// Passes over the training split.
-    #[arg(long, default_value_t = 20)]
-    pub epochs: u64,
-    /// Examples per step.
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    /// Seed shared by all runs (same data, split, init and batches).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// A model spec; repeat the flag for each model to compare [default: the task's].
+    #[arg(long = "model")]
+    pub models: Vec<String>,
+    /// supervised (default) or charlm (see `optlab train --help`); sets the defaults of the other flags.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Learning-rate schedule applied to every run [default: the task's].
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Data spec (see `optlab train --help`) [default: the task's].
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Passes over the training split [default: the task's].
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Optimizer steps (overrides --epochs).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Examples per step [default: the task's].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Evaluate every N steps (0: every epoch) [default: the task's].
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Seeds, comma-separated (same data, split, init and batches across configurations for one seed).
+    #[arg(
+        long = "seed",
+        alias = "seeds",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
+    pub seeds: Vec<u64>,
     /// Report directory.
     #[arg(long, default_value = "compare-report")]
     pub out: PathBuf,
@@ -78,12 +92,15 @@ pub struct CompareArgs {
 pub fn demo(a: DemoArgs) -> Result<()> {
     compare(CompareArgs {
         optimizers: DEMO_OPTIMIZERS.iter().map(|s| s.to_string()).collect(),
-        schedule: "constant".into(),
-        data: "digits".into(),
-        model: "mlp:hidden=128,act=relu".into(),
-        epochs: a.epochs,
-        batch_size: 64,
-        seed: 0,
+        models: Vec::new(),
+        task: None,
+        schedule: None,
+        data: None,
+        epochs: Some(a.epochs),
+        steps: None,
+        batch_size: None,
+        eval_every: None,
+        seeds: vec![0],
         out: a.out,
         quiet: a.quiet,
     })
@@ -103,7 +120,30 @@ fn slug(i: usize, spec: &str) -> String {
     format!("{i:02}-{}", s.chars().take(60).collect::<String>())
 }
 
+/// One compared configuration: its label and the outcome of each seed's run.
+struct Outcome {
+    label: String,
+    runs: Vec<(u64, PathBuf, std::result::Result<Summary, String>)>,
+}
+
 pub fn compare(a: CompareArgs) -> Result<()> {
+    let base = TrainConfig::for_task(a.task.as_deref().unwrap_or("supervised"))?;
+    let models = if a.models.is_empty() {
+        vec![base.model.clone()]
+    } else {
+        a.models.clone()
+    };
+    let optimizers = if a.optimizers.is_empty() {
+        vec![base.optimizer.clone()]
+    } else {
+        a.optimizers.clone()
+    };
+    anyhow::ensure!(!a.seeds.is_empty(), "give at least one seed");
+    let label = |m: &str, o: &str| match (models.len() > 1, optimizers.len() > 1) {
+        (true, true) => format!("{m} | {o}"),
+        (true, false) => m.to_string(),
+        _ => o.to_string(),
+    };
     let runs_dir = a.out.join("runs");
     if runs_dir.exists() {
         std::fs::remove_dir_all(&runs_dir)
@@ -112,127 +152,244 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     std::fs::create_dir_all(&runs_dir)
         .with_context(|| format!("cannot create {}", runs_dir.display()))?;
     // Build every trainer first so a typo in the last spec fails before any training.
-    let mut trainers = Vec::new();
-    for (i, spec) in a.optimizers.iter().enumerate() {
-        let cfg = TrainConfig {
-            data: a.data.clone(),
-            model: a.model.clone(),
-            optimizer: spec.clone(),
-            schedule: a.schedule.clone(),
-            epochs: Some(a.epochs),
-            batch_size: a.batch_size,
-            seed: a.seed,
-            ..TrainConfig::default()
-        };
-        let t = Trainer::new(cfg).with_context(|| format!("optimizer {}", i + 1))?;
-        trainers.push((spec.clone(), runs_dir.join(slug(i, spec)), t));
+    let mut planned = Vec::new();
+    for m in &models {
+        for o in &optimizers {
+            let i = planned.len();
+            let mut trainers = Vec::new();
+            for &seed in &a.seeds {
+                let mut cfg = TrainConfig {
+                    model: m.clone(),
+                    optimizer: o.clone(),
+                    seed,
+                    ..base.clone()
+                };
+                if let Some(v) = &a.data {
+                    cfg.data = v.clone();
+                }
+                if let Some(v) = &a.schedule {
+                    cfg.schedule = v.clone();
+                }
+                if let Some(v) = a.batch_size {
+                    cfg.batch_size = v;
+                }
+                if let Some(v) = a.eval_every {
+                    cfg.eval_every = v;
+                }
+                if let Some(e) = a.epochs {
+                    (cfg.epochs, cfg.steps) = (Some(e), None);
+                }
+                if a.steps.is_some() {
+                    cfg.steps = a.steps;
+                }
+                let t = Trainer::new(cfg).with_context(|| label(m, o))?;
+                let name = if models.len() > 1 { m } else { o };
+                let dir = runs_dir.join(slug(i, name));
+                let dir = if a.seeds.len() > 1 {
+                    dir.join(format!("seed{seed}"))
+                } else {
+                    dir
+                };
+                trainers.push((seed, dir, t));
+            }
+            planned.push((label(m, o), trainers));
+        }
     }
     if !a.quiet {
-        let t = &trainers[0].2;
+        let t = &planned[0].1[0].2;
         eprintln!(
-            "optlab compare: {} optimizers, {} on {}, {} steps each -> {}",
-            trainers.len(),
+            "optlab compare: {} configurations x {} seeds, {} on {}, {} steps each -> {}",
+            planned.len(),
+            a.seeds.len(),
             t.model().describe(),
-            a.data,
+            t.config().data,
             t.total_steps(),
             a.out.display()
         );
     }
-    let mut results: Vec<(String, PathBuf, Summary)> = Vec::new();
-    for (spec, dir, mut t) in trainers {
-        let name = spec.split(':').next().unwrap_or(&spec).to_string();
-        let mut progress = Progress::new(&name, a.quiet);
-        let s = t
-            .run(Some(&dir), &mut [&mut progress])
-            .with_context(|| format!("training with {spec}"))?;
-        plot_run(&dir)?;
-        results.push((spec, dir, s));
+    let batch = planned[0].1[0].2.config().batch_size;
+    let mut outcomes = Vec::new();
+    for (label, trainers) in planned {
+        let mut runs = Vec::new();
+        for (seed, dir, mut t) in trainers {
+            let name = label.split(':').next().unwrap_or(&label).to_string();
+            let mut progress = Progress::new(&name, a.quiet);
+            let r = match t.run(Some(&dir), &mut [&mut progress]) {
+                Ok(s) => {
+                    plot_run(&dir)?;
+                    Ok(s)
+                }
+                Err(optlab::Error::NonFinite(msg)) => Err(msg),
+                Err(e) => return Err(e).with_context(|| format!("training {label}")),
+            };
+            runs.push((seed, dir, r));
+        }
+        outcomes.push(Outcome { label, runs });
     }
-    write_report(&a, &results)?;
+    let kind = match (models.len() > 1, optimizers.len() > 1) {
+        (true, true) => "model | optimizer",
+        (true, false) => "model",
+        _ => "optimizer",
+    };
+    write_report(&a, kind, batch, &outcomes)?;
     println!("report: {}", a.out.join("report.md").display());
     println!(
-        "plots:  {} {}",
+        "plots:  {} {} {}",
         a.out.join("loss.png").display(),
+        a.out.join("val_loss.png").display(),
         a.out.join("accuracy.png").display()
     );
     Ok(())
 }
 
-fn write_report(a: &CompareArgs, results: &[(String, PathBuf, Summary)]) -> Result<()> {
-    let mut loss = Vec::new();
-    let mut acc = Vec::new();
-    for (spec, dir, _) in results {
-        let c = run_curves(dir)?;
-        loss.push(Series {
-            name: spec.clone(),
-            points: smooth(&c.train_loss, 0.9),
-        });
-        acc.push(Series {
-            name: spec.clone(),
-            points: c.val_accuracy,
-        });
+/// Pointwise mean over runs of curves sampled at the same steps (the shortest run's length).
+fn mean_curve(curves: &[Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
+    let n = curves.iter().map(Vec::len).min().unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let y = curves.iter().map(|c| c[i].1).sum::<f64>() / curves.len() as f64;
+            (curves[0][i].0, y)
+        })
+        .collect()
+}
+
+/// `mean ± std` (sample std) of the values, or the value alone for one run; `-` for none.
+fn mean_std(v: &[f64]) -> String {
+    match v.len() {
+        0 => "-".into(),
+        1 => format!("{:.4}", v[0]),
+        n => {
+            let m = v.iter().sum::<f64>() / n as f64;
+            let s = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+            format!("{m:.4} ± {s:.4}")
+        }
     }
-    line_chart(
-        &a.out.join("loss.png"),
-        "Training loss (smoothed)",
-        "step",
-        "loss",
-        &loss,
-        true,
-    )?;
-    if acc.iter().any(|s| !s.points.is_empty()) {
-        line_chart(
-            &a.out.join("accuracy.png"),
-            "Validation accuracy",
-            "step",
-            "accuracy",
+}
+
+fn write_report(a: &CompareArgs, kind: &str, batch: usize, outcomes: &[Outcome]) -> Result<()> {
+    let (mut loss, mut val, mut acc) = (Vec::new(), Vec::new(), Vec::new());
+    for o in outcomes {
+        let mut curves = Vec::new();
+        for (_, dir, r) in &o.runs {
+            if r.is_ok() {
+                curves.push(run_curves(dir)?);
+            }
+        }
+        let series = |f: &dyn Fn(&crate::plot::RunCurves) -> Vec<(f64, f64)>| Series {
+            name: o.label.clone(),
+            points: mean_curve(&curves.iter().map(f).collect::<Vec<_>>()),
+        };
+        loss.push(series(&|c| smooth(&c.train_loss, 0.9)));
+        val.push(series(&|c| c.val_loss.clone()));
+        acc.push(series(&|c| c.val_accuracy.clone()));
+    }
+    let seeds = if a.seeds.len() > 1 {
+        format!(", mean over {} seeds", a.seeds.len())
+    } else {
+        String::new()
+    };
+    let charts = [
+        (
+            &loss,
+            "loss.png",
+            format!("Training loss (smoothed{seeds})"),
+            "loss",
+            true,
+        ),
+        (
+            &val,
+            "val_loss.png",
+            format!("Validation loss{seeds}"),
+            "loss",
+            true,
+        ),
+        (
             &acc,
+            "accuracy.png",
+            format!("Validation accuracy{seeds}"),
+            "accuracy",
             false,
-        )?;
+        ),
+    ];
+    let mut drawn = Vec::new();
+    for (series, file, title, y, log) in charts {
+        // A run shorter than the logging interval has no training curve; draw what there is.
+        if series.iter().any(|s| !s.points.is_empty()) {
+            line_chart(&a.out.join(file), &title, "step", y, series, log)?;
+            drawn.push(file);
+        }
     }
-    let first = &results[0].2;
+    let first = outcomes
+        .iter()
+        .flat_map(|o| o.runs.iter())
+        .find_map(|(_, _, r)| r.as_ref().ok());
     let mut md = String::new();
     writeln!(md, "# optlab compare\n")?;
-    writeln!(
-        md,
-        "Data `{}`, model `{}` ({} parameters), schedule `{}`, {} steps of batch {}, seed {}.\n",
-        first.data,
-        first.model,
-        first.num_params,
-        first.schedule,
-        first.steps,
-        a.batch_size,
-        a.seed
-    )?;
-    writeln!(md, "| optimizer | final train loss | val loss | val accuracy | best val accuracy | time (s) | samples/s |")?;
-    writeln!(md, "|---|---|---|---|---|---|---|")?;
-    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
-    for (spec, _, s) in results {
+    if let Some(f) = first {
         writeln!(
             md,
-            "| `{spec}` | {:.4} | {} | {} | {} | {:.2} | {:.0} |",
-            s.final_train_loss,
-            f(s.val_loss),
-            f(s.val_accuracy),
-            f(s.best_val_accuracy),
-            s.wall_time_s,
-            s.samples_per_s
+            "Data `{}`, schedule `{}`, {} steps of batch {}, seeds {:?}.\n",
+            f.data, f.schedule, f.steps, batch, a.seeds
         )?;
     }
-    writeln!(
-        md,
-        "\n![training loss](loss.png)\n\n![validation accuracy](accuracy.png)\n"
-    )?;
+    writeln!(md, "| {kind} | final train loss | val loss | val accuracy | best val accuracy | time (s) | samples/s |")?;
+    writeln!(md, "|---|---|---|---|---|---|---|")?;
+    for o in outcomes {
+        let ok: Vec<&Summary> = o
+            .runs
+            .iter()
+            .filter_map(|(_, _, r)| r.as_ref().ok())
+            .collect();
+        let col = |f: &dyn Fn(&Summary) -> Option<f64>| {
+            mean_std(&ok.iter().filter_map(|s| f(s)).collect::<Vec<_>>())
+        };
+        let diverged = o.runs.iter().filter(|(_, _, r)| r.is_err()).count();
+        let note = if diverged > 0 {
+            format!(" ({diverged} of {} runs diverged)", o.runs.len())
+        } else {
+            String::new()
+        };
+        writeln!(
+            md,
+            "| `{}`{note} | {} | {} | {} | {} | {} | {} |",
+            o.label,
+            col(&|s| Some(s.final_train_loss)),
+            col(&|s| s.val_loss),
+            col(&|s| s.val_accuracy),
+            col(&|s| s.best_val_accuracy),
+            col(&|s| Some(s.wall_time_s)),
+            col(&|s| Some(s.samples_per_s))
+        )?;
+    }
+    writeln!(md)?;
+    for f in &drawn {
+        writeln!(
+            md,
+            "![{}]({f})\n",
+            f.trim_end_matches(".png").replace('_', " ")
+        )?;
+    }
     writeln!(
         md,
         "Each run's directory (config, metrics, model, optimizer state, plots) is under `runs/`."
     )?;
-    for (spec, dir, _) in results {
-        writeln!(md, "- `{spec}`: `{}`", rel(dir, &a.out))?;
+    for o in outcomes {
+        for (seed, dir, r) in &o.runs {
+            let status = match r {
+                Ok(_) => String::new(),
+                Err(e) => format!(" — diverged: {e}"),
+            };
+            writeln!(
+                md,
+                "- `{}` seed {seed}: `{}`{status}",
+                o.label,
+                rel(dir, &a.out)
+            )?;
+        }
     }
     let path = a.out.join("report.md");
     std::fs::write(&path, md).with_context(|| format!("cannot write {}", path.display()))?;
-    print!("{}", table_only(results));
+    print!("{}", table_only(kind, outcomes));
     Ok(())
 }
 
@@ -240,19 +397,38 @@ fn rel(p: &Path, base: &Path) -> String {
     p.strip_prefix(base).unwrap_or(p).display().to_string()
 }
 
-fn table_only(results: &[(String, PathBuf, Summary)]) -> String {
+fn table_only(kind: &str, outcomes: &[Outcome]) -> String {
     let mut s = format!(
-        "{:<45} {:>10} {:>10} {:>8}\n",
-        "optimizer", "train loss", "val acc", "time s"
+        "{:<45} {:>10} {:>10} {:>10} {:>8}\n",
+        kind, "train loss", "val loss", "val acc", "time s"
     );
-    for (spec, _, r) in results {
+    for o in outcomes {
+        let ok: Vec<&Summary> = o
+            .runs
+            .iter()
+            .filter_map(|(_, _, r)| r.as_ref().ok())
+            .collect();
+        let mean = |f: &dyn Fn(&Summary) -> Option<f64>| {
+            let v: Vec<f64> = ok.iter().filter_map(|s| f(s)).collect();
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.4}", v.iter().sum::<f64>() / v.len() as f64)
+            }
+        };
         let _ = writeln!(
             s,
-            "{:<45} {:>10.4} {:>10} {:>8.2}",
-            spec,
-            r.final_train_loss,
-            r.val_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
-            r.wall_time_s
+            "{:<45} {:>10} {:>10} {:>10} {:>8}{}",
+            o.label,
+            mean(&|r| Some(r.final_train_loss)),
+            mean(&|r| r.val_loss),
+            mean(&|r| r.val_accuracy),
+            mean(&|r| Some(r.wall_time_s)),
+            if ok.len() < o.runs.len() {
+                format!("  ({} diverged)", o.runs.len() - ok.len())
+            } else {
+                String::new()
+            }
         );
     }
     s

@@ -9,6 +9,7 @@ mod curvature;
 mod dag_cmd;
 mod hparams;
 mod lipschitz_cmd;
+mod mup_cmd;
 mod optimize;
 mod plot;
 mod progress;
@@ -44,7 +45,7 @@ enum Cmd {
     /// One training run into a run directory (config.toml, metrics.jsonl, summary.json, model.safetensors,
     /// optimizer.safetensors, plots/); `--resume DIR` continues a killed run bit-exactly.
     Train(Box<train_cmd::TrainArgs>),
-    /// Several optimizers (and schedules) on one task, one report.
+    /// Several optimizers and/or models on one task, over one or more seeds, one report.
     Compare(compare::CompareArgs),
     /// An optimizer (or several) on an analytic test function: trajectory JSON and a contour plot of the paths.
     Optimize(optimize::OptimizeArgs),
@@ -66,6 +67,8 @@ enum Cmd {
     Certify(certify_cmd::CertifyArgs),
     /// The scaling law with learning-rate annealing (P38): fit it to loss curves, predict other schedules.
     Scaling(scaling_cmd::ScalingArgs),
+    /// muP (P42): the coordinate check and the learning-rate sweep across widths, SP against muP.
+    Mup(mup_cmd::MupArgs),
     /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
     Bench(bench::BenchArgs),
 }
@@ -89,6 +92,7 @@ fn main() {
         Cmd::Lipschitz(a) => lipschitz_cmd::run(a),
         Cmd::Certify(a) => certify_cmd::run(a),
         Cmd::Scaling(a) => scaling_cmd::run(a),
+        Cmd::Mup(a) => mup_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),
     };
     if let Err(e) = r {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone, Default)]
 #[command(
-    after_help = "Examples:\n  optlab train --optimizer adamw:lr=1e-3,weight_decay=0.01 --schedule cosine:warmup=50 --epochs 20 --out runs/a\n  optlab train --config run.toml --out runs/b\n  optlab train --data csv:path=data.csv,label=y --model mlp:hidden=64-64,act=tanh --out runs/c\n  optlab train --resume runs/a        # continue a killed run bit-exactly"
+    after_help = "Examples:\n  optlab train --optimizer adamw:lr=1e-3,weight_decay=0.01 --schedule cosine:warmup=50 --epochs 20 --out runs/a\n  optlab train --config run.toml --out runs/b\n  optlab train --data csv:path=data.csv,label=y --model mlp:hidden=64-64,act=tanh --out runs/c\n  optlab train --resume runs/a        # continue a killed run bit-exactly\n  optlab train --task charlm --model transformer:layers=2,dim=64,norm=pn --out runs/lm"
 )]
 pub struct TrainArgs {
     /// Read the run's settings from a TOML file (keys as the long flags with underscores: batch_size, ...);
@@ -19,14 +19,19 @@ pub struct TrainArgs {
     /// Continue the run in DIR from its last checkpoint (its config.toml decides everything else).
     #[arg(long, value_name = "DIR", conflicts_with = "config")]
     pub resume: Option<PathBuf>,
+    /// supervised (default) | charlm: a transformer language model on a text; its defaults are text:context=64
+    /// (the embedded Shakespeare), transformer:layers=2,dim=64,heads=4,mlp=4,norm=ln, adamw:lr=3e-3,weight_decay=0.01,
+    /// cosine:warmup=100, 2000 steps of 32 windows.
+    #[arg(long)]
+    pub task: Option<String>,
     /// Run directory to create [default: runs/train-<unix time>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Data: digits | moons:n=1000,noise=0.1 | spirals | gaussians | linreg | csv:path=F,label=COL |
-    /// idx:images=F,labels=F | safetensors:path=F,x=x,y=y.
+    /// idx:images=F,labels=F | safetensors:path=F,x=x,y=y | text:context=64[,path=book.txt] (--task charlm).
     #[arg(long)]
     pub data: Option<String>,
-    /// Model: mlp:hidden=128,act=relu (act relu|tanh|gelu, or one per layer relu-tanh) | cnn:channels=8-16[,norm=bn|gn|bcn|bcn-est[+ws],groups=4] (P01 normalizations; +ws: weight-standardized convolutions) | resnet:... (same keys, a basic residual block per stage).
+    /// Model: mlp:hidden=128,act=relu (act relu|tanh|gelu, or one per layer relu-tanh) | cnn:channels=8-16[,norm=bn|gn|bcn|bcn-est[+ws],groups=4] (P01 normalizations; +ws: weight-standardized convolutions) | resnet:... (same keys, a basic residual block per stage) | transformer:layers=2,dim=64,heads=4,mlp=4,norm=ln|pn|bn|none[,pn_warmup=200] (--task charlm; pn = PowerNorm, P12). mlp and transformer take param=mup,base=64 (muP, P42).
     #[arg(long)]
     pub model: Option<String>,
     /// Optimizer spec, e.g. adamw:lr=1e-3,weight_decay=0.01 | sgd:lr=0.1,momentum=0.9,nesterov=true.
@@ -100,7 +105,8 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     fn overrides_given(&self) -> bool {
-        self.data.is_some()
+        self.task.is_some()
+            || self.data.is_some()
             || self.model.is_some()
             || self.optimizer.is_some()
             || !self.groups.is_empty()
@@ -126,8 +132,8 @@ impl TrainArgs {
     /// The config: the file (or defaults) with the flags applied.
     pub fn config(&self) -> Result<TrainConfig> {
         let mut c = match &self.config {
-            Some(p) => TrainConfig::from_toml_file(p)?,
-            None => TrainConfig::default(),
+            Some(p) => TrainConfig::from_toml_file_with_task(p, self.task.as_deref())?,
+            None => TrainConfig::for_task(self.task.as_deref().unwrap_or("supervised"))?,
         };
         macro_rules! set {
             ($($f:ident),*) => {$( if let Some(v) = &self.$f { c.$f = v.clone(); } )*};

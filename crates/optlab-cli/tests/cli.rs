@@ -548,7 +548,223 @@ fn bad_input_gives_one_clear_error() {
         "batch_size must be at least 1",
     );
     fails_with(&["train", "--resume", d.to_str().unwrap()], "config.toml");
+    // The language-model task: a transformer needs a text, a text needs the task; bad model specs.
+    fails_with(
+        &["train", "--model", "transformer", "--out", o],
+        "--task charlm",
+    );
+    fails_with(
+        &["train", "--task", "charlm", "--data", "digits", "--out", o],
+        "task=charlm trains a transformer",
+    );
+    fails_with(
+        &[
+            "train",
+            "--task",
+            "charlm",
+            "--model",
+            "transformer:dim=30,heads=4",
+            "--out",
+            o,
+        ],
+        "heads=4 must divide dim=30",
+    );
+    fails_with(
+        &["train", "--task", "chat", "--out", o],
+        "unknown task 'chat'; available: supervised, charlm",
+    );
+    fails_with(
+        &[
+            "train",
+            "--task",
+            "charlm",
+            "--data",
+            "text:path=/nonexistent.txt",
+            "--out",
+            o,
+        ],
+        "/nonexistent.txt",
+    );
+    fails_with(
+        &["train", "--model", "mlp:param=mup,base=0", "--out", o],
+        "positive base width",
+    );
+    fails_with(
+        &[
+            "train",
+            "--model",
+            "mlp:param=mup",
+            "--optimizer",
+            "nsgd",
+            "--out",
+            o,
+        ],
+        "mup_rule",
+    );
+    fails_with(
+        &["mup", "lr-sweep", "--model", "cnn", "--out", o],
+        "available for mlp and transformer",
+    );
+    fails_with(
+        &["mup", "coord-check", "--widths", "0", "--out", o],
+        "positive width",
+    );
     std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// The character-level language model end to end: `train --task charlm` writes a run directory whose accuracy is
+/// per character, `compare` puts LayerNorm and PowerNorm side by side over two seeds.
+#[test]
+fn charlm_train_and_compare() {
+    let out = tmp("charlm");
+    let o = run(&[
+        "train",
+        "--task",
+        "charlm",
+        "--model",
+        "transformer:layers=1,dim=16,heads=2,mlp=2,norm=pn,pn_warmup=5",
+        "--data",
+        "text:context=16",
+        "--steps",
+        "12",
+        "--schedule",
+        "constant",
+        "--eval-every",
+        "6",
+        "--batch-size",
+        "8",
+        "--out",
+        out.join("run").to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("val accuracy"), "{stdout}");
+    let cfg = std::fs::read_to_string(out.join("run/config.toml")).unwrap();
+    assert!(
+        cfg.contains("task = \"charlm\"") && cfg.contains("norm=pn"),
+        "{cfg}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run/summary.json")).unwrap())
+            .unwrap();
+    let acc = summary["val_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc), "{acc}");
+    // Uniform guessing over 62 characters has loss ln 62 = 4.13; twelve steps already do better.
+    assert!(summary["val_loss"].as_f64().unwrap() < 4.13, "{summary}");
+    let st = safetensors_keys(&out.join("run/model.safetensors"));
+    for k in [
+        "0.tok.weight",
+        "1.norm1.running_phi",
+        "1.norm1.ema_gz",
+        "1.norm1.iters",
+        "3.weight",
+    ] {
+        assert!(st.iter().any(|s| s == k), "{k} missing from {st:?}");
+    }
+    let cmp = out.join("cmp");
+    let o = run(&[
+        "compare",
+        "--task",
+        "charlm",
+        "--model",
+        "transformer:layers=1,dim=16,heads=2,mlp=2,norm=ln",
+        "--model",
+        "transformer:layers=1,dim=16,heads=2,mlp=2,norm=pn",
+        "--data",
+        "text:context=16",
+        "--steps",
+        "20",
+        "--schedule",
+        "constant",
+        "--eval-every",
+        "10",
+        "--batch-size",
+        "8",
+        "--seed",
+        "0,1",
+        "--out",
+        cmp.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (_, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let md = std::fs::read_to_string(cmp.join("report.md")).unwrap();
+    assert!(md.contains("| model | final train loss | val loss"), "{md}");
+    assert!(md.contains(" ± "), "mean ± std over the seeds: {md}");
+    assert!(md.contains("norm=pn` seed 1"), "{md}");
+    for f in ["loss.png", "val_loss.png", "accuracy.png"] {
+        assert!(is_png(&cmp.join(f)), "{f}");
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+fn safetensors_keys(p: &Path) -> Vec<String> {
+    let b = std::fs::read(p).unwrap();
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    let h: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+    h.as_object().unwrap().keys().cloned().collect()
+}
+
+/// muP's checks from the command line: the coordinate check is flat under muP and grows under SP; the lr sweep
+/// writes its table, plots and JSON.
+#[test]
+fn mup_coord_check_and_lr_sweep() {
+    let out = tmp("mup");
+    let o = run(&[
+        "mup",
+        "coord-check",
+        "--widths",
+        "32,64,128,256",
+        "--base",
+        "32",
+        "--seed",
+        "0,1",
+        "--out",
+        out.join("coord").to_str().unwrap(),
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let j: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let (sp, mup) = (
+        j["max_abs_slope"]["sp"].as_f64().unwrap(),
+        j["max_abs_slope"]["mup"].as_f64().unwrap(),
+    );
+    // SP's logits grow about linearly with width after two Adam steps; muP's activations stay put.
+    assert!(sp > 0.6 && mup < 0.15, "slopes SP {sp}, muP {mup}");
+    for f in ["coord_sp.png", "coord_mup.png"] {
+        assert!(is_png(&out.join("coord").join(f)), "{f}");
+    }
+    let o = run(&[
+        "mup",
+        "lr-sweep",
+        "--widths",
+        "32,64",
+        "--base",
+        "32",
+        "--lrs",
+        "0.001,0.01,0.1",
+        "--steps",
+        "20",
+        "--out",
+        out.join("sweep").to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("spread of the optimum across widths"),
+        "{stdout}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep/lr_sweep.json")).unwrap())
+            .unwrap();
+    assert_eq!(j["records"].as_array().unwrap().len(), 12);
+    assert_eq!(j["best"].as_array().unwrap().len(), 4);
+    for f in ["lr_sweep_sp.png", "lr_sweep_mup.png"] {
+        assert!(is_png(&out.join("sweep").join(f)), "{f}");
+    }
+    std::fs::remove_dir_all(&out).unwrap();
 }
 
 #[test]
@@ -559,6 +775,12 @@ fn help_explains_flags_with_examples() {
         (vec!["demo", "--help"], "optlab demo --out"),
         (vec!["compare", "--help"], "optlab compare --optimizer"),
         (vec!["bench", "train", "--help"], "--no-torch"),
+        (
+            vec!["mup", "coord-check", "--help"],
+            "optlab mup coord-check",
+        ),
+        (vec!["mup", "lr-sweep", "--help"], "optlab mup lr-sweep"),
+        (vec!["train", "--help"], "--task charlm"),
     ] {
         let o = run(&args);
         let (out, _) = text(&o);

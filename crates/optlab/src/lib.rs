@@ -4,6 +4,7 @@
 //! The library is split by job:
 //! - [`data`]: the embedded digits set, synthetic generators and loaders for CSV, IDX and safetensors files;
 //! - [`nn`]: models whose parameter names follow PyTorch's `nn.Sequential` state dicts;
+//! - [`mup`]: muP's base shapes, per-tensor learning rates and its width checks (P42);
 //! - [`optim`]: the [`optim::Optimizer`] trait and fused in-place optimizers;
 //! - [`schedule`]: learning-rate (and other hyperparameter) schedules;
 //! - [`train`]: the training loop, observers, run directories and checkpoints;
@@ -23,6 +24,7 @@ pub mod data;
 pub mod error;
 pub mod functions;
 pub mod lipschitz;
+pub mod mup;
 pub mod nn;
 pub mod optim;
 pub mod refine;

@@ -304,7 +304,9 @@ fn batch_channel_normalization_train_eval_and_estimated() {
 /// gradients, φ and Γ after every call; then eval.
 #[test]
 fn powernorm_forward_approximate_backward_and_state() {
+    use candle_core::DType;
     use optlab::nn::powernorm::{PowerNorm, PowerNormConfig};
+    use optlab::nn::Param;
     let g = golden();
     for key in ["g1_nomask", "g2_mask"] {
         let c = &g["powernorm"][key];
@@ -316,9 +318,15 @@ fn powernorm_forward_approximate_backward_and_state() {
             warmup: h["warmup_iters"].as_u64().unwrap(),
             groups: h["group_num"].as_u64().unwrap() as usize,
         };
-        let mut pn = PowerNorm::new(8, cfg, &Device::Cpu).unwrap();
-        pn.weight = var(&c["weight"]);
-        pn.bias = var(&c["bias"]);
+        let mut pn = PowerNorm::new("", 8, cfg, DType::F32).unwrap();
+        pn.weight = Param {
+            name: "weight".into(),
+            var: var(&c["weight"]),
+        };
+        pn.bias = Param {
+            name: "bias".into(),
+            var: var(&c["bias"]),
+        };
         let mask: Option<Vec<Vec<bool>>> = c["pad_mask"].as_object().map(|_| {
             let m = tensor(&c["pad_mask"]);
             m.to_vec2::<f32>()
@@ -336,7 +344,10 @@ fn powernorm_forward_approximate_backward_and_state() {
                 &call["group_scaled_x"],
             );
             let y = pn.forward(x.as_tensor(), mask.as_deref(), true).unwrap();
-            assert_eq!(pn.iters, call["iter"].as_u64().unwrap());
+            assert_eq!(
+                pn.state.lock().unwrap().iters,
+                call["iter"].as_u64().unwrap()
+            );
             close(&format!("{label} y"), &y, &call["y"]);
             let gr = loss(&y, &call["R"]);
             close(
@@ -346,23 +357,34 @@ fn powernorm_forward_approximate_backward_and_state() {
             );
             close(
                 &format!("{label} dw"),
-                gr.get(pn.weight.as_tensor()).unwrap(),
+                gr.get(pn.weight.tensor()).unwrap(),
                 &call["grad_weight"],
             );
             close(
                 &format!("{label} db"),
-                gr.get(pn.bias.as_tensor()).unwrap(),
+                gr.get(pn.bias.tensor()).unwrap(),
                 &call["grad_bias"],
             );
-            let phi = Tensor::from_slice(&pn.running_phi, (1, 8, 1, 1), &Device::Cpu).unwrap();
-            close(&format!("{label} running phi"), &phi, &call["running_phi"]);
-            let gz =
-                Tensor::from_slice(&pn.ema_gz.lock().unwrap(), (1, 8, 1, 1), &Device::Cpu).unwrap();
-            close(&format!("{label} Gamma"), &gz, &call["ema_gz"]);
+            // The buffers, as saved in a state dict, with the official names and shapes.
+            let buf = pn.buffers().unwrap();
+            assert_eq!(buf[0].0, "running_phi");
+            close(
+                &format!("{label} running phi"),
+                &buf[0].1,
+                &call["running_phi"],
+            );
+            assert_eq!(buf[1].0, "ema_gz");
+            close(&format!("{label} Gamma"), &buf[1].1, &call["ema_gz"]);
         }
         let ev = &c["eval"];
         let x = var(&ev["x"]);
+        let iters = pn.state.lock().unwrap().iters;
         let y = pn.forward(x.as_tensor(), mask.as_deref(), false).unwrap();
+        assert_eq!(
+            pn.state.lock().unwrap().iters,
+            iters,
+            "eval leaves the state"
+        );
         close(&format!("powernorm {key} eval y"), &y, &ev["y"]);
         let gr = loss(&y, &ev["R"]);
         close(
@@ -372,7 +394,7 @@ fn powernorm_forward_approximate_backward_and_state() {
         );
         close(
             &format!("powernorm {key} eval dw"),
-            gr.get(pn.weight.as_tensor()).unwrap(),
+            gr.get(pn.weight.tensor()).unwrap(),
             &ev["grad_weight"],
         );
     }
@@ -380,7 +402,7 @@ fn powernorm_forward_approximate_backward_and_state() {
         groups: 3,
         ..PowerNormConfig::default()
     };
-    assert!(PowerNorm::new(8, bad, &Device::Cpu).is_err());
+    assert!(PowerNorm::new("", 8, bad, DType::F32).is_err());
 }
 
 /// The normalized CNNs: spec strings round-trip, state dicts carry PyTorch's names (buffers included), the

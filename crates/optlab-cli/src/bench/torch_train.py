@@ -1,7 +1,39 @@
-# The PyTorch side of `optlab bench train`: the same MLP training step (forward, cross-entropy, backward,
-# AdamW fused where available) on random data, 2 threads. Prints one JSON object: {"shape": ms_per_step}.
+# The PyTorch side of `optlab bench train`: the same training step (forward, cross-entropy, backward, AdamW
+# fused where available) on the same shapes, 2 threads: MLPs on random data, and the pre-norm transformer of
+# optlab's `transformer:` model (LayerNorm, causal attention by F.scaled_dot_product_attention, exact GELU).
+# Prints one JSON object: {"case": ms_per_step}.
 import json, sys, time
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Block(nn.Module):
+    def __init__(self, c, heads):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(c), nn.LayerNorm(c)
+        self.qkv, self.proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
+        self.fc, self.out = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+        self.heads = heads
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, c // self.heads).unbind(2)
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, t, c))
+        return x + self.out(F.gelu(self.fc(self.norm2(x))))
+
+
+class Lm(nn.Module):
+    def __init__(self, vocab, ctx, c, heads, layers):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, c), nn.Embedding(ctx, c)
+        self.blocks = nn.Sequential(*[Block(c, heads) for _ in range(layers)])
+        self.norm, self.head = nn.LayerNorm(c), nn.Linear(c, vocab)
+
+    def forward(self, ids):
+        h = self.tok(ids) + self.pos.weight[: ids.shape[1]]
+        return self.head(self.norm(self.blocks(h)))
 
 torch.set_num_threads(int(sys.argv[1]))
 cases = json.loads(sys.argv[2])
@@ -10,22 +42,29 @@ out = {}
 for case in cases:
     dims, batch = case["dims"], case["batch"]
     torch.manual_seed(0)
-    layers = []
-    for i in range(len(dims) - 1):
-        layers.append(torch.nn.Linear(dims[i], dims[i + 1]))
-        if i < len(dims) - 2:
-            layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
+    if case.get("lm"):
+        vocab, ctx, c, heads, nl = dims
+        model = Lm(vocab, ctx, c, heads, nl)
+        x = torch.randint(0, vocab, (batch, ctx))
+        y = torch.randint(0, vocab, (batch * ctx,))
+    else:
+        layers = []
+        for i in range(len(dims) - 1):
+            layers.append(torch.nn.Linear(dims[i], dims[i + 1]))
+            if i < len(dims) - 2:
+                layers.append(torch.nn.ReLU())
+        model = torch.nn.Sequential(*layers)
+        x = torch.randn(batch, dims[0])
+        y = torch.randint(0, dims[-1], (batch,))
     try:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     except Exception:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
-    x = torch.randn(batch, dims[0])
-    y = torch.randint(0, dims[-1], (batch,))
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        out = model(x)
+        loss = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y)
         loss.backward()
         opt.step()
 

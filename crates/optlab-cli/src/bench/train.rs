@@ -1,5 +1,6 @@
-//! `optlab bench train`: one training step of MLP 64-256-256-10 (batch 128) and 784-1024-1024-10 (batch 256),
-//! optlab against PyTorch (2 threads) in the same run.
+//! `optlab bench train`: one training step of MLP 64-256-256-10 (batch 128), 784-1024-1024-10 (batch 256) and
+//! the `charlm` task's transformer (2 pre-norm layers, dim 64, 4 heads, LayerNorm; 32 windows of 64 tokens over
+//! 62 characters), optlab against PyTorch (2 threads) in the same run.
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
@@ -23,8 +24,10 @@ pub struct TrainBenchArgs {
 
 struct Case {
     name: &'static str,
+    /// MLP layer widths; for the language model [vocab, context, dim, heads, layers].
     dims: &'static [usize],
     batch: usize,
+    lm: bool,
 }
 
 const CASES: &[Case] = &[
@@ -32,15 +35,40 @@ const CASES: &[Case] = &[
         name: "mlp-64-256-256-10/b128",
         dims: &[64, 256, 256, 10],
         batch: 128,
+        lm: false,
     },
     Case {
         name: "mlp-784-1024-1024-10/b256",
         dims: &[784, 1024, 1024, 10],
         batch: 256,
+        lm: false,
+    },
+    Case {
+        name: "charlm-transformer-2x64/b32x64",
+        dims: &[62, 64, 64, 4, 2],
+        batch: 32,
+        lm: true,
     },
 ];
 
-fn optlab_ms(c: &Case, steps: usize) -> Result<f64> {
+/// The model, an input batch and its labels for a case.
+fn setup(c: &Case) -> Result<(Sequential, Tensor, Tensor)> {
+    if c.lm {
+        let [vocab, ctx, dim, heads, layers] = c.dims else {
+            anyhow::bail!("language-model case needs 5 sizes")
+        };
+        let spec = ModelSpec::parse(&format!(
+            "transformer:layers={layers},dim={dim},heads={heads},mlp=4,norm=ln"
+        ))?;
+        let model = Sequential::new(&spec, &[*ctx], *vocab, 0, DType::F32)?;
+        let ids: Vec<f32> = (0..c.batch * ctx).map(|i| (i * 7 % vocab) as f32).collect();
+        let x = Tensor::from_vec(ids, (c.batch, *ctx), &Device::Cpu)?;
+        let labels: Vec<u32> = (0..c.batch * ctx)
+            .map(|i| (i * 11 % vocab) as u32)
+            .collect();
+        let y = Tensor::from_vec(labels, (c.batch, *ctx), &Device::Cpu)?;
+        return Ok((model, x, y));
+    }
     let hidden: Vec<String> = c.dims[1..c.dims.len() - 1]
         .iter()
         .map(|d| d.to_string())
@@ -48,13 +76,18 @@ fn optlab_ms(c: &Case, steps: usize) -> Result<f64> {
     let spec = ModelSpec::parse(&format!("mlp:hidden={},act=relu", hidden.join("-")))?;
     let out = *c.dims.last().expect("dims");
     let model = Sequential::new(&spec, &c.dims[..1], out, 0, DType::F32)?;
-    let params = model.params();
-    let mut opt = from_spec("adamw:lr=1e-3")?;
     let x = Tensor::randn(0f32, 1.0, (c.batch, c.dims[0]), &Device::Cpu)?;
     let labels: Vec<u32> = (0..c.batch).map(|i| (i * 7 % out) as u32).collect();
     let y = Tensor::from_vec(labels, c.batch, &Device::Cpu)?;
+    Ok((model, x, y))
+}
+
+fn optlab_ms(c: &Case, steps: usize) -> Result<f64> {
+    let (model, x, y) = setup(c)?;
+    let params = model.params();
+    let mut opt = from_spec("adamw:lr=1e-3")?;
     let mut step = || -> Result<()> {
-        let loss = cross_entropy(&model.forward(&x)?, &y)?;
+        let loss = cross_entropy(&model.forward_mode(&x, true)?, &y)?;
         let grads = loss.backward()?;
         opt.step(&params, &grads)?;
         Ok(())
@@ -81,7 +114,7 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     let cases = serde_json::json!(CASES
         .iter()
-        .map(|c| serde_json::json!({"name": c.name, "dims": c.dims, "batch": c.batch}))
+        .map(|c| serde_json::json!({"name": c.name, "dims": c.dims, "batch": c.batch, "lm": c.lm}))
         .collect::<Vec<_>>());
     let torch = a.torch.run(
         include_str!("torch_train.py"),
@@ -106,13 +139,13 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
     }
     println!("optlab bench train (AdamW step incl. forward/backward; best of 3 x {} steps; optlab threads {})", a.steps, rayon_threads());
     println!(
-        "{:<28} {:>12} {:>12} {:>16}",
+        "{:<32} {:>12} {:>12} {:>16}",
         "case", "optlab ms", "torch ms", "optlab / torch"
     );
     for r in &rows {
         let t = r["torch_ms_per_step"].as_f64();
         println!(
-            "{:<28} {:>12.3} {:>12} {:>16}",
+            "{:<32} {:>12.3} {:>12} {:>16}",
             r["case"].as_str().unwrap_or(""),
             r["optlab_ms_per_step"].as_f64().unwrap_or(f64::NAN),
             t.map_or("n/a".into(), |t| format!("{t:.3}")),

@@ -6,12 +6,14 @@ mod digits;
 mod idx;
 mod st;
 mod synthetic;
+mod text;
 
 pub use self::csv::load_csv;
 pub use digits::digits;
 pub use idx::{encode_idx_u8, load_idx_pair, read_idx, IdxArray};
 pub use st::load_safetensors_data;
 pub use synthetic::{gaussian_mixture, linear_regression, two_moons, two_spirals};
+pub use text::{char_windows, read_text, shakespeare, vocabulary};
 
 use crate::rng::{permutation, rng_for, Stream};
 use crate::spec::unknown_name;
@@ -26,6 +28,12 @@ pub enum Target {
     Classes { labels: Vec<u32>, n_classes: usize },
     /// Real-valued targets, `dim` per example.
     Values { y: Vec<f32>, dim: usize },
+    /// A class index per position of a sequence, `len` per example (next-token targets of a language model).
+    Tokens {
+        labels: Vec<u32>,
+        len: usize,
+        n_classes: usize,
+    },
 }
 
 /// An in-memory data set: `n` examples of `feature_shape` (e.g. `[64]` or `[1, 8, 8]`), row-major f32.
@@ -86,6 +94,23 @@ impl Dataset {
                     )));
                 }
             }
+            Target::Tokens {
+                labels,
+                len,
+                n_classes,
+            } => {
+                if *len == 0 || labels.len() != n * len {
+                    return Err(Error::Shape(format!(
+                        "{name}: {n} sequences but {} token targets for length {len}",
+                        labels.len()
+                    )));
+                }
+                if let Some(l) = labels.iter().find(|&&l| l as usize >= *n_classes) {
+                    return Err(Error::invalid(format!(
+                        "{name}: token {l} is not below the vocabulary size {n_classes}"
+                    )));
+                }
+            }
             Target::Values { y, dim } => {
                 if *dim == 0 || y.len() != n * dim {
                     return Err(Error::Shape(format!(
@@ -123,11 +148,19 @@ impl Dataset {
         self.feature_shape.iter().product()
     }
 
-    /// Number of model outputs: classes, or target width.
+    /// Number of model outputs (per position for token targets): classes, or target width.
     pub fn output_dim(&self) -> usize {
         match &self.target {
-            Target::Classes { n_classes, .. } => *n_classes,
+            Target::Classes { n_classes, .. } | Target::Tokens { n_classes, .. } => *n_classes,
             Target::Values { dim, .. } => *dim,
+        }
+    }
+
+    /// Predictions per example: the sequence length for token targets, else 1.
+    pub fn targets_per_example(&self) -> usize {
+        match &self.target {
+            Target::Tokens { len, .. } => *len,
+            _ => 1,
         }
     }
 
@@ -144,11 +177,17 @@ impl Dataset {
                 n_classes: *n_classes,
             },
             Target::Values { y, dim } => Target::Values {
-                y: idx
-                    .iter()
-                    .flat_map(|&i| y[i * dim..(i + 1) * dim].iter().copied())
-                    .collect(),
+                y: rows(y, *dim, idx),
                 dim: *dim,
+            },
+            Target::Tokens {
+                labels,
+                len,
+                n_classes,
+            } => Target::Tokens {
+                labels: rows(labels, *len, idx),
+                len: *len,
+                n_classes: *n_classes,
             },
         };
         Dataset {
@@ -180,7 +219,7 @@ impl Dataset {
     }
 
     /// Tensors `(x, y)` for the examples at `idx`: x of shape `[b, feature_shape...]` in `dtype`; y as u32 class
-    /// indices `[b]` or values `[b, dim]` in `dtype`.
+    /// indices `[b]`, values `[b, dim]` in `dtype`, or u32 token indices `[b, len]`.
     pub fn batch(&self, idx: &[usize], dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
         let d = self.feature_dim();
         let mut x = Vec::with_capacity(idx.len() * d);
@@ -197,11 +236,10 @@ impl Dataset {
                 device,
             )?,
             Target::Values { y, dim } => {
-                let v: Vec<f32> = idx
-                    .iter()
-                    .flat_map(|&i| y[i * dim..(i + 1) * dim].iter().copied())
-                    .collect();
-                Tensor::from_vec(v, (idx.len(), *dim), device)?.to_dtype(dtype)?
+                Tensor::from_vec(rows(y, *dim, idx), (idx.len(), *dim), device)?.to_dtype(dtype)?
+            }
+            Target::Tokens { labels, len, .. } => {
+                Tensor::from_vec(rows(labels, *len, idx), (idx.len(), *len), device)?
             }
         };
         Ok((xt, yt))
@@ -218,6 +256,13 @@ impl Dataset {
         self.feature_shape = feature_shape;
         Ok(self)
     }
+}
+
+/// Rows `idx` of a row-major table with `width` columns, concatenated.
+fn rows<T: Copy>(table: &[T], width: usize, idx: &[usize]) -> Vec<T> {
+    idx.iter()
+        .flat_map(|&i| table[i * width..(i + 1) * width].iter().copied())
+        .collect()
 }
 
 /// The most classes a loader accepts; a larger label almost always means real-valued targets.
@@ -256,6 +301,7 @@ pub const DATA_NAMES: &[&str] = &[
     "csv",
     "idx",
     "safetensors",
+    "text",
 ];
 
 /// Loads a data set from a spec string:
@@ -263,7 +309,8 @@ pub const DATA_NAMES: &[&str] = &[
 /// `gaussians:n=1000,classes=4,dim=2,spread=1.0`, `linreg:n=1000,dim=8,noise=0.1`,
 /// `csv:path=data.csv,label=label,task=classification|regression`,
 /// `idx:images=train-images.idx3-ubyte,labels=train-labels.idx1-ubyte,scale=255`,
-/// `safetensors:path=data.safetensors,x=x,y=y`.
+/// `safetensors:path=data.safetensors,x=x,y=y`,
+/// `text:context=64[,path=book.txt]` (next-character windows; the embedded Shakespeare excerpt without a path).
 /// Synthetic sets draw from `seed`.
 pub fn load_spec(spec: &str, seed: u64) -> Result<Dataset> {
     let mut s = Spec::parse(spec)?;
@@ -319,6 +366,17 @@ pub fn load_spec(spec: &str, seed: u64) -> Result<Dataset> {
             let x = s.string("x", "x");
             let y = s.string("y", "y");
             load_safetensors_data(&path, &x, &y)?
+        }
+        "text" => {
+            let context = s.usize("context", 64)?;
+            let path = s.string("path", "");
+            if path.is_empty() {
+                char_windows("shakespeare", &shakespeare()?, context)?
+            } else {
+                let path = PathBuf::from(path);
+                char_windows("text", &read_text(&path)?, context)
+                    .map_err(|e| Error::file(&path, e.to_string()))?
+            }
         }
         other => return Err(unknown_name("data set", other, DATA_NAMES)),
     };

@@ -1,9 +1,10 @@
 //! The layers of a [`super::Sequential`] model, each with PyTorch's semantics.
 
 use super::norm::{
-    batch_norm, bcn, group_norm, weight_standardize, BcnParams, ChannelStats, RunningStats,
-    WsVariant,
+    batch_norm, bcn, group_norm, load_stats_buffer, stats_buffers, weight_standardize, BcnParams,
+    ChannelStats, RunningStats, WsVariant,
 };
+use super::transformer::{linear_nd, Block, Embedding, SeqNorm};
 use super::Param;
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
@@ -71,47 +72,90 @@ pub enum Layer {
     MaxPool2,
     /// `nn.Flatten()`.
     Flatten,
+    /// Token and position embeddings of a language model.
+    Embed(Embedding),
+    /// A pre-norm transformer block.
+    Block(Box<Block>),
+    /// A transformer's normalization (the final one before the head).
+    SeqNorm(SeqNorm),
+    /// muP's output layer (microsoft/mup `MuReadout`, P42): y = (mult·x) Wᵀ + b with mult = 1/width_mult.
+    Readout {
+        weight: Param,
+        bias: Option<Param>,
+        mult: f64,
+    },
 }
 
 impl Layer {
-    /// Parameters then buffers, in PyTorch's state-dict order (children in registration order).
+    /// Parameters and buffers in PyTorch's state-dict order (a module's own, then its children's in
+    /// registration order).
     pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let own = |l: &Layer| -> Result<Vec<(String, Tensor)>> {
-            let mut v: Vec<(String, Tensor)> = l
-                .params()
-                .into_iter()
-                .map(|p| (p.name.clone(), p.tensor().clone()))
-                .collect();
-            if let Layer::Norm(n) = l {
-                v.extend(n.buffers()?);
-            }
-            Ok(v)
-        };
         match self {
             Layer::Residual(b) => {
                 let mut v = Vec::new();
                 for l in b.parts() {
-                    v.extend(own(l)?);
+                    v.extend(l.state()?);
                 }
                 Ok(v)
             }
-            l => own(l),
+            Layer::Block(b) => b.state(),
+            l => {
+                let mut v: Vec<(String, Tensor)> = l
+                    .params()
+                    .into_iter()
+                    .map(|p| (p.name.clone(), p.tensor().clone()))
+                    .collect();
+                v.extend(l.buffers()?);
+                Ok(v)
+            }
         }
     }
 
-    /// The normalization layers inside (itself, or a residual block's).
-    pub fn norms(&self) -> Vec<&NormLayer> {
+    /// The running buffers (normalization statistics) inside the layer, with their state-dict names.
+    pub fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
         match self {
-            Layer::Norm(n) => vec![n],
-            Layer::Residual(b) => b
-                .parts()
-                .into_iter()
-                .filter_map(|l| match l {
-                    Layer::Norm(n) => Some(n),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
+            Layer::Norm(n) => n.buffers(),
+            Layer::SeqNorm(n) => n.buffers(),
+            Layer::Residual(b) => {
+                let mut v = Vec::new();
+                for l in b.parts() {
+                    v.extend(l.buffers()?);
+                }
+                Ok(v)
+            }
+            Layer::Block(b) => {
+                let mut v = Vec::new();
+                for n in b.norms() {
+                    v.extend(n.buffers()?);
+                }
+                Ok(v)
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Loads one buffer from a state dict; `false` when `name` is none of this layer's.
+    pub fn load_buffer(&self, name: &str, t: &Tensor) -> Result<bool> {
+        match self {
+            Layer::Norm(n) => n.load_buffer(name, t),
+            Layer::SeqNorm(n) => n.load_buffer(name, t),
+            Layer::Residual(b) => {
+                for l in b.parts() {
+                    if l.load_buffer(name, t)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Layer::Block(b) => {
+                for n in b.norms() {
+                    if n.load_buffer(name, t)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -119,7 +163,7 @@ impl Layer {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         Ok(match self {
             Layer::Linear { weight, bias } => {
-                super::linear::linear(x, weight.tensor(), bias.as_ref().map(Param::tensor))?
+                linear_nd(x, weight.tensor(), bias.as_ref().map(Param::tensor))?
             }
             Layer::Conv2d {
                 weight,
@@ -143,18 +187,48 @@ impl Layer {
             Layer::Act(a) => a.apply(x)?,
             Layer::MaxPool2 => x.max_pool2d(2)?,
             Layer::Flatten => x.flatten_from(1)?,
+            Layer::Embed(e) => e.forward(x)?,
+            Layer::Block(b) => b.forward(x, train)?,
+            Layer::SeqNorm(n) => n.forward(x, train)?,
+            Layer::Readout { weight, bias, mult } => linear_nd(
+                &(x * *mult)?,
+                weight.tensor(),
+                bias.as_ref().map(Param::tensor),
+            )?,
         })
     }
 
     /// The layer's parameters in state-dict order (weight, then bias).
     pub fn params(&self) -> Vec<&Param> {
         match self {
-            Layer::Linear { weight, bias } | Layer::Conv2d { weight, bias, .. } => {
+            Layer::Linear { weight, bias }
+            | Layer::Conv2d { weight, bias, .. }
+            | Layer::Readout { weight, bias, .. } => {
                 std::iter::once(weight).chain(bias.iter()).collect()
             }
             Layer::Norm(n) => n.params(),
             Layer::Residual(b) => b.parts().into_iter().flat_map(|l| l.params()).collect(),
+            Layer::Embed(e) => vec![&e.tok, &e.pos],
+            Layer::Block(b) => b.params(),
+            Layer::SeqNorm(n) => n.params(),
             _ => Vec::new(),
+        }
+    }
+
+    /// The layer's kind in one word (`linear`, `relu`, `block`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Layer::Linear { .. } => "linear",
+            Layer::Conv2d { .. } => "conv",
+            Layer::Norm(_) => "norm",
+            Layer::Residual(_) => "residual",
+            Layer::Act(a) => a.name(),
+            Layer::MaxPool2 => "maxpool",
+            Layer::Flatten => "flatten",
+            Layer::Embed(_) => "embedding",
+            Layer::Block(_) => "block",
+            Layer::SeqNorm(_) => "norm",
+            Layer::Readout { .. } => "linear",
         }
     }
 
@@ -190,6 +264,29 @@ impl Layer {
             Layer::Act(a) => a.name().to_string(),
             Layer::MaxPool2 => "MaxPool2d(2)".into(),
             Layer::Flatten => "Flatten".into(),
+            Layer::Embed(e) => {
+                let (v, c) = (e.tok.var.dims()[0], e.tok.var.dims()[1]);
+                format!(
+                    "Embedding({v}, {c}) + Position({}, {c})",
+                    e.pos.var.dims()[0]
+                )
+            }
+            Layer::Block(b) => format!(
+                "Block[{}attn({} heads) {}mlp({})]",
+                b.norm1
+                    .as_ref()
+                    .map_or(String::new(), |n| n.describe() + " "),
+                b.attn.heads,
+                b.norm2
+                    .as_ref()
+                    .map_or(String::new(), |n| n.describe() + " "),
+                b.fc.weight.var.dims()[0]
+            ),
+            Layer::SeqNorm(n) => n.describe(),
+            Layer::Readout { weight, mult, .. } => {
+                let d = weight.var.dims();
+                format!("MuReadout({}, {}, x{mult})", d[1], d[0])
+            }
         }
     }
 }
@@ -279,7 +376,7 @@ impl NormLayer {
         })
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (w, b) = (self.weight.tensor(), self.bias.tensor());
         match self.kind {
             NormKind::Group => group_norm(x, self.groups, w, b),
@@ -328,60 +425,20 @@ impl NormLayer {
     /// The running buffers with their state-dict names (PyTorch's `running_mean`, `running_var`,
     /// `num_batches_tracked`).
     pub fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
-        let Some(s) = &self.stats else {
-            return Ok(Vec::new());
-        };
-        let s = s.lock().expect("stats");
-        let p = &self.buffer_prefix;
-        Ok(vec![
-            (format!("{p}running_mean"), s.mean.clone()),
-            (format!("{p}running_var"), s.var.clone()),
-            (
-                format!("{p}num_batches_tracked"),
-                Tensor::new(s.batches as i64, &candle_core::Device::Cpu)?,
-            ),
-        ])
+        match &self.stats {
+            None => Ok(Vec::new()),
+            Some(s) => stats_buffers(&s.lock().expect("stats"), &self.buffer_prefix),
+        }
     }
 
     /// Loads the running buffers from a state dict; `false` when `name` is not one of them.
     pub fn load_buffer(&self, name: &str, t: &Tensor) -> Result<bool> {
-        let Some(s) = &self.stats else {
-            return Ok(false);
-        };
-        let mut s = s.lock().expect("stats");
-        let rest = match name.strip_prefix(self.buffer_prefix.as_str()) {
-            Some(r) => r,
-            None => return Ok(false),
-        };
-        let dtype = s.mean.dtype();
-        match rest {
-            "running_mean" | "running_var" => {
-                if t.dims() != s.mean.dims() {
-                    return Err(Error::Shape(format!(
-                        "'{name}' has shape {:?} in the file but {:?} in the model",
-                        t.dims(),
-                        s.mean.dims()
-                    )));
-                }
-                let v = t.to_dtype(dtype)?;
-                if rest == "running_mean" {
-                    s.mean = v;
-                } else {
-                    s.var = v;
-                }
+        match &self.stats {
+            None => Ok(false),
+            Some(s) => {
+                load_stats_buffer(&mut s.lock().expect("stats"), &self.buffer_prefix, name, t)
             }
-            "num_batches_tracked" => {
-                s.batches = t
-                    .to_dtype(DType::F64)?
-                    .flatten_all()?
-                    .to_vec1::<f64>()?
-                    .first()
-                    .copied()
-                    .unwrap_or(0.0) as u64;
-            }
-            _ => return Ok(false),
         }
-        Ok(true)
     }
 
     fn describe(&self) -> String {

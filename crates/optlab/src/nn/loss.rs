@@ -3,9 +3,22 @@
 use crate::Result;
 use candle_core::{Tensor, D};
 
-/// Mean cross-entropy of `logits` `[b, classes]` against class indices `[b]` (PyTorch's `F.cross_entropy`).
+/// Logits `[b, T, classes]` with labels `[b, T]` (a class per position) as `[bT, classes]` and `[bT]`; other
+/// shapes unchanged.
+fn per_position(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
+    if logits.rank() == 3 && labels.rank() == 2 {
+        let (b, t, v) = logits.dims3()?;
+        Ok((logits.reshape((b * t, v))?, labels.reshape(b * t)?))
+    } else {
+        Ok((logits.clone(), labels.clone()))
+    }
+}
+
+/// Mean cross-entropy of `logits` `[b, classes]` against class indices `[b]` (PyTorch's `F.cross_entropy`); for
+/// sequences, `[b, T, classes]` against `[b, T]`, the mean over all b·T positions.
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let (logits, labels) = per_position(logits, labels)?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let picked = logp.gather(&labels.unsqueeze(1)?, 1)?;
     Ok(picked.mean_all()?.neg()?)
 }
@@ -15,11 +28,12 @@ pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     Ok(pred.sub(target)?.sqr()?.mean_all()?)
 }
 
-/// Number of rows whose arg-max equals the label.
+/// Number of rows (positions, for sequences) whose arg-max equals the label.
 pub fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
+    let (logits, labels) = per_position(logits, labels)?;
     let pred = logits.argmax(D::Minus1)?;
     Ok(pred
-        .eq(labels)?
+        .eq(&labels)?
         .to_dtype(candle_core::DType::U32)?
         .sum_all()?
         .to_scalar::<u32>()? as usize)

@@ -2,6 +2,7 @@
 //! state dict names them (`0.weight`, `0.bias`, `2.weight`, ...), so `model.safetensors` loads in PyTorch with
 //! `load_state_dict` and a PyTorch state dict saved with `safetensors.torch.save_file` loads here.
 
+pub mod fused;
 mod layer;
 pub mod linear;
 mod param;
@@ -9,7 +10,9 @@ mod sequential;
 
 pub use layer::{Activation, Layer};
 pub use param::Param;
-pub use sequential::{LinearTrace, ModelSpec, Sequential, MODEL_NAMES};
+pub use sequential::{LinearTrace, ModelSpec, Parametrization, Sequential, MODEL_NAMES};
+pub use transformer::{SeqNormKind, TransformerSpec};
 pub mod loss;
 pub mod norm;
 pub mod powernorm;
+pub mod transformer;

@@ -213,3 +213,57 @@ pub fn est_batch_norm(
         .broadcast_add(&per_channel(bias, c)?)?;
     Ok(y.reshape(shape)?)
 }
+
+/// Running statistics as state-dict buffers (PyTorch's `running_mean`, `running_var`, `num_batches_tracked`)
+/// under `prefix`.
+pub fn stats_buffers(s: &RunningStats, prefix: &str) -> Result<Vec<(String, Tensor)>> {
+    Ok(vec![
+        (format!("{prefix}running_mean"), s.mean.clone()),
+        (format!("{prefix}running_var"), s.var.clone()),
+        (
+            format!("{prefix}num_batches_tracked"),
+            Tensor::new(s.batches as i64, &candle_core::Device::Cpu)?,
+        ),
+    ])
+}
+
+/// Loads one of [`stats_buffers`]' entries; `false` when `name` is not one of them.
+pub fn load_stats_buffer(
+    s: &mut RunningStats,
+    prefix: &str,
+    name: &str,
+    t: &Tensor,
+) -> Result<bool> {
+    let Some(rest) = name.strip_prefix(prefix) else {
+        return Ok(false);
+    };
+    let dtype = s.mean.dtype();
+    match rest {
+        "running_mean" | "running_var" => {
+            if t.dims() != s.mean.dims() {
+                return Err(Error::Shape(format!(
+                    "'{name}' has shape {:?} in the file but {:?} in the model",
+                    t.dims(),
+                    s.mean.dims()
+                )));
+            }
+            let v = t.to_dtype(dtype)?;
+            if rest == "running_mean" {
+                s.mean = v;
+            } else {
+                s.var = v;
+            }
+        }
+        "num_batches_tracked" => {
+            s.batches = t
+                .to_dtype(DType::F64)?
+                .flatten_all()?
+                .to_vec1::<f64>()?
+                .first()
+                .copied()
+                .unwrap_or(0.0) as u64;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}

@@ -22,3 +22,42 @@ impl Param {
         self.var.elem_count()
     }
 }
+
+/// Seeded parameter initialisation in PyTorch's default schemes (one generator for a whole model, so the same
+/// seed gives the same bits).
+pub(crate) struct Init {
+    pub rng: crate::rng::Rng,
+    pub dtype: candle_core::DType,
+}
+
+impl Init {
+    fn param(&self, name: String, shape: &[usize], v: Vec<f64>) -> crate::Result<Param> {
+        let t = Tensor::from_vec(v, shape, &candle_core::Device::Cpu)?.to_dtype(self.dtype)?;
+        Ok(Param {
+            name,
+            var: Var::from_tensor(&t)?,
+        })
+    }
+
+    /// Uniform in ±bound (`nn.Linear`/`nn.Conv2d` weights and biases use bound 1/√fan_in).
+    pub fn uniform(&mut self, name: String, shape: &[usize], bound: f64) -> crate::Result<Param> {
+        use rand::Rng as _;
+        let n: usize = shape.iter().product();
+        let v = (0..n).map(|_| self.rng.gen_range(-bound..bound)).collect();
+        self.param(name, shape, v)
+    }
+
+    /// Standard normal times `std` (`nn.Embedding`'s N(0, 1)).
+    pub fn normal(&mut self, name: String, shape: &[usize], std: f64) -> crate::Result<Param> {
+        let n: usize = shape.iter().product();
+        let v = (0..n)
+            .map(|_| std * crate::rng::normal(&mut self.rng))
+            .collect();
+        self.param(name, shape, v)
+    }
+
+    /// All zeros (muP's zero-initialised readout and queries).
+    pub fn zeros(&self, name: String, shape: &[usize]) -> crate::Result<Param> {
+        self.param(name, shape, vec![0.0; shape.iter().product()])
+    }
+}

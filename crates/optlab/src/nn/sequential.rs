@@ -2,18 +2,88 @@
 //! names.
 
 use super::layer::{NormKind, NormLayer, ResBlock};
+use super::param::Init;
+use super::transformer::{SeqNormKind, TransformerSpec};
 use super::{Activation, Layer, Param};
 use crate::rng::{rng_for, Stream};
 use crate::spec::unknown_name;
 use crate::tensor_io::{read_safetensors, write_safetensors};
 use crate::{Error, Result, Spec};
-use candle_core::{DType, Device, Tensor, Var};
-use rand::Rng as _;
+use candle_core::{DType, Tensor, Var};
 use std::collections::HashMap;
 use std::path::Path;
 
 /// The model families [`ModelSpec::parse`] knows.
-pub const MODEL_NAMES: &[&str] = &["mlp", "cnn", "resnet"];
+pub const MODEL_NAMES: &[&str] = &["mlp", "cnn", "resnet", "transformer"];
+
+/// How a model's initialisation and multipliers depend on its width (P42, Yang & Hu).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parametrization {
+    /// PyTorch's defaults (the standard parametrization, SP).
+    Standard,
+    /// The Maximal Update Parametrization relative to a base width (microsoft/mup's conventions): a zero-initialised
+    /// readout whose input is multiplied by 1/width_mult (MuReadout), biases drawn as at the base width, attention
+    /// logits scaled by √d_head,base/d_head (1/d rather than 1/√d) with zero-initialised queries. The per-tensor
+    /// learning rates come from [`crate::mup`] as optimizer parameter groups.
+    Mup { base: usize },
+}
+
+impl Parametrization {
+    pub(crate) fn parse(s: &mut Spec) -> Result<Self> {
+        let kind = s.string("param", "sp");
+        let base = s.usize("base", 64)?;
+        match kind.as_str() {
+            "sp" => Ok(Parametrization::Standard),
+            "mup" if base > 0 => Ok(Parametrization::Mup { base }),
+            "mup" => Err(Error::invalid("param=mup needs a positive base width")),
+            other => Err(Error::invalid(format!(
+                "param={other}: available: sp (standard), mup (with base=WIDTH)"
+            ))),
+        }
+    }
+
+    pub(crate) fn to_spec(self) -> String {
+        match self {
+            Parametrization::Standard => String::new(),
+            Parametrization::Mup { base } => format!(",param=mup,base={base}"),
+        }
+    }
+
+    /// dim/base_dim of every dimension that scales with the width (all scale together): width/base under
+    /// muP, 1 under SP.
+    pub fn width_mult(self, width: usize) -> f64 {
+        match self {
+            Parametrization::Standard => 1.0,
+            Parametrization::Mup { base } => width as f64 / base as f64,
+        }
+    }
+}
+
+/// The output layer `<i>.weight` `[outputs, fan_in]`, `<i>.bias`: `nn.Linear` under SP; under muP microsoft/mup's
+/// MuReadout with zero init, whose input is multiplied by 1/width_mult.
+pub(crate) fn head(
+    ini: &mut Init,
+    i: usize,
+    outputs: usize,
+    fan_in: usize,
+    param: Parametrization,
+    width: usize,
+) -> Result<Layer> {
+    Ok(match param {
+        Parametrization::Standard => {
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            Layer::Linear {
+                weight: ini.uniform(format!("{i}.weight"), &[outputs, fan_in], bound)?,
+                bias: Some(ini.uniform(format!("{i}.bias"), &[outputs], bound)?),
+            }
+        }
+        Parametrization::Mup { .. } => Layer::Readout {
+            weight: ini.zeros(format!("{i}.weight"), &[outputs, fan_in])?,
+            bias: Some(ini.zeros(format!("{i}.bias"), &[outputs])?),
+            mult: 1.0 / param.width_mult(width),
+        },
+    })
+}
 
 /// A model architecture, independent of the data's sizes.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +93,9 @@ pub enum ModelSpec {
     Mlp {
         hidden: Vec<usize>,
         acts: Vec<Activation>,
+        /// `param=mup,base=64`: muP relative to the base width (the first hidden width; the others scale with
+        /// it).
+        param: Parametrization,
     },
     /// `cnn:channels=8-16[,norm=bn|gn|bcn|bcn-est[+ws],groups=4]`: (Conv2d 3x3 pad 1 [weight-standardized], [norm],
     /// ReLU, MaxPool2d 2) per channel count, Flatten, Linear.
@@ -35,6 +108,9 @@ pub enum ModelSpec {
         /// shortcut, ReLU) before the pooling.
         residual: bool,
     },
+    /// `transformer:layers=2,dim=64,heads=4,mlp=4,norm=ln|pn|bn|none[,pn_warmup=200][,param=mup,base=64]`: a
+    /// pre-norm causal language model over token sequences (see [`TransformerSpec`]).
+    Transformer(TransformerSpec),
 }
 
 impl ModelSpec {
@@ -59,8 +135,22 @@ impl ModelSpec {
                     )))
                     }
                 };
-                ModelSpec::Mlp { hidden, acts }
+                let param = Parametrization::parse(&mut s)?;
+                ModelSpec::Mlp {
+                    hidden,
+                    acts,
+                    param,
+                }
             }
+            "transformer" => ModelSpec::Transformer(TransformerSpec {
+                layers: s.usize("layers", 2)?,
+                dim: s.usize("dim", 64)?,
+                heads: s.usize("heads", 4)?,
+                mlp: s.usize("mlp", 4)?,
+                norm: SeqNormKind::parse(&s.string("norm", "ln"))?,
+                pn_warmup: s.usize("pn_warmup", 200)? as u64,
+                param: Parametrization::parse(&mut s)?,
+            }),
             "cnn" | "resnet" => {
                 let norm_s = s.string("norm", "none");
                 let (kind, ws) = match norm_s.strip_suffix("+ws") {
@@ -95,6 +185,17 @@ impl ModelSpec {
             ModelSpec::Mlp { hidden, .. } if hidden.contains(&0) => Err(Error::invalid(format!(
                 "{spec}: hidden widths must be positive"
             ))),
+            ModelSpec::Mlp {
+                hidden,
+                param: Parametrization::Mup { .. },
+                ..
+            } if hidden.is_empty() => Err(Error::invalid(format!(
+                "{spec}: muP needs at least one hidden layer (a width to scale)"
+            ))),
+            ModelSpec::Transformer(t) => t
+                .validate()
+                .map(|_| m.clone())
+                .map_err(|e| Error::invalid(format!("{spec}: {e}"))),
             ModelSpec::Cnn { channels, .. }
                 if channels.is_empty() || channels.contains(&0) || channels.len() > 8 =>
             {
@@ -125,7 +226,11 @@ impl ModelSpec {
                 .join("-")
         };
         match self {
-            ModelSpec::Mlp { hidden, acts } => {
+            ModelSpec::Mlp {
+                hidden,
+                acts,
+                param,
+            } => {
                 let act = match acts.first() {
                     Some(a) if acts.iter().all(|b| b == a) => a.name().to_string(),
                     None => "relu".to_string(),
@@ -136,8 +241,9 @@ impl ModelSpec {
                 } else {
                     join(hidden)
                 };
-                format!("mlp:hidden={hidden},act={act}")
+                format!("mlp:hidden={hidden},act={act}{}", param.to_spec())
             }
+            ModelSpec::Transformer(t) => t.to_spec(),
             ModelSpec::Cnn {
                 channels,
                 norm,
@@ -172,12 +278,70 @@ impl ModelSpec {
         }
     }
 
+    /// The width muP scales (the first hidden width of an MLP, a transformer's dim); `None` for CNNs.
+    pub fn width(&self) -> Option<usize> {
+        match self {
+            ModelSpec::Mlp { hidden, .. } => hidden.first().copied(),
+            ModelSpec::Transformer(t) => Some(t.dim),
+            ModelSpec::Cnn { .. } => None,
+        }
+    }
+
+    /// The parametrization (CNNs are always standard).
+    pub fn parametrization(&self) -> Parametrization {
+        match self {
+            ModelSpec::Mlp { param, .. } => *param,
+            ModelSpec::Transformer(t) => t.param,
+            ModelSpec::Cnn { .. } => Parametrization::Standard,
+        }
+    }
+
+    /// The same architecture at another width (every hidden width of an MLP scaled with the first) and
+    /// parametrization.
+    pub fn with_width(&self, width: usize, param: Parametrization) -> Result<ModelSpec> {
+        let mut m = self.clone();
+        match &mut m {
+            ModelSpec::Mlp {
+                hidden, param: p, ..
+            } => {
+                let w0 = hidden.first().copied().ok_or_else(|| {
+                    Error::invalid("an MLP without hidden layers has no width to scale")
+                })?;
+                for h in hidden.iter_mut() {
+                    if !(*h * width).is_multiple_of(w0) {
+                        return Err(Error::invalid(format!(
+                            "hidden width {h} does not scale to an integer at width {width} (first hidden {w0})"
+                        )));
+                    }
+                    *h = *h * width / w0;
+                }
+                *p = param;
+            }
+            ModelSpec::Transformer(t) => {
+                t.dim = width;
+                t.param = param;
+            }
+            ModelSpec::Cnn { .. } => {
+                return Err(Error::invalid(
+                    "width scaling (muP) is available for mlp and transformer models",
+                ))
+            }
+        }
+        ModelSpec::parse(&m.to_spec())
+    }
+
     /// The example shape this model wants for data of `feature_shape`: MLPs take flat vectors, CNNs
     /// `[channels, h, w]` (a flat square vector is read as one channel).
     pub fn input_shape(&self, feature_shape: &[usize]) -> Result<Vec<usize>> {
         let d: usize = feature_shape.iter().product();
         match self {
             ModelSpec::Mlp { .. } => Ok(vec![d]),
+            ModelSpec::Transformer(_) => match feature_shape {
+                [t] => Ok(vec![*t]),
+                other => Err(Error::Shape(format!(
+                    "a transformer takes token sequences (e.g. --data text:context=64), not examples of shape {other:?}"
+                ))),
+            },
             ModelSpec::Cnn { channels, .. } => {
                 let shape = match feature_shape {
                     [c, h, w] => vec![*c, *h, *w],
@@ -252,20 +416,24 @@ impl Sequential {
             )));
         }
         let input_shape = spec.input_shape(input_shape)?;
-        let mut rng = rng_for(seed, Stream::Init, 0);
-        let mut init = |name: String, shape: &[usize], fan_in: usize| -> Result<Param> {
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            let n: usize = shape.iter().product();
-            let v: Vec<f64> = (0..n).map(|_| rng.gen_range(-bound..bound)).collect();
-            let t = Tensor::from_vec(v, shape, &Device::Cpu)?.to_dtype(dtype)?;
-            Ok(Param {
-                name,
-                var: Var::from_tensor(&t)?,
-            })
+        let mut ini = Init {
+            rng: rng_for(seed, Stream::Init, 0),
+            dtype,
         };
         let mut layers = Vec::new();
+        if let ModelSpec::Transformer(t) = spec {
+            layers = t.build(input_shape[0], outputs, &mut ini)?;
+        }
+        let mut init = |name: String, shape: &[usize], fan_in: usize| -> Result<Param> {
+            ini.uniform(name, shape, 1.0 / (fan_in as f64).sqrt())
+        };
         match spec {
-            ModelSpec::Mlp { hidden, acts } => {
+            ModelSpec::Transformer(_) => {}
+            ModelSpec::Mlp {
+                hidden,
+                acts,
+                param: Parametrization::Standard,
+            } => {
                 let mut fan_in = input_shape[0];
                 for (k, &w) in hidden.iter().chain(std::iter::once(&outputs)).enumerate() {
                     let i = layers.len();
@@ -280,6 +448,30 @@ impl Sequential {
                     }
                     fan_in = w;
                 }
+            }
+            ModelSpec::Mlp {
+                hidden,
+                acts,
+                param,
+            } => {
+                // muP: the input layer as in SP; hidden layers' biases drawn as at the base width; a MuReadout.
+                let m = param.width_mult(hidden[0]);
+                let mut fan_in = input_shape[0];
+                for (k, &w) in hidden.iter().enumerate() {
+                    let i = layers.len();
+                    let bound = 1.0 / (fan_in as f64).sqrt();
+                    let bias_bound = if k == 0 { bound } else { bound * m.sqrt() };
+                    let weight = ini.uniform(format!("{i}.weight"), &[w, fan_in], bound)?;
+                    let bias = ini.uniform(format!("{i}.bias"), &[w], bias_bound)?;
+                    layers.push(Layer::Linear {
+                        weight,
+                        bias: Some(bias),
+                    });
+                    layers.push(Layer::Act(acts[k]));
+                    fan_in = w;
+                }
+                let i = layers.len();
+                layers.push(head(&mut ini, i, outputs, fan_in, *param, hidden[0])?);
             }
             ModelSpec::Cnn {
                 channels,
@@ -381,13 +573,7 @@ impl Sequential {
 
     /// The forward pass in training mode (batch statistics, running statistics updated) or evaluation mode.
     pub fn forward_mode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        if &x.dims()[1.min(x.rank())..] != self.input_shape.as_slice() {
-            return Err(Error::Shape(format!(
-                "the model takes examples of shape {:?}, got a batch of shape {:?}",
-                self.input_shape,
-                x.dims()
-            )));
-        }
+        self.check_input(x)?;
         let mut h = x.clone();
         for l in &self.layers {
             h = l.forward(&h, train)?;
@@ -395,14 +581,47 @@ impl Sequential {
         Ok(h)
     }
 
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        if &x.dims()[1.min(x.rank())..] != self.input_shape.as_slice() {
+            return Err(Error::Shape(format!(
+                "the model takes examples of shape {:?}, got a batch of shape {:?}",
+                self.input_shape,
+                x.dims()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The forward pass that also returns, for every layer, `<index>:<kind>` and the mean absolute value of its
+    /// output (muP's coordinate check).
+    pub fn forward_recorded(
+        &self,
+        x: &Tensor,
+        train: bool,
+    ) -> Result<(Tensor, Vec<(String, f64)>)> {
+        self.check_input(x)?;
+        let mut h = x.clone();
+        let mut stats = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            h = l.forward(&h, train)?;
+            let l1 = h
+                .abs()?
+                .mean_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
+            stats.push((format!("{i}:{}", l.kind()), l1));
+        }
+        Ok((h, stats))
+    }
+
     /// The forward pass that also returns, for each Linear layer, its weight, bias, input and output (for
     /// per-sample gradient statistics by outer products). `None` when the model has parameterised layers other
     /// than Linear (a CNN).
     pub fn forward_traced(&self, x: &Tensor) -> Result<Option<(Tensor, Vec<LinearTrace>)>> {
         if self.layers.iter().any(|l| {
-            matches!(
+            !matches!(
                 l,
-                Layer::Conv2d { .. } | Layer::Norm(_) | Layer::Residual(_)
+                Layer::Linear { .. } | Layer::Readout { .. } | Layer::Act(_) | Layer::Flatten
             )
         }) {
             return Ok(None);
@@ -410,8 +629,17 @@ impl Sequential {
         let mut h = x.clone();
         let mut traces = Vec::new();
         for l in &self.layers {
-            let mut out = l.forward(&h, true)?;
-            if let Layer::Linear { weight, bias } = l {
+            if let Layer::Readout { mult, .. } = l {
+                // The Linear inside a readout sees the scaled input.
+                h = (h * *mult)?;
+            }
+            let mut out = match l {
+                Layer::Readout { weight, bias, .. } => {
+                    super::linear::linear(&h, weight.tensor(), bias.as_ref().map(Param::tensor))?
+                }
+                l => l.forward(&h, true)?,
+            };
+            if let Layer::Linear { weight, bias } | Layer::Readout { weight, bias, .. } = l {
                 // candle keeps gradients only for variables: a zero variable added to the output receives the
                 // output's gradient.
                 let probe = Var::zeros(out.dims(), out.dtype(), out.device())?;
@@ -479,10 +707,6 @@ impl Sequential {
             .collect()
     }
 
-    fn norm_layers(&self) -> impl Iterator<Item = &NormLayer> {
-        self.layers.iter().flat_map(|l| l.norms())
-    }
-
     /// Saves the state dict as safetensors (loadable by PyTorch's `load_state_dict`), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         // One metadata key: safetensors writes a map's keys in random order, and equal models should give
@@ -505,10 +729,10 @@ impl Sequential {
     /// Copies the values of a state dict into the parameters (strict, as PyTorch's default).
     pub fn load_state_dict(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         let params = self.params();
-        let buffers: Vec<String> = self
-            .norm_layers()
-            .flat_map(|n| n.buffers().unwrap_or_default().into_iter().map(|(k, _)| k))
-            .collect();
+        let mut buffers: Vec<String> = Vec::new();
+        for l in &self.layers {
+            buffers.extend(l.buffers()?.into_iter().map(|(k, _)| k));
+        }
         let mut unexpected: Vec<&String> = tensors
             .keys()
             .filter(|k| {
@@ -567,8 +791,8 @@ impl Sequential {
                     self.spec.to_spec()
                 ))
             })?;
-            for n in self.norm_layers() {
-                if n.load_buffer(name, t)? {
+            for l in &self.layers {
+                if l.load_buffer(name, t)? {
                     break;
                 }
             }
@@ -580,6 +804,7 @@ impl Sequential {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn mlp_names_and_shapes_follow_pytorch() {
@@ -645,10 +870,10 @@ mod tests {
                 .to_spec(),
             "mlp:hidden=4-4,act=relu-tanh"
         );
-        assert!(ModelSpec::parse("transformer")
+        assert!(ModelSpec::parse("rnn")
             .unwrap_err()
             .to_string()
-            .contains("available: mlp, cnn, resnet"));
+            .contains("available: mlp, cnn, resnet, transformer"));
         assert_eq!(
             ModelSpec::parse("mlp:hidden=64-32").unwrap().to_spec(),
             "mlp:hidden=64-32,act=relu"

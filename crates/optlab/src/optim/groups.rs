@@ -93,6 +93,11 @@ impl HyperGroups {
 
     /// Adds a group from `SELECTOR:key=value,...`; its other hyperparameters are the current defaults.
     pub fn add_group(&mut self, spec: &str) -> Result<()> {
+        self.insert_group(self.groups.len(), spec)
+    }
+
+    /// Inserts a group at position `index` (a parameter belongs to the first group that selects it).
+    pub fn insert_group(&mut self, index: usize, spec: &str) -> Result<()> {
         let (sel, rest) = spec.split_once(':').ok_or_else(|| {
             Error::invalid(format!(
                 "group '{spec}' needs SELECTOR:key=value (e.g. rank<=1:weight_decay=0)"
@@ -101,7 +106,10 @@ impl HyperGroups {
         let selector = Selector::parse(sel)?;
         let mut s = Spec::parse(&format!("{}:{rest}", self.default.owner()))?;
         let h = self.default.with_overrides(&mut s)?;
-        self.groups.push((selector, h, rest.trim().to_string()));
+        self.groups.insert(
+            index.min(self.groups.len()),
+            (selector, h, rest.trim().to_string()),
+        );
         Ok(())
     }
 

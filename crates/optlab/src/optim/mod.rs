@@ -75,10 +75,16 @@ pub trait Optimizer: Send + std::fmt::Debug {
         Ok(())
     }
 
-    /// Adds a parameter group `SELECTOR:key=value,...` (see [`groups`]).
+    /// Adds a parameter group `SELECTOR:key=value,...` (see [`groups`]) after the existing ones.
     fn add_group(&mut self, spec: &str) -> Result<()> {
+        let n = self.hypers().group_specs().len();
+        self.insert_group(n, spec)
+    }
+
+    /// Inserts a parameter group at position `index`: it takes precedence over the groups after it.
+    fn insert_group(&mut self, index: usize, spec: &str) -> Result<()> {
         let mut hg = self.hypers().clone();
-        hg.add_group(spec)?;
+        hg.insert_group(index, spec)?;
         hg.check_each(|h| self.validate(h))?;
         *self.hypers_mut() = hg;
         Ok(())

@@ -18,6 +18,9 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// `supervised` (classification or regression of examples) or `charlm` (next-character language modelling
+    /// of a text with a transformer; its defaults are [`TrainConfig::for_task`]'s).
+    pub task: String,
     /// Data spec (see [`crate::data::load_spec`]): `digits`, `moons:n=1000`, `csv:path=d.csv`, ...
     pub data: String,
     /// Model spec: `mlp:hidden=128,act=relu` or `cnn:channels=8-16`.
@@ -64,11 +67,15 @@ pub struct TrainConfig {
     pub agc: Option<f64>,
     /// `f32` or `f64`.
     pub dtype: String,
+    /// For a muP model (`param=mup`): `auto` (by optimizer: MuAdam's rule for adaptive methods, MuSGD's for
+    /// SGD, SGDP and M-FAC), `adam` or `sgd` (see [`crate::mup`]).
+    pub mup_rule: String,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
+            task: "supervised".into(),
             data: "digits".into(),
             model: "mlp:hidden=128,act=relu".into(),
             optimizer: "adamw:lr=1e-3,weight_decay=0.01".into(),
@@ -90,6 +97,7 @@ impl Default for TrainConfig {
             clip_grad_value: None,
             agc: None,
             dtype: "f32".into(),
+            mup_rule: "auto".into(),
         }
     }
 }
@@ -113,17 +121,77 @@ pub fn split_hyper_schedule(entry: &str) -> Result<(&str, &str)> {
     Ok((name, spec))
 }
 
+/// The task names [`TrainConfig::task`] accepts.
+pub const TASK_NAMES: &[&str] = &["supervised", "charlm"];
+
 impl TrainConfig {
-    /// Reads a TOML file; unknown keys are errors.
-    pub fn from_toml_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e.to_string()))?;
-        Self::from_toml(&text).map_err(|e| Error::file(path, e.to_string()))
+    /// The defaults of a task: `supervised` is [`TrainConfig::default`] (digits, MLP, AdamW); `charlm` trains
+    /// a 2-layer pre-norm transformer (dim 64, 4 heads, LayerNorm) on the embedded Shakespeare text in windows of
+    /// 64 characters with AdamW (lr 3e-3, weight decay 0.01, cosine schedule with 100 warmup steps), 2000 steps
+    /// of 32 windows, evaluating on 10 % of the windows every 200 steps.
+    pub fn for_task(task: &str) -> Result<Self> {
+        match task {
+            "supervised" => Ok(TrainConfig::default()),
+            "charlm" => Ok(TrainConfig {
+                task: "charlm".into(),
+                data: "text:context=64".into(),
+                model: "transformer:layers=2,dim=64,heads=4,mlp=4,norm=ln".into(),
+                optimizer: "adamw:lr=3e-3,weight_decay=0.01".into(),
+                schedule: "cosine:warmup=100".into(),
+                epochs: None,
+                steps: Some(2000),
+                batch_size: 32,
+                val_frac: 0.1,
+                eval_every: 200,
+                log_every: 10,
+                ..TrainConfig::default()
+            }),
+            other => Err(crate::spec::unknown_name("task", other, TASK_NAMES)),
+        }
     }
 
-    /// Parses TOML text.
+    /// Reads a TOML file; unknown keys are errors.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        Self::from_toml_file_with_task(path, None)
+    }
+
+    /// [`TrainConfig::from_toml_file`] with the task given (overriding the file's).
+    pub fn from_toml_file_with_task(path: &Path, task: Option<&str>) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e.to_string()))?;
+        Self::from_toml_with_task(&text, task).map_err(|e| Error::file(path, e.to_string()))
+    }
+
+    /// Parses TOML text; absent keys take the defaults of its `task` (see [`TrainConfig::for_task`]).
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text)
-            .map_err(|e| Error::invalid(format!("invalid run config: {}", e.message())))
+        Self::from_toml_with_task(text, None)
+    }
+
+    /// [`TrainConfig::from_toml`] with the task given (overriding the file's `task`).
+    pub fn from_toml_with_task(text: &str, task: Option<&str>) -> Result<Self> {
+        let bad =
+            |e: toml::de::Error| Error::invalid(format!("invalid run config: {}", e.message()));
+        let mut user: toml::Table = toml::from_str(text).map_err(bad)?;
+        if let Some(t) = task {
+            user.insert("task".into(), toml::Value::String(t.into()));
+        }
+        let task = match user.get("task") {
+            None => "supervised".to_string(),
+            Some(toml::Value::String(t)) => t.clone(),
+            Some(v) => {
+                return Err(Error::invalid(format!(
+                    "invalid run config: task = {v} must be a string"
+                )))
+            }
+        };
+        let base = Self::for_task(&task)?;
+        let mut merged = toml::Table::try_from(&base)
+            .map_err(|e| Error::invalid(format!("cannot write the config as TOML: {e}")))?;
+        if user.contains_key("epochs") && !user.contains_key("steps") {
+            // The task's default length in steps gives way to the file's epochs.
+            merged.remove("steps");
+        }
+        merged.extend(user);
+        merged.try_into().map_err(bad)
     }
 
     /// The config as TOML text (after [`TrainConfig::validate`], which keeps every integer representable).
@@ -206,6 +274,15 @@ impl TrainConfig {
                 "dtype={} must be f32 or f64",
                 self.dtype
             )));
+        }
+        if !matches!(self.mup_rule.as_str(), "auto" | "adam" | "sgd") {
+            return Err(Error::invalid(format!(
+                "mup_rule={} must be auto, adam or sgd",
+                self.mup_rule
+            )));
+        }
+        if !TASK_NAMES.contains(&self.task.as_str()) {
+            return Err(crate::spec::unknown_name("task", &self.task, TASK_NAMES));
         }
         if !matches!(self.loss.as_str(), "auto" | "cross_entropy" | "mse") {
             return Err(Error::invalid(format!(

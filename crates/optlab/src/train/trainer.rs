@@ -5,8 +5,9 @@ use super::checkpoint::{self, LoopState};
 use super::{EvalMetrics, MetricsLog, Observer, RunInfo, StepMetrics, Summary, TrainConfig};
 use crate::data::{load_spec, Dataset, Target};
 use crate::error::PathContext;
+use crate::mup::MupRule;
 use crate::nn::loss::{correct, cross_entropy, mse};
-use crate::nn::{ModelSpec, Param, Sequential};
+use crate::nn::{ModelSpec, Param, Parametrization, Sequential};
 use crate::optim::clip::{adaptive_clip, clip_grad_norm, clip_grad_value, global_grad_norm};
 use crate::optim::{from_spec, save_state_file, Optimizer};
 use crate::rng::{permutation, rng_for, Stream};
@@ -19,6 +20,22 @@ use std::time::Instant;
 
 /// Examples per forward pass during evaluation.
 const EVAL_BATCH: usize = 1024;
+
+/// Refuses models and data that do not fit the task: a transformer language model needs token sequences, and
+/// token sequences need the `charlm` task.
+fn check_task(task: &str, spec: &ModelSpec, target: &Target) -> Result<()> {
+    let lm = matches!(spec, ModelSpec::Transformer(_));
+    let tokens = matches!(target, Target::Tokens { .. });
+    match task {
+        "charlm" if !(lm && tokens) => Err(Error::invalid(
+            "task=charlm trains a transformer (--model transformer:...) on a text (--data text[:context=64,path=FILE])",
+        )),
+        "supervised" if lm || tokens => Err(Error::invalid(
+            "a transformer on a text is the language-model task: add --task charlm (task = \"charlm\")",
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// Where and how far to run.
 #[derive(Debug, Clone, Default)]
@@ -70,10 +87,11 @@ impl Trainer {
         } else {
             (data, None)
         };
+        check_task(&config.task, &spec, &train.target)?;
         let classification = match (&train.target, config.loss.as_str()) {
-            (Target::Classes { .. }, "auto" | "cross_entropy") => true,
+            (Target::Classes { .. } | Target::Tokens { .. }, "auto" | "cross_entropy") => true,
             (Target::Values { .. }, "auto" | "mse") => false,
-            (Target::Classes { .. }, "mse") => {
+            (Target::Classes { .. } | Target::Tokens { .. }, "mse") => {
                 return Err(Error::invalid(
                     "loss=mse needs real-valued targets; this data set has class labels",
                 ))
@@ -94,6 +112,10 @@ impl Trainer {
         let mut opt = from_spec(&config.optimizer)?;
         for g in &config.groups {
             opt.add_group(g)?;
+        }
+        if let Parametrization::Mup { .. } = spec.parametrization() {
+            let rule = MupRule::parse(&config.mup_rule, opt.name())?;
+            crate::mup::apply_groups(opt.as_mut(), &model, rule)?;
         }
         opt.hypers().check_selects(&model.params())?;
         let steps_per_epoch = train.len().div_ceil(config.batch_size) as u64;
@@ -336,9 +358,11 @@ impl Trainer {
                 hits += correct(&out, &y)?;
             }
         }
+        let predictions = n * data.targets_per_example();
         Ok((
             loss_sum / n as f64,
-            self.classification.then(|| hits as f64 / n as f64),
+            self.classification
+                .then(|| hits as f64 / predictions as f64),
         ))
     }
 

@@ -1,0 +1,120 @@
+//! Character-level language-model data: a text cut into windows of `context` characters, each predicting the
+//! next character at every position. The embedded default is the first 300 174 characters of Shakespeare's
+//! plays as collected in karpathy/char-rnn's `tinyshakespeare` (public domain; `crates/optlab/data/README.md`).
+
+use super::{Dataset, Target};
+use crate::{Error, Result};
+use std::io::Read;
+use std::path::Path;
+
+static SHAKESPEARE_GZ: &[u8] = include_bytes!("../../data/shakespeare.txt.gz");
+
+/// The most distinct characters a text may have (a larger alphabet is almost always binary data).
+pub const MAX_VOCAB: usize = 1024;
+
+/// The embedded Shakespeare excerpt.
+pub fn shakespeare() -> Result<String> {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(SHAKESPEARE_GZ)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::invalid(format!("embedded text data is corrupt: {e}")))?;
+    Ok(text)
+}
+
+/// Reads a UTF-8 text file.
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::file(
+            path,
+            format!(
+                "is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// The sorted distinct characters of `text`: token `i` is `vocab[i]`.
+pub fn vocabulary(text: &str) -> Vec<char> {
+    let mut v: Vec<char> = text.chars().collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// A next-character data set: windows `text[kT .. (k+1)T]` as token ids (features of shape `[T]`, stored as
+/// exact small integers) with targets `text[kT+1 .. (k+1)T+1]`. Windows do not overlap, so a random split of
+/// windows never shows a validation character as a training input.
+pub fn char_windows(name: &str, text: &str, context: usize) -> Result<Dataset> {
+    if context == 0 {
+        return Err(Error::invalid(format!(
+            "{name}: context must be at least 1 character"
+        )));
+    }
+    let vocab = vocabulary(text);
+    if vocab.len() > MAX_VOCAB {
+        return Err(Error::invalid(format!(
+            "{name}: {} distinct characters (at most {MAX_VOCAB}); is this a text file?",
+            vocab.len()
+        )));
+    }
+    let ids: Vec<u32> = text
+        .chars()
+        .map(|c| vocab.binary_search(&c).expect("in the vocabulary") as u32)
+        .collect();
+    let n = ids.len().saturating_sub(1) / context;
+    if n < 2 {
+        return Err(Error::invalid(format!(
+            "{name}: {} characters make fewer than two windows of {context}; give a longer text or a shorter context",
+            ids.len()
+        )));
+    }
+    let x: Vec<f32> = ids[..n * context].iter().map(|&i| i as f32).collect();
+    let labels = ids[1..n * context + 1].to_vec();
+    Dataset::new(
+        name,
+        x,
+        vec![context],
+        Target::Tokens {
+            labels,
+            len: context,
+            n_classes: vocab.len(),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_text_and_windows() {
+        let t = shakespeare().unwrap();
+        assert_eq!(t.chars().count(), 300_174);
+        assert!(t.starts_with("First Citizen:"));
+        let d = char_windows("text", &t, 64).unwrap();
+        assert_eq!(d.len(), 300_173 / 64);
+        assert_eq!(d.output_dim(), 62);
+        let Target::Tokens { labels, len, .. } = &d.target else {
+            panic!("token targets")
+        };
+        assert_eq!(*len, 64);
+        // The target of position i is the input at position i + 1.
+        assert_eq!(labels[0] as f32, d.x[1]);
+        assert_eq!(labels[64] as f32, d.x[65]);
+        let v = vocabulary(&t);
+        assert_eq!(v[d.x[0] as usize], 'F');
+    }
+
+    #[test]
+    fn bad_texts() {
+        assert!(char_windows("t", "abc", 0).is_err());
+        assert!(char_windows("t", "abcd", 4).is_err());
+        let many: String = (0..2000u32).filter_map(char::from_u32).collect();
+        assert!(char_windows("t", &many, 4)
+            .unwrap_err()
+            .to_string()
+            .contains("distinct"));
+    }
+}

@@ -1,0 +1,521 @@
+//! The parts of a tiny pre-norm transformer language model (P12's setting, GPT-style decoder): token and
+//! position embeddings, blocks `x + attn(norm1(x))`, `x + mlp(norm2(x))` with causal multi-head
+//! self-attention, and the sequence normalizations compared in P12: LayerNorm, PowerNorm and a naive
+//! BatchNorm over all B·T positions. Activations are (B, T, C).
+
+use super::layer::Layer;
+use super::linear::linear;
+use super::norm::RunningStats;
+use super::param::Init;
+use super::powernorm::{PowerNorm, PowerNormConfig};
+use super::sequential::Parametrization;
+use super::Param;
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use std::sync::{Arc, Mutex};
+
+/// A tiny pre-norm causal transformer language model. Its state dict, as the PyTorch module of
+/// `tools/reference/transformer_fixture.py` names it: `0.tok.weight` `[V, C]`, `0.pos.weight` `[T, C]`; per block
+/// `i` = 1..=layers: `i.norm1.*`, `i.attn.qkv.{weight,bias}` `[3C, C]`, `i.attn.proj.*` `[C, C]`, `i.norm2.*`,
+/// `i.mlp.fc.*` `[rC, C]`, `i.mlp.proj.*` `[C, rC]`; then the final norm (`layers+1.*`, absent with norm=none) and
+/// the head `[V, C]`. Initialisation is PyTorch's default (Linear U(±1/√fan_in), Embedding N(0, 1)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransformerSpec {
+    pub layers: usize,
+    /// The model width C (muP's width).
+    pub dim: usize,
+    /// Attention heads (fixed as the width grows, so the head dimension grows).
+    pub heads: usize,
+    /// The MLP's hidden width as a multiple of `dim`.
+    pub mlp: usize,
+    pub norm: Option<SeqNormKind>,
+    /// PowerNorm's warmup in training calls (official: the learning-rate warmup).
+    pub pn_warmup: u64,
+    pub param: Parametrization,
+}
+
+impl TransformerSpec {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let (layers, dim, heads, mlp) = (self.layers, self.dim, self.heads, self.mlp);
+        if layers == 0 || dim == 0 || heads == 0 || mlp == 0 {
+            return Err(Error::invalid(
+                "layers, dim, heads and mlp must be positive",
+            ));
+        }
+        if !dim.is_multiple_of(heads) {
+            return Err(Error::invalid(format!(
+                "heads={heads} must divide dim={dim}"
+            )));
+        }
+        if let Parametrization::Mup { base } = self.param {
+            if !base.is_multiple_of(heads) {
+                return Err(Error::invalid(format!(
+                    "heads={heads} must divide the base width {base}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn to_spec(&self) -> String {
+        let pn = if self.norm == Some(SeqNormKind::Power) {
+            format!(",pn_warmup={}", self.pn_warmup)
+        } else {
+            String::new()
+        };
+        format!(
+            "transformer:layers={},dim={},heads={},mlp={},norm={}{pn}{}",
+            self.layers,
+            self.dim,
+            self.heads,
+            self.mlp,
+            self.norm.map_or("none", SeqNormKind::name),
+            self.param.to_spec()
+        )
+    }
+
+    /// The layers for sequences of `ctx` tokens over a vocabulary of `vocab`.
+    pub(crate) fn build(&self, ctx: usize, vocab: usize, ini: &mut Init) -> Result<Vec<Layer>> {
+        let (c, dtype) = (self.dim, ini.dtype);
+        let hd = c / self.heads;
+        let m = self.param.width_mult(c);
+        let mup = matches!(self.param, Parametrization::Mup { .. });
+        let pn = PowerNormConfig {
+            warmup: self.pn_warmup,
+            groups: self.heads,
+            ..PowerNormConfig::default()
+        };
+        // nn.Linear's init; under muP the bias is drawn as at the base width (every fan-in here scales).
+        let dense = |ini: &mut Init, name: String, out: usize, fan_in: usize| -> Result<Dense> {
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            Ok(Dense {
+                weight: ini.uniform(format!("{name}weight"), &[out, fan_in], bound)?,
+                bias: ini.uniform(format!("{name}bias"), &[out], bound * m.sqrt())?,
+            })
+        };
+        let norm = |prefix: String| -> Result<Option<SeqNorm>> {
+            self.norm
+                .map(|k| SeqNorm::new(k, &prefix, c, pn, dtype))
+                .transpose()
+        };
+        let mut layers = vec![Layer::Embed(Embedding {
+            tok: ini.normal("0.tok.weight".into(), &[vocab, c], 1.0)?,
+            pos: ini.normal("0.pos.weight".into(), &[ctx, c], 1.0)?,
+        })];
+        let scale = match self.param {
+            Parametrization::Standard => 1.0 / (hd as f64).sqrt(),
+            Parametrization::Mup { base } => ((base / self.heads) as f64).sqrt() / hd as f64,
+        };
+        for i in 1..=self.layers {
+            let qkv = dense(ini, format!("{i}.attn.qkv."), 3 * c, c)?;
+            if mup {
+                // microsoft/mup's Transformer example zero-initialises the query projection.
+                let w = qkv.weight.tensor();
+                let zeroed = Tensor::cat(
+                    &[&w.narrow(0, 0, c)?.zeros_like()?, &w.narrow(0, c, 2 * c)?],
+                    0,
+                )?;
+                qkv.weight.var.set(&zeroed)?;
+            }
+            let attn = Attention {
+                qkv,
+                proj: dense(ini, format!("{i}.attn.proj."), c, c)?,
+                heads: self.heads,
+                scale,
+            };
+            let r = self.mlp * c;
+            layers.push(Layer::Block(Box::new(Block {
+                norm1: norm(format!("{i}.norm1."))?,
+                attn,
+                norm2: norm(format!("{i}.norm2."))?,
+                fc: dense(ini, format!("{i}.mlp.fc."), r, c)?,
+                proj: dense(ini, format!("{i}.mlp.proj."), c, r)?,
+            })));
+        }
+        if let Some(n) = norm(format!("{}.", layers.len()))? {
+            layers.push(Layer::SeqNorm(n));
+        }
+        let i = layers.len();
+        layers.push(super::sequential::head(ini, i, vocab, c, self.param, c)?);
+        Ok(layers)
+    }
+}
+
+/// The normalization of a transformer's residual branches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqNormKind {
+    /// `nn.LayerNorm(C)` (eps 1e-5).
+    Layer,
+    /// PowerNorm (P12), groups = heads as in the official `NormSelect`.
+    Power,
+    /// `nn.BatchNorm1d(C)` over all B·T positions (momentum 0.1, eps 1e-5): the naive baseline.
+    Batch,
+}
+
+impl SeqNormKind {
+    /// Parses `ln`, `pn`, `bn` or `none`.
+    pub fn parse(s: &str) -> Result<Option<Self>> {
+        match s {
+            "ln" => Ok(Some(SeqNormKind::Layer)),
+            "pn" => Ok(Some(SeqNormKind::Power)),
+            "bn" => Ok(Some(SeqNormKind::Batch)),
+            "none" => Ok(None),
+            other => Err(Error::invalid(format!(
+                "transformer norm `{other}`: available: ln (LayerNorm), pn (PowerNorm), bn (BatchNorm), none"
+            ))),
+        }
+    }
+
+    /// The spec name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SeqNormKind::Layer => "ln",
+            SeqNormKind::Power => "pn",
+            SeqNormKind::Batch => "bn",
+        }
+    }
+}
+
+/// One normalization layer of a transformer, named `<prefix>weight`, `<prefix>bias` (+ buffers).
+#[derive(Debug, Clone)]
+pub enum SeqNorm {
+    Layer {
+        weight: Param,
+        bias: Param,
+    },
+    Power(PowerNorm),
+    Batch {
+        weight: Param,
+        bias: Param,
+        stats: Arc<Mutex<RunningStats>>,
+        prefix: String,
+    },
+}
+
+fn affine(prefix: &str, c: usize, dtype: DType) -> Result<(Param, Param)> {
+    let p = |name: &str, v: f64| -> Result<Param> {
+        Ok(Param {
+            name: format!("{prefix}{name}"),
+            var: candle_core::Var::from_tensor(&(Tensor::ones(c, dtype, &Device::Cpu)? * v)?)?,
+        })
+    };
+    Ok((p("weight", 1.0)?, p("bias", 0.0)?))
+}
+
+pub use super::fused::layer_norm;
+
+impl SeqNorm {
+    /// A layer of `kind` for `c` channels; `pn` configures PowerNorm.
+    pub fn new(
+        kind: SeqNormKind,
+        prefix: &str,
+        c: usize,
+        pn: PowerNormConfig,
+        dtype: DType,
+    ) -> Result<Self> {
+        Ok(match kind {
+            SeqNormKind::Layer => {
+                let (weight, bias) = affine(prefix, c, dtype)?;
+                SeqNorm::Layer { weight, bias }
+            }
+            SeqNormKind::Power => SeqNorm::Power(PowerNorm::new(prefix, c, pn, dtype)?),
+            SeqNormKind::Batch => {
+                let (weight, bias) = affine(prefix, c, dtype)?;
+                let mut s = RunningStats::new(c, &Device::Cpu)?;
+                s.mean = s.mean.to_dtype(dtype)?;
+                s.var = s.var.to_dtype(dtype)?;
+                SeqNorm::Batch {
+                    weight,
+                    bias,
+                    stats: Arc::new(Mutex::new(s)),
+                    prefix: prefix.to_string(),
+                }
+            }
+        })
+    }
+
+    /// Normalizes (B, T, C); `train` selects batch statistics (BatchNorm, PowerNorm) and updates the state.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match self {
+            SeqNorm::Layer { weight, bias } => layer_norm(x, weight.tensor(), bias.tensor()),
+            SeqNorm::Power(p) => p.forward_positions(x, None, train),
+            SeqNorm::Batch {
+                weight,
+                bias,
+                stats,
+                ..
+            } => {
+                let dims = x.dims().to_vec();
+                let c = dims[dims.len() - 1];
+                let flat = x.reshape((x.elem_count() / c, c))?;
+                let mut s = stats.lock().expect("batch norm stats");
+                let y =
+                    super::norm::batch_norm(&flat, weight.tensor(), bias.tensor(), &mut s, train)?;
+                Ok(y.reshape(dims)?)
+            }
+        }
+    }
+
+    /// The affine parameters.
+    pub fn params(&self) -> Vec<&Param> {
+        match self {
+            SeqNorm::Layer { weight, bias } | SeqNorm::Batch { weight, bias, .. } => {
+                vec![weight, bias]
+            }
+            SeqNorm::Power(p) => vec![&p.weight, &p.bias],
+        }
+    }
+
+    /// The running buffers with their state-dict names (none for LayerNorm).
+    pub fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
+        match self {
+            SeqNorm::Layer { .. } => Ok(Vec::new()),
+            SeqNorm::Power(p) => p.buffers(),
+            SeqNorm::Batch { stats, prefix, .. } => {
+                super::norm::stats_buffers(&stats.lock().expect("stats"), prefix)
+            }
+        }
+    }
+
+    /// Loads one buffer; `false` when `name` is not one of this layer's.
+    pub fn load_buffer(&self, name: &str, t: &Tensor) -> Result<bool> {
+        match self {
+            SeqNorm::Layer { .. } => Ok(false),
+            SeqNorm::Power(p) => p.load_buffer(name, t),
+            SeqNorm::Batch { stats, prefix, .. } => {
+                super::norm::load_stats_buffer(&mut stats.lock().expect("stats"), prefix, name, t)
+            }
+        }
+    }
+
+    /// e.g. `LayerNorm(64)`.
+    pub fn describe(&self) -> String {
+        match self {
+            SeqNorm::Layer { weight, .. } => format!("LayerNorm({})", weight.numel()),
+            SeqNorm::Power(p) => format!("PowerNorm({}, groups={})", p.channels(), p.cfg.groups),
+            SeqNorm::Batch { weight, .. } => format!("BatchNorm1d({})", weight.numel()),
+        }
+    }
+}
+
+/// A Linear child (`<prefix>weight` `[out, in]`, `<prefix>bias`) applied to the last dimension.
+#[derive(Debug, Clone)]
+pub struct Dense {
+    pub weight: Param,
+    pub bias: Param,
+}
+
+impl Dense {
+    /// y = x Wᵀ + b over the last dimension of x.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        linear_nd(x, self.weight.tensor(), Some(self.bias.tensor()))
+    }
+}
+
+/// [`linear`] over the last dimension of an input of any rank ≥ 2.
+pub fn linear_nd(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    if x.rank() == 2 {
+        return linear(x, w, b);
+    }
+    let mut dims = x.dims().to_vec();
+    let k = dims[dims.len() - 1];
+    let y = linear(&x.reshape((x.elem_count() / k.max(1), k))?, w, b)?;
+    *dims.last_mut().expect("rank >= 2") = w.dims()[0];
+    Ok(y.reshape(dims)?)
+}
+
+/// Causal multi-head self-attention: one `qkv` Linear(C, 3C) (queries, keys, values in that order along the
+/// output), softmax(q kᵀ · scale + causal mask) v per head, then `proj` Linear(C, C).
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub qkv: Dense,
+    pub proj: Dense,
+    pub heads: usize,
+    /// The logit scale: 1/√d_head (standard), √(d_head,base)/d_head under muP (P42).
+    pub scale: f64,
+}
+
+/// The additive causal mask (0 on and below the diagonal, −∞ above) of size t×t.
+fn causal_mask(t: usize, dtype: DType) -> Result<Tensor> {
+    let v: Vec<f32> = (0..t * t)
+        .map(|i| {
+            if i % t > i / t {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Ok(Tensor::from_vec(v, (t, t), &Device::Cpu)?.to_dtype(dtype)?)
+}
+
+impl Attention {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        let (h, hd) = (self.heads, c / self.heads);
+        let x2 = x.reshape((b * t, c))?;
+        let (w, bias) = (self.qkv.weight.tensor(), self.qkv.bias.tensor());
+        // Queries, keys and values as three products with row blocks of the qkv weight: slicing the (small)
+        // weight is far cheaper in the backward pass than slicing the (B·T, 3C) product.
+        let part = |i: usize| -> Result<Tensor> {
+            let y = linear(
+                &x2,
+                &w.narrow(0, i * c, c)?,
+                Some(&bias.narrow(0, i * c, c)?),
+            )?;
+            Ok(y.reshape((b, t, h, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+        let logits = (q.matmul(&k.t()?.contiguous()?)? * self.scale)?
+            .broadcast_add(&causal_mask(t, x.dtype())?)?;
+        let y = super::fused::softmax_last(&logits)?.matmul(&v)?;
+        let y = y.transpose(1, 2)?.reshape((b, t, c))?;
+        self.proj.forward(&y)
+    }
+}
+
+/// A pre-norm block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))` with mlp = fc (C → rC), GELU, proj.
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub norm1: Option<SeqNorm>,
+    pub attn: Attention,
+    pub norm2: Option<SeqNorm>,
+    pub fc: Dense,
+    pub proj: Dense,
+}
+
+fn maybe_norm(n: &Option<SeqNorm>, x: &Tensor, train: bool) -> Result<Tensor> {
+    match n {
+        Some(n) => n.forward(x, train),
+        None => Ok(x.clone()),
+    }
+}
+
+impl Block {
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let h = (x + self.attn.forward(&maybe_norm(&self.norm1, x, train)?)?)?;
+        let m = self.proj.forward(
+            &self
+                .fc
+                .forward(&maybe_norm(&self.norm2, &h, train)?)?
+                .gelu_erf()?,
+        )?;
+        Ok((h + m)?)
+    }
+
+    /// The normalization layers, in registration order.
+    pub fn norms(&self) -> Vec<&SeqNorm> {
+        self.norm1.iter().chain(self.norm2.iter()).collect()
+    }
+
+    /// Parameters and buffers in PyTorch's state-dict order (norm1, attn.qkv, attn.proj, norm2, mlp.fc,
+    /// mlp.proj).
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut v = Vec::new();
+        let norm_state = |n: &Option<SeqNorm>, v: &mut Vec<(String, Tensor)>| -> Result<()> {
+            if let Some(n) = n {
+                v.extend(
+                    n.params()
+                        .iter()
+                        .map(|p| (p.name.clone(), p.tensor().clone())),
+                );
+                v.extend(n.buffers()?);
+            }
+            Ok(())
+        };
+        let dense = |d: &Dense| {
+            [&d.weight, &d.bias]
+                .map(|p| (p.name.clone(), p.tensor().clone()))
+                .into_iter()
+        };
+        norm_state(&self.norm1, &mut v)?;
+        v.extend(dense(&self.attn.qkv).chain(dense(&self.attn.proj)));
+        norm_state(&self.norm2, &mut v)?;
+        v.extend(dense(&self.fc).chain(dense(&self.proj)));
+        Ok(v)
+    }
+
+    /// The parameters in state-dict order.
+    pub fn params(&self) -> Vec<&Param> {
+        let mut v: Vec<&Param> = self.norm1.iter().flat_map(SeqNorm::params).collect();
+        v.extend([
+            &self.attn.qkv.weight,
+            &self.attn.qkv.bias,
+            &self.attn.proj.weight,
+            &self.attn.proj.bias,
+        ]);
+        v.extend(self.norm2.iter().flat_map(SeqNorm::params));
+        v.extend([
+            &self.fc.weight,
+            &self.fc.bias,
+            &self.proj.weight,
+            &self.proj.bias,
+        ]);
+        v
+    }
+}
+
+/// Token and learned position embeddings (`tok.weight` `[V, C]`, `pos.weight` `[T, C]`, both `nn.Embedding`).
+/// The input is a batch of token ids `[B, T]` stored as exact small numbers in a float tensor.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    pub tok: Param,
+    pub pos: Param,
+}
+
+impl Embedding {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t) = x.dims2()?;
+        let (vocab, c) = self.tok.var.dims2()?;
+        let ctx = self.pos.var.dims()[0];
+        if t > ctx {
+            return Err(Error::Shape(format!(
+                "sequences of {t} tokens are longer than the model's context of {ctx}"
+            )));
+        }
+        let ids: Vec<f64> = x.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
+        if let Some(bad) = ids
+            .iter()
+            .find(|v| !(v.fract() == 0.0 && **v >= 0.0 && **v < vocab as f64))
+        {
+            return Err(Error::invalid(format!(
+                "token id {bad} is not an integer in 0..{vocab} (the model's vocabulary)"
+            )));
+        }
+        let ids = Tensor::from_vec(
+            ids.iter().map(|&v| v as u32).collect::<Vec<u32>>(),
+            b * t,
+            &Device::Cpu,
+        )?;
+        let h = self
+            .tok
+            .tensor()
+            .index_select(&ids, 0)?
+            .reshape((b, t, c))?;
+        Ok(h.broadcast_add(&self.pos.tensor().narrow(0, 0, t)?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_and_mask() {
+        let x = Tensor::new(&[[1.0f64, 2.0, 3.0], [0.0, 0.0, 0.0]], &Device::Cpu).unwrap();
+        let s = super::super::fused::softmax_last(&x)
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap();
+        let z: f64 = [1f64, 2.0, 3.0].iter().map(|v| v.exp()).sum();
+        assert!((s[0][2] - 3f64.exp() / z).abs() < 1e-15);
+        assert!((s[1][0] - 1.0 / 3.0).abs() < 1e-15);
+        let m = causal_mask(3, DType::F32)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert_eq!(m[0][0], 0.0);
+        assert!(m[0][1].is_infinite() && m[1][2].is_infinite());
+        assert_eq!(m[2][0], 0.0);
+    }
+}
