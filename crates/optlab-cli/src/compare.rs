@@ -126,6 +126,21 @@ struct Outcome {
     runs: Vec<(u64, PathBuf, std::result::Result<Summary, String>)>,
 }
 
+impl Outcome {
+    /// `f` of every run that finished.
+    fn values(&self, f: &dyn Fn(&Summary) -> Option<f64>) -> Vec<f64> {
+        self.runs
+            .iter()
+            .filter_map(|(_, _, r)| r.as_ref().ok().and_then(f))
+            .collect()
+    }
+
+    /// Runs that diverged.
+    fn diverged(&self) -> usize {
+        self.runs.iter().filter(|(_, _, r)| r.is_err()).count()
+    }
+}
+
 pub fn compare(a: CompareArgs) -> Result<()> {
     let base = TrainConfig::for_task(a.task.as_deref().unwrap_or("supervised"))?;
     let models = if a.models.is_empty() {
@@ -335,15 +350,8 @@ fn write_report(a: &CompareArgs, kind: &str, batch: usize, outcomes: &[Outcome])
     writeln!(md, "| {kind} | final train loss | val loss | val accuracy | best val accuracy | time (s) | samples/s |")?;
     writeln!(md, "|---|---|---|---|---|---|---|")?;
     for o in outcomes {
-        let ok: Vec<&Summary> = o
-            .runs
-            .iter()
-            .filter_map(|(_, _, r)| r.as_ref().ok())
-            .collect();
-        let col = |f: &dyn Fn(&Summary) -> Option<f64>| {
-            mean_std(&ok.iter().filter_map(|s| f(s)).collect::<Vec<_>>())
-        };
-        let diverged = o.runs.iter().filter(|(_, _, r)| r.is_err()).count();
+        let col = |f: &dyn Fn(&Summary) -> Option<f64>| mean_std(&o.values(f));
+        let diverged = o.diverged();
         let note = if diverged > 0 {
             format!(" ({diverged} of {} runs diverged)", o.runs.len())
         } else {
@@ -403,13 +411,8 @@ fn table_only(kind: &str, outcomes: &[Outcome]) -> String {
         kind, "train loss", "val loss", "val acc", "time s"
     );
     for o in outcomes {
-        let ok: Vec<&Summary> = o
-            .runs
-            .iter()
-            .filter_map(|(_, _, r)| r.as_ref().ok())
-            .collect();
         let mean = |f: &dyn Fn(&Summary) -> Option<f64>| {
-            let v: Vec<f64> = ok.iter().filter_map(|s| f(s)).collect();
+            let v = o.values(f);
             if v.is_empty() {
                 "-".to_string()
             } else {
@@ -424,8 +427,8 @@ fn table_only(kind: &str, outcomes: &[Outcome]) -> String {
             mean(&|r| r.val_loss),
             mean(&|r| r.val_accuracy),
             mean(&|r| Some(r.wall_time_s)),
-            if ok.len() < o.runs.len() {
-                format!("  ({} diverged)", o.runs.len() - ok.len())
+            if o.diverged() > 0 {
+                format!("  ({} diverged)", o.diverged())
             } else {
                 String::new()
             }

@@ -129,9 +129,17 @@ fn create(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
 }
 
-fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(v)?)
-        .with_context(|| format!("cannot write {}", path.display()))
+/// Writes the whole result to `path`; with `print`, prints it without its per-run records on stdout and
+/// returns true (the command is done).
+fn emit_json(path: &Path, v: serde_json::Value, print: bool) -> Result<bool> {
+    std::fs::write(path, serde_json::to_string_pretty(&v)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if print {
+        let mut j = v;
+        j.as_object_mut().expect("object").remove("records");
+        println!("{j}");
+    }
+    Ok(print)
 }
 
 pub fn run(a: MupArgs) -> Result<()> {
@@ -225,11 +233,7 @@ fn coord(a: CoordArgs) -> Result<()> {
         "max_abs_slope": {"sp": max_slope("sp"), "mup": max_slope("mup")},
         "records": records,
     });
-    write_json(&c.out.join("coord_check.json"), &json)?;
-    if c.json {
-        let mut j = json;
-        j.as_object_mut().expect("object").remove("records");
-        println!("{j}");
+    if emit_json(&c.out.join("coord_check.json"), json, c.json)? {
         return Ok(());
     }
     println!(
@@ -367,11 +371,7 @@ fn lr(a: SweepArgs) -> Result<()> {
         "optimum_spread_grid_steps": {"sp": shift("sp"), "mup": shift("mup")},
         "records": records,
     });
-    write_json(&c.out.join("lr_sweep.json"), &json)?;
-    if c.json {
-        let mut j = json;
-        j.as_object_mut().expect("object").remove("records");
-        println!("{j}");
+    if emit_json(&c.out.join("lr_sweep.json"), json, c.json)? {
         return Ok(());
     }
     println!("best learning rate per width (lowest mean training loss over the last tenth of the steps):");

@@ -1,6 +1,7 @@
 //! muP (P42) against microsoft/mup itself (tools/reference/mup_fixture.py, PyPI mup 1.0.0): base shapes, the
 //! per-tensor learning rates and weight decay of MuAdam, MuAdamW and MuSGD, and four training steps of each, in
-//! float64. Then muP parameter groups with every optimizer of the suite, and a muP transformer's base shapes.
+//! float64. Then muP parameter groups with every optimizer of the suite (the transformer's base shapes are checked
+//! in tests/transformer.rs).
 
 use candle_core::{DType, Device, Tensor};
 use optlab::mup::{apply_groups, infshapes, MupRule};
@@ -10,33 +11,11 @@ use optlab::optim::{from_spec, OPTIMIZER_NAMES};
 use optlab::train::{TrainConfig, Trainer};
 use serde_json::Value;
 
-fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<f64> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_f64().unwrap())
-        .collect();
-    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-}
+mod common;
+use common::{fixture_tensor, max_abs_diff};
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
+fn tensor(v: &Value) -> Tensor {
+    fixture_tensor(v, DType::F64)
 }
 
 #[test]
@@ -101,7 +80,7 @@ fn mup_optimizers_match_microsoft_mup() {
             let grads = loss.backward().unwrap();
             opt.step(&params, &grads).unwrap();
             for p in &params {
-                let d = max_diff(p.tensor(), &tensor(&after[&p.name]));
+                let d = max_abs_diff(p.tensor(), &tensor(&after[&p.name]));
                 assert!(d < 1e-12, "{key} step {} {}: {d:e}", s + 1, p.name);
             }
         }

@@ -8,28 +8,18 @@ use optlab::nn::norm::{
 };
 use serde_json::Value;
 
+mod common;
+
+fn tensor(v: &Value) -> Tensor {
+    common::fixture_tensor(v, candle_core::DType::F32)
+}
+
 fn golden() -> Value {
     let p = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/norm/golden.json"
     );
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<f32> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_f64().unwrap() as f32)
-        .collect();
-    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
 }
 
 fn var(v: &Value) -> Var {

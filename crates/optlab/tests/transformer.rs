@@ -11,20 +11,10 @@ use optlab::nn::{Layer, ModelSpec, Sequential};
 use serde_json::Value;
 use std::collections::HashMap;
 
+mod common;
+
 fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<f32> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_f64().unwrap() as f32)
-        .collect();
-    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    common::fixture_tensor(v, DType::F32)
 }
 
 /// |a − b| ≤ tol (1 + |b|) elementwise (an f32 network: rounding accumulates over the layers).

@@ -55,19 +55,55 @@ fn moments<T: Float>(x: &[T]) -> (T, T) {
     (mu, (var + T::from(LN_EPS).expect("eps")).sqrt().recip())
 }
 
-macro_rules! dispatch {
-    ($what:expr, $storage:expr, |$v:ident| $body:expr) => {
-        match $storage {
-            CpuStorage::F32($v) => CpuStorage::F32($body),
-            CpuStorage::F64($v) => CpuStorage::F64($body),
-            _ => {
-                return Err(candle_core::Error::Msg(format!(
-                    "{}: f32 or f64 only",
-                    $what
-                )))
-            }
+/// A kernel over the rows (last dimension) of K inputs of one float type.
+trait RowKernel<const K: usize> {
+    fn run<T: Float + Send + Sync + Default>(&self, inputs: [&[T]; K], n: usize) -> Vec<T>;
+}
+
+/// The inputs as contiguous slices of one type, `None` when one of them has another type.
+fn slices<'a, T, const K: usize>(
+    inputs: &[(&'a CpuStorage, &Layout); K],
+    what: &str,
+    get: impl Fn(&'a CpuStorage) -> Option<&'a [T]>,
+) -> candle_core::Result<Option<[&'a [T]; K]>> {
+    let mut out: [&[T]; K] = [&[]; K];
+    for (o, (s, l)) in out.iter_mut().zip(inputs) {
+        let Some(v) = get(s) else {
+            return Ok(None);
+        };
+        *o = contiguous(v, l, what)?;
+    }
+    Ok(Some(out))
+}
+
+/// Runs `k` in f32 or f64 on rows of the first input's last dimension.
+fn cpu_rows<const K: usize>(
+    k: &impl RowKernel<K>,
+    what: &str,
+    inputs: [(&CpuStorage, &Layout); K],
+) -> candle_core::Result<CpuStorage> {
+    let n = inputs[0].1.dims().last().copied().unwrap_or(1);
+    fn f32s(s: &CpuStorage) -> Option<&[f32]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
         }
-    };
+    }
+    fn f64s(s: &CpuStorage) -> Option<&[f64]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    if let Some(v) = slices(&inputs, what, f32s)? {
+        return Ok(CpuStorage::F32(k.run(v, n)));
+    }
+    if let Some(v) = slices(&inputs, what, f64s)? {
+        return Ok(CpuStorage::F64(k.run(v, n)));
+    }
+    Err(candle_core::Error::Msg(format!(
+        "{what}: the inputs must all be f32 or all f64"
+    )))
 }
 
 /// The vector-Jacobian product ⟨h, f(inputs)⟩ of a composed formula, by a nested backward pass over detached
@@ -100,24 +136,30 @@ fn row_len(t: &Tensor) -> usize {
 struct Softmax;
 struct SoftmaxGrad;
 
-fn softmax_row<T: Float>(r: &[&[T]; 1], o: &mut [T]) {
-    let x = r[0];
-    let m = x.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
-    let mut s = T::zero();
-    for (o, &v) in o.iter_mut().zip(x) {
-        *o = (v - m).exp();
-        s = s + *o;
+impl RowKernel<1> for Softmax {
+    fn run<T: Float + Send + Sync + Default>(&self, [x]: [&[T]; 1], n: usize) -> Vec<T> {
+        map_rows(n, [x], |[x], o| {
+            let m = x.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
+            let mut s = T::zero();
+            for (o, &v) in o.iter_mut().zip(*x) {
+                *o = (v - m).exp();
+                s = s + *o;
+            }
+            let inv = s.recip();
+            o.iter_mut().for_each(|v| *v = *v * inv);
+        })
     }
-    let inv = s.recip();
-    o.iter_mut().for_each(|v| *v = *v * inv);
 }
 
 /// dx = y ⊙ (g − ⟨g, y⟩) per row.
-fn softmax_grad_row<T: Float>(r: &[&[T]; 2], o: &mut [T]) {
-    let (y, g) = (r[0], r[1]);
-    let s = y.iter().zip(g).fold(T::zero(), |a, (&y, &g)| a + y * g);
-    for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
-        *o = y * (g - s);
+impl RowKernel<2> for SoftmaxGrad {
+    fn run<T: Float + Send + Sync + Default>(&self, [y, g]: [&[T]; 2], n: usize) -> Vec<T> {
+        map_rows(n, [y, g], |[y, g], o| {
+            let s = y.iter().zip(*g).fold(T::zero(), |a, (&y, &g)| a + y * g);
+            for ((o, &y), &g) in o.iter_mut().zip(*y).zip(*g) {
+                *o = y * (g - s);
+            }
+        })
     }
 }
 
@@ -127,11 +169,7 @@ impl CustomOp1 for Softmax {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let n = l.dims().last().copied().unwrap_or(1);
-        let out = dispatch!("softmax", s, |v| {
-            map_rows(n, [contiguous(v, l, "softmax")?], softmax_row)
-        });
-        Ok((out, l.shape().clone()))
+        Ok((cpu_rows(self, "softmax", [(s, l)])?, l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -151,21 +189,10 @@ impl CustomOp2 for SoftmaxGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let n = l1.dims().last().copied().unwrap_or(1);
-        let out = match (s1, s2) {
-            (CpuStorage::F32(y), CpuStorage::F32(g)) => CpuStorage::F32(map_rows(
-                n,
-                [contiguous(y, l1, "softmax")?, contiguous(g, l2, "softmax")?],
-                softmax_grad_row,
-            )),
-            (CpuStorage::F64(y), CpuStorage::F64(g)) => CpuStorage::F64(map_rows(
-                n,
-                [contiguous(y, l1, "softmax")?, contiguous(g, l2, "softmax")?],
-                softmax_grad_row,
-            )),
-            _ => return Err(candle_core::Error::Msg("softmax: f32 or f64 only".into())),
-        };
-        Ok((out, l1.shape().clone()))
+        Ok((
+            cpu_rows(self, "softmax", [(s1, l1), (s2, l2)])?,
+            l1.shape().clone(),
+        ))
     }
 
     fn bwd(
@@ -222,6 +249,17 @@ fn ln_dw_composed(x: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
     (standardize_composed(x)? * g)?.reshape(((), c))?.sum(0)
 }
 
+impl RowKernel<3> for LayerNorm {
+    fn run<T: Float + Send + Sync + Default>(&self, [x, w, b]: [&[T]; 3], n: usize) -> Vec<T> {
+        map_rows(n, [x], |[x], o| {
+            let (mu, inv) = moments(x);
+            for (i, (o, &v)) in o.iter_mut().zip(*x).enumerate() {
+                *o = (v - mu) * inv * w[i] + b[i];
+            }
+        })
+    }
+}
+
 impl CustomOp3 for LayerNorm {
     fn name(&self) -> &'static str {
         "optlab-layer-norm"
@@ -236,34 +274,7 @@ impl CustomOp3 for LayerNorm {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        fn run<T: Float + Send + Sync + Default>(x: &[T], w: &[T], b: &[T], n: usize) -> Vec<T> {
-            map_rows(n, [x], |r, o| {
-                let (mu, inv) = moments(r[0]);
-                for (i, (o, &v)) in o.iter_mut().zip(r[0]).enumerate() {
-                    *o = (v - mu) * inv * w[i] + b[i];
-                }
-            })
-        }
-        let n = l1.dims().last().copied().unwrap_or(1);
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => CpuStorage::F32(run(
-                contiguous(x, l1, "layer_norm")?,
-                contiguous(w, l2, "layer_norm")?,
-                contiguous(b, l3, "layer_norm")?,
-                n,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => CpuStorage::F64(run(
-                contiguous(x, l1, "layer_norm")?,
-                contiguous(w, l2, "layer_norm")?,
-                contiguous(b, l3, "layer_norm")?,
-                n,
-            )),
-            _ => {
-                return Err(candle_core::Error::Msg(
-                    "layer_norm: x, weight and bias must all be f32 or all f64".into(),
-                ))
-            }
-        };
+        let out = cpu_rows(self, "layer_norm", [(s1, l1), (s2, l2), (s3, l3)])?;
         Ok((out, l1.shape().clone()))
     }
 
@@ -288,6 +299,27 @@ impl CustomOp3 for LayerNorm {
     }
 }
 
+/// dx = (g⊙w − mean(g⊙w) − z · mean(g⊙w⊙z)) / σ per row.
+impl RowKernel<3> for LayerNormDx {
+    fn run<T: Float + Send + Sync + Default>(&self, [x, w, g]: [&[T]; 3], n: usize) -> Vec<T> {
+        let nt = T::from(n).expect("row length");
+        map_rows(n, [x, g], |[x, g], o| {
+            let (mu, inv) = moments(x);
+            let (mut ubar, mut a) = (T::zero(), T::zero());
+            for i in 0..x.len() {
+                let u = g[i] * w[i];
+                ubar = ubar + u;
+                a = a + u * (x[i] - mu) * inv;
+            }
+            let (ubar, a) = (ubar / nt, a / nt);
+            for (i, o) in o.iter_mut().enumerate() {
+                let z = (x[i] - mu) * inv;
+                *o = inv * (g[i] * w[i] - ubar - z * a);
+            }
+        })
+    }
+}
+
 impl CustomOp3 for LayerNormDx {
     fn name(&self) -> &'static str {
         "optlab-layer-norm-dx"
@@ -302,44 +334,7 @@ impl CustomOp3 for LayerNormDx {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        fn run<T: Float + Send + Sync + Default>(x: &[T], w: &[T], g: &[T], n: usize) -> Vec<T> {
-            let nt = T::from(n).expect("row length");
-            map_rows(n, [x, g], |r, o| {
-                let (x, g) = (r[0], r[1]);
-                let (mu, inv) = moments(x);
-                let (mut ubar, mut a) = (T::zero(), T::zero());
-                for i in 0..x.len() {
-                    let u = g[i] * w[i];
-                    ubar = ubar + u;
-                    a = a + u * (x[i] - mu) * inv;
-                }
-                let (ubar, a) = (ubar / nt, a / nt);
-                for (i, o) in o.iter_mut().enumerate() {
-                    let z = (x[i] - mu) * inv;
-                    *o = inv * (g[i] * w[i] - ubar - z * a);
-                }
-            })
-        }
-        let n = l1.dims().last().copied().unwrap_or(1);
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(g)) => CpuStorage::F32(run(
-                contiguous(x, l1, "layer_norm")?,
-                contiguous(w, l2, "layer_norm")?,
-                contiguous(g, l3, "layer_norm")?,
-                n,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(g)) => CpuStorage::F64(run(
-                contiguous(x, l1, "layer_norm")?,
-                contiguous(w, l2, "layer_norm")?,
-                contiguous(g, l3, "layer_norm")?,
-                n,
-            )),
-            _ => {
-                return Err(candle_core::Error::Msg(
-                    "layer_norm: f32 or f64 only".into(),
-                ))
-            }
-        };
+        let out = cpu_rows(self, "layer_norm", [(s1, l1), (s2, l2), (s3, l3)])?;
         Ok((out, l1.shape().clone()))
     }
 
@@ -356,6 +351,20 @@ impl CustomOp3 for LayerNormDx {
     }
 }
 
+/// dw = Σ over rows of g ⊙ z (one output row).
+impl RowKernel<2> for LayerNormDw {
+    fn run<T: Float + Send + Sync + Default>(&self, [x, g]: [&[T]; 2], n: usize) -> Vec<T> {
+        let mut dw = vec![T::zero(); n];
+        for (x, g) in x.chunks_exact(n).zip(g.chunks_exact(n)) {
+            let (mu, inv) = moments(x);
+            for ((d, &x), &g) in dw.iter_mut().zip(x).zip(g) {
+                *d = *d + g * (x - mu) * inv;
+            }
+        }
+        dw
+    }
+}
+
 impl CustomOp2 for LayerNormDw {
     fn name(&self) -> &'static str {
         "optlab-layer-norm-dw"
@@ -368,35 +377,11 @@ impl CustomOp2 for LayerNormDw {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        fn run<T: Float + Send + Sync + Default>(x: &[T], g: &[T], n: usize) -> Vec<T> {
-            let mut dw = vec![T::zero(); n];
-            for (x, g) in x.chunks_exact(n).zip(g.chunks_exact(n)) {
-                let (mu, inv) = moments(x);
-                for i in 0..n {
-                    dw[i] = dw[i] + g[i] * (x[i] - mu) * inv;
-                }
-            }
-            dw
-        }
         let n = l1.dims().last().copied().unwrap_or(1);
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(run(
-                contiguous(x, l1, "layer_norm")?,
-                contiguous(g, l2, "layer_norm")?,
-                n,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(run(
-                contiguous(x, l1, "layer_norm")?,
-                contiguous(g, l2, "layer_norm")?,
-                n,
-            )),
-            _ => {
-                return Err(candle_core::Error::Msg(
-                    "layer_norm: f32 or f64 only".into(),
-                ))
-            }
-        };
-        Ok((out, Shape::from(n)))
+        Ok((
+            cpu_rows(self, "layer_norm", [(s1, l1), (s2, l2)])?,
+            Shape::from(n),
+        ))
     }
 
     fn bwd(

@@ -1,7 +1,8 @@
-//! Helpers shared by the Lipschitz tests: random PyTorch-style MLP state dicts and finite-difference Jacobians.
+//! Helpers shared by the tests: fixture tensors from JSON, and for the Lipschitz tests random PyTorch-style MLP
+//! state dicts and finite-difference Jacobians.
 #![allow(dead_code)]
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use optlab::lipschitz::network::Network;
 use optlab::rng::{normal, rng_for, Stream};
 use std::collections::HashMap;
@@ -66,4 +67,39 @@ pub fn pattern_max_l1(w1: &[f64], w2: &[f64], n: usize, h: usize, out: usize) ->
         }
     }
     best
+}
+
+/// A fixture tensor `{"shape": [...], "data": [...]}` (as written by tools/reference) in `dtype`.
+pub fn fixture_tensor(v: &serde_json::Value, dtype: DType) -> Tensor {
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .expect("shape")
+        .iter()
+        .map(|s| s.as_u64().expect("dimension") as usize)
+        .collect();
+    let data: Vec<f64> = v["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|s| s.as_f64().expect("number"))
+        .collect();
+    Tensor::from_vec(data, shape, &Device::Cpu)
+        .and_then(|t| t.to_dtype(dtype))
+        .expect("fixture tensor")
+}
+
+/// The largest |a − b| over all elements, in f64.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    let f = |t: &Tensor| -> Vec<f64> {
+        t.flatten_all()
+            .and_then(|t| t.to_dtype(DType::F64))
+            .and_then(|t| t.to_vec1())
+            .expect("tensor values")
+    };
+    let (a, b) = (f(a), f(b));
+    assert_eq!(a.len(), b.len(), "sizes differ");
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
