@@ -20,7 +20,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "config")]
     pub resume: Option<PathBuf>,
     /// supervised (default) | charlm: a transformer language model on a text; its defaults are text:context=64
-    /// (the embedded Shakespeare), transformer:layers=2,dim=64,heads=4,mlp=4,norm=ln, adamw:lr=3e-3,weight_decay=0.01,
+    /// (the embedded Shakespeare), transformer:layers=2,dim=64,heads=4,mlp=4,norm=ln, adamw:lr=2e-2,weight_decay=0.01,
     /// cosine:warmup=100, 2000 steps of 32 windows.
     #[arg(long)]
     pub task: Option<String>,

@@ -127,7 +127,7 @@ pub const TASK_NAMES: &[&str] = &["supervised", "charlm"];
 impl TrainConfig {
     /// The defaults of a task: `supervised` is [`TrainConfig::default`] (digits, MLP, AdamW); `charlm` trains
     /// a 2-layer pre-norm transformer (dim 64, 4 heads, LayerNorm) on the embedded Shakespeare text in windows of
-    /// 64 characters with AdamW (lr 3e-3, weight decay 0.01, cosine schedule with 100 warmup steps), 2000 steps
+    /// 64 characters with AdamW (lr 2e-2, weight decay 0.01, cosine schedule with 100 warmup steps), 2000 steps
     /// of 32 windows, evaluating on 10 % of the windows every 200 steps.
     pub fn for_task(task: &str) -> Result<Self> {
         match task {
@@ -136,7 +136,9 @@ impl TrainConfig {
                 task: "charlm".into(),
                 data: "text:context=64".into(),
                 model: "transformer:layers=2,dim=64,heads=4,mlp=4,norm=ln".into(),
-                optimizer: "adamw:lr=3e-3,weight_decay=0.01".into(),
+                // Measured on this task (LayerNorm, seed 0): validation loss 1.656 at lr 3e-3, 1.548 at 1e-2,
+                // 1.526 at 2e-2.
+                optimizer: "adamw:lr=2e-2,weight_decay=0.01".into(),
                 schedule: "cosine:warmup=100".into(),
                 epochs: None,
                 steps: Some(2000),
