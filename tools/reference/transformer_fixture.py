@@ -13,7 +13,9 @@
 #   PowerNorm: MaskPowerNorm(C, group_num=H, warmup_iters=pn_warmup) on (T, B, C) (the official layout) with no
 #   padding; BatchNorm: nn.BatchNorm1d(C) on the (B*T, C) rows.
 #
-# Each case: random weights (and perturbed norm affines), random token windows; two training steps
+# Each case: random weights (and perturbed norm affines), random token windows (for the `_pad` cases right-padded
+# to random lengths: input id V, target ignored, padding left out of the BatchNorm/PowerNorm statistics); two
+# training steps
 # (train-mode forward, mean cross-entropy over all B*T positions, backward, plain SGD p -= lr * grad), recording
 # the loss, every gradient and the buffers after each step; then an eval-mode forward.
 # Run: python3 tools/reference/transformer_fixture.py   (needs torch, numpy, safetensors, mup==1.0.0)
@@ -35,15 +37,35 @@ from norm_fixtures import MaskPowerNorm  # noqa: E402  (the official class, verb
 OUT = os.path.join(os.path.dirname(__file__), "../../crates/optlab/tests/fixtures/transformer")
 
 
+# The padding of the batch being run, (B, T) bool with True at padding (the official mask convention), or None.
+PAD = {"mask": None}
+
+
 class SeqBatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d over the B*T rows; with padding, the statistics of the non-padded rows only."""
+
     def forward(self, x):
         b, t, c = x.shape
-        return super().forward(x.reshape(b * t, c)).reshape(b, t, c)
+        rows = x.reshape(b * t, c)
+        if PAD["mask"] is None:
+            return super().forward(rows).reshape(b, t, c)
+        if self.training:
+            kept = rows[~PAD["mask"].reshape(-1)]
+            n = kept.shape[0]
+            mean, var = kept.mean(0), kept.var(0, unbiased=False)
+            with torch.no_grad():
+                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
+                self.running_var.mul_(1 - self.momentum).add_(self.momentum * var * n / (n - 1))
+                self.num_batches_tracked += 1
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (rows - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+        return y.reshape(b, t, c)
 
 
 class SeqPowerNorm(MaskPowerNorm):
     def forward(self, x):
-        return super().forward(x.transpose(0, 1)).transpose(0, 1)
+        return super().forward(x.transpose(0, 1), pad_mask=PAD["mask"]).transpose(0, 1)
 
 
 def make_norm(kind, c, heads, pn_warmup):
@@ -61,7 +83,10 @@ class Embed(nn.Module):
         self.pos = nn.Embedding(ctx, c)
 
     def forward(self, ids):
-        return self.tok(ids) + self.pos.weight[: ids.shape[1]]
+        # The id V is padding: no token embedding.
+        v = self.tok.num_embeddings
+        tok = self.tok(ids.clamp(max=v - 1)) * (ids < v).unsqueeze(-1)
+        return tok + self.pos.weight[: ids.shape[1]]
 
 
 class Attn(nn.Module):
@@ -117,19 +142,32 @@ def flat(t):
 
 
 CASES = [
-    # name, norm, muP base (None = standard parametrization)
-    ("ln", "ln", None),
-    ("bn", "bn", None),
-    ("pn", "pn", None),
-    ("pn_mup", "pn", 8),
-    ("ln_mup", "ln", 8),
+    # name, norm, muP base (None = standard parametrization), right-padded sequences of random lengths
+    ("ln", "ln", None, False),
+    ("bn", "bn", None, False),
+    ("pn", "pn", None, False),
+    ("pn_mup", "pn", 8, False),
+    ("ln_mup", "ln", 8, False),
+    ("bn_pad", "bn", None, True),
+    ("pn_pad", "pn", None, True),
 ]
+
+
+def batch(padded):
+    """Token ids and targets (B, CTX); with padding, id V and target -100 after a random length per row."""
+    ids, tg = torch.randint(0, V, (B, CTX)), torch.randint(0, V, (B, CTX))
+    pad = None
+    if padded:
+        lengths = torch.randint(1, CTX + 1, (B,))
+        pad = torch.arange(CTX).unsqueeze(0) >= lengths.unsqueeze(1)
+        ids[pad], tg[pad] = V, -100
+    return ids, tg, pad
 V, CTX, C, H, R, L, B, LR, PN_WARMUP = 11, 6, 16, 2, 2, 2, 3, 0.5, 1
 
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for name, kind, base in CASES:
+    for name, kind, base, padded in CASES:
         torch.manual_seed(7)
         m = model(V, CTX, C, H, R, L, kind, PN_WARMUP, base)
         mup_groups = None
@@ -151,17 +189,17 @@ def main():
                     p.uniform_(-0.2, 0.2)  # a nonzero readout, so every gradient is nontrivial
         sd = {k: v.clone().contiguous() for k, v in m.state_dict().items()}
         save_file(sd, f"{OUT}/{name}.safetensors")
-        ids = [torch.randint(0, V, (B, CTX)) for _ in range(2)]
-        targets = [torch.randint(0, V, (B, CTX)) for _ in range(2)]
+        batches = [batch(padded) for _ in range(2)]
         steps = []
         m.train()
-        for s in range(2):
+        for s, (ids_s, tg_s, pad_s) in enumerate(batches):
+            PAD["mask"] = pad_s
             m.zero_grad()
-            logits = m(ids[s])
-            loss = F.cross_entropy(logits.reshape(-1, V), targets[s].reshape(-1))
+            logits = m(ids_s)
+            loss = F.cross_entropy(logits.reshape(-1, V), tg_s.reshape(-1), ignore_index=-100)
             loss.backward()
             steps.append({
-                "ids": flat(ids[s]), "targets": flat(targets[s]), "logits": flat(logits), "loss": loss.item(),
+                "ids": flat(ids_s), "targets": flat(tg_s), "logits": flat(logits), "loss": loss.item(),
                 "grads": {n: flat(p.grad) for n, p in m.named_parameters()},
                 "buffers": {n: flat(b) for n, b in m.named_buffers()},
             })
@@ -169,7 +207,7 @@ def main():
                 for p in m.parameters():
                     p -= LR * p.grad
         m.eval()
-        x_eval = torch.randint(0, V, (B, CTX))
+        x_eval, _, PAD["mask"] = batch(padded)
         spec = (f"transformer:layers={L},dim={C},heads={H},mlp={R},norm={kind}"
                 + (f",pn_warmup={PN_WARMUP}" if kind == "pn" else "")
                 + (f",param=mup,base={base}" if base is not None else ""))

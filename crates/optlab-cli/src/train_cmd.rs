@@ -28,7 +28,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Data: digits | moons:n=1000,noise=0.1 | spirals | gaussians | linreg | csv:path=F,label=COL |
-    /// idx:images=F,labels=F | safetensors:path=F,x=x,y=y | text:context=64[,path=book.txt] (--task charlm).
+    /// idx:images=F,labels=F | safetensors:path=F,x=x,y=y | text:context=64[,unit=window|line][,path=book.txt] (--task charlm; unit=line: one right-padded line per example).
     #[arg(long)]
     pub data: Option<String>,
     /// Model: mlp:hidden=128,act=relu (act relu|tanh|gelu, or one per layer relu-tanh) | cnn:channels=8-16[,norm=bn|gn|bcn|bcn-est[+ws],groups=4] (P01 normalizations; +ws: weight-standardized convolutions) | resnet:... (same keys, a basic residual block per stage) | transformer:layers=2,dim=64,heads=4,mlp=4,norm=ln|pn|bn|none[,pn_warmup=200] (--task charlm; pn = PowerNorm, P12). mlp and transformer take param=mup,base=64 (muP, P42).

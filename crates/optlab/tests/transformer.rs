@@ -1,7 +1,8 @@
 //! The `transformer:` language model against a PyTorch module of the same structure
 //! (tools/reference/transformer_fixture.py) with LayerNorm, the naive BatchNorm and the official PowerNorm, in the
 //! standard and the muP parametrization: state-dict names and order, two training steps (logits, loss, every
-//! gradient, every buffer after the step, then plain SGD) and an eval-mode forward; for muP also microsoft/mup's
+//! gradient, every buffer after the step, then plain SGD) and an eval-mode forward, also on right-padded
+//! sequences (padding out of the loss and of the BatchNorm/PowerNorm statistics); for muP also microsoft/mup's
 //! base shapes and MuAdam learning rates of every tensor. Also: spec errors, the
 //! muP initialisation, and bit-exact resume of a PowerNorm run.
 
@@ -53,7 +54,7 @@ fn fixture(name: &str) -> (Value, String) {
 
 #[test]
 fn transformer_matches_pytorch() {
-    for case in ["ln", "bn", "pn", "pn_mup", "ln_mup"] {
+    for case in ["ln", "bn", "pn", "pn_mup", "ln_mup", "bn_pad", "pn_pad"] {
         let (want, weights) = fixture(case);
         let spec = ModelSpec::parse(want["spec"].as_str().unwrap()).unwrap();
         assert_eq!(spec.to_spec(), want["spec"].as_str().unwrap(), "{case}");
@@ -106,15 +107,20 @@ fn transformer_matches_pytorch() {
         for (s, step) in want["steps"].as_array().unwrap().iter().enumerate() {
             let label = format!("{case} step {}", s + 1);
             let ids = tensor(&step["ids"]);
-            let y = tensor(&step["targets"]).to_dtype(DType::U32).unwrap();
+            // PyTorch's ignore_index −100 marks padding; optlab's is IGNORE.
+            let y: Vec<u32> = step["targets"]["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| match v.as_f64().unwrap() {
+                    t if t < 0.0 => optlab::data::IGNORE,
+                    t => t as u32,
+                })
+                .collect();
+            let y = Tensor::from_vec(y, ids.dims(), &Device::Cpu).unwrap();
             let logits = model.forward_mode(&ids, true).unwrap();
             close(&format!("{label} logits"), &logits, &step["logits"], 1e-4);
-            let (b, t, v) = logits.dims3().unwrap();
-            let loss = cross_entropy(
-                &logits.reshape((b * t, v)).unwrap(),
-                &y.reshape(b * t).unwrap(),
-            )
-            .unwrap();
+            let loss = cross_entropy(&logits, &y).unwrap();
             let lv = loss.to_scalar::<f32>().unwrap() as f64;
             assert!(
                 (lv - step["loss"].as_f64().unwrap()).abs() < 1e-5,
@@ -169,8 +175,9 @@ fn spec_errors_and_task_checks() {
     .unwrap();
     // Token ids out of the vocabulary or not integers, and sequences longer than the context.
     for (ids, says) in [
-        (vec![0.0f32, 1.0, 5.0, 2.0], "token id 5"),
+        (vec![0.0f32, 1.0, 6.0, 2.0], "token id 6"),
         (vec![0.0, 1.5, 2.0, 3.0], "token id 1.5"),
+        (vec![0.0, 5.0, 2.0, 5.0], "padding"),
     ] {
         let x = Tensor::from_vec(ids, (1, 4), &Device::Cpu).unwrap();
         let e = m.forward(&x).unwrap_err().to_string();

@@ -13,7 +13,7 @@ pub use digits::digits;
 pub use idx::{encode_idx_u8, load_idx_pair, read_idx, IdxArray};
 pub use st::load_safetensors_data;
 pub use synthetic::{gaussian_mixture, linear_regression, two_moons, two_spirals};
-pub use text::{char_windows, read_text, shakespeare, vocabulary};
+pub use text::{char_lines, char_windows, read_text, shakespeare, vocabulary};
 
 use crate::rng::{permutation, rng_for, Stream};
 use crate::spec::unknown_name;
@@ -28,7 +28,8 @@ pub enum Target {
     Classes { labels: Vec<u32>, n_classes: usize },
     /// Real-valued targets, `dim` per example.
     Values { y: Vec<f32>, dim: usize },
-    /// A class index per position of a sequence, `len` per example (next-token targets of a language model).
+    /// A class index per position of a sequence, `len` per example (next-token targets of a language model);
+    /// [`IGNORE`] marks padded positions without a target.
     Tokens {
         labels: Vec<u32>,
         len: usize,
@@ -105,7 +106,10 @@ impl Dataset {
                         labels.len()
                     )));
                 }
-                if let Some(l) = labels.iter().find(|&&l| l as usize >= *n_classes) {
+                if let Some(l) = labels
+                    .iter()
+                    .find(|&&l| l != IGNORE && l as usize >= *n_classes)
+                {
                     return Err(Error::invalid(format!(
                         "{name}: token {l} is not below the vocabulary size {n_classes}"
                     )));
@@ -156,11 +160,20 @@ impl Dataset {
         }
     }
 
-    /// Predictions per example: the sequence length for token targets, else 1.
-    pub fn targets_per_example(&self) -> usize {
+    /// The number of predictions the examples at `idx` ask for: one per example, one per non-padded position
+    /// for token targets.
+    pub fn predictions(&self, idx: &[usize]) -> usize {
         match &self.target {
-            Target::Tokens { len, .. } => *len,
-            _ => 1,
+            Target::Tokens { labels, len, .. } => idx
+                .iter()
+                .map(|&i| {
+                    labels[i * len..(i + 1) * len]
+                        .iter()
+                        .filter(|&&l| l != IGNORE)
+                        .count()
+                })
+                .sum(),
+            _ => idx.len(),
         }
     }
 
@@ -258,6 +271,10 @@ impl Dataset {
     }
 }
 
+/// The target of a padded position of a token sequence (no prediction; PyTorch's `ignore_index`). The input id
+/// of such a position is the vocabulary size.
+pub const IGNORE: u32 = u32::MAX;
+
 /// Rows `idx` of a row-major table with `width` columns, concatenated.
 fn rows<T: Copy>(table: &[T], width: usize, idx: &[usize]) -> Vec<T> {
     idx.iter()
@@ -310,7 +327,8 @@ pub const DATA_NAMES: &[&str] = &[
 /// `csv:path=data.csv,label=label,task=classification|regression`,
 /// `idx:images=train-images.idx3-ubyte,labels=train-labels.idx1-ubyte,scale=255`,
 /// `safetensors:path=data.safetensors,x=x,y=y`,
-/// `text:context=64[,path=book.txt]` (next-character windows; the embedded Shakespeare excerpt without a path).
+/// `text:context=64[,unit=window|line][,path=book.txt]` (next-character windows, or one padded line per example;
+/// the embedded Shakespeare excerpt without a path).
 /// Synthetic sets draw from `seed`.
 pub fn load_spec(spec: &str, seed: u64) -> Result<Dataset> {
     let mut s = Spec::parse(spec)?;
@@ -370,11 +388,20 @@ pub fn load_spec(spec: &str, seed: u64) -> Result<Dataset> {
         "text" => {
             let context = s.usize("context", 64)?;
             let path = s.string("path", "");
+            let cut = match s.string("unit", "window").as_str() {
+                "window" => char_windows,
+                "line" => char_lines,
+                other => {
+                    return Err(Error::invalid(format!(
+                        "text: unit={other} must be window or line"
+                    )))
+                }
+            };
             if path.is_empty() {
-                char_windows("shakespeare", &shakespeare()?, context)?
+                cut("shakespeare", &shakespeare()?, context)?
             } else {
                 let path = PathBuf::from(path);
-                char_windows("text", &read_text(&path)?, context)
+                cut("text", &read_text(&path)?, context)
                     .map_err(|e| Error::file(&path, e.to_string()))?
             }
         }

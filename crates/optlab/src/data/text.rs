@@ -2,7 +2,7 @@
 //! next character at every position. The embedded default is the first 300 174 characters of Shakespeare's
 //! plays as collected in karpathy/char-rnn's `tinyshakespeare` (public domain; `crates/optlab/data/README.md`).
 
-use super::{Dataset, Target};
+use super::{Dataset, Target, IGNORE};
 use crate::{Error, Result};
 use std::io::Read;
 use std::path::Path;
@@ -43,6 +43,68 @@ pub fn vocabulary(text: &str) -> Vec<char> {
     v
 }
 
+/// The vocabulary of `text` and its characters as token ids, refusing binary-looking alphabets.
+fn tokenize(name: &str, text: &str) -> Result<(Vec<char>, Vec<u32>)> {
+    let vocab = vocabulary(text);
+    if vocab.len() > MAX_VOCAB {
+        return Err(Error::invalid(format!(
+            "{name}: {} distinct characters (at most {MAX_VOCAB}); is this a text file?",
+            vocab.len()
+        )));
+    }
+    let ids = text
+        .chars()
+        .map(|c| vocab.binary_search(&c).expect("in the vocabulary") as u32)
+        .collect();
+    Ok((vocab, ids))
+}
+
+/// A next-character data set of variable-length sequences: one example per non-blank line (with its newline),
+/// cut to `context + 1` characters, inputs `line[..n−1]` and targets `line[1..n]`, right-padded to `context`
+/// with the input id V (the vocabulary size: no embedding, excluded from normalization statistics) and the
+/// target [`IGNORE`]. Batches then mix lengths and padding, the setting where P12 finds BatchNorm's statistics
+/// unstable.
+pub fn char_lines(name: &str, text: &str, context: usize) -> Result<Dataset> {
+    if context == 0 {
+        return Err(Error::invalid(format!(
+            "{name}: context must be at least 1 character"
+        )));
+    }
+    let (vocab, _) = tokenize(name, text)?;
+    let v = vocab.len();
+    let (mut x, mut labels) = (Vec::new(), Vec::new());
+    for line in text.split_inclusive('\n').filter(|l| !l.trim().is_empty()) {
+        let ids: Vec<u32> = line
+            .chars()
+            .take(context + 1)
+            .map(|c| vocab.binary_search(&c).expect("in the vocabulary") as u32)
+            .collect();
+        if ids.len() < 2 {
+            continue;
+        }
+        let n = ids.len() - 1;
+        x.extend(ids[..n].iter().map(|&i| i as f32));
+        x.extend(std::iter::repeat_n(v as f32, context - n));
+        labels.extend_from_slice(&ids[1..]);
+        labels.extend(std::iter::repeat_n(IGNORE, context - n));
+    }
+    if labels.len() < 2 * context {
+        return Err(Error::invalid(format!(
+            "{name}: fewer than two lines of at least two characters"
+        )));
+    }
+    Dataset::new(
+        name,
+        x,
+        vec![context],
+        Target::Tokens {
+            labels,
+            len: context,
+            n_classes: v,
+        },
+    )
+}
+
 /// A next-character data set: windows `text[kT .. (k+1)T]` as token ids (features of shape `[T]`, stored as
 /// exact small integers) with targets `text[kT+1 .. (k+1)T+1]`. Windows do not overlap, so a random split of
 /// windows never shows a validation character as a training input.
@@ -52,17 +114,7 @@ pub fn char_windows(name: &str, text: &str, context: usize) -> Result<Dataset> {
             "{name}: context must be at least 1 character"
         )));
     }
-    let vocab = vocabulary(text);
-    if vocab.len() > MAX_VOCAB {
-        return Err(Error::invalid(format!(
-            "{name}: {} distinct characters (at most {MAX_VOCAB}); is this a text file?",
-            vocab.len()
-        )));
-    }
-    let ids: Vec<u32> = text
-        .chars()
-        .map(|c| vocab.binary_search(&c).expect("in the vocabulary") as u32)
-        .collect();
+    let (vocab, ids) = tokenize(name, text)?;
     let n = ids.len().saturating_sub(1) / context;
     if n < 2 {
         return Err(Error::invalid(format!(
@@ -105,6 +157,24 @@ mod tests {
         assert_eq!(labels[64] as f32, d.x[65]);
         let v = vocabulary(&t);
         assert_eq!(v[d.x[0] as usize], 'F');
+    }
+
+    #[test]
+    fn padded_lines() {
+        let d = char_lines("t", "ab:\n\nxyz\nq\n", 3).unwrap();
+        // Lines "ab:\n" (cut to 4 chars: 3 inputs), "xyz\n" (3), "q\n" (1 input, 2 pads); the blank line is skipped.
+        assert_eq!(d.len(), 3);
+        let v = vocabulary("ab:\n\nxyz\nq\n");
+        let id = |c: char| v.binary_search(&c).unwrap() as f32;
+        assert_eq!(&d.x[6..9], &[id('q'), v.len() as f32, v.len() as f32]);
+        let Target::Tokens { labels, .. } = &d.target else {
+            panic!("token targets")
+        };
+        assert_eq!(labels[6], id('\n') as u32);
+        assert_eq!(&labels[7..9], &[IGNORE, IGNORE]);
+        assert_eq!(d.predictions(&[0, 1, 2]), 7);
+        let s = char_lines("s", &shakespeare().unwrap(), 64).unwrap();
+        assert_eq!(s.len(), 9031);
     }
 
     #[test]

@@ -161,6 +161,12 @@ impl Layer {
 
     /// Applies the layer; `train` selects batch statistics (and updates running ones) in normalization layers.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_pass(x, train, None)
+    }
+
+    /// [`Layer::forward`] with the padding of a batch of sequences: `keep` has one flag per (example,
+    /// position), false at padding, which normalization statistics leave out.
+    pub fn forward_pass(&self, x: &Tensor, train: bool, keep: Option<&[bool]>) -> Result<Tensor> {
         Ok(match self {
             Layer::Linear { weight, bias } => {
                 linear_nd(x, weight.tensor(), bias.as_ref().map(Param::tensor))?
@@ -188,8 +194,8 @@ impl Layer {
             Layer::MaxPool2 => x.max_pool2d(2)?,
             Layer::Flatten => x.flatten_from(1)?,
             Layer::Embed(e) => e.forward(x)?,
-            Layer::Block(b) => b.forward(x, train)?,
-            Layer::SeqNorm(n) => n.forward(x, train)?,
+            Layer::Block(b) => b.forward(x, train, keep)?,
+            Layer::SeqNorm(n) => n.forward(x, train, keep)?,
             Layer::Readout { weight, bias, mult } => linear_nd(
                 &(x * *mult)?,
                 weight.tensor(),

@@ -118,6 +118,58 @@ pub fn batch_norm(
     Ok(y.reshape(shape)?)
 }
 
+/// `nn.BatchNorm1d` over the rows of x `[..., C]` (all leading dimensions are rows, e.g. the B·T positions of a
+/// transformer), eps 1e-5, with the rows where `keep` is false (padding) left out of the statistics; the sums
+/// over rows are products with a row of weights (candle's reductions over leading dimensions are slow).
+pub fn batch_norm_rows(
+    x: &Tensor,
+    keep: Option<&[bool]>,
+    weight: &Tensor,
+    bias: &Tensor,
+    stats: &mut RunningStats,
+    train: bool,
+) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let c = *dims.last().unwrap_or(&0);
+    let rows = x.elem_count() / c.max(1);
+    let x2 = x.reshape((rows, c))?;
+    let (mean, var) = if train {
+        let m: Vec<f64> = match keep {
+            Some(k) if k.len() == rows => k.iter().map(|&b| f64::from(u8::from(b))).collect(),
+            Some(k) => {
+                return Err(Error::Shape(format!(
+                    "batch norm: {} padding flags for {rows} rows",
+                    k.len()
+                )))
+            }
+            None => vec![1.0; rows],
+        };
+        let count = m.iter().sum::<f64>();
+        if count < 2.0 {
+            return Err(Error::Shape(format!(
+                "batch norm in training needs more than one value per channel (input {dims:?})"
+            )));
+        }
+        let w = (Tensor::from_vec(m, (1, rows), x.device())? / count)?.to_dtype(x.dtype())?;
+        let mean = w.matmul(&x2)?;
+        let var = w.matmul(&x2.broadcast_sub(&mean)?.sqr()?)?;
+        let k = stats.momentum;
+        let (bm, bv) = (mean.detach().flatten_all()?, var.detach().flatten_all()?);
+        stats.mean = ((&stats.mean * (1.0 - k))? + (bm * k)?)?;
+        stats.var = ((&stats.var * (1.0 - k))? + (bv * (k * count / (count - 1.0)))?)?;
+        stats.batches += 1;
+        (mean, var)
+    } else {
+        (stats.mean.reshape((1, c))?, stats.var.reshape((1, c))?)
+    };
+    let y = x2
+        .broadcast_sub(&mean)?
+        .broadcast_div(&(var + 1e-5)?.sqrt()?)?
+        .broadcast_mul(weight)?
+        .broadcast_add(bias)?;
+    Ok(y.reshape(dims)?)
+}
+
 /// Normalizes each (sample, group) slice of [N, C, H, W] by its own mean and biased variance (eps 1e-5), no affine.
 fn group_standardize(x4: &Tensor, groups: usize) -> Result<Tensor> {
     let (n, c, h, w) = x4.dims4()?;

@@ -574,11 +574,21 @@ impl Sequential {
     /// The forward pass in training mode (batch statistics, running statistics updated) or evaluation mode.
     pub fn forward_mode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.check_input(x)?;
+        let keep = self.padding(x)?;
         let mut h = x.clone();
         for l in &self.layers {
-            h = l.forward(&h, train)?;
+            h = l.forward_pass(&h, train, keep.as_deref())?;
         }
         Ok(h)
+    }
+
+    /// For a language model: one flag per (example, position) of a batch of token ids, false at padding (the id
+    /// equal to the vocabulary size); `None` when nothing is padded or the model takes no tokens.
+    fn padding(&self, x: &Tensor) -> Result<Option<Vec<bool>>> {
+        match self.layers.first() {
+            Some(Layer::Embed(e)) => e.keep(x),
+            _ => Ok(None),
+        }
     }
 
     fn check_input(&self, x: &Tensor) -> Result<()> {
@@ -600,10 +610,11 @@ impl Sequential {
         train: bool,
     ) -> Result<(Tensor, Vec<(String, f64)>)> {
         self.check_input(x)?;
+        let keep = self.padding(x)?;
         let mut h = x.clone();
         let mut stats = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
-            h = l.forward(&h, train)?;
+            h = l.forward_pass(&h, train, keep.as_deref())?;
             let l1 = h
                 .abs()?
                 .mean_all()?

@@ -234,24 +234,20 @@ impl SeqNorm {
         })
     }
 
-    /// Normalizes (B, T, C); `train` selects batch statistics (BatchNorm, PowerNorm) and updates the state.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// Normalizes (B, T, C); `train` selects batch statistics (BatchNorm, PowerNorm) and updates the state;
+    /// `keep` (one flag per position) leaves padding out of the statistics.
+    pub fn forward(&self, x: &Tensor, train: bool, keep: Option<&[bool]>) -> Result<Tensor> {
         match self {
             SeqNorm::Layer { weight, bias } => layer_norm(x, weight.tensor(), bias.tensor()),
-            SeqNorm::Power(p) => p.forward_positions(x, None, train),
+            SeqNorm::Power(p) => p.forward_positions(x, keep, train),
             SeqNorm::Batch {
                 weight,
                 bias,
                 stats,
                 ..
             } => {
-                let dims = x.dims().to_vec();
-                let c = dims[dims.len() - 1];
-                let flat = x.reshape((x.elem_count() / c, c))?;
                 let mut s = stats.lock().expect("batch norm stats");
-                let y =
-                    super::norm::batch_norm(&flat, weight.tensor(), bias.tensor(), &mut s, train)?;
-                Ok(y.reshape(dims)?)
+                super::norm::batch_norm_rows(x, keep, weight.tensor(), bias.tensor(), &mut s, train)
             }
         }
     }
@@ -384,20 +380,29 @@ pub struct Block {
     pub proj: Dense,
 }
 
-fn maybe_norm(n: &Option<SeqNorm>, x: &Tensor, train: bool) -> Result<Tensor> {
+fn maybe_norm(
+    n: &Option<SeqNorm>,
+    x: &Tensor,
+    train: bool,
+    keep: Option<&[bool]>,
+) -> Result<Tensor> {
     match n {
-        Some(n) => n.forward(x, train),
+        Some(n) => n.forward(x, train, keep),
         None => Ok(x.clone()),
     }
 }
 
 impl Block {
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = (x + self.attn.forward(&maybe_norm(&self.norm1, x, train)?)?)?;
+    /// The block on (B, T, C); `keep` marks the non-padded positions (padding must be at the end of each
+    /// sequence, so that causal attention never lets a real position see it).
+    pub fn forward(&self, x: &Tensor, train: bool, keep: Option<&[bool]>) -> Result<Tensor> {
+        let h = (x + self
+            .attn
+            .forward(&maybe_norm(&self.norm1, x, train, keep)?)?)?;
         let m = self.proj.forward(
             &self
                 .fc
-                .forward(&maybe_norm(&self.norm2, &h, train)?)?
+                .forward(&maybe_norm(&self.norm2, &h, train, keep)?)?
                 .gelu_erf()?,
         )?;
         Ok((h + m)?)
@@ -456,7 +461,8 @@ impl Block {
 }
 
 /// Token and learned position embeddings (`tok.weight` `[V, C]`, `pos.weight` `[T, C]`, both `nn.Embedding`).
-/// The input is a batch of token ids `[B, T]` stored as exact small numbers in a float tensor.
+/// The input is a batch of token ids `[B, T]` stored as exact small numbers in a float tensor; the id V marks
+/// padding (only at the end of a sequence), whose token embedding is zero.
 #[derive(Debug, Clone)]
 pub struct Embedding {
     pub tok: Param,
@@ -464,9 +470,11 @@ pub struct Embedding {
 }
 
 impl Embedding {
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// The ids of a batch, checked: integers in 0..=V (V = padding), padding only after the last real token of a
+    /// sequence, sequences no longer than the context.
+    fn ids(&self, x: &Tensor) -> Result<(Vec<u32>, usize, usize)> {
         let (b, t) = x.dims2()?;
-        let (vocab, c) = self.tok.var.dims2()?;
+        let vocab = self.tok.var.dims()[0];
         let ctx = self.pos.var.dims()[0];
         if t > ctx {
             return Err(Error::Shape(format!(
@@ -476,22 +484,55 @@ impl Embedding {
         let ids: Vec<f64> = x.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
         if let Some(bad) = ids
             .iter()
-            .find(|v| !(v.fract() == 0.0 && **v >= 0.0 && **v < vocab as f64))
+            .find(|v| !(v.fract() == 0.0 && **v >= 0.0 && **v <= vocab as f64))
         {
             return Err(Error::invalid(format!(
-                "token id {bad} is not an integer in 0..{vocab} (the model's vocabulary)"
+                "token id {bad} is not an integer in 0..{vocab} (the model's vocabulary; {vocab} is padding)"
             )));
         }
-        let ids = Tensor::from_vec(
-            ids.iter().map(|&v| v as u32).collect::<Vec<u32>>(),
+        let ids: Vec<u32> = ids.iter().map(|&v| v as u32).collect();
+        for row in ids.chunks(t.max(1)) {
+            if let Some(first) = row.iter().position(|&i| i as usize == vocab) {
+                if row[first..].iter().any(|&i| (i as usize) < vocab) {
+                    return Err(Error::invalid(
+                        "padding (token id = vocabulary size) must come after every real token of a sequence",
+                    ));
+                }
+            }
+        }
+        Ok((ids, b, t))
+    }
+
+    /// One flag per position, false at padding; `None` without padding.
+    pub fn keep(&self, x: &Tensor) -> Result<Option<Vec<bool>>> {
+        let vocab = self.tok.var.dims()[0] as u32;
+        let (ids, _, _) = self.ids(x)?;
+        Ok(ids
+            .contains(&vocab)
+            .then(|| ids.iter().map(|&i| i != vocab).collect()))
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (ids, b, t) = self.ids(x)?;
+        let (vocab, c) = self.tok.var.dims2()?;
+        let padded = ids.iter().any(|&i| i as usize == vocab);
+        let idx = Tensor::from_vec(
+            ids.iter()
+                .map(|&i| i.min(vocab as u32 - 1))
+                .collect::<Vec<u32>>(),
             b * t,
             &Device::Cpu,
         )?;
-        let h = self
-            .tok
-            .tensor()
-            .index_select(&ids, 0)?
-            .reshape((b, t, c))?;
+        let mut h = self.tok.tensor().index_select(&idx, 0)?;
+        if padded {
+            let m: Vec<f32> = ids
+                .iter()
+                .map(|&i| f32::from(u8::from((i as usize) < vocab)))
+                .collect();
+            let m = Tensor::from_vec(m, (b * t, 1), &Device::Cpu)?.to_dtype(h.dtype())?;
+            h = h.broadcast_mul(&m)?;
+        }
+        let h = h.reshape((b, t, c))?;
         Ok(h.broadcast_add(&self.pos.tensor().narrow(0, 0, t)?)?)
     }
 }

@@ -311,8 +311,11 @@ impl Trainer {
         let size = idx.len().div_ceil(parts);
         let mut total_loss = 0.0;
         let mut acc: Option<candle_core::backprop::GradStore> = None;
+        let total = self.train.predictions(idx).max(1) as f64;
         for chunk in idx.chunks(size) {
-            let weight = chunk.len() as f64 / idx.len() as f64;
+            // Each micro-batch's mean loss weighted by its share of the predictions (examples, or non-padded
+            // positions of sequences).
+            let weight = self.train.predictions(chunk) as f64 / total;
             let (x, y) = self.train.batch(chunk, self.dtype, &Device::Cpu)?;
             let loss = self.loss(&self.model.forward_mode(&x, true)?, &y)?;
             total_loss += weight * loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -353,16 +356,16 @@ impl Trainer {
                 .loss(&out, &y)?
                 .to_dtype(DType::F64)?
                 .to_scalar::<f64>()?;
-            loss_sum += l * chunk.len() as f64;
+            // The mean over predictions (examples, or non-padded positions of sequences).
+            loss_sum += l * data.predictions(chunk) as f64;
             if self.classification {
                 hits += correct(&out, &y)?;
             }
         }
-        let predictions = n * data.targets_per_example();
+        let predictions = data.predictions(&idx).max(1) as f64;
         Ok((
-            loss_sum / n as f64,
-            self.classification
-                .then(|| hits as f64 / predictions as f64),
+            loss_sum / predictions,
+            self.classification.then(|| hits as f64 / predictions),
         ))
     }
 
