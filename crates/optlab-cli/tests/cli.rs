@@ -662,6 +662,32 @@ fn charlm_train_and_compare() {
     ] {
         assert!(st.iter().any(|s| s == k), "{k} missing from {st:?}");
     }
+    // One right-padded line per example, with BatchNorm (padding out of its statistics and of the loss).
+    let o = run(&[
+        "train",
+        "--task",
+        "charlm",
+        "--model",
+        "transformer:layers=1,dim=16,heads=2,mlp=2,norm=bn",
+        "--data",
+        "text:context=32,unit=line",
+        "--steps",
+        "12",
+        "--schedule",
+        "constant",
+        "--batch-size",
+        "8",
+        "--out",
+        out.join("lines").to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (_, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("lines/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(summary["val_loss"].as_f64().unwrap() < 3.9, "{summary}");
     let cmp = out.join("cmp");
     let o = run(&[
         "compare",
