@@ -17,9 +17,11 @@
 # to random lengths: input id V, target ignored, padding left out of the BatchNorm/PowerNorm statistics); two
 # training steps
 # (train-mode forward, mean cross-entropy over all B*T positions, backward, plain SGD p -= lr * grad), recording
-# the loss, every gradient and the buffers after each step; then an eval-mode forward.
+# the loss, every gradient and the buffers after each step; then an eval-mode forward. Also each layer alone on
+# the first batch (`layers`): the input the model gives it, its output and the gradients of a random projection.
 # Run: python3 tools/reference/transformer_fixture.py   (needs torch, numpy, safetensors, mup==1.0.0)
 # Writes crates/optlab/tests/fixtures/transformer/<case>.safetensors (initial state dict) and <case>.json.
+import copy
 import json
 import math
 import os
@@ -141,6 +143,31 @@ def flat(t):
     return {"shape": list(t.shape), "data": [float(v) for v in t.detach().double().flatten()]}
 
 
+def per_layer(m, ids):
+    """Each layer alone, in training mode from the initial state, on the input the model gives it (the padding
+    in PAD): its output, the gradients of sum(output * r) for a fixed random r (own generator, so the batches
+    stay as they were), and its buffers after that one forward."""
+    g = torch.Generator().manual_seed(11)
+    out, h = [], ids
+    for i, layer in enumerate(m):
+        lay = copy.deepcopy(layer).train()
+        for src, dst in zip(layer.parameters(), lay.parameters()):
+            if hasattr(src, "infshape"):  # muP's base shapes do not survive deepcopy
+                dst.infshape = src.infshape
+        x = h.detach().clone()
+        if x.is_floating_point():
+            x.requires_grad_()
+        y = lay(x)
+        r = torch.randn(y.shape, generator=g)
+        (y * r).sum().backward()
+        out.append({"x": flat(x), "y": flat(y), "r": flat(r),
+                    "x_grad": None if x.grad is None else flat(x.grad),
+                    "grads": {f"{i}.{n}": flat(p.grad) for n, p in lay.named_parameters()},
+                    "buffers": {f"{i}.{n}": flat(b) for n, b in lay.named_buffers()}})
+        h = y.detach()
+    return out
+
+
 CASES = [
     # name, norm, muP base (None = standard parametrization), right-padded sequences of random lengths
     ("ln", "ln", None, False),
@@ -190,6 +217,8 @@ def main():
         sd = {k: v.clone().contiguous() for k, v in m.state_dict().items()}
         save_file(sd, f"{OUT}/{name}.safetensors")
         batches = [batch(padded) for _ in range(2)]
+        PAD["mask"] = batches[0][2]
+        layers = per_layer(m, batches[0][0])
         steps = []
         m.train()
         for s, (ids_s, tg_s, pad_s) in enumerate(batches):
@@ -212,7 +241,7 @@ def main():
                 + (f",pn_warmup={PN_WARMUP}" if kind == "pn" else "")
                 + (f",param=mup,base={base}" if base is not None else ""))
         json.dump({"spec": spec, "vocab": V, "context": CTX, "lr": LR, "keys": list(sd.keys()), "steps": steps,
-                   "mup_adam_groups": mup_groups,
+                   "mup_adam_groups": mup_groups, "layers": layers,
                    "eval": {"ids": flat(x_eval), "logits": flat(m(x_eval))}, "torch": torch.__version__},
                   open(f"{OUT}/{name}.json", "w"))
         print(name, spec, "loss", [round(s["loss"], 6) for s in steps], "keys", len(sd))

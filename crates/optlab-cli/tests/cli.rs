@@ -683,10 +683,9 @@ fn charlm_train_and_compare() {
     ]);
     let (_, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("lines/summary.json")).unwrap(),
-    )
-    .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("lines/summary.json")).unwrap())
+            .unwrap();
     assert!(summary["val_loss"].as_f64().unwrap() < 3.9, "{summary}");
     let cmp = out.join("cmp");
     let o = run(&[

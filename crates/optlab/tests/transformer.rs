@@ -152,6 +152,68 @@ fn transformer_matches_pytorch() {
     }
 }
 
+/// Each layer alone (embedding, every block, the final norm, the head), in training mode from the initial state,
+/// on the input PyTorch's model gives it: output, the gradients of a fixed random projection of it (input and
+/// every parameter) and the buffers after that forward, to 1e-5.
+#[test]
+fn each_layer_matches_pytorch() {
+    for case in ["ln", "bn", "pn", "pn_mup", "ln_mup", "bn_pad", "pn_pad"] {
+        let (want, weights) = fixture(case);
+        let spec = ModelSpec::parse(want["spec"].as_str().unwrap()).unwrap();
+        let ctx = want["context"].as_u64().unwrap() as usize;
+        let vocab = want["vocab"].as_u64().unwrap() as usize;
+        let model = Sequential::new(&spec, &[ctx], vocab, 0, DType::F32).unwrap();
+        model.load(std::path::Path::new(&weights)).unwrap();
+        let layers = want["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), model.layers().len(), "{case}");
+        let keep = match &model.layers()[0] {
+            Layer::Embed(e) => e.keep(&tensor(&layers[0]["x"])).unwrap(),
+            _ => panic!("{case}: the first layer is the embedding"),
+        };
+        for (i, (layer, w)) in model.layers().iter().zip(layers).enumerate() {
+            let label = format!("{case} layer {i} ({})", layer.kind());
+            let x = tensor(&w["x"]);
+            // The token ids take no gradient; every later input does.
+            let xv = (i > 0).then(|| candle_core::Var::from_tensor(&x).unwrap());
+            let input = xv.as_ref().map_or(x, |v| v.as_tensor().clone());
+            let y = layer.forward_pass(&input, true, keep.as_deref()).unwrap();
+            close(&format!("{label} output"), &y, &w["y"], 1e-5);
+            let grads = (y * tensor(&w["r"]))
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            if let Some(v) = &xv {
+                close(
+                    &format!("{label} input grad"),
+                    grads.get(v.as_tensor()).unwrap(),
+                    &w["x_grad"],
+                    1e-5,
+                );
+            }
+            let params = layer.params();
+            assert_eq!(
+                params.len(),
+                w["grads"].as_object().unwrap().len(),
+                "{label}"
+            );
+            for p in params {
+                close(
+                    &format!("{label} grad {}", p.name),
+                    grads.get(p.tensor()).unwrap(),
+                    &w["grads"][&p.name],
+                    1e-5,
+                );
+            }
+            let sd: HashMap<String, Tensor> = model.state_dict().into_iter().collect();
+            for (k, v) in w["buffers"].as_object().unwrap() {
+                close(&format!("{label} buffer {k}"), &sd[k], v, 1e-5);
+            }
+        }
+    }
+}
+
 #[test]
 fn spec_errors_and_task_checks() {
     for (bad, says) in [
