@@ -122,11 +122,7 @@ impl CustomOp3 for Linear {
             None
         };
         let dw = grad.t()?.matmul(x)?;
-        // Σ over rows as (1 × m)·(m × n): candle's reduction over the leading dimension is ~25x slower.
-        let (m, n) = grad.dims2()?;
-        let ones = Tensor::ones((1, m), grad.dtype(), grad.device())?;
-        let db = ones.matmul(grad)?.reshape(n)?;
-        Ok((dx, Some(dw), Some(db)))
+        Ok((dx, Some(dw), Some(super::fused::sum_rows(grad)?)))
     }
 }
 

@@ -132,11 +132,7 @@ impl CustomOp1 for PowerScale {
         let gt = (g - z.broadcast_mul(&(gam * (1.0 - self.alpha_bkw))?)?)?;
         // Γ += mean over all positions of g̃ z, per channel.
         let positions = gt.elem_count() / c;
-        // Σ over positions as (1 × P)·(P × C): candle's reduction over a leading dimension is far slower.
-        let ones = Tensor::ones((1, positions), dt, dev)?;
-        let gz: Vec<f64> = ones
-            .matmul(&(&gt * z)?.reshape((positions, c))?)?
-            .flatten_all()?
+        let gz: Vec<f64> = super::fused::sum_rows(&(&gt * z)?)?
             .to_dtype(DType::F64)?
             .to_vec1()?;
         for (i, v) in gz.into_iter().enumerate() {
