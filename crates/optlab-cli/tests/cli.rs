@@ -548,6 +548,47 @@ fn bad_input_gives_one_clear_error() {
         "batch_size must be at least 1",
     );
     fails_with(&["train", "--resume", d.to_str().unwrap()], "config.toml");
+    // Normalization layers: a group count that does not divide the channels; zero-width layers.
+    fails_with(
+        &[
+            "train",
+            "--model",
+            "cnn:channels=4-8,norm=gn+ws,groups=3",
+            "--out",
+            o,
+        ],
+        "groups=3 must divide every channel count [4, 8]",
+    );
+    fails_with(
+        &[
+            "train",
+            "--model",
+            "resnet:channels=4-8,norm=bcn+ws,groups=3",
+            "--out",
+            o,
+        ],
+        "groups=3 must divide",
+    );
+    fails_with(
+        &["train", "--model", "cnn:channels=0-8", "--out", o],
+        "positive channel counts",
+    );
+    fails_with(
+        &["train", "--model", "mlp:hidden=64-0", "--out", o],
+        "hidden widths must be positive",
+    );
+    fails_with(
+        &[
+            "train",
+            "--task",
+            "charlm",
+            "--model",
+            "transformer:dim=0",
+            "--out",
+            o,
+        ],
+        "must be positive",
+    );
     // The language-model task: a transformer needs a text, a text needs the task; bad model specs.
     fails_with(
         &["train", "--model", "transformer", "--out", o],

@@ -247,6 +247,35 @@ fn spec_errors_and_task_checks() {
     }
     let long = Tensor::zeros((1, 5), DType::F32, &Device::Cpu).unwrap();
     assert!(m.forward(&long).is_err());
+    // A state dict of another width, or with a norm the model does not have: the offending tensor by name.
+    let (_, ln) = fixture("ln");
+    let wide = Sequential::new(
+        &ModelSpec::parse("transformer:layers=2,dim=32,heads=2,mlp=2,norm=ln").unwrap(),
+        &[6],
+        11,
+        0,
+        DType::F32,
+    )
+    .unwrap();
+    let e = wide
+        .load(std::path::Path::new(&ln))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'0.tok.weight' has shape [11, 16]"), "{e}");
+    let (_, pn) = fixture("pn");
+    let lnm = Sequential::new(
+        &ModelSpec::parse("transformer:layers=2,dim=16,heads=2,mlp=2,norm=ln").unwrap(),
+        &[6],
+        11,
+        0,
+        DType::F32,
+    )
+    .unwrap();
+    let e = lnm.load(std::path::Path::new(&pn)).unwrap_err().to_string();
+    assert!(
+        e.contains("unexpected keys") && e.contains("running_phi"),
+        "{e}"
+    );
     // A transformer needs token sequences and the charlm task; token data needs the charlm task.
     use optlab::train::{TrainConfig, Trainer};
     let lm = TrainConfig::for_task("charlm").unwrap();
