@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # P01 claim, small: with micro-batches of 1-2 images, GN+WS and BCN+WS (bcn-est: estimated statistics) reach a higher validation accuracy than BN
 # at the same budget. Digits (8x8), cnn:channels=8-16 (FAMILY=resnet: residual blocks) with each normalization, SGD momentum 0.9, lr 0.02, 3 epochs,
-# seeds 0-2. Prints one line per run and a table of mean ± std per (batch, norm).
+# seeds 0-2. Prints one line per run and a table of mean ± std per (batch, norm). SCHEDULE=constant:warmup=200 adds
+# a linear lr warmup (without it, BCN+WS seed 1 at batch 1 dies in its first steps: constant output, chance accuracy).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p optlab-cli
 out=${OUT:-runs/p01-microbatch}
 family=${FAMILY:-cnn}            # cnn or resnet
 norms=${NORMS:-"none bn gn gn+ws bcn+ws bcn-est+ws"}
+schedule=${SCHEDULE:-constant}
 mkdir -p "$out"
 for bs in 1 2; do
   for norm in $norms; do
     for seed in 0 1 2; do
       d="$out/bs$bs-$norm-s$seed"
       ./target/release/optlab train --data digits --model "$family:channels=8-16,norm=$norm" \
-        --optimizer sgd:lr=0.02,momentum=0.9 --batch-size "$bs" --epochs 3 --seed "$seed" --out "$d" --quiet >/dev/null
+        --optimizer sgd:lr=0.02,momentum=0.9 --schedule "$schedule" --batch-size "$bs" --epochs 3 --seed "$seed" --out "$d" --quiet >/dev/null
       python3 -c "import json,sys; s=json.load(open('$d/summary.json')); print('$bs', '$norm', $seed, s['val_accuracy'], s['val_loss'])"
     done
   done
