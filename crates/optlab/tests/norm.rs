@@ -28,23 +28,7 @@ fn var(v: &Value) -> Var {
 
 /// Elementwise |a − b| ≤ 1e-5 (1 + |b|), with the largest deviation in the message.
 fn close(label: &str, a: &Tensor, b: &Value) {
-    close_within(label, a, b, 1e-5)
-}
-
-/// Elementwise |a − b| ≤ tol (1 + |b|).
-fn close_within(label: &str, a: &Tensor, b: &Value, tol: f32) {
-    let want = tensor(b);
-    assert_eq!(a.dims(), want.dims(), "{label}: shape");
-    let (a, w): (Vec<f32>, Vec<f32>) = (
-        a.flatten_all().unwrap().to_vec1().unwrap(),
-        want.flatten_all().unwrap().to_vec1().unwrap(),
-    );
-    let worst = a
-        .iter()
-        .zip(&w)
-        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
-        .fold(0.0f32, f32::max);
-    assert!(worst <= tol, "{label}: largest scaled deviation {worst:e}");
+    common::assert_close(label, a, b, 1e-5)
 }
 
 fn loss(y: &Tensor, r: &Value) -> candle_core::backprop::GradStore {
@@ -529,8 +513,8 @@ fn resnet_matches_pytorch() {
             model.forward(&x).unwrap(),
             model.forward_mode(&x, true).unwrap(),
         );
-        close_within(&format!("{kind} eval"), &eval, &want["y_eval"], 1e-4);
-        close_within(&format!("{kind} train"), &train, &want["y_train"], 1e-4);
+        common::assert_close(&format!("{kind} eval"), &eval, &want["y_eval"], 1e-4);
+        common::assert_close(&format!("{kind} train"), &train, &want["y_train"], 1e-4);
         let sd: std::collections::HashMap<String, Tensor> =
             model.state_dict().into_iter().collect();
         for (k, v) in want["running_after_train"].as_object().unwrap() {

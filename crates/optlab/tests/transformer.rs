@@ -13,35 +13,11 @@ use serde_json::Value;
 use std::collections::HashMap;
 
 mod common;
+/// |a − b| ≤ tol (1 + |b|) elementwise (an f32 network: rounding accumulates over the layers).
+use common::assert_close as close;
 
 fn tensor(v: &Value) -> Tensor {
     common::fixture_tensor(v, DType::F32)
-}
-
-/// |a − b| ≤ tol (1 + |b|) elementwise (an f32 network: rounding accumulates over the layers).
-fn close(label: &str, a: &Tensor, b: &Value, tol: f32) {
-    let want = tensor(b);
-    assert_eq!(
-        a.elem_count(),
-        want.elem_count(),
-        "{label}: {:?} vs {:?}",
-        a.dims(),
-        want.dims()
-    );
-    let a: Vec<f32> = a
-        .flatten_all()
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let w: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
-    let worst = a
-        .iter()
-        .zip(&w)
-        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
-        .fold(0.0f32, f32::max);
-    assert!(worst <= tol, "{label}: largest scaled deviation {worst:e}");
 }
 
 fn fixture(name: &str) -> (Value, String) {

@@ -93,16 +93,7 @@ pub fn char_lines(name: &str, text: &str, context: usize) -> Result<Dataset> {
             "{name}: fewer than two lines of at least two characters"
         )));
     }
-    Dataset::new(
-        name,
-        x,
-        vec![context],
-        Target::Tokens {
-            labels,
-            len: context,
-            n_classes: v,
-        },
-    )
+    sequences(name, x, labels, context, v)
 }
 
 /// A next-character data set: windows `text[kT .. (k+1)T]` as token ids (features of shape `[T]`, stored as
@@ -124,6 +115,18 @@ pub fn char_windows(name: &str, text: &str, context: usize) -> Result<Dataset> {
     }
     let x: Vec<f32> = ids[..n * context].iter().map(|&i| i as f32).collect();
     let labels = ids[1..n * context + 1].to_vec();
+    sequences(name, x, labels, context, vocab.len())
+}
+
+/// A data set of token sequences of length `context` (ids as exact small floats) with one next-token target per
+/// position over `n_classes` tokens.
+fn sequences(
+    name: &str,
+    x: Vec<f32>,
+    labels: Vec<u32>,
+    context: usize,
+    n_classes: usize,
+) -> Result<Dataset> {
     Dataset::new(
         name,
         x,
@@ -131,7 +134,7 @@ pub fn char_windows(name: &str, text: &str, context: usize) -> Result<Dataset> {
         Target::Tokens {
             labels,
             len: context,
-            n_classes: vocab.len(),
+            n_classes,
         },
     )
 }

@@ -1,4 +1,4 @@
-//! Helpers shared by the tests: fixture tensors from JSON, and for the Lipschitz tests random PyTorch-style MLP
+//! Helpers shared by the tests: fixture tensors from JSON and comparisons with them, and for the Lipschitz tests random PyTorch-style MLP
 //! state dicts and finite-difference Jacobians.
 #![allow(dead_code)]
 
@@ -88,18 +88,42 @@ pub fn fixture_tensor(v: &serde_json::Value, dtype: DType) -> Tensor {
         .expect("fixture tensor")
 }
 
+/// A tensor's values in f64.
+pub fn values(t: &Tensor) -> Vec<f64> {
+    t.flatten_all()
+        .and_then(|t| t.to_dtype(DType::F64))
+        .and_then(|t| t.to_vec1())
+        .expect("tensor values")
+}
+
 /// The largest |a − b| over all elements, in f64.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let f = |t: &Tensor| -> Vec<f64> {
-        t.flatten_all()
-            .and_then(|t| t.to_dtype(DType::F64))
-            .and_then(|t| t.to_vec1())
-            .expect("tensor values")
-    };
-    let (a, b) = (f(a), f(b));
+    let (a, b) = (values(a), values(b));
     assert_eq!(a.len(), b.len(), "sizes differ");
     a.iter()
         .zip(&b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f64::max)
+}
+
+/// Elementwise |a − b| ≤ tol (1 + |b|) against a fixture tensor `b`, with the largest scaled deviation in the
+/// message (the golden tests' criterion: absolute near zero, relative for large values). Shapes must agree up to
+/// size-1 dimensions.
+pub fn assert_close(label: &str, a: &Tensor, b: &serde_json::Value, tol: f64) {
+    let want = fixture_tensor(b, DType::F64);
+    // The same shape up to size-1 dimensions (PyTorch keeps PowerNorm's buffers as (1, C, 1, 1)).
+    let squeezed = |d: &[usize]| d.iter().copied().filter(|&n| n != 1).collect::<Vec<_>>();
+    assert_eq!(
+        squeezed(a.dims()),
+        squeezed(want.dims()),
+        "{label}: shape {:?} vs {:?}",
+        a.dims(),
+        want.dims()
+    );
+    let worst = values(a)
+        .iter()
+        .zip(&values(&want))
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0, f64::max);
+    assert!(worst <= tol, "{label}: largest scaled deviation {worst:e}");
 }
