@@ -72,14 +72,23 @@ pub fn line_chart(
         .y_label_area_size(70)
         .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
         .context("chart")?;
+    // On a log axis the ticks are placed in log10 space but labelled with the values themselves.
+    let tick = |v: &f64| {
+        if log_y {
+            significant(10f64.powf(*v))
+        } else {
+            format!("{v}")
+        }
+    };
     chart
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(if log_y {
-            format!("{y_label} (log10)")
+            format!("{y_label} (log scale)")
         } else {
             y_label.to_string()
         })
+        .y_label_formatter(&tick)
         .label_style(("sans-serif", 15))
         .draw()
         .context("mesh")?;
@@ -115,6 +124,23 @@ pub fn line_chart(
     root.present()
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// `x` to four significant digits, without trailing zeros (scientific outside [1e-3, 1e4)).
+fn significant(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    if !(1e-3..1e4).contains(&x.abs()) {
+        return format!("{x:.3e}");
+    }
+    let decimals = (3 - x.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 /// Exponential moving average (for noisy mini-batch losses).
@@ -191,4 +217,22 @@ pub fn plot_run(run_dir: &Path) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_axis_labels() {
+        let cases = [
+            (1.4791083881682074, "1.479"),
+            (2.0, "2"),
+            (0.123456, "0.1235"),
+            (12.5, "12.5"),
+            (2.5e-5, "2.500e-5"),
+            (0.0, "0"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(super::significant(x), want, "{x}");
+        }
+    }
 }
