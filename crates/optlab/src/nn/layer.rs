@@ -44,7 +44,7 @@ impl Activation {
         match self {
             Activation::Relu => x.relu(),
             Activation::Tanh => x.tanh(),
-            Activation::Gelu => x.gelu_erf(),
+            Activation::Gelu => super::fused::gelu_exact(x),
         }
     }
 }

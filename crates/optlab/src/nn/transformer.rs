@@ -399,12 +399,10 @@ impl Block {
         let h = (x + self
             .attn
             .forward(&maybe_norm(&self.norm1, x, train, keep)?)?)?;
-        let m = self.proj.forward(
-            &self
-                .fc
-                .forward(&maybe_norm(&self.norm2, &h, train, keep)?)?
-                .gelu_erf()?,
-        )?;
+        let u = self
+            .fc
+            .forward(&maybe_norm(&self.norm2, &h, train, keep)?)?;
+        let m = self.proj.forward(&super::fused::gelu(&u)?)?;
         Ok((h + m)?)
     }
 
