@@ -142,6 +142,50 @@ fn row_len(t: &Tensor) -> usize {
     t.dims().last().copied().unwrap_or(1).max(1)
 }
 
+/// A first-backward kernel of two inputs whose own backward (second order only) is the vector-Jacobian product of
+/// its composed reference formula; [`Backward2Op`] makes it a candle op.
+trait Backward2: RowKernel<2> + Send + Sync {
+    const NAME: &'static str;
+    /// The op family, for error messages.
+    const WHAT: &'static str;
+    /// The output's shape from the first input's (the same unless overridden).
+    fn out_shape(first: &Shape) -> Shape {
+        first.clone()
+    }
+    /// The same function in composed candle ops.
+    fn composed(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor>;
+}
+
+struct Backward2Op<K>(K);
+
+impl<K: Backward2> CustomOp2 for Backward2Op<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = cpu_rows(&self.0, K::WHAT, [(s1, l1), (s2, l2)])?;
+        Ok((out, K::out_shape(l1.shape())))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _out: &Tensor,
+        h: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let v = composed_vjp(&[a, b], h, |t| K::composed(&t[0], &t[1]))?;
+        Ok((Some(v[0].clone()), Some(v[1].clone())))
+    }
+}
+
 // ---------------------------------------------------------------------------------------------- softmax
 
 struct Softmax;
@@ -174,6 +218,14 @@ impl RowKernel<2> for SoftmaxGrad {
     }
 }
 
+impl Backward2 for SoftmaxGrad {
+    const NAME: &'static str = "optlab-softmax-last-grad";
+    const WHAT: &'static str = "softmax";
+    fn composed(y: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
+        y * g.broadcast_sub(&(y * g)?.sum_keepdim(D::Minus1)?)?
+    }
+}
+
 impl CustomOp1 for Softmax {
     fn name(&self) -> &'static str {
         "optlab-softmax-last"
@@ -184,40 +236,9 @@ impl CustomOp1 for Softmax {
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(y.apply_op2(&g.contiguous()?, SoftmaxGrad)?))
-    }
-}
-
-impl CustomOp2 for SoftmaxGrad {
-    fn name(&self) -> &'static str {
-        "optlab-softmax-last-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Ok((
-            cpu_rows(self, "softmax", [(s1, l1), (s2, l2)])?,
-            l1.shape().clone(),
+        Ok(Some(
+            y.apply_op2(&g.contiguous()?, Backward2Op(SoftmaxGrad))?,
         ))
-    }
-
-    fn bwd(
-        &self,
-        y: &Tensor,
-        g: &Tensor,
-        _dx: &Tensor,
-        h: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let v = composed_vjp(&[y, g], h, |t| {
-            let s = (&t[0] * &t[1])?.sum_keepdim(D::Minus1)?;
-            &t[0] * t[1].broadcast_sub(&s)?
-        })?;
-        Ok((Some(v[0].clone()), Some(v[1].clone())))
     }
 }
 
@@ -299,7 +320,7 @@ impl CustomOp3 for LayerNorm {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = g.contiguous()?;
         let dx = x.apply_op3(w, &g, LayerNormDx)?;
-        let dw = x.apply_op2(&g, LayerNormDw)?;
+        let dw = x.apply_op2(&g, Backward2Op(LayerNormDw))?;
         let db = sum_rows(&g)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
@@ -371,34 +392,14 @@ impl RowKernel<2> for LayerNormDw {
     }
 }
 
-impl CustomOp2 for LayerNormDw {
-    fn name(&self) -> &'static str {
-        "optlab-layer-norm-dw"
+impl Backward2 for LayerNormDw {
+    const NAME: &'static str = "optlab-layer-norm-dw";
+    const WHAT: &'static str = "layer_norm";
+    fn out_shape(first: &Shape) -> Shape {
+        Shape::from(first.dims().last().copied().unwrap_or(1))
     }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let n = l1.dims().last().copied().unwrap_or(1);
-        Ok((
-            cpu_rows(self, "layer_norm", [(s1, l1), (s2, l2)])?,
-            Shape::from(n),
-        ))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        g: &Tensor,
-        _dw: &Tensor,
-        h: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let v = composed_vjp(&[x, g], h, |t| ln_dw_composed(&t[0], &t[1]))?;
-        Ok((Some(v[0].clone()), Some(v[1].clone())))
+    fn composed(x: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
+        ln_dw_composed(x, g)
     }
 }
 
@@ -500,37 +501,15 @@ impl CustomOp1 for Gelu {
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2(&g.contiguous()?, GeluGrad)?))
+        Ok(Some(x.apply_op2(&g.contiguous()?, Backward2Op(GeluGrad))?))
     }
 }
 
-impl CustomOp2 for GeluGrad {
-    fn name(&self) -> &'static str {
-        "optlab-gelu-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Ok((
-            cpu_rows(self, "gelu", [(s1, l1), (s2, l2)])?,
-            l1.shape().clone(),
-        ))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        g: &Tensor,
-        _dx: &Tensor,
-        h: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let v = composed_vjp(&[x, g], h, |t| gelu_dx_composed(&t[0], &t[1]))?;
-        Ok((Some(v[0].clone()), Some(v[1].clone())))
+impl Backward2 for GeluGrad {
+    const NAME: &'static str = "optlab-gelu-grad";
+    const WHAT: &'static str = "gelu";
+    fn composed(x: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
+        gelu_dx_composed(x, g)
     }
 }
 
