@@ -6,9 +6,10 @@
 //! base shapes and MuAdam learning rates of every tensor. Also: spec errors, the
 //! muP initialisation, and bit-exact resume of a PowerNorm run.
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use optlab::nn::loss::cross_entropy;
-use optlab::nn::{Layer, ModelSpec, Sequential};
+use optlab::nn::{Layer, ModelSpec, Param, Sequential};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -28,17 +29,45 @@ fn fixture(name: &str) -> (Value, String) {
     (want, format!("{dir}/{name}.safetensors"))
 }
 
+/// A fixture case and optlab's model of its spec with the fixture's initial state dict loaded.
+fn load_case(case: &str) -> (Value, Sequential) {
+    let (want, weights) = fixture(case);
+    let spec = ModelSpec::parse(want["spec"].as_str().unwrap()).unwrap();
+    assert_eq!(spec.to_spec(), want["spec"].as_str().unwrap(), "{case}");
+    let (vocab, ctx) = (
+        want["vocab"].as_u64().unwrap() as usize,
+        want["context"].as_u64().unwrap() as usize,
+    );
+    let model = Sequential::new(&spec, &[ctx], vocab, 0, DType::F32).unwrap();
+    model.load(std::path::Path::new(&weights)).unwrap();
+    (want, model)
+}
+
+/// Every parameter's gradient against `want[name]`; `want` names exactly these parameters.
+fn check_grads(label: &str, params: &[&Param], grads: &GradStore, want: &Value, tol: f64) {
+    assert_eq!(params.len(), want.as_object().unwrap().len(), "{label}");
+    for p in params {
+        close(
+            &format!("{label} grad {}", p.name),
+            grads.get(p.tensor()).unwrap(),
+            &want[&p.name],
+            tol,
+        );
+    }
+}
+
+/// The model's buffers named in `want` against it, to 1e-5.
+fn check_buffers(label: &str, model: &Sequential, want: &Value) {
+    let sd: HashMap<String, Tensor> = model.state_dict().into_iter().collect();
+    for (k, v) in want.as_object().unwrap() {
+        close(&format!("{label} buffer {k}"), &sd[k], v, 1e-5);
+    }
+}
+
 #[test]
 fn transformer_matches_pytorch() {
     for case in ["ln", "bn", "pn", "pn_mup", "ln_mup", "bn_pad", "pn_pad"] {
-        let (want, weights) = fixture(case);
-        let spec = ModelSpec::parse(want["spec"].as_str().unwrap()).unwrap();
-        assert_eq!(spec.to_spec(), want["spec"].as_str().unwrap(), "{case}");
-        let (vocab, ctx) = (
-            want["vocab"].as_u64().unwrap() as usize,
-            want["context"].as_u64().unwrap() as usize,
-        );
-        let model = Sequential::new(&spec, &[ctx], vocab, 0, DType::F32).unwrap();
+        let (want, model) = load_case(case);
         let names: Vec<String> = model.state_dict().into_iter().map(|(k, _)| k).collect();
         let torch_names: Vec<&str> = want["keys"]
             .as_array()
@@ -47,7 +76,6 @@ fn transformer_matches_pytorch() {
             .map(|k| k.as_str().unwrap())
             .collect();
         assert_eq!(names, torch_names, "{case}: state-dict names and order");
-        model.load(std::path::Path::new(&weights)).unwrap();
         if let Some(groups) = want["mup_adam_groups"].as_object() {
             // microsoft/mup's base shapes and MuAdam(lr=0.01, weight_decay=0.1) for every tensor.
             let shapes: HashMap<String, optlab::mup::InfShape> = optlab::mup::infshapes(&model)
@@ -103,18 +131,9 @@ fn transformer_matches_pytorch() {
                 "{label} loss {lv}"
             );
             let grads = loss.backward().unwrap();
-            for p in &params {
-                close(
-                    &format!("{label} grad {}", p.name),
-                    grads.get(p.tensor()).unwrap(),
-                    &step["grads"][&p.name],
-                    1e-4,
-                );
-            }
-            let sd: HashMap<String, Tensor> = model.state_dict().into_iter().collect();
-            for (k, v) in step["buffers"].as_object().unwrap() {
-                close(&format!("{label} buffer {k}"), &sd[k], v, 1e-5);
-            }
+            let refs: Vec<&Param> = params.iter().collect();
+            check_grads(&label, &refs, &grads, &step["grads"], 1e-4);
+            check_buffers(&label, &model, &step["buffers"]);
             for p in &params {
                 let g = grads.get(p.tensor()).unwrap();
                 p.var
@@ -134,12 +153,7 @@ fn transformer_matches_pytorch() {
 #[test]
 fn each_layer_matches_pytorch() {
     for case in ["ln", "bn", "pn", "pn_mup", "ln_mup", "bn_pad", "pn_pad"] {
-        let (want, weights) = fixture(case);
-        let spec = ModelSpec::parse(want["spec"].as_str().unwrap()).unwrap();
-        let ctx = want["context"].as_u64().unwrap() as usize;
-        let vocab = want["vocab"].as_u64().unwrap() as usize;
-        let model = Sequential::new(&spec, &[ctx], vocab, 0, DType::F32).unwrap();
-        model.load(std::path::Path::new(&weights)).unwrap();
+        let (want, model) = load_case(case);
         let layers = want["layers"].as_array().unwrap();
         assert_eq!(layers.len(), model.layers().len(), "{case}");
         let keep = match &model.layers()[0] {
@@ -168,24 +182,8 @@ fn each_layer_matches_pytorch() {
                     1e-5,
                 );
             }
-            let params = layer.params();
-            assert_eq!(
-                params.len(),
-                w["grads"].as_object().unwrap().len(),
-                "{label}"
-            );
-            for p in params {
-                close(
-                    &format!("{label} grad {}", p.name),
-                    grads.get(p.tensor()).unwrap(),
-                    &w["grads"][&p.name],
-                    1e-5,
-                );
-            }
-            let sd: HashMap<String, Tensor> = model.state_dict().into_iter().collect();
-            for (k, v) in w["buffers"].as_object().unwrap() {
-                close(&format!("{label} buffer {k}"), &sd[k], v, 1e-5);
-            }
+            check_grads(&label, &layer.params(), &grads, &w["grads"], 1e-5);
+            check_buffers(&label, &model, &w["buffers"]);
         }
     }
 }
