@@ -78,6 +78,38 @@ impl RunningStats {
             batches: 0,
         })
     }
+
+    /// A training batch's per-channel mean and biased variance over `count` values per channel: checks there is
+    /// more than one (`dims`, the input's shape, for the message; the statistics are then left as they were) and
+    /// moves the running statistics by `momentum`,
+    /// the unbiased variance into the running variance (PyTorch's update).
+    fn record(&mut self, mean: &Tensor, var: &Tensor, count: f64, dims: &[usize]) -> Result<()> {
+        if count < 2.0 {
+            return Err(Error::Shape(format!(
+                "batch norm in training needs more than one value per channel (input {dims:?})"
+            )));
+        }
+        let k = self.momentum;
+        let (bm, bv) = (mean.detach().flatten_all()?, var.detach().flatten_all()?);
+        self.mean = ((&self.mean * (1.0 - k))? + (bm * k)?)?;
+        self.var = ((&self.var * (1.0 - k))? + (bv * (k * count / (count - 1.0)))?)?;
+        self.batches += 1;
+        Ok(())
+    }
+}
+
+/// (x − mean)/√(var + 1e-5) · weight + bias, every operand broadcast against x.
+fn normalize_affine(
+    x: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+) -> Result<Tensor> {
+    Ok(x.broadcast_sub(mean)?
+        .broadcast_div(&(var + 1e-5)?.sqrt()?)?
+        .broadcast_mul(weight)?
+        .broadcast_add(bias)?)
 }
 
 /// `nn.BatchNorm2d` (eps 1e-5): with `train`, batch statistics and a running update (the unbiased batch variance
@@ -93,29 +125,15 @@ pub fn batch_norm(
     let x4 = as_4d(x)?;
     let (n, c, h, w) = x4.dims4()?;
     let (mean, var) = if train {
-        let m = n * h * w;
-        if m < 2 {
-            return Err(Error::Shape(format!(
-                "batch norm in training needs more than one value per channel (input {shape:?})"
-            )));
-        }
         let mean = channel_mean(&x4)?;
         let var = channel_mean(&x4.broadcast_sub(&mean)?.sqr()?)?;
-        let k = stats.momentum;
-        let (bm, bv) = (mean.detach().flatten_all()?, var.detach().flatten_all()?);
-        stats.mean = ((&stats.mean * (1.0 - k))? + (bm * k)?)?;
-        stats.var = ((&stats.var * (1.0 - k))? + (bv * (k * m as f64 / (m - 1) as f64))?)?;
-        stats.batches += 1;
+        stats.record(&mean, &var, (n * h * w) as f64, &shape)?;
         (mean, var)
     } else {
         (per_channel(&stats.mean, c)?, per_channel(&stats.var, c)?)
     };
-    let y = x4
-        .broadcast_sub(&mean)?
-        .broadcast_div(&(var + 1e-5)?.sqrt()?)?
-        .broadcast_mul(&per_channel(weight, c)?)?
-        .broadcast_add(&per_channel(bias, c)?)?;
-    Ok(y.reshape(shape)?)
+    let (w, b) = (per_channel(weight, c)?, per_channel(bias, c)?);
+    Ok(normalize_affine(&x4, &mean, &var, &w, &b)?.reshape(shape)?)
 }
 
 /// `nn.BatchNorm1d` over the rows of x `[..., C]` (all leading dimensions are rows, e.g. the B·T positions of a
@@ -145,29 +163,15 @@ pub fn batch_norm_rows(
             None => vec![1.0; rows],
         };
         let count = m.iter().sum::<f64>();
-        if count < 2.0 {
-            return Err(Error::Shape(format!(
-                "batch norm in training needs more than one value per channel (input {dims:?})"
-            )));
-        }
         let w = (Tensor::from_vec(m, (1, rows), x.device())? / count)?.to_dtype(x.dtype())?;
         let mean = w.matmul(&x2)?;
         let var = w.matmul(&x2.broadcast_sub(&mean)?.sqr()?)?;
-        let k = stats.momentum;
-        let (bm, bv) = (mean.detach().flatten_all()?, var.detach().flatten_all()?);
-        stats.mean = ((&stats.mean * (1.0 - k))? + (bm * k)?)?;
-        stats.var = ((&stats.var * (1.0 - k))? + (bv * (k * count / (count - 1.0)))?)?;
-        stats.batches += 1;
+        stats.record(&mean, &var, count, &dims)?;
         (mean, var)
     } else {
         (stats.mean.reshape((1, c))?, stats.var.reshape((1, c))?)
     };
-    let y = x2
-        .broadcast_sub(&mean)?
-        .broadcast_div(&(var + 1e-5)?.sqrt()?)?
-        .broadcast_mul(weight)?
-        .broadcast_add(bias)?;
-    Ok(y.reshape(dims)?)
+    Ok(normalize_affine(&x2, &mean, &var, weight, bias)?.reshape(dims)?)
 }
 
 /// Normalizes each (sample, group) slice of [N, C, H, W] by its own mean and biased variance (eps 1e-5), no affine.
@@ -258,12 +262,9 @@ pub fn est_batch_norm(
         stats.mean = ((&stats.mean * (1.0 - speed))? + (mu * speed)?)?;
         stats.var = ((&stats.var * (1.0 - speed))? + (v * speed)?)?;
     }
-    let y = x4
-        .broadcast_sub(&per_channel(&stats.mean, c)?)?
-        .broadcast_div(&(per_channel(&stats.var, c)? + 1e-5)?.sqrt()?)?
-        .broadcast_mul(&per_channel(weight, c)?)?
-        .broadcast_add(&per_channel(bias, c)?)?;
-    Ok(y.reshape(shape)?)
+    let (mean, var) = (per_channel(&stats.mean, c)?, per_channel(&stats.var, c)?);
+    let (w, b) = (per_channel(weight, c)?, per_channel(bias, c)?);
+    Ok(normalize_affine(&x4, &mean, &var, &w, &b)?.reshape(shape)?)
 }
 
 /// Running statistics as state-dict buffers (PyTorch's `running_mean`, `running_var`, `num_batches_tracked`)
@@ -318,4 +319,34 @@ pub fn load_stats_buffer(
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// One value per channel (a single example, or every row but one padded) is refused, statistics untouched.
+    #[test]
+    fn batch_norm_needs_two_values_per_channel() {
+        let dev = Device::Cpu;
+        let (w, b) = (
+            Tensor::ones(3, DType::F32, &dev).unwrap(),
+            Tensor::zeros(3, DType::F32, &dev).unwrap(),
+        );
+        let mut s = RunningStats::new(3, &dev).unwrap();
+        let one = Tensor::ones((1, 3), DType::F32, &dev).unwrap();
+        let e = batch_norm(&one, &w, &b, &mut s, true).unwrap_err();
+        assert!(e.to_string().contains("more than one value"), "{e}");
+        let rows = Tensor::ones((2, 2, 3), DType::F32, &dev).unwrap();
+        let keep = [true, false, false, false];
+        let e = batch_norm_rows(&rows, Some(&keep), &w, &b, &mut s, true).unwrap_err();
+        assert!(e.to_string().contains("more than one value"), "{e}");
+        assert_eq!(s.batches, 0);
+        let kept: Vec<f32> = s.var.to_vec1().unwrap();
+        assert_eq!(kept, vec![1.0; 3]);
+        let keep = [true, true, false, false];
+        batch_norm_rows(&rows, Some(&keep), &w, &b, &mut s, true).unwrap();
+        assert_eq!(s.batches, 1);
+    }
 }
