@@ -93,7 +93,7 @@ pub fn run(a: ScheduleArgs) -> Result<()> {
                 })
                 .collect();
             let eta = optlab::refine::refine(&norms, tau)?;
-            optlab::refine::TabulatedSchedule::save(&eta, &out)?;
+            optlab::schedule::TabulatedSchedule::save(&eta, &out)?;
             let n = eta.len();
             let linear: Vec<(f64, f64)> = (0..n)
                 .map(|t| (t as f64, 1.0 - t as f64 / (n - 1) as f64))

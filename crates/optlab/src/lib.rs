@@ -24,6 +24,7 @@ pub mod data;
 pub mod error;
 pub mod functions;
 pub mod lipschitz;
+pub mod method;
 pub mod mup;
 pub mod nn;
 pub mod optim;

@@ -17,8 +17,9 @@
 //!   [`lr_sweep`] (final loss against learning rate per width).
 
 use crate::data::load_spec;
+pub use crate::method::MupRule;
 use crate::nn::{ModelSpec, Param, Parametrization, Sequential};
-use crate::optim::{from_spec, Optimizer};
+use crate::optim::{from_spec, Optimizer, ParamGroup, Selector};
 use crate::train::{TrainConfig, Trainer};
 use crate::{Error, Result};
 use candle_core::{DType, Device};
@@ -121,36 +122,51 @@ pub fn infshapes(model: &Sequential) -> Result<Vec<(String, InfShape)>> {
         .collect()
 }
 
-/// Which of microsoft/mup's optimizer rules applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum MupRule {
-    /// MuAdam: for optimizers whose update size per entry does not scale with the gradient (Adam, AdamW,
-    /// AdaGrad, RMSprop, Lion, diffGrad, AdamP, AdaGradNorm, AdaHessian).
+/// Which muP rule a run uses: `auto` (the optimizer's own, see [`Optimizer::mup_rule`]), or one forced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MupChoice {
+    #[default]
+    Auto,
     Adam,
-    /// MuSGD: for optimizers whose update is proportional to the gradient (SGD, SGDP, M-FAC).
     Sgd,
 }
 
-impl MupRule {
-    /// `auto` picks by the optimizer's name; `adam` or `sgd` force a rule.
-    pub fn parse(rule: &str, optimizer: &str) -> Result<Self> {
-        match rule {
-            "adam" => Ok(MupRule::Adam),
-            "sgd" => Ok(MupRule::Sgd),
-            "auto" => match optimizer {
-                "adam" | "adamw" | "adagrad" | "rmsprop" | "lion" | "diffgrad" | "adamp"
-                | "adagradnorm" | "adahessian" => Ok(MupRule::Adam),
-                "sgd" | "sgdp" | "mfac" => Ok(MupRule::Sgd),
-                other => Err(Error::invalid(format!(
-                    "muP: no default scaling rule for optimizer '{other}'; set mup_rule = adam or sgd"
-                ))),
-            },
+impl MupChoice {
+    /// The rule for `opt`: its registered rule under `auto` (an error naming why when it has none).
+    pub fn resolve(self, opt: &dyn Optimizer) -> Result<MupRule> {
+        match self {
+            MupChoice::Auto => opt.mup_rule(),
+            MupChoice::Adam => Ok(MupRule::Adam),
+            MupChoice::Sgd => Ok(MupRule::Sgd),
+        }
+    }
+}
+
+impl std::str::FromStr for MupChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(MupChoice::Auto),
+            "adam" => Ok(MupChoice::Adam),
+            "sgd" => Ok(MupChoice::Sgd),
             other => Err(Error::invalid(format!(
                 "mup_rule={other} must be auto, adam or sgd"
             ))),
         }
     }
 }
+
+impl std::fmt::Display for MupChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MupChoice::Auto => "auto",
+            MupChoice::Adam => "adam",
+            MupChoice::Sgd => "sgd",
+        })
+    }
+}
+
+crate::spec::serde_via_string!(MupChoice);
 
 /// The (lr, weight decay) multipliers of one tensor under `rule`.
 pub fn multipliers(shape: &InfShape, rule: MupRule) -> Result<(f64, f64)> {
@@ -173,12 +189,12 @@ pub fn multipliers(shape: &InfShape, rule: MupRule) -> Result<(f64, f64)> {
 
 /// Adds one parameter group per tensor whose multipliers differ from 1, ahead of the existing groups: its
 /// hyperparameters are those the tensor had (default or user group) with lr and weight decay scaled by
-/// [`multipliers`]. Returns the group specs added.
+/// [`multipliers`]. Returns the groups added.
 pub fn apply_groups(
     opt: &mut dyn Optimizer,
     model: &Sequential,
     rule: MupRule,
-) -> Result<Vec<String>> {
+) -> Result<Vec<ParamGroup>> {
     if opt.hyperparam("lr").is_err() {
         return Err(Error::invalid(format!(
             "muP scales learning rates; optimizer '{}' has no lr",
@@ -186,21 +202,24 @@ pub fn apply_groups(
         )));
     }
     let params: Vec<Param> = model.params();
+    let names = opt.hypers().names();
     let mut added = Vec::new();
     for ((name, shape), p) in infshapes(model)?.into_iter().zip(&params) {
         let (lr_mult, wd_mult) = multipliers(&shape, rule)?;
         if lr_mult == 1.0 && wd_mult == 1.0 {
             continue;
         }
-        let mut h = opt.hypers().for_param(p).clone();
-        h.set("lr", h.base("lr")? * lr_mult)?;
-        if let Ok(wd) = h.base("weight_decay") {
-            h.set("weight_decay", wd * wd_mult)?;
+        let mut values = Vec::with_capacity(names.len());
+        for &key in &names {
+            let mult = match key {
+                "lr" => lr_mult,
+                "weight_decay" => wd_mult,
+                _ => 1.0,
+            };
+            values.push((key.to_string(), opt.hypers().base_for(p, key)? * mult));
         }
-        let spec = h.to_spec();
-        let rest = spec.split_once(':').map_or("", |(_, r)| r);
-        let group = format!("{name}:{rest}");
-        opt.insert_group(added.len(), &group)?;
+        let group = ParamGroup::new(Selector::Name(name), values);
+        opt.insert_group(added.len(), group.clone())?;
         added.push(group);
     }
     Ok(added)
@@ -339,7 +358,7 @@ fn fixed_batch_setup(
     )?;
     let mut opt = from_spec(&cfg.optimizer)?;
     if matches!(spec.parametrization(), Parametrization::Mup { .. }) {
-        let rule = MupRule::parse(&cfg.mup_rule, opt.name())?;
+        let rule = cfg.mup_rule.parse::<MupChoice>()?.resolve(opt.as_ref())?;
         apply_groups(opt.as_mut(), &model, rule)?;
     }
     let n = cfg.batch_size.min(data.len());
@@ -571,23 +590,32 @@ mod tests {
         )
         .unwrap();
         let mut opt = from_spec("adamw:lr=0.01,weight_decay=0.1").unwrap();
-        opt.add_group("rank<=1:weight_decay=0").unwrap();
+        opt.add_group("rank<=1:weight_decay=0".parse().unwrap())
+            .unwrap();
         let added = apply_groups(opt.as_mut(), &m, MupRule::Adam).unwrap();
         assert_eq!(added.len(), 1, "{added:?}");
         let p = m.params();
-        let h = |i: usize| opt.hypers().for_param(&p[i]).clone();
-        assert!((h(2).get("lr") - 0.0025).abs() < 1e-15);
-        assert!((h(2).get("weight_decay") - 0.4).abs() < 1e-12);
-        assert_eq!(h(0).get("lr"), 0.01);
+        let h = |i: usize, k: &str| opt.hypers().get_for(&p[i], k).unwrap();
+        assert!((h(2, "lr") - 0.0025).abs() < 1e-15);
+        assert!((h(2, "weight_decay") - 0.4).abs() < 1e-12);
+        assert_eq!(h(0, "lr"), 0.01);
         assert_eq!(
-            h(1).get("weight_decay"),
+            h(1, "weight_decay"),
             0.0,
             "the user's group still holds for biases"
         );
         opt.apply_schedule("lr", 0.5).unwrap();
-        assert!((opt.hypers().for_param(&p[2]).get("lr") - 0.00125).abs() < 1e-15);
-        assert!(MupRule::parse("auto", "nsgd").is_err());
-        assert_eq!(MupRule::parse("auto", "lion").unwrap(), MupRule::Adam);
-        assert_eq!(MupRule::parse("auto", "sgd").unwrap(), MupRule::Sgd);
+        assert!((opt.hypers().get_for(&p[2], "lr").unwrap() - 0.00125).abs() < 1e-15);
+        let auto = |s: &str| MupChoice::Auto.resolve(from_spec(s).unwrap().as_ref());
+        let e = auto("nsgd").unwrap_err().to_string();
+        assert!(e.contains("nsgd") && e.contains("mup_rule"), "{e}");
+        assert_eq!(auto("lion").unwrap(), MupRule::Adam);
+        assert_eq!(auto("sgd").unwrap(), MupRule::Sgd);
+        assert_eq!(
+            MupChoice::Sgd
+                .resolve(from_spec("nsgd").unwrap().as_ref())
+                .unwrap(),
+            MupRule::Sgd
+        );
     }
 }

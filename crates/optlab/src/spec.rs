@@ -165,6 +165,30 @@ impl fmt::Display for Spec {
     }
 }
 
+/// `Serialize` as the `Display` text and `Deserialize` through `FromStr`, so typed specs read and write as the
+/// same strings users type (in TOML configs and JSON).
+macro_rules! serde_via_string {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use serde_via_string;
+
 /// Fails with the list of known names.
 pub fn unknown_name(kind: &str, name: &str, known: &[&str]) -> Error {
     Error::invalid(format!(

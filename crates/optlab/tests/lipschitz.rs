@@ -8,8 +8,7 @@ use optlab::lipschitz::network::{conv2d, Layer, Network, NetworkSpec};
 use optlab::rng::{normal, rng_for, Stream};
 use std::collections::HashMap;
 
-mod common;
-use common::{jacobian, mlp, pattern_max_l1, randn};
+use crate::common::{jacobian, mlp, pattern_max_l1, randn};
 
 #[test]
 fn naive_bounds_are_never_below_the_local_gradient_norms() {

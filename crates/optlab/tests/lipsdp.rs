@@ -1,15 +1,13 @@
 //! LipSDP (P14) against the published MaxMin numbers (weights from ppauli/QCs_MaxMin, converted by
 //! tools/reference/lipsdp_maxmin_fixture.py), against cvxpy + Clarabel on a ReLU network, and for soundness: never
 //! below sampled gradient norms, never above the product of spectral norms.
-#![cfg(feature = "lipsdp")]
 
 use optlab::lipschitz::lipsdp::{lipsdp_l2, Activation};
 use optlab::lipschitz::naive::{naive_bound, Norm};
 use optlab::lipschitz::network::{Network, NetworkSpec};
 use std::path::PathBuf;
 
-mod common;
-use common::{jacobian, mlp};
+use crate::common::{jacobian, mlp};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

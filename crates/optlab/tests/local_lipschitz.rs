@@ -9,8 +9,7 @@ use optlab::lipschitz::naive::{naive_bound, Norm};
 use optlab::lipschitz::network::{Layer, Network, NetworkSpec};
 use std::time::Duration;
 
-mod common;
-use common::{jacobian, mlp, pattern_max_l1, randn};
+use crate::common::{jacobian, mlp, pattern_max_l1, randn};
 
 fn values(shape: &[usize], seed: u64) -> Vec<f64> {
     randn(shape, seed)

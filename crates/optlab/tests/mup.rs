@@ -7,12 +7,11 @@ use candle_core::{DType, Device, Tensor};
 use optlab::mup::{apply_groups, infshapes, MupRule};
 use optlab::nn::loss::cross_entropy;
 use optlab::nn::{ModelSpec, Sequential};
-use optlab::optim::{from_spec, OPTIMIZER_NAMES};
+use optlab::optim::{from_spec, optimizer_names};
 use optlab::train::{TrainConfig, Trainer};
 use serde_json::Value;
 
-mod common;
-use common::{fixture_tensor, max_abs_diff};
+use crate::common::{fixture_tensor, max_abs_diff};
 
 fn tensor(v: &Value) -> Tensor {
     fixture_tensor(v, DType::F64)
@@ -56,14 +55,13 @@ fn mup_optimizers_match_microsoft_mup() {
         let key = case["key"].as_str().unwrap();
         model.load(&weights).unwrap();
         let mut opt = from_spec(case["spec"].as_str().unwrap()).unwrap();
-        let rule = MupRule::parse("auto", opt.name()).unwrap();
+        let rule = opt.mup_rule().unwrap();
         apply_groups(opt.as_mut(), &model, rule).unwrap();
         let params = model.params();
         for p in &params {
-            let h = opt.hypers().for_param(p);
             let g = &case["groups"][&p.name];
             for k in ["lr", "weight_decay"] {
-                let (ours, theirs) = (h.get(k), g[k].as_f64().unwrap());
+                let (ours, theirs) = (opt.hypers().get_for(p, k).unwrap(), g[k].as_f64().unwrap());
                 assert!(
                     (ours - theirs).abs() <= 1e-15 * theirs.abs(),
                     "{key} {} {k}: {ours} vs {theirs}",
@@ -91,17 +89,14 @@ fn mup_optimizers_match_microsoft_mup() {
 /// run, and the hidden matrix gets the lr the rule asks for.
 #[test]
 fn mup_works_with_every_optimizer() {
-    for &name in OPTIMIZER_NAMES {
+    for name in optimizer_names() {
         let optimizer = match name {
             "chain" => "chain:scale_by_adam+scale_by_learning_rate:lr=1e-3".to_string(),
             "mfac" => "mfac:lr=1e-3,ngrads=4".to_string(),
             other => format!("{other}:lr=1e-3"),
         };
-        let rule = if MupRule::parse("auto", name).is_ok() {
-            "auto"
-        } else {
-            "adam"
-        };
+        let auto = from_spec(&optimizer).unwrap().mup_rule();
+        let rule = if auto.is_ok() { "auto" } else { "adam" };
         let cfg = TrainConfig {
             model: "mlp:hidden=32-32,param=mup,base=8".into(),
             optimizer: optimizer.clone(),
@@ -113,12 +108,12 @@ fn mup_works_with_every_optimizer() {
         };
         let mut t = Trainer::new(cfg).unwrap_or_else(|e| panic!("{optimizer}: {e}"));
         let hidden = t.model().params()[2].clone();
-        let lr = t.optimizer().hypers().for_param(&hidden).get("lr");
-        let want = match MupRule::parse(rule, name).unwrap() {
+        let lr = t.optimizer().hypers().get_for(&hidden, "lr").unwrap();
+        let want = match auto.unwrap_or(MupRule::Adam) {
             MupRule::Adam => 1e-3 / 4.0,
             MupRule::Sgd => 1e-3,
         };
-        let base = t.optimizer().hypers().default_group().get("lr");
+        let base = t.optimizer().hypers().base("lr").unwrap();
         assert!(
             (lr - want * base / 1e-3).abs() < 1e-15,
             "{optimizer}: hidden lr {lr} (base {base})"

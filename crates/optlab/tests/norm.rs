@@ -8,10 +8,8 @@ use optlab::nn::norm::{
 };
 use serde_json::Value;
 
-mod common;
-
 fn tensor(v: &Value) -> Tensor {
-    common::fixture_tensor(v, candle_core::DType::F32)
+    crate::common::fixture_tensor(v, candle_core::DType::F32)
 }
 
 fn golden() -> Value {
@@ -28,7 +26,7 @@ fn var(v: &Value) -> Var {
 
 /// Elementwise |a − b| ≤ 1e-5 (1 + |b|), with the largest deviation in the message.
 fn close(label: &str, a: &Tensor, b: &Value) {
-    common::assert_close(label, a, b, 1e-5)
+    crate::common::assert_close(label, a, b, 1e-5)
 }
 
 fn loss(y: &Tensor, r: &Value) -> candle_core::backprop::GradStore {
@@ -513,8 +511,8 @@ fn resnet_matches_pytorch() {
             model.forward(&x).unwrap(),
             model.forward_mode(&x, true).unwrap(),
         );
-        common::assert_close(&format!("{kind} eval"), &eval, &want["y_eval"], 1e-4);
-        common::assert_close(&format!("{kind} train"), &train, &want["y_train"], 1e-4);
+        crate::common::assert_close(&format!("{kind} eval"), &eval, &want["y_eval"], 1e-4);
+        crate::common::assert_close(&format!("{kind} train"), &train, &want["y_train"], 1e-4);
         let sd: std::collections::HashMap<String, Tensor> =
             model.state_dict().into_iter().collect();
         for (k, v) in want["running_after_train"].as_object().unwrap() {

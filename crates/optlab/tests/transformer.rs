@@ -13,12 +13,11 @@ use optlab::nn::{Layer, ModelSpec, Param, Sequential};
 use serde_json::Value;
 use std::collections::HashMap;
 
-mod common;
 /// |a − b| ≤ tol (1 + |b|) elementwise (an f32 network: rounding accumulates over the layers).
-use common::assert_close as close;
+use crate::common::assert_close as close;
 
 fn tensor(v: &Value) -> Tensor {
-    common::fixture_tensor(v, DType::F32)
+    crate::common::fixture_tensor(v, DType::F32)
 }
 
 fn fixture(name: &str) -> (Value, String) {
@@ -99,9 +98,8 @@ fn transformer_matches_pytorch() {
                     "{}",
                     p.name
                 );
-                let h = opt.hypers().for_param(&p);
                 for k in ["lr", "weight_decay"] {
-                    let (a, b) = (h.get(k), g[k].as_f64().unwrap());
+                    let (a, b) = (opt.hypers().get_for(&p, k).unwrap(), g[k].as_f64().unwrap());
                     assert!((a - b).abs() <= 1e-15, "{case} {} {k}: {a} vs {b}", p.name);
                 }
             }

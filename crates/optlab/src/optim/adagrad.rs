@@ -1,35 +1,50 @@
 //! AdaGrad (Duchi, Hazan & Singer 2011) as `torch.optim.Adagrad`: coupled weight decay, learning-rate decay
 //! `lr / (1 + (t-1) lr_decay)`, and an accumulator that starts at `initial_accumulator_value`.
 
-use super::hyper::{def, HyperDef, Range};
+use super::hyper::{hyperparams, parse};
 use super::kernel::{Kernel, Real};
-use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
+use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Result, Spec};
 use candle_core::backprop::GradStore;
 
-const DEFS: &[HyperDef] = &[
-    def("lr", 1e-2, Range::NonNegative),
-    def("lr_decay", 0.0, Range::NonNegative),
-    def("weight_decay", 0.0, Range::NonNegative),
-    def("initial_accumulator_value", 0.0, Range::NonNegative),
-    def("eps", 1e-10, Range::NonNegative),
-];
+hyperparams! {
+    /// `torch.optim.Adagrad`'s hyperparameters and defaults.
+    pub struct AdagradConfig {
+        /// Learning rate.
+        lr: f64 = 1e-2, NonNegative;
+        /// Learning-rate decay: lr / (1 + (t-1)·lr_decay).
+        lr_decay: f64 = 0.0, NonNegative;
+        /// Coupled L2 weight decay.
+        weight_decay: f64 = 0.0, NonNegative;
+        /// Starting value of the accumulator.
+        initial_accumulator_value: f64 = 0.0, NonNegative;
+        /// Added to the root of the accumulator.
+        eps: f64 = 1e-10, NonNegative;
+    }
+}
+
+const BUFFERS: &[&str] = &["sum"];
 
 /// `torch.optim.Adagrad`.
 #[derive(Debug, Clone)]
 pub struct Adagrad {
-    h: HyperGroups,
+    h: HyperGroups<AdagradConfig>,
     state: OptimizerState,
 }
 
 impl Adagrad {
-    /// From a spec: `adagrad:lr=0.01,lr_decay=0,weight_decay=0,initial_accumulator_value=0,eps=1e-10`.
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+    /// AdaGrad with `config`.
+    pub fn new(config: AdagradConfig) -> Result<Self> {
         Ok(Adagrad {
-            h: HyperGroups::new(Hypers::from_spec("adagrad", DEFS, s)?),
+            h: HyperGroups::new("adagrad", config)?,
             state: OptimizerState::new("adagrad"),
         })
+    }
+
+    /// From a spec: `adagrad:lr=0.01,lr_decay=0,weight_decay=0,initial_accumulator_value=0,eps=1e-10`.
+    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+        Self::new(parse("adagrad", AdagradConfig::default(), s)?)
     }
 }
 
@@ -65,29 +80,25 @@ impl Kernel for AdagradKernel {
 }
 
 impl Optimizer for Adagrad {
-    fn name(&self) -> &'static str {
-        "adagrad"
-    }
-    field_accessors!();
-    fn buffer_names(&self) -> &'static [&'static str] {
-        &["sum"]
+    optimizer_accessors!(fresh);
+    fn buffer_names(&self) -> Vec<String> {
+        owned_names(BUFFERS)
     }
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
         let t = self.state.step;
-        let names = self.buffer_names();
         update_each(
             &mut self.state,
             &self.h,
-            names,
+            BUFFERS.len(),
             params,
             grads,
             |_, h, first| AdagradKernel {
-                clr: h.get("lr") / (1.0 + (t - 1) as f64 * h.get("lr_decay")),
-                weight_decay: h.get("weight_decay"),
-                init: h.get("initial_accumulator_value"),
-                eps: h.get("eps"),
+                clr: h.lr / (1.0 + (t - 1) as f64 * h.lr_decay),
+                weight_decay: h.weight_decay,
+                init: h.initial_accumulator_value,
+                eps: h.eps,
                 first,
             },
         )

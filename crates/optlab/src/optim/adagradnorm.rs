@@ -8,35 +8,50 @@
 //! gradient; (2) its "weight decay" subtracts lr·λ·g (a gradient step, not decay); here weight_decay is the
 //! usual coupled L2 term g ← g + λx.
 
-use super::hyper::{def, HyperDef, Range};
+use super::hyper::{hyperparams, parse};
 use super::kernel::{Kernel, Real};
-use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
+use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Result, Spec};
 use candle_core::backprop::GradStore;
 
-const DEFS: &[HyperDef] = &[
-    def("lr", 1.0, Range::NonNegative),
-    def("momentum", 0.0, Range::Beta),
-    def("lr_decay", 0.0, Range::NonNegative),
-    def("weight_decay", 0.0, Range::NonNegative),
-    def("initial_accumulator_value", 1e-2, Range::NonNegative),
-];
+hyperparams! {
+    /// Row-wise AdaGrad-Norm's hyperparameters and the reference code's defaults.
+    pub struct AdaGradNormConfig {
+        /// Learning rate.
+        lr: f64 = 1.0, NonNegative;
+        /// Momentum on the gradient (0: none).
+        momentum: f64 = 0.0, Beta;
+        /// Learning-rate decay: lr / (1 + (t-1)·lr_decay).
+        lr_decay: f64 = 0.0, NonNegative;
+        /// Coupled L2 weight decay.
+        weight_decay: f64 = 0.0, NonNegative;
+        /// Starting value of each accumulator.
+        initial_accumulator_value: f64 = 1e-2, NonNegative;
+    }
+}
+
+const BUFFERS: &[&str] = &["sum", "momentum_buffer"];
 
 /// Row-wise AdaGrad-Norm.
 #[derive(Debug, Clone)]
 pub struct AdaGradNorm {
-    h: HyperGroups,
+    h: HyperGroups<AdaGradNormConfig>,
     state: OptimizerState,
 }
 
 impl AdaGradNorm {
-    /// From a spec: `adagradnorm:lr=1,momentum=0,lr_decay=0,weight_decay=0,initial_accumulator_value=0.01`.
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+    /// AdaGrad-Norm with `config`.
+    pub fn new(config: AdaGradNormConfig) -> Result<Self> {
         Ok(AdaGradNorm {
-            h: HyperGroups::new(Hypers::from_spec("adagradnorm", DEFS, s)?),
+            h: HyperGroups::new("adagradnorm", config)?,
             state: OptimizerState::new("adagradnorm"),
         })
+    }
+
+    /// From a spec: `adagradnorm:lr=1,momentum=0,lr_decay=0,weight_decay=0,initial_accumulator_value=0.01`.
+    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+        Self::new(parse("adagradnorm", AdaGradNormConfig::default(), s)?)
     }
 }
 
@@ -100,29 +115,25 @@ impl Kernel for AdaGradNormKernel {
 }
 
 impl Optimizer for AdaGradNorm {
-    fn name(&self) -> &'static str {
-        "adagradnorm"
-    }
-    field_accessors!();
-    fn buffer_names(&self) -> &'static [&'static str] {
-        &["sum", "momentum_buffer"]
+    optimizer_accessors!(fresh);
+    fn buffer_names(&self) -> Vec<String> {
+        owned_names(BUFFERS)
     }
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
         let t = self.state.step;
-        let names = self.buffer_names();
         update_each(
             &mut self.state,
             &self.h,
-            names,
+            BUFFERS.len(),
             params,
             grads,
             |p, h, first| AdaGradNormKernel {
-                clr: h.get("lr") / (1.0 + (t - 1) as f64 * h.get("lr_decay")),
-                momentum: h.get("momentum"),
-                weight_decay: h.get("weight_decay"),
-                init: h.get("initial_accumulator_value"),
+                clr: h.lr / (1.0 + (t - 1) as f64 * h.lr_decay),
+                momentum: h.momentum,
+                weight_decay: h.weight_decay,
+                init: h.initial_accumulator_value,
                 first,
                 rows: if p.var.rank() > 1 { p.var.dims()[0] } else { 0 },
             },

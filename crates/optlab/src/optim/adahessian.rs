@@ -13,9 +13,9 @@
 //! The Hessian-vector product is the double backward of the gradients the optimizer is given, so they must
 //! keep their graph: set `CANDLE_GRAD_DO_NOT_DETACH=1` (the CLI does; [`crate::require_second_order`]).
 
-use super::hyper::{def, HyperDef, Range};
+use super::hyper::{hyperparams, parse};
 use super::kernel::{Kernel, Real};
-use super::{update_each, Buf, HyperGroups, Hypers, Optimizer, OptimizerState};
+use super::{owned_names, update_each, Buf, HyperGroups, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::rng::{rng_for, Rng, Stream};
 use crate::{require_second_order, Error, Result, Spec};
@@ -23,24 +23,38 @@ use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 use rand::Rng as _;
 
-const DEFS: &[HyperDef] = &[
-    def("lr", 0.15, Range::NonNegative),
-    def("beta1", 0.9, Range::Beta),
-    def("beta2", 0.999, Range::Beta),
-    def("eps", 1e-4, Range::NonNegative),
-    def("weight_decay", 0.0, Range::NonNegative),
-    def("hessian_power", 1.0, Range::Unit),
-    def("update_period", 1.0, Range::Positive),
-    def("block_size", 0.0, Range::NonNegative),
-    def("seed", 0.0, Range::NonNegative),
-];
+hyperparams! {
+    /// AdaHessian's hyperparameters and the official code's defaults.
+    pub struct AdaHessianConfig {
+        /// Learning rate.
+        lr: f64 = 0.15, NonNegative;
+        /// Decay of the first moment.
+        beta1: f64 = 0.9, Beta;
+        /// Decay of the Hessian-diagonal second moment.
+        beta2: f64 = 0.999, Beta;
+        /// Added to the denominator.
+        eps: f64 = 1e-4, NonNegative;
+        /// Decoupled weight decay.
+        weight_decay: f64 = 0.0, NonNegative;
+        /// The power k of the denominator.
+        hessian_power: f64 = 1.0, Unit;
+        /// Recompute the Hessian diagonal every this many steps.
+        update_period: u64 = 1, PositiveCount;
+        /// Average the diagonal over consecutive blocks of this size (0: by rank).
+        block_size: usize = 0, Count;
+        /// Seed of the Rademacher probes.
+        seed: u64 = 0, Count;
+    }
+}
+
+const BUFFERS: &[&str] = &["exp_avg", "exp_hessian_diag_sq", "hessian_diag"];
 
 /// Where the Rademacher probes come from: a seeded generator, or a function (tests replaying a reference run).
 pub type ProbeFn = Box<dyn FnMut(u64, &Param) -> Result<Tensor> + Send>;
 
 /// AdaHessian.
 pub struct AdaHessian {
-    h: HyperGroups,
+    h: HyperGroups<AdaHessianConfig>,
     state: OptimizerState,
     probes: Option<ProbeFn>,
 }
@@ -58,9 +72,13 @@ impl AdaHessian {
     /// From a spec: `adahessian:lr=0.15,beta1=0.9,beta2=0.999,eps=1e-4,weight_decay=0,hessian_power=1,
     /// update_period=1,block_size=0,seed=0`.
     pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        let h = HyperGroups::new(Hypers::from_spec("adahessian", DEFS, s)?);
+        Self::new(parse("adahessian", AdaHessianConfig::default(), s)?)
+    }
+
+    /// AdaHessian with `config`.
+    pub fn new(config: AdaHessianConfig) -> Result<Self> {
         Ok(AdaHessian {
-            h,
+            h: HyperGroups::new("adahessian", config)?,
             state: OptimizerState::new("adahessian"),
             probes: None,
         })
@@ -151,25 +169,33 @@ impl Kernel for AdaHessianKernel {
 }
 
 impl Optimizer for AdaHessian {
-    fn name(&self) -> &'static str {
-        "adahessian"
+    optimizer_accessors!();
+    fn buffer_names(&self) -> Vec<String> {
+        owned_names(BUFFERS)
     }
-    field_accessors!();
-    fn buffer_names(&self) -> &'static [&'static str] {
-        &["exp_avg", "exp_hessian_diag_sq", "hessian_diag"]
+    /// A fresh copy draws its probes from the seeded generator (a replaced probe function is not copied).
+    fn fresh(&self) -> Box<dyn Optimizer> {
+        Box::new(AdaHessian {
+            h: self.h.clone(),
+            state: OptimizerState::new("adahessian"),
+            probes: None,
+        })
     }
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
         let t = self.state.step;
-        let period = self.h.get("update_period").round().max(1.0) as u64;
+        let (period, seed, block) = {
+            let c = self.h.config();
+            (c.update_period.max(1), c.seed, c.block_size)
+        };
         if (t - 1).is_multiple_of(period) {
             require_second_order()?;
             let with_grad: Vec<&Param> = params
                 .iter()
                 .filter(|p| grads.get(p.tensor()).is_some())
                 .collect();
-            let mut rng = rng_for(self.h.get("seed") as u64, Stream::Probe, (35 << 32) + t);
+            let mut rng = rng_for(seed, Stream::Probe, (35 << 32) + t);
             let mut probes = Vec::with_capacity(with_grad.len());
             for p in &with_grad {
                 probes.push(self.probe(t, p, &mut rng)?);
@@ -184,17 +210,15 @@ impl Optimizer for AdaHessian {
             }
             let Some(dot) = dot else { return Ok(()) };
             let hv = dot.backward()?;
-            let block = self.h.get("block_size") as usize;
             for (p, z) in with_grad.iter().zip(&probes) {
                 let hz = hv.get(p.tensor()).cloned().unwrap_or(z.zeros_like()?);
                 let d = Self::averaged(&hz.mul(z)?.abs()?, block)?;
                 let d = Buf::from_tensor(&d, p.var.dtype())?;
-                let names = self.buffer_names();
                 let bufs = self
                     .state
                     .buffers
                     .entry(p.name.clone())
-                    .or_insert_with(|| Vec::with_capacity(names.len()));
+                    .or_insert_with(|| Vec::with_capacity(BUFFERS.len()));
                 if bufs.is_empty() {
                     bufs.push(Buf::zeros(p.var.dtype(), p.numel())?);
                     bufs.push(Buf::zeros(p.var.dtype(), p.numel())?);
@@ -204,18 +228,22 @@ impl Optimizer for AdaHessian {
                 }
             }
         }
-        let names = self.buffer_names();
-        update_each(&mut self.state, &self.h, names, params, grads, |_, h, _| {
-            AdaHessianKernel {
-                lr: h.get("lr"),
-                beta1: h.get("beta1"),
-                beta2: h.get("beta2"),
-                eps: h.get("eps"),
-                weight_decay: h.get("weight_decay"),
-                power: h.get("hessian_power"),
+        update_each(
+            &mut self.state,
+            &self.h,
+            BUFFERS.len(),
+            params,
+            grads,
+            |_, h, _| AdaHessianKernel {
+                lr: h.lr,
+                beta1: h.beta1,
+                beta2: h.beta2,
+                eps: h.eps,
+                weight_decay: h.weight_decay,
+                power: h.hessian_power,
                 step: t as i32,
-            }
-        })
+            },
+        )
     }
 }
 

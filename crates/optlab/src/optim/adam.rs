@@ -2,53 +2,79 @@
 //! decay, exactly as `torch.optim.Adam` / `torch.optim.AdamW` (single-tensor path): eps is added after the
 //! bias-corrected square root, and `amsgrad` keeps the running maximum of the second moment.
 
-use super::hyper::{def, HyperDef, Range};
+use super::hyper::{hyperparams, parse};
 use super::kernel::{Kernel, Real};
-use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
+use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Result, Spec};
 use candle_core::backprop::GradStore;
 
-const ADAM_DEFS: &[HyperDef] = &[
-    def("lr", 1e-3, Range::NonNegative),
-    def("beta1", 0.9, Range::Beta),
-    def("beta2", 0.999, Range::Beta),
-    def("eps", 1e-8, Range::NonNegative),
-    def("weight_decay", 0.0, Range::NonNegative),
-    def("amsgrad", 0.0, Range::Bool),
-];
+hyperparams! {
+    /// `torch.optim.Adam`'s hyperparameters and defaults ([`AdamConfig::adamw`] for AdamW's).
+    pub struct AdamConfig {
+        /// Learning rate.
+        lr: f64 = 1e-3, NonNegative;
+        /// Decay of the first moment.
+        beta1: f64 = 0.9, Beta;
+        /// Decay of the second moment.
+        beta2: f64 = 0.999, Beta;
+        /// Added to the bias-corrected square root of the second moment.
+        eps: f64 = 1e-8, NonNegative;
+        /// Weight decay: coupled L2 in Adam, decoupled in AdamW.
+        weight_decay: f64 = 0.0, NonNegative;
+        /// Keep the running maximum of the second moment.
+        amsgrad: bool = false, Bool;
+    }
+}
 
-const ADAMW_DEFS: &[HyperDef] = &[
-    def("lr", 1e-3, Range::NonNegative),
-    def("beta1", 0.9, Range::Beta),
-    def("beta2", 0.999, Range::Beta),
-    def("eps", 1e-8, Range::NonNegative),
-    def("weight_decay", 1e-2, Range::NonNegative),
-    def("amsgrad", 0.0, Range::Bool),
-];
+impl AdamConfig {
+    /// `torch.optim.AdamW`'s defaults (weight_decay 0.01).
+    pub fn adamw() -> Self {
+        AdamConfig {
+            weight_decay: 1e-2,
+            ..AdamConfig::default()
+        }
+    }
+}
+
+const BUFFERS: &[&str] = &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"];
 
 /// Adam, or AdamW when `decoupled`.
 #[derive(Debug, Clone)]
 pub struct Adam {
-    h: HyperGroups,
+    h: HyperGroups<AdamConfig>,
     decoupled: bool,
     state: OptimizerState,
 }
 
 impl Adam {
-    /// From a spec: `adam:lr=1e-3,beta1=0.9,beta2=0.999,eps=1e-8,weight_decay=0,amsgrad=false` (AdamW's
-    /// default weight_decay is 0.01, as in PyTorch).
-    pub fn from_spec(s: &mut Spec, decoupled: bool) -> Result<Self> {
-        let (name, defs) = if decoupled {
-            ("adamw", ADAMW_DEFS)
-        } else {
-            ("adam", ADAM_DEFS)
-        };
+    /// Adam (coupled weight decay) with `config`.
+    pub fn new(config: AdamConfig) -> Result<Self> {
+        Self::build(config, false)
+    }
+
+    /// AdamW (decoupled weight decay) with `config`; see [`AdamConfig::adamw`] for its defaults.
+    pub fn adamw(config: AdamConfig) -> Result<Self> {
+        Self::build(config, true)
+    }
+
+    fn build(config: AdamConfig, decoupled: bool) -> Result<Self> {
+        let name = if decoupled { "adamw" } else { "adam" };
         Ok(Adam {
-            h: HyperGroups::new(Hypers::from_spec(name, defs, s)?),
+            h: HyperGroups::new(name, config)?,
             decoupled,
             state: OptimizerState::new(name),
         })
+    }
+
+    /// From a spec: `adam:lr=1e-3,beta1=0.9,beta2=0.999,eps=1e-8,weight_decay=0,amsgrad=false` (AdamW's
+    /// default weight_decay is 0.01, as in PyTorch).
+    pub fn from_spec(s: &mut Spec, decoupled: bool) -> Result<Self> {
+        if decoupled {
+            Self::adamw(parse("adamw", AdamConfig::adamw(), s)?)
+        } else {
+            Self::new(parse("adam", AdamConfig::default(), s)?)
+        }
     }
 }
 
@@ -146,33 +172,30 @@ impl Kernel for AdamKernel {
 }
 
 impl Optimizer for Adam {
-    fn name(&self) -> &'static str {
-        if self.decoupled {
-            "adamw"
-        } else {
-            "adam"
-        }
-    }
-    field_accessors!();
-    fn buffer_names(&self) -> &'static [&'static str] {
-        &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+    optimizer_accessors!(fresh);
+    fn buffer_names(&self) -> Vec<String> {
+        owned_names(BUFFERS)
     }
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
         let (decoupled, step) = (self.decoupled, self.state.step);
-        let names = self.buffer_names();
-        update_each(&mut self.state, &self.h, names, params, grads, |_, h, _| {
-            AdamKernel {
-                lr: h.get("lr"),
-                beta1: h.get("beta1"),
-                beta2: h.get("beta2"),
-                eps: h.get("eps"),
-                weight_decay: h.get("weight_decay"),
+        update_each(
+            &mut self.state,
+            &self.h,
+            BUFFERS.len(),
+            params,
+            grads,
+            |_, h, _| AdamKernel {
+                lr: h.lr,
+                beta1: h.beta1,
+                beta2: h.beta2,
+                eps: h.eps,
+                weight_decay: h.weight_decay,
                 decoupled,
-                amsgrad: h.flag("amsgrad"),
+                amsgrad: h.amsgrad,
                 step,
-            }
-        })
+            },
+        )
     }
 }

@@ -10,34 +10,59 @@
 //! step (unlike `torch.optim.SGD`); without Nesterov SGDP projects its momentum buffer itself (the update is
 //! the buffer); SGDP's decay is x ← x·(1 - lr·λ·ratio/(1-momentum)).
 
-use super::hyper::{def, HyperDef, Range};
+use super::hyper::{hyperparams, parse};
 use super::kernel::{Kernel, Real};
-use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
+use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Result, Spec};
 use candle_core::backprop::GradStore;
 
-const ADAMP_DEFS: &[HyperDef] = &[
-    def("lr", 1e-3, Range::NonNegative),
-    def("beta1", 0.9, Range::Beta),
-    def("beta2", 0.999, Range::Beta),
-    def("eps", 1e-8, Range::NonNegative),
-    def("weight_decay", 0.0, Range::NonNegative),
-    def("delta", 0.1, Range::NonNegative),
-    def("wd_ratio", 0.1, Range::NonNegative),
-    def("nesterov", 0.0, Range::Bool),
-];
+hyperparams! {
+    /// AdamP's hyperparameters and the official code's defaults.
+    pub struct AdamPConfig {
+        /// Learning rate.
+        lr: f64 = 1e-3, NonNegative;
+        /// Decay of the first moment.
+        beta1: f64 = 0.9, Beta;
+        /// Decay of the second moment.
+        beta2: f64 = 0.999, Beta;
+        /// Added to the bias-corrected root of the second moment (and to norms in the projection).
+        eps: f64 = 1e-8, NonNegative;
+        /// Decoupled weight decay.
+        weight_decay: f64 = 0.0, NonNegative;
+        /// Threshold of the scale-invariance test.
+        delta: f64 = 0.1, NonNegative;
+        /// Weight-decay factor of projected updates.
+        wd_ratio: f64 = 0.1, NonNegative;
+        /// Nesterov momentum.
+        nesterov: bool = false, Bool;
+    }
+}
 
-const SGDP_DEFS: &[HyperDef] = &[
-    def("lr", 1e-3, Range::NonNegative),
-    def("momentum", 0.0, Range::Beta),
-    def("dampening", 0.0, Range::Unit),
-    def("weight_decay", 0.0, Range::NonNegative),
-    def("nesterov", 0.0, Range::Bool),
-    def("eps", 1e-8, Range::NonNegative),
-    def("delta", 0.1, Range::NonNegative),
-    def("wd_ratio", 0.1, Range::NonNegative),
-];
+hyperparams! {
+    /// SGDP's hyperparameters and the official code's defaults.
+    pub struct SgdPConfig {
+        /// Learning rate.
+        lr: f64 = 1e-3, NonNegative;
+        /// Momentum factor.
+        momentum: f64 = 0.0, Beta;
+        /// Dampening of the momentum.
+        dampening: f64 = 0.0, Unit;
+        /// Decoupled weight decay.
+        weight_decay: f64 = 0.0, NonNegative;
+        /// Nesterov momentum.
+        nesterov: bool = false, Bool;
+        /// Added to norms in the projection.
+        eps: f64 = 1e-8, NonNegative;
+        /// Threshold of the scale-invariance test.
+        delta: f64 = 0.1, NonNegative;
+        /// Weight-decay factor of projected updates.
+        wd_ratio: f64 = 0.1, NonNegative;
+    }
+}
+
+const ADAMP_BUFFERS: &[&str] = &["exp_avg", "exp_avg_sq"];
+const SGDP_BUFFERS: &[&str] = &["momentum"];
 
 /// The projection settings and the parameter's row count (`size0`; 0 for rank < 2, never projected).
 #[derive(Debug, Clone, Copy)]
@@ -104,38 +129,58 @@ impl Projection {
     }
 }
 
-fn projection(p: &Param, h: &Hypers) -> Projection {
+/// The projection of `p` with the test's settings.
+fn projection(p: &Param, delta: f64, wd_ratio: f64, eps: f64) -> Projection {
     let dims = p.var.dims();
     Projection {
         rows: if dims.len() > 1 { dims[0] } else { 0 },
-        delta: h.get("delta"),
-        wd_ratio: h.get("wd_ratio"),
-        eps: h.get("eps"),
+        delta,
+        wd_ratio,
+        eps,
     }
 }
 
-/// AdamP, or SGDP (`sgd`).
+/// AdamP.
 #[derive(Debug, Clone)]
 pub struct AdamP {
-    h: HyperGroups,
-    sgd: bool,
+    h: HyperGroups<AdamPConfig>,
     state: OptimizerState,
 }
 
 impl AdamP {
-    /// `adamp:lr=1e-3,beta1=0.9,beta2=0.999,eps=1e-8,weight_decay=0,delta=0.1,wd_ratio=0.1,nesterov=false`, or
-    /// with `sgd`: `sgdp:lr=1e-3,momentum=0,dampening=0,weight_decay=0,nesterov=false,eps=1e-8,delta=0.1,wd_ratio=0.1`.
-    pub fn from_spec(s: &mut Spec, sgd: bool) -> Result<Self> {
-        let (name, defs) = if sgd {
-            ("sgdp", SGDP_DEFS)
-        } else {
-            ("adamp", ADAMP_DEFS)
-        };
+    /// AdamP with `config`.
+    pub fn new(config: AdamPConfig) -> Result<Self> {
         Ok(AdamP {
-            h: HyperGroups::new(Hypers::from_spec(name, defs, s)?),
-            sgd,
-            state: OptimizerState::new(name),
+            h: HyperGroups::new("adamp", config)?,
+            state: OptimizerState::new("adamp"),
         })
+    }
+
+    /// From a spec: `adamp:lr=1e-3,beta1=0.9,beta2=0.999,eps=1e-8,weight_decay=0,delta=0.1,wd_ratio=0.1,nesterov=false`.
+    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+        Self::new(parse("adamp", AdamPConfig::default(), s)?)
+    }
+}
+
+/// SGDP.
+#[derive(Debug, Clone)]
+pub struct SgdP {
+    h: HyperGroups<SgdPConfig>,
+    state: OptimizerState,
+}
+
+impl SgdP {
+    /// SGDP with `config`.
+    pub fn new(config: SgdPConfig) -> Result<Self> {
+        Ok(SgdP {
+            h: HyperGroups::new("sgdp", config)?,
+            state: OptimizerState::new("sgdp"),
+        })
+    }
+
+    /// From a spec: `sgdp:lr=1e-3,momentum=0,dampening=0,weight_decay=0,nesterov=false,eps=1e-8,delta=0.1,wd_ratio=0.1`.
+    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+        Self::new(parse("sgdp", SgdPConfig::default(), s)?)
     }
 }
 
@@ -255,51 +300,57 @@ impl Kernel for SgdpKernel {
 }
 
 impl Optimizer for AdamP {
-    fn name(&self) -> &'static str {
-        if self.sgd {
-            "sgdp"
-        } else {
-            "adamp"
-        }
-    }
-    field_accessors!();
-    fn buffer_names(&self) -> &'static [&'static str] {
-        if self.sgd {
-            &["momentum"]
-        } else {
-            &["exp_avg", "exp_avg_sq"]
-        }
+    optimizer_accessors!(fresh);
+    fn buffer_names(&self) -> Vec<String> {
+        owned_names(ADAMP_BUFFERS)
     }
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
         let step = self.state.step as i32;
-        let names = self.buffer_names();
-        if self.sgd {
-            update_each(&mut self.state, &self.h, names, params, grads, |p, h, _| {
-                SgdpKernel {
-                    lr: h.get("lr"),
-                    momentum: h.get("momentum"),
-                    dampening: h.get("dampening"),
-                    weight_decay: h.get("weight_decay"),
-                    nesterov: h.flag("nesterov"),
-                    proj: projection(p, h),
-                }
-            })
-        } else {
-            update_each(&mut self.state, &self.h, names, params, grads, |p, h, _| {
-                AdamPKernel {
-                    lr: h.get("lr"),
-                    beta1: h.get("beta1"),
-                    beta2: h.get("beta2"),
-                    eps: h.get("eps"),
-                    weight_decay: h.get("weight_decay"),
-                    nesterov: h.flag("nesterov"),
-                    step,
-                    proj: projection(p, h),
-                }
-            })
-        }
+        update_each(
+            &mut self.state,
+            &self.h,
+            ADAMP_BUFFERS.len(),
+            params,
+            grads,
+            |p, h, _| AdamPKernel {
+                lr: h.lr,
+                beta1: h.beta1,
+                beta2: h.beta2,
+                eps: h.eps,
+                weight_decay: h.weight_decay,
+                nesterov: h.nesterov,
+                step,
+                proj: projection(p, h.delta, h.wd_ratio, h.eps),
+            },
+        )
+    }
+}
+
+impl Optimizer for SgdP {
+    optimizer_accessors!(fresh);
+    fn buffer_names(&self) -> Vec<String> {
+        owned_names(SGDP_BUFFERS)
+    }
+
+    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
+        self.state.step += 1;
+        update_each(
+            &mut self.state,
+            &self.h,
+            SGDP_BUFFERS.len(),
+            params,
+            grads,
+            |p, h, _| SgdpKernel {
+                lr: h.lr,
+                momentum: h.momentum,
+                dampening: h.dampening,
+                weight_decay: h.weight_decay,
+                nesterov: h.nesterov,
+                proj: projection(p, h.delta, h.wd_ratio, h.eps),
+            },
+        )
     }
 }
 

@@ -11,17 +11,22 @@
 //! `add_decayed_weights:weight_decay`, `scale:step_size`, `scale_by_learning_rate:lr` (multiplies by -lr; the
 //! chain's `lr` hyperparameter, which schedules drive). Each step is one fused pass over memory.
 
-use super::hyper::{def, fmt_number, HyperDef, Range};
+use super::hyper::{fmt_number, hyperparams};
 use super::kernel::{sign, Kernel, Real};
-use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
+use super::{update_each, HyperGroups, Optimizer, OptimizerState};
+use crate::method::MupRule;
 use crate::nn::Param;
 use crate::spec::unknown_name;
 use crate::{Error, Result, Spec};
 use candle_core::backprop::GradStore;
-use std::collections::BTreeSet;
-use std::sync::Mutex;
 
-const DEFS: &[HyperDef] = &[def("lr", 1.0, Range::NonNegative)];
+hyperparams! {
+    /// The chain's schedulable value: the learning rate of `scale_by_learning_rate` (1 without one).
+    pub struct ChainHypers {
+        /// Learning rate.
+        lr: f64 = 1.0, NonNegative;
+    }
+}
 
 /// The transformation names.
 pub const TRANSFORM_NAMES: &[&str] = &[
@@ -37,8 +42,9 @@ pub const TRANSFORM_NAMES: &[&str] = &[
     "scale_by_learning_rate",
 ];
 
+/// One gradient transformation (optax's names and defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Transform {
+pub enum Transform {
     ClipByGlobalNorm(f64),
     Clip(f64),
     Adam {
@@ -62,11 +68,12 @@ enum Transform {
     Sign,
     AddDecayedWeights(f64),
     Scale(f64),
-    LearningRate,
+    LearningRate(f64),
 }
 
 impl Transform {
-    fn parse(text: &str, lr: &mut Option<f64>) -> Result<Transform> {
+    /// Parses one transformation spec, e.g. `scale_by_adam:b1=0.9`.
+    pub fn parse(text: &str) -> Result<Transform> {
         let mut s = Spec::parse(text)?;
         let unit = |s: &mut Spec, k: &'static str, d: f64| -> Result<f64> {
             let v = s.f64(k, d)?;
@@ -111,15 +118,7 @@ impl Transform {
                 Transform::AddDecayedWeights(nonneg(&mut s, "weight_decay", 0.0)?)
             }
             "scale" => Transform::Scale(s.f64("step_size", 1.0)?),
-            "scale_by_learning_rate" => {
-                if lr.is_some() {
-                    return Err(Error::invalid(
-                        "chain: scale_by_learning_rate may appear once",
-                    ));
-                }
-                *lr = Some(nonneg(&mut s, "lr", 1e-3)?);
-                Transform::LearningRate
-            }
+            "scale_by_learning_rate" => Transform::LearningRate(nonneg(&mut s, "lr", 1e-3)?),
             other => return Err(unknown_name("transformation", other, TRANSFORM_NAMES)),
         };
         s.finish()?;
@@ -155,7 +154,7 @@ impl Transform {
             Transform::Sign => "scale_by_sign".into(),
             Transform::AddDecayedWeights(w) => format!("add_decayed_weights:weight_decay={}", f(w)),
             Transform::Scale(s) => format!("scale:step_size={}", f(s)),
-            Transform::LearningRate => format!("scale_by_learning_rate:lr={}", f(lr)),
+            Transform::LearningRate(_) => format!("scale_by_learning_rate:lr={}", f(lr)),
         }
     }
 
@@ -170,37 +169,18 @@ impl Transform {
     }
 }
 
-/// Buffer names are built at run time (`<transform index>.<buffer>`); each distinct name is stored once.
-fn intern(name: String) -> &'static str {
-    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
-    let mut set = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = set.get(name.as_str()) {
-        return s;
-    }
-    let s: &'static str = Box::leak(name.into_boxed_str());
-    set.insert(s);
-    s
-}
-
 /// An optax-style chain of transformations.
 #[derive(Debug, Clone)]
 pub struct Chain {
-    h: HyperGroups,
+    h: HyperGroups<ChainHypers>,
     transforms: Vec<Transform>,
-    names: &'static [&'static str],
     state: OptimizerState,
 }
 
 impl Chain {
-    /// From the part after `chain:`: transformation specs joined by `+`.
-    pub fn parse(items: &str) -> Result<Self> {
-        let mut lr = None;
-        let transforms: Vec<Transform> = items
-            .split('+')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|t| Transform::parse(t, &mut lr))
-            .collect::<Result<_>>()?;
+    /// A chain of `transforms` (at least one; `clip_by_global_norm` only first; `scale_by_learning_rate` at most
+    /// once, its lr becoming the chain's schedulable `lr`).
+    pub fn new(transforms: Vec<Transform>) -> Result<Self> {
         if transforms.is_empty() {
             return Err(Error::invalid(format!(
                 "chain needs at least one transformation; available: {}",
@@ -216,21 +196,39 @@ impl Chain {
                 "chain: clip_by_global_norm must come first (it clips the raw gradients)",
             ));
         }
-        let mut names = Vec::new();
-        for (i, t) in transforms.iter().enumerate() {
-            for b in t.buffers() {
-                names.push(intern(format!("{i}.{b}")));
-            }
+        let lrs: Vec<f64> = transforms
+            .iter()
+            .filter_map(|t| match t {
+                Transform::LearningRate(lr) => Some(*lr),
+                _ => None,
+            })
+            .collect();
+        if lrs.len() > 1 {
+            return Err(Error::invalid(
+                "chain: scale_by_learning_rate may appear once",
+            ));
         }
-        let names: &'static [&'static str] = Box::leak(names.into_boxed_slice());
-        let mut s = Spec::parse(&format!("chain:lr={}", lr.unwrap_or(1.0)))?;
-        let h = HyperGroups::new(Hypers::from_spec("chain", DEFS, &mut s)?);
+        let lr = lrs.first().copied().unwrap_or(1.0);
         Ok(Chain {
-            h,
+            h: HyperGroups::new("chain", ChainHypers { lr })?,
             transforms,
-            names,
             state: OptimizerState::new("chain"),
         })
+    }
+
+    /// From the part after `chain:`: transformation specs joined by `+`.
+    pub fn parse(items: &str) -> Result<Self> {
+        let transforms = items
+            .split('+')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Transform::parse)
+            .collect::<Result<Vec<_>>>()?;
+        Chain::new(transforms)
+    }
+
+    fn buffer_count(&self) -> usize {
+        self.transforms.iter().map(|t| t.buffers().len()).sum()
     }
 }
 
@@ -307,7 +305,7 @@ impl Kernel for ChainKernel<'_> {
                     .zip(p.iter())
                     .for_each(|(x, &pi)| *x = *x + T::of(w) * pi),
                 Transform::Scale(c) => u.iter_mut().for_each(|x| *x = *x * T::of(c)),
-                Transform::LearningRate => u.iter_mut().for_each(|x| *x = *x * T::of(-self.lr)),
+                Transform::LearningRate(_) => u.iter_mut().for_each(|x| *x = *x * T::of(-self.lr)),
             }
             k += t.buffers().len();
         }
@@ -318,15 +316,35 @@ impl Kernel for ChainKernel<'_> {
 }
 
 impl Optimizer for Chain {
-    fn name(&self) -> &'static str {
-        "chain"
+    optimizer_accessors!(fresh);
+    /// `<transform index>.<buffer>`, e.g. `0.mu`, `0.nu`.
+    fn buffer_names(&self) -> Vec<String> {
+        self.transforms
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.buffers().iter().map(move |b| format!("{i}.{b}")))
+            .collect()
     }
-    field_accessors!();
-    fn buffer_names(&self) -> &'static [&'static str] {
-        self.names
+    /// MuAdam's rule when a transformation normalises the update per entry (Adam, RMS, Lion, sign), MuSGD's
+    /// when the update stays proportional to the gradient.
+    fn mup_rule(&self) -> Result<MupRule> {
+        let normalised = self.transforms.iter().any(|t| {
+            matches!(
+                t,
+                Transform::Adam { .. }
+                    | Transform::Rms { .. }
+                    | Transform::Lion { .. }
+                    | Transform::Sign
+            )
+        });
+        Ok(if normalised {
+            MupRule::Adam
+        } else {
+            MupRule::Sgd
+        })
     }
     fn spec(&self) -> String {
-        let lr = self.h.get("lr");
+        let lr = self.h.config().lr;
         format!(
             "chain:{}",
             self.transforms
@@ -347,17 +365,18 @@ impl Optimizer for Chain {
             }
             _ => 1.0,
         };
+        let buffers = self.buffer_count();
         let (transforms, step) = (&self.transforms, self.state.step as i32);
         update_each(
             &mut self.state,
             &self.h,
-            self.names,
+            buffers,
             params,
             grads,
             |_, h, _| ChainKernel {
                 transforms,
                 clip_factor,
-                lr: h.get("lr"),
+                lr: h.lr,
                 step,
             },
         )
@@ -441,8 +460,12 @@ mod tests {
         assert!(e("chain:scale_by_adam:b1=1").contains("b1=1"));
         assert!(e("chain:").contains("at least one"));
         let opt = from_spec("chain:scale_by_adam+add_decayed_weights:weight_decay=0.01+scale_by_learning_rate:lr=0.001").unwrap();
-        assert_eq!(opt.lr(), 0.001);
+        assert_eq!(opt.lr().unwrap(), 0.001);
         assert_eq!(from_spec(&opt.spec()).unwrap().spec(), opt.spec());
-        assert_eq!(opt.buffer_names(), &["0.mu", "0.nu"]);
+        assert_eq!(opt.buffer_names(), vec!["0.mu", "0.nu"]);
+        assert_eq!(opt.mup_rule().unwrap(), MupRule::Adam);
+        let sgd_like = from_spec("chain:trace:decay=0.9+scale_by_learning_rate:lr=0.1").unwrap();
+        assert_eq!(sgd_like.mup_rule().unwrap(), MupRule::Sgd);
+        assert!(e("chain").contains("at least one transformation"));
     }
 }

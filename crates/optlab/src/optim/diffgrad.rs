@@ -7,35 +7,50 @@
 //! gradient) and eps is added to sqrt(v) before the bias corrections:
 //! x ← x - lr·sqrt(1-β2^t)/(1-β1^t) · m·dfc / (sqrt(v) + eps).
 
-use super::hyper::{def, HyperDef, Range};
+use super::hyper::{hyperparams, parse};
 use super::kernel::{Kernel, Real};
-use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
+use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Result, Spec};
 use candle_core::backprop::GradStore;
 
-const DEFS: &[HyperDef] = &[
-    def("lr", 1e-3, Range::NonNegative),
-    def("beta1", 0.9, Range::Beta),
-    def("beta2", 0.999, Range::Beta),
-    def("eps", 1e-8, Range::NonNegative),
-    def("weight_decay", 0.0, Range::NonNegative),
-];
+hyperparams! {
+    /// diffGrad's hyperparameters and the reference code's defaults.
+    pub struct DiffGradConfig {
+        /// Learning rate.
+        lr: f64 = 1e-3, NonNegative;
+        /// Decay of the first moment.
+        beta1: f64 = 0.9, Beta;
+        /// Decay of the second moment.
+        beta2: f64 = 0.999, Beta;
+        /// Added to sqrt(v).
+        eps: f64 = 1e-8, NonNegative;
+        /// Coupled L2 weight decay.
+        weight_decay: f64 = 0.0, NonNegative;
+    }
+}
+
+const BUFFERS: &[&str] = &["exp_avg", "exp_avg_sq", "previous_grad"];
 
 /// diffGrad (v2 semantics).
 #[derive(Debug, Clone)]
 pub struct DiffGrad {
-    h: HyperGroups,
+    h: HyperGroups<DiffGradConfig>,
     state: OptimizerState,
 }
 
 impl DiffGrad {
-    /// From a spec: `diffgrad:lr=1e-3,beta1=0.9,beta2=0.999,eps=1e-8,weight_decay=0`.
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+    /// diffGrad with `config`.
+    pub fn new(config: DiffGradConfig) -> Result<Self> {
         Ok(DiffGrad {
-            h: HyperGroups::new(Hypers::from_spec("diffgrad", DEFS, s)?),
+            h: HyperGroups::new("diffgrad", config)?,
             state: OptimizerState::new("diffgrad"),
         })
+    }
+
+    /// From a spec: `diffgrad:lr=1e-3,beta1=0.9,beta2=0.999,eps=1e-8,weight_decay=0`.
+    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+        Self::new(parse("diffgrad", DiffGradConfig::default(), s)?)
     }
 }
 
@@ -84,27 +99,27 @@ impl Kernel for DiffGradKernel {
 }
 
 impl Optimizer for DiffGrad {
-    fn name(&self) -> &'static str {
-        "diffgrad"
-    }
-    field_accessors!();
-    fn buffer_names(&self) -> &'static [&'static str] {
-        &["exp_avg", "exp_avg_sq", "previous_grad"]
+    optimizer_accessors!(fresh);
+    fn buffer_names(&self) -> Vec<String> {
+        owned_names(BUFFERS)
     }
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
         let t = self.state.step as i32;
-        let names = self.buffer_names();
-        update_each(&mut self.state, &self.h, names, params, grads, |_, h, _| {
-            let (b1, b2) = (h.get("beta1"), h.get("beta2"));
-            DiffGradKernel {
-                beta1: b1,
-                beta2: b2,
-                eps: h.get("eps"),
-                weight_decay: h.get("weight_decay"),
-                step_size: h.get("lr") * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t)),
-            }
-        })
+        update_each(
+            &mut self.state,
+            &self.h,
+            BUFFERS.len(),
+            params,
+            grads,
+            |_, h, _| DiffGradKernel {
+                beta1: h.beta1,
+                beta2: h.beta2,
+                eps: h.eps,
+                weight_decay: h.weight_decay,
+                step_size: h.lr * (1.0 - h.beta2.powi(t)).sqrt() / (1.0 - h.beta1.powi(t)),
+            },
+        )
     }
 }

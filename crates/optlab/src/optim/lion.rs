@@ -13,21 +13,14 @@
 //! Defaults follow the official code: lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0 (optax's alias uses
 //! weight_decay=1e-3). sign(0) = 0.
 
-use super::hyper::{def, HyperDef, Range};
+use super::hyper::{hyperparams, parse};
 use super::kernel::{sign, Kernel, Real};
-use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
+use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Error, Result, Spec};
 use candle_core::backprop::GradStore;
-
-const DEFS: &[HyperDef] = &[
-    def("lr", 1e-4, Range::NonNegative),
-    def("beta1", 0.9, Range::Beta),
-    def("beta2", 0.99, Range::Beta),
-    def("weight_decay", 0.0, Range::NonNegative),
-    def("sharpness", 10.0, Range::Positive),
-    def("p", 3.0, Range::Positive),
-];
+use std::fmt;
+use std::str::FromStr;
 
 /// The convex function K whose gradient shapes the update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +32,10 @@ pub enum LionMode {
     Lp,
 }
 
-impl LionMode {
-    fn parse(s: &str) -> Result<Self> {
+impl FromStr for LionMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
         Ok(match s {
             "hard" => LionMode::Hard,
             "smooth" => LionMode::Smooth,
@@ -54,40 +49,72 @@ impl LionMode {
             }
         })
     }
+}
 
-    fn name(self) -> &'static str {
-        match self {
+impl fmt::Display for LionMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
             LionMode::Hard => "hard",
             LionMode::Smooth => "smooth",
             LionMode::Refined => "refined",
             LionMode::L2 => "l2",
             LionMode::Lp => "lp",
-        }
+        })
     }
 }
+
+hyperparams! {
+    /// Lion-κ's hyperparameters and the official code's defaults.
+    pub struct LionConfig {
+        /// Learning rate.
+        lr: f64 = 1e-4, NonNegative;
+        /// Interpolation between momentum and gradient in the update.
+        beta1: f64 = 0.9, Beta;
+        /// Momentum decay.
+        beta2: f64 = 0.99, Beta;
+        /// Decoupled weight decay λ (the constraint ‖x‖∞ ≤ 1/λ).
+        weight_decay: f64 = 0.0, NonNegative;
+        /// Sharpness of tanh in `mode=smooth`.
+        sharpness: f64 = 10.0, Positive;
+        /// The norm's power in `mode=lp`.
+        p: f64 = 3.0, Positive;
+    }
+    options {
+        /// K: `hard` (Lion), `smooth`, `refined`, `l2` or `lp`.
+        mode: LionMode = LionMode::Hard;
+    }
+    relations = lion_relations;
+}
+
+fn lion_relations(c: &LionConfig, _owner: &str) -> Result<()> {
+    if c.mode == LionMode::Lp && c.p <= 1.0 {
+        return Err(Error::invalid("lion: mode=lp needs p > 1"));
+    }
+    Ok(())
+}
+
+const BUFFERS: &[&str] = &["exp_avg"];
 
 /// Lion / Lion-κ.
 #[derive(Debug, Clone)]
 pub struct Lion {
-    h: HyperGroups,
-    mode: LionMode,
+    h: HyperGroups<LionConfig>,
     state: OptimizerState,
 }
 
 impl Lion {
+    /// Lion with `config`.
+    pub fn new(config: LionConfig) -> Result<Self> {
+        Ok(Lion {
+            h: HyperGroups::new("lion", config)?,
+            state: OptimizerState::new("lion"),
+        })
+    }
+
     /// From a spec: `lion:lr=1e-4,beta1=0.9,beta2=0.99,weight_decay=0,mode=hard` (`sharpness` for smooth, `p`
     /// for lp).
     pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        let mode = LionMode::parse(&s.string("mode", "hard"))?;
-        let h = HyperGroups::new(Hypers::from_spec("lion", DEFS, s)?);
-        if mode == LionMode::Lp && h.get("p") <= 1.0 {
-            return Err(Error::invalid("lion: mode=lp needs p > 1"));
-        }
-        Ok(Lion {
-            h,
-            mode,
-            state: OptimizerState::new("lion"),
-        })
+        Self::new(parse("lion", LionConfig::default(), s)?)
     }
 }
 
@@ -203,37 +230,28 @@ fn lion_loop<T: Real>(c: &LionConsts<T>, x: &mut [T], g: &[T], m: &mut [T], dir:
 }
 
 impl Optimizer for Lion {
-    fn name(&self) -> &'static str {
-        "lion"
-    }
-    field_accessors!();
-    fn buffer_names(&self) -> &'static [&'static str] {
-        &["exp_avg"]
-    }
-    fn spec(&self) -> String {
-        format!("{},mode={}", self.h.to_spec(), self.mode.name())
-    }
-    fn validate(&self, h: &Hypers) -> Result<()> {
-        if self.mode == LionMode::Lp && h.get("p") <= 1.0 {
-            return Err(Error::invalid("lion: mode=lp needs p > 1"));
-        }
-        Ok(())
+    optimizer_accessors!(fresh);
+    fn buffer_names(&self) -> Vec<String> {
+        owned_names(BUFFERS)
     }
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
-        let mode = self.mode;
-        let names = self.buffer_names();
-        update_each(&mut self.state, &self.h, names, params, grads, |_, h, _| {
-            LionKernel {
-                lr: h.get("lr"),
-                beta1: h.get("beta1"),
-                beta2: h.get("beta2"),
-                weight_decay: h.get("weight_decay"),
-                sharpness: h.get("sharpness"),
-                p: h.get("p"),
-                mode,
-            }
-        })
+        update_each(
+            &mut self.state,
+            &self.h,
+            BUFFERS.len(),
+            params,
+            grads,
+            |_, h, _| LionKernel {
+                lr: h.lr,
+                beta1: h.beta1,
+                beta2: h.beta2,
+                weight_decay: h.weight_decay,
+                sharpness: h.sharpness,
+                p: h.p,
+                mode: h.mode,
+            },
+        )
     }
 }

@@ -10,13 +10,12 @@
 //! The optimizer follows IST-DASLab/M-FAC `optim.py` (MFAC): g ← ∇f + λw is pushed into the window first,
 //! u = F⁻¹g, with momentum u ← v = μ·v + (1-μ)·u (an EMA without bias correction), then w ← w - lr·u.
 
-use super::hyper::{def, HyperDef, Range};
-use super::{Buf, HyperGroups, Hypers, Optimizer, OptimizerState};
+use super::hyper::{hyperparams, parse};
+use super::{Buf, HyperGroups, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Error, Result, Spec};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
-use std::sync::Mutex;
 
 /// F⁻¹ for F = damp·I + (1/m) GᵀG over a ring buffer of m gradients of dimension d.
 #[derive(Debug, Clone)]
@@ -157,52 +156,43 @@ impl MfacInverse {
     }
 }
 
-const DEFS: &[HyperDef] = &[
-    def("lr", 1e-3, Range::NonNegative),
-    def("momentum", 0.0, Range::Beta),
-    def("weight_decay", 0.0, Range::NonNegative),
-    def("ngrads", 1024.0, Range::Positive),
-    def("damp", 1e-5, Range::Positive),
-];
-
-/// Buffer names `momentum`, `grad.0`, ..., `grad.{m-1}`, each stored once per distinct m.
-fn names(m: usize) -> &'static [&'static str] {
-    static CACHE: Mutex<Vec<(usize, &'static [&'static str])>> = Mutex::new(Vec::new());
-    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, n)) = cache.iter().find(|(k, _)| *k == m) {
-        return n;
+hyperparams! {
+    /// M-FAC's hyperparameters and the official code's defaults.
+    pub struct MfacConfig {
+        /// Learning rate.
+        lr: f64 = 1e-3, NonNegative;
+        /// Momentum (an EMA of F⁻¹g, no bias correction).
+        momentum: f64 = 0.0, Beta;
+        /// Coupled L2 weight decay.
+        weight_decay: f64 = 0.0, NonNegative;
+        /// Gradients in the sliding window (m).
+        ngrads: usize = 1024, PositiveCount;
+        /// Dampening λ of the Fisher approximation.
+        damp: f64 = 1e-5, Positive;
     }
-    let mut v: Vec<&'static str> = vec!["momentum"];
-    v.extend((0..m).map(|i| &*Box::leak(format!("grad.{i}").into_boxed_str())));
-    let n: &'static [&'static str] = Box::leak(v.into_boxed_slice());
-    cache.push((m, n));
-    n
 }
 
 /// The M-FAC optimizer over all parameters together.
 #[derive(Debug, Clone)]
 pub struct Mfac {
-    h: HyperGroups,
+    h: HyperGroups<MfacConfig>,
     state: OptimizerState,
     inv: Option<MfacInverse>,
 }
 
 impl Mfac {
-    /// From a spec: `mfac:lr=1e-3,momentum=0,weight_decay=0,ngrads=1024,damp=1e-5`.
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        let h = HyperGroups::new(Hypers::from_spec("mfac", DEFS, s)?);
-        if h.get("ngrads").fract() != 0.0 {
-            return Err(Error::invalid("mfac: ngrads must be a whole number"));
-        }
+    /// M-FAC with `config`.
+    pub fn new(config: MfacConfig) -> Result<Self> {
         Ok(Mfac {
-            h,
+            h: HyperGroups::new("mfac", config)?,
             state: OptimizerState::new("mfac"),
             inv: None,
         })
     }
 
-    fn m(&self) -> usize {
-        self.h.get("ngrads") as usize
+    /// From a spec: `mfac:lr=1e-3,momentum=0,weight_decay=0,ngrads=1024,damp=1e-5`.
+    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+        Self::new(parse("mfac", MfacConfig::default(), s)?)
     }
 
     fn flat(t: &Tensor) -> Result<Vec<f64>> {
@@ -211,28 +201,30 @@ impl Mfac {
 }
 
 impl Optimizer for Mfac {
-    fn name(&self) -> &'static str {
-        "mfac"
+    optimizer_accessors!();
+    /// `momentum`, `grad.0`, ..., `grad.{m-1}`.
+    fn buffer_names(&self) -> Vec<String> {
+        std::iter::once("momentum".to_string())
+            .chain((0..self.h.config().ngrads).map(|i| format!("grad.{i}")))
+            .collect()
     }
-    field_accessors!();
-    fn buffer_names(&self) -> &'static [&'static str] {
-        names(self.m())
+    fn fresh(&self) -> Box<dyn Optimizer> {
+        Box::new(Mfac {
+            h: self.h.clone(),
+            state: OptimizerState::new("mfac"),
+            inv: None,
+        })
     }
     fn load_state(&mut self, state: OptimizerState, params: &[Param]) -> Result<()> {
-        state.check(self.name(), self.buffer_names(), params)?;
+        state.check(self.name(), &self.buffer_names(), params)?;
         self.state = state;
         self.inv = None; // rebuilt from the saved window on the next step
         Ok(())
     }
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
-        let (lr, mu, wd, damp, m) = (
-            self.h.get("lr"),
-            self.h.get("momentum"),
-            self.h.get("weight_decay"),
-            self.h.get("damp"),
-            self.m(),
-        );
+        let c = self.h.config();
+        let (lr, mu, wd, damp, m) = (c.lr, c.momentum, c.weight_decay, c.damp, c.ngrads);
         let active: Vec<&Param> = params
             .iter()
             .filter(|p| grads.get(p.tensor()).is_some())
@@ -274,16 +266,18 @@ impl Optimizer for Mfac {
         let u = inv.ihvp(&g)?;
         self.state.step += 1;
         // Write back per parameter: the window slot, the momentum, and x ← x - lr·(momentum or F⁻¹g).
-        let names = names(m);
         let mut off = 0;
         for p in &active {
             let n = p.numel();
-            let bufs = self.state.buffers.entry(p.name.clone()).or_insert_with(|| {
-                names
-                    .iter()
-                    .map(|_| Buf::zeros(p.var.dtype(), n).expect("f32 or f64"))
-                    .collect()
-            });
+            if !self.state.buffers.contains_key(&p.name) {
+                let zeros = (0..=m)
+                    .map(|_| Buf::zeros(p.var.dtype(), n))
+                    .collect::<Result<Vec<_>>>()?;
+                self.state.buffers.insert(p.name.clone(), zeros);
+            }
+            let Some(bufs) = self.state.buffers.get_mut(&p.name) else {
+                continue;
+            };
             let dir: Vec<f64> = if mu > 0.0 {
                 let mut mom = buf_f64(&bufs[0]);
                 mom.iter_mut()

@@ -6,27 +6,39 @@
 //! two agree whenever every parameter receives a gradient from the first step on, as in optlab's trainer; a
 //! parameter that joins later (a frozen layer thawed at step t) starts its bias correction at t here.
 //!
-//! Build one from a spec string with [`from_spec`]:
+//! Build one from Rust values with its typed config, or from a spec string through the registry
+//! ([`OPTIMIZERS`], [`from_spec`]):
 //! ```
-//! let opt = optlab::optim::from_spec("adamw:lr=1e-3,weight_decay=0.01").unwrap();
-//! assert_eq!(opt.hyperparam("weight_decay").unwrap(), 0.01);
+//! use optlab::optim::{lion::{Lion, LionConfig}, Optimizer};
+//! let opt = Lion::new(LionConfig { lr: 3e-4, weight_decay: 0.1, ..Default::default() }).unwrap();
+//! assert_eq!(opt.hyperparam("weight_decay").unwrap(), 0.1);
+//! let same = optlab::optim::from_spec("lion:lr=3e-4,weight_decay=0.1").unwrap();
+//! assert_eq!(same.spec(), opt.spec());
 //! ```
 
-/// The four accessors every optimizer has, for a struct with fields `h: HyperGroups` and
-/// `state: OptimizerState`.
-macro_rules! field_accessors {
+/// The accessors every optimizer has, for a struct with fields `h: HyperGroups<_>` and `state: OptimizerState`;
+/// with `fresh`, also [`Optimizer::fresh`] by cloning and clearing the state.
+macro_rules! optimizer_accessors {
     () => {
-        fn hypers(&self) -> &HyperGroups {
+        fn hypers(&self) -> &dyn $crate::optim::HyperTable {
             &self.h
         }
-        fn hypers_mut(&mut self) -> &mut HyperGroups {
+        fn hypers_mut(&mut self) -> &mut dyn $crate::optim::HyperTable {
             &mut self.h
         }
-        fn state(&self) -> &OptimizerState {
+        fn state(&self) -> &$crate::optim::OptimizerState {
             &self.state
         }
-        fn state_mut(&mut self) -> &mut OptimizerState {
+        fn state_mut(&mut self) -> &mut $crate::optim::OptimizerState {
             &mut self.state
+        }
+    };
+    (fresh) => {
+        optimizer_accessors!();
+        fn fresh(&self) -> Box<dyn $crate::optim::Optimizer> {
+            let mut o = self.clone();
+            o.state = $crate::optim::OptimizerState::new(self.name());
+            Box::new(o)
         }
     };
 }
@@ -45,50 +57,29 @@ pub mod kernel;
 pub mod lion;
 pub mod mfac;
 pub mod nsgd;
+mod registry;
 pub mod rmsprop;
 pub mod sgd;
 mod state;
 
-pub use groups::{HyperGroups, Selector};
-pub use hyper::{HyperDef, Hypers, Range};
+pub use groups::{HyperGroups, HyperTable, ParamGroup, Selector};
+pub use hyper::{HyperDef, HyperSet, Range};
 pub use kernel::Buf;
+pub use registry::{entry, from_spec, optimizer_names, OptimizerEntry, OptimizerSpec, OPTIMIZERS};
 pub use state::{load_state_file, save_state_file, OptimizerState};
 
+use crate::method::{MupRule, MupSupport};
 use crate::nn::Param;
-use crate::spec::unknown_name;
-use crate::{Result, Spec};
+use crate::{Error, Result};
 use candle_core::backprop::GradStore;
 
 /// A first-order optimizer over named parameters.
 pub trait Optimizer: Send + std::fmt::Debug {
-    /// The method's name as written in spec strings.
-    fn name(&self) -> &'static str;
+    /// The hyperparameters by name: the default group and any parameter groups.
+    fn hypers(&self) -> &dyn HyperTable;
 
-    /// The hyperparameters of the default group and of any parameter groups.
-    fn hypers(&self) -> &HyperGroups;
-
-    /// The hyperparameters, mutably (validated on every set).
-    fn hypers_mut(&mut self) -> &mut HyperGroups;
-
-    /// Constraints between hyperparameters beyond each one's range (checked for every group).
-    fn validate(&self, _h: &Hypers) -> Result<()> {
-        Ok(())
-    }
-
-    /// Adds a parameter group `SELECTOR:key=value,...` (see [`groups`]) after the existing ones.
-    fn add_group(&mut self, spec: &str) -> Result<()> {
-        let n = self.hypers().group_specs().len();
-        self.insert_group(n, spec)
-    }
-
-    /// Inserts a parameter group at position `index`: it takes precedence over the groups after it.
-    fn insert_group(&mut self, index: usize, spec: &str) -> Result<()> {
-        let mut hg = self.hypers().clone();
-        hg.insert_group(index, spec)?;
-        hg.check_each(|h| self.validate(h))?;
-        *self.hypers_mut() = hg;
-        Ok(())
-    }
+    /// The hyperparameters by name, mutably (validated on every set).
+    fn hypers_mut(&mut self) -> &mut dyn HyperTable;
 
     /// One update of every parameter that has a gradient in `grads`.
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()>;
@@ -100,20 +91,35 @@ pub trait Optimizer: Send + std::fmt::Debug {
     fn state_mut(&mut self) -> &mut OptimizerState;
 
     /// The names of the per-parameter buffers, in kernel order (PyTorch's names where they exist).
-    fn buffer_names(&self) -> &'static [&'static str];
+    fn buffer_names(&self) -> Vec<String>;
+
+    /// A new optimizer with the same hyperparameters and groups and no state.
+    fn fresh(&self) -> Box<dyn Optimizer>;
+
+    /// The method's name as written in spec strings.
+    fn name(&self) -> &'static str {
+        self.hypers().owner()
+    }
+
+    /// Adds a parameter group after the existing ones.
+    fn add_group(&mut self, group: ParamGroup) -> Result<()> {
+        let n = self.hypers().groups().len();
+        self.insert_group(n, group)
+    }
+
+    /// Inserts a parameter group at position `index`: it takes precedence over the groups after it.
+    fn insert_group(&mut self, index: usize, group: ParamGroup) -> Result<()> {
+        self.hypers_mut().insert_group(index, group)
+    }
 
     /// The current value of a hyperparameter.
     fn hyperparam(&self, key: &str) -> Result<f64> {
-        self.hypers().try_get(key)
+        self.hypers().get(key)
     }
 
     /// Sets a hyperparameter in every group, validating it.
     fn set_hyperparam(&mut self, key: &str, value: f64) -> Result<()> {
-        let mut hg = self.hypers().clone();
-        hg.set(key, value)?;
-        hg.check_each(|h| self.validate(h))?;
-        *self.hypers_mut() = hg;
-        Ok(())
+        self.hypers_mut().set(key, value)
     }
 
     /// Sets each group's `key` to its base value times `factor` (how schedules drive lr, momentum, ...).
@@ -121,92 +127,71 @@ pub trait Optimizer: Send + std::fmt::Debug {
         self.hypers_mut().apply_factor(key, factor)
     }
 
-    /// The learning rate.
-    fn lr(&self) -> f64 {
+    /// The current learning rate.
+    fn lr(&self) -> Result<f64> {
         self.hypers().get("lr")
     }
 
-    /// The canonical spec string of the current hyperparameters.
+    /// The canonical spec string of the hyperparameters (base values).
     fn spec(&self) -> String {
         self.hypers().to_spec()
     }
 
+    /// muP's rule for this optimizer's per-tensor learning rates (P42), from the registry; an error says why
+    /// none applies.
+    fn mup_rule(&self) -> Result<MupRule> {
+        match entry(self.name()).map(|e| e.mup) {
+            Some(MupSupport::Rule(r)) => Ok(r),
+            Some(MupSupport::Unsupported(why)) => Err(Error::invalid(format!(
+                "muP: no scaling rule for optimizer '{}': {why}; set mup_rule = adam or sgd to force one",
+                self.name()
+            ))),
+            Some(MupSupport::ByInstance) | None => Err(Error::invalid(format!(
+                "muP: optimizer '{}' does not say how it scales; set mup_rule = adam or sgd",
+                self.name()
+            ))),
+        }
+    }
+
     /// Replaces the state with `state` after checking it against `params`.
     fn load_state(&mut self, state: OptimizerState, params: &[Param]) -> Result<()> {
-        state.check(self.name(), self.buffer_names(), params)?;
+        state.check(self.name(), &self.buffer_names(), params)?;
         *self.state_mut() = state;
         Ok(())
     }
 }
 
-/// The optimizer names [`from_spec`] knows.
-pub const OPTIMIZER_NAMES: &[&str] = &[
-    "sgd",
-    "adam",
-    "adamw",
-    "adagrad",
-    "rmsprop",
-    "lion",
-    "diffgrad",
-    "adamp",
-    "sgdp",
-    "nsgd",
-    "adagradnorm",
-    "adahessian",
-    "mfac",
-    "chain",
-];
-
-/// Builds an optimizer from `name:key=value,...`; unknown names, unknown keys and invalid values are errors
-/// that list what is valid.
-pub fn from_spec(spec: &str) -> Result<Box<dyn Optimizer>> {
-    if let Some(items) = spec.trim().strip_prefix("chain:") {
-        return Ok(Box::new(chain::Chain::parse(items)?));
-    }
-    let mut s = Spec::parse(spec)?;
-    Ok(match s.name.as_str() {
-        "sgd" => Box::new(sgd::Sgd::from_spec(&mut s)?),
-        "adam" => Box::new(adam::Adam::from_spec(&mut s, false)?),
-        "adamw" => Box::new(adam::Adam::from_spec(&mut s, true)?),
-        "adagrad" => Box::new(adagrad::Adagrad::from_spec(&mut s)?),
-        "rmsprop" => Box::new(rmsprop::RmsProp::from_spec(&mut s)?),
-        "lion" => Box::new(lion::Lion::from_spec(&mut s)?),
-        "diffgrad" => Box::new(diffgrad::DiffGrad::from_spec(&mut s)?),
-        "adamp" => Box::new(adamp::AdamP::from_spec(&mut s, false)?),
-        "sgdp" => Box::new(adamp::AdamP::from_spec(&mut s, true)?),
-        "nsgd" => Box::new(nsgd::NormalizedSgd::from_spec(&mut s)?),
-        "adagradnorm" => Box::new(adagradnorm::AdaGradNorm::from_spec(&mut s)?),
-        "adahessian" => Box::new(adahessian::AdaHessian::from_spec(&mut s)?),
-        "mfac" => Box::new(mfac::Mfac::from_spec(&mut s)?),
-        other => return Err(unknown_name("optimizer", other, OPTIMIZER_NAMES)),
-    })
+/// Owned buffer names from a static list.
+pub(crate) fn owned_names(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
 }
 
-/// Applies one fused kernel to every parameter that has a gradient, creating zero state buffers on first
-/// use. `kernel(p, h, fresh)` builds the kernel for parameter `p` from its group's hyperparameters `h`;
+/// Applies one fused kernel to every parameter that has a gradient, creating `buffers` zero state buffers on
+/// first use. `kernel(p, h, fresh)` builds the kernel for parameter `p` from its group's hyperparameters `h`;
 /// `fresh` is true on the parameter's first update.
-pub(crate) fn update_each<K: kernel::Kernel>(
+pub(crate) fn update_each<C: HyperSet, K: kernel::Kernel>(
     state: &mut OptimizerState,
-    hypers: &HyperGroups,
-    names: &[&str],
+    hypers: &HyperGroups<C>,
+    buffers: usize,
     params: &[Param],
     grads: &GradStore,
-    kernel: impl Fn(&Param, &Hypers, bool) -> K,
+    kernel: impl Fn(&Param, &C, bool) -> K,
 ) -> Result<()> {
     for p in params {
         let Some(g) = grads.get(p.tensor()) else {
             continue;
         };
-        let fresh = !state.buffers.contains_key(&p.name);
-        if fresh {
-            let n = p.numel();
-            let bufs = names
-                .iter()
-                .map(|_| Buf::zeros(p.var.dtype(), n))
-                .collect::<Result<Vec<_>>>()?;
-            state.buffers.insert(p.name.clone(), bufs);
-        }
-        let bufs = state.buffers.get_mut(&p.name).expect("inserted above");
+        let bufs = match state.buffers.entry(p.name.clone()) {
+            std::collections::btree_map::Entry::Occupied(e) => (e.into_mut(), false),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let n = p.numel();
+                let zeros = (0..buffers)
+                    .map(|_| Buf::zeros(p.var.dtype(), n))
+                    .collect::<Result<Vec<_>>>()?;
+                (e.insert(zeros), true)
+            }
+        };
+        let (bufs, fresh) = bufs;
         kernel::fused_update(p, g, bufs, &kernel(p, hypers.for_param(p), fresh))?;
     }
     Ok(())

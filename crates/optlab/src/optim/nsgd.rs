@@ -1,33 +1,46 @@
 //! Normalized momentum SGD (Cutkosky & Mehta 2020), the upper-level update of P05's bilevel method:
 //! m ← β·m + (1-β)·g;  x ← x - lr·m/‖m‖, with ‖m‖ the l2 norm over all parameters together.
 
-use super::hyper::{def, HyperDef, Range};
+use super::hyper::{hyperparams, parse};
 use super::kernel::{sum_sq, Kernel, Real};
-use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
+use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Result, Spec};
 use candle_core::backprop::GradStore;
 
-const DEFS: &[HyperDef] = &[
-    def("lr", 1e-2, Range::NonNegative),
-    def("beta", 0.9, Range::Beta),
-    def("eps", 1e-12, Range::Positive),
-];
+hyperparams! {
+    /// Normalized momentum SGD's hyperparameters.
+    pub struct NsgdConfig {
+        /// Step length: every update moves the parameters by lr in l2 norm.
+        lr: f64 = 1e-2, NonNegative;
+        /// Momentum decay.
+        beta: f64 = 0.9, Beta;
+        /// Guards ‖m‖ = 0.
+        eps: f64 = 1e-12, Positive;
+    }
+}
+
+const BUFFERS: &[&str] = &["momentum"];
 
 /// Normalized momentum SGD.
 #[derive(Debug, Clone)]
 pub struct NormalizedSgd {
-    h: HyperGroups,
+    h: HyperGroups<NsgdConfig>,
     state: OptimizerState,
 }
 
 impl NormalizedSgd {
-    /// From a spec: `nsgd:lr=0.01,beta=0.9,eps=1e-12` (eps guards ‖m‖ = 0).
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+    /// Normalized SGD with `config`.
+    pub fn new(config: NsgdConfig) -> Result<Self> {
         Ok(NormalizedSgd {
-            h: HyperGroups::new(Hypers::from_spec("nsgd", DEFS, s)?),
+            h: HyperGroups::new("nsgd", config)?,
             state: OptimizerState::new("nsgd"),
         })
+    }
+
+    /// From a spec: `nsgd:lr=0.01,beta=0.9,eps=1e-12` (eps guards ‖m‖ = 0).
+    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+        Self::new(parse("nsgd", NsgdConfig::default(), s)?)
     }
 }
 
@@ -62,21 +75,16 @@ impl Kernel for Step {
 }
 
 impl Optimizer for NormalizedSgd {
-    fn name(&self) -> &'static str {
-        "nsgd"
-    }
-    field_accessors!();
-    fn buffer_names(&self) -> &'static [&'static str] {
-        &["momentum"]
+    optimizer_accessors!(fresh);
+    fn buffer_names(&self) -> Vec<String> {
+        owned_names(BUFFERS)
     }
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
-        let names = self.buffer_names();
-        update_each(&mut self.state, &self.h, names, params, grads, |_, h, _| {
-            Momentum {
-                beta: h.get("beta"),
-            }
+        let n = BUFFERS.len();
+        update_each(&mut self.state, &self.h, n, params, grads, |_, h, _| {
+            Momentum { beta: h.beta }
         })?;
         let mut norm2 = 0.0;
         for p in params.iter().filter(|p| grads.get(p.tensor()).is_some()) {
@@ -86,10 +94,8 @@ impl Optimizer for NormalizedSgd {
             };
         }
         let norm = norm2.sqrt();
-        update_each(&mut self.state, &self.h, names, params, grads, |_, h, _| {
-            Step {
-                scale: h.get("lr") / (norm + h.get("eps")),
-            }
+        update_each(&mut self.state, &self.h, n, params, grads, |_, h, _| Step {
+            scale: h.lr / (norm + h.eps),
         })
     }
 }

@@ -1,36 +1,52 @@
 //! RMSprop (Tieleman & Hinton 2012) as `torch.optim.RMSprop`: coupled weight decay, optional centering by the
 //! running mean gradient, and optional momentum on the normalised step.
 
-use super::hyper::{def, HyperDef, Range};
+use super::hyper::{hyperparams, parse};
 use super::kernel::{Kernel, Real};
-use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
+use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Result, Spec};
 use candle_core::backprop::GradStore;
 
-const DEFS: &[HyperDef] = &[
-    def("lr", 1e-2, Range::NonNegative),
-    def("alpha", 0.99, Range::Unit),
-    def("eps", 1e-8, Range::NonNegative),
-    def("weight_decay", 0.0, Range::NonNegative),
-    def("momentum", 0.0, Range::NonNegative),
-    def("centered", 0.0, Range::Bool),
-];
+hyperparams! {
+    /// `torch.optim.RMSprop`'s hyperparameters and defaults.
+    pub struct RmsPropConfig {
+        /// Learning rate.
+        lr: f64 = 1e-2, NonNegative;
+        /// Decay of the squared-gradient average.
+        alpha: f64 = 0.99, Unit;
+        /// Added to the root of the average.
+        eps: f64 = 1e-8, NonNegative;
+        /// Coupled L2 weight decay.
+        weight_decay: f64 = 0.0, NonNegative;
+        /// Momentum on the normalised step.
+        momentum: f64 = 0.0, NonNegative;
+        /// Center by the running mean gradient.
+        centered: bool = false, Bool;
+    }
+}
+
+const BUFFERS: &[&str] = &["square_avg", "momentum_buffer", "grad_avg"];
 
 /// `torch.optim.RMSprop`.
 #[derive(Debug, Clone)]
 pub struct RmsProp {
-    h: HyperGroups,
+    h: HyperGroups<RmsPropConfig>,
     state: OptimizerState,
 }
 
 impl RmsProp {
-    /// From a spec: `rmsprop:lr=0.01,alpha=0.99,eps=1e-8,weight_decay=0,momentum=0,centered=false`.
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+    /// RMSprop with `config`.
+    pub fn new(config: RmsPropConfig) -> Result<Self> {
         Ok(RmsProp {
-            h: HyperGroups::new(Hypers::from_spec("rmsprop", DEFS, s)?),
+            h: HyperGroups::new("rmsprop", config)?,
             state: OptimizerState::new("rmsprop"),
         })
+    }
+
+    /// From a spec: `rmsprop:lr=0.01,alpha=0.99,eps=1e-8,weight_decay=0,momentum=0,centered=false`.
+    pub fn from_spec(s: &mut Spec) -> Result<Self> {
+        Self::new(parse("rmsprop", RmsPropConfig::default(), s)?)
     }
 }
 
@@ -81,26 +97,27 @@ impl Kernel for RmsPropKernel {
 }
 
 impl Optimizer for RmsProp {
-    fn name(&self) -> &'static str {
-        "rmsprop"
-    }
-    field_accessors!();
-    fn buffer_names(&self) -> &'static [&'static str] {
-        &["square_avg", "momentum_buffer", "grad_avg"]
+    optimizer_accessors!(fresh);
+    fn buffer_names(&self) -> Vec<String> {
+        owned_names(BUFFERS)
     }
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
-        let names = self.buffer_names();
-        update_each(&mut self.state, &self.h, names, params, grads, |_, h, _| {
-            RmsPropKernel {
-                lr: h.get("lr"),
-                alpha: h.get("alpha"),
-                eps: h.get("eps"),
-                weight_decay: h.get("weight_decay"),
-                momentum: h.get("momentum"),
-                centered: h.flag("centered"),
-            }
-        })
+        update_each(
+            &mut self.state,
+            &self.h,
+            BUFFERS.len(),
+            params,
+            grads,
+            |_, h, _| RmsPropKernel {
+                lr: h.lr,
+                alpha: h.alpha,
+                eps: h.eps,
+                weight_decay: h.weight_decay,
+                momentum: h.momentum,
+                centered: h.centered,
+            },
+        )
     }
 }

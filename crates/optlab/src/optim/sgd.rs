@@ -2,37 +2,60 @@
 //! as `torch.optim.SGD`: the momentum buffer starts as the first gradient (not zero), and Nesterov needs
 //! momentum > 0 and dampening = 0.
 
-use super::hyper::{def, HyperDef, Range};
+use super::hyper::{hyperparams, parse};
 use super::kernel::{Kernel, Real};
-use super::{update_each, HyperGroups, Hypers, Optimizer, OptimizerState};
+use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
 use crate::nn::Param;
 use crate::{Error, Result, Spec};
 use candle_core::backprop::GradStore;
 
-const DEFS: &[HyperDef] = &[
-    def("lr", 1e-3, Range::NonNegative),
-    def("momentum", 0.0, Range::NonNegative),
-    def("dampening", 0.0, Range::Unit),
-    def("weight_decay", 0.0, Range::NonNegative),
-    def("nesterov", 0.0, Range::Bool),
-];
+hyperparams! {
+    /// `torch.optim.SGD`'s hyperparameters and defaults.
+    pub struct SgdConfig {
+        /// Learning rate.
+        lr: f64 = 1e-3, NonNegative;
+        /// Momentum factor (0: none).
+        momentum: f64 = 0.0, NonNegative;
+        /// Dampening of the momentum.
+        dampening: f64 = 0.0, Unit;
+        /// Coupled L2 weight decay.
+        weight_decay: f64 = 0.0, NonNegative;
+        /// Nesterov momentum (needs momentum > 0 and dampening = 0).
+        nesterov: bool = false, Bool;
+    }
+    relations = sgd_relations;
+}
+
+fn sgd_relations(c: &SgdConfig, owner: &str) -> Result<()> {
+    if c.nesterov && (c.momentum <= 0.0 || c.dampening != 0.0) {
+        return Err(Error::invalid(format!(
+            "{owner}: nesterov=true needs momentum > 0 and dampening = 0"
+        )));
+    }
+    Ok(())
+}
+
+const BUFFERS: &[&str] = &["momentum_buffer"];
 
 /// `torch.optim.SGD`.
 #[derive(Debug, Clone)]
 pub struct Sgd {
-    h: HyperGroups,
+    h: HyperGroups<SgdConfig>,
     state: OptimizerState,
 }
 
 impl Sgd {
+    /// SGD with `config` (checked).
+    pub fn new(config: SgdConfig) -> Result<Self> {
+        Ok(Sgd {
+            h: HyperGroups::new("sgd", config)?,
+            state: OptimizerState::new("sgd"),
+        })
+    }
+
     /// From a spec: `sgd:lr=0.1,momentum=0.9,dampening=0,weight_decay=0,nesterov=false`.
     pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        let opt = Sgd {
-            h: HyperGroups::new(Hypers::from_spec("sgd", DEFS, s)?),
-            state: OptimizerState::new("sgd"),
-        };
-        opt.validate(opt.h.default_group())?;
-        Ok(opt)
+        Sgd::new(parse("sgd", SgdConfig::default(), s)?)
     }
 }
 
@@ -46,13 +69,13 @@ struct SgdKernel {
 }
 
 impl SgdKernel {
-    fn new(h: &Hypers, first: bool) -> Self {
+    fn new(h: &SgdConfig, first: bool) -> Self {
         SgdKernel {
-            lr: h.get("lr"),
-            momentum: h.get("momentum"),
-            dampening: h.get("dampening"),
-            weight_decay: h.get("weight_decay"),
-            nesterov: h.flag("nesterov"),
+            lr: h.lr,
+            momentum: h.momentum,
+            dampening: h.dampening,
+            weight_decay: h.weight_decay,
+            nesterov: h.nesterov,
             first,
         }
     }
@@ -98,29 +121,17 @@ impl Kernel for SgdKernel {
 }
 
 impl Optimizer for Sgd {
-    fn name(&self) -> &'static str {
-        "sgd"
-    }
-    field_accessors!();
-    fn validate(&self, h: &Hypers) -> Result<()> {
-        if h.flag("nesterov") && (h.get("momentum") <= 0.0 || h.get("dampening") != 0.0) {
-            return Err(Error::invalid(
-                "sgd: nesterov=true needs momentum > 0 and dampening = 0",
-            ));
-        }
-        Ok(())
-    }
-    fn buffer_names(&self) -> &'static [&'static str] {
-        &["momentum_buffer"]
+    optimizer_accessors!(fresh);
+    fn buffer_names(&self) -> Vec<String> {
+        owned_names(BUFFERS)
     }
 
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
-        let names = self.buffer_names();
         update_each(
             &mut self.state,
             &self.h,
-            names,
+            BUFFERS.len(),
             params,
             grads,
             |_, h, first| SgdKernel::new(h, first),

@@ -32,7 +32,7 @@ impl OptimizerState {
     }
 
     /// Checks that the state fits `params` and the method's buffers.
-    pub fn check(&self, method: &str, names: &[&str], params: &[Param]) -> Result<()> {
+    pub fn check(&self, method: &str, names: &[String], params: &[Param]) -> Result<()> {
         if self.method != method {
             return Err(Error::invalid(format!(
                 "optimizer state belongs to '{}', not '{method}'",
@@ -75,18 +75,18 @@ pub fn save_state_file(
     meta_path: &Path,
 ) -> Result<()> {
     let st = opt.state();
+    let names = opt.buffer_names();
     let mut tensors = Vec::new();
     for p in params {
         if let Some(bufs) = st.buffers.get(&p.name) {
-            for (b, bn) in bufs.iter().zip(opt.buffer_names()) {
+            for (b, bn) in bufs.iter().zip(&names) {
                 tensors.push((format!("{}.{bn}", p.name), b.to_tensor(p.var.dims())?));
             }
         }
     }
     let hyper: serde_json::Map<String, serde_json::Value> = opt
         .hypers()
-        .default_group()
-        .all_base()
+        .base_values()
         .into_iter()
         .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
         .collect();
@@ -95,8 +95,8 @@ pub fn save_state_file(
         "spec": opt.spec(),
         "step": st.step,
         "hyperparams": hyper,
-        "groups": opt.hypers().group_specs(),
-        "buffers": opt.buffer_names(),
+        "groups": opt.hypers().groups().iter().map(|g| g.to_string()).collect::<Vec<_>>(),
+        "buffers": names,
     });
     let text = serde_json::to_string_pretty(&meta).expect("json");
     let st_meta = HashMap::from([("optlab_optimizer".to_string(), text.clone())]);
@@ -135,7 +135,8 @@ pub fn load_state_file(
             let g = g
                 .as_str()
                 .ok_or_else(|| Error::file(meta_path, "a group is not a string"))?;
-            opt.add_group(g)
+            g.parse()
+                .and_then(|g| opt.add_group(g))
                 .map_err(|e| Error::file(meta_path, e.to_string()))?;
         }
     }
@@ -152,7 +153,7 @@ pub fn load_state_file(
             continue;
         }
         let mut bufs = Vec::with_capacity(names.len());
-        for (t, bn) in found.into_iter().zip(names) {
+        for (t, bn) in found.into_iter().zip(&names) {
             let t = t.ok_or_else(|| {
                 Error::file(tensors_path, format!("missing tensor '{}.{bn}'", p.name))
             })?;

@@ -5,7 +5,7 @@ use super::checkpoint::{self, LoopState};
 use super::{EvalMetrics, MetricsLog, Observer, RunInfo, StepMetrics, Summary, TrainConfig};
 use crate::data::{load_spec, Dataset, Target};
 use crate::error::PathContext;
-use crate::mup::MupRule;
+use crate::mup::MupChoice;
 use crate::nn::loss::{correct, cross_entropy, mse};
 use crate::nn::{ModelSpec, Param, Parametrization, Sequential};
 use crate::optim::clip::{adaptive_clip, clip_grad_norm, clip_grad_value, global_grad_norm};
@@ -111,10 +111,13 @@ impl Trainer {
         )?;
         let mut opt = from_spec(&config.optimizer)?;
         for g in &config.groups {
-            opt.add_group(g)?;
+            opt.add_group(g.parse()?)?;
         }
         if let Parametrization::Mup { .. } = spec.parametrization() {
-            let rule = MupRule::parse(&config.mup_rule, opt.name())?;
+            let rule = config
+                .mup_rule
+                .parse::<MupChoice>()?
+                .resolve(opt.as_ref())?;
             crate::mup::apply_groups(opt.as_mut(), &model, rule)?;
         }
         opt.hypers().check_selects(&model.params())?;
@@ -452,7 +455,7 @@ impl Trainer {
                 let b = (self.config.batch_size as f64 * s.factor(step)).round();
                 self.loop_state.batch_size = b.clamp(1.0, self.train.len() as f64) as usize;
             }
-            let lr = self.opt.lr();
+            let lr = self.opt.lr()?;
             let (idx, epoch, epoch_done) = self.next_batch();
             let test_now = self
                 .batch_schedule

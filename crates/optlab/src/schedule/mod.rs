@@ -19,8 +19,13 @@
 //! assert!((s.factor(109) - 0.0).abs() < 1e-12);
 //! ```
 
-use crate::spec::unknown_name;
-use crate::{Error, Result, Spec};
+mod spec;
+mod table;
+
+pub use spec::{Decay, ScheduleSpec, Segment, SegmentLen};
+pub use table::TabulatedSchedule;
+
+use crate::Result;
 
 /// A multiplier per step.
 pub trait Schedule: Send + Sync + std::fmt::Debug {
@@ -41,23 +46,12 @@ pub const SCHEDULE_NAMES: &[&str] = &[
     "wsd",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Decay {
-    Constant,
-    Cosine { min_factor: f64 },
-    Linear { end_factor: f64 },
-    Step { step_size: u64, gamma: f64 },
-    Exponential { gamma: f64 },
-    Polynomial { power: f64, end_factor: f64 },
-    Wsd { decay_frac: f64, end_factor: f64 },
-}
-
 /// Linear warmup followed by a decay.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WarmupDecay {
-    warmup: u64,
-    total: u64,
-    decay: Decay,
+    pub(crate) warmup: u64,
+    pub(crate) total: u64,
+    pub(crate) decay: Decay,
 }
 
 impl Schedule for WarmupDecay {
@@ -103,39 +97,11 @@ impl Schedule for WarmupDecay {
     }
 
     fn spec(&self) -> String {
-        match self.decay {
-            Decay::Constant => format!("constant:warmup={}", self.warmup),
-            Decay::Cosine { min_factor } => {
-                format!("cosine:warmup={},min_factor={min_factor}", self.warmup)
-            }
-            Decay::Linear { end_factor } => {
-                format!("linear:warmup={},end_factor={end_factor}", self.warmup)
-            }
-            Decay::Step { step_size, gamma } => {
-                format!(
-                    "step:warmup={},step_size={step_size},gamma={gamma}",
-                    self.warmup
-                )
-            }
-            Decay::Exponential { gamma } => {
-                format!("exponential:warmup={},gamma={gamma}", self.warmup)
-            }
-            Decay::Polynomial { power, end_factor } => {
-                format!(
-                    "polynomial:warmup={},power={power},end_factor={end_factor}",
-                    self.warmup
-                )
-            }
-            Decay::Wsd {
-                decay_frac,
-                end_factor,
-            } => {
-                format!(
-                    "wsd:warmup={},decay_frac={decay_frac},end_factor={end_factor}",
-                    self.warmup
-                )
-            }
+        ScheduleSpec::Decay {
+            warmup: self.warmup,
+            decay: self.decay,
         }
+        .to_string()
     }
 }
 
@@ -143,8 +109,8 @@ impl Schedule for WarmupDecay {
 #[derive(Debug)]
 pub struct Sequence {
     /// (first step, schedule over the segment's steps, scale).
-    segments: Vec<(u64, Box<dyn Schedule>, f64)>,
-    spec: String,
+    pub(crate) segments: Vec<(u64, Box<dyn Schedule>, f64)>,
+    pub(crate) spec: String,
 }
 
 impl Schedule for Sequence {
@@ -163,191 +129,9 @@ impl Schedule for Sequence {
     }
 }
 
-fn sequence(body: &str, total: u64) -> Result<Sequence> {
-    let parts: Vec<&str> = body.split(';').map(str::trim).collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(Error::invalid(format!(
-            "seq:{body}: empty segment (segments are SPEC[*SCALE][@LEN] separated by ';')"
-        )));
-    }
-    let mut segments = Vec::new();
-    let mut start = 0u64;
-    for (i, part) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
-        let (rest, len) = match part.rsplit_once('@') {
-            Some((r, l)) => (r, Some(l.trim())),
-            None => (*part, None),
-        };
-        let (inner, scale) = match rest.rsplit_once('*') {
-            Some((r, f)) => (
-                r,
-                f.trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|v| v.is_finite() && *v >= 0.0)
-                    .ok_or_else(|| {
-                        Error::invalid(format!(
-                            "seq: segment `{part}`: scale `{f}` must be a non-negative number"
-                        ))
-                    })?,
-            ),
-            None => (rest, 1.0),
-        };
-        let left = total.saturating_sub(start);
-        let steps = match len {
-            None if last => left,
-            None => {
-                return Err(Error::invalid(format!(
-                    "seq: segment `{part}` needs a length @STEPS or @N% (only the last one takes the rest)"
-                )))
-            }
-            Some(l) => {
-                let n = if let Some(pct) = l.strip_suffix('%') {
-                    let f: f64 = pct.trim().parse().map_err(|_| {
-                        Error::invalid(format!("seq: segment `{part}`: `{l}` is not a percentage"))
-                    })?;
-                    (f / 100.0 * total as f64).round() as u64
-                } else {
-                    l.parse::<u64>().map_err(|_| {
-                        Error::invalid(format!(
-                            "seq: segment `{part}`: length `{l}` is not a whole number of steps or N%"
-                        ))
-                    })?
-                };
-                if n == 0 {
-                    return Err(Error::invalid(format!(
-                        "seq: segment `{part}` has no steps"
-                    )));
-                }
-                n
-            }
-        };
-        if total > 0 && steps > left && !last {
-            return Err(Error::invalid(format!(
-                "seq: segment `{part}` ends at step {} but the run has {total}",
-                start + steps
-            )));
-        }
-        let inner = inner.trim();
-        if inner.starts_with("seq:") || inner.starts_with("file:") {
-            return Err(Error::invalid(format!(
-                "seq: segment `{part}`: segments are plain schedules (no seq: or file:)"
-            )));
-        }
-        segments.push((start, from_spec(inner, steps.max(1))?, scale));
-        start += steps;
-    }
-    let spec = segments
-        .iter()
-        .zip(segments.iter().skip(1).map(|s| s.0).chain([start]))
-        .map(|((st, s, scale), end)| {
-            let scale = if *scale == 1.0 {
-                String::new()
-            } else {
-                format!("*{scale}")
-            };
-            format!("{}{scale}@{}", s.spec(), end - st)
-        })
-        .collect::<Vec<_>>()
-        .join(";");
-    Ok(Sequence {
-        segments,
-        spec: format!("seq:{spec}"),
-    })
-}
-
-/// Builds a schedule for a run of `total` steps.
+/// Builds a schedule for a run of `total` steps from its spec string (see the module docs).
 pub fn from_spec(spec: &str, total: u64) -> Result<Box<dyn Schedule>> {
-    if let Some(body) = spec.trim().strip_prefix("seq:") {
-        return Ok(Box::new(sequence(body, total)?));
-    }
-    if let Some(path) = spec.trim().strip_prefix("file:") {
-        return Ok(Box::new(crate::refine::TabulatedSchedule::load(
-            std::path::Path::new(path),
-            total,
-        )?));
-    }
-    let mut s = Spec::parse(spec)?;
-    let warmup = s.usize("warmup", 0)? as u64;
-    let unit = |s: &mut Spec, key: &'static str| -> Result<f64> {
-        let v = s.f64(key, 0.0)?;
-        if !(0.0..=1.0).contains(&v) {
-            return Err(Error::invalid(format!(
-                "{}: {key}={v} must be in [0, 1]",
-                s.name
-            )));
-        }
-        Ok(v)
-    };
-    let positive = |s: &mut Spec, key: &'static str, d: f64| -> Result<f64> {
-        let v = s.f64(key, d)?;
-        if !(v > 0.0 && v.is_finite()) {
-            return Err(Error::invalid(format!(
-                "{}: {key}={v} must be positive",
-                s.name
-            )));
-        }
-        Ok(v)
-    };
-    let decay = match s.name.as_str() {
-        "constant" => Decay::Constant,
-        "cosine" => Decay::Cosine {
-            min_factor: unit(&mut s, "min_factor")?,
-        },
-        "linear" => Decay::Linear {
-            end_factor: unit(&mut s, "end_factor")?,
-        },
-        "step" => {
-            let step_size = s.usize("step_size", 1000)? as u64;
-            if step_size == 0 {
-                return Err(Error::invalid("step: step_size must be at least 1"));
-            }
-            Decay::Step {
-                step_size,
-                gamma: positive(&mut s, "gamma", 0.1)?,
-            }
-        }
-        "exponential" => Decay::Exponential {
-            gamma: positive(&mut s, "gamma", 0.999)?,
-        },
-        "polynomial" => {
-            let power = s.f64("power", 1.0)?;
-            if power <= 0.0 {
-                return Err(Error::invalid(format!(
-                    "polynomial: power={power} must be positive"
-                )));
-            }
-            Decay::Polynomial {
-                power,
-                end_factor: unit(&mut s, "end_factor")?,
-            }
-        }
-        "wsd" => {
-            let decay_frac = s.f64("decay_frac", 0.2)?;
-            if !(0.0..=1.0).contains(&decay_frac) {
-                return Err(Error::invalid(format!(
-                    "wsd: decay_frac={decay_frac} must be in [0, 1]"
-                )));
-            }
-            Decay::Wsd {
-                decay_frac,
-                end_factor: unit(&mut s, "end_factor")?,
-            }
-        }
-        other => return Err(unknown_name("schedule", other, SCHEDULE_NAMES)),
-    };
-    s.finish()?;
-    if total > 0 && warmup > total {
-        return Err(Error::invalid(format!(
-            "{}: warmup={warmup} exceeds the run's {total} steps",
-            s.name
-        )));
-    }
-    Ok(Box::new(WarmupDecay {
-        warmup,
-        total,
-        decay,
-    }))
+    spec.parse::<ScheduleSpec>()?.build(total)
 }
 
 #[cfg(test)]

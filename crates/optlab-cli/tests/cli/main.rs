@@ -1,0 +1,20 @@
+//! End-to-end tests of the `optlab` binary, one module per command: each runs the real binary and checks its
+//! files, its output, and one clear error (non-zero exit, no panic) for each kind of bad input.
+
+mod common;
+
+mod bad_input;
+mod cbo;
+mod certify;
+mod charlm;
+mod convex_relu;
+mod curvature;
+mod dag;
+mod demo;
+mod help;
+mod lipschitz;
+mod mup;
+mod optimize;
+mod scaling;
+mod schedule;
+mod train;

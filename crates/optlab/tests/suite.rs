@@ -1,0 +1,23 @@
+//! The library's integration tests, one binary (each module was a test binary of its own; linking candle and
+//! the solvers once instead of sixteen times is most of the test build). Fixtures are in `tests/fixtures/`, made
+//! by the scripts in `tools/reference/`.
+
+mod common;
+
+mod anneal_law;
+mod batch_tests_golden;
+mod cbo;
+mod colide;
+mod convex_relu;
+mod curvature;
+mod lipschitz;
+#[cfg(feature = "lipsdp")]
+mod lipsdp;
+mod local_lipschitz;
+mod mup;
+mod norm;
+mod optim_golden;
+mod optim_properties;
+mod torch_state_dict;
+mod train;
+mod transformer;
