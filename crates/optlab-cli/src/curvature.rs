@@ -54,7 +54,7 @@ pub fn run(a: CurvatureArgs) -> Result<()> {
     let (op, lr, what): (Box<dyn HessianOperator>, f64, String) = match (&a.run, &a.function) {
         (Some(dir), _) => {
             let cfg = TrainConfig::from_toml_file(&dir.join("config.toml"))?;
-            let base_lr = optlab::optim::from_spec(&cfg.optimizer)?.lr()?;
+            let base_lr = cfg.optimizer.hyperparam("lr")?;
             let t = Trainer::new(cfg)?;
             t.model().load(&dir.join("model.safetensors"))?;
             let data = t.train_data();

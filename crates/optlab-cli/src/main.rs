@@ -13,6 +13,7 @@ mod mup_cmd;
 mod optimize;
 mod plot;
 mod progress;
+mod run_args;
 mod scaling_cmd;
 mod schedule_cmd;
 mod train_cmd;
@@ -46,7 +47,7 @@ enum Cmd {
     /// optimizer.safetensors, plots/); `--resume DIR` continues a killed run bit-exactly.
     Train(Box<train_cmd::TrainArgs>),
     /// Several optimizers and/or models on one task, over one or more seeds, one report.
-    Compare(compare::CompareArgs),
+    Compare(Box<compare::CompareArgs>),
     /// An optimizer (or several) on an analytic test function: trajectory JSON and a contour plot of the paths.
     Optimize(optimize::OptimizeArgs),
     /// Curvature of a trained run or of a test function: lambda_max, tr(H), stability verdicts, SLQ density.
@@ -81,7 +82,7 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Demo(a) => compare::demo(a),
         Cmd::Train(a) => train_cmd::run(*a),
-        Cmd::Compare(a) => compare::compare(a),
+        Cmd::Compare(a) => compare::compare(*a),
         Cmd::Optimize(a) => optimize::run(a),
         Cmd::Curvature(a) => curvature::run(a),
         Cmd::Schedule(a) => schedule_cmd::run(a),

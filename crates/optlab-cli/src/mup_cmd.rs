@@ -1,10 +1,10 @@
 //! `optlab mup coord-check` and `optlab mup lr-sweep`: muP's two checks (P42), each with plots and JSON.
 
 use crate::plot::{line_chart, Series};
+use crate::run_args::RunOverrides;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use optlab::mup::{best_lrs, coord_check, coord_slopes, lr_sweep, WidthSweep};
-use optlab::train::TrainConfig;
+use optlab::experiment::width::{best_lrs, coord_check, coord_slopes, lr_sweep, WidthSweep};
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -53,7 +53,7 @@ pub struct Common {
     /// Examples per step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// auto (by optimizer), adam (MuAdam) or sgd (MuSGD).
+    /// auto (the optimizer's rule), adam (MuAdam) or sgd (MuSGD).
     #[arg(long, default_value = "auto")]
     pub mup_rule: String,
     /// Output directory.
@@ -98,23 +98,23 @@ pub struct SweepArgs {
 }
 
 fn sweep(c: &Common, optimizer: &str, steps: Option<u64>) -> Result<WidthSweep> {
-    let task = c.task.as_deref().unwrap_or("supervised");
-    let mut config = TrainConfig::for_task(task)?;
-    config.model = match (&c.model, task) {
-        (Some(m), _) => m.clone(),
-        (None, "charlm") => "transformer:layers=2,dim=64,heads=4,mlp=4,norm=ln".into(),
-        (None, _) => "mlp:hidden=64-64,act=relu".into(),
+    let run = RunOverrides {
+        task: c.task.clone(),
+        data: c.data.clone(),
+        batch_size: Some(c.batch_size),
+        mup_rule: Some(c.mup_rule.clone()),
+        schedule: Some("constant".into()),
+        steps,
+        ..RunOverrides::default()
     };
-    if let Some(d) = &c.data {
-        config.data = d.clone();
-    }
-    config.optimizer = optimizer.to_string();
-    config.batch_size = c.batch_size;
-    config.mup_rule = c.mup_rule.clone();
-    config.schedule = "constant".into();
-    if let Some(s) = steps {
-        (config.steps, config.epochs) = (Some(s), None);
-    }
+    let mut config = run.config()?;
+    let lm = config.task == optlab::train::Task::Charlm;
+    config.model = match &c.model {
+        Some(m) => m.parse()?,
+        None if lm => "transformer:layers=2,dim=64,heads=4,mlp=4,norm=ln".parse()?,
+        None => "mlp:hidden=64-64,act=relu".parse()?,
+    };
+    config.optimizer = optimizer.parse()?;
     let sw = WidthSweep {
         config,
         widths: c.widths.clone(),

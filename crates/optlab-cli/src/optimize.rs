@@ -1,6 +1,6 @@
 //! `optlab optimize`: optimizers on analytic test functions, trajectories as JSON and paths on a contour plot.
 
-use crate::plot::{register_font, PALETTE};
+use crate::plot::{colour, register_font};
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
 use clap::Args;
@@ -153,7 +153,7 @@ fn contour_plot(
         )))?;
     }
     for (k, r) in runs.iter().enumerate() {
-        let color = PALETTE[k % PALETTE.len()];
+        let color = colour(k, runs.len());
         let pts: Vec<(f64, f64)> = r.trajectory.iter().map(|p| (p[0], p[1])).collect();
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?

@@ -1,7 +1,8 @@
 //! PNG line charts (plotters, bitmap backend, an embedded DejaVu Sans font so no system font is needed).
 
 use anyhow::{Context, Result};
-use optlab::train::{read_metrics, Record};
+pub use optlab::experiment::report::run_charts;
+pub use optlab::experiment::{Chart, Series};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use std::path::Path;
@@ -17,28 +18,83 @@ pub fn register_font() {
     });
 }
 
-/// One named curve.
-pub struct Series {
-    pub name: String,
-    pub points: Vec<(f64, f64)>,
+/// A distinct colour for series `i` of `n`: Tableau's ten for up to ten series, Kelly's twenty colours of
+/// maximum contrast (darkest first) for up to twenty, evenly spaced hues beyond.
+pub fn colour(i: usize, n: usize) -> RGBColor {
+    const TABLEAU: [RGBColor; 10] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
+    ];
+    const KELLY: [RGBColor; 20] = [
+        RGBColor(0x00, 0x67, 0xA5),
+        RGBColor(0xBE, 0x00, 0x32),
+        RGBColor(0x00, 0x88, 0x56),
+        RGBColor(0xF3, 0x84, 0x00),
+        RGBColor(0x87, 0x56, 0x92),
+        RGBColor(0x88, 0x2D, 0x17),
+        RGBColor(0xE6, 0x8F, 0xAC),
+        RGBColor(0x84, 0x84, 0x82),
+        RGBColor(0x8D, 0xB6, 0x00),
+        RGBColor(0x2B, 0x3D, 0x26),
+        RGBColor(0xA1, 0xCA, 0xF1),
+        RGBColor(0xB3, 0x44, 0x6C),
+        RGBColor(0x60, 0x4E, 0x97),
+        RGBColor(0xF6, 0xA6, 0x00),
+        RGBColor(0xE2, 0x58, 0x22),
+        RGBColor(0xC2, 0xB2, 0x80),
+        RGBColor(0x65, 0x45, 0x22),
+        RGBColor(0xF9, 0x93, 0x79),
+        RGBColor(0xDC, 0xD3, 0x00),
+        RGBColor(0xF3, 0xC3, 0x00),
+    ];
+    if n <= TABLEAU.len() {
+        return TABLEAU[i % TABLEAU.len()];
+    }
+    if n <= KELLY.len() {
+        return KELLY[i];
+    }
+    let c = HSLColor(
+        i as f64 / n as f64,
+        0.75,
+        if i.is_multiple_of(2) { 0.38 } else { 0.55 },
+    )
+    .to_rgba();
+    RGBColor(c.0, c.1, c.2)
 }
 
-pub const PALETTE: [RGBColor; 12] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(23, 190, 207),
-    RGBColor(188, 189, 34),
-    RGBColor(0, 0, 0),
-    RGBColor(255, 187, 120),
-];
+/// Width of the legend column to the right of the plot.
+const LEGEND_WIDTH: u32 = 360;
 
-/// Draws `series` as lines into a 900x560 PNG; `log_y` uses a log10 y axis (non-positive values dropped).
+/// Draws a chart into `dir/chart.file` (a chart with nothing to show is skipped).
+pub fn draw(dir: &Path, chart: &Chart) -> Result<()> {
+    if !chart.has_points() {
+        return Ok(());
+    }
+    let path = dir.join(&chart.file);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    line_chart(
+        &path,
+        &chart.title,
+        &chart.x_label,
+        &chart.y_label,
+        &chart.series,
+        chart.log_y,
+    )
+}
+
+/// Draws `series` as lines into a PNG, the legend in its own column to the right so it never covers a curve;
+/// `log_y` uses a log10 y axis (non-positive values dropped).
 pub fn line_chart(
     path: &Path,
     title: &str,
@@ -63,9 +119,13 @@ pub fn line_chart(
     });
     let pad = ((y1 - y0) * 0.05).max(1e-9);
     let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
-    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    let legend = series.len() > 1 || series.iter().any(|s| !s.name.is_empty());
+    let height = 560u32.max(90 + 22 * series.len() as u32);
+    let width = 900 + if legend { LEGEND_WIDTH } else { 0 };
+    let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).context("drawing")?;
-    let mut chart = ChartBuilder::on(&root)
+    let (plot_area, legend_area) = root.split_horizontally(900);
+    let mut chart = ChartBuilder::on(&plot_area)
         .caption(title, ("sans-serif", 24))
         .margin(15)
         .x_label_area_size(45)
@@ -77,7 +137,7 @@ pub fn line_chart(
         if log_y {
             significant(10f64.powf(*v))
         } else {
-            format!("{v}")
+            significant(*v)
         }
     };
     chart
@@ -92,8 +152,9 @@ pub fn line_chart(
         .label_style(("sans-serif", 15))
         .draw()
         .context("mesh")?;
+    let n = series.len();
     for (i, s) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+        let color = colour(i, n);
         let line: Vec<(f64, f64)> = s
             .points
             .iter()
@@ -102,25 +163,30 @@ pub fn line_chart(
             .collect();
         chart
             .draw_series(LineSeries::new(line, color.stroke_width(2)))
-            .context("series")?
-            .label(s.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .context("series")?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        // Losses fall and accuracies rise: keep the legend in the corner the curves leave empty.
-        .position(if log_y {
-            SeriesLabelPosition::UpperRight
-        } else {
-            SeriesLabelPosition::LowerRight
-        })
-        .draw()
-        .context("legend")?;
+    if legend {
+        let font = ("sans-serif", 14).into_font().color(&BLACK);
+        for (i, s) in series.iter().enumerate() {
+            let y = 60 + 22 * i as i32;
+            let color = colour(i, n);
+            legend_area
+                .draw(&PathElement::new(
+                    vec![(8, y), (34, y)],
+                    color.stroke_width(3),
+                ))
+                .context("legend")?;
+            // Long specs are cut to the column's width.
+            let name: String = if s.name.chars().count() > 44 {
+                s.name.chars().take(43).chain(['…']).collect()
+            } else {
+                s.name.clone()
+            };
+            legend_area
+                .draw(&Text::new(name, (40, y - 8), font.clone()))
+                .context("legend")?;
+        }
+    }
     root.present()
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
@@ -143,84 +209,28 @@ fn significant(x: f64) -> String {
     }
 }
 
-/// Exponential moving average (for noisy mini-batch losses).
-pub fn smooth(points: &[(f64, f64)], beta: f64) -> Vec<(f64, f64)> {
-    let mut avg = 0.0;
-    points
-        .iter()
-        .enumerate()
-        .map(|(i, &(x, y))| {
-            avg = beta * avg + (1.0 - beta) * y;
-            (x, avg / (1.0 - beta.powi(i as i32 + 1)))
-        })
-        .collect()
-}
-
-/// The curves of one run directory, read from its metrics.jsonl.
-pub struct RunCurves {
-    pub train_loss: Vec<(f64, f64)>,
-    pub val_loss: Vec<(f64, f64)>,
-    pub val_accuracy: Vec<(f64, f64)>,
-}
-
-pub fn run_curves(run_dir: &Path) -> Result<RunCurves> {
-    let recs = read_metrics(&run_dir.join("metrics.jsonl"))?;
-    let mut c = RunCurves {
-        train_loss: vec![],
-        val_loss: vec![],
-        val_accuracy: vec![],
-    };
-    for r in recs {
-        match r {
-            Record::Train(m) => c.train_loss.push((m.step as f64, m.loss)),
-            Record::Eval(e) => {
-                if let Some(v) = e.val_loss {
-                    c.val_loss.push((e.step as f64, v));
-                }
-                if let Some(a) = e.val_accuracy {
-                    c.val_accuracy.push((e.step as f64, a));
-                }
-            }
-        }
-    }
-    Ok(c)
-}
-
-/// Writes `plots/loss.png` and (for classification) `plots/accuracy.png` into a run directory.
+/// Writes a run directory's own charts (`plots/loss.png`, `plots/accuracy.png`).
 pub fn plot_run(run_dir: &Path) -> Result<()> {
-    let c = run_curves(run_dir)?;
-    let dir = run_dir.join("plots");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut loss = vec![Series {
-        name: "train (smoothed)".into(),
-        points: smooth(&c.train_loss, 0.9),
-    }];
-    if !c.val_loss.is_empty() {
-        loss.push(Series {
-            name: "validation".into(),
-            points: c.val_loss,
-        });
-    }
-    line_chart(&dir.join("loss.png"), "Loss", "step", "loss", &loss, true)?;
-    if !c.val_accuracy.is_empty() {
-        let acc = [Series {
-            name: "validation".into(),
-            points: c.val_accuracy,
-        }];
-        line_chart(
-            &dir.join("accuracy.png"),
-            "Accuracy",
-            "step",
-            "accuracy",
-            &acc,
-            false,
-        )?;
+    for c in run_charts(run_dir)? {
+        draw(run_dir, &c)?;
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_series_gets_its_own_colour() {
+        for n in [5, 13, 20, 30] {
+            let c: Vec<_> = (0..n).map(|i| super::colour(i, n)).collect();
+            for i in 0..n {
+                for j in 0..i {
+                    assert_ne!(c[i], c[j], "{n} series: {i} and {j}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn log_axis_labels() {
         let cases = [

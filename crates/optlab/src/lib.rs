@@ -5,15 +5,22 @@
 //! - [`data`]: the embedded digits set, synthetic generators and loaders for CSV, IDX and safetensors files;
 //! - [`nn`]: models whose parameter names follow PyTorch's `nn.Sequential` state dicts;
 //! - [`mup`]: muP's base shapes, per-tensor learning rates and its width checks (P42);
-//! - [`optim`]: the [`optim::Optimizer`] trait and fused in-place optimizers;
+//! - [`optim`]: the [`optim::Optimizer`] trait, fused in-place optimizers with typed configs, and their registry;
 //! - [`schedule`]: learning-rate (and other hyperparameter) schedules;
 //! - [`train`]: the training loop, observers, run directories and checkpoints;
+//! - [`experiment`]: many runs and what they add up to (comparisons, width sweeps, reports, the demo);
+//! - [`curvature`], [`lipschitz`], [`solvers`], [`anneal_law`], [`scaling`]: analyses and standalone methods;
+//! - [`method`]: what every registered method declares (name, paper, summary, module, muP rule);
 //! - [`second_order`]: the probe every second-order API calls before differentiating twice.
+//!
+//! Inside, every choice is a typed value ([`train::TrainConfig`] holds a [`data::DataSpec`], a
+//! [`nn::ModelSpec`], an [`optim::OptimizerSpec`] and a [`schedule::ScheduleSpec`]); spec strings and TOML are
+//! parsed once, at the edge.
 //!
 //! ```no_run
 //! use optlab::train::{TrainConfig, Trainer};
 //! let mut cfg = TrainConfig::default(); // digits, MLP 64-128-10, AdamW
-//! cfg.epochs = Some(2);
+//! cfg.options.epochs = Some(2);
 //! let summary = Trainer::new(cfg).unwrap().run(None, &mut []).unwrap();
 //! println!("validation accuracy {:?}", summary.val_accuracy);
 //! ```
@@ -22,6 +29,7 @@ pub mod anneal_law;
 pub mod curvature;
 pub mod data;
 pub mod error;
+pub mod experiment;
 pub mod functions;
 pub mod lipschitz;
 pub mod method;

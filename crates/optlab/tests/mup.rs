@@ -8,7 +8,7 @@ use optlab::mup::{apply_groups, infshapes, MupRule};
 use optlab::nn::loss::cross_entropy;
 use optlab::nn::{ModelSpec, Sequential};
 use optlab::optim::{from_spec, optimizer_names};
-use optlab::train::{TrainConfig, Trainer};
+use optlab::train::Trainer;
 use serde_json::Value;
 
 use crate::common::{fixture_tensor, max_abs_diff};
@@ -97,15 +97,13 @@ fn mup_works_with_every_optimizer() {
         };
         let auto = from_spec(&optimizer).unwrap().mup_rule();
         let rule = if auto.is_ok() { "auto" } else { "adam" };
-        let cfg = TrainConfig {
-            model: "mlp:hidden=32-32,param=mup,base=8".into(),
-            optimizer: optimizer.clone(),
-            mup_rule: rule.into(),
-            steps: Some(3),
-            epochs: None,
-            batch_size: 16,
-            ..TrainConfig::default()
-        };
+        let cfg = crate::common::cfg(&format!(
+            r#"model = "mlp:hidden=32-32,param=mup,base=8"
+optimizer = "{optimizer}"
+mup_rule = "{rule}"
+steps = 3
+batch_size = 16"#
+        ));
         let mut t = Trainer::new(cfg).unwrap_or_else(|e| panic!("{optimizer}: {e}"));
         let hidden = t.model().params()[2].clone();
         let lr = t.optimizer().hypers().get_for(&hidden, "lr").unwrap();

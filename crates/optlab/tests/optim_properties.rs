@@ -225,10 +225,7 @@ fn bad_hyperparameters_are_clear_errors() {
         .to_string()
         .contains("it has: lr, momentum"));
     // A group that selects nothing is refused by the trainer.
-    let cfg = optlab::train::TrainConfig {
-        groups: vec!["*.gamma:weight_decay=0".into()],
-        ..Default::default()
-    };
+    let cfg = crate::common::cfg(r#"groups = ["*.gamma:weight_decay=0"]"#);
     let e = optlab::train::Trainer::new(cfg)
         .map(|_| ())
         .unwrap_err()

@@ -1,5 +1,6 @@
 //! End-to-end training through the library: accuracy on digits, bit-exact resume, NaN handling.
 
+use crate::common::{cfg, try_cfg, with};
 use optlab::optim::load_state_file;
 use optlab::tensor_io::read_safetensors;
 use optlab::train::{
@@ -39,13 +40,10 @@ fn tensors_bits(path: &Path) -> Vec<(String, Vec<u64>)> {
 #[test]
 fn digits_mlp_adamw_reaches_95_percent() {
     // The issue's check: MLP 64-128-10, AdamW lr 1e-3, 20 epochs, batch 64.
-    let cfg = TrainConfig {
-        model: "mlp:hidden=128,act=relu".into(),
-        optimizer: "adamw:lr=1e-3".into(),
-        epochs: Some(20),
-        batch_size: 64,
-        ..TrainConfig::default()
-    };
+    let cfg = cfg(r#"model = "mlp:hidden=128,act=relu"
+optimizer = "adamw:lr=1e-3"
+epochs = 20
+batch_size = 64"#);
     let s = Trainer::new(cfg).unwrap().run(None, &mut []).unwrap();
     eprintln!(
         "digits MLP AdamW: val accuracy {:?}, val loss {:?}",
@@ -56,19 +54,17 @@ fn digits_mlp_adamw_reaches_95_percent() {
 }
 
 fn resume_case(optimizer: &str, dtype: &str, model: &str) {
-    let cfg = TrainConfig {
-        model: model.into(),
-        optimizer: optimizer.into(),
-        schedule: "cosine:warmup=5".into(),
-        steps: Some(60),
-        epochs: None,
-        batch_size: 50,
-        checkpoint_every: 7,
-        eval_every: 13,
-        clip_grad_norm: Some(2.0),
-        dtype: dtype.into(),
-        ..TrainConfig::default()
-    };
+    let cfg = cfg(&format!(
+        r#"model = "{model}"
+optimizer = "{optimizer}"
+schedule = "cosine:warmup=5"
+steps = 60
+batch_size = 50
+checkpoint_every = 7
+eval_every = 13
+clip_grad_norm = 2.0
+dtype = "{dtype}""#
+    ));
     let full = tmp(&format!("full-{dtype}-{}", &optimizer[..4]));
     let part = tmp(&format!("part-{dtype}-{}", &optimizer[..4]));
     Trainer::new(cfg.clone())
@@ -190,16 +186,13 @@ impl Observer for Count {
 
 #[test]
 fn observers_see_every_step_and_the_schedule() {
-    let cfg = TrainConfig {
-        data: "moons:n=200".into(),
-        model: "mlp:hidden=16".into(),
-        optimizer: "sgd:lr=0.5".into(),
-        schedule: "linear:warmup=4".into(),
-        steps: Some(20),
-        batch_size: 32,
-        eval_every: 5,
-        ..TrainConfig::default()
-    };
+    let cfg = cfg(r#"data = "moons:n=200"
+model = "mlp:hidden=16"
+optimizer = "sgd:lr=0.5"
+schedule = "linear:warmup=4"
+steps = 20
+batch_size = 32
+eval_every = 5"#);
     let dir = tmp("observers");
     let mut c = Count::default();
     Trainer::new(cfg)
@@ -224,11 +217,10 @@ fn observers_see_every_step_and_the_schedule() {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     // A finished directory is not silently overwritten.
-    let again = Trainer::new(TrainConfig {
-        data: "moons:n=200".into(),
-        steps: Some(2),
-        ..TrainConfig::default()
-    })
+    let again = Trainer::new(crate::common::cfg(
+        r#"data = "moons:n=200"
+steps = 2"#,
+    ))
     .unwrap()
     .run(Some(&dir), &mut []);
     assert!(again
@@ -241,15 +233,11 @@ fn observers_see_every_step_and_the_schedule() {
 #[test]
 fn divergence_stops_with_a_clear_error_and_keeps_the_checkpoint() {
     // Linear least squares with a step far beyond 2/L: the iterates grow geometrically until they overflow.
-    let cfg = TrainConfig {
-        data: "linreg:n=200,dim=8".into(),
-        model: "mlp:hidden=none".into(),
-        optimizer: "sgd:lr=50".into(),
-        steps: Some(2000),
-        epochs: None,
-        checkpoint_every: 1,
-        ..TrainConfig::default()
-    };
+    let cfg = cfg(r#"data = "linreg:n=200,dim=8"
+model = "mlp:hidden=none"
+optimizer = "sgd:lr=50"
+steps = 2000
+checkpoint_every = 1"#);
     let dir = tmp("nan");
     let e = Trainer::new(cfg)
         .unwrap()
@@ -273,58 +261,40 @@ fn divergence_stops_with_a_clear_error_and_keeps_the_checkpoint() {
 
 #[test]
 fn invalid_configs_are_clear_errors() {
-    let bad = |c: TrainConfig| Trainer::new(c).map(|_| ()).unwrap_err().to_string();
-    let e = bad(TrainConfig {
-        optimizer: "adamx".into(),
-        ..TrainConfig::default()
-    });
+    let bad = |t: &str| {
+        try_cfg(t)
+            .and_then(Trainer::new)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let e = bad(r#"optimizer = "adamx""#);
     assert!(
         e.contains("unknown optimizer 'adamx'") && e.contains("adamw"),
         "{e}"
     );
-    let e = bad(TrainConfig {
-        optimizer: "sgd:lr=-1".into(),
-        ..TrainConfig::default()
-    });
+    let e = bad(r#"optimizer = "sgd:lr=-1""#);
     assert!(e.contains("lr=-1") && e.contains(">= 0"), "{e}");
-    let e = bad(TrainConfig {
-        optimizer: "adam:beta1=1.0".into(),
-        ..TrainConfig::default()
-    });
+    let e = bad(r#"optimizer = "adam:beta1=1.0""#);
     assert!(e.contains("beta1=1") && e.contains("[0, 1)"), "{e}");
-    let e = bad(TrainConfig {
-        optimizer: "sgd:nesterov=true".into(),
-        ..TrainConfig::default()
-    });
+    let e = bad(r#"optimizer = "sgd:nesterov=true""#);
     assert!(e.contains("nesterov"), "{e}");
-    let e = bad(TrainConfig {
-        loss: "mse".into(),
-        ..TrainConfig::default()
-    });
+    let e = bad(r#"loss = "mse""#);
     assert!(e.contains("mse"), "{e}");
-    let e = bad(TrainConfig {
-        data: "linreg".into(),
-        loss: "cross_entropy".into(),
-        ..TrainConfig::default()
-    });
+    let e = bad(r#"data = "linreg"
+loss = "cross_entropy""#);
     assert!(e.contains("class labels"), "{e}");
-    let e = bad(TrainConfig {
-        schedule: "cosine:warmup=100000".into(),
-        ..TrainConfig::default()
-    });
+    let e = bad(r#"schedule = "cosine:warmup=100000""#);
     assert!(e.contains("warmup"), "{e}");
 }
 
 #[test]
 fn regression_with_mse() {
-    let cfg = TrainConfig {
-        data: "linreg:n=400,dim=4,noise=0.01".into(),
-        model: "mlp:hidden=none".into(),
-        optimizer: "sgd:lr=0.1".into(),
-        epochs: Some(30),
-        batch_size: 32,
-        ..TrainConfig::default()
-    };
+    let cfg = cfg(r#"data = "linreg:n=400,dim=4,noise=0.01"
+model = "mlp:hidden=none"
+optimizer = "sgd:lr=0.1"
+epochs = 30
+batch_size = 32"#);
     let s = Trainer::new(cfg).unwrap().run(None, &mut []).unwrap();
     assert!(s.val_accuracy.is_none());
     assert!(s.val_loss.unwrap() < 1e-3, "{s:?}");
@@ -334,17 +304,15 @@ fn regression_with_mse() {
 fn gradient_accumulation_matches_the_full_batch() {
     // Micro-batches weighted by size give the full batch's mean gradient: same trajectory up to rounding.
     let run = |accumulate: usize| {
-        let cfg = TrainConfig {
-            data: "moons:n=300".into(),
-            model: "mlp:hidden=16,act=tanh".into(),
-            optimizer: "sgd:lr=0.3,momentum=0.9".into(),
-            steps: Some(30),
-            epochs: None,
-            batch_size: 50,
-            accumulate,
-            dtype: "f64".into(),
-            ..TrainConfig::default()
-        };
+        let cfg = cfg(&format!(
+            r#"data = "moons:n=300"
+model = "mlp:hidden=16,act=tanh"
+optimizer = "sgd:lr=0.3,momentum=0.9"
+steps = 30
+batch_size = 50
+accumulate = {accumulate}
+dtype = "f64""#
+        ));
         let mut t = Trainer::new(cfg).unwrap();
         let s = t.run(None, &mut []).unwrap();
         let w: Vec<f64> = t.model().params()[0]
@@ -359,10 +327,7 @@ fn gradient_accumulation_matches_the_full_batch() {
     let (l4, w4) = run(4);
     assert!((l1 - l4).abs() < 1e-12, "{l1} vs {l4}");
     assert!(w1.iter().zip(&w4).all(|(a, b)| (a - b).abs() < 1e-12));
-    let bad = TrainConfig {
-        accumulate: 0,
-        ..TrainConfig::default()
-    };
+    let bad = cfg(r#"accumulate = 0"#);
     assert!(Trainer::new(bad)
         .map(|_| ())
         .unwrap_err()
@@ -373,24 +338,16 @@ fn gradient_accumulation_matches_the_full_batch() {
 #[test]
 fn clipping_options_train_and_validate() {
     for (v, agc) in [(Some(0.01), None), (None, Some(0.01))] {
-        let cfg = TrainConfig {
-            optimizer: "sgd:lr=0.1".into(),
-            steps: Some(40),
-            epochs: None,
-            clip_grad_value: v,
-            agc,
-            ..TrainConfig::default()
-        };
+        let mut cfg = cfg(r#"optimizer = "sgd:lr=0.1"
+steps = 40"#);
+        (cfg.options.clip_grad_value, cfg.options.agc) = (v, agc);
         let s = Trainer::new(cfg).unwrap().run(None, &mut []).unwrap();
         assert!(
             s.final_train_loss.is_finite() && s.final_train_loss < 2.31,
             "{s:?}"
         );
     }
-    let bad = TrainConfig {
-        agc: Some(-1.0),
-        ..TrainConfig::default()
-    };
+    let bad = cfg(r#"agc = -1.0"#);
     assert!(Trainer::new(bad)
         .map(|_| ())
         .unwrap_err()
@@ -411,15 +368,11 @@ fn logged_batch_sizes(dir: &Path) -> Vec<usize> {
 
 #[test]
 fn adaptive_batch_size_grows_and_resumes_exactly() {
-    let cfg = TrainConfig {
-        optimizer: "adagradnorm:lr=0.5".into(),
-        batch_size: 8,
-        batch_test: Some("norm:eta=0.3,interval=5,max_batch=256".into()),
-        steps: Some(60),
-        epochs: None,
-        checkpoint_every: 7,
-        ..TrainConfig::default()
-    };
+    let cfg = cfg(r#"optimizer = "adagradnorm:lr=0.5"
+batch_size = 8
+batch_test = "norm:eta=0.3,interval=5,max_batch=256"
+steps = 60
+checkpoint_every = 7"#);
     let full = tmp("adabatch-full");
     let s = Trainer::new(cfg.clone())
         .unwrap()
@@ -449,11 +402,10 @@ fn adaptive_batch_size_grows_and_resumes_exactly() {
         tensors_bits(&part.join("model.safetensors"))
     );
     assert_eq!(logged_batch_sizes(&part), sizes);
-    let cnn = TrainConfig {
-        model: "cnn".into(),
-        batch_test: Some("norm".into()),
-        ..TrainConfig::default()
-    };
+    let cnn = crate::common::cfg(
+        r#"model = "cnn"
+batch_test = "norm""#,
+    );
     assert!(Trainer::new(cnn)
         .map(|_| ())
         .unwrap_err()
@@ -475,15 +427,11 @@ fn final_weights(cfg: TrainConfig, dir: Option<&Path>) -> Vec<f64> {
 
 #[test]
 fn hyperparameter_schedules() {
-    let base = TrainConfig {
-        data: "moons:n=200".into(),
-        model: "mlp:hidden=8,act=tanh".into(),
-        steps: Some(12),
-        epochs: None,
-        batch_size: 8,
-        dtype: "f64".into(),
-        ..TrainConfig::default()
-    };
+    let base = cfg(r#"data = "moons:n=200"
+model = "mlp:hidden=8,act=tanh"
+steps = 12
+batch_size = 8
+dtype = "f64""#);
     // A momentum scheduled at half its base equals the halved momentum; weight decay scheduled to 0 equals none.
     for (scheduled, hyper, plain) in [
         (
@@ -498,25 +446,19 @@ fn hyperparameter_schedules() {
         ),
     ] {
         let a = final_weights(
-            TrainConfig {
-                optimizer: scheduled.into(),
-                hyper_schedules: vec![hyper.into()],
-                ..base.clone()
-            },
+            with(
+                &base,
+                &format!("optimizer = \"{scheduled}\"\nhyper_schedules = [\"{hyper}\"]"),
+            )
+            .unwrap(),
             None,
         );
         let b = final_weights(
-            TrainConfig {
-                optimizer: plain.into(),
-                ..base.clone()
-            },
+            with(&base, &format!("optimizer = \"{plain}\"")).unwrap(),
             None,
         );
         let c = final_weights(
-            TrainConfig {
-                optimizer: scheduled.into(),
-                ..base.clone()
-            },
+            with(&base, &format!("optimizer = \"{scheduled}\"")).unwrap(),
             None,
         );
         assert_eq!(a, b, "{hyper}");
@@ -525,11 +467,12 @@ fn hyperparameter_schedules() {
     // The batch doubles every 5 steps (within one epoch of 800 training examples).
     let dir = tmp("batch-schedule");
     final_weights(
-        TrainConfig {
-            data: "moons:n=1000".into(),
-            hyper_schedules: vec!["batch_size=step:step_size=5,gamma=2".into()],
-            ..base.clone()
-        },
+        with(
+            &base,
+            r#"data = "moons:n=1000"
+hyper_schedules = ["batch_size=step:step_size=5,gamma=2"]"#,
+        )
+        .unwrap(),
         Some(&dir),
     );
     assert_eq!(
@@ -544,21 +487,24 @@ fn hyperparameter_schedules() {
         ("momentum=cosin", "sgd", "available: constant"),
         ("beta1=seq:constant*2", "adam", "scheduled beta1=1.8"),
     ] {
-        let e = Trainer::new(TrainConfig {
-            optimizer: optimizer.into(),
-            hyper_schedules: vec![hyper.into()],
-            ..base.clone()
-        })
+        let e = with(
+            &base,
+            &format!("optimizer = \"{optimizer}\"\nhyper_schedules = [\"{hyper}\"]"),
+        )
+        .and_then(Trainer::new)
         .map(|_| ())
         .unwrap_err()
         .to_string();
         assert!(e.contains(needle), "{hyper}: {e}");
     }
-    let e = Trainer::new(TrainConfig {
-        hyper_schedules: vec!["batch_size=linear".into()],
-        batch_test: Some("norm:eta=0.5".into()),
-        ..base
-    })
+    let e = Trainer::new(
+        with(
+            &base,
+            r#"hyper_schedules = ["batch_size=linear"]
+batch_test = "norm:eta=0.5""#,
+        )
+        .unwrap(),
+    )
     .map(|_| ())
     .unwrap_err()
     .to_string();

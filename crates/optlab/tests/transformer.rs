@@ -250,38 +250,18 @@ fn spec_errors_and_task_checks() {
     );
     // A transformer needs token sequences and the charlm task; token data needs the charlm task.
     use optlab::train::{TrainConfig, Trainer};
-    let lm = TrainConfig::for_task("charlm").unwrap();
+    let lm = TrainConfig::for_task(optlab::train::Task::Charlm);
     for (cfg, says) in [
-        (
-            TrainConfig {
-                data: "digits".into(),
-                ..lm.clone()
-            },
-            "transformer",
-        ),
-        (
-            TrainConfig {
-                task: "supervised".into(),
-                ..lm.clone()
-            },
-            "--task charlm",
-        ),
-        (
-            TrainConfig {
-                model: "mlp".into(),
-                ..lm.clone()
-            },
-            "task=charlm",
-        ),
-        (
-            TrainConfig {
-                task: "lm".into(),
-                ..lm.clone()
-            },
-            "unknown task 'lm'",
-        ),
+        (r#"data = "digits""#, "transformer"),
+        (r#"task = "supervised""#, "--task charlm"),
+        (r#"model = "mlp""#, "task=charlm"),
+        (r#"task = "lm""#, "unknown task 'lm'"),
     ] {
-        let e = Trainer::new(cfg).err().expect("refused").to_string();
+        let e = crate::common::with(&lm, cfg)
+            .and_then(Trainer::new)
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(e.contains(says), "{e}");
     }
 }
@@ -360,17 +340,17 @@ fn mup_initialisation() {
 /// φ, Γ and counter are checkpointed as buffers).
 #[test]
 fn charlm_powernorm_resume_is_bit_exact() {
-    use optlab::train::{RunOptions, TrainConfig, Trainer};
-    let cfg = TrainConfig {
-        model: "transformer:layers=1,dim=16,heads=2,mlp=2,norm=pn,pn_warmup=3".into(),
-        data: "text:context=16".into(),
-        schedule: "constant".into(),
-        steps: Some(8),
-        batch_size: 4,
-        eval_every: 4,
-        val_frac: 0.002,
-        ..TrainConfig::for_task("charlm").unwrap()
-    };
+    use optlab::train::{RunOptions, Trainer};
+    let cfg = crate::common::cfg(
+        r#"task = "charlm"
+model = "transformer:layers=1,dim=16,heads=2,mlp=2,norm=pn,pn_warmup=3"
+data = "text:context=16"
+schedule = "constant"
+steps = 8
+batch_size = 4
+eval_every = 4
+val_frac = 0.002"#,
+    );
     let tmp = std::env::temp_dir().join(format!("optlab-lm-resume-{}", std::process::id()));
     let (a, b) = (tmp.join("a"), tmp.join("b"));
     let _ = std::fs::remove_dir_all(&tmp);

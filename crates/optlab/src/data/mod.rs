@@ -4,6 +4,7 @@
 mod csv;
 mod digits;
 mod idx;
+mod spec;
 mod st;
 mod synthetic;
 mod text;
@@ -11,15 +12,14 @@ mod text;
 pub use self::csv::load_csv;
 pub use digits::digits;
 pub use idx::{encode_idx_u8, load_idx_pair, read_idx, IdxArray};
+pub use spec::{DataSpec, TextUnit, DATA_NAMES};
 pub use st::load_safetensors_data;
 pub use synthetic::{gaussian_mixture, linear_regression, two_moons, two_spirals};
 pub use text::{char_lines, char_windows, read_text, shakespeare, vocabulary};
 
 use crate::rng::{permutation, rng_for, Stream};
-use crate::spec::unknown_name;
-use crate::{Error, Result, Spec};
+use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
-use std::path::PathBuf;
 
 /// What is predicted.
 #[derive(Debug, Clone, PartialEq)]
@@ -308,118 +308,11 @@ pub(crate) fn class_labels(
     Ok((labels, n_classes))
 }
 
-/// The names [`load_spec`] knows.
-pub const DATA_NAMES: &[&str] = &[
-    "digits",
-    "moons",
-    "spirals",
-    "gaussians",
-    "linreg",
-    "csv",
-    "idx",
-    "safetensors",
-    "text",
-];
-
-/// Loads a data set from a spec string:
-/// `digits`, `moons:n=1000,noise=0.1`, `spirals:n=1000,classes=2,noise=0.2`,
-/// `gaussians:n=1000,classes=4,dim=2,spread=1.0`, `linreg:n=1000,dim=8,noise=0.1`,
-/// `csv:path=data.csv,label=label,task=classification|regression`,
-/// `idx:images=train-images.idx3-ubyte,labels=train-labels.idx1-ubyte,scale=255`,
-/// `safetensors:path=data.safetensors,x=x,y=y`,
-/// `text:context=64[,unit=window|line][,path=book.txt]` (next-character windows, or one padded line per example;
-/// the embedded Shakespeare excerpt without a path).
-/// Synthetic sets draw from `seed`.
+/// Loads a data set from a spec string (see [`DataSpec`] for the names and keys): `digits`,
+/// `moons:n=1000,noise=0.1`, `csv:path=data.csv,label=label`, `text:context=64`, ... Synthetic sets draw from
+/// `seed`.
 pub fn load_spec(spec: &str, seed: u64) -> Result<Dataset> {
-    let mut s = Spec::parse(spec)?;
-    let ds = match s.name.as_str() {
-        "digits" => digits()?,
-        "moons" => two_moons(s.usize("n", 1000)?, s.f64("noise", 0.1)?, seed)?,
-        "spirals" => two_spirals(
-            s.usize("n", 1000)?,
-            s.usize("classes", 2)?,
-            s.f64("noise", 0.2)?,
-            seed,
-        )?,
-        "gaussians" => gaussian_mixture(
-            s.usize("n", 1000)?,
-            s.usize("classes", 4)?,
-            s.usize("dim", 2)?,
-            s.f64("spread", 1.0)?,
-            seed,
-        )?,
-        "linreg" => linear_regression(
-            s.usize("n", 1000)?,
-            s.usize("dim", 8)?,
-            s.f64("noise", 0.1)?,
-            seed,
-        )?,
-        "csv" => {
-            let path = required_path(&mut s, "path")?;
-            let label = s.string("label", "");
-            let task = s.string("task", "classification");
-            let regression = match task.as_str() {
-                "classification" => false,
-                "regression" => true,
-                other => {
-                    return Err(Error::invalid(format!(
-                        "csv: task={other} must be classification or regression"
-                    )))
-                }
-            };
-            load_csv(
-                &path,
-                (!label.is_empty()).then_some(label.as_str()),
-                regression,
-            )?
-        }
-        "idx" => {
-            let images = required_path(&mut s, "images")?;
-            let labels = required_path(&mut s, "labels")?;
-            let scale = s.f64("scale", 255.0)?;
-            load_idx_pair(&images, &labels, scale)?
-        }
-        "safetensors" => {
-            let path = required_path(&mut s, "path")?;
-            let x = s.string("x", "x");
-            let y = s.string("y", "y");
-            load_safetensors_data(&path, &x, &y)?
-        }
-        "text" => {
-            let context = s.usize("context", 64)?;
-            let path = s.string("path", "");
-            let cut = match s.string("unit", "window").as_str() {
-                "window" => char_windows,
-                "line" => char_lines,
-                other => {
-                    return Err(Error::invalid(format!(
-                        "text: unit={other} must be window or line"
-                    )))
-                }
-            };
-            if path.is_empty() {
-                cut("shakespeare", &shakespeare()?, context)?
-            } else {
-                let path = PathBuf::from(path);
-                cut("text", &read_text(&path)?, context)
-                    .map_err(|e| Error::file(&path, e.to_string()))?
-            }
-        }
-        other => return Err(unknown_name("data set", other, DATA_NAMES)),
-    };
-    s.finish()?;
-    Ok(ds)
-}
-
-fn required_path(s: &mut Spec, key: &'static str) -> Result<PathBuf> {
-    let v = s.string(key, "");
-    if v.is_empty() {
-        return Err(Error::invalid(format!(
-            "{}: the key '{key}' (a file path) is required, e.g. {}:{key}=file",
-            s.name, s.name
-        )));
-    }
-    Ok(PathBuf::from(v))
+    spec.parse::<DataSpec>()?.load(seed)
 }
 
 #[cfg(test)]

@@ -2,15 +2,18 @@
 //! state dict names them (`0.weight`, `0.bias`, `2.weight`, ...), so `model.safetensors` loads in PyTorch with
 //! `load_state_dict` and a PyTorch state dict saved with `safetensors.torch.save_file` loads here.
 
+mod build;
 pub mod fused;
 mod layer;
 pub mod linear;
 mod param;
 mod sequential;
+mod spec;
 
 pub use layer::{Activation, Layer};
-pub use param::Param;
-pub use sequential::{LinearTrace, ModelSpec, Parametrization, Sequential, MODEL_NAMES};
+pub use param::{Param, Parametrization};
+pub use sequential::{LinearTrace, Sequential};
+pub use spec::{ModelSpec, MODEL_NAMES};
 pub use transformer::{SeqNormKind, TransformerSpec};
 pub mod loss;
 pub mod norm;

@@ -1,5 +1,6 @@
 //! Named trainable parameters.
 
+use crate::{Error, Result, Spec};
 use candle_core::{Tensor, Var};
 
 /// A trainable tensor with its state-dict name. Cloning shares the storage.
@@ -59,5 +60,48 @@ impl Init {
     /// All zeros (muP's zero-initialised readout and queries).
     pub fn zeros(&self, name: String, shape: &[usize]) -> crate::Result<Param> {
         self.param(name, shape, vec![0.0; shape.iter().product()])
+    }
+}
+
+/// How a model's initialisation and multipliers depend on its width (P42, Yang & Hu).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parametrization {
+    /// PyTorch's defaults (the standard parametrization, SP).
+    Standard,
+    /// The Maximal Update Parametrization relative to a base width (microsoft/mup's conventions): a zero-initialised
+    /// readout whose input is multiplied by 1/width_mult (MuReadout), biases drawn as at the base width, attention
+    /// logits scaled by √d_head,base/d_head (1/d rather than 1/√d) with zero-initialised queries. The per-tensor
+    /// learning rates come from [`crate::mup`] as optimizer parameter groups.
+    Mup { base: usize },
+}
+
+impl Parametrization {
+    pub(crate) fn parse(s: &mut Spec) -> Result<Self> {
+        let kind = s.string("param", "sp");
+        let base = s.usize("base", 64)?;
+        match kind.as_str() {
+            "sp" => Ok(Parametrization::Standard),
+            "mup" if base > 0 => Ok(Parametrization::Mup { base }),
+            "mup" => Err(Error::invalid("param=mup needs a positive base width")),
+            other => Err(Error::invalid(format!(
+                "param={other}: available: sp (standard), mup (with base=WIDTH)"
+            ))),
+        }
+    }
+
+    pub(crate) fn to_spec(self) -> String {
+        match self {
+            Parametrization::Standard => String::new(),
+            Parametrization::Mup { base } => format!(",param=mup,base={base}"),
+        }
+    }
+
+    /// dim/base_dim of every dimension that scales with the width (all scale together): width/base under
+    /// muP, 1 under SP.
+    pub fn width_mult(self, width: usize) -> f64 {
+        match self {
+            Parametrization::Standard => 1.0,
+            Parametrization::Mup { base } => width as f64 / base as f64,
+        }
     }
 }

@@ -3,12 +3,10 @@
 //! self-attention, and the sequence normalizations compared in P12: LayerNorm, PowerNorm and a naive
 //! BatchNorm over all B·T positions. Activations are (B, T, C).
 
-use super::layer::Layer;
 use super::linear::linear;
 use super::norm::RunningStats;
-use super::param::Init;
+use super::param::Parametrization;
 use super::powernorm::{PowerNorm, PowerNormConfig};
-use super::sequential::Parametrization;
 use super::Param;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -72,72 +70,6 @@ impl TransformerSpec {
             self.norm.map_or("none", SeqNormKind::name),
             self.param.to_spec()
         )
-    }
-
-    /// The layers for sequences of `ctx` tokens over a vocabulary of `vocab`.
-    pub(crate) fn build(&self, ctx: usize, vocab: usize, ini: &mut Init) -> Result<Vec<Layer>> {
-        let (c, dtype) = (self.dim, ini.dtype);
-        let hd = c / self.heads;
-        let m = self.param.width_mult(c);
-        let mup = matches!(self.param, Parametrization::Mup { .. });
-        let pn = PowerNormConfig {
-            warmup: self.pn_warmup,
-            groups: self.heads,
-            ..PowerNormConfig::default()
-        };
-        // nn.Linear's init; under muP the bias is drawn as at the base width (every fan-in here scales).
-        let dense = |ini: &mut Init, name: String, out: usize, fan_in: usize| -> Result<Dense> {
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            Ok(Dense {
-                weight: ini.uniform(format!("{name}weight"), &[out, fan_in], bound)?,
-                bias: ini.uniform(format!("{name}bias"), &[out], bound * m.sqrt())?,
-            })
-        };
-        let norm = |prefix: String| -> Result<Option<SeqNorm>> {
-            self.norm
-                .map(|k| SeqNorm::new(k, &prefix, c, pn, dtype))
-                .transpose()
-        };
-        let mut layers = vec![Layer::Embed(Embedding {
-            tok: ini.normal("0.tok.weight".into(), &[vocab, c], 1.0)?,
-            pos: ini.normal("0.pos.weight".into(), &[ctx, c], 1.0)?,
-        })];
-        let scale = match self.param {
-            Parametrization::Standard => 1.0 / (hd as f64).sqrt(),
-            Parametrization::Mup { base } => ((base / self.heads) as f64).sqrt() / hd as f64,
-        };
-        for i in 1..=self.layers {
-            let qkv = dense(ini, format!("{i}.attn.qkv."), 3 * c, c)?;
-            if mup {
-                // microsoft/mup's Transformer example zero-initialises the query projection.
-                let w = qkv.weight.tensor();
-                let zeroed = Tensor::cat(
-                    &[&w.narrow(0, 0, c)?.zeros_like()?, &w.narrow(0, c, 2 * c)?],
-                    0,
-                )?;
-                qkv.weight.var.set(&zeroed)?;
-            }
-            let attn = Attention {
-                qkv,
-                proj: dense(ini, format!("{i}.attn.proj."), c, c)?,
-                heads: self.heads,
-                scale,
-            };
-            let r = self.mlp * c;
-            layers.push(Layer::Block(Box::new(Block {
-                norm1: norm(format!("{i}.norm1."))?,
-                attn,
-                norm2: norm(format!("{i}.norm2."))?,
-                fc: dense(ini, format!("{i}.mlp.fc."), r, c)?,
-                proj: dense(ini, format!("{i}.mlp.proj."), c, r)?,
-            })));
-        }
-        if let Some(n) = norm(format!("{}.", layers.len()))? {
-            layers.push(Layer::SeqNorm(n));
-        }
-        let i = layers.len();
-        layers.push(super::sequential::head(ini, i, vocab, c, self.param, c)?);
-        Ok(layers)
     }
 }
 

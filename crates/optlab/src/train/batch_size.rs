@@ -165,6 +165,19 @@ impl BatchSchedule {
         })
     }
 
+    /// The canonical spec, e.g. `norm:eta=0.5,interval=10,max_batch=1024`.
+    pub fn spec(&self) -> String {
+        let test = match self.test {
+            BatchTest::Norm { eta } => format!("norm:eta={eta}"),
+            BatchTest::InnerProduct { theta } => format!("inner_product:theta={theta}"),
+            BatchTest::Augmented { theta, nu } => format!("augmented:theta={theta},nu={nu}"),
+        };
+        format!(
+            "{test},interval={},max_batch={}",
+            self.interval, self.max_batch
+        )
+    }
+
     /// The batch size the test asks for after a batch of `b` with statistics `st`: never below `b`, at most
     /// `max_batch`. A zero mean gradient (a stationary point) keeps `b`.
     pub fn next_batch(&self, b: usize, st: &GradStats) -> usize {
@@ -184,6 +197,21 @@ impl BatchSchedule {
         (want.ceil() as usize).max(b).min(self.max_batch.max(b))
     }
 }
+
+impl std::str::FromStr for BatchSchedule {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        BatchSchedule::parse(s)
+    }
+}
+
+impl std::fmt::Display for BatchSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.spec())
+    }
+}
+
+crate::spec::serde_via_string!(BatchSchedule);
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,7 @@ mod metrics;
 mod observer;
 mod trainer;
 
-pub use config::TrainConfig;
+pub use config::{HyperSchedule, LossChoice, Precision, Task, TrainConfig, TrainOptions};
 pub use metrics::{read_metrics, EvalMetrics, MetricsLog, Record, StepMetrics, Summary};
 pub use observer::{Observer, RunInfo};
 pub use trainer::{RunOptions, Trainer};

@@ -2,16 +2,16 @@
 
 use super::batch_size::{linear_grad_stats, BatchSchedule, GradStats};
 use super::checkpoint::{self, LoopState};
+use super::config::{HyperSchedule, LossChoice, Task, TrainOptions};
 use super::{EvalMetrics, MetricsLog, Observer, RunInfo, StepMetrics, Summary, TrainConfig};
-use crate::data::{load_spec, Dataset, Target};
+use crate::data::{DataSpec, Dataset, Target};
 use crate::error::PathContext;
-use crate::mup::MupChoice;
 use crate::nn::loss::{correct, cross_entropy, mse};
 use crate::nn::{ModelSpec, Param, Parametrization, Sequential};
 use crate::optim::clip::{adaptive_clip, clip_grad_norm, clip_grad_value, global_grad_norm};
-use crate::optim::{from_spec, save_state_file, Optimizer};
+use crate::optim::{save_state_file, Optimizer, OptimizerSpec};
 use crate::rng::{permutation, rng_for, Stream};
-use crate::schedule::{self, Schedule};
+use crate::schedule::{Schedule, ScheduleSpec};
 use crate::tensor_io::write_atomic;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -21,16 +21,15 @@ use std::time::Instant;
 /// Examples per forward pass during evaluation.
 const EVAL_BATCH: usize = 1024;
 
-/// Refuses models and data that do not fit the task: a transformer language model needs token sequences, and
-/// token sequences need the `charlm` task.
-fn check_task(task: &str, spec: &ModelSpec, target: &Target) -> Result<()> {
-    let lm = matches!(spec, ModelSpec::Transformer(_));
-    let tokens = matches!(target, Target::Tokens { .. });
+/// Refuses a task that does not fit its model and data: a transformer language model needs a text, and a text
+/// needs the `charlm` task.
+fn check_task(task: Task, model: &ModelSpec, data: &DataSpec) -> Result<()> {
+    let lm = matches!(model, ModelSpec::Transformer(_));
     match task {
-        "charlm" if !(lm && tokens) => Err(Error::invalid(
+        Task::Charlm if !(lm && data.is_text()) => Err(Error::invalid(
             "task=charlm trains a transformer (--model transformer:...) on a text (--data text[:context=64,path=FILE])",
         )),
-        "supervised" if lm || tokens => Err(Error::invalid(
+        Task::Supervised if lm || data.is_text() => Err(Error::invalid(
             "a transformer on a text is the language-model task: add --task charlm (task = \"charlm\")",
         )),
         _ => Ok(()),
@@ -69,29 +68,93 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// Builds everything the config names; any invalid part is a clear error.
+    /// Builds everything the config names; any invalid part is a clear error. A thin wrapper of
+    /// [`Trainer::from_parts`] that first checks the config's task against its model and data.
     pub fn new(config: TrainConfig) -> Result<Self> {
-        config.validate()?;
-        let data = load_spec(&config.data, config.seed)?;
-        let spec = ModelSpec::parse(&config.model)?;
-        let dtype = if config.dtype == "f64" {
-            DType::F64
+        check_task(config.task, &config.model, &config.data)?;
+        Self::from_parts(
+            config.data,
+            config.model,
+            config.optimizer,
+            config.schedule,
+            config.options,
+        )
+    }
+
+    /// A trainer from typed parts: the data, the model architecture, the optimizer (a built one converts with
+    /// `.into()`), the learning-rate schedule, and everything else.
+    ///
+    /// ```
+    /// use optlab::data::DataSpec;
+    /// use optlab::nn::{Activation, ModelSpec, Parametrization};
+    /// use optlab::optim::lion::{Lion, LionConfig};
+    /// use optlab::schedule::ScheduleSpec;
+    /// use optlab::train::{TrainOptions, Trainer};
+    ///
+    /// let model = ModelSpec::Mlp {
+    ///     hidden: vec![32],
+    ///     acts: vec![Activation::Relu],
+    ///     param: Parametrization::Standard,
+    /// };
+    /// let lion = Lion::new(LionConfig { lr: 3e-4, weight_decay: 0.1, ..Default::default() })?;
+    /// let options = TrainOptions { epochs: None, steps: Some(30), batch_size: 32, ..Default::default() };
+    /// let mut trainer = Trainer::from_parts(
+    ///     DataSpec::Moons { n: 200, noise: 0.1 },
+    ///     model,
+    ///     lion.into(),
+    ///     ScheduleSpec::cosine(5),
+    ///     options,
+    /// )?;
+    /// let summary = trainer.run(None, &mut [])?;
+    /// assert_eq!(summary.steps, 30);
+    /// assert!(summary.final_train_loss.is_finite());
+    /// # Ok::<(), optlab::Error>(())
+    /// ```
+    pub fn from_parts(
+        data: DataSpec,
+        model: ModelSpec,
+        optimizer: OptimizerSpec,
+        schedule: ScheduleSpec,
+        options: TrainOptions,
+    ) -> Result<Self> {
+        let task = if matches!(model, ModelSpec::Transformer(_)) {
+            Task::Charlm
         } else {
-            DType::F32
+            Task::Supervised
         };
+        let config = TrainConfig {
+            task,
+            data,
+            model,
+            optimizer,
+            schedule,
+            options,
+        };
+        config.validate()?;
+        let o = &config.options;
+        let spec = &config.model;
+        let data = config.data.load(o.seed)?;
+        let dtype = o.dtype.dtype();
         let shape = spec.input_shape(&data.feature_shape)?;
         let data = data.reshaped(shape)?;
-        let (train, val) = if config.val_frac > 0.0 {
-            let (t, v) = data.split(config.val_frac, config.seed)?;
+        let (train, val) = if o.val_frac > 0.0 {
+            let (t, v) = data.split(o.val_frac, o.seed)?;
             (t, (!v.is_empty()).then_some(v))
         } else {
             (data, None)
         };
-        check_task(&config.task, &spec, &train.target)?;
-        let classification = match (&train.target, config.loss.as_str()) {
-            (Target::Classes { .. } | Target::Tokens { .. }, "auto" | "cross_entropy") => true,
-            (Target::Values { .. }, "auto" | "mse") => false,
-            (Target::Classes { .. } | Target::Tokens { .. }, "mse") => {
+        if matches!(train.target, Target::Tokens { .. }) != (task == Task::Charlm) {
+            return Err(Error::invalid(
+                "a text's token sequences train a transformer (--task charlm --model transformer:...)",
+            ));
+        }
+        let classification = match (&train.target, o.loss) {
+            (
+                Target::Classes { .. } | Target::Tokens { .. },
+                LossChoice::Auto | LossChoice::CrossEntropy,
+            ) => true,
+            (Target::Values { .. }, LossChoice::Auto | LossChoice::Mse) => false,
+            (Target::Classes { .. } | Target::Tokens { .. }, LossChoice::Mse) => {
                 return Err(Error::invalid(
                     "loss=mse needs real-valued targets; this data set has class labels",
                 ))
@@ -103,28 +166,25 @@ impl Trainer {
             }
         };
         let model = Sequential::new(
-            &spec,
+            spec,
             &train.feature_shape,
             train.output_dim(),
-            config.seed,
+            o.seed,
             dtype,
         )?;
-        let mut opt = from_spec(&config.optimizer)?;
-        for g in &config.groups {
-            opt.add_group(g.parse()?)?;
+        let mut opt = config.optimizer.build();
+        for g in &o.groups {
+            opt.add_group(g.clone())?;
         }
         if let Parametrization::Mup { .. } = spec.parametrization() {
-            let rule = config
-                .mup_rule
-                .parse::<MupChoice>()?
-                .resolve(opt.as_ref())?;
+            let rule = o.mup_rule.resolve(opt.as_ref())?;
             crate::mup::apply_groups(opt.as_mut(), &model, rule)?;
         }
         opt.hypers().check_selects(&model.params())?;
-        let steps_per_epoch = train.len().div_ceil(config.batch_size) as u64;
-        let total_steps = match config.steps {
+        let steps_per_epoch = train.len().div_ceil(o.batch_size) as u64;
+        let total_steps = match o.steps {
             Some(s) => s,
-            None => config
+            None => o
                 .epochs
                 .unwrap_or(1)
                 .checked_mul(steps_per_epoch)
@@ -132,11 +192,7 @@ impl Trainer {
                     Error::invalid("epochs x steps per epoch overflows the step counter")
                 })?,
         };
-        let batch_schedule = config
-            .batch_test
-            .as_deref()
-            .map(BatchSchedule::parse)
-            .transpose()?;
+        let batch_schedule = o.batch_test;
         if batch_schedule.is_some()
             && model
                 .forward_traced(&Tensor::zeros(
@@ -150,28 +206,29 @@ impl Trainer {
                 "batch_test needs an MLP (per-sample statistics use Linear layers)",
             ));
         }
-        let schedule = schedule::from_spec(&config.schedule, total_steps)?;
+        let schedule = config.schedule.build(total_steps)?;
         let mut hyper_schedules = Vec::new();
         let mut batch_size_schedule = None;
         let mut resolved_hypers = Vec::new();
-        for entry in &config.hyper_schedules {
-            let (name, s) = super::config::split_hyper_schedule(entry)?;
-            let s = schedule::from_spec(s, total_steps)?;
-            resolved_hypers.push(format!("{name}={}", s.spec()));
-            if name == "batch_size" {
+        for h in &o.hyper_schedules {
+            let s = h.schedule.build(total_steps)?;
+            resolved_hypers.push(HyperSchedule {
+                name: h.name.clone(),
+                schedule: s.spec().parse()?,
+            });
+            if h.name == "batch_size" {
                 batch_size_schedule = Some(s);
             } else {
                 // Fails now, with the optimizer's valid names, if it has no such hyperparameter.
-                opt.apply_schedule(name, s.factor(0))?;
-                hyper_schedules.push((name.to_string(), s));
+                opt.apply_schedule(&h.name, s.factor(0))?;
+                hyper_schedules.push((h.name.clone(), s));
             }
         }
+        let batch_size = o.batch_size;
         let mut resolved = config.clone();
-        resolved.hyper_schedules = resolved_hypers;
-        resolved.model = spec.to_spec();
-        resolved.optimizer = opt.spec();
-        resolved.schedule = schedule.spec();
-        resolved.steps = Some(total_steps);
+        resolved.options.hyper_schedules = resolved_hypers;
+        resolved.schedule = schedule.spec().parse()?;
+        resolved.options.steps = Some(total_steps);
         Ok(Trainer {
             config: resolved,
             train,
@@ -191,7 +248,7 @@ impl Trainer {
                 step: 0,
                 epoch: 0,
                 cursor: 0,
-                batch_size: config.batch_size,
+                batch_size,
                 loss_sum: 0.0,
                 loss_count: 0,
                 best_val_accuracy: None,
@@ -222,6 +279,11 @@ impl Trainer {
         &self.train
     }
 
+    /// The validation split, if any.
+    pub fn val_data(&self) -> Option<&Dataset> {
+        self.val.as_ref()
+    }
+
     /// Whether the loss is cross-entropy on class labels (else MSE).
     pub fn is_classification(&self) -> bool {
         self.classification
@@ -242,6 +304,12 @@ impl Trainer {
         self.opt.as_ref()
     }
 
+    /// One optimizer update of the model's parameters from `grads` (outside the training loop: schedules,
+    /// clipping and checkpoints are the loop's).
+    pub fn apply_gradients(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
+        self.opt.step(&self.model.params(), grads)
+    }
+
     /// Steps done so far.
     pub fn step(&self) -> u64 {
         self.loop_state.step
@@ -258,7 +326,10 @@ impl Trainer {
         let n = self.train.len();
         let epoch = self.loop_state.epoch;
         if self.perm.as_ref().map(|(e, _)| *e) != Some(epoch) {
-            let order = permutation(n, &mut rng_for(self.config.seed, Stream::Shuffle, epoch));
+            let order = permutation(
+                n,
+                &mut rng_for(self.config.options.seed, Stream::Shuffle, epoch),
+            );
             self.perm = Some((epoch, order));
         }
         let order = &self.perm.as_ref().expect("set above").1;
@@ -310,7 +381,7 @@ impl Trainer {
             let stats = linear_grad_stats(&traces, &grads, idx.len())?;
             return Ok((loss_v, grads, Some(stats)));
         }
-        let parts = self.config.accumulate.min(idx.len()).max(1);
+        let parts = self.config.options.accumulate.min(idx.len()).max(1);
         let size = idx.len().div_ceil(parts);
         let mut total_loss = 0.0;
         let mut acc: Option<candle_core::backprop::GradStore> = None;
@@ -385,7 +456,7 @@ impl Trainer {
         }
         MetricsLog::open(
             &dir.join("metrics.jsonl"),
-            self.config.log_every,
+            self.config.options.log_every,
             self.loop_state.step,
         )
     }
@@ -452,7 +523,7 @@ impl Trainer {
                 self.opt.apply_schedule(name, s.factor(step))?;
             }
             if let Some(s) = &self.batch_size_schedule {
-                let b = (self.config.batch_size as f64 * s.factor(step)).round();
+                let b = (self.config.options.batch_size as f64 * s.factor(step)).round();
                 self.loop_state.batch_size = b.clamp(1.0, self.train.len() as f64) as usize;
             }
             let lr = self.opt.lr()?;
@@ -485,13 +556,13 @@ impl Trainer {
                     last_good()
                 )));
             }
-            if let Some(v) = self.config.clip_grad_value {
+            if let Some(v) = self.config.options.clip_grad_value {
                 clip_grad_value(&params, &mut grads, v)?;
             }
-            if let Some(c) = self.config.agc {
+            if let Some(c) = self.config.options.agc {
                 adaptive_clip(&params, &mut grads, c, 1e-3)?;
             }
-            if let Some(c) = self.config.clip_grad_norm {
+            if let Some(c) = self.config.options.clip_grad_norm {
                 clip_grad_norm(&params, &mut grads, c)?;
             }
             self.opt.step(&params, &grads)?;
@@ -517,7 +588,7 @@ impl Trainer {
                 self.loop_state.batch_size =
                     bs.next_batch(idx.len().max(self.loop_state.batch_size), &st);
             }
-            let eval_due = match self.config.eval_every {
+            let eval_due = match self.config.options.eval_every {
                 0 => epoch_done,
                 k => done.is_multiple_of(k),
             };
@@ -528,7 +599,7 @@ impl Trainer {
             }
             let at_end = done == end;
             if let Some(d) = &opts.run_dir {
-                let checkpoint_due = match self.config.checkpoint_every {
+                let checkpoint_due = match self.config.options.checkpoint_every {
                     0 => eval_due,
                     k => done.is_multiple_of(k),
                 };
@@ -569,10 +640,10 @@ impl Trainer {
             }
         };
         let summary = Summary {
-            data: self.config.data.clone(),
-            model: self.config.model.clone(),
-            optimizer: self.config.optimizer.clone(),
-            schedule: self.config.schedule.clone(),
+            data: self.config.data.to_string(),
+            model: self.config.model.to_string(),
+            optimizer: self.config.optimizer.to_string(),
+            schedule: self.config.schedule.to_string(),
             steps: self.loop_state.step,
             epochs: self.loop_state.epoch as f64
                 + self.loop_state.cursor as f64 / self.train.len() as f64,

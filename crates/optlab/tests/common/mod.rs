@@ -127,3 +127,26 @@ pub fn assert_close(label: &str, a: &Tensor, b: &serde_json::Value, tol: f64) {
         .fold(0.0, f64::max);
     assert!(worst <= tol, "{label}: largest scaled deviation {worst:e}");
 }
+
+/// A run config from TOML text (the task's defaults for every key not given), as a user's run.toml.
+pub fn cfg(toml: &str) -> optlab::train::TrainConfig {
+    try_cfg(toml).unwrap_or_else(|e| panic!("{toml}: {e}"))
+}
+
+/// [`cfg`], or the error a user would see.
+pub fn try_cfg(toml: &str) -> optlab::Result<optlab::train::TrainConfig> {
+    optlab::train::TrainConfig::from_toml(toml)
+}
+
+/// `base` with the keys of `toml` replaced.
+pub fn with(
+    base: &optlab::train::TrainConfig,
+    toml: &str,
+) -> optlab::Result<optlab::train::TrainConfig> {
+    let mut text = base.to_toml()?;
+    let over: toml::Table = toml::from_str(toml).expect("test TOML");
+    let mut merged: toml::Table = toml::from_str(&text).expect("config TOML");
+    merged.extend(over);
+    text = toml::to_string(&merged).expect("TOML");
+    optlab::train::TrainConfig::from_toml(&text)
+}
