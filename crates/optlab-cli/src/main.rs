@@ -11,6 +11,7 @@ mod hparams;
 mod lipschitz_cmd;
 mod mup_cmd;
 mod optimize;
+mod papers_cmd;
 mod plot;
 mod progress;
 mod run_args;
@@ -70,11 +71,20 @@ enum Cmd {
     Scaling(scaling_cmd::ScalingArgs),
     /// muP (P42): the coordinate check and the learning-rate sweep across widths, SP against muP.
     Mup(mup_cmd::MupArgs),
+    /// The 42 seed papers: status (implemented / partial / not yet), library module and command.
+    Papers(papers_cmd::PapersArgs),
     /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
     Bench(bench::BenchArgs),
 }
 
 fn main() {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`optlab papers | head`) would panic; end quietly
+    // instead, as other command-line tools do.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to the default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     // candle reads this once per thread before its first backward pass; without it grad-of-grad is wrong.
     // Set before any thread starts.
     std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
@@ -94,6 +104,7 @@ fn main() {
         Cmd::Certify(a) => certify_cmd::run(a),
         Cmd::Scaling(a) => scaling_cmd::run(a),
         Cmd::Mup(a) => mup_cmd::run(a),
+        Cmd::Papers(a) => papers_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),
     };
     if let Err(e) = r {

@@ -37,6 +37,7 @@ pub mod mup;
 pub mod nn;
 pub mod optim;
 pub mod refine;
+pub mod registry;
 pub mod rng;
 pub mod scaling;
 pub mod schedule;

@@ -15,6 +15,7 @@ mod help;
 mod lipschitz;
 mod mup;
 mod optimize;
+mod papers;
 mod scaling;
 mod schedule;
 mod train;

@@ -1,0 +1,302 @@
+//! Every method optlab registers and the 42 seed papers they come from. The optimizers register in
+//! [`crate::optim::OPTIMIZERS`]; the other methods (layers, schedules and laws, analyses, solvers, training
+//! procedures) in [`METHODS`] here. `optlab papers` and `docs/papers.md` are made from these tables: a paper is
+//! implemented when a registered method cites it.
+
+use crate::method::{Kind, Method};
+use serde::Serialize;
+
+/// A seed paper: its id (`P01`..`P42`), its title, and a one-line summary in our words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Paper {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub summary: &'static str,
+    /// What of the paper is not built yet, when a method cites it but does not cover it all.
+    pub missing: Option<&'static str>,
+}
+
+const fn paper(id: &'static str, title: &'static str, summary: &'static str) -> Paper {
+    Paper {
+        id,
+        title,
+        summary,
+        missing: None,
+    }
+}
+
+/// The 42 seed papers.
+pub static PAPERS: &[Paper] = &[
+    paper("P01", "Micro-Batch Training with Batch-Channel Normalization and Weight Standardization", "weight standardization and batch-channel normalization for training with one or two examples per device"),
+    paper("P02", "Efficiently Computing Local Lipschitz Constants of Neural Networks via Bound Propagation", "local Lipschitz bounds by bound propagation on the Clarke Jacobian, tightened by branch and bound"),
+    paper("P03", "The Lipschitz-Variance-Margin Tradeoff for Enhanced Randomized Smoothing", "randomized smoothing with Lipschitz-aware scores and Bernstein bounds for larger certified radii"),
+    paper("P04", "Lipschitzness Is All You Need To Tame Off-policy Generative Adversarial Imitation Learning", "off-policy adversarial imitation learning made stable by a locally Lipschitz reward"),
+    Paper {
+        missing: Some("BO-REP's bilevel algorithm (initialization refinement, periodic lower-level updates); only its normalized-momentum upper-level update exists"),
+        ..paper("P05", "Bilevel Optimization under Unbounded Smoothness: A New Algorithm and Convergence Analysis", "BO-REP: bilevel optimization with normalized momentum when the upper level is not Lipschitz-smooth")
+    },
+    paper("P06", "Revisiting the Last-Iterate Convergence of Stochastic Gradient Methods", "high-probability last-iterate rates of stochastic (mirror) descent in general settings"),
+    paper("P07", "Robust Counterfactual Explanations for Neural Networks With Probabilistic Guarantees", "a stability measure and search for counterfactuals that stay valid when the model changes"),
+    paper("P08", "Scaling physics-informed hard constraints with mixture-of-experts", "hard PDE constraints enforced per subdomain by experts differentiated implicitly"),
+    paper("P09", "DIFF2: Differential Private Optimization via Gradient Differences for Nonconvex Distributed Learning", "private distributed optimization that communicates noisy gradient differences"),
+    paper("P10", "Efficient and Modular Implicit Differentiation", "differentiating through solutions of optimality conditions with matrix-free linear solves"),
+    paper("P11", "Learning Lipschitz Feedback Policies from Expert Demonstrations: Closed-Loop Guarantees, Generalization and Robustness", "imitation of feedback policies constrained to be Lipschitz, with closed-loop guarantees"),
+    paper("P12", "PowerNorm: Rethinking Batch Normalization in Transformers", "a batch normalization for transformers with quadratic-mean statistics and an approximate backward"),
+    paper("P13", "Constrained Bi-Level Optimization: Proximal Lagrangian Value function Approach and Hessian-free Algorithm", "LV-HBA: a Hessian-free method for bilevel problems with constrained lower levels"),
+    paper("P14", "Novel Quadratic Constraints for Extending LipSDP beyond Slope-Restricted Activations", "LipSDP certificates for networks with MaxMin/GroupSort and other non-slope-restricted layers"),
+    paper("P15", "diffGrad: An Optimization Method for Convolutional Neural Networks", "Adam with a friction term that slows steps where the gradient barely changes"),
+    paper("P16", "Stochastic Policy Gradient Methods: Improved Sample Complexity for Fisher-non-degenerate Policies", "normalized policy gradients with implicit transport or Hessian correction"),
+    paper("P17", "Predictable Scale: Part I -- Optimal Hyperparameter Scaling Law in Large Language Model Pretraining", "Step Law: optimal learning rate and batch size as power laws of model and data size"),
+    paper("P18", "A Deep Conjugate Direction Method for Iteratively Solving Linear Systems", "a learned search direction for conjugate-direction solves of Poisson systems"),
+    paper("P19", "Constrained Optimization via Exact Augmented Lagrangian and Randomized Iterative Sketching", "equality-constrained Newton steps solved inexactly by randomized sketching"),
+    paper("P20", "DIFFTACTILE: A Physics-based Differentiable Tactile Simulator for Contact-rich Robotic Manipulation", "a differentiable tactile contact simulator for system identification and control"),
+    paper("P21", "Faster Rates of Convergence to Stationary Points in Differentially Private Optimization", "private variance-reduced methods reaching stationary points faster"),
+    paper("P22", "Neural Network Approximations of PDEs Beyond Linearity: A Representational Perspective", "how well networks represent solutions of nonlinear variational PDEs"),
+    paper("P23", "Gradient is All You Need?", "consensus-based optimization as a stochastic relaxation of gradient descent"),
+    paper("P24", "Is Model Ensemble Necessary? Model-based RL via a Single Model with Lipschitz Regularized Value Function", "model-based RL with one model and a Lipschitz-regularized value function"),
+    paper("P25", "Neural Network-Based Score Estimation in Diffusion Models: Optimization and Generalization", "training dynamics and generalization of neural score estimators for diffusion"),
+    paper("P26", "M-FAC: Efficient Matrix-Free Approximations of Second-Order Information", "inverse empirical Fisher products from a window of gradients, without forming matrices"),
+    paper("P27", "The Implicit Regularization of Dynamical Stability in Stochastic Gradient Descent", "SGD is stable at a minimum only if the Hessian's trace is below 2/lr"),
+    paper("P28", "Efficient Global Optimization of Two-layer ReLU Networks: Quadratic-time Algorithms and Adversarial Training", "training two-layer ReLU networks to global optimality through a convex program"),
+    paper("P29", "AdAdaGrad: Adaptive Batch Size Schemes for Adaptive Gradient Methods", "growing the batch by norm and inner-product tests for AdaGrad-type methods"),
+    paper("P30", "AdamP: Slowing Down the Slowdown for Momentum Optimizers on Scale-invariant Weights", "removing the radial update component that shrinks effective steps on scale-invariant weights"),
+    paper("P31", "Improving equilibrium propagation without weight symmetry through Jacobian homeostasis", "holomorphic equilibrium propagation with a Jacobian homeostasis term"),
+    paper("P32", "Optimistic Online Mirror Descent for Bridging Stochastic and Adversarial Online Convex Optimization", "optimistic mirror descent with regret bounds between the stochastic and adversarial cases"),
+    paper("P33", "When, Why and How Much? Adaptive Learning Rate Scheduling by Refinement", "a learning-rate schedule refined from the gradient norms of a previous run"),
+    paper("P34", "Target-based Surrogates for Stochastic Optimization", "surrogate minimization in the model's output space to reuse each gradient many times"),
+    paper("P35", "ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning", "Adam on a Hutchinson estimate of the Hessian diagonal, spatially averaged"),
+    paper("P36", "Learning Rates as a Function of Batch Size: A Random Matrix Theory Approach to Neural Network Training", "maximal learning rates scale linearly (SGD) or as the square root (Adam) with batch size"),
+    paper("P37", "Beyond Reverse KL: Generalizing Direct Preference Optimization with Diverse Divergence Constraints", "f-DPO: preference optimization under general f-divergence constraints"),
+    paper("P38", "Scaling Law with Learning Rate Annealing", "loss curves as a law of forward and annealing areas of the learning-rate schedule"),
+    paper("P39", "One-step Diffusion Models with f-Divergence Distribution Matching", "distilling diffusion models into one-step generators by f-divergence matching"),
+    paper("P40", "CoLiDE: Concomitant Linear DAG Estimation", "linear DAG learning with concomitant noise-scale estimation"),
+    paper("P41", "Lion Secretly Solves Constrained Optimization: As Lyapunov Predicts", "Lion with decoupled weight decay solves a box-constrained problem; Lion-kappa generalizes it"),
+    paper("P42", "Feature Learning in Infinite-Width Neural Networks", "muP: the parametrization whose hyperparameters transfer across widths"),
+];
+
+const fn method(
+    name: &'static str,
+    kind: Kind,
+    paper: &'static str,
+    summary: &'static str,
+    module: &'static str,
+    command: &'static str,
+) -> Method {
+    Method {
+        name,
+        kind,
+        paper: Some(paper),
+        summary,
+        module,
+        command,
+    }
+}
+
+/// The registered methods other than optimizers.
+pub static METHODS: &[Method] = &[
+    method("bcn+ws", Kind::Layer, "P01", "weight-standardized convolutions with batch-channel normalization (and its estimated-statistics variant)", "optlab::nn::norm", "optlab train --model cnn:channels=8-16,norm=bcn+ws"),
+    method("local-lipschitz", Kind::Analysis, "P02", "local Lipschitz bounds by Clarke-Jacobian bound propagation with branch and bound, and an exact mode", "optlab::lipschitz::local", "optlab lipschitz MODEL --method local|exact --center x.json --eps E"),
+    method("lvm-rs", Kind::Analysis, "P03", "LVM-RS randomized-smoothing certificates with empirical Bernstein bounds", "optlab::lipschitz::lvm", "optlab certify MODEL --method lvm"),
+    method("powernorm", Kind::Layer, "P12", "PowerNorm with its approximate backward in a transformer language model", "optlab::nn::powernorm", "optlab train --task charlm --model transformer:norm=pn"),
+    method("lipsdp", Kind::Analysis, "P14", "LipSDP l2 bounds for ReLU and MaxMin networks, certified from the solver's multipliers", "optlab::lipschitz::lipsdp", "optlab lipschitz MODEL --method lipsdp --norm 2"),
+    method("step-law", Kind::Schedule, "P17", "optimal learning rate and batch size from model and data size", "optlab::scaling", "optlab hparams --params N --tokens D"),
+    method("cbo", Kind::Solver, "P23", "consensus-based optimization with isotropic or anisotropic noise", "optlab::solvers::cbo", "optlab cbo --function F --dim D"),
+    method("stability", Kind::Analysis, "P27", "the GD (lambda_max) and SGD (trace) stability criteria against 2/lr", "optlab::curvature::stability", "optlab curvature --run DIR"),
+    method("convex-relu", Kind::Solver, "P28", "convex training of two-layer ReLU networks by ADMM", "optlab::solvers::convex_relu", "optlab convex-relu train data.csv"),
+    method("batch-tests", Kind::Training, "P29", "adaptive batch sizes by the norm, inner-product and augmented tests", "optlab::train::batch_size", "optlab train --batch-test norm:eta=0.5"),
+    method("refinement", Kind::Schedule, "P33", "a schedule refined from a run's gradient norms", "optlab::refine", "optlab schedule refine --run DIR"),
+    method("slq", Kind::Analysis, "P36", "stochastic Lanczos quadrature for the Hessian's spectral density", "optlab::curvature::estimators", "optlab curvature --run DIR --slq-plot slq.png"),
+    method("batch-lr-rule", Kind::Schedule, "P36", "moving a learning rate to another batch size: linear for SGD, square root for Adam", "optlab::curvature::stability", "optlab hparams --scale-batch --lr LR --from B1 --to B2"),
+    method("anneal-law", Kind::Schedule, "P38", "the learning-rate annealing scaling law, fitted and predicting", "optlab::anneal_law", "optlab scaling fit|predict|check"),
+    method("colide", Kind::Solver, "P40", "CoLiDE-EV/NV and DAGMA linear DAG learning", "optlab::solvers::dag", "optlab dag fit data.csv"),
+    method("mup", Kind::Layer, "P42", "muP: base shapes, MuReadout, per-tensor learning rates, coordinate check and lr sweep", "optlab::mup", "optlab mup coord-check|lr-sweep"),
+];
+
+/// Every registered method: the optimizers, then the others.
+pub fn methods() -> Vec<&'static Method> {
+    crate::optim::OPTIMIZERS
+        .iter()
+        .map(|e| &e.method)
+        .chain(METHODS.iter())
+        .collect()
+}
+
+/// How much of a paper is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Implemented,
+    Partial,
+    NotYet,
+}
+
+impl Status {
+    /// `implemented`, `partial`, `not yet`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Implemented => "implemented",
+            Status::Partial => "partial",
+            Status::NotYet => "not yet",
+        }
+    }
+}
+
+/// A paper with what implements it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PaperRow {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub summary: &'static str,
+    pub status: Status,
+    /// What is not built yet (partial papers).
+    pub missing: Option<&'static str>,
+    /// The registered methods citing it.
+    pub methods: Vec<&'static str>,
+    /// Their library modules (each once).
+    pub modules: Vec<&'static str>,
+    /// Their commands (each once).
+    pub commands: Vec<&'static str>,
+}
+
+/// One row per paper, in id order.
+pub fn papers() -> Vec<PaperRow> {
+    let all = methods();
+    PAPERS
+        .iter()
+        .map(|p| {
+            let cites: Vec<&Method> = all
+                .iter()
+                .copied()
+                .filter(|m| m.paper == Some(p.id))
+                .collect();
+            let mut modules: Vec<&'static str> = Vec::new();
+            let mut commands: Vec<&'static str> = Vec::new();
+            for m in &cites {
+                if !modules.contains(&m.module) {
+                    modules.push(m.module);
+                }
+                let command = if m.kind == Kind::Optimizer {
+                    "optlab train --optimizer NAME:..."
+                } else {
+                    m.command
+                };
+                if !commands.contains(&command) {
+                    commands.push(command);
+                }
+            }
+            let status = match (cites.is_empty(), p.missing) {
+                (true, _) => Status::NotYet,
+                (false, Some(_)) => Status::Partial,
+                (false, None) => Status::Implemented,
+            };
+            PaperRow {
+                id: p.id,
+                title: p.title,
+                summary: p.summary,
+                status,
+                missing: p.missing.filter(|_| status == Status::Partial),
+                methods: cites.iter().map(|m| m.name).collect(),
+                modules,
+                commands,
+            }
+        })
+        .collect()
+}
+
+/// The table of [`papers`] as Markdown (`docs/papers.md`).
+pub fn papers_markdown() -> String {
+    let rows = papers();
+    let count = |s: Status| rows.iter().filter(|r| r.status == s).count();
+    let mut md = format!(
+        "# The 42 seed papers in optlab\n\n\
+         Generated by `optlab papers --markdown` from the method registry (`optlab::registry`, \
+         `optlab::optim::OPTIMIZERS`); a test keeps this file equal to it. {} implemented, {} in part, {} not yet.\n\n\
+         | id | paper | status | methods | module | command |\n|---|---|---|---|---|---|\n",
+        count(Status::Implemented),
+        count(Status::Partial),
+        count(Status::NotYet)
+    );
+    let code = |v: &[&str]| {
+        v.iter()
+            .map(|s| format!("`{}`", s.replace('|', "\\|")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for r in &rows {
+        let status = match r.missing {
+            Some(m) => format!("{} (not yet: {m})", r.status.name()),
+            None => r.status.name().to_string(),
+        };
+        md.push_str(&format!(
+            "| {} | {} — {} | {status} | {} | {} | {} |\n",
+            r.id,
+            r.title,
+            r.summary,
+            r.methods.join(", "),
+            code(&r.modules),
+            code(&r.commands),
+        ));
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_citation_has_a_paper_and_every_paper_is_listed_once() {
+        assert_eq!(PAPERS.len(), 42);
+        for (i, p) in PAPERS.iter().enumerate() {
+            assert_eq!(p.id, format!("P{:02}", i + 1));
+        }
+        for m in methods() {
+            if let Some(id) = m.paper {
+                assert!(
+                    PAPERS.iter().any(|p| p.id == id),
+                    "{} cites {id}, which has no row",
+                    m.name
+                );
+            }
+            assert!(m.module.starts_with("optlab::"), "{}", m.name);
+        }
+        let mut names: Vec<&str> = methods().iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "a method name is registered twice");
+    }
+
+    #[test]
+    fn implemented_rows_name_modules_that_exist() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for r in papers() {
+            if r.status == Status::NotYet {
+                assert!(r.modules.is_empty());
+                continue;
+            }
+            assert!(!r.modules.is_empty(), "{} has no module", r.id);
+            for m in &r.modules {
+                let rel = m.trim_start_matches("optlab::").replace("::", "/");
+                let file = src.join(format!("{rel}.rs"));
+                let dir = src.join(&rel).join("mod.rs");
+                assert!(
+                    file.exists() || dir.exists(),
+                    "{}: module {m} has no file",
+                    r.id
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn docs_papers_md_is_the_registry() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/papers.md");
+        let want = papers_markdown();
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/papers.md differs from the registry: run `cargo run --release -p optlab-cli -- papers --markdown > docs/papers.md`"
+        );
+    }
+}
