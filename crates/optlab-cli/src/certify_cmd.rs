@@ -3,10 +3,10 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
+use optlab::data::read_numeric_csv;
 use optlab::lipschitz::lvm::{certify_lvm, default_grid, LvmConfig, Selection, SimplexMap};
 use optlab::lipschitz::network::Network;
 use optlab::lipschitz::smoothing::{certify, SmoothingConfig};
-use optlab::solvers::dag::read_matrix_csv;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -58,7 +58,9 @@ pub struct CertifyArgs {
 
 pub fn run(a: CertifyArgs) -> Result<()> {
     let net = Network::load(&a.model, a.spec.as_deref())?;
-    let (names, values, rows, cols) = read_matrix_csv(&a.inputs)?;
+    let table = read_numeric_csv(&a.inputs)?;
+    let (rows, cols) = (table.rows, table.cols());
+    let (names, values) = (table.names, table.values);
     let label_col = match &a.label {
         Some(l) => Some(names.iter().position(|n| n == l).ok_or_else(|| {
             anyhow::anyhow!(

@@ -2,10 +2,9 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
+use optlab::data::{read_numeric_csv, write_numeric_csv};
 use optlab::solvers::dag::colide::{fit, DagOptions, Score};
-use optlab::solvers::dag::{
-    accuracy, covariance, read_matrix_csv, simulate, to_dag, write_matrix_csv, Graph,
-};
+use optlab::solvers::dag::{accuracy, covariance, simulate, to_dag, Graph};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -101,7 +100,7 @@ pub fn run(a: DagArgs) -> Result<()> {
                     .unwrap_or_default();
                 out.with_file_name(format!("{stem}_truth.csv"))
             });
-            write_matrix_csv(&truth, &names, &sem.w)?;
+            write_numeric_csv(&truth, &names, &sem.w)?;
             let edges = sem.w.iter().flatten().filter(|v| **v != 0.0).count();
             println!(
                 "{n} samples of {d} variables ({graph}, {edges} edges, {noise} noise): {}\ntrue adjacency: {}",
@@ -120,7 +119,9 @@ pub fn run(a: DagArgs) -> Result<()> {
             json,
         } => {
             let score = Score::parse(&variant)?;
-            let (names, x, n, d) = read_matrix_csv(&data)?;
+            let table = read_numeric_csv(&data)?;
+            let (n, d) = (table.rows, table.cols());
+            let (names, x) = (table.names, table.values);
             if d < 2 {
                 bail!(
                     "{}: a DAG needs at least 2 variables (columns), found {d}",
@@ -146,7 +147,7 @@ pub fn run(a: DagArgs) -> Result<()> {
             let fitted = fit(&cov, score, &opts)?;
             let seconds = start.elapsed().as_secs_f64();
             let w = to_dag(&fitted.w, threshold);
-            write_matrix_csv(&out, &names, &w)?;
+            write_numeric_csv(&out, &names, &w)?;
             let edges: Vec<(String, String, f64)> = (0..d)
                 .flat_map(|i| (0..d).map(move |j| (i, j)))
                 .filter(|&(i, j)| w[i][j] != 0.0)
@@ -154,7 +155,8 @@ pub fn run(a: DagArgs) -> Result<()> {
                 .collect();
             let metrics = match &truth {
                 Some(p) => {
-                    let (_, t, tn, td) = read_matrix_csv(p)?;
+                    let t = read_numeric_csv(p)?;
+                    let (tn, td, t) = (t.rows, t.cols(), t.values);
                     if td != d || tn != d {
                         bail!(
                             "{}: the true adjacency must be {d} x {d}, found {tn} x {td}",

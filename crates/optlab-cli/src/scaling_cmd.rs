@@ -3,8 +3,7 @@
 use crate::plot::{line_chart, Series};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use optlab::anneal_law::{self as law, AnnealLaw, FitOptions, FitReport, LossCurve, LossSource};
-use serde::{Deserialize, Serialize};
+use optlab::anneal_law::{self as law, FitFile, FitOptions, LossCurve, LossSource};
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -104,26 +103,6 @@ pub enum ScalingWhat {
     },
 }
 
-/// What `scaling fit` writes and `scaling predict` reads.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct FitFile {
-    pub kind: String,
-    pub law: AnnealLaw,
-    /// The largest lr of the fitted curves: the default peak of predictions.
-    pub peak_lr: f64,
-    pub report: FitReport,
-    pub curves: Vec<CurveFit>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CurveFit {
-    pub name: String,
-    pub points: usize,
-    pub mape: f64,
-}
-
-const KIND: &str = "optlab-anneal-law";
-
 /// Human-readable output: stdout, or stderr when stdout carries the `--json` object.
 macro_rules! say {
     ($json:expr, $($t:tt)*) => {
@@ -158,57 +137,27 @@ pub fn run(a: ScalingArgs) -> Result<()> {
 }
 
 fn fit(f: &FitArgs) -> Result<()> {
-    let FitArgs {
-        runs,
-        curves: csvs,
-        loss,
-        bin,
-        skip,
-        lambda,
-        out,
-        json,
-    } = f;
-    let (loss, bin, skip, lambda, json) = (*loss, *bin, *skip, *lambda, *json);
+    let json = f.json;
     anyhow::ensure!(
-        !runs.is_empty() || !csvs.is_empty(),
+        !f.runs.is_empty() || !f.curves.is_empty(),
         "give at least one --run DIR or --curve FILE.csv"
     );
-    anyhow::ensure!(
-        (0.0..1.0).contains(&skip),
-        "--skip {skip} must be in [0, 1)"
-    );
-    anyhow::ensure!(bin >= 1, "--bin must be at least 1");
-    let source = source_of(loss);
+    anyhow::ensure!(f.bin >= 1, "--bin must be at least 1");
     let mut curves: Vec<LossCurve> = Vec::new();
-    for r in runs {
-        curves.push(law::curve_from_run(r, source, bin)?);
+    for r in &f.runs {
+        curves.push(law::curve_from_run(r, source_of(f.loss), f.bin)?);
     }
-    for c in csvs {
-        curves.push(law::curve_from_csv(c, bin)?);
-    }
-    let mut points = Vec::new();
-    let mut per_curve = Vec::new();
-    for c in &curves {
-        let p = c.points(lambda, (skip * c.lrs.len() as f64).round() as usize)?;
-        per_curve.push(p.clone());
-        points.extend(p);
+    for c in &f.curves {
+        curves.push(law::curve_from_csv(c, f.bin)?);
     }
     let opts = FitOptions {
-        lambda,
+        lambda: f.lambda,
         ..FitOptions::default()
     };
-    let report = law::fit(&points, &opts)?;
-    let fitted = report.law;
+    let file = law::fit_curves(&curves, f.skip, &opts)?;
+    let fitted = file.law;
     let mut series = Vec::new();
-    let mut curve_fits = Vec::new();
-    for (c, pts) in curves.iter().zip(&per_curve) {
-        let pred: Vec<f64> = pts.iter().map(|p| fitted.loss(p.s1, p.s2)).collect();
-        let obs: Vec<f64> = pts.iter().map(|p| p.loss).collect();
-        curve_fits.push(CurveFit {
-            name: c.name.clone(),
-            points: pts.len(),
-            mape: law::mape(&pred, &obs),
-        });
+    for c in &curves {
         let name = short_name(&c.name);
         series.push(Series {
             name: format!("{name} (observed)"),
@@ -220,25 +169,13 @@ fn fit(f: &FitArgs) -> Result<()> {
                 .curve(&c.lrs)
                 .into_iter()
                 .enumerate()
-                .skip((skip * c.lrs.len() as f64).round() as usize)
+                .skip(law::skipped_updates(c, f.skip))
                 .map(|(i, l)| ((i + 1) as f64, l))
                 .collect(),
         });
     }
-    let peak_lr = curves
-        .iter()
-        .flat_map(|c| c.lrs.iter().copied())
-        .fold(0.0, f64::max);
-    let file = FitFile {
-        kind: KIND.into(),
-        law: fitted,
-        peak_lr,
-        report: report.clone(),
-        curves: curve_fits,
-    };
-    std::fs::write(out, serde_json::to_string_pretty(&file)?)
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    let png = out.with_extension("png");
+    file.save(&f.out)?;
+    let png = f.out.with_extension("png");
     line_chart(
         &png,
         "Annealing scaling law fit (P38)",
@@ -247,6 +184,7 @@ fn fit(f: &FitArgs) -> Result<()> {
         &series,
         true,
     )?;
+    let report = &file.report;
     say!(json,
         "L = {:.5} + {:.5} * S1^-{:.5} - {:.5} * S2   (lambda {}, {} points, R^2 {:.5}, MAPE {:.3}%, best of {} starts)",
         fitted.l0,
@@ -268,7 +206,7 @@ fn fit(f: &FitArgs) -> Result<()> {
             c.mape
         );
     }
-    say!(json, "law: {}\nplot: {}", out.display(), png.display());
+    say!(json, "law: {}\nplot: {}", f.out.display(), png.display());
     if json {
         println!("{}", serde_json::to_string(&file)?);
     }
@@ -282,39 +220,11 @@ fn short_name(name: &str) -> String {
         .unwrap_or_else(|| name.to_string())
 }
 
-fn load_fit(params: &Path) -> Result<FitFile> {
-    let text = std::fs::read_to_string(params)
-        .with_context(|| format!("cannot read {}", params.display()))?;
-    let file: FitFile = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a law written by `optlab scaling fit`",
-            params.display()
-        )
-    })?;
-    anyhow::ensure!(
-        file.kind == KIND,
-        "{} is a `{}` file, not `{KIND}`",
-        params.display(),
-        file.kind
-    );
-    Ok(file)
-}
-
 fn source_of(loss: LossKind) -> LossSource {
     match loss {
         LossKind::Train => LossSource::Train,
         LossKind::Val => LossSource::Val,
     }
-}
-
-/// One run compared with the law's prediction.
-#[derive(Debug, Serialize)]
-struct RunCheck {
-    run: String,
-    points: usize,
-    mape: f64,
-    final_observed: f64,
-    final_predicted: f64,
 }
 
 fn check(
@@ -325,28 +235,13 @@ fn check(
     skip: f64,
     json: bool,
 ) -> Result<()> {
-    anyhow::ensure!(
-        (0.0..1.0).contains(&skip),
-        "--skip {skip} must be in [0, 1)"
-    );
-    let file = load_fit(params)?;
+    let file = FitFile::load(params)?;
     let mut rows = Vec::new();
     for r in runs {
         let c = law::curve_from_run(r, source_of(loss), bin.max(1))?;
-        let pts = c.points(
-            file.law.lambda,
-            (skip * c.lrs.len() as f64).round() as usize,
-        )?;
-        anyhow::ensure!(!pts.is_empty(), "{}: no points after --skip", r.display());
-        let pred: Vec<f64> = pts.iter().map(|p| file.law.loss(p.s1, p.s2)).collect();
-        let obs: Vec<f64> = pts.iter().map(|p| p.loss).collect();
-        rows.push(RunCheck {
-            run: r.display().to_string(),
-            points: pts.len(),
-            mape: law::mape(&pred, &obs),
-            final_observed: obs[obs.len() - 1],
-            final_predicted: pred[pred.len() - 1],
-        });
+        let mut row = law::check_curve(&file.law, &c, skip)?;
+        row.name = r.display().to_string();
+        rows.push(row);
     }
     say!(
         json,
@@ -356,19 +251,14 @@ fn check(
         say!(
             json,
             "| {} | {} | {:.3} | {:.5} | {:.5} |",
-            r.run,
+            r.name,
             r.points,
             r.mape,
             r.final_observed,
             r.final_predicted
         );
     }
-    let order = |key: fn(&RunCheck) -> f64| {
-        let mut idx: Vec<usize> = (0..rows.len()).collect();
-        idx.sort_by(|&a, &b| key(&rows[a]).total_cmp(&key(&rows[b])));
-        idx
-    };
-    let ranking_right = order(|r| r.final_observed) == order(|r| r.final_predicted);
+    let ranking_right = law::ranks_right(&rows);
     if rows.len() > 1 {
         say!(
             json,
@@ -395,7 +285,7 @@ fn predict(
     out: &Path,
     json: bool,
 ) -> Result<()> {
-    let file = load_fit(params)?;
+    let file = FitFile::load(params)?;
     let peak = lr.unwrap_or(file.peak_lr);
     let mut curves = Vec::new();
     for spec in schedules {

@@ -21,7 +21,11 @@
 //! ```
 
 mod curves;
+mod file;
 pub use curves::{bin_points, curve_from_csv, curve_from_run, LossSource};
+pub use file::{
+    check_curve, fit_curves, ranks_right, skipped_updates, CurveCheck, FitFile, FIT_FILE_KIND,
+};
 
 use crate::{Error, Result};
 use argmin::core::{CostFunction, Executor, Gradient, State};

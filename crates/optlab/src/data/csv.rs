@@ -5,9 +5,27 @@ use crate::error::PathContext;
 use crate::{Error, Result};
 use std::path::Path;
 
-/// Loads `path`. The label column is `label` by name, or the last column when `None`. For classification the
-/// labels must be non-negative integers (classes `0..=max`); with `regression` they are real values.
-pub fn load_csv(path: &Path, label: Option<&str>, regression: bool) -> Result<Dataset> {
+/// A numeric CSV table: the header's column names and the rows, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumericTable {
+    pub names: Vec<String>,
+    /// `rows × names.len()` values.
+    pub values: Vec<f64>,
+    pub rows: usize,
+    /// The file's line number of each row (for messages).
+    pub lines: Vec<usize>,
+}
+
+impl NumericTable {
+    /// The number of columns.
+    pub fn cols(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// Reads a CSV with a header row whose every cell is a finite number; an error names the file, the line and the
+/// column.
+pub fn read_numeric_csv(path: &Path) -> Result<NumericTable> {
     let text = std::fs::read_to_string(path).at_path(path)?;
     let mut lines = text
         .lines()
@@ -19,66 +37,103 @@ pub fn load_csv(path: &Path, label: Option<&str>, regression: bool) -> Result<Da
             "the file is empty; expected a header row and data rows",
         )
     })?;
-    let cols: Vec<&str> = header.split(',').map(str::trim).collect();
-    if cols.len() < 2 {
-        return Err(Error::file(
-            path,
-            "expected at least two columns (features and a label) in the header row",
-        ));
-    }
-    let label_col = match label {
-        None => cols.len() - 1,
-        Some(name) => cols.iter().position(|c| *c == name).ok_or_else(|| {
-            Error::file(
-                path,
-                format!(
-                    "no column named '{name}' in the header ({})",
-                    cols.join(", ")
-                ),
-            )
-        })?,
-    };
-    let mut x = Vec::new();
-    let mut y = Vec::new();
+    let names: Vec<String> = header.split(',').map(|c| c.trim().to_string()).collect();
+    let mut values = Vec::new();
+    let mut line_numbers = Vec::new();
     for (lineno, line) in lines {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        if cells.len() != cols.len() {
+        if cells.len() != names.len() {
             return Err(Error::file(
                 path,
                 format!(
                     "line {}: {} cells, but the header has {} columns",
                     lineno + 1,
                     cells.len(),
-                    cols.len()
+                    names.len()
                 ),
             ));
         }
         for (j, cell) in cells.iter().enumerate() {
-            let v: f32 = cell.parse().map_err(|_| {
+            let v: f64 = cell.parse().map_err(|_| {
                 Error::file(
                     path,
                     format!(
                         "line {}, column '{}': '{cell}' is not a number",
                         lineno + 1,
-                        cols[j]
+                        names[j]
                     ),
                 )
             })?;
             if !v.is_finite() {
                 return Err(Error::file(
                     path,
-                    format!("line {}, column '{}': value is {cell}", lineno + 1, cols[j]),
+                    format!(
+                        "line {}, column '{}': value is {cell}",
+                        lineno + 1,
+                        names[j]
+                    ),
                 ));
             }
+            values.push(v);
+        }
+        line_numbers.push(lineno + 1);
+    }
+    Ok(NumericTable {
+        names,
+        values,
+        rows: line_numbers.len(),
+        lines: line_numbers,
+    })
+}
+
+/// Writes rows of numbers as CSV under a header of `names`, atomically.
+pub fn write_numeric_csv(path: &Path, names: &[String], rows: &[Vec<f64>]) -> Result<()> {
+    let mut out = names.join(",");
+    out.push('\n');
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    crate::tensor_io::write_atomic(path, out.as_bytes())
+}
+
+/// Loads `path`. The label column is `label` by name, or the last column when `None`. For classification the
+/// labels must be non-negative integers (classes `0..=max`); with `regression` they are real values.
+pub fn load_csv(path: &Path, label: Option<&str>, regression: bool) -> Result<Dataset> {
+    let table = read_numeric_csv(path)?;
+    let cols = table.cols();
+    if cols < 2 {
+        return Err(Error::file(
+            path,
+            "expected at least two columns (features and a label) in the header row",
+        ));
+    }
+    let label_col = match label {
+        None => cols - 1,
+        Some(name) => table.names.iter().position(|c| c == name).ok_or_else(|| {
+            Error::file(
+                path,
+                format!(
+                    "no column named '{name}' in the header ({})",
+                    table.names.join(", ")
+                ),
+            )
+        })?,
+    };
+    if table.rows == 0 {
+        return Err(Error::file(path, "no data rows after the header"));
+    }
+    let mut x = Vec::with_capacity(table.rows * (cols - 1));
+    let mut y = Vec::with_capacity(table.rows);
+    for row in table.values.chunks(cols) {
+        for (j, &v) in row.iter().enumerate() {
             if j == label_col {
-                y.push((v, lineno + 1));
+                y.push(v);
             } else {
-                x.push(v);
+                x.push(v as f32);
             }
         }
-    }
-    if y.is_empty() {
-        return Err(Error::file(path, "no data rows after the header"));
     }
     let name = path
         .file_stem()
@@ -87,17 +142,15 @@ pub fn load_csv(path: &Path, label: Option<&str>, regression: bool) -> Result<Da
         .to_string();
     let target = if regression {
         Target::Values {
-            y: y.iter().map(|(v, _)| *v).collect(),
+            y: y.iter().map(|&v| v as f32).collect(),
             dim: 1,
         }
     } else {
-        let values: Vec<f64> = y.iter().map(|(v, _)| *v as f64).collect();
-        let (labels, n_classes) = super::class_labels(&values, |i| format!("line {}", y[i].1))
+        let (labels, n_classes) = super::class_labels(&y, |i| format!("line {}", table.lines[i]))
             .map_err(|m| Error::file(path, m))?;
         Target::Classes { labels, n_classes }
     };
-    Dataset::new(name, x, vec![cols.len() - 1], target)
-        .map_err(|e| Error::file(path, e.to_string()))
+    Dataset::new(name, x, vec![cols - 1], target).map_err(|e| Error::file(path, e.to_string()))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ mod st;
 mod synthetic;
 mod text;
 
-pub use self::csv::load_csv;
+pub use self::csv::{load_csv, read_numeric_csv, write_numeric_csv, NumericTable};
 pub use digits::digits;
 pub use idx::{encode_idx_u8, load_idx_pair, read_idx, IdxArray};
 pub use spec::{DataSpec, TextUnit, DATA_NAMES};
