@@ -7,6 +7,7 @@ mod compare;
 mod convex_relu_cmd;
 mod curvature;
 mod dag_cmd;
+mod eval_cmd;
 mod hparams;
 mod lipschitz_cmd;
 mod mup_cmd;
@@ -47,6 +48,8 @@ enum Cmd {
     /// One training run into a run directory (config.toml, metrics.jsonl, summary.json, model.safetensors,
     /// optimizer.safetensors, plots/); `--resume DIR` continues a killed run bit-exactly.
     Train(Box<train_cmd::TrainArgs>),
+    /// A trained run's model or a PyTorch state dict applied to data: loss, accuracy, per-example predictions.
+    Eval(eval_cmd::EvalArgs),
     /// Several optimizers and/or models on one task, over one or more seeds, one report.
     Compare(Box<compare::CompareArgs>),
     /// An optimizer (or several) on an analytic test function: trajectory JSON and a contour plot of the paths.
@@ -92,6 +95,7 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Demo(a) => compare::demo(a),
         Cmd::Train(a) => train_cmd::run(*a),
+        Cmd::Eval(a) => eval_cmd::run(a),
         Cmd::Compare(a) => compare::compare(*a),
         Cmd::Optimize(a) => optimize::run(a),
         Cmd::Curvature(a) => curvature::run(a),

@@ -29,6 +29,7 @@ pub mod anneal_law;
 pub mod curvature;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod experiment;
 pub mod functions;
 pub mod lipschitz;

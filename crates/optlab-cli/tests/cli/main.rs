@@ -11,6 +11,7 @@ mod convex_relu;
 mod curvature;
 mod dag;
 mod demo;
+mod eval;
 mod help;
 mod lipschitz;
 mod mup;
