@@ -1,6 +1,5 @@
 //! `optlab`: train, compare and analyse with the methods of the optlab library from one command.
 
-mod bench;
 mod cbo_cmd;
 mod certify_cmd;
 mod compare;
@@ -33,7 +32,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     long_about = "optlab trains models with the optimizers and schedules of 42 ML optimization papers and analyses \
                   them. Every command prints one clear sentence and exits non-zero on bad input.\n\n\
                   Start with:  optlab demo --out demo-report",
-    after_help = "Examples:\n  optlab demo --out demo-report\n  optlab train --optimizer adamw:lr=1e-3 --epochs 20 --out runs/adamw\n  optlab train --resume runs/adamw\n  optlab compare --optimizer sgd:lr=0.1,momentum=0.9 --optimizer adam:lr=1e-3 --out cmp\n  optlab optimize --function rosenbrock --init=-1.5,2 --optimizer adam:lr=0.05 --out t.json --plot t.png\n  optlab bench train"
+    after_help = "Examples:\n  optlab demo --out demo-report\n  optlab train --optimizer adamw:lr=1e-3 --epochs 20 --out runs/adamw\n  optlab train --resume runs/adamw\n  optlab compare --optimizer sgd:lr=0.1,momentum=0.9 --optimizer adam:lr=1e-3 --out cmp\n  optlab optimize --function rosenbrock --init=-1.5,2 --optimizer adam:lr=0.05 --out t.json --plot t.png\n  optlab papers"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -76,8 +75,6 @@ enum Cmd {
     Mup(mup_cmd::MupArgs),
     /// The 42 seed papers: status (implemented / partial / not yet), library module and command.
     Papers(papers_cmd::PapersArgs),
-    /// Side-by-side benchmarks that report ratios against PyTorch (when installed) in the same run.
-    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -109,7 +106,6 @@ fn main() {
         Cmd::Scaling(a) => scaling_cmd::run(a),
         Cmd::Mup(a) => mup_cmd::run(a),
         Cmd::Papers(a) => papers_cmd::run(a),
-        Cmd::Bench(a) => bench::run(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

@@ -1,4 +1,4 @@
-//! Seeded random numbers. Every random draw in optlab comes from a [`ChaCha8Rng`] built here, so the same seed
+//! Seeded random numbers. Every random draw in optlab comes from a `ChaCha8Rng` built here, so the same seed
 //! gives the same bits on every machine.
 
 use rand::SeedableRng;

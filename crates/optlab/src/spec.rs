@@ -75,16 +75,6 @@ impl Spec {
         }
     }
 
-    /// An optional float.
-    pub fn opt_f64(&mut self, key: &'static str) -> Result<Option<f64>> {
-        if self.has(key) {
-            self.f64(key, 0.0).map(Some)
-        } else {
-            self.raw(key);
-            Ok(None)
-        }
-    }
-
     /// A non-negative integer, or `default` when absent.
     pub fn usize(&mut self, key: &'static str, default: usize) -> Result<usize> {
         match self.raw(key) {

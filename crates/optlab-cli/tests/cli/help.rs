@@ -9,7 +9,6 @@ fn help_explains_flags_with_examples() {
         (vec!["train", "--help"], "optlab train --resume"),
         (vec!["demo", "--help"], "optlab demo --out"),
         (vec!["compare", "--help"], "optlab compare --optimizer"),
-        (vec!["bench", "train", "--help"], "--no-torch"),
         (
             vec!["mup", "coord-check", "--help"],
             "optlab mup coord-check",

@@ -118,10 +118,6 @@ impl AnnealLaw {
             .map(|k| self.loss(ar.s1[k], ar.s2[k]))
             .collect()
     }
-
-    fn to_vec(self) -> [f64; 4] {
-        [self.l0, self.a, self.alpha, self.c]
-    }
 }
 
 /// One observed point: the areas after some number of updates and the loss measured there.
@@ -421,12 +417,6 @@ pub fn mape(pred: &[f64], truth: &[f64]) -> f64 {
         / n as f64
 }
 
-#[doc(hidden)]
-pub fn objective_and_gradient(points: &[LawPoint], delta: f64, law: &AnnealLaw) -> (f64, [f64; 4]) {
-    let theta = law.to_vec().map(f64::ln);
-    HuberLogFit { points, delta }.eval(&theta)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,7 +446,7 @@ mod tests {
                 loss: 2.0 + 0.3 * ((k * 7 % 5) as f64 - 2.0) * 1e-3 * (k as f64),
             })
             .collect();
-        let theta = law.to_vec().map(f64::ln);
+        let theta = [law.l0, law.a, law.alpha, law.c].map(f64::ln);
         let fit = HuberLogFit {
             points: &pts,
             delta: 1e-3,

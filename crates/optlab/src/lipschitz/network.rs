@@ -82,7 +82,7 @@ impl Layer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Network {
     pub layers: Vec<Layer>,
-    /// [features] or [channels, height, width].
+    /// `[features]` or `[channels, height, width]`.
     pub input_shape: Vec<usize>,
 }
 
@@ -132,7 +132,7 @@ fn parse_spec_layer(s: &str) -> Result<SpecLayer> {
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
-    /// [features] or [channels, height, width]; needed for convolutions.
+    /// `[features]` or `[channels, height, width]`; needed for convolutions.
     pub input_shape: Option<Vec<usize>>,
     /// Every module in order.
     pub layers: Option<Vec<String>>,

@@ -3,7 +3,7 @@
 //!
 //! Input (T, B, C) with an optional padding mask (B, T) (true = padding):
 //! 1. GroupScaling: s = x / √(mean over the channel's group of x² + 1e-5), per (t, b, group); differentiable.
-//! 2. ψ²[c] = mean of s² over the non-padded tokens.
+//! 2. ψ²\[c\] = mean of s² over the non-padded tokens.
 //! 3. z = s/√(ψ² + ε) while iter ≤ warmup, else s/√(φ + ε) with the running φ from before this call.
 //! 4. φ ← φ(iter−1)/iter + ψ²/iter while iter < warmup, then always φ ← α_fwd φ + (1 − α_fwd) ψ².
 //! 5. y = w z + b.

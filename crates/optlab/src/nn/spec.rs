@@ -25,7 +25,7 @@ pub enum ModelSpec {
         /// it).
         param: Parametrization,
     },
-    /// `cnn:channels=8-16[,norm=bn|gn|bcn|bcn-est[+ws],groups=4]`: (Conv2d 3x3 pad 1 [weight-standardized], [norm],
+    /// `cnn:channels=8-16[,norm=bn|gn|bcn|bcn-est[+ws],groups=4]`: (Conv2d 3x3 pad 1 (weight-standardized with `+ws`), the norm,
     /// ReLU, MaxPool2d 2) per channel count, Flatten, Linear.
     Cnn {
         channels: Vec<usize>,

@@ -1,5 +1,5 @@
 //! Typed, validated hyperparameters. Each optimizer has a config struct (`SgdConfig`, `LionConfig`, ...) made
-//! by [`hyperparams!`]: plain fields with the reference implementation's names and defaults, each with the
+//! by the `hyperparams!` macro: plain fields with the reference implementation's names and defaults, each with the
 //! [`Range`] of values it accepts. Optimizers read the fields directly; schedules, parameter groups and saved
 //! state reach the same values by name through [`HyperTable`](super::HyperTable), where an unknown name is an
 //! error listing the valid ones.
@@ -113,7 +113,7 @@ impl HyperValue for usize {
     }
 }
 
-/// A typed hyperparameter set (made by [`hyperparams!`]). Values are reached by name as f64 for schedules and
+/// A typed hyperparameter set (made by the `hyperparams!` macro). Values are reached by name as f64 for schedules and
 /// saved state; non-numeric options (Lion's `mode`) are read from and written to spec strings only.
 pub trait HyperSet: Clone + std::fmt::Debug + PartialEq + Send + Sync + 'static {
     /// Names and ranges of the numeric hyperparameters, in spec order.

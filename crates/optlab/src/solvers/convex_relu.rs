@@ -445,7 +445,7 @@ impl TwoLayerRelu {
     }
 
     /// The weights as a PyTorch `nn.Sequential(Linear(d, h), ReLU(), Linear(h, 1))` state dict (f32):
-    /// `0.weight` [h, d], `0.bias` [h], `2.weight` [1, h], `2.bias` [1] — what `mlp:hidden=h,act=relu` loads.
+    /// `0.weight` `[h, d]`, `0.bias` `[h]`, `2.weight` `[1, h]`, `2.bias` `[1]` — what `mlp:hidden=h,act=relu` loads.
     pub fn state_dict(&self) -> Result<Vec<(String, candle_core::Tensor)>> {
         use candle_core::{Device, Tensor};
         let h = self.hidden.len();

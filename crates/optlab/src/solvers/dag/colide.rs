@@ -143,7 +143,7 @@ pub struct Round {
 /// The estimate before thresholding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DagFit {
-    /// Raw W (d × d), W[i][j] the weight of edge i → j.
+    /// Raw W (d × d), `W[i][j]` the weight of edge i → j.
     pub w: Vec<Vec<f64>>,
     /// The noise scale(s): one for EV, d for NV, none for DAGMA.
     pub sigma: Vec<f64>,

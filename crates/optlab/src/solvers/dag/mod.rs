@@ -47,7 +47,7 @@ pub struct Sem {
     pub x: Vec<f64>,
     pub n: usize,
     pub d: usize,
-    /// The true weighted adjacency, w[i][j] for edge i → j.
+    /// The true weighted adjacency, `w[i][j]` for edge i → j.
     pub w: Vec<Vec<f64>>,
     /// The noise variance of each variable.
     pub noise_var: Vec<f64>,
@@ -172,7 +172,7 @@ pub fn covariance(x: &[f64], n: usize, d: usize) -> Result<Vec<Vec<f64>>> {
     Ok(c)
 }
 
-/// Kahn's order of the graph `adj` (adj[i][j]: i → j), or `None` with a cycle (self-loops included).
+/// Kahn's order of the graph `adj` (`adj[i][j]`: i → j), or `None` with a cycle (self-loops included).
 pub fn topological_order(adj: &[Vec<bool>]) -> Option<Vec<usize>> {
     let d = adj.len();
     let mut indeg: Vec<usize> = (0..d)

@@ -1,8 +1,8 @@
-//! `optlab bench lipschitz`: local Lipschitz bounds (P02) on the paper's simple_mlp_3layer shapes
+//! `optlab-bench lipschitz`: local Lipschitz bounds (P02) on the paper's simple_mlp_3layer shapes
 //! (16 → W → W → 10, PyTorch's default init, centre uniform in [−1, 2]) against auto_LiRPA's Jacobian bounds, and
 //! LipSDP (P14) against cvxpy + Clarabel on the same SDPs, in the same run where those are installed.
 
-use super::python_script as python;
+use crate::harness::python_script as python;
 use anyhow::{Context, Result};
 use clap::Args;
 use optlab::lipschitz::bab::{local_lipschitz, BabOptions};

@@ -1,4 +1,4 @@
-//! `optlab bench optim`: the step time of every optimizer over 10M f32 parameters, next to the memory-bandwidth
+//! `optlab-bench optim`: the step time of every optimizer over 10M f32 parameters, next to the memory-bandwidth
 //! floor measured in the same run (bytes the step must move / the machine's copy bandwidth) and, where PyTorch
 //! has the method, torch's `fused=True` (or `foreach=True`) step on the same tensor with the same threads.
 
@@ -19,7 +19,7 @@ pub struct OptimBenchArgs {
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
     #[command(flatten)]
-    pub torch: super::TorchSide,
+    pub torch: crate::harness::TorchSide,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -127,7 +127,7 @@ pub fn run(a: OptimBenchArgs) -> Result<()> {
         .map(|(s, _, ctor)| serde_json::json!({"name": s, "ctor": ctor}))
         .collect();
     let torch = a.torch.run(
-        include_str!("torch_optim.py"),
+        "torch_optim.py",
         &[
             serde_json::json!(cases).to_string(),
             a.params.to_string(),
@@ -152,7 +152,7 @@ pub fn run(a: OptimBenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "optlab bench optim: {} f32 parameters, stream bandwidth {:.1} GB/s (x = a*x + y, best of 7), step = best of 3 x {} steps",
+        "optlab-bench optim: {} f32 parameters, stream bandwidth {:.1} GB/s (x = a*x + y, best of 7), step = best of 3 x {} steps",
         a.params,
         bw / 1e9,
         a.steps

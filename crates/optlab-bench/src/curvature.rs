@@ -1,4 +1,4 @@
-//! `optlab bench curvature`: the cost of one exact Hessian-vector product as a multiple of one gradient on MLP
+//! `optlab-bench curvature`: the cost of one exact Hessian-vector product as a multiple of one gradient on MLP
 //! 784-1024-1024-10 (batch 256), with PyTorch's double backward measured in the same run when installed.
 
 use anyhow::Result;
@@ -14,7 +14,7 @@ pub struct CurvatureBenchArgs {
     #[arg(long, default_value_t = 10)]
     pub reps: usize,
     #[command(flatten)]
-    pub torch: super::TorchSide,
+    pub torch: crate::harness::TorchSide,
 }
 
 fn best_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -88,11 +88,9 @@ pub fn run(a: CurvatureBenchArgs) -> Result<()> {
         h.hvp(&v)?;
         Ok(())
     })?;
-    let torch = a
-        .torch
-        .run(include_str!("torch_curvature.py"), &[a.reps.to_string()]);
+    let torch = a.torch.run("torch_curvature.py", &[a.reps.to_string()]);
     println!(
-        "optlab bench curvature: MLP 784-1024-1024-10, batch 256, f32 ({} parameters), best of {}",
+        "optlab-bench curvature: MLP 784-1024-1024-10, batch 256, f32 ({} parameters), best of {}",
         h.dim(),
         a.reps
     );

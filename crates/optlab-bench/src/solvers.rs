@@ -1,7 +1,7 @@
-//! `optlab bench solvers`: CBO iterations per second against CBXpy, and CoLiDE/DAGMA wall time against the
+//! `optlab-bench solvers`: CBO iterations per second against CBXpy, and CoLiDE/DAGMA wall time against the
 //! official Python code, on the same problems in the same run (where those are installed).
 
-use super::python_script as python;
+use crate::harness::python_script as python;
 use anyhow::Result;
 use clap::Args;
 use optlab::functions::TestFunction;

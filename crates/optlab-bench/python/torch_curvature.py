@@ -1,4 +1,4 @@
-# The PyTorch side of `optlab bench curvature`: gradient and exact Hessian-vector product (double backward) of
+# The PyTorch side of `optlab-bench curvature`: gradient and exact Hessian-vector product (double backward) of
 # the mean cross-entropy of MLP 784-1024-1024-10 on a batch of 256. Prints {"grad_ms", "hvp_ms"}.
 import json, sys, time
 import torch

@@ -1,4 +1,4 @@
-# The PyTorch side of `optlab bench train`: the same training step (forward, cross-entropy, backward, AdamW
+# The PyTorch side of `optlab-bench train`: the same training step (forward, cross-entropy, backward, AdamW
 # fused where available) on the same shapes, 2 threads: MLPs on random data, and the pre-norm transformer of
 # optlab's `transformer:` model (LayerNorm, causal attention by F.scaled_dot_product_attention, exact GELU).
 # Prints one JSON object: {"case": ms_per_step}.

@@ -1,6 +1,6 @@
 """Time the official CoLiDE-EV / CoLiDE-NV / DAGMA on one simulated case.
 
-    python crates/optlab-cli/src/bench/colide_official.py --d 20 --graph er2 --seed 0 --noise nv --variant ev
+    python crates/optlab-bench/python/colide_official.py --d 20 --graph er2 --seed 0 --noise nv --variant ev
     -> {"seconds": 7.1, "shd": 3, "tpr": 0.95, ...}   (one JSON line on stdout)
 
 The data are exactly those of the golden fixtures (same official simulator,
@@ -39,7 +39,7 @@ def main():
     ap.add_argument("--vendor", default=None, help="vendor folder (default $OPTLAB_REF_VENDOR or /tmp/optlab_ref_vendor)")
     ap.add_argument("--no-hash-check", action="store_true")
     ap.add_argument("--emit-cov", action="store_true",
-                    help="also print the covariance of the centred data and the true edges (for optlab bench solvers)")
+                    help="also print the covariance of the centred data and the true edges (for optlab-bench solvers)")
     a = ap.parse_args()
     if not (a.graph.startswith("er") and a.graph[2:].isdigit()):
         sys.exit(f"--graph must be erK (e.g. er2, er4), got {a.graph!r}")
@@ -51,7 +51,7 @@ def main():
     if a.vendor:
         os.environ["OPTLAB_REF_VENDOR"] = a.vendor
 
-    # tools/reference of the checkout this script lives in (crates/optlab-cli/src/bench/ -> repository root).
+    # tools/reference of the checkout this script lives in (crates/optlab-bench/python/ -> repository root).
     root = os.path.dirname(os.path.abspath(__file__))
     while not os.path.isdir(os.path.join(root, "tools", "reference")) and os.path.dirname(root) != root:
         root = os.path.dirname(root)

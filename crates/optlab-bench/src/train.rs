@@ -1,4 +1,4 @@
-//! `optlab bench train`: one training step of MLP 64-256-256-10 (batch 128), 784-1024-1024-10 (batch 256) and
+//! `optlab-bench train`: one training step of MLP 64-256-256-10 (batch 128), 784-1024-1024-10 (batch 256) and
 //! the `charlm` task's transformer (2 pre-norm layers, dim 64, 4 heads, LayerNorm; 32 windows of 64 tokens over
 //! 62 characters), optlab against PyTorch (2 threads) in the same run.
 
@@ -16,7 +16,7 @@ pub struct TrainBenchArgs {
     #[arg(long, default_value_t = 30)]
     pub steps: usize,
     #[command(flatten)]
-    pub torch: super::TorchSide,
+    pub torch: crate::harness::TorchSide,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -116,10 +116,9 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
         .iter()
         .map(|c| serde_json::json!({"name": c.name, "dims": c.dims, "batch": c.batch, "lm": c.lm}))
         .collect::<Vec<_>>());
-    let torch = a.torch.run(
-        include_str!("torch_train.py"),
-        &[cases.to_string(), a.steps.to_string()],
-    );
+    let torch = a
+        .torch
+        .run("torch_train.py", &[cases.to_string(), a.steps.to_string()]);
     let mut rows = Vec::new();
     for (c, ms) in CASES.iter().zip(&ours) {
         let t = torch.as_ref().and_then(|v| v[c.name].as_f64());
@@ -137,7 +136,7 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
         );
         return Ok(());
     }
-    println!("optlab bench train (AdamW step incl. forward/backward; best of 3 x {} steps; optlab threads {})", a.steps, rayon_threads());
+    println!("optlab-bench train (AdamW step incl. forward/backward; best of 3 x {} steps; optlab threads {})", a.steps, rayon_threads());
     println!(
         "{:<32} {:>12} {:>12} {:>16}",
         "case", "optlab ms", "torch ms", "optlab / torch"

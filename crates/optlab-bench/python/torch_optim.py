@@ -1,4 +1,4 @@
-# The PyTorch side of `optlab bench optim`: one optimizer step on a single f32 tensor of N parameters with a
+# The PyTorch side of `optlab-bench optim`: one optimizer step on a single f32 tensor of N parameters with a
 # fixed gradient, fused (or foreach) implementations, given threads. Prints {"spec": ms_per_step}.
 import json, sys, time
 import torch

@@ -1,0 +1,91 @@
+//! What every benchmark shares: running the Python harnesses in `python/` (the PyTorch side, the reference code)
+//! and reading their one JSON line.
+
+use clap::Args;
+
+/// The PyTorch side of a benchmark: its thread count, or none at all.
+#[derive(Args, Debug)]
+pub struct TorchSide {
+    /// Threads for PyTorch (optlab uses rayon's pool: RAYON_NUM_THREADS, default all cores).
+    #[arg(long, default_value_t = 2)]
+    pub torch_threads: usize,
+    /// Skip the PyTorch side.
+    #[arg(long)]
+    pub no_torch: bool,
+}
+
+impl TorchSide {
+    /// Runs the harness `script` (a file in `python/`) with the thread count followed by `args`, parsing its
+    /// one JSON line; `None` when skipped, when torch is missing, or when the script fails (with a warning).
+    pub fn run(&self, script: &str, args: &[String]) -> Option<serde_json::Value> {
+        if self.no_torch {
+            return None;
+        }
+        let mut all = vec![self.torch_threads.to_string()];
+        all.extend_from_slice(args);
+        run_torch_script(script, &all).and_then(|s| serde_json::from_str(s.trim()).ok())
+    }
+}
+
+/// The path of a harness in `python/`.
+fn script_path(script: &str) -> String {
+    format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a Python harness with `python3` when torch imports, returning its stdout.
+pub fn run_torch_script(script: &str, args: &[String]) -> Option<String> {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import torch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        return None;
+    }
+    let out = std::process::Command::new("python3")
+        .arg(script_path(script))
+        .args(args)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "warning: the PyTorch side failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// Runs one of the Python harnesses (by path, so it can find tools/reference/), returning its JSON line; `None`
+/// with a note when it is skipped, not installed (exit 3) or failed.
+pub(crate) fn python_script(
+    script: &str,
+    args: &[String],
+    skip: bool,
+) -> Option<serde_json::Value> {
+    if skip {
+        return None;
+    }
+    let out = std::process::Command::new("python3")
+        .arg(script_path(script))
+        .args(args)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let what = if out.status.code() == Some(3) {
+            "not installed"
+        } else {
+            err.trim()
+        };
+        eprintln!(
+            "note: {script}: {}",
+            what.lines().last().unwrap_or("failed")
+        );
+        return None;
+    }
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).ok()
+}

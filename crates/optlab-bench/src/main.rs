@@ -1,0 +1,63 @@
+//! `optlab-bench`: side-by-side benchmarks. Every number is reported next to its anchor measured in the same
+//! run — PyTorch when `python3 -c "import torch"` works, the papers' reference code, the machine's measured
+//! memory bandwidth — as a ratio. The Python harnesses live in `python/` beside this crate; run from a checkout:
+//!
+//! ```text
+//! cargo run --release -p optlab-bench -- train|optim|curvature|solvers
+//! cargo run --release -p optlab-bench --features lipsdp -- lipschitz --timeout 60
+//! ```
+
+mod curvature;
+mod harness;
+mod lipschitz;
+mod optim;
+mod solvers;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+// The allocator the optlab binary uses, so the timings are the user's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "optlab-bench",
+    version,
+    about = "Side-by-side benchmarks of optlab: ratios against PyTorch, the reference code and the hardware, measured in one run"
+)]
+struct Cli {
+    #[command(subcommand)]
+    what: Bench,
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// Time of one training step (forward, cross-entropy, backward, AdamW) of two MLPs, optlab vs PyTorch.
+    Train(train::TrainBenchArgs),
+    /// Step time of every optimizer over 10M f32 parameters against the measured memory-bandwidth floor and
+    /// PyTorch's fused/foreach step.
+    Optim(optim::OptimBenchArgs),
+    /// Cost of one exact Hessian-vector product as a multiple of one gradient, next to PyTorch's.
+    Curvature(curvature::CurvatureBenchArgs),
+    /// CBO iterations/s against CBXpy and CoLiDE/DAGMA wall time against the official code, same problems.
+    Solvers(solvers::SolversBenchArgs),
+    /// Local Lipschitz bounds (P02) against auto_LiRPA's Jacobian bounds, LipSDP (P14) against cvxpy + Clarabel.
+    Lipschitz(lipschitz::LipschitzBenchArgs),
+}
+
+fn main() {
+    // Second-order gradients (the curvature bench) need candle to keep the graph; set before any thread starts.
+    std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
+    let r = match Cli::parse().what {
+        Bench::Train(t) => train::run(t),
+        Bench::Optim(o) => optim::run(o),
+        Bench::Curvature(c) => curvature::run(c),
+        Bench::Solvers(s) => solvers::run(s),
+        Bench::Lipschitz(l) => lipschitz::run(l),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
