@@ -46,8 +46,10 @@ pub fn read_numeric_csv(path: &Path) -> Result<NumericTable> {
             return Err(Error::file(
                 path,
                 format!(
-                    "line {}: {} cells, but the header has {} columns",
+                    "line {}: {} cells, but the header has {} columns ({} values for {} names)",
                     lineno + 1,
+                    cells.len(),
+                    names.len(),
                     cells.len(),
                     names.len()
                 ),
@@ -68,7 +70,7 @@ pub fn read_numeric_csv(path: &Path) -> Result<NumericTable> {
                 return Err(Error::file(
                     path,
                     format!(
-                        "line {}, column '{}': value is {cell}",
+                        "line {}, column '{}': value is {cell}; values must be finite",
                         lineno + 1,
                         names[j]
                     ),
