@@ -118,7 +118,7 @@ fn finish(result: &ComparisonResult, report: &Report, out: &Path) -> Result<()> 
         draw(out, c)?;
     }
     let path = out.join("report.md");
-    std::fs::write(&path, &report.markdown)
+    optlab::tensor_io::write_atomic(&path, report.markdown.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     print!("{}", result.text_table());
     println!("report: {}", path.display());

@@ -104,9 +104,9 @@ pub fn run(a: ConvexReluArgs) -> Result<()> {
         "max_violation": sol.max_violation, "neurons": net.alpha.len(), "model_spec": spec,
         "model": model_path.display().to_string(), "seconds": seconds,
     });
-    std::fs::write(
-        out.join("solution.json"),
-        serde_json::to_string_pretty(&report)?,
+    optlab::tensor_io::write_atomic(
+        &out.join("solution.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
     )
     .with_context(|| format!("cannot write into {}", out.display()))?;
     if json {

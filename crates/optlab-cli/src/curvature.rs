@@ -51,6 +51,14 @@ pub struct CurvatureArgs {
 }
 
 pub fn run(a: CurvatureArgs) -> Result<()> {
+    anyhow::ensure!(
+        a.lanczos_steps >= 1,
+        "--lanczos-steps 0: Lanczos needs at least one step (λ_max comes from its Ritz values)"
+    );
+    anyhow::ensure!(
+        a.probes >= 1,
+        "--probes 0: the trace estimate needs at least one probe"
+    );
     let (op, lr, what): (Box<dyn HessianOperator>, f64, String) = match (&a.run, &a.function) {
         (Some(dir), _) => {
             let cfg = TrainConfig::from_toml_file(&dir.join("config.toml"))?;
@@ -80,7 +88,8 @@ pub fn run(a: CurvatureArgs) -> Result<()> {
         (None, None) => bail!("give --run DIR or --function NAME --at=x,y"),
     };
     let n = op.dim();
-    let m = a.lanczos_steps.clamp(1, n);
+    // More steps than the dimension add nothing: n steps already span the whole space (exact).
+    let m = a.lanczos_steps.min(n);
     let top = lanczos(op.as_ref(), m, a.seed)?;
     let lambda_max = *top
         .ritz_values

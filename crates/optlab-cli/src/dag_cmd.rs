@@ -92,7 +92,7 @@ pub fn run(a: DagArgs) -> Result<()> {
                 );
                 csv.push('\n');
             }
-            std::fs::write(&out, csv)?;
+            optlab::tensor_io::write_atomic(&out, csv.as_bytes())?;
             let truth = truth.unwrap_or_else(|| {
                 let stem = out
                     .file_stem()

@@ -37,6 +37,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Memory the size checks may assume (e.g. 16G, 512MiB) instead of what the machine reports available;
+    /// every command refuses, before allocating, what its inputs imply beyond it.
+    #[arg(long, global = true, value_name = "SIZE")]
+    max_memory: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -89,7 +93,22 @@ fn main() {
     // Set before any thread starts.
     std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
     let cli = Cli::parse();
-    let r = match cli.cmd {
+    let r = match cli.max_memory.as_deref().map(optlab::memory::parse_size) {
+        Some(Err(e)) => Err(e.into()),
+        Some(Ok(bytes)) => {
+            optlab::memory::set_limit(bytes);
+            dispatch(cli.cmd)
+        }
+        None => dispatch(cli.cmd),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
         Cmd::Demo(a) => compare::demo(a),
         Cmd::Train(a) => train_cmd::run(*a),
         Cmd::Eval(a) => eval_cmd::run(a),
@@ -106,9 +125,5 @@ fn main() {
         Cmd::Scaling(a) => scaling_cmd::run(a),
         Cmd::Mup(a) => mup_cmd::run(a),
         Cmd::Papers(a) => papers_cmd::run(a),
-    };
-    if let Err(e) = r {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
     }
 }

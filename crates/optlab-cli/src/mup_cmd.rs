@@ -132,7 +132,7 @@ fn create(dir: &Path) -> Result<()> {
 /// Writes the whole result to `path`; with `print`, prints it without its per-run records on stdout and
 /// returns true (the command is done).
 fn emit_json(path: &Path, v: serde_json::Value, print: bool) -> Result<bool> {
-    std::fs::write(path, serde_json::to_string_pretty(&v)?)
+    optlab::tensor_io::write_atomic(path, serde_json::to_string_pretty(&v)?.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     if print {
         let mut j = v;

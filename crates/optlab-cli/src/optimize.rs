@@ -51,6 +51,7 @@ pub fn run(a: OptimizeArgs) -> Result<()> {
     if let Some(bad) = a.init.iter().find(|v| !v.is_finite()) {
         bail!("--init contains {bad}; give finite numbers");
     }
+    anyhow::ensure!(a.steps >= 1, "--steps 0: give at least one optimizer step");
     let runs: Vec<Trajectory> = a
         .optimizers
         .iter()
@@ -65,7 +66,7 @@ pub fn run(a: OptimizeArgs) -> Result<()> {
         "values": runs[0].values,
         "runs": runs,
     });
-    std::fs::write(&a.out, serde_json::to_string(&json)?)
+    optlab::tensor_io::write_atomic(&a.out, serde_json::to_string(&json)?.as_bytes())
         .with_context(|| format!("cannot write {}", a.out.display()))?;
     for r in &runs {
         let last = r.trajectory.last().expect("init row");

@@ -122,7 +122,9 @@ pub fn line_chart(
     let legend = series.len() > 1 || series.iter().any(|s| !s.name.is_empty());
     let height = 560u32.max(90 + 22 * series.len() as u32);
     let width = 900 + if legend { LEGEND_WIDTH } else { 0 };
-    let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
+    // Drawn beside the target and renamed over it, so a reader never sees half a picture.
+    let tmp = path.with_extension("tmp.png");
+    let root = BitMapBackend::new(&tmp, (width, height)).into_drawing_area();
     root.fill(&WHITE).context("drawing")?;
     let (plot_area, legend_area) = root.split_horizontally(900);
     let mut chart = ChartBuilder::on(&plot_area)
@@ -188,7 +190,10 @@ pub fn line_chart(
         }
     }
     root.present()
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    drop(chart);
+    drop(root);
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

@@ -197,6 +197,17 @@ fn fit(f: &FitArgs) -> Result<()> {
         report.mape,
         report.starts
     );
+    let spread: Vec<String> = law::PARAMETERS
+        .iter()
+        .zip(report.rel_stderr)
+        .zip(report.identifiable)
+        .map(|((name, se), ok)| match (ok, se) {
+            (false, _) => format!("{name} not identifiable"),
+            (true, Some(se)) => format!("{name} ±{:.2}%", 100.0 * se),
+            (true, None) => format!("{name} ±?"),
+        })
+        .collect();
+    say!(json, "  relative standard errors: {}", spread.join(", "));
     for c in &file.curves {
         say!(
             json,
@@ -277,6 +288,27 @@ fn check(
     Ok(())
 }
 
+/// Writes `step,<schedule>,...` rows through a buffer into a temporary file renamed over `out`.
+fn write_curves_csv(out: &Path, schedules: &[String], curves: &[(String, Vec<f64>)]) -> Result<()> {
+    use std::io::Write as _;
+    let tmp = out.with_extension("csv.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        writeln!(w, "step,{}", schedules.join(","))?;
+        let steps = curves.first().map_or(0, |c| c.1.len());
+        for k in 0..steps {
+            write!(w, "{}", k + 1)?;
+            for c in curves {
+                write!(w, ",{}", c.1[k])?;
+            }
+            writeln!(w)?;
+        }
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, out)
+    };
+    write().with_context(|| format!("cannot write {}", out.display()))
+}
+
 fn predict(
     params: &Path,
     schedules: &[String],
@@ -286,19 +318,33 @@ fn predict(
     json: bool,
 ) -> Result<()> {
     let file = FitFile::load(params)?;
+    let unknown = file.report.unidentified();
+    anyhow::ensure!(
+        unknown.is_empty(),
+        "{}: the fit could not determine {}; its predictions would be arbitrary: refit with curves that vary \
+         what they depend on (a decaying schedule for C, different run lengths for A and alpha)",
+        params.display(),
+        unknown.join(", ")
+    );
     let peak = lr.unwrap_or(file.peak_lr);
+    // Every curve is kept (f64 per step), plus one schedule's lrs and areas while it is computed.
+    optlab::memory::check(
+        &format!(
+            "predicting {} schedules over {steps} steps",
+            schedules.len()
+        ),
+        steps as f64 * 8.0 * (schedules.len() as f64 + 3.0),
+        "predict fewer steps",
+    )?;
     let mut curves = Vec::new();
     for spec in schedules {
         let lrs = law::schedule_lrs(spec, steps, peak)?;
         curves.push((spec.clone(), file.law.curve(&lrs)));
     }
-    let mut csv = format!("step,{}\n", schedules.join(","));
-    for k in 0..steps as usize {
-        let row: Vec<String> = curves.iter().map(|c| format!("{}", c.1[k])).collect();
-        csv.push_str(&format!("{},{}\n", k + 1, row.join(",")));
-    }
-    std::fs::write(out, csv).with_context(|| format!("cannot write {}", out.display()))?;
+    write_curves_csv(out, schedules, &curves)?;
     let skip = steps as usize / 20;
+    // A chart shows a few thousand points at most.
+    let stride = ((steps as usize - skip) / 4000).max(1);
     let series: Vec<Series> = curves
         .iter()
         .map(|(name, c)| Series {
@@ -307,6 +353,7 @@ fn predict(
                 .iter()
                 .enumerate()
                 .skip(skip)
+                .step_by(stride)
                 .map(|(i, l)| ((i + 1) as f64, *l))
                 .collect(),
         })

@@ -79,7 +79,7 @@ pub fn run(a: ScheduleArgs) -> Result<()> {
             }
             line_chart(&out, "Schedule", "step", "value", &series, false)?;
             let csv_path = out.with_extension("csv");
-            std::fs::write(&csv_path, csv)
+            optlab::tensor_io::write_atomic(&csv_path, csv.as_bytes())
                 .with_context(|| format!("cannot write {}", csv_path.display()))?;
             println!("plot: {}\nvalues: {}", out.display(), csv_path.display());
             Ok(())

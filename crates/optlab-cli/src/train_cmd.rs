@@ -80,7 +80,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             (Trainer::new(a.config()?)?, dir)
         }
     };
-    if !a.quiet {
+    let finished = a.resume.is_some() && trainer.is_complete();
+    if !a.quiet && !finished {
         let c = trainer.config();
         eprintln!(
             "optlab train: {} on {} with {} ({} parameters), {} steps -> {}",
@@ -110,7 +111,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
         );
         return Ok(());
     }
-    plot_run(&dir)?;
+    if finished {
+        println!(
+            "{} holds a complete run ({} steps); nothing to do, nothing changed",
+            dir.display(),
+            s.steps
+        );
+    } else {
+        plot_run(&dir)?;
+    }
     println!("run directory: {}", dir.display());
     println!(
         "steps {}  train loss {:.4}  val loss {}  val accuracy {}  time {:.1} s",

@@ -33,6 +33,7 @@ pub mod eval;
 pub mod experiment;
 pub mod functions;
 pub mod lipschitz;
+pub mod memory;
 pub mod method;
 pub mod mup;
 pub mod nn;

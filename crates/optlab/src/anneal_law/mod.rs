@@ -209,6 +209,9 @@ impl Default for FitOptions {
     }
 }
 
+/// The parameter names in [`FitReport::rel_stderr`] order.
+pub const PARAMETERS: [&str; 4] = ["L0", "A", "alpha", "C"];
+
 /// The result of [`fit`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FitReport {
@@ -223,6 +226,88 @@ pub struct FitReport {
     /// Starting points tried, and how many of them ended without a solver error.
     pub starts: usize,
     pub converged_starts: usize,
+    /// Relative standard error of L0, A, α and C (from the Gauss-Newton covariance of the log-loss residuals at
+    /// the fit); `None` for a parameter the data do not determine, or without spare points to estimate the noise.
+    #[serde(default)]
+    pub rel_stderr: [Option<f64>; 4],
+    /// Whether the data determine each parameter: false where the fit is flat along it (the curvature has a null
+    /// direction carrying it), so any value fits as well.
+    #[serde(default = "identified4")]
+    pub identifiable: [bool; 4],
+}
+
+fn identified4() -> [bool; 4] {
+    [true; 4]
+}
+
+impl FitReport {
+    /// The names of the parameters the data do not determine.
+    pub fn unidentified(&self) -> Vec<&'static str> {
+        PARAMETERS
+            .iter()
+            .zip(self.identifiable)
+            .filter(|(_, ok)| !ok)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+/// Relative standard errors and identifiability of the law's four parameters at `law`, from the Jacobian J of
+/// the log-loss residuals with respect to (L0, A, α, C): a parameter is not identifiable when its column of J is
+/// zero or it moves along a null direction of the column-normalised JᵀJ (any value fits as well); its standard
+/// error is that of the Gauss-Newton covariance σ²(JᵀJ)⁻¹, σ² the residual variance.
+fn uncertainty(points: &[LawPoint], law: &AnnealLaw) -> ([Option<f64>; 4], [bool; 4]) {
+    let mut jtj = [0.0f64; 16];
+    let mut rss = 0.0;
+    for pt in points {
+        let power = pt.s1.powf(-law.alpha);
+        let pred = law.loss(pt.s1, pt.s2);
+        // d ln(pred) / d (L0, A, α, C).
+        let row = [
+            1.0 / pred,
+            power / pred,
+            -law.a * power * pt.s1.ln() / pred,
+            -pt.s2 / pred,
+        ];
+        for i in 0..4 {
+            for j in 0..4 {
+                jtj[i * 4 + j] += row[i] * row[j];
+            }
+        }
+        rss += (pt.loss.ln() - pred.ln()).powi(2);
+    }
+    let norm: Vec<f64> = (0..4).map(|i| jtj[i * 4 + i].sqrt()).collect();
+    let mut ok = [0, 1, 2, 3].map(|i| norm[i] > 0.0 && norm[i].is_finite());
+    let mut n = [0.0f64; 16];
+    for i in 0..4 {
+        for j in 0..4 {
+            n[i * 4 + j] = match (ok[i], ok[j]) {
+                (true, true) => jtj[i * 4 + j] / (norm[i] * norm[j]),
+                _ => f64::from(u8::from(i == j)),
+            };
+        }
+    }
+    let eig = crate::curvature::jacobi_eigen(&n, 4);
+    let top = eig.values.iter().copied().fold(0.0, f64::max);
+    let dof = points.len().saturating_sub(4);
+    let sigma2 = if dof > 0 { rss / dof as f64 } else { f64::NAN };
+    let mut var = [0.0f64; 4];
+    for (k, &lambda) in eig.values.iter().enumerate() {
+        let null = lambda.is_nan() || lambda <= 1e-10 * top;
+        for (i, v) in var.iter_mut().enumerate() {
+            let w = eig.vectors[i * 4 + k].powi(2);
+            if null && w > 0.01 {
+                ok[i] = false;
+            }
+            *v += w / lambda;
+        }
+    }
+    let value = [law.l0, law.a, law.alpha, law.c];
+    let se = [0, 1, 2, 3].map(|i| {
+        let se = (sigma2 * var[i]).sqrt() / norm[i] / value[i].abs();
+        (ok[i] && se.is_finite()).then_some(se)
+    });
+    (se, ok)
 }
 
 /// A parameter value of 0 starts here instead (the log transform cannot represent 0).
@@ -323,6 +408,20 @@ pub fn fit(points: &[LawPoint], opts: &FitOptions) -> Result<FitReport> {
             opts.lambda
         )));
     }
+    let (lo, hi) = points.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| {
+        (a.min(p.loss), b.max(p.loss))
+    });
+    if hi - lo <= 1e-12 * hi {
+        return Err(Error::invalid(format!(
+            "every loss is {hi}: a flat curve determines none of the law's terms; fit curves whose loss falls"
+        )));
+    }
+    if points.iter().all(|p| p.s2 == 0.0) {
+        return Err(Error::invalid(
+            "the annealing term C cannot be identified: S2 = 0 at every point (every curve keeps its learning rate \
+             constant after warmup); fit together with a curve whose learning rate decays (cosine, linear, WSD)",
+        ));
+    }
     if opts.huber_delta.is_nan() || opts.huber_delta <= 0.0 {
         return Err(Error::invalid(format!(
             "huber_delta={} must be positive",
@@ -394,14 +493,17 @@ pub fn fit(points: &[LawPoint], opts: &FitOptions) -> Result<FitReport> {
     let mean = obs.iter().sum::<f64>() / obs.len() as f64;
     let ss_res: f64 = obs.iter().zip(&preds).map(|(o, p)| (o - p).powi(2)).sum();
     let ss_tot: f64 = obs.iter().map(|o| (o - mean).powi(2)).sum();
+    let (rel_stderr, identifiable) = uncertainty(points, &law);
     Ok(FitReport {
         law,
         objective,
-        r2: 1.0 - ss_res / ss_tot.max(f64::MIN_POSITIVE),
+        r2: 1.0 - ss_res / ss_tot,
         mape: mape(&preds, &obs),
         points: points.len(),
         starts: starts.len(),
         converged_starts: converged,
+        rel_stderr,
+        identifiable,
     })
 }
 

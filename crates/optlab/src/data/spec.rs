@@ -80,8 +80,26 @@ pub enum DataSpec {
 }
 
 impl DataSpec {
-    /// Reads or generates the data; synthetic sets draw from `seed`.
+    /// Bytes a synthetic set takes to generate (`None` for files and the embedded sets, bounded by their size).
+    fn generated_bytes(&self) -> Option<f64> {
+        let f = |v: usize| v as f64;
+        // f64 generation, then f32 features and targets.
+        let per = |n: usize, dim: usize| f(n) * (f(dim) + 1.0) * 12.0;
+        match *self {
+            DataSpec::Moons { n, .. } | DataSpec::Spirals { n, .. } => Some(per(n, 2)),
+            DataSpec::Gaussians { n, dim, .. } | DataSpec::Linreg { n, dim, .. } => {
+                Some(per(n, dim))
+            }
+            _ => None,
+        }
+    }
+
+    /// Reads or generates the data; synthetic sets draw from `seed`. A synthetic set larger than the memory
+    /// available is refused before it is generated.
     pub fn load(&self, seed: u64) -> Result<Dataset> {
+        if let Some(bytes) = self.generated_bytes() {
+            crate::memory::check(&format!("the data set `{self}`"), bytes, "lower n or dim")?;
+        }
         match self {
             DataSpec::Digits => digits(),
             DataSpec::Moons { n, noise } => two_moons(*n, *noise, seed),

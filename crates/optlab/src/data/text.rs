@@ -72,6 +72,16 @@ pub fn char_lines(name: &str, text: &str, context: usize) -> Result<Dataset> {
     }
     let (vocab, _) = tokenize(name, text)?;
     let v = vocab.len();
+    let lines = text
+        .split_inclusive('\n')
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    // Every line is padded to the context: features (f32) and targets (u32).
+    crate::memory::check(
+        &format!("{name} in lines padded to context={context}"),
+        lines as f64 * context as f64 * 8.0,
+        "use a shorter context",
+    )?;
     let (mut x, mut labels) = (Vec::new(), Vec::new());
     for line in text.split_inclusive('\n').filter(|l| !l.trim().is_empty()) {
         let ids: Vec<u32> = line

@@ -4,6 +4,7 @@
 use super::report::{fmt_mean_std, mean_curve, run_curves, smooth, Chart, Report, Series};
 use crate::nn::ModelSpec;
 use crate::optim::OptimizerSpec;
+use crate::train::run_dir::RunDirLock;
 use crate::train::{Observer, Summary, TrainConfig, Trainer};
 use crate::{Error, Result};
 use std::fmt::Write as _;
@@ -58,6 +59,8 @@ type Runs = Vec<(u64, PathBuf, Trainer)>;
 
 /// Every trainer of a comparison, built before any training so that a typo in the last spec fails first.
 pub struct Plan {
+    /// The report directory, held for the comparison's life (its runs/ is cleared and rewritten).
+    lock: RunDirLock,
     out: PathBuf,
     kind: &'static str,
     configs: Vec<(String, Runs)>,
@@ -67,6 +70,8 @@ pub struct Plan {
 /// A comparison's outcomes.
 #[derive(Debug)]
 pub struct ComparisonResult {
+    /// The report directory stays locked until the result (and the report written from it) is dropped.
+    _lock: RunDirLock,
     /// What varies: `optimizer`, `model` or `model | optimizer`.
     pub kind: &'static str,
     pub outcomes: Vec<Outcome>,
@@ -111,6 +116,7 @@ impl Comparison {
             (true, false) => "model",
             _ => "optimizer",
         };
+        let lock = RunDirLock::acquire(out)?;
         let runs_dir = out.join("runs");
         if runs_dir.exists() {
             std::fs::remove_dir_all(&runs_dir)
@@ -148,6 +154,7 @@ impl Comparison {
             }
         }
         Ok(Plan {
+            lock,
             out: out.to_path_buf(),
             kind,
             configs,
@@ -194,6 +201,7 @@ impl Plan {
             outcomes.push(Outcome { label, runs });
         }
         Ok(ComparisonResult {
+            _lock: self.lock,
             kind: self.kind,
             outcomes,
             seeds: self.seeds,

@@ -8,11 +8,13 @@ mod layer;
 pub mod linear;
 mod param;
 mod sequential;
+mod size;
 mod spec;
 
 pub use layer::{Activation, Layer};
 pub use param::{Param, Parametrization};
 pub use sequential::{LinearTrace, Sequential};
+pub use size::ModelSize;
 pub use spec::{ModelSpec, MODEL_NAMES};
 pub use transformer::{SeqNormKind, TransformerSpec};
 pub mod loss;

@@ -1,12 +1,10 @@
 //! AdaGrad (Duchi, Hazan & Singer 2011) as `torch.optim.Adagrad`: coupled weight decay, learning-rate decay
 //! `lr / (1 + (t-1) lr_decay)`, and an accumulator that starts at `initial_accumulator_value`.
 
-use super::hyper::{hyperparams, parse};
+use super::hyper::hyperparams;
 use super::kernel::{Kernel, Real};
-use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
+use super::FusedStep;
 use crate::nn::Param;
-use crate::{Result, Spec};
-use candle_core::backprop::GradStore;
 
 hyperparams! {
     /// `torch.optim.Adagrad`'s hyperparameters and defaults.
@@ -24,31 +22,12 @@ hyperparams! {
     }
 }
 
-const BUFFERS: &[&str] = &["sum"];
-
-/// `torch.optim.Adagrad`.
-#[derive(Debug, Clone)]
-pub struct Adagrad {
-    h: HyperGroups<AdagradConfig>,
-    state: OptimizerState,
+fused_optimizer! {
+    /// `torch.optim.Adagrad`.
+    pub struct Adagrad("adagrad", AdagradConfig, defaults = AdagradConfig::default());
 }
 
-impl Adagrad {
-    /// AdaGrad with `config`.
-    pub fn new(config: AdagradConfig) -> Result<Self> {
-        Ok(Adagrad {
-            h: HyperGroups::new("adagrad", config)?,
-            state: OptimizerState::new("adagrad"),
-        })
-    }
-
-    /// From a spec: `adagrad:lr=0.01,lr_decay=0,weight_decay=0,initial_accumulator_value=0,eps=1e-10`.
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        Self::new(parse("adagrad", AdagradConfig::default(), s)?)
-    }
-}
-
-struct AdagradKernel {
+pub(crate) struct AdagradKernel {
     clr: f64,
     weight_decay: f64,
     init: f64,
@@ -79,28 +58,17 @@ impl Kernel for AdagradKernel {
     }
 }
 
-impl Optimizer for Adagrad {
-    optimizer_accessors!(fresh);
-    fn buffer_names(&self) -> Vec<String> {
-        owned_names(BUFFERS)
-    }
-
-    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
-        self.state.step += 1;
-        let t = self.state.step;
-        update_each(
-            &mut self.state,
-            &self.h,
-            BUFFERS.len(),
-            params,
-            grads,
-            |_, h, first| AdagradKernel {
-                clr: h.lr / (1.0 + (t - 1) as f64 * h.lr_decay),
-                weight_decay: h.weight_decay,
-                init: h.initial_accumulator_value,
-                eps: h.eps,
-                first,
-            },
-        )
+impl FusedStep for Adagrad {
+    type Config = AdagradConfig;
+    type Kernel = AdagradKernel;
+    const BUFFERS: &'static [&'static str] = &["sum"];
+    fn kernel(_: &Param, h: &AdagradConfig, first: bool, t: u64) -> AdagradKernel {
+        AdagradKernel {
+            clr: h.lr / (1.0 + (t - 1) as f64 * h.lr_decay),
+            weight_decay: h.weight_decay,
+            init: h.initial_accumulator_value,
+            eps: h.eps,
+            first,
+        }
     }
 }

@@ -8,12 +8,10 @@
 //! gradient; (2) its "weight decay" subtracts lr·λ·g (a gradient step, not decay); here weight_decay is the
 //! usual coupled L2 term g ← g + λx.
 
-use super::hyper::{hyperparams, parse};
+use super::hyper::hyperparams;
 use super::kernel::{Kernel, Real};
-use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
+use super::FusedStep;
 use crate::nn::Param;
-use crate::{Result, Spec};
-use candle_core::backprop::GradStore;
 
 hyperparams! {
     /// Row-wise AdaGrad-Norm's hyperparameters and the reference code's defaults.
@@ -31,31 +29,12 @@ hyperparams! {
     }
 }
 
-const BUFFERS: &[&str] = &["sum", "momentum_buffer"];
-
-/// Row-wise AdaGrad-Norm.
-#[derive(Debug, Clone)]
-pub struct AdaGradNorm {
-    h: HyperGroups<AdaGradNormConfig>,
-    state: OptimizerState,
+fused_optimizer! {
+    /// Row-wise AdaGrad-Norm.
+    pub struct AdaGradNorm("adagradnorm", AdaGradNormConfig, defaults = AdaGradNormConfig::default());
 }
 
-impl AdaGradNorm {
-    /// AdaGrad-Norm with `config`.
-    pub fn new(config: AdaGradNormConfig) -> Result<Self> {
-        Ok(AdaGradNorm {
-            h: HyperGroups::new("adagradnorm", config)?,
-            state: OptimizerState::new("adagradnorm"),
-        })
-    }
-
-    /// From a spec: `adagradnorm:lr=1,momentum=0,lr_decay=0,weight_decay=0,initial_accumulator_value=0.01`.
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        Self::new(parse("adagradnorm", AdaGradNormConfig::default(), s)?)
-    }
-}
-
-struct AdaGradNormKernel {
+pub(crate) struct AdaGradNormKernel {
     clr: f64,
     momentum: f64,
     weight_decay: f64,
@@ -114,30 +93,19 @@ impl Kernel for AdaGradNormKernel {
     }
 }
 
-impl Optimizer for AdaGradNorm {
-    optimizer_accessors!(fresh);
-    fn buffer_names(&self) -> Vec<String> {
-        owned_names(BUFFERS)
-    }
-
-    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
-        self.state.step += 1;
-        let t = self.state.step;
-        update_each(
-            &mut self.state,
-            &self.h,
-            BUFFERS.len(),
-            params,
-            grads,
-            |p, h, first| AdaGradNormKernel {
-                clr: h.lr / (1.0 + (t - 1) as f64 * h.lr_decay),
-                momentum: h.momentum,
-                weight_decay: h.weight_decay,
-                init: h.initial_accumulator_value,
-                first,
-                rows: if p.var.rank() > 1 { p.var.dims()[0] } else { 0 },
-            },
-        )
+impl FusedStep for AdaGradNorm {
+    type Config = AdaGradNormConfig;
+    type Kernel = AdaGradNormKernel;
+    const BUFFERS: &'static [&'static str] = &["sum", "momentum_buffer"];
+    fn kernel(p: &Param, h: &AdaGradNormConfig, first: bool, t: u64) -> AdaGradNormKernel {
+        AdaGradNormKernel {
+            clr: h.lr / (1.0 + (t - 1) as f64 * h.lr_decay),
+            momentum: h.momentum,
+            weight_decay: h.weight_decay,
+            init: h.initial_accumulator_value,
+            first,
+            rows: if p.var.rank() > 1 { p.var.dims()[0] } else { 0 },
+        }
     }
 }
 

@@ -2,12 +2,10 @@
 //! decay, exactly as `torch.optim.Adam` / `torch.optim.AdamW` (single-tensor path): eps is added after the
 //! bias-corrected square root, and `amsgrad` keeps the running maximum of the second moment.
 
-use super::hyper::{hyperparams, parse};
+use super::hyper::hyperparams;
 use super::kernel::{Kernel, Real};
-use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
+use super::FusedStep;
 use crate::nn::Param;
-use crate::{Result, Spec};
-use candle_core::backprop::GradStore;
 
 hyperparams! {
     /// `torch.optim.Adam`'s hyperparameters and defaults ([`AdamConfig::adamw`] for AdamW's).
@@ -37,48 +35,17 @@ impl AdamConfig {
     }
 }
 
-const BUFFERS: &[&str] = &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"];
-
-/// Adam, or AdamW when `decoupled`.
-#[derive(Debug, Clone)]
-pub struct Adam {
-    h: HyperGroups<AdamConfig>,
-    decoupled: bool,
-    state: OptimizerState,
+fused_optimizer! {
+    /// `torch.optim.Adam`: coupled L2 weight decay.
+    pub struct Adam("adam", AdamConfig, defaults = AdamConfig::default());
 }
 
-impl Adam {
-    /// Adam (coupled weight decay) with `config`.
-    pub fn new(config: AdamConfig) -> Result<Self> {
-        Self::build(config, false)
-    }
-
-    /// AdamW (decoupled weight decay) with `config`; see [`AdamConfig::adamw`] for its defaults.
-    pub fn adamw(config: AdamConfig) -> Result<Self> {
-        Self::build(config, true)
-    }
-
-    fn build(config: AdamConfig, decoupled: bool) -> Result<Self> {
-        let name = if decoupled { "adamw" } else { "adam" };
-        Ok(Adam {
-            h: HyperGroups::new(name, config)?,
-            decoupled,
-            state: OptimizerState::new(name),
-        })
-    }
-
-    /// From a spec: `adam:lr=1e-3,beta1=0.9,beta2=0.999,eps=1e-8,weight_decay=0,amsgrad=false` (AdamW's
-    /// default weight_decay is 0.01, as in PyTorch).
-    pub fn from_spec(s: &mut Spec, decoupled: bool) -> Result<Self> {
-        if decoupled {
-            Self::adamw(parse("adamw", AdamConfig::adamw(), s)?)
-        } else {
-            Self::new(parse("adam", AdamConfig::default(), s)?)
-        }
-    }
+fused_optimizer! {
+    /// `torch.optim.AdamW`: decoupled weight decay (defaults [`AdamConfig::adamw`]).
+    pub struct AdamW("adamw", AdamConfig, defaults = AdamConfig::adamw());
 }
 
-struct AdamKernel {
+pub(crate) struct AdamKernel {
     lr: f64,
     beta1: f64,
     beta2: f64,
@@ -171,31 +138,35 @@ impl Kernel for AdamKernel {
     }
 }
 
-impl Optimizer for Adam {
-    optimizer_accessors!(fresh);
-    fn buffer_names(&self) -> Vec<String> {
-        owned_names(BUFFERS)
-    }
+const BUFFERS: &[&str] = &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"];
 
-    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
-        self.state.step += 1;
-        let (decoupled, step) = (self.decoupled, self.state.step);
-        update_each(
-            &mut self.state,
-            &self.h,
-            BUFFERS.len(),
-            params,
-            grads,
-            |_, h, _| AdamKernel {
-                lr: h.lr,
-                beta1: h.beta1,
-                beta2: h.beta2,
-                eps: h.eps,
-                weight_decay: h.weight_decay,
-                decoupled,
-                amsgrad: h.amsgrad,
-                step,
-            },
-        )
+fn adam_kernel(h: &AdamConfig, decoupled: bool, step: u64) -> AdamKernel {
+    AdamKernel {
+        lr: h.lr,
+        beta1: h.beta1,
+        beta2: h.beta2,
+        eps: h.eps,
+        weight_decay: h.weight_decay,
+        decoupled,
+        amsgrad: h.amsgrad,
+        step,
+    }
+}
+
+impl FusedStep for Adam {
+    type Config = AdamConfig;
+    type Kernel = AdamKernel;
+    const BUFFERS: &'static [&'static str] = BUFFERS;
+    fn kernel(_: &Param, h: &AdamConfig, _: bool, step: u64) -> AdamKernel {
+        adam_kernel(h, false, step)
+    }
+}
+
+impl FusedStep for AdamW {
+    type Config = AdamConfig;
+    type Kernel = AdamKernel;
+    const BUFFERS: &'static [&'static str] = BUFFERS;
+    fn kernel(_: &Param, h: &AdamConfig, _: bool, step: u64) -> AdamKernel {
+        adam_kernel(h, true, step)
     }
 }

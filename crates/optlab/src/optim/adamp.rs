@@ -10,12 +10,10 @@
 //! step (unlike `torch.optim.SGD`); without Nesterov SGDP projects its momentum buffer itself (the update is
 //! the buffer); SGDP's decay is x ← x·(1 - lr·λ·ratio/(1-momentum)).
 
-use super::hyper::{hyperparams, parse};
+use super::hyper::hyperparams;
 use super::kernel::{Kernel, Real};
-use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
+use super::FusedStep;
 use crate::nn::Param;
-use crate::{Result, Spec};
-use candle_core::backprop::GradStore;
 
 hyperparams! {
     /// AdamP's hyperparameters and the official code's defaults.
@@ -60,9 +58,6 @@ hyperparams! {
         wd_ratio: f64 = 0.1, NonNegative;
     }
 }
-
-const ADAMP_BUFFERS: &[&str] = &["exp_avg", "exp_avg_sq"];
-const SGDP_BUFFERS: &[&str] = &["momentum"];
 
 /// The projection settings and the parameter's row count (`size0`; 0 for rank < 2, never projected).
 #[derive(Debug, Clone, Copy)]
@@ -140,51 +135,17 @@ fn projection(p: &Param, delta: f64, wd_ratio: f64, eps: f64) -> Projection {
     }
 }
 
-/// AdamP.
-#[derive(Debug, Clone)]
-pub struct AdamP {
-    h: HyperGroups<AdamPConfig>,
-    state: OptimizerState,
+fused_optimizer! {
+    /// AdamP.
+    pub struct AdamP("adamp", AdamPConfig, defaults = AdamPConfig::default());
 }
 
-impl AdamP {
-    /// AdamP with `config`.
-    pub fn new(config: AdamPConfig) -> Result<Self> {
-        Ok(AdamP {
-            h: HyperGroups::new("adamp", config)?,
-            state: OptimizerState::new("adamp"),
-        })
-    }
-
-    /// From a spec: `adamp:lr=1e-3,beta1=0.9,beta2=0.999,eps=1e-8,weight_decay=0,delta=0.1,wd_ratio=0.1,nesterov=false`.
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        Self::new(parse("adamp", AdamPConfig::default(), s)?)
-    }
+fused_optimizer! {
+    /// SGDP.
+    pub struct SgdP("sgdp", SgdPConfig, defaults = SgdPConfig::default());
 }
 
-/// SGDP.
-#[derive(Debug, Clone)]
-pub struct SgdP {
-    h: HyperGroups<SgdPConfig>,
-    state: OptimizerState,
-}
-
-impl SgdP {
-    /// SGDP with `config`.
-    pub fn new(config: SgdPConfig) -> Result<Self> {
-        Ok(SgdP {
-            h: HyperGroups::new("sgdp", config)?,
-            state: OptimizerState::new("sgdp"),
-        })
-    }
-
-    /// From a spec: `sgdp:lr=1e-3,momentum=0,dampening=0,weight_decay=0,nesterov=false,eps=1e-8,delta=0.1,wd_ratio=0.1`.
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        Self::new(parse("sgdp", SgdPConfig::default(), s)?)
-    }
-}
-
-struct AdamPKernel {
+pub(crate) struct AdamPKernel {
     lr: f64,
     beta1: f64,
     beta2: f64,
@@ -254,7 +215,7 @@ impl Kernel for AdamPKernel {
     }
 }
 
-struct SgdpKernel {
+pub(crate) struct SgdpKernel {
     lr: f64,
     momentum: f64,
     dampening: f64,
@@ -299,58 +260,37 @@ impl Kernel for SgdpKernel {
     }
 }
 
-impl Optimizer for AdamP {
-    optimizer_accessors!(fresh);
-    fn buffer_names(&self) -> Vec<String> {
-        owned_names(ADAMP_BUFFERS)
-    }
-
-    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
-        self.state.step += 1;
-        let step = self.state.step as i32;
-        update_each(
-            &mut self.state,
-            &self.h,
-            ADAMP_BUFFERS.len(),
-            params,
-            grads,
-            |p, h, _| AdamPKernel {
-                lr: h.lr,
-                beta1: h.beta1,
-                beta2: h.beta2,
-                eps: h.eps,
-                weight_decay: h.weight_decay,
-                nesterov: h.nesterov,
-                step,
-                proj: projection(p, h.delta, h.wd_ratio, h.eps),
-            },
-        )
+impl FusedStep for AdamP {
+    type Config = AdamPConfig;
+    type Kernel = AdamPKernel;
+    const BUFFERS: &'static [&'static str] = &["exp_avg", "exp_avg_sq"];
+    fn kernel(p: &Param, h: &AdamPConfig, _: bool, step: u64) -> AdamPKernel {
+        AdamPKernel {
+            lr: h.lr,
+            beta1: h.beta1,
+            beta2: h.beta2,
+            eps: h.eps,
+            weight_decay: h.weight_decay,
+            nesterov: h.nesterov,
+            step: step as i32,
+            proj: projection(p, h.delta, h.wd_ratio, h.eps),
+        }
     }
 }
 
-impl Optimizer for SgdP {
-    optimizer_accessors!(fresh);
-    fn buffer_names(&self) -> Vec<String> {
-        owned_names(SGDP_BUFFERS)
-    }
-
-    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
-        self.state.step += 1;
-        update_each(
-            &mut self.state,
-            &self.h,
-            SGDP_BUFFERS.len(),
-            params,
-            grads,
-            |p, h, _| SgdpKernel {
-                lr: h.lr,
-                momentum: h.momentum,
-                dampening: h.dampening,
-                weight_decay: h.weight_decay,
-                nesterov: h.nesterov,
-                proj: projection(p, h.delta, h.wd_ratio, h.eps),
-            },
-        )
+impl FusedStep for SgdP {
+    type Config = SgdPConfig;
+    type Kernel = SgdpKernel;
+    const BUFFERS: &'static [&'static str] = &["momentum"];
+    fn kernel(p: &Param, h: &SgdPConfig, _: bool, _: u64) -> SgdpKernel {
+        SgdpKernel {
+            lr: h.lr,
+            momentum: h.momentum,
+            dampening: h.dampening,
+            weight_decay: h.weight_decay,
+            nesterov: h.nesterov,
+            proj: projection(p, h.delta, h.wd_ratio, h.eps),
+        }
     }
 }
 

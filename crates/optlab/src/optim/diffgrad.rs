@@ -7,12 +7,10 @@
 //! gradient) and eps is added to sqrt(v) before the bias corrections:
 //! x ← x - lr·sqrt(1-β2^t)/(1-β1^t) · m·dfc / (sqrt(v) + eps).
 
-use super::hyper::{hyperparams, parse};
+use super::hyper::hyperparams;
 use super::kernel::{Kernel, Real};
-use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
+use super::FusedStep;
 use crate::nn::Param;
-use crate::{Result, Spec};
-use candle_core::backprop::GradStore;
 
 hyperparams! {
     /// diffGrad's hyperparameters and the reference code's defaults.
@@ -30,31 +28,12 @@ hyperparams! {
     }
 }
 
-const BUFFERS: &[&str] = &["exp_avg", "exp_avg_sq", "previous_grad"];
-
-/// diffGrad (v2 semantics).
-#[derive(Debug, Clone)]
-pub struct DiffGrad {
-    h: HyperGroups<DiffGradConfig>,
-    state: OptimizerState,
+fused_optimizer! {
+    /// diffGrad (v2 semantics).
+    pub struct DiffGrad("diffgrad", DiffGradConfig, defaults = DiffGradConfig::default());
 }
 
-impl DiffGrad {
-    /// diffGrad with `config`.
-    pub fn new(config: DiffGradConfig) -> Result<Self> {
-        Ok(DiffGrad {
-            h: HyperGroups::new("diffgrad", config)?,
-            state: OptimizerState::new("diffgrad"),
-        })
-    }
-
-    /// From a spec: `diffgrad:lr=1e-3,beta1=0.9,beta2=0.999,eps=1e-8,weight_decay=0`.
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        Self::new(parse("diffgrad", DiffGradConfig::default(), s)?)
-    }
-}
-
-struct DiffGradKernel {
+pub(crate) struct DiffGradKernel {
     beta1: f64,
     beta2: f64,
     eps: f64,
@@ -98,28 +77,18 @@ impl Kernel for DiffGradKernel {
     }
 }
 
-impl Optimizer for DiffGrad {
-    optimizer_accessors!(fresh);
-    fn buffer_names(&self) -> Vec<String> {
-        owned_names(BUFFERS)
-    }
-
-    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
-        self.state.step += 1;
-        let t = self.state.step as i32;
-        update_each(
-            &mut self.state,
-            &self.h,
-            BUFFERS.len(),
-            params,
-            grads,
-            |_, h, _| DiffGradKernel {
-                beta1: h.beta1,
-                beta2: h.beta2,
-                eps: h.eps,
-                weight_decay: h.weight_decay,
-                step_size: h.lr * (1.0 - h.beta2.powi(t)).sqrt() / (1.0 - h.beta1.powi(t)),
-            },
-        )
+impl FusedStep for DiffGrad {
+    type Config = DiffGradConfig;
+    type Kernel = DiffGradKernel;
+    const BUFFERS: &'static [&'static str] = &["exp_avg", "exp_avg_sq", "previous_grad"];
+    fn kernel(_: &Param, h: &DiffGradConfig, _: bool, t: u64) -> DiffGradKernel {
+        let t = t as i32;
+        DiffGradKernel {
+            beta1: h.beta1,
+            beta2: h.beta2,
+            eps: h.eps,
+            weight_decay: h.weight_decay,
+            step_size: h.lr * (1.0 - h.beta2.powi(t)).sqrt() / (1.0 - h.beta1.powi(t)),
+        }
     }
 }

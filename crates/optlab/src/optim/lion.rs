@@ -13,12 +13,11 @@
 //! Defaults follow the official code: lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0 (optax's alias uses
 //! weight_decay=1e-3). sign(0) = 0.
 
-use super::hyper::{hyperparams, parse};
+use super::hyper::hyperparams;
 use super::kernel::{sign, Kernel, Real};
-use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
+use super::FusedStep;
 use crate::nn::Param;
-use crate::{Error, Result, Spec};
-use candle_core::backprop::GradStore;
+use crate::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
 
@@ -93,32 +92,12 @@ fn lion_relations(c: &LionConfig, _owner: &str) -> Result<()> {
     Ok(())
 }
 
-const BUFFERS: &[&str] = &["exp_avg"];
-
-/// Lion / Lion-κ.
-#[derive(Debug, Clone)]
-pub struct Lion {
-    h: HyperGroups<LionConfig>,
-    state: OptimizerState,
+fused_optimizer! {
+    /// Lion / Lion-κ.
+    pub struct Lion("lion", LionConfig, defaults = LionConfig::default());
 }
 
-impl Lion {
-    /// Lion with `config`.
-    pub fn new(config: LionConfig) -> Result<Self> {
-        Ok(Lion {
-            h: HyperGroups::new("lion", config)?,
-            state: OptimizerState::new("lion"),
-        })
-    }
-
-    /// From a spec: `lion:lr=1e-4,beta1=0.9,beta2=0.99,weight_decay=0,mode=hard` (`sharpness` for smooth, `p`
-    /// for lp).
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        Self::new(parse("lion", LionConfig::default(), s)?)
-    }
-}
-
-struct LionKernel {
+pub(crate) struct LionKernel {
     lr: f64,
     beta1: f64,
     beta2: f64,
@@ -229,29 +208,19 @@ fn lion_loop<T: Real>(c: &LionConsts<T>, x: &mut [T], g: &[T], m: &mut [T], dir:
     }
 }
 
-impl Optimizer for Lion {
-    optimizer_accessors!(fresh);
-    fn buffer_names(&self) -> Vec<String> {
-        owned_names(BUFFERS)
-    }
-
-    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
-        self.state.step += 1;
-        update_each(
-            &mut self.state,
-            &self.h,
-            BUFFERS.len(),
-            params,
-            grads,
-            |_, h, _| LionKernel {
-                lr: h.lr,
-                beta1: h.beta1,
-                beta2: h.beta2,
-                weight_decay: h.weight_decay,
-                sharpness: h.sharpness,
-                p: h.p,
-                mode: h.mode,
-            },
-        )
+impl FusedStep for Lion {
+    type Config = LionConfig;
+    type Kernel = LionKernel;
+    const BUFFERS: &'static [&'static str] = &["exp_avg"];
+    fn kernel(_: &Param, h: &LionConfig, _: bool, _: u64) -> LionKernel {
+        LionKernel {
+            lr: h.lr,
+            beta1: h.beta1,
+            beta2: h.beta2,
+            weight_decay: h.weight_decay,
+            sharpness: h.sharpness,
+            p: h.p,
+            mode: h.mode,
+        }
     }
 }

@@ -43,6 +43,60 @@ macro_rules! optimizer_accessors {
     };
 }
 
+/// An optimizer whose step is one fused kernel per parameter ([`update_each`]): the struct (typed
+/// hyperparameters with groups, and the state), `new(config)`, `from_spec`, and the whole [`Optimizer`] impl, from
+/// the method's [`FusedStep`] (its config type, buffers and kernel).
+macro_rules! fused_optimizer {
+    ($(#[$meta:meta])* pub struct $name:ident($owner:literal, $config:ty, defaults = $defaults:expr);) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            h: $crate::optim::HyperGroups<$config>,
+            state: $crate::optim::OptimizerState,
+        }
+
+        impl $name {
+            #[doc = concat!("`", $owner, "` with `config` (every value checked).")]
+            pub fn new(config: $config) -> $crate::Result<Self> {
+                Ok($name {
+                    h: $crate::optim::HyperGroups::new($owner, config)?,
+                    state: $crate::optim::OptimizerState::new($owner),
+                })
+            }
+
+            #[doc = concat!("From a spec `", $owner, ":key=value,...` (the keys are the config's fields).")]
+            pub fn from_spec(s: &mut $crate::Spec) -> $crate::Result<Self> {
+                Self::new($crate::optim::hyper::parse($owner, $defaults, s)?)
+            }
+        }
+
+        impl $crate::optim::Optimizer for $name {
+            optimizer_accessors!(fresh);
+
+            fn buffer_names(&self) -> Vec<String> {
+                $crate::optim::owned_names(<Self as $crate::optim::FusedStep>::BUFFERS)
+            }
+
+            fn step(
+                &mut self,
+                params: &[$crate::nn::Param],
+                grads: &candle_core::backprop::GradStore,
+            ) -> $crate::Result<()> {
+                self.state.step += 1;
+                let step = self.state.step;
+                $crate::optim::update_each(
+                    &mut self.state,
+                    &self.h,
+                    <Self as $crate::optim::FusedStep>::BUFFERS.len(),
+                    params,
+                    grads,
+                    |p, h, fresh| <Self as $crate::optim::FusedStep>::kernel(p, h, fresh, step),
+                )
+            }
+        }
+    };
+}
+
 pub mod adagrad;
 pub mod adagradnorm;
 pub mod adahessian;
@@ -159,6 +213,19 @@ pub trait Optimizer: Send + std::fmt::Debug {
         *self.state_mut() = state;
         Ok(())
     }
+}
+
+/// A method whose update is one fused kernel per parameter (see `fused_optimizer!`).
+pub(crate) trait FusedStep {
+    /// The typed hyperparameters.
+    type Config: HyperSet;
+    /// The per-parameter update.
+    type Kernel: kernel::Kernel;
+    /// The per-parameter state buffers, in kernel order (PyTorch's names where they exist).
+    const BUFFERS: &'static [&'static str];
+    /// The kernel of step `step` (1-based) for parameter `p` under its group's values `h`; `fresh` on the
+    /// parameter's first update.
+    fn kernel(p: &Param, h: &Self::Config, fresh: bool, step: u64) -> Self::Kernel;
 }
 
 /// Owned buffer names from a static list.

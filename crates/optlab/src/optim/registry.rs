@@ -74,7 +74,7 @@ pub static OPTIMIZERS: &[OptimizerEntry] = &[
         "Adam with coupled L2 weight decay and AMSGrad, as torch.optim.Adam",
         "optlab::optim::adam",
         ADAM,
-        |s| Ok(Box::new(adam::Adam::from_spec(&mut spec(s)?, false)?)),
+        |s| Ok(Box::new(adam::Adam::from_spec(&mut spec(s)?)?)),
     ),
     optimizer(
         "adamw",
@@ -82,7 +82,7 @@ pub static OPTIMIZERS: &[OptimizerEntry] = &[
         "Adam with decoupled weight decay, as torch.optim.AdamW",
         "optlab::optim::adam",
         ADAM,
-        |s| Ok(Box::new(adam::Adam::from_spec(&mut spec(s)?, true)?)),
+        |s| Ok(Box::new(adam::AdamW::from_spec(&mut spec(s)?)?)),
     ),
     optimizer(
         "adagrad",

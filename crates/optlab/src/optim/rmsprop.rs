@@ -1,12 +1,10 @@
 //! RMSprop (Tieleman & Hinton 2012) as `torch.optim.RMSprop`: coupled weight decay, optional centering by the
 //! running mean gradient, and optional momentum on the normalised step.
 
-use super::hyper::{hyperparams, parse};
+use super::hyper::hyperparams;
 use super::kernel::{Kernel, Real};
-use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
+use super::FusedStep;
 use crate::nn::Param;
-use crate::{Result, Spec};
-use candle_core::backprop::GradStore;
 
 hyperparams! {
     /// `torch.optim.RMSprop`'s hyperparameters and defaults.
@@ -26,31 +24,12 @@ hyperparams! {
     }
 }
 
-const BUFFERS: &[&str] = &["square_avg", "momentum_buffer", "grad_avg"];
-
-/// `torch.optim.RMSprop`.
-#[derive(Debug, Clone)]
-pub struct RmsProp {
-    h: HyperGroups<RmsPropConfig>,
-    state: OptimizerState,
+fused_optimizer! {
+    /// `torch.optim.RMSprop`.
+    pub struct RmsProp("rmsprop", RmsPropConfig, defaults = RmsPropConfig::default());
 }
 
-impl RmsProp {
-    /// RMSprop with `config`.
-    pub fn new(config: RmsPropConfig) -> Result<Self> {
-        Ok(RmsProp {
-            h: HyperGroups::new("rmsprop", config)?,
-            state: OptimizerState::new("rmsprop"),
-        })
-    }
-
-    /// From a spec: `rmsprop:lr=0.01,alpha=0.99,eps=1e-8,weight_decay=0,momentum=0,centered=false`.
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        Self::new(parse("rmsprop", RmsPropConfig::default(), s)?)
-    }
-}
-
-struct RmsPropKernel {
+pub(crate) struct RmsPropKernel {
     lr: f64,
     alpha: f64,
     eps: f64,
@@ -96,28 +75,18 @@ impl Kernel for RmsPropKernel {
     }
 }
 
-impl Optimizer for RmsProp {
-    optimizer_accessors!(fresh);
-    fn buffer_names(&self) -> Vec<String> {
-        owned_names(BUFFERS)
-    }
-
-    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
-        self.state.step += 1;
-        update_each(
-            &mut self.state,
-            &self.h,
-            BUFFERS.len(),
-            params,
-            grads,
-            |_, h, _| RmsPropKernel {
-                lr: h.lr,
-                alpha: h.alpha,
-                eps: h.eps,
-                weight_decay: h.weight_decay,
-                momentum: h.momentum,
-                centered: h.centered,
-            },
-        )
+impl FusedStep for RmsProp {
+    type Config = RmsPropConfig;
+    type Kernel = RmsPropKernel;
+    const BUFFERS: &'static [&'static str] = &["square_avg", "momentum_buffer", "grad_avg"];
+    fn kernel(_: &Param, h: &RmsPropConfig, _: bool, _: u64) -> RmsPropKernel {
+        RmsPropKernel {
+            lr: h.lr,
+            alpha: h.alpha,
+            eps: h.eps,
+            weight_decay: h.weight_decay,
+            momentum: h.momentum,
+            centered: h.centered,
+        }
     }
 }

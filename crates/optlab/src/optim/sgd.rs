@@ -2,12 +2,11 @@
 //! as `torch.optim.SGD`: the momentum buffer starts as the first gradient (not zero), and Nesterov needs
 //! momentum > 0 and dampening = 0.
 
-use super::hyper::{hyperparams, parse};
+use super::hyper::hyperparams;
 use super::kernel::{Kernel, Real};
-use super::{owned_names, update_each, HyperGroups, Optimizer, OptimizerState};
+use super::FusedStep;
 use crate::nn::Param;
-use crate::{Error, Result, Spec};
-use candle_core::backprop::GradStore;
+use crate::{Error, Result};
 
 hyperparams! {
     /// `torch.optim.SGD`'s hyperparameters and defaults.
@@ -35,50 +34,18 @@ fn sgd_relations(c: &SgdConfig, owner: &str) -> Result<()> {
     Ok(())
 }
 
-const BUFFERS: &[&str] = &["momentum_buffer"];
-
-/// `torch.optim.SGD`.
-#[derive(Debug, Clone)]
-pub struct Sgd {
-    h: HyperGroups<SgdConfig>,
-    state: OptimizerState,
+fused_optimizer! {
+    /// `torch.optim.SGD`.
+    pub struct Sgd("sgd", SgdConfig, defaults = SgdConfig::default());
 }
 
-impl Sgd {
-    /// SGD with `config` (checked).
-    pub fn new(config: SgdConfig) -> Result<Self> {
-        Ok(Sgd {
-            h: HyperGroups::new("sgd", config)?,
-            state: OptimizerState::new("sgd"),
-        })
-    }
-
-    /// From a spec: `sgd:lr=0.1,momentum=0.9,dampening=0,weight_decay=0,nesterov=false`.
-    pub fn from_spec(s: &mut Spec) -> Result<Self> {
-        Sgd::new(parse("sgd", SgdConfig::default(), s)?)
-    }
-}
-
-struct SgdKernel {
+pub(crate) struct SgdKernel {
     lr: f64,
     momentum: f64,
     dampening: f64,
     weight_decay: f64,
     nesterov: bool,
     first: bool,
-}
-
-impl SgdKernel {
-    fn new(h: &SgdConfig, first: bool) -> Self {
-        SgdKernel {
-            lr: h.lr,
-            momentum: h.momentum,
-            dampening: h.dampening,
-            weight_decay: h.weight_decay,
-            nesterov: h.nesterov,
-            first,
-        }
-    }
 }
 
 impl Kernel for SgdKernel {
@@ -120,21 +87,18 @@ impl Kernel for SgdKernel {
     }
 }
 
-impl Optimizer for Sgd {
-    optimizer_accessors!(fresh);
-    fn buffer_names(&self) -> Vec<String> {
-        owned_names(BUFFERS)
-    }
-
-    fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
-        self.state.step += 1;
-        update_each(
-            &mut self.state,
-            &self.h,
-            BUFFERS.len(),
-            params,
-            grads,
-            |_, h, first| SgdKernel::new(h, first),
-        )
+impl FusedStep for Sgd {
+    type Config = SgdConfig;
+    type Kernel = SgdKernel;
+    const BUFFERS: &'static [&'static str] = &["momentum_buffer"];
+    fn kernel(_: &Param, h: &SgdConfig, first: bool, _: u64) -> SgdKernel {
+        SgdKernel {
+            lr: h.lr,
+            momentum: h.momentum,
+            dampening: h.dampening,
+            weight_decay: h.weight_decay,
+            nesterov: h.nesterov,
+            first,
+        }
     }
 }

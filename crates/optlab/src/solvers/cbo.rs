@@ -314,6 +314,16 @@ pub fn cbo_runs(
     runs: u64,
 ) -> Result<Vec<CboResult>> {
     cfg.validate(dim)?;
+    // Each run in flight holds its particles, their noise and a few scratch copies (f64).
+    let in_flight = (rayon::current_num_threads() as f64).min(runs as f64);
+    crate::memory::check(
+        &format!(
+            "{runs} CBO runs of {} particles in dimension {dim}",
+            cfg.particles
+        ),
+        in_flight * cfg.particles as f64 * dim as f64 * 8.0 * 6.0,
+        "use fewer particles",
+    )?;
     (0..runs)
         .into_par_iter()
         .map(|r| cbo_seeded(f, dim, cfg, seed, r))
@@ -361,6 +371,14 @@ pub fn consensus_hopping(
             "consensus hopping needs a point, at least one sample, max_iters >= 1 and shrink_every >= 1",
         ));
     }
+    crate::memory::check(
+        &format!(
+            "consensus hopping with {} samples in dimension {dim}",
+            cfg.samples
+        ),
+        cfg.samples as f64 * dim as f64 * 8.0 * 3.0 * rayon::current_num_threads() as f64,
+        "draw fewer samples",
+    )?;
     if !(cfg.sigma > 0.0 && cfg.shrink > 0.0 && cfg.shrink <= 1.0 && cfg.alpha >= 0.0) {
         return Err(Error::invalid(format!(
             "consensus hopping: sigma={} must be positive, shrink={} in (0, 1], alpha={} non-negative",

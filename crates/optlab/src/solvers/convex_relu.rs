@@ -241,7 +241,13 @@ pub fn solve_admm(prob: &ConvexReluProblem, beta: f64, cfg: &AdmmConfig) -> Resu
             cfg.relaxation
         )));
     }
-    let rho = cfg.rho.unwrap_or(beta).max(1e-8);
+    if let Some(r) = cfg.rho.filter(|r| !(r.is_finite() && *r > 0.0)) {
+        return Err(Error::invalid(format!(
+            "rho={r} must be positive (the ADMM penalty; by default it equals beta)"
+        )));
+    }
+    // beta = 0 (no regularisation) leaves the default penalty at a small positive value.
+    let rho = cfg.rho.unwrap_or(beta.max(1e-8));
     if !(rho.is_finite() && rho > 0.0) || cfg.max_iters == 0 {
         return Err(Error::invalid(format!(
             "rho={rho} must be positive and max_iters={} at least 1",
@@ -250,6 +256,13 @@ pub fn solve_admm(prob: &ConvexReluProblem, beta: f64, cfg: &AdmmConfig) -> Resu
     }
     let (n, p, big_p) = (prob.n, prob.p, prob.masks.len());
     let dim = 2 * big_p * p;
+    // The ADMM system (dim × dim) and its factor, F (n × dim), and the cone buffers (2P × n).
+    let (df, nf) = (dim as f64, n as f64);
+    crate::memory::check(
+        &format!("ADMM over {big_p} activation patterns of {n} examples in dimension {p}"),
+        8.0 * (2.0 * df * df + nf * df + 6.0 * big_p as f64 * nf + 12.0 * df),
+        "sample fewer patterns",
+    )?;
     // F = [D_1 X .. D_P X, −D_1 X .. −D_P X] (n × dim).
     let f = Mat::<f64>::from_fn(n, dim, |k, j| {
         let (b, c) = (j / p, j % p);

@@ -1,6 +1,7 @@
-//! Checkpoints: `checkpoints/step-<N>/` holds the model, the optimizer state and the loop counters;
-//! `checkpoints/latest.json` names the newest complete one and is replaced atomically after the directory is
-//! fully written, so a crash at any moment leaves the previous checkpoint intact.
+//! Checkpoints: `checkpoints/step-<N>/` holds the model, the optimizer state, the loop counters and the run's
+//! configuration as recorded when it started; `checkpoints/latest.json` names the newest complete one and is
+//! replaced atomically after the directory is fully written, so a crash at any moment leaves the previous
+//! checkpoint intact. Loading trusts nothing in the index: every counter is checked against the run.
 
 use crate::error::PathContext;
 use crate::nn::{Param, Sequential};
@@ -35,15 +36,79 @@ fn root(run_dir: &Path) -> PathBuf {
     run_dir.join("checkpoints")
 }
 
-/// Writes a checkpoint and makes it the latest; older checkpoints are removed afterwards.
+/// The directory name of the checkpoint after `step` steps.
+fn dir_name(step: u64) -> String {
+    format!("step-{step:09}")
+}
+
+/// The file a checkpoint records the run's configuration in.
+const CONFIG: &str = "config.toml";
+
+impl LoopState {
+    /// Checks the counters against the run they belong to: `train_len` training examples, `total_steps` steps,
+    /// batches of at most `max_batch`. A message says what is wrong.
+    pub fn validate(&self, train_len: usize, total_steps: u64, max_batch: usize) -> Result<()> {
+        let bad = |what: String| {
+            Err(Error::invalid(format!(
+                "the checkpoint index is not this run's: {what}"
+            )))
+        };
+        if self.dir != dir_name(self.step) {
+            return bad(format!(
+                "dir `{}` is not `{}` (checkpoints live in checkpoints/step-<N>/)",
+                self.dir,
+                dir_name(self.step)
+            ));
+        }
+        if self.step == 0 || self.step > total_steps {
+            return bad(format!(
+                "step {} is outside the run's 1..={total_steps}",
+                self.step
+            ));
+        }
+        if self.cursor >= train_len {
+            return bad(format!(
+                "cursor {} is past the {train_len} training examples",
+                self.cursor
+            ));
+        }
+        if self.batch_size == 0 || self.batch_size > max_batch.max(train_len) {
+            return bad(format!(
+                "batch size {} is outside 1..={}",
+                self.batch_size,
+                max_batch.max(train_len)
+            ));
+        }
+        if self.epoch > self.step || self.loss_count > self.step {
+            return bad(format!(
+                "epoch {} and loss count {} cannot follow {} steps",
+                self.epoch, self.loss_count, self.step
+            ));
+        }
+        if !(self.loss_sum.is_finite() && self.time_s.is_finite() && self.time_s >= 0.0) {
+            return bad(format!(
+                "loss sum {} and time {} s must be finite",
+                self.loss_sum, self.time_s
+            ));
+        }
+        if let Some(a) = self.best_val_accuracy.filter(|a| !(0.0..=1.0).contains(a)) {
+            return bad(format!("best validation accuracy {a} is not in [0, 1]"));
+        }
+        Ok(())
+    }
+}
+
+/// Writes a checkpoint (with the run's configuration text `config`) and makes it the latest; older
+/// checkpoints are removed afterwards.
 pub fn save(
     run_dir: &Path,
     model: &Sequential,
     opt: &dyn Optimizer,
     state: &LoopState,
+    config: &str,
 ) -> Result<PathBuf> {
     let root = root(run_dir);
-    let name = format!("step-{:09}", state.step);
+    let name = dir_name(state.step);
     let dir = root.join(&name);
     std::fs::create_dir_all(&dir).at_path(&dir)?;
     model.save(&dir.join("model.safetensors"))?;
@@ -58,7 +123,9 @@ pub fn save(
         dir: name.clone(),
         ..state.clone()
     };
-    let text = serde_json::to_string_pretty(&st).expect("json");
+    let text = serde_json::to_string_pretty(&st)
+        .map_err(|e| Error::invalid(format!("cannot write the checkpoint index: {e}")))?;
+    write_atomic(&dir.join(CONFIG), config.as_bytes())?;
     write_atomic(&dir.join("state.json"), text.as_bytes())?;
     write_atomic(&root.join("latest.json"), text.as_bytes())?;
     if let Ok(entries) = std::fs::read_dir(&root) {
@@ -72,13 +139,19 @@ pub fn save(
     Ok(dir)
 }
 
+/// Where the checkpoint `st` recorded the run's configuration.
+pub fn recorded_config(run_dir: &Path, st: &LoopState) -> PathBuf {
+    root(run_dir).join(dir_name(st.step)).join(CONFIG)
+}
+
 /// Whether `run_dir` has a checkpoint.
 pub fn exists(run_dir: &Path) -> bool {
     root(run_dir).join("latest.json").exists()
 }
 
-/// Loads the latest checkpoint into `model` and returns the rebuilt optimizer and the loop counters.
-pub fn load(run_dir: &Path, model: &Sequential) -> Result<(Box<dyn Optimizer>, LoopState)> {
+/// The latest checkpoint's index and the configuration it recorded (`None` for checkpoints of versions that did
+/// not record it). The index is parsed, not yet checked against the run ([`LoopState::validate`]).
+pub fn latest(run_dir: &Path) -> Result<(LoopState, Option<String>)> {
     let latest = root(run_dir).join("latest.json");
     let text = std::fs::read_to_string(&latest).map_err(|e| {
         Error::file(
@@ -90,7 +163,28 @@ pub fn load(run_dir: &Path, model: &Sequential) -> Result<(Box<dyn Optimizer>, L
     })?;
     let st: LoopState = serde_json::from_str(&text)
         .map_err(|e| Error::file(&latest, format!("invalid checkpoint index: {e}")))?;
-    let dir = root(run_dir).join(&st.dir);
+    if st.dir != dir_name(st.step) {
+        return Err(Error::file(
+            &latest,
+            format!(
+                "the checkpoint index names `{}`, not `{}`: refused (checkpoints live in checkpoints/step-<N>/)",
+                st.dir,
+                dir_name(st.step)
+            ),
+        ));
+    }
+    let recorded = root(run_dir).join(&st.dir).join(CONFIG);
+    let config = match std::fs::read_to_string(&recorded) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::file(&recorded, e.to_string())),
+    };
+    Ok((st, config))
+}
+
+/// Loads the checkpoint `st` (from [`latest`], already validated) into `model` and rebuilds the optimizer.
+pub fn load(run_dir: &Path, st: &LoopState, model: &Sequential) -> Result<Box<dyn Optimizer>> {
+    let dir = root(run_dir).join(dir_name(st.step));
     model.load(&dir.join("model.safetensors"))?;
     let params: Vec<Param> = model.params();
     let opt = load_state_file(
@@ -108,5 +202,5 @@ pub fn load(run_dir: &Path, model: &Sequential) -> Result<(Box<dyn Optimizer>, L
             ),
         ));
     }
-    Ok((opt, st))
+    Ok(opt)
 }

@@ -356,7 +356,7 @@ impl TrainConfig {
         if o.epochs.is_none() && o.steps.is_none() {
             return Err(Error::invalid("give epochs or steps"));
         }
-        if o.steps == Some(0) || (o.steps.is_none() && o.epochs == Some(0)) {
+        if o.steps == Some(0) || o.epochs == Some(0) {
             return Err(Error::invalid(
                 "the run must have at least one step (epochs or steps >= 1)",
             ));

@@ -10,6 +10,7 @@ pub mod checkpoint;
 mod config;
 mod metrics;
 mod observer;
+pub mod run_dir;
 mod trainer;
 
 pub use config::{HyperSchedule, LossChoice, Precision, Task, TrainConfig, TrainOptions};

@@ -3,6 +3,7 @@
 use super::batch_size::{linear_grad_stats, BatchSchedule, GradStats};
 use super::checkpoint::{self, LoopState};
 use super::config::{HyperSchedule, LossChoice, Task, TrainOptions};
+use super::run_dir::RunDirLock;
 use super::{EvalMetrics, MetricsLog, Observer, RunInfo, StepMetrics, Summary, TrainConfig};
 use crate::data::{DataSpec, Dataset, Target};
 use crate::error::PathContext;
@@ -36,6 +37,35 @@ fn check_task(task: Task, model: &ModelSpec, data: &DataSpec) -> Result<()> {
     }
 }
 
+/// Refuses a run whose model, gradients, optimizer state and activations would not fit in memory, before any of
+/// them is allocated.
+fn check_memory(
+    spec: &ModelSpec,
+    data: &Dataset,
+    opt: &OptimizerSpec,
+    o: &TrainOptions,
+    dtype: DType,
+) -> Result<()> {
+    let size = spec.size(&data.feature_shape, data.output_dim());
+    let bytes = dtype.size_in_bytes() as f64;
+    let buffers = opt.build().buffer_names().len() as f64;
+    let batch = o
+        .batch_test
+        .map_or(o.batch_size, |b| b.max_batch.max(o.batch_size)) as f64;
+    // Parameters, gradients and a temporary per parameter, the optimizer's buffers; activations of a training
+    // batch (forward, backward and the graph) or of an evaluation batch, whichever is larger.
+    let need = size.params * bytes * (3.0 + buffers)
+        + size.activations * bytes * (3.0 * batch).max(EVAL_BATCH as f64);
+    crate::memory::check(
+        &format!(
+            "training this model ({:.3e} parameters, {} optimizer buffers each, batches of {batch})",
+            size.params, buffers
+        ),
+        need,
+        "use smaller widths, a shorter context or a smaller batch",
+    )
+}
+
 /// Where and how far to run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -65,6 +95,8 @@ pub struct Trainer {
     perm: Option<(u64, Vec<usize>)>,
     classification: bool,
     loop_state: LoopState,
+    /// The run directory this trainer writes, locked for as long as the trainer lives.
+    lock: Option<RunDirLock>,
 }
 
 impl Trainer {
@@ -137,12 +169,28 @@ impl Trainer {
         let dtype = o.dtype.dtype();
         let shape = spec.input_shape(&data.feature_shape)?;
         let data = data.reshaped(shape)?;
+        check_memory(spec, &data, &config.optimizer, o, dtype)?;
         let (train, val) = if o.val_frac > 0.0 {
             let (t, v) = data.split(o.val_frac, o.seed)?;
             (t, (!v.is_empty()).then_some(v))
         } else {
             (data, None)
         };
+        if o.val_frac > 0.0 && val.is_none() {
+            return Err(Error::invalid(format!(
+                "val_frac={} of {} examples leaves no validation example; raise val_frac, or set it to 0 for no validation",
+                o.val_frac,
+                train.len()
+            )));
+        }
+        if let Target::Classes { labels, .. } = &train.target {
+            if labels.iter().all(|&l| l == labels[0]) {
+                return Err(Error::invalid(format!(
+                    "every training example has class {}: a classifier needs at least two classes",
+                    labels.first().copied().unwrap_or(0)
+                )));
+            }
+        }
         if matches!(train.target, Target::Tokens { .. }) != (task == Task::Charlm) {
             return Err(Error::invalid(
                 "a text's token sequences train a transformer (--task charlm --model transformer:...)",
@@ -165,6 +213,7 @@ impl Trainer {
                 ))
             }
         };
+        let mut opt = config.optimizer.build();
         let model = Sequential::new(
             spec,
             &train.feature_shape,
@@ -172,7 +221,6 @@ impl Trainer {
             o.seed,
             dtype,
         )?;
-        let mut opt = config.optimizer.build();
         for g in &o.groups {
             opt.add_group(g.clone())?;
         }
@@ -255,18 +303,48 @@ impl Trainer {
                 time_s: 0.0,
                 dir: String::new(),
             },
+            lock: None,
         })
     }
 
-    /// Rebuilds the trainer of an interrupted run from its `config.toml` and last checkpoint.
+    /// Rebuilds the trainer of an interrupted run from its `config.toml` and last checkpoint, holding the run
+    /// directory's lock from then on. The configuration the run recorded is authoritative: a `config.toml` that
+    /// differs from it is refused with the differing keys named, and a checkpoint index that does not fit the run
+    /// (its step, data position, batch size or paths) is refused.
     pub fn resume(run_dir: &Path) -> Result<Self> {
+        let lock = RunDirLock::acquire(run_dir)?;
         let cfg_path = run_dir.join("config.toml");
-        let config = TrainConfig::from_toml_file(&cfg_path)?;
+        let text = std::fs::read_to_string(&cfg_path).at_path(&cfg_path)?;
+        let (st, recorded) = checkpoint::latest(run_dir)?;
+        if let Some(recorded) = recorded {
+            let changed = changed_keys(&recorded, &text)
+                .map_err(|e| Error::file(&cfg_path, e.to_string()))?;
+            if !changed.is_empty() {
+                return Err(Error::file(
+                    &cfg_path,
+                    format!(
+                        "differs from the configuration the run recorded in {} ({}); a resumed run continues exactly what was recorded: restore the file, or start a new run",
+                        checkpoint::recorded_config(run_dir, &st).display(),
+                        changed.join(", ")
+                    ),
+                ));
+            }
+        }
+        let config =
+            TrainConfig::from_toml(&text).map_err(|e| Error::file(&cfg_path, e.to_string()))?;
         let mut t = Trainer::new(config)?;
-        let (opt, st) = checkpoint::load(run_dir, &t.model)?;
-        t.opt = opt;
+        let max_batch = t.batch_schedule.map_or(0, |b| b.max_batch);
+        st.validate(t.train.len(), t.total_steps, max_batch)
+            .map_err(|e| Error::file(run_dir.join("checkpoints/latest.json"), e.to_string()))?;
+        t.opt = checkpoint::load(run_dir, &st, &t.model)?;
         t.loop_state = st;
+        t.lock = Some(lock);
         Ok(t)
+    }
+
+    /// Whether the run is done: every step taken.
+    pub fn is_complete(&self) -> bool {
+        self.loop_state.step >= self.total_steps
     }
 
     /// The resolved configuration (canonical specs, total steps).
@@ -334,7 +412,7 @@ impl Trainer {
         }
         let order = &self.perm.as_ref().expect("set above").1;
         let start = self.loop_state.cursor.min(n);
-        let end = (start + self.loop_state.batch_size).min(n);
+        let end = start.saturating_add(self.loop_state.batch_size).min(n);
         let idx = order[start..end].to_vec();
         let finished = end == n;
         if finished {
@@ -443,10 +521,14 @@ impl Trainer {
         ))
     }
 
-    fn prepare_dir(&self, dir: &Path, resumed: bool) -> Result<MetricsLog> {
-        std::fs::create_dir_all(dir).at_path(dir)?;
+    /// Locks `dir` (unless this trainer already holds it), then, for a new run, refuses a directory that
+    /// already holds one and writes `config.toml`; opens the metrics log.
+    fn prepare_dir(&mut self, dir: &Path, resumed: bool) -> Result<MetricsLog> {
+        if self.lock.as_ref().map(RunDirLock::dir) != Some(dir) {
+            self.lock = Some(RunDirLock::acquire(dir)?);
+        }
         if !resumed {
-            if checkpoint::exists(dir) {
+            if dir.join("config.toml").exists() || checkpoint::exists(dir) {
                 return Err(Error::file(
                     dir,
                     "already holds a run; resume it with --resume, or choose a new directory",
@@ -478,13 +560,32 @@ impl Trainer {
         )
     }
 
-    /// [`Trainer::run`] with all options.
+    /// [`Trainer::run`] with all options. The run directory is locked from the start (or from
+    /// [`Trainer::resume`]) until this returns.
     pub fn run_with(
         &mut self,
         opts: &RunOptions,
         observers: &mut [&mut dyn Observer],
     ) -> Result<Summary> {
+        let r = self.run_locked(opts, observers);
+        self.lock = None;
+        r
+    }
+
+    fn run_locked(
+        &mut self,
+        opts: &RunOptions,
+        observers: &mut [&mut dyn Observer],
+    ) -> Result<Summary> {
         let resumed = self.loop_state.step > 0;
+        if let (Some(d), true) = (&opts.run_dir, resumed && self.is_complete()) {
+            // A finished run is reported as it ended and left untouched.
+            let path = d.join("summary.json");
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                return serde_json::from_str(&text)
+                    .map_err(|e| Error::file(&path, format!("invalid summary: {e}")));
+            }
+        }
         let mut log = match &opts.run_dir {
             Some(d) => Some(self.prepare_dir(d, resumed)?),
             None => None,
@@ -540,6 +641,12 @@ impl Trainer {
                 ),
                 _ => String::new(),
             };
+            if !loss_v.is_finite() && step == 0 {
+                return Err(Error::NonFinite(format!(
+                    "the loss is {loss_v} at the initial parameters, before any update: the model's outputs overflow on \
+                     this data (are the inputs scaled to a sensible range?)"
+                )));
+            }
             if !loss_v.is_finite() {
                 return Err(Error::NonFinite(format!(
                     "the loss became {loss_v} at step {} (lr {lr:e}){}; try a lower learning rate or --clip-grad-norm",
@@ -605,8 +712,13 @@ impl Trainer {
                 };
                 if checkpoint_due || at_end {
                     self.loop_state.time_s = time0 + start.elapsed().as_secs_f64();
-                    let cdir =
-                        checkpoint::save(d, &self.model, self.opt.as_ref(), &self.loop_state)?;
+                    let cdir = checkpoint::save(
+                        d,
+                        &self.model,
+                        self.opt.as_ref(),
+                        &self.loop_state,
+                        &self.config.to_toml()?,
+                    )?;
                     notify(&mut |o| o.on_checkpoint(done, &cdir));
                 }
             }
@@ -701,4 +813,24 @@ impl Trainer {
             time_s,
         })
     }
+}
+
+/// The keys whose values differ between two config files (TOML), in order.
+fn changed_keys(recorded: &str, now: &str) -> Result<Vec<String>> {
+    let parse = |t: &str| {
+        toml::from_str::<toml::Table>(t)
+            .map_err(|e| Error::invalid(format!("invalid run config: {}", e.message())))
+    };
+    let (a, b) = (parse(recorded)?, parse(now)?);
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    Ok(keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&toml::Value>| v.map_or("absent".to_string(), |v| v.to_string());
+            format!("{k}: recorded {}, now {}", show(a.get(k)), show(b.get(k)))
+        })
+        .collect())
 }

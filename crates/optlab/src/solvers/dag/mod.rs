@@ -169,6 +169,13 @@ pub fn covariance(x: &[f64], n: usize, d: usize) -> Result<Vec<Vec<f64>>> {
             c[j][i] = c[i][j];
         }
     }
+    if let Some(j) = (0..d).find(|&j| !c[j][j].is_finite()) {
+        let big = (0..n).map(|r| x[r * d + j].abs()).fold(0.0, f64::max);
+        return Err(Error::invalid(format!(
+            "column {} has values up to {big:e}, too large to square in f64: rescale the data",
+            j + 1
+        )));
+    }
     Ok(c)
 }
 
