@@ -32,6 +32,15 @@ fn script_path(script: &str) -> String {
     format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Runs the harness `script` with `python3` and `args`; `None` when python3 cannot be started.
+fn python(script: &str, args: &[String]) -> Option<std::process::Output> {
+    std::process::Command::new("python3")
+        .arg(script_path(script))
+        .args(args)
+        .output()
+        .ok()
+}
+
 /// Runs a Python harness with `python3` when torch imports, returning its stdout.
 pub fn run_torch_script(script: &str, args: &[String]) -> Option<String> {
     let ok = std::process::Command::new("python3")
@@ -44,11 +53,7 @@ pub fn run_torch_script(script: &str, args: &[String]) -> Option<String> {
     if !ok {
         return None;
     }
-    let out = std::process::Command::new("python3")
-        .arg(script_path(script))
-        .args(args)
-        .output()
-        .ok()?;
+    let out = python(script, args)?;
     if !out.status.success() {
         eprintln!(
             "warning: the PyTorch side failed: {}",
@@ -69,11 +74,7 @@ pub(crate) fn python_script(
     if skip {
         return None;
     }
-    let out = std::process::Command::new("python3")
-        .arg(script_path(script))
-        .args(args)
-        .output()
-        .ok()?;
+    let out = python(script, args)?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let what = if out.status.code() == Some(3) {

@@ -1,6 +1,6 @@
 //! `optlab cbo`.
 
-use crate::common::{fails_with, run, text};
+use crate::common::{argv, fails_with, run, text};
 
 #[test]
 fn cbo_reports_success_and_rejects_bad_settings() {
@@ -41,7 +41,7 @@ fn cbo_reports_success_and_rejects_bad_settings() {
         &["cbo", "--function", "rastrign", "--dim", "3"],
         "available: rosenbrock",
     );
-    fails_with(&["cbo", "--function", "beale", "--dim", "3"], "exactly 2");
+    fails_with(&argv("cbo --function beale --dim 3"), "exactly 2");
     fails_with(
         &[
             "cbo",

@@ -1,6 +1,6 @@
 //! `optlab certify`.
 
-use crate::common::{fails_with, run, text, tmp};
+use crate::common::{argv, fails_with, run, text, tmp};
 
 #[test]
 fn certify_radii_of_a_linear_classifier() {
@@ -21,10 +21,9 @@ fn certify_radii_of_a_linear_classifier() {
     let csv = d.join("x.csv");
     std::fs::write(&csv, "a,b,y\n0.2,-0.1,0\n-0.5,0.5,1\n0.0,0.125,0\n").unwrap();
     let (ps, cs) = (p.to_str().unwrap(), csv.to_str().unwrap());
-    let o = run(&[
-        "certify", ps, "--sigma", "0.25", "--n", "2000", "--alpha", "0.001", "--inputs", cs,
-        "--label", "y", "--json",
-    ]);
+    let o = run(&argv(&format!(
+        "certify {ps} --sigma 0.25 --n 2000 --alpha 0.001 --inputs {cs} --label y --json"
+    )));
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

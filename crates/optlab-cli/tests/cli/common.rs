@@ -15,8 +15,24 @@ pub fn tmp(name: &str) -> PathBuf {
     d
 }
 
-pub fn run(args: &[&str]) -> Output {
-    optlab().args(args).output().expect("spawn optlab")
+pub fn run<S: AsRef<str>>(args: &[S]) -> Output {
+    optlab()
+        .args(args.iter().map(AsRef::as_ref))
+        .output()
+        .expect("spawn optlab")
+}
+
+/// The arguments of a command line written as one string (no argument holds a space).
+pub fn argv(line: &str) -> Vec<String> {
+    line.split_whitespace().map(String::from).collect()
+}
+
+/// Runs a command that must succeed; its stdout.
+pub fn ok<S: AsRef<str> + std::fmt::Debug>(args: &[S]) -> String {
+    let o = run(args);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{args:?}: {stderr}");
+    stdout
 }
 
 pub fn text(o: &Output) -> (String, String) {
@@ -33,7 +49,7 @@ pub fn is_png(p: &Path) -> bool {
 }
 
 /// A clean failure: non-zero exit, one `error:` line, no panic.
-pub fn fails_with(args: &[&str], want: &str) {
+pub fn fails_with<S: AsRef<str> + std::fmt::Debug>(args: &[S], want: &str) {
     let o = run(args);
     let (_, err) = text(&o);
     assert!(!o.status.success(), "{args:?} should fail");

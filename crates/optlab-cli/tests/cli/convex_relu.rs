@@ -1,6 +1,6 @@
 //! `optlab convex-relu train`.
 
-use crate::common::{fails_with, run, text, tmp};
+use crate::common::{argv, fails_with, run, text, tmp};
 
 #[test]
 fn convex_relu_train_writes_a_loadable_network() {
@@ -39,9 +39,15 @@ fn convex_relu_train_writes_a_loadable_network() {
     std::fs::write(&csv, "a,b,y\n1,x,2\n").unwrap();
     let c = csv.to_str().unwrap();
     let o_dir = out.to_str().unwrap();
-    fails_with(&["convex-relu", "train", c, "--out", o_dir], "data.csv");
+    fails_with(
+        &argv(&format!("convex-relu train {c} --out {o_dir}")),
+        "data.csv",
+    );
     std::fs::write(&csv, "a,b,y\n1,NaN,2\n").unwrap();
-    fails_with(&["convex-relu", "train", c, "--out", o_dir], "data.csv");
+    fails_with(
+        &argv(&format!("convex-relu train {c} --out {o_dir}")),
+        "data.csv",
+    );
     std::fs::write(&csv, "a,y\n1,2\n2,3\n").unwrap();
     fails_with(
         &["convex-relu", "train", c, "--beta=-1", "--out", o_dir],

@@ -1,18 +1,12 @@
 //! `optlab curvature`: of a test function and of a run.
 
-use crate::common::{fails_with, is_png, run, text, tmp};
+use crate::common::{argv, fails_with, is_png, run, text, tmp};
 
 #[test]
 fn curvature_of_a_function_and_of_a_run() {
-    let o = run(&[
-        "curvature",
-        "--function",
-        "rosenbrock",
-        "--at=1,1",
-        "--lr",
-        "0.001",
-        "--json",
-    ]);
+    let o = run(&argv(
+        "curvature --function rosenbrock --at=1,1 --lr 0.001 --json",
+    ));
     assert!(o.status.success(), "{}", text(&o).1);
     let v: serde_json::Value = serde_json::from_str(text(&o).0.trim()).unwrap();
     // H = [[802, -400], [-400, 200]]: eigenvalues 1001.6006..., 0.3994; trace 1002.
@@ -22,15 +16,9 @@ fn curvature_of_a_function_and_of_a_run() {
     );
     assert!((v["trace"].as_f64().unwrap() - 1002.0).abs() < 1e-9);
     assert_eq!(v["gd_stable"], true);
-    let o = run(&[
-        "curvature",
-        "--function",
-        "rosenbrock",
-        "--at=1,1",
-        "--lr",
-        "0.01",
-        "--json",
-    ]);
+    let o = run(&argv(
+        "curvature --function rosenbrock --at=1,1 --lr 0.01 --json",
+    ));
     let v: serde_json::Value = serde_json::from_str(text(&o).0.trim()).unwrap();
     assert_eq!(v["gd_stable"], false);
 

@@ -1,6 +1,6 @@
 //! `optlab dag simulate|fit`.
 
-use crate::common::{fails_with, run, text, tmp};
+use crate::common::{argv, fails_with, run, text, tmp};
 
 #[test]
 fn dag_simulate_and_fit() {
@@ -12,23 +12,13 @@ fn dag_simulate_and_fit() {
         truth.to_str().unwrap(),
         w.to_str().unwrap(),
     );
-    let o = run(&[
-        "dag", "simulate", "--graph", "er2", "--d", "8", "--n", "500", "--noise", "nv", "--seed",
-        "3", "--out", ds, "--truth", ts,
-    ]);
+    let o = run(&argv(&format!(
+        "dag simulate --graph er2 --d 8 --n 500 --noise nv --seed 3 --out {ds} --truth {ts}"
+    )));
     assert!(o.status.success(), "{:?}", text(&o));
-    let o = run(&[
-        "dag",
-        "fit",
-        ds,
-        "--variant",
-        "nv",
-        "--out",
-        ws,
-        "--truth",
-        ts,
-        "--json",
-    ]);
+    let o = run(&argv(&format!(
+        "dag fit {ds} --variant nv --out {ws} --truth {ts} --json"
+    )));
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -44,7 +34,7 @@ fn dag_simulate_and_fit() {
         ("a,b\n1,2,3\n", "3 values"),
     ] {
         std::fs::write(&bad, body).unwrap();
-        fails_with(&["dag", "fit", b, "--out", ws], want);
+        fails_with(&argv(&format!("dag fit {b} --out {ws}")), want);
     }
     fails_with(
         &["dag", "fit", ds, "--variant", "xx", "--out", ws],

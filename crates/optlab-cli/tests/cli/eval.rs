@@ -1,6 +1,6 @@
 //! `optlab eval`: a run's model, or its state dict imported as a PyTorch nn.Sequential, applied to data.
 
-use crate::common::{fails_with, run, text, tmp};
+use crate::common::{argv, fails_with, run, text, tmp};
 
 fn json(args: &[&str]) -> serde_json::Value {
     let o = run(args);
@@ -14,7 +14,7 @@ fn eval_a_run_and_its_imported_state_dict() {
     let out = tmp("eval");
     let dir = out.join("run");
     let d = dir.to_str().unwrap();
-    let o = run(&["train", "--epochs", "2", "--out", d, "--quiet"]);
+    let o = run(&argv(&format!("train --epochs 2 --out {d} --quiet")));
     assert!(o.status.success(), "{}", text(&o).1);
     // Without --data: the run's own validation split, as the run measured it.
     let own = json(&["eval", d, "--json"]);
@@ -63,19 +63,15 @@ fn eval_a_run_and_its_imported_state_dict() {
         &["eval", m, "--data", "moons"],
         "2 features, the network takes 64",
     );
-    fails_with(&["eval", d, "--data", "mons"], "unknown data set 'mons'");
+    fails_with(
+        &argv(&format!("eval {d} --data mons")),
+        "unknown data set 'mons'",
+    );
     let part = out.join("part");
     let p = part.to_str().unwrap();
-    let o = run(&[
-        "train",
-        "--epochs",
-        "2",
-        "--stop-after",
-        "3",
-        "--out",
-        p,
-        "--quiet",
-    ]);
+    let o = run(&argv(&format!(
+        "train --epochs 2 --stop-after 3 --out {p} --quiet"
+    )));
     assert!(o.status.success());
     fails_with(&["eval", p], "has not finished");
     std::fs::remove_dir_all(&out).unwrap();

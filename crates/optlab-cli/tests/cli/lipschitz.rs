@@ -1,6 +1,6 @@
 //! `optlab lipschitz`.
 
-use crate::common::{fails_with, run, text, tmp};
+use crate::common::{argv, fails_with, run, text, tmp};
 
 #[test]
 fn lipschitz_naive_bound_and_bad_models() {
@@ -19,7 +19,7 @@ fn lipschitz_naive_bound_and_bad_models() {
     ];
     optlab::tensor_io::write_safetensors(&p, &tensors, None).unwrap();
     let ps = p.to_str().unwrap();
-    let o = run(&["lipschitz", ps, "--norm", "inf", "--json"]);
+    let o = run(&argv(&format!("lipschitz {ps} --norm inf --json")));
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -32,15 +32,9 @@ fn lipschitz_naive_bound_and_bad_models() {
     );
     if cfg!(feature = "lipsdp") {
         fails_with(&["lipschitz", ps, "--method", "lipsdp"], "use --norm 2");
-        let o = run(&[
-            "lipschitz",
-            ps,
-            "--method",
-            "lipsdp",
-            "--norm",
-            "2",
-            "--json",
-        ]);
+        let o = run(&argv(&format!(
+            "lipschitz {ps} --method lipsdp --norm 2 --json"
+        )));
         let (out, err) = text(&o);
         assert!(o.status.success(), "{err}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -56,17 +50,9 @@ fn lipschitz_naive_bound_and_bad_models() {
     let center = d.join("x.json");
     std::fs::write(&center, "[0.5, 0.25]").unwrap();
     let cs = center.to_str().unwrap();
-    let o = run(&[
-        "lipschitz",
-        ps,
-        "--method",
-        "exact",
-        "--center",
-        cs,
-        "--eps",
-        "0.01",
-        "--json",
-    ]);
+    let o = run(&argv(&format!(
+        "lipschitz {ps} --method exact --center {cs} --eps 0.01 --json"
+    )));
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -1,15 +1,22 @@
 //! Run directories two processes cannot corrupt, resumes that refuse what they cannot honour, sizes checked
 //! before allocating, analyses that refuse what they cannot identify, and messages that name the real cause.
 
-use crate::common::{fails_with, optlab, run, text, tmp};
+use crate::common::{argv, fails_with, ok, optlab, tmp};
 use std::path::Path;
 use std::process::Stdio;
 
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    let (stdout, stderr) = text(&o);
-    assert!(o.status.success(), "{args:?}: {stderr}");
-    stdout
+/// Starts the same command twice at once; both outputs.
+fn race(args: &[String]) -> [std::process::Output; 2] {
+    let spawn = || {
+        optlab()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()]
 }
 
 /// Steps of the training records of a run's metrics.jsonl.
@@ -32,26 +39,9 @@ fn racing_writers_cannot_corrupt_a_run_directory() {
     let ds = d.to_str().unwrap();
     for trial in 0..3 {
         let _ = std::fs::remove_dir_all(&d);
-        let args = [
-            "train",
-            "--steps",
-            "300",
-            "--checkpoint-every",
-            "50",
-            "--out",
-            ds,
-            "--quiet",
-        ];
-        let spawn = || {
-            optlab()
-                .args(args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        };
-        let (a, b) = (spawn(), spawn());
-        let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+        let outs = race(&argv(&format!(
+            "train --steps 300 --checkpoint-every 50 --out {ds} --quiet"
+        )));
         let won = outs.iter().filter(|o| o.status.success()).count();
         assert_eq!(won, 1, "trial {trial}: {won} processes succeeded");
         let lost = outs.iter().find(|o| !o.status.success()).unwrap();
@@ -70,28 +60,10 @@ fn racing_writers_cannot_corrupt_a_run_directory() {
     }
     // Two resumes of a stopped run.
     let _ = std::fs::remove_dir_all(&d);
-    ok(&[
-        "train",
-        "--steps",
-        "400",
-        "--stop-after",
-        "100",
-        "--checkpoint-every",
-        "50",
-        "--out",
-        ds,
-        "--quiet",
-    ]);
-    let spawn = || {
-        optlab()
-            .args(["train", "--resume", ds, "--quiet"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    ok(&argv(&format!(
+        "train --steps 400 --stop-after 100 --checkpoint-every 50 --out {ds} --quiet"
+    )));
+    let outs = race(&argv(&format!("train --resume {ds} --quiet")));
     assert!(outs.iter().any(|o| o.status.success()));
     for o in outs.iter().filter(|o| !o.status.success()) {
         let err = String::from_utf8_lossy(&o.stderr);
@@ -111,18 +83,9 @@ fn resume_refuses_an_index_that_is_not_the_runs() {
     let out = tmp("index");
     let d = out.join("run");
     let ds = d.to_str().unwrap();
-    ok(&[
-        "train",
-        "--steps",
-        "60",
-        "--stop-after",
-        "20",
-        "--checkpoint-every",
-        "10",
-        "--out",
-        ds,
-        "--quiet",
-    ]);
+    ok(&argv(&format!(
+        "train --steps 60 --stop-after 20 --checkpoint-every 10 --out {ds} --quiet"
+    )));
     let latest = d.join("checkpoints/latest.json");
     let good = std::fs::read_to_string(&latest).unwrap();
     let v: serde_json::Value = serde_json::from_str(&good).unwrap();
@@ -150,7 +113,7 @@ fn resume_refuses_an_index_that_is_not_the_runs() {
     std::fs::write(&latest, "{ not json").unwrap();
     fails_with(&["train", "--resume", ds], "invalid checkpoint index");
     std::fs::write(&latest, &good).unwrap();
-    ok(&["train", "--resume", ds, "--quiet"]);
+    ok(&argv(&format!("train --resume {ds} --quiet")));
     std::fs::remove_dir_all(&out).unwrap();
 }
 
@@ -161,18 +124,9 @@ fn resume_continues_exactly_what_was_recorded() {
     let out = tmp("recorded");
     let d = out.join("run");
     let ds = d.to_str().unwrap();
-    ok(&[
-        "train",
-        "--steps",
-        "40",
-        "--stop-after",
-        "20",
-        "--checkpoint-every",
-        "10",
-        "--out",
-        ds,
-        "--quiet",
-    ]);
+    ok(&argv(&format!(
+        "train --steps 40 --stop-after 20 --checkpoint-every 10 --out {ds} --quiet"
+    )));
     let cfg = d.join("config.toml");
     let recorded = std::fs::read_to_string(&cfg).unwrap();
     let edit = |from: &str, to: &str| {
@@ -184,7 +138,7 @@ fn resume_continues_exactly_what_was_recorded() {
     edit("steps = 40", "steps = 10");
     fails_with(&["train", "--resume", ds], "steps: recorded 40, now 10");
     std::fs::write(&cfg, &recorded).unwrap();
-    ok(&["train", "--resume", ds, "--quiet"]);
+    ok(&argv(&format!("train --resume {ds} --quiet")));
     let files = [
         "summary.json",
         "metrics.jsonl",
@@ -195,7 +149,7 @@ fn resume_continues_exactly_what_was_recorded() {
         .iter()
         .map(|f| std::fs::read(d.join(f)).unwrap())
         .collect();
-    let stdout = ok(&["train", "--resume", ds, "--quiet"]);
+    let stdout = ok(&argv(&format!("train --resume {ds} --quiet")));
     assert!(
         stdout.contains("holds a complete run (40 steps); nothing to do"),
         "{stdout}"

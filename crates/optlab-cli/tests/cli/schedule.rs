@@ -1,37 +1,20 @@
 //! `optlab hparams` and `optlab schedule plot`.
 
-use crate::common::{fails_with, is_png, run, text, tmp};
+use crate::common::{argv, fails_with, is_png, run, text, tmp};
 
 #[test]
 fn hparams_and_schedule_plot() {
-    let o = run(&[
-        "hparams",
-        "--params",
-        "1e9",
-        "--tokens",
-        "1e11",
-        "--seq-len",
-        "2048",
-        "--json",
-    ]);
+    let o = run(&argv(
+        "hparams --params 1e9 --tokens 1e11 --seq-len 2048 --json",
+    ));
     assert!(o.status.success(), "{}", text(&o).1);
     let v: serde_json::Value = serde_json::from_str(text(&o).0.trim()).unwrap();
     let lr = v["lr"].as_f64().unwrap();
     assert!((lr - 1.79 * 1e9f64.powf(-0.713) * 1e11f64.powf(0.307)).abs() < 1e-12);
     assert_eq!(v["batch_sequences"], serde_json::json!(541.0));
-    let o = run(&[
-        "hparams",
-        "--scale-batch",
-        "--lr",
-        "0.1",
-        "--from",
-        "32",
-        "--to",
-        "128",
-        "--optimizer",
-        "sgd",
-        "--json",
-    ]);
+    let o = run(&argv(
+        "hparams --scale-batch --lr 0.1 --from 32 --to 128 --optimizer sgd --json",
+    ));
     let v: serde_json::Value = serde_json::from_str(text(&o).0.trim()).unwrap();
     assert!((v["scaled_lr"].as_f64().unwrap() - 0.4).abs() < 1e-15);
     fails_with(
