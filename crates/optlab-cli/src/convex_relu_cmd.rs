@@ -72,7 +72,7 @@ pub fn run(a: ConvexReluArgs) -> Result<()> {
     let (n, d) = (ds.len(), ds.feature_dim());
     let feats: Vec<f64> = ds.x.iter().map(|v| *v as f64).collect();
     let x = with_bias_column(&feats, n, d);
-    let masks = ConvexReluProblem::sample_patterns(&x, d + 1, patterns, seed);
+    let masks = ConvexReluProblem::sample_patterns(&x, d + 1, patterns, seed)?;
     let prob = ConvexReluProblem::new(x, y, d + 1, masks)?;
     let cfg = AdmmConfig {
         rho,

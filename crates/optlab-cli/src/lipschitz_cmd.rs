@@ -57,6 +57,17 @@ pub struct LipschitzArgs {
 
 pub fn run(a: LipschitzArgs) -> Result<()> {
     let norm = Norm::parse(&a.norm)?;
+    anyhow::ensure!(
+        a.eps.is_finite() && a.eps >= 0.0,
+        "eps={} must be a finite number >= 0 (the radius of the box)",
+        a.eps
+    );
+    let global = matches!(a.method.as_str(), "naive" | "lipsdp");
+    anyhow::ensure!(
+        !(global && (a.center.is_some() || a.eps != 0.0)),
+        "--method {} gives a global bound; --center and --eps apply to --method local or exact",
+        a.method
+    );
     let start = std::time::Instant::now();
     let net = Network::load(&a.model, a.spec.as_deref())?;
     match a.method.as_str() {

@@ -123,7 +123,7 @@ pub fn line_chart(
     let height = 560u32.max(90 + 22 * series.len() as u32);
     let width = 900 + if legend { LEGEND_WIDTH } else { 0 };
     // Drawn beside the target and renamed over it, so a reader never sees half a picture.
-    let tmp = path.with_extension("tmp.png");
+    let tmp = optlab::tensor_io::temp_beside(path);
     let root = BitMapBackend::new(&tmp, (width, height)).into_drawing_area();
     root.fill(&WHITE).context("drawing")?;
     let (plot_area, legend_area) = root.split_horizontally(900);
@@ -189,12 +189,16 @@ pub fn line_chart(
                 .context("legend")?;
         }
     }
-    root.present()
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    let presented = root.present();
     drop(chart);
     drop(root);
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    let done = presented
+        .map_err(anyhow::Error::from)
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done.with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// `x` to four significant digits, without trailing zeros (scientific outside [1e-3, 1e4)).

@@ -1,7 +1,7 @@
 //! `optlab scaling fit|predict`: the scaling law with learning-rate annealing (P38).
 
 use crate::plot::{line_chart, Series};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use optlab::anneal_law::{self as law, FitFile, FitOptions, LossCurve, LossSource};
 use std::path::{Path, PathBuf};
@@ -291,7 +291,7 @@ fn check(
 /// Writes `step,<schedule>,...` rows through a buffer into a temporary file renamed over `out`.
 fn write_curves_csv(out: &Path, schedules: &[String], curves: &[(String, Vec<f64>)]) -> Result<()> {
     use std::io::Write as _;
-    let tmp = out.with_extension("csv.tmp");
+    let tmp = optlab::tensor_io::temp_beside(out);
     let write = || -> std::io::Result<()> {
         let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
         writeln!(w, "step,{}", schedules.join(","))?;
@@ -306,7 +306,10 @@ fn write_curves_csv(out: &Path, schedules: &[String], curves: &[(String, Vec<f64
         w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, out)
     };
-    write().with_context(|| format!("cannot write {}", out.display()))
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("cannot write {}: {e}", out.display())
+    })
 }
 
 fn predict(
@@ -318,7 +321,7 @@ fn predict(
     json: bool,
 ) -> Result<()> {
     let file = FitFile::load(params)?;
-    let unknown = file.report.unidentified();
+    let unknown = file.report.undetermined();
     anyhow::ensure!(
         unknown.is_empty(),
         "{}: the fit could not determine {}; its predictions would be arbitrary: refit with curves that vary \

@@ -69,19 +69,37 @@ pub fn write_safetensors(
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// A fresh temporary path beside `path` (the same directory, so a rename over `path` is atomic), unique to this
+/// process and call, hidden, and ending in `path`'s extension (for writers that infer the format from it).
+pub fn temp_beside(path: &Path) -> std::path::PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tag = format!("{}-{n}", std::process::id());
+    let tmp = match path.extension() {
+        Some(ext) => format!(".{name}.{tag}.tmp.{}", ext.to_string_lossy()),
+        None => format!(".{name}.{tag}.tmp"),
+    };
+    path.with_file_name(tmp)
+}
+
+/// Writes `bytes` to `path` through a temporary file of its own and a rename; a failure leaves `path` as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    {
+    let tmp = temp_beside(path);
+    let written = (|| {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp).at_path(&tmp)?;
         f.write_all(bytes).at_path(&tmp)?;
         f.sync_all().at_path(&tmp)?;
+        std::fs::rename(&tmp, path).at_path(path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path).at_path(path)?;
+    written?;
     // Make the rename itself durable before anything relies on it (e.g. deleting an older checkpoint).
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if let Ok(d) = std::fs::File::open(dir) {

@@ -9,8 +9,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// A command that succeeds quickly as given and, per flag (or flags), values it must refuse.
+/// A command that succeeds quickly as given (or, `must_fail`, fails as given) and, per flag (or flags), values it
+/// must refuse.
 struct Case {
+    must_fail: bool,
     args: Vec<String>,
     slots: Vec<(Vec<String>, Vec<Option<String>>)>,
 }
@@ -49,8 +51,13 @@ fn table() -> Vec<Case> {
             let case = cases.last_mut().expect("a command before its flags");
             case.slots.push((flags, values(vals, &lists)));
         } else {
+            let (must_fail, command) = match line.strip_prefix("! ") {
+                Some(c) => (true, c),
+                None => (false, line),
+            };
             cases.push(Case {
-                args: line.split_whitespace().map(String::from).collect(),
+                must_fail,
+                args: command.split_whitespace().map(String::from).collect(),
                 slots: Vec::new(),
             });
         }
@@ -73,16 +80,98 @@ impl Rng {
     }
 }
 
-/// Replaces the placeholders: `{out}` a fresh path, `{file}` a corrupt file, `{empty}` an empty file, `{dir}`
-/// an empty directory.
+/// Replaces the placeholders (see `fuzz_cases.txt`): `{out}` by a path of its own for case `case`, the others
+/// by the fixtures [`fixtures`] made in `root`.
 fn fill(arg: &str, root: &Path, case: usize) -> String {
-    arg.replace(
+    let mut a = arg.replace(
         "{out}",
         &root.join(format!("out{case}")).display().to_string(),
-    )
-    .replace("{file}", &root.join("corrupt.bin").display().to_string())
-    .replace("{empty}", &root.join("empty.txt").display().to_string())
-    .replace("{dir}", &root.join("emptydir").display().to_string())
+    );
+    for (name, file) in FIXTURES {
+        a = a.replace(name, &root.join(file).display().to_string());
+    }
+    a
+}
+
+/// Placeholder and file name of every fixture.
+const FIXTURES: &[(&str, &str)] = &[
+    ("{file}", "corrupt.bin"),
+    ("{empty}", "empty.txt"),
+    ("{dir}", "emptydir"),
+    ("{run}", "run"),
+    ("{model}", "run/model.safetensors"),
+    ("{inputs}", "inputs.csv"),
+    ("{curve}", "curve.csv"),
+    ("{fit}", "fit.json"),
+    ("{regression}", "regression.csv"),
+    ("{table}", "table.csv"),
+];
+
+/// Writes the fixtures into `root`: corrupt bytes, an empty file and directory, a finished run (from the binary),
+/// inputs of its model, a loss curve of a known annealing law and the law fitted to it, a regression CSV and a
+/// numeric table.
+fn fixtures(root: &Path) {
+    std::fs::create_dir_all(root.join("emptydir")).unwrap();
+    // Bytes that are no format: a truncated safetensors header, then noise.
+    let mut junk = vec![200u8, 0, 0, 0, 0, 0, 0, 0, b'{', b'"'];
+    junk.extend((0..300u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
+    std::fs::write(root.join("corrupt.bin"), &junk).unwrap();
+    std::fs::write(root.join("empty.txt"), b"").unwrap();
+    let run = root.join("run");
+    crate::common::ok(&[
+        "train",
+        "--steps",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let pixel = |r: usize, c: usize| ((r * 7 + c * 3) % 17) as f64;
+    let mut inputs = (0..64)
+        .map(|c| format!("x{c}"))
+        .collect::<Vec<_>>()
+        .join(",")
+        + ",y\n";
+    for r in 0..3 {
+        let row: Vec<String> = (0..64).map(|c| pixel(r, c).to_string()).collect();
+        inputs.push_str(&format!("{},{}\n", row.join(","), r));
+    }
+    std::fs::write(root.join("inputs.csv"), inputs).unwrap();
+    // L = 2 + 0.5 S1^-0.5 - 2 S2 over a linear decay of the lr (S2 by the paper's momentum, λ = 0.999).
+    let (steps, peak) = (300usize, 1e-3);
+    let (mut curve, mut s1, mut s2, mut m) = (String::from("step,lr,loss\n"), 0.0, 0.0, 0.0);
+    let mut prev = peak;
+    for k in 1..=steps {
+        let lr = peak * (1.0 - (k - 1) as f64 / steps as f64);
+        m = 0.999 * m + (prev - lr);
+        prev = lr;
+        s1 += lr;
+        s2 += m;
+        let loss = 2.0 + 0.5 * f64::powf(s1, -0.5) - 2.0 * s2;
+        curve.push_str(&format!("{k},{lr},{loss}\n"));
+    }
+    std::fs::write(root.join("curve.csv"), curve).unwrap();
+    let (curve, fit) = (root.join("curve.csv"), root.join("fit.json"));
+    crate::common::ok(&[
+        "scaling",
+        "fit",
+        "--curve",
+        curve.to_str().unwrap(),
+        "--out",
+        fit.to_str().unwrap(),
+    ]);
+    let mut reg = String::from("a,b,y\n");
+    let mut table = String::from("a,b,c\n");
+    for r in 0..40 {
+        let (a, b) = (pixel(r, 1) / 17.0 - 0.5, pixel(r, 5) / 17.0 - 0.5);
+        reg.push_str(&format!("{a},{b},{}\n", (a + b).max(0.0)));
+        table.push_str(&format!(
+            "{a},{b},{}\n",
+            2.0 * a - b + 0.1 * pixel(r, 9) / 17.0
+        ));
+    }
+    std::fs::write(root.join("regression.csv"), reg).unwrap();
+    std::fs::write(root.join("table.csv"), table).unwrap();
 }
 
 #[test]
@@ -96,14 +185,24 @@ fn every_command_answers_bad_input_with_one_error_line() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20261205);
     let root = tmp("fuzz");
-    std::fs::create_dir_all(root.join("emptydir")).unwrap();
-    // Bytes that are no format: a truncated safetensors header, then noise.
-    let mut junk = vec![200u8, 0, 0, 0, 0, 0, 0, 0, b'{', b'"'];
-    junk.extend((0..300u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
-    std::fs::write(root.join("corrupt.bin"), &junk).unwrap();
-    std::fs::write(root.join("empty.txt"), b"").unwrap();
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    fixtures(&root);
     let table = table();
+    // The table itself: every command succeeds (or fails) as given, so a refusal below is the bad value's doing.
+    for (k, case) in table.iter().enumerate() {
+        let args: Vec<String> = case
+            .args
+            .iter()
+            .map(|a| fill(a, &root, 100_000 + k))
+            .collect();
+        match (case.must_fail, check(&args)) {
+            (false, Some(p)) if p != "accepted" => {
+                panic!("optlab {} should succeed: {p}", args.join(" "))
+            }
+            (true, Some(p)) if p == "accepted" => panic!("optlab {} should fail", args.join(" ")),
+            _ => {}
+        }
+    }
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut failures = Vec::new();
     for k in 0..cases {
         let case = &table[rng.below(table.len())];
@@ -118,10 +217,10 @@ fn every_command_answers_bad_input_with_one_error_line() {
             let value = bad[rng.below(bad.len())]
                 .as_deref()
                 .map(|v| fill(v, &root, k));
-            match args.iter().position(|a| *a == flags[0]) {
+            match (args.iter().position(|a| *a == flags[0]), &value) {
                 // Replace the value the command already gives.
-                Some(i) if flags.len() == 1 && i + 1 < args.len() => {
-                    args[i + 1] = value.unwrap_or_default();
+                (Some(i), Some(v)) if flags.len() == 1 && i + 1 < args.len() => {
+                    args[i + 1] = v.clone();
                 }
                 _ => {
                     args.extend(flags.iter().cloned());
@@ -152,6 +251,14 @@ fn check(args: &[String]) -> Option<String> {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn optlab");
+    // Drained while the command runs, so a long error output cannot block it.
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        err
+    });
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
@@ -164,11 +271,7 @@ fn check(args: &[String]) -> Option<String> {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read as _;
-        let _ = e.read_to_string(&mut err);
-    }
+    let err = reader.join().unwrap_or_default();
     let errors = err.lines().filter(|l| l.starts_with("error:")).count();
     match status.code() {
         None => Some(format!("killed by a signal: {err}")),

@@ -97,7 +97,11 @@ fn resume_refuses_an_index_that_is_not_the_runs() {
         ),
         ("batch_size", serde_json::json!(0), "batch size 0"),
         ("dir", serde_json::json!("../../etc"), "refused"),
-        ("step", serde_json::json!(999), "step"),
+        (
+            "step",
+            serde_json::json!(999),
+            "names `step-000000020`, not `step-000000999`",
+        ),
         (
             "best_val_accuracy",
             serde_json::json!(7.5),
@@ -110,6 +114,15 @@ fn resume_refuses_an_index_that_is_not_the_runs() {
         std::fs::write(&latest, bad.to_string()).unwrap();
         fails_with(&["train", "--resume", ds], says);
     }
+    // A step past the run, with a directory name to match.
+    let mut past = v.clone();
+    past["step"] = serde_json::json!(999);
+    past["dir"] = serde_json::json!("step-000000999");
+    std::fs::write(&latest, past.to_string()).unwrap();
+    fails_with(
+        &["train", "--resume", ds],
+        "step 999 is outside the run's 1..=60",
+    );
     std::fs::write(&latest, "{ not json").unwrap();
     fails_with(&["train", "--resume", ds], "invalid checkpoint index");
     std::fs::write(&latest, &good).unwrap();
@@ -137,7 +150,19 @@ fn resume_continues_exactly_what_was_recorded() {
     fails_with(&["train", "--resume", ds], "optimizer: recorded");
     edit("steps = 40", "steps = 10");
     fails_with(&["train", "--resume", ds], "steps: recorded 40, now 10");
-    std::fs::write(&cfg, &recorded).unwrap();
+    // The same configuration written another way (a config.toml of an earlier version kept specs as typed).
+    let short = recorded
+        .lines()
+        .map(|l| {
+            if l.starts_with("optimizer = ") {
+                "optimizer = \"adamw:lr=0.001\""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&cfg, short).unwrap();
     ok(&argv(&format!("train --resume {ds} --quiet")));
     let files = [
         "summary.json",
@@ -162,6 +187,33 @@ fn resume_continues_exactly_what_was_recorded() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
+/// A run whose batch exceeds its data resumes; a directory whose run died before its first checkpoint starts
+/// over; a resume where no run is creates nothing.
+#[test]
+fn resume_and_restart_edge_cases() {
+    let out = tmp("edges");
+    let d = out.join("run");
+    let ds = d.to_str().unwrap();
+    ok(&argv(&format!(
+        "train --data moons:n=50 --batch-size 64 --steps 12 --stop-after 6 --checkpoint-every 3 --out {ds} --quiet"
+    )));
+    ok(&argv(&format!("train --resume {ds} --quiet")));
+    let dead = out.join("dead");
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::write(dead.join("config.toml"), "steps = 1\n").unwrap();
+    ok(&argv(&format!(
+        "train --steps 2 --out {} --quiet",
+        dead.display()
+    )));
+    let none = out.join("none");
+    fails_with(
+        &argv(&format!("train --resume {}", none.display())),
+        "no run here",
+    );
+    assert!(!none.exists());
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
 /// Sizes are checked before allocating: absurd widths, particle counts, horizons, contexts and pattern counts
 /// are refused with the estimate and the memory available; --max-memory overrides the machine's figure.
 #[test]
@@ -177,6 +229,16 @@ fn sizes_are_checked_before_allocating() {
         "--max-memory allows 1.0 MB",
     );
     fails_with(&["--max-memory", "lots", "papers"], "memory size `lots`");
+    fails_with(
+        &argv(&format!("train --optimizer mfac:ngrads=100000 --out {o}")),
+        "100001 optimizer buffers each",
+    );
+    fails_with(
+        &argv(&format!(
+            "train --data gaussians:classes=10000000000,dim=8 --out {o}"
+        )),
+        "the data set `gaussians",
+    );
     fails_with(
         &["train", "--data", "moons:n=100000000000000", "--out", o],
         "the data set `moons:n=100000000000000",

@@ -241,12 +241,13 @@ fn identified4() -> [bool; 4] {
 }
 
 impl FitReport {
-    /// The names of the parameters the data do not determine.
-    pub fn unidentified(&self) -> Vec<&'static str> {
+    /// The parameters the data do not determine: not identifiable, or known only to within more than their
+    /// own size (relative standard error above 1).
+    pub fn undetermined(&self) -> Vec<&'static str> {
         PARAMETERS
             .iter()
-            .zip(self.identifiable)
-            .filter(|(_, ok)| !ok)
+            .zip(self.identifiable.iter().zip(self.rel_stderr))
+            .filter(|(_, (ok, se))| !**ok || se.is_some_and(|se| se > 1.0))
             .map(|(n, _)| *n)
             .collect()
     }

@@ -87,9 +87,11 @@ impl DataSpec {
         let per = |n: usize, dim: usize| f(n) * (f(dim) + 1.0) * 12.0;
         match *self {
             DataSpec::Moons { n, .. } | DataSpec::Spirals { n, .. } => Some(per(n, 2)),
-            DataSpec::Gaussians { n, dim, .. } | DataSpec::Linreg { n, dim, .. } => {
-                Some(per(n, dim))
-            }
+            // The mixture's class means too.
+            DataSpec::Gaussians {
+                n, dim, classes, ..
+            } => Some(per(n, dim) + f(classes) * f(dim) * 8.0),
+            DataSpec::Linreg { n, dim, .. } => Some(per(n, dim)),
             _ => None,
         }
     }

@@ -216,6 +216,8 @@ pub trait HyperTable: fmt::Debug + Send {
     fn owner(&self) -> &'static str;
     /// The hyperparameter names.
     fn names(&self) -> Vec<&'static str>;
+    /// The values `key` accepts.
+    fn range(&self, key: &str) -> Result<super::Range>;
     /// The default group's current value of `key`.
     fn get(&self, key: &str) -> Result<f64>;
     /// The default group's base value of `key` (before any schedule factor).
@@ -248,6 +250,10 @@ impl<C: HyperSet> HyperTable for HyperGroups<C> {
 
     fn names(&self) -> Vec<&'static str> {
         C::DEFS.iter().map(|d| d.name).collect()
+    }
+
+    fn range(&self, key: &str) -> Result<super::Range> {
+        Ok(def_of::<C>(self.owner, key)?.range)
     }
 
     fn get(&self, key: &str) -> Result<f64> {

@@ -208,6 +208,14 @@ impl Optimizer for Mfac {
             .chain((0..self.h.config().ngrads).map(|i| format!("grad.{i}")))
             .collect()
     }
+    fn buffer_count(&self) -> usize {
+        self.h.config().ngrads.saturating_add(1)
+    }
+    /// The window of m gradients (f64) and the m × m Gram matrix with its Cholesky factor.
+    fn extra_state_bytes(&self, params: f64) -> f64 {
+        let m = self.h.config().ngrads as f64;
+        8.0 * (m * params + 2.0 * m * m)
+    }
     fn fresh(&self) -> Box<dyn Optimizer> {
         Box::new(Mfac {
             h: self.h.clone(),

@@ -147,6 +147,17 @@ pub trait Optimizer: Send + std::fmt::Debug {
     /// The names of the per-parameter buffers, in kernel order (PyTorch's names where they exist).
     fn buffer_names(&self) -> Vec<String>;
 
+    /// How many buffers each parameter keeps (without making their names).
+    fn buffer_count(&self) -> usize {
+        self.buffer_names().len()
+    }
+
+    /// Bytes of state beyond the per-parameter buffers, for a model of `params` parameters (M-FAC's window of
+    /// gradients in f64 and its Gram matrix); for the memory check before training.
+    fn extra_state_bytes(&self, _params: f64) -> f64 {
+        0.0
+    }
+
     /// A new optimizer with the same hyperparameters and groups and no state.
     fn fresh(&self) -> Box<dyn Optimizer>;
 

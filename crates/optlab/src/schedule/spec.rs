@@ -129,18 +129,15 @@ fn sequence(segments: &[Segment], total: u64) -> Result<Sequence> {
         built.push((start, Box::new(s) as Box<dyn Schedule>, seg.scale));
         start += steps;
     }
-    // The canonical spec of the built schedule: every length in steps.
+    // The canonical spec of the built schedule: every length in steps, the last segment taking the rest.
+    let last = segments.len() - 1;
+    let ends: Vec<u64> = built.iter().skip(1).map(|b| b.0).chain([start]).collect();
     let resolved = ScheduleSpec::Seq(
         segments
             .iter()
-            .zip(
-                built
-                    .iter()
-                    .map(|b| b.0)
-                    .zip(built.iter().skip(1).map(|b| b.0).chain([start])),
-            )
-            .map(|(seg, (st, end))| Segment {
-                len: Some(SegmentLen::Steps(end - st)),
+            .enumerate()
+            .map(|(i, seg)| Segment {
+                len: (i < last).then(|| SegmentLen::Steps(ends[i] - built[i].0)),
                 ..seg.clone()
             })
             .collect(),
@@ -410,5 +407,14 @@ mod tests {
         assert!(long.build(10).is_err());
         let seq: ScheduleSpec = "seq:constant@0%;linear".parse().unwrap();
         assert!(seq.build(10).unwrap_err().to_string().contains("no steps"));
+        // A last segment left with no steps still builds, and its canonical spec parses back.
+        let full: ScheduleSpec = "seq:constant@100%;linear".parse().unwrap();
+        let built = full.build(10).unwrap();
+        assert_eq!(
+            built.spec(),
+            "seq:constant:warmup=0@10;linear:warmup=0,end_factor=0"
+        );
+        let again: ScheduleSpec = built.spec().parse().unwrap();
+        assert_eq!(again.build(10).unwrap().spec(), built.spec());
     }
 }

@@ -78,8 +78,17 @@ impl ConvexReluProblem {
     }
 
     /// Samples patterns 1[X g ≥ 0] for `count` Gaussian directions g (seeded), dropping duplicates and the all-zero
-    /// pattern, in order of first appearance.
-    pub fn sample_patterns(x: &[f64], p: usize, count: usize, seed: u64) -> Vec<Vec<u8>> {
+    /// pattern, in order of first appearance. Refused before sampling when `count` patterns and the ADMM system
+    /// they could make would not fit in memory.
+    pub fn sample_patterns(x: &[f64], p: usize, count: usize, seed: u64) -> Result<Vec<Vec<u8>>> {
+        let n = x.len().checked_div(p).unwrap_or(0);
+        // Up to `count` distinct masks of n bytes, and the ADMM system of dimension 2·count·p they imply.
+        let dim = 2.0 * count as f64 * p as f64;
+        crate::memory::check(
+            &format!("{count} activation patterns of {n} examples in dimension {p}"),
+            count as f64 * n as f64 + 8.0 * (2.0 * dim * dim + n as f64 * dim),
+            "sample fewer patterns",
+        )?;
         let mut rng = rng_for(seed, Stream::Solver, 0);
         let mut z = Normals::default();
         let mut out: Vec<Vec<u8>> = Vec::new();
@@ -93,7 +102,7 @@ impl ConvexReluProblem {
                 out.push(m);
             }
         }
-        out
+        Ok(out)
     }
 
     fn row(&self, k: usize) -> &[f64] {
@@ -497,7 +506,7 @@ mod tests {
         let xs = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5];
         let x = with_bias_column(&xs, 6, 1);
         let y: Vec<f64> = xs.iter().map(|v: &f64| v.max(0.0)).collect();
-        let masks = ConvexReluProblem::sample_patterns(&x, 2, 20, 0);
+        let masks = ConvexReluProblem::sample_patterns(&x, 2, 20, 0).unwrap();
         ConvexReluProblem::new(x, y, 2, masks).unwrap()
     }
 

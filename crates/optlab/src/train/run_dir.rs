@@ -24,6 +24,21 @@ impl RunDirLock {
     pub fn acquire(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::file(dir, format!("cannot create: {e}")))?;
+        Self::lock(dir)
+    }
+
+    /// Locks an existing run directory (a resume: nothing is created where no run is).
+    pub fn acquire_existing(dir: &Path) -> Result<Self> {
+        if !dir.join("config.toml").is_file() {
+            return Err(Error::file(
+                dir,
+                "no run here (no config.toml); give the directory a run was trained into",
+            ));
+        }
+        Self::lock(dir)
+    }
+
+    fn lock(dir: &Path) -> Result<Self> {
         let path = dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -65,15 +80,25 @@ impl RunDirLock {
             .and_then(|_| file.write_all(pid.as_bytes()))
             .and_then(|_| file.sync_data());
         Ok(RunDirLock {
-            dir: dir.to_path_buf(),
+            dir: canonical(dir),
             _file: file,
         })
     }
 
-    /// The locked directory.
+    /// The locked directory (canonical).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Whether this lock holds `dir` (however the path is written).
+    pub fn holds(&self, dir: &Path) -> bool {
+        self.dir == canonical(dir)
+    }
+}
+
+/// The path with symbolic links and `.`/`..` resolved, where it exists.
+fn canonical(dir: &Path) -> PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 #[cfg(test)]
@@ -92,7 +117,10 @@ mod tests {
         );
         drop(held);
         let again = RunDirLock::acquire(&dir).unwrap();
-        assert_eq!(again.dir(), dir.as_path());
+        assert!(again.holds(&dir.join("../").join(dir.file_name().unwrap())));
+        let e = RunDirLock::acquire_existing(&dir.join("none")).unwrap_err();
+        assert!(e.to_string().contains("no run here"), "{e}");
+        assert!(!dir.join("none").exists());
         drop(again);
         std::fs::remove_dir_all(&dir).unwrap();
     }

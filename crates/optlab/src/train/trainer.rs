@@ -10,7 +10,7 @@ use crate::error::PathContext;
 use crate::nn::loss::{correct, cross_entropy, mse};
 use crate::nn::{ModelSpec, Param, Parametrization, Sequential};
 use crate::optim::clip::{adaptive_clip, clip_grad_norm, clip_grad_value, global_grad_norm};
-use crate::optim::{save_state_file, Optimizer, OptimizerSpec};
+use crate::optim::{save_state_file, Optimizer, OptimizerSpec, Range};
 use crate::rng::{permutation, rng_for, Stream};
 use crate::schedule::{Schedule, ScheduleSpec};
 use crate::tensor_io::write_atomic;
@@ -48,13 +48,18 @@ fn check_memory(
 ) -> Result<()> {
     let size = spec.size(&data.feature_shape, data.output_dim());
     let bytes = dtype.size_in_bytes() as f64;
-    let buffers = opt.build().buffer_names().len() as f64;
+    let opt = opt.build();
+    let buffers = opt.buffer_count() as f64;
+    // The largest batch: the batch test's cap, or the whole data when a schedule grows the batch.
+    let grows = o.hyper_schedules.iter().any(|h| h.name == "batch_size");
     let batch = o
         .batch_test
-        .map_or(o.batch_size, |b| b.max_batch.max(o.batch_size)) as f64;
-    // Parameters, gradients and a temporary per parameter, the optimizer's buffers; activations of a training
-    // batch (forward, backward and the graph) or of an evaluation batch, whichever is larger.
+        .map_or(o.batch_size, |b| b.max_batch.max(o.batch_size))
+        .max(if grows { data.len() } else { 0 }) as f64;
+    // Parameters, gradients and a temporary per parameter, the optimizer's buffers and other state; activations
+    // of a training batch (forward, backward and the graph) or of an evaluation batch, whichever is larger.
     let need = size.params * bytes * (3.0 + buffers)
+        + opt.extra_state_bytes(size.params)
         + size.activations * bytes * (3.0 * batch).max(EVAL_BATCH as f64);
     crate::memory::check(
         &format!(
@@ -267,7 +272,17 @@ impl Trainer {
             if h.name == "batch_size" {
                 batch_size_schedule = Some(s);
             } else {
-                // Fails now, with the optimizer's valid names, if it has no such hyperparameter.
+                // Fails now, with the optimizer's valid names, if it has no such hyperparameter; a whole number or
+                // a switch cannot follow a factor.
+                let range = opt.hypers().range(&h.name)?;
+                if matches!(range, Range::Bool | Range::Count | Range::PositiveCount) {
+                    return Err(Error::invalid(format!(
+                        "{}: {} is {} and cannot be scheduled (a schedule multiplies it by a factor)",
+                        opt.name(),
+                        h.name,
+                        range.describe()
+                    )));
+                }
                 opt.apply_schedule(&h.name, s.factor(0))?;
                 hyper_schedules.push((h.name.clone(), s));
             }
@@ -312,7 +327,7 @@ impl Trainer {
     /// differs from it is refused with the differing keys named, and a checkpoint index that does not fit the run
     /// (its step, data position, batch size or paths) is refused.
     pub fn resume(run_dir: &Path) -> Result<Self> {
-        let lock = RunDirLock::acquire(run_dir)?;
+        let lock = RunDirLock::acquire_existing(run_dir)?;
         let cfg_path = run_dir.join("config.toml");
         let text = std::fs::read_to_string(&cfg_path).at_path(&cfg_path)?;
         let (st, recorded) = checkpoint::latest(run_dir)?;
@@ -333,7 +348,11 @@ impl Trainer {
         let config =
             TrainConfig::from_toml(&text).map_err(|e| Error::file(&cfg_path, e.to_string()))?;
         let mut t = Trainer::new(config)?;
-        let max_batch = t.batch_schedule.map_or(0, |b| b.max_batch);
+        // The largest batch the run can use: its configured size, the batch test's cap, or the data.
+        let max_batch = t
+            .batch_schedule
+            .map_or(0, |b| b.max_batch)
+            .max(t.config.options.batch_size);
         st.validate(t.train.len(), t.total_steps, max_batch)
             .map_err(|e| Error::file(run_dir.join("checkpoints/latest.json"), e.to_string()))?;
         t.opt = checkpoint::load(run_dir, &st, &t.model)?;
@@ -524,11 +543,12 @@ impl Trainer {
     /// Locks `dir` (unless this trainer already holds it), then, for a new run, refuses a directory that
     /// already holds one and writes `config.toml`; opens the metrics log.
     fn prepare_dir(&mut self, dir: &Path, resumed: bool) -> Result<MetricsLog> {
-        if self.lock.as_ref().map(RunDirLock::dir) != Some(dir) {
+        if !self.lock.as_ref().is_some_and(|l| l.holds(dir)) {
             self.lock = Some(RunDirLock::acquire(dir)?);
         }
         if !resumed {
-            if dir.join("config.toml").exists() || checkpoint::exists(dir) {
+            // A directory whose run died before its first checkpoint holds nothing to resume: it starts over.
+            if checkpoint::exists(dir) {
                 return Err(Error::file(
                     dir,
                     "already holds a run; resume it with --resume, or choose a new directory",
@@ -815,10 +835,12 @@ impl Trainer {
     }
 }
 
-/// The keys whose values differ between two config files (TOML), in order.
+/// The keys whose values differ between two config files (TOML), in order, once both are in canonical form.
 fn changed_keys(recorded: &str, now: &str) -> Result<Vec<String>> {
-    let parse = |t: &str| {
-        toml::from_str::<toml::Table>(t)
+    // Both sides in canonical form (a config.toml of an earlier version keeps the spec strings as typed).
+    let parse = |t: &str| -> Result<toml::Table> {
+        let canonical = TrainConfig::from_toml(t)?.to_toml()?;
+        toml::from_str::<toml::Table>(&canonical)
             .map_err(|e| Error::invalid(format!("invalid run config: {}", e.message())))
     };
     let (a, b) = (parse(recorded)?, parse(now)?);
