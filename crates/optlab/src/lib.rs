@@ -9,6 +9,7 @@
 //! - [`schedule`]: learning-rate (and other hyperparameter) schedules;
 //! - [`train`]: the training loop, observers, run directories and checkpoints;
 //! - [`experiment`]: many runs and what they add up to (comparisons, width sweeps, reports, the demo);
+//! - [`implicit`]: implicit differentiation of a solution through its optimality condition, and linear solvers (P10);
 //! - [`curvature`], [`lipschitz`], [`solvers`], [`anneal_law`], [`scaling`]: analyses and standalone methods;
 //! - [`method`]: what every registered method declares (name, paper, summary, module, muP rule);
 //! - [`second_order`]: the probe every second-order API calls before differentiating twice.
@@ -32,6 +33,7 @@ pub mod error;
 pub mod eval;
 pub mod experiment;
 pub mod functions;
+pub mod implicit;
 pub mod lipschitz;
 pub mod memory;
 pub mod method;

@@ -10,6 +10,7 @@ mod cbo;
 mod colide;
 mod convex_relu;
 mod curvature;
+mod implicit;
 mod lipschitz;
 #[cfg(feature = "lipsdp")]
 mod lipsdp;

@@ -1,0 +1,311 @@
+//! Implicit differentiation (P10, "Efficient and Modular Implicit Differentiation"; google/jaxopt
+//! `implicit_diff.py`): the derivative of a solution x*(θ) of an inner problem, from an optimality condition
+//! F(x*(θ), θ) = 0 alone — whatever solver found x*. With A = ∂ₓF and B = ∂_θF at (x*, θ), the implicit function
+//! theorem gives ∂x*/∂θ = −A⁻¹B, so
+//! - the VJP of a cotangent v (what reverse mode needs, e.g. a hypergradient) solves Aᵀu = −v and returns Bᵀu;
+//! - the JVP of a tangent dθ solves A J = −B dθ.
+//!
+//! Everything is matrix-free: Aᵀu and Bᵀu are one backward pass of ⟨F(x, θ), u⟩ through candle; A w and B dθ use
+//! the double-VJP trick (the gradient of ⟨∂ⓧF ᵀ u, w⟩ with respect to u), which needs second-order gradients
+//! ([`crate::require_second_order`]). The linear systems go to [`linear`] (normal-equation CG by default; CG,
+//! GMRES, BiCGSTAB, LU or Cholesky on request); one that does not converge is an error, not a wrong gradient.
+//!
+//! The optimality conditions of the paper come ready-made in [`optimality`]: a root (`F` itself, e.g. a
+//! gradient), a fixed point (`T(x, θ) − x`), the KKT conditions of a constrained problem, and the proximal-gradient
+//! fixed point of a non-smooth one (lasso, simplex or box constraints).
+//!
+//! ```
+//! # std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
+//! use candle_core::{Device, Tensor};
+//! use optlab::implicit::{linear::SolveOptions, Optimality};
+//! // x*(θ) = θ / 2 solves F(x, θ) = 2x − θ = 0; so dx*/dθ = 1/2.
+//! let f = Optimality::root(|x: &Tensor, th: &Tensor| Ok(x.affine(2.0, 0.0)?.sub(th)?));
+//! let th = Tensor::new(&[3.0f64], &Device::Cpu)?;
+//! let x = Tensor::new(&[1.5f64], &Device::Cpu)?;
+//! let v = Tensor::new(&[1.0f64], &Device::Cpu)?;
+//! let g = f.vjp(&x, &th, &v, &SolveOptions::default())?;
+//! assert!((g.to_vec1::<f64>()?[0] - 0.5).abs() < 1e-12);
+//! # Ok::<(), optlab::Error>(())
+//! ```
+
+pub mod linear;
+pub mod optimality;
+
+use crate::optim::kernel::Real;
+use crate::{Error, Result};
+use candle_core::{DType, Tensor, Var, WithDType};
+use linear::{solve, LinearOperator, SolveOptions};
+
+/// The optimality function type: F(x, θ), a tensor of x's shape.
+pub type OptimalityFn<'a> = Box<dyn Fn(&Tensor, &Tensor) -> Result<Tensor> + 'a>;
+
+/// An optimality condition F(x, θ) = 0 that defines x*(θ).
+pub struct Optimality<'a> {
+    f: OptimalityFn<'a>,
+}
+
+impl std::fmt::Debug for Optimality<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Optimality { .. }")
+    }
+}
+
+/// F evaluated once at (x*, θ) with both as variables, so every product reuses its graph.
+struct Linearized {
+    x: Var,
+    theta: Var,
+    fx: Tensor,
+    /// (u, ∂ₓFᵀu, ∂_θFᵀu) as graphs in a variable u, built on the first JVP and reused by every later one.
+    transposed: std::cell::OnceCell<(Var, Option<Tensor>, Option<Tensor>)>,
+}
+
+impl Linearized {
+    fn new(opt: &Optimality<'_>, x: &Tensor, theta: &Tensor) -> Result<Self> {
+        let xv = Var::from_tensor(&x.detach())?;
+        let tv = Var::from_tensor(&theta.detach())?;
+        let fx = (opt.f)(xv.as_tensor(), tv.as_tensor())?;
+        if fx.dims() != x.dims() {
+            return Err(Error::Shape(format!(
+                "the optimality function returned shape {:?} for x of shape {:?} (it must return one residual per entry of x)",
+                fx.dims(),
+                x.dims()
+            )));
+        }
+        Ok(Linearized {
+            x: xv,
+            theta: tv,
+            fx,
+            transposed: std::cell::OnceCell::new(),
+        })
+    }
+
+    /// (∂ₓF ᵀ u, ∂_θF ᵀ u): one backward pass of ⟨F, u⟩.
+    fn vjp(&self, u: &Tensor) -> Result<(Tensor, Tensor)> {
+        let grads = self.fx.mul(u)?.sum_all()?.backward()?;
+        let zero_or = |v: &Var| -> Result<Tensor> {
+            Ok(match grads.get(v.as_tensor()) {
+                Some(g) => g.detach(),
+                None => v.as_tensor().zeros_like()?,
+            })
+        };
+        Ok((zero_or(&self.x)?, zero_or(&self.theta)?))
+    }
+
+    /// ∂ₓF·w (`wrt_x`) or ∂_θF·w by the double-VJP trick: the gradient with respect to u of ⟨(∂F)ᵀu, w⟩.
+    fn jvp(&self, w: &Tensor, wrt_x: bool) -> Result<Tensor> {
+        if self.transposed.get().is_none() {
+            crate::require_second_order()?;
+            let u = Var::from_tensor(&self.fx.detach().zeros_like()?)?;
+            let grads = self.fx.mul(u.as_tensor())?.sum_all()?.backward()?;
+            let (gx, gt) = (
+                grads.get(self.x.as_tensor()).cloned(),
+                grads.get(self.theta.as_tensor()).cloned(),
+            );
+            let _ = self.transposed.set((u, gx, gt));
+        }
+        let (u, gx, gt) = self.transposed.get().expect("set above");
+        let Some(g) = (if wrt_x { gx } else { gt }) else {
+            return self.fx.zeros_like().map_err(Error::from);
+        };
+        let inner = g.mul(w)?.sum_all()?.backward()?;
+        Ok(match inner.get(u.as_tensor()) {
+            Some(j) => j.detach(),
+            None => self.fx.zeros_like()?,
+        })
+    }
+}
+
+/// ∂ₓF as a linear operator on flat vectors of x's dtype.
+struct XOperator<'a, T> {
+    lin: &'a Linearized,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Real + WithDType> XOperator<'_, T> {
+    fn tensor(&self, v: &[T]) -> Result<Tensor> {
+        Ok(Tensor::from_slice(
+            v,
+            self.lin.x.dims(),
+            self.lin.x.device(),
+        )?)
+    }
+    fn flat(t: &Tensor) -> Result<Vec<T>> {
+        Ok(t.flatten_all()?.to_vec1::<T>()?)
+    }
+}
+
+impl<T: Real + WithDType> LinearOperator<T> for XOperator<'_, T> {
+    fn dim(&self) -> usize {
+        self.lin.x.elem_count()
+    }
+    fn matvec(&self, v: &[T]) -> Result<Vec<T>> {
+        Self::flat(&self.lin.jvp(&self.tensor(v)?, true)?)
+    }
+    fn rmatvec(&self, v: &[T]) -> Result<Vec<T>> {
+        Self::flat(&self.lin.vjp(&self.tensor(v)?)?.0)
+    }
+}
+
+/// Aᵀ as an operator (its transpose is A).
+struct Transposed<'a, T: Real>(&'a dyn LinearOperator<T>);
+
+impl<T: Real> LinearOperator<T> for Transposed<'_, T> {
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn matvec(&self, v: &[T]) -> Result<Vec<T>> {
+        self.0.rmatvec(v)
+    }
+    fn rmatvec(&self, v: &[T]) -> Result<Vec<T>> {
+        self.0.matvec(v)
+    }
+}
+
+/// Solves A z = rhs (or Aᵀ z = rhs with `transposed`) for the x-operator of `lin`, in x's dtype.
+fn solve_x<T: Real + WithDType>(
+    lin: &Linearized,
+    rhs: &Tensor,
+    transposed: bool,
+    opts: &SolveOptions,
+) -> Result<Tensor> {
+    let op = XOperator::<T> {
+        lin,
+        _t: std::marker::PhantomData,
+    };
+    let b = XOperator::<T>::flat(rhs)?;
+    let sol = if transposed {
+        solve(&Transposed(&op), &b, opts)?
+    } else {
+        solve(&op, &b, opts)?
+    };
+    op.tensor(&sol.x)
+}
+
+fn solve_dispatch(
+    lin: &Linearized,
+    rhs: &Tensor,
+    transposed: bool,
+    opts: &SolveOptions,
+) -> Result<Tensor> {
+    match lin.x.dtype() {
+        DType::F32 => solve_x::<f32>(lin, rhs, transposed, opts),
+        DType::F64 => solve_x::<f64>(lin, rhs, transposed, opts),
+        other => Err(Error::invalid(format!(
+            "implicit differentiation works in f32 or f64, not {other:?}"
+        ))),
+    }
+}
+
+impl<'a> Optimality<'a> {
+    /// The condition F(x, θ) = 0 itself (jaxopt's `custom_root`); e.g. F = ∇ₓ of an inner objective.
+    pub fn root(f: impl Fn(&Tensor, &Tensor) -> Result<Tensor> + 'a) -> Self {
+        Optimality { f: Box::new(f) }
+    }
+
+    /// The fixed point x = T(x, θ), as F = T(x, θ) − x (jaxopt's `custom_fixed_point`).
+    pub fn fixed_point(t: impl Fn(&Tensor, &Tensor) -> Result<Tensor> + 'a) -> Self {
+        Optimality {
+            f: Box::new(move |x, th| Ok(t(x, th)?.sub(x)?)),
+        }
+    }
+
+    /// F at (x, θ): how far x is from satisfying the condition.
+    pub fn residual(&self, x: &Tensor, theta: &Tensor) -> Result<Tensor> {
+        Ok(Linearized::new(self, x, theta)?.fx.detach())
+    }
+
+    /// The VJP of x*(θ) at the solution `x_star`: vᵀ ∂x*/∂θ, of θ's shape (a hypergradient when v = ∇ₓ of an outer
+    /// loss). Solves (∂ₓF)ᵀ u = −v, returns (∂_θF)ᵀ u.
+    pub fn vjp(
+        &self,
+        x_star: &Tensor,
+        theta: &Tensor,
+        v: &Tensor,
+        opts: &SolveOptions,
+    ) -> Result<Tensor> {
+        check_same(v, x_star, "the cotangent")?;
+        let lin = Linearized::new(self, x_star, theta)?;
+        let u = solve_dispatch(&lin, &v.neg()?, true, opts)?;
+        Ok(lin.vjp(&u)?.1)
+    }
+
+    /// The JVP of x*(θ) at the solution: ∂x*/∂θ · dθ, of x's shape. Solves ∂ₓF J = −∂_θF dθ.
+    pub fn jvp(
+        &self,
+        x_star: &Tensor,
+        theta: &Tensor,
+        dtheta: &Tensor,
+        opts: &SolveOptions,
+    ) -> Result<Tensor> {
+        check_same(dtheta, theta, "the tangent")?;
+        let lin = Linearized::new(self, x_star, theta)?;
+        let b = lin.jvp(dtheta, false)?;
+        solve_dispatch(&lin, &b.neg()?, false, opts)
+    }
+}
+
+impl Optimality<'_> {
+    /// Finds a root of F(·, θ) by Newton's method from `x0`, for small inner problems (and to check gradients by
+    /// finite differences): each step solves ∂ₓF d = −F with `opts` and halves the step until ‖F‖ decreases. Stops
+    /// at ‖F‖ ≤ `tol`; more than `max_steps` steps is an error naming the residual reached.
+    pub fn newton(
+        &self,
+        x0: &Tensor,
+        theta: &Tensor,
+        opts: &SolveOptions,
+        max_steps: usize,
+        tol: f64,
+    ) -> Result<Tensor> {
+        let norm = |t: &Tensor| -> Result<f64> {
+            Ok(t.to_dtype(DType::F64)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f64>()?
+                .sqrt())
+        };
+        let mut x = x0.detach();
+        let mut lin = Linearized::new(self, &x, theta)?;
+        let mut r = norm(&lin.fx)?;
+        for _ in 0..max_steps {
+            if r <= tol {
+                return Ok(x);
+            }
+            let d = solve_dispatch(&lin, &lin.fx.detach().neg()?, false, opts)?;
+            let mut t = 1.0;
+            loop {
+                let trial = x.add(&d.affine(t, 0.0)?)?;
+                let next = Linearized::new(self, &trial, theta)?;
+                let rn = norm(&next.fx)?;
+                if rn < (1.0 - 1e-4 * t) * r || rn <= tol {
+                    (x, lin, r) = (trial, next, rn);
+                    break;
+                }
+                t *= 0.5;
+                if t < 1e-10 {
+                    return Err(Error::invalid(format!(
+                        "Newton's method stalled at residual {r:.3e}: no step along the Newton direction reduces it"
+                    )));
+                }
+            }
+        }
+        if r <= tol {
+            return Ok(x);
+        }
+        Err(Error::invalid(format!(
+            "Newton's method did not reach residual {tol:e} in {max_steps} steps (at {r:.3e})"
+        )))
+    }
+}
+
+fn check_same(a: &Tensor, b: &Tensor, what: &str) -> Result<()> {
+    if a.dims() != b.dims() || a.dtype() != b.dtype() {
+        return Err(Error::Shape(format!(
+            "{what} has shape {:?} ({:?}), it must match {:?} ({:?})",
+            a.dims(),
+            a.dtype(),
+            b.dims(),
+            b.dtype()
+        )));
+    }
+    Ok(())
+}
