@@ -1,5 +1,6 @@
 //! `optlab`: train, compare and analyse with the methods of the optlab library from one command.
 
+mod bilevel_cmd;
 mod cbo_cmd;
 mod certify_cmd;
 mod compare;
@@ -65,6 +66,9 @@ enum Cmd {
     Hparams(hparams::HparamsArgs),
     /// Consensus-based optimization (P23) of a test function over many seeded runs: success rate, evaluations, time.
     Cbo(cbo_cmd::CboArgs),
+    /// Bilevel problems on the digits: per-pixel regularization and distillation by implicit differentiation (P10),
+    /// hyper-representation learning by BO-REP (P05) or StocBiO, constrained lower levels by LV-HBA (P13).
+    Bilevel(bilevel_cmd::BilevelArgs),
     /// Convex training of a two-layer ReLU network by ADMM (P28), saved as a loadable MLP.
     ConvexRelu(convex_relu_cmd::ConvexReluArgs),
     /// Linear-SEM structure learning (P40): simulate data, fit a DAG with CoLiDE or DAGMA.
@@ -118,6 +122,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Schedule(a) => schedule_cmd::run(a),
         Cmd::Hparams(a) => hparams::run(a),
         Cmd::Cbo(a) => cbo_cmd::run(a),
+        Cmd::Bilevel(a) => bilevel_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),
         Cmd::Lipschitz(a) => lipschitz_cmd::run(a),

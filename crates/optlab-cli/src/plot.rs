@@ -226,6 +226,67 @@ pub fn plot_run(run_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Draws square grey-scale images (row-major `side`×`side` values, clamped to [0, 1], white = 1) in one row, each
+/// scaled up by `scale` pixels per value and captioned with its label.
+pub fn image_row(
+    path: &Path,
+    images: &[Vec<f64>],
+    side: usize,
+    scale: u32,
+    labels: &[String],
+) -> Result<()> {
+    register_font();
+    anyhow::ensure!(!images.is_empty(), "no images to draw");
+    let cell = side as u32 * scale;
+    let gap = 8u32;
+    let caption = 22u32;
+    let width = images.len() as u32 * (cell + gap) + gap;
+    let height = cell + 2 * gap + caption;
+    let tmp = optlab::tensor_io::temp_beside(path);
+    let root = BitMapBackend::new(&tmp, (width, height)).into_drawing_area();
+    root.fill(&WHITE).context("drawing")?;
+    let font = ("sans-serif", 16).into_font().color(&BLACK);
+    for (k, img) in images.iter().enumerate() {
+        anyhow::ensure!(
+            img.len() == side * side,
+            "image {k} has {} values, not {side}x{side}",
+            img.len()
+        );
+        let x0 = (gap + k as u32 * (cell + gap)) as i32;
+        let y0 = gap as i32;
+        for (i, v) in img.iter().enumerate() {
+            let level = (255.0 * v.clamp(0.0, 1.0)).round() as u8;
+            let (r, c) = ((i / side) as i32, (i % side) as i32);
+            let s = scale as i32;
+            root.draw(&Rectangle::new(
+                [
+                    (x0 + c * s, y0 + r * s),
+                    (x0 + (c + 1) * s, y0 + (r + 1) * s),
+                ],
+                RGBColor(level, level, level).filled(),
+            ))
+            .context("drawing")?;
+        }
+        if let Some(l) = labels.get(k) {
+            root.draw(&Text::new(
+                l.clone(),
+                (x0 + cell as i32 / 2 - 5, y0 + cell as i32 + 4),
+                font.clone(),
+            ))
+            .context("drawing")?;
+        }
+    }
+    let presented = root.present();
+    drop(root);
+    let done = presented
+        .map_err(anyhow::Error::from)
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done.with_context(|| format!("cannot write {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

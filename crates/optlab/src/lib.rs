@@ -27,6 +27,7 @@
 //! ```
 
 pub mod anneal_law;
+pub mod bilevel;
 pub mod curvature;
 pub mod data;
 pub mod error;

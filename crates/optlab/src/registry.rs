@@ -31,10 +31,7 @@ pub static PAPERS: &[Paper] = &[
     paper("P02", "Efficiently Computing Local Lipschitz Constants of Neural Networks via Bound Propagation", "local Lipschitz bounds by bound propagation on the Clarke Jacobian, tightened by branch and bound"),
     paper("P03", "The Lipschitz-Variance-Margin Tradeoff for Enhanced Randomized Smoothing", "randomized smoothing with Lipschitz-aware scores and Bernstein bounds for larger certified radii"),
     paper("P04", "Lipschitzness Is All You Need To Tame Off-policy Generative Adversarial Imitation Learning", "off-policy adversarial imitation learning made stable by a locally Lipschitz reward"),
-    Paper {
-        missing: Some("BO-REP's bilevel algorithm (initialization refinement, periodic lower-level updates); only its normalized-momentum upper-level update exists"),
-        ..paper("P05", "Bilevel Optimization under Unbounded Smoothness: A New Algorithm and Convergence Analysis", "BO-REP: bilevel optimization with normalized momentum when the upper level is not Lipschitz-smooth")
-    },
+    paper("P05", "Bilevel Optimization under Unbounded Smoothness: A New Algorithm and Convergence Analysis", "BO-REP: bilevel optimization with normalized momentum when the upper level is not Lipschitz-smooth"),
     paper("P06", "Revisiting the Last-Iterate Convergence of Stochastic Gradient Methods", "high-probability last-iterate rates of stochastic (mirror) descent in general settings"),
     paper("P07", "Robust Counterfactual Explanations for Neural Networks With Probabilistic Guarantees", "a stability measure and search for counterfactuals that stay valid when the model changes"),
     paper("P08", "Scaling physics-informed hard constraints with mixture-of-experts", "hard PDE constraints enforced per subdomain by experts differentiated implicitly"),
@@ -98,6 +95,9 @@ pub static METHODS: &[Method] = &[
     method("local-lipschitz", Kind::Analysis, "P02", "local Lipschitz bounds by Clarke-Jacobian bound propagation with branch and bound, and an exact mode", "optlab::lipschitz::local", "optlab lipschitz MODEL --method local|exact --center x.json --eps E"),
     method("lvm-rs", Kind::Analysis, "P03", "LVM-RS randomized-smoothing certificates with empirical Bernstein bounds", "optlab::lipschitz::lvm", "optlab certify MODEL --method lvm"),
     method("powernorm", Kind::Layer, "P12", "PowerNorm with its approximate backward in a transformer language model", "optlab::nn::powernorm", "optlab train --task charlm --model transformer:norm=pn"),
+    method("bo-rep", Kind::Solver, "P05", "BO-REP: normalized-momentum bilevel optimization with initialization refinement and periodic lower-level updates, beside StocBiO and the unnormalized variant", "optlab::bilevel::borep", "optlab bilevel --problem hyper-rep --method bo-rep|stocbio"),
+    method("lv-hba", Kind::Solver, "P13", "LV-HBA: single-loop Hessian-free bilevel optimization with a constrained lower level through its proximal Lagrangian value function", "optlab::bilevel::lvhba", "optlab bilevel --problem toy-constrained|svm-hparam --method lv-hba"),
+    method("implicit", Kind::Solver, "P10", "implicit differentiation of a solution through its optimality condition (root, fixed point, KKT, proximal gradient) with matrix-free linear solvers", "optlab::implicit", "optlab bilevel --problem ridge-hparam|logreg-hparam|distill --method implicit[:solver=..]"),
     method("lipsdp", Kind::Analysis, "P14", "LipSDP l2 bounds for ReLU and MaxMin networks, certified from the solver's multipliers", "optlab::lipschitz::lipsdp", "optlab lipschitz MODEL --method lipsdp --norm 2"),
     method("step-law", Kind::Schedule, "P17", "optimal learning rate and batch size from model and data size", "optlab::scaling", "optlab hparams --params N --tokens D"),
     method("cbo", Kind::Solver, "P23", "consensus-based optimization with isotropic or anisotropic noise", "optlab::solvers::cbo", "optlab cbo --function F --dim D"),

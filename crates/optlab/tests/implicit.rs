@@ -544,3 +544,48 @@ fn bad_input_is_a_clear_error() {
     let e = sliced.residual(&th, &th).unwrap_err().to_string();
     assert!(e.contains("not a variable"), "{e}");
 }
+
+/// Hypergradient descent on the ridge fixture's one strength ends at the minimum of the validation loss over λ:
+/// no value of a fine grid does better, and the hypergradient there is small.
+#[test]
+fn hypergradient_descent_reaches_the_best_single_ridge_strength() {
+    use optlab::bilevel::hypergrad::{hypergradient_descent, ImplicitConfig, ImplicitProblem};
+    let g = &golden()["ridge"];
+    let p = Ridge::from(g);
+    let problem = ImplicitProblem {
+        optimality: p.inner(),
+        upper: Box::new(|w| half_mse(w, &p.xv, &p.yv)),
+        inner: None,
+    };
+    let cfg = ImplicitConfig {
+        steps: 300,
+        outer: "adam:lr=0.05".parse().unwrap(),
+        ..ImplicitConfig::default()
+    };
+    let w0 = Tensor::zeros(6, DType::F64, &Device::Cpu).unwrap();
+    let run = hypergradient_descent(&problem, &theta(&[0.0]), &w0, &cfg, None).unwrap();
+    let best = run.curve.last().unwrap().upper;
+    assert!(best < run.curve[0].upper);
+    let f = p.inner();
+    let mut w = w0.clone();
+    for i in 0..200 {
+        let t = -8.0 + 12.0 * i as f64 / 199.0;
+        w = newton(&f, &w, &theta(&[t]));
+        assert!(
+            p.outer(&w) >= best - 1e-9,
+            "λ = e^{t} beats the descent: {} < {best}",
+            p.outer(&w)
+        );
+    }
+    let v = p.outer_grad(&run.w);
+    let hyper = f
+        .vjp(&run.w, &run.theta, &v, &SolveOptions::default())
+        .unwrap();
+    // Adam hovers within about its step of the optimum: the hypergradient is a small fraction of the first one.
+    let first = g["hypergradient"][0].as_f64().unwrap().abs();
+    assert!(
+        values(&hyper)[0].abs() < 0.05 * first,
+        "hypergradient {:?}",
+        values(&hyper)
+    );
+}

@@ -6,6 +6,7 @@ mod common;
 
 mod anneal_law;
 mod batch_tests_golden;
+mod bilevel;
 mod cbo;
 mod colide;
 mod convex_relu;
@@ -15,6 +16,7 @@ mod lipschitz;
 #[cfg(feature = "lipsdp")]
 mod lipsdp;
 mod local_lipschitz;
+mod lvhba;
 mod mup;
 mod norm;
 mod optim_golden;

@@ -4,6 +4,7 @@
 mod common;
 
 mod bad_input;
+mod bilevel;
 mod cbo;
 mod certify;
 mod charlm;

@@ -126,6 +126,7 @@ use crate::method::{MupRule, MupSupport};
 use crate::nn::Param;
 use crate::{Error, Result};
 use candle_core::backprop::GradStore;
+use candle_core::Tensor;
 
 /// A first-order optimizer over named parameters.
 pub trait Optimizer: Send + std::fmt::Debug {
@@ -273,4 +274,32 @@ pub(crate) fn update_each<C: HyperSet, K: kernel::Kernel>(
         kernel::fused_update(p, g, bufs, &kernel(p, hypers.for_param(p), fresh))?;
     }
     Ok(())
+}
+
+/// A gradient store holding `grads` for the given parameters, for stepping an optimizer with gradients computed
+/// some other way (a hypergradient, say) than one backward pass.
+pub fn grads_for(params: &[Param], grads: &[Tensor]) -> Result<GradStore> {
+    if params.len() != grads.len() {
+        return Err(crate::Error::Shape(format!(
+            "{} gradients for {} parameters",
+            grads.len(),
+            params.len()
+        )));
+    }
+    // candle builds gradient stores only by a backward pass: that of a constant gives an empty one.
+    let mut store = Tensor::new(0f32, &candle_core::Device::Cpu)?.backward()?;
+    for (p, g) in params.iter().zip(grads) {
+        if g.dims() != p.var.dims() || g.dtype() != p.var.dtype() {
+            return Err(crate::Error::Shape(format!(
+                "the gradient for {} has shape {:?} ({:?}), the parameter {:?} ({:?})",
+                p.name,
+                g.dims(),
+                g.dtype(),
+                p.var.dims(),
+                p.var.dtype()
+            )));
+        }
+        store.insert(p.tensor(), g.clone());
+    }
+    Ok(store)
 }
