@@ -3,12 +3,13 @@
 //! memory bandwidth — as a ratio. The Python harnesses live in `python/` beside this crate; run from a checkout:
 //!
 //! ```text
-//! cargo run --release -p optlab-bench -- train|optim|curvature|solvers
+//! cargo run --release -p optlab-bench -- train|optim|curvature|solvers|implicit
 //! cargo run --release -p optlab-bench --features lipsdp -- lipschitz --timeout 60
 //! ```
 
 mod curvature;
 mod harness;
+mod implicit;
 mod lipschitz;
 mod optim;
 mod solvers;
@@ -42,19 +43,23 @@ enum Bench {
     Curvature(curvature::CurvatureBenchArgs),
     /// CBO iterations/s against CBXpy and CoLiDE/DAGMA wall time against the official code, same problems.
     Solvers(solvers::SolversBenchArgs),
+    /// One ridge hypergradient (n=5000, d=2000) and one distillation step by implicit differentiation (P10) against
+    /// jaxopt.
+    Implicit(implicit::ImplicitBenchArgs),
     /// Local Lipschitz bounds (P02) against auto_LiRPA's Jacobian bounds, LipSDP (P14) against cvxpy + Clarabel.
     Lipschitz(lipschitz::LipschitzBenchArgs),
 }
 
 fn main() {
-    // Second-order gradients (the curvature bench) need candle to keep the graph; set before any thread starts.
-    std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
+    // Second-order gradients (the curvature bench) and a pinned thread count, before any thread starts.
+    optlab::runtime::init();
     let r = match Cli::parse().what {
         Bench::Train(t) => train::run(t),
         Bench::Optim(o) => optim::run(o),
         Bench::Curvature(c) => curvature::run(c),
         Bench::Solvers(s) => solvers::run(s),
         Bench::Lipschitz(l) => lipschitz::run(l),
+        Bench::Implicit(i) => implicit::run(i),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

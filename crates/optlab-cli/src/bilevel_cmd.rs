@@ -4,7 +4,6 @@
 use crate::plot::{image_row, line_chart, Series};
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use optlab::bilevel::{Method, Problem};
 use optlab::tensor_io::write_atomic;
 use optlab::train::run_dir::RunDirLock;
@@ -46,20 +45,7 @@ pub fn run(a: BilevelArgs) -> Result<()> {
         anyhow::bail!("--steps must be at least 1");
     }
     let _lock = RunDirLock::acquire(&a.out)?;
-    let bar = ProgressBar::with_draw_target(
-        Some(0),
-        if a.json {
-            ProgressDrawTarget::hidden()
-        } else {
-            ProgressDrawTarget::stderr()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-            .expect("template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(problem.to_string());
+    let bar = crate::progress::bar(&problem.to_string(), a.json);
     let mut tick = |step: usize, steps: usize, upper: f64| {
         bar.set_length(steps as u64);
         bar.set_position(step as u64);

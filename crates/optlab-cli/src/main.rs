@@ -93,9 +93,8 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    // candle reads this once per thread before its first backward pass; without it grad-of-grad is wrong.
-    // Set before any thread starts.
-    std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
+    // Second-order gradients and a pinned thread count, before any thread starts.
+    optlab::runtime::init();
     let cli = Cli::parse();
     let r = match cli.max_memory.as_deref().map(optlab::memory::parse_size) {
         Some(Err(e)) => Err(e.into()),

@@ -189,14 +189,17 @@ pub fn line_chart(
                 .context("legend")?;
         }
     }
-    let presented = root.present();
+    let presented = root.present().map_err(anyhow::Error::from);
     drop(chart);
     drop(root);
-    let done = presented
-        .map_err(anyhow::Error::from)
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
+    publish(presented, &tmp, path)
+}
+
+/// Renames the drawn temporary file over `path` once the drawing is presented, or removes it.
+fn publish(presented: Result<()>, tmp: &Path, path: &Path) -> Result<()> {
+    let done = presented.and_then(|_| std::fs::rename(tmp, path).map_err(anyhow::Error::from));
     if done.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
     }
     done.with_context(|| format!("cannot write {}", path.display()))
 }
@@ -276,15 +279,9 @@ pub fn image_row(
             .context("drawing")?;
         }
     }
-    let presented = root.present();
+    let presented = root.present().map_err(anyhow::Error::from);
     drop(root);
-    let done = presented
-        .map_err(anyhow::Error::from)
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
-    if done.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    done.with_context(|| format!("cannot write {}", path.display()))
+    publish(presented, &tmp, path)
 }
 
 #[cfg(test)]

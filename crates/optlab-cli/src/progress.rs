@@ -10,22 +10,28 @@ pub struct Progress {
     acc: Option<f64>,
 }
 
+/// A bar on stderr (hidden when `quiet`): `prefix [====>   ] pos/len message ETA`.
+pub fn bar(prefix: &str, quiet: bool) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(0),
+        if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix.to_string());
+    bar
+}
+
 impl Progress {
     pub fn new(prefix: &str, quiet: bool) -> Self {
-        let bar = ProgressBar::with_draw_target(
-            Some(0),
-            if quiet {
-                ProgressDrawTarget::hidden()
-            } else {
-                ProgressDrawTarget::stderr()
-            },
-        );
-        bar.set_style(
-            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-                .expect("template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(prefix.to_string());
+        let bar = bar(prefix, quiet);
         Progress {
             bar,
             prefix: prefix.to_string(),

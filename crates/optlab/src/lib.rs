@@ -44,6 +44,7 @@ pub mod optim;
 pub mod refine;
 pub mod registry;
 pub mod rng;
+pub mod runtime;
 pub mod scaling;
 pub mod schedule;
 pub mod second_order;

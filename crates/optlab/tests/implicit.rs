@@ -341,6 +341,17 @@ fn per_feature_l2_logistic_regression_matches_central_differences_and_jaxopt() {
         &th,
     );
     assert!(rel(&values(&w), &values(&tensor(&g["w"]))) < 1e-7);
+    // Inexact Newton (loose linear solves far from the solution) ends at the same point.
+    let w_inexact = f
+        .inexact_newton(
+            &Tensor::zeros((5, 3), DType::F64, &Device::Cpu).unwrap(),
+            &th,
+            &SolveOptions::default(),
+            50,
+            1e-13,
+        )
+        .unwrap();
+    assert!(rel(&values(&w_inexact), &values(&w)) < 1e-10);
     let hyper = values(
         &f.vjp(&w, &th, &p.outer_grad(&w), &SolveOptions::default())
             .unwrap(),
@@ -395,6 +406,19 @@ fn jvp_and_vjp_are_adjoint() {
         (l - r).abs() <= 1e-10 * l.abs().max(r.abs()),
         "⟨u, Jv⟩ = {l}, ⟨Jᵀu, v⟩ = {r}"
     );
+    // Stationarity declares ∂ₓF symmetric (products by one backward pass); the same gradient as a plain root takes
+    // the double-VJP route, and both give the same JVP.
+    let plain = Optimality::root(|w: &Tensor, th: &Tensor| {
+        let l2 = th
+            .exp()?
+            .unsqueeze(1)?
+            .broadcast_mul(&w.sqr()?)?
+            .sum_all()?;
+        let obj = cross_entropy(w, &p.x, &p.y)?.add(&l2.affine(0.5, 0.0)?)?;
+        optlab::implicit::optimality::grad(&obj, w)
+    });
+    let jv_plain = plain.jvp(&w, &th, &v, &opts).unwrap();
+    assert!(rel(&values(&jv), &values(&jv_plain)) < 1e-9);
 }
 
 /// The Jacobian of the simplex projection z*(θ) three ways: KKT conditions of min ½‖z − θ‖² s.t. Σz = 1, z ≥ 0; the

@@ -276,7 +276,7 @@ pub fn solve(
     let mut outer = outer.build();
     let mut draws = Draws(0);
     let mut z = y.zeros_like()?;
-    let mut curve = Vec::with_capacity(steps + 1);
+    let mut curve = Vec::with_capacity(steps.min(1 << 16) + 1);
     if let Algorithm::BoRep(c) = alg {
         sgd_on_lower(p, x.as_tensor(), &mut y, c.inner_lr, c.refine, &mut draws)?;
     }

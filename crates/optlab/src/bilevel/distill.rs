@@ -10,6 +10,7 @@ use super::{Outcome, Progress};
 use crate::implicit::linear::{SolveOptions, Solver};
 use crate::implicit::Optimality;
 use crate::nn::loss::cross_entropy;
+use crate::nn::matmul::matmul;
 use crate::rng::{rng_for, Stream};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -90,13 +91,13 @@ pub fn run(cfg: &DistillConfig, progress: Option<Progress<'_>>) -> Result<Distil
     let train_x = with_intercept(&s.train.x)?;
     let lam = cfg.inner_l2;
     let inner = |w: &Tensor, images: &Tensor| -> Result<Tensor> {
-        let logits = with_intercept(images)?.matmul(w)?;
+        let logits = matmul(&with_intercept(images)?, w)?;
         let penalty = w.sqr()?.sum_all()?.affine(0.5 * lam, 0.0)?;
         Ok(cross_entropy(&logits, &class_ids)?.add(&penalty)?)
     };
     let problem = ImplicitProblem {
         optimality: Optimality::stationary(inner),
-        upper: Box::new(|w| cross_entropy(&train_x.matmul(w)?, &s.train.labels)),
+        upper: Box::new(|w| cross_entropy(&matmul(&train_x, w)?, &s.train.labels)),
         inner: None,
     };
     let images0 = random_real_images(&s.train, cfg.seed)?;

@@ -10,6 +10,7 @@ use super::{Outcome, Progress};
 use crate::implicit::linear::{SolveOptions, Solver};
 use crate::implicit::Optimality;
 use crate::nn::loss::cross_entropy;
+use crate::nn::matmul::matmul;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
@@ -74,7 +75,7 @@ impl Data {
 
     /// The loss of W on this split.
     fn loss(&self, model: Model, w: &Tensor) -> Result<Tensor> {
-        let out = self.x.matmul(w)?;
+        let out = matmul(&self.x, w)?;
         match model {
             Model::Ridge => Ok(out
                 .sub(&self.y)?
@@ -96,14 +97,11 @@ fn optimality<'a>(model: Model, train: &'a Data) -> Optimality<'a> {
     match model {
         // The gradient in closed form: Xᵀ(XW − Y)/n + Λ W.
         Model::Ridge => Optimality::root(move |w, th| {
-            let r = train.x.matmul(w)?.sub(&train.y)?;
-            let g = train
-                .x
-                .t()?
-                .matmul(&r)?
-                .affine(1.0 / train.split.len() as f64, 0.0)?;
+            let r = matmul(&train.x, w)?.sub(&train.y)?;
+            let g = matmul(&train.x.t()?, &r)?.affine(1.0 / train.split.len() as f64, 0.0)?;
             Ok(g.add(&strengths(th)?.broadcast_mul(w)?)?)
-        }),
+        })
+        .symmetric(),
         Model::Logreg => Optimality::stationary(move |w, th| {
             let penalty = strengths(th)?.broadcast_mul(&w.sqr()?)?.sum_all()?;
             Ok(train

@@ -1,5 +1,5 @@
 //! Hypergradient descent through implicit differentiation (P10): each upper step solves the lower level to its
-//! optimality condition (Newton's method, warm-started), differentiates the upper objective through the solution
+//! optimality condition (inexact Newton, warm-started), differentiates the upper objective through the solution
 //! with [`Optimality::vjp`] and steps θ with any registered optimizer (Adam by default, as jaxopt's examples).
 
 use super::{CurvePoint, Progress};
@@ -46,7 +46,8 @@ pub struct ImplicitProblem<'a> {
     pub optimality: Optimality<'a>,
     /// The upper objective at w (a scalar tensor, differentiable in w).
     pub upper: UpperFn<'a>,
-    /// Solves the lower level at θ from a warm start (`None`: Newton's method on the optimality condition).
+    /// Solves the lower level at θ from a warm start (`None`: inexact Newton on the optimality condition, for a
+    /// smooth one; see [`Optimality::inexact_newton`]).
     pub inner: Option<InnerFn<'a>>,
 }
 
@@ -95,14 +96,18 @@ pub fn hypergradient_descent(
     }];
     let mut outer = cfg.outer.build();
     let mut w = w0.detach();
-    let mut curve = Vec::with_capacity(cfg.steps + 1);
+    let mut curve = Vec::with_capacity(cfg.steps.min(1 << 16) + 1);
     for step in 0..=cfg.steps {
         let th = theta.as_tensor().detach();
         w = match &problem.inner {
             Some(solve) => solve(&th, &w),
-            None => problem
-                .optimality
-                .newton(&w, &th, &cfg.solve, cfg.inner_steps, cfg.inner_tol),
+            None => problem.optimality.inexact_newton(
+                &w,
+                &th,
+                &cfg.solve,
+                cfg.inner_steps,
+                cfg.inner_tol,
+            ),
         }
         .map_err(|e| Error::invalid(format!("the lower level at upper step {step}: {e}")))?;
         let (value, v) = value_and_grad(&*problem.upper, &w)?;

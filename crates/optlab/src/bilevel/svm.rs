@@ -12,6 +12,7 @@ use super::lvhba::{ConstrainedBilevel, Constraints};
 use crate::implicit::linear::{SolveOptions, Solver};
 use crate::implicit::optimality::Kkt;
 use crate::implicit::Optimality;
+use crate::nn::matmul::matmul;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
@@ -44,9 +45,7 @@ impl Part {
 
     /// wᵀzᵢ + b.
     fn scores(&self, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-        Ok(self
-            .z
-            .matmul(&w.unsqueeze(1)?)?
+        Ok(matmul(&self.z, &w.unsqueeze(1)?)?
             .squeeze(1)?
             .broadcast_add(b)?)
     }

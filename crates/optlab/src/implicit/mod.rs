@@ -42,6 +42,8 @@ pub type OptimalityFn<'a> = Box<dyn Fn(&Tensor, &Tensor) -> Result<Tensor> + 'a>
 /// An optimality condition F(x, θ) = 0 that defines x*(θ).
 pub struct Optimality<'a> {
     f: OptimalityFn<'a>,
+    /// ∂ₓF is symmetric (F is a gradient): A·w is then one VJP instead of a double VJP.
+    symmetric: bool,
 }
 
 impl std::fmt::Debug for Optimality<'_> {
@@ -52,6 +54,7 @@ impl std::fmt::Debug for Optimality<'_> {
 
 /// F evaluated once at (x*, θ) with both as variables, so every product reuses its graph.
 struct Linearized {
+    symmetric: bool,
     x: Var,
     theta: Var,
     fx: Tensor,
@@ -72,6 +75,7 @@ impl Linearized {
             )));
         }
         Ok(Linearized {
+            symmetric: opt.symmetric,
             x: xv,
             theta: tv,
             fx,
@@ -139,6 +143,9 @@ impl<T: Real + WithDType> LinearOperator<T> for XOperator<'_, T> {
         self.lin.x.elem_count()
     }
     fn matvec(&self, v: &[T]) -> Result<Vec<T>> {
+        if self.lin.symmetric {
+            return self.rmatvec(v);
+        }
         Self::flat(&self.lin.jvp(&self.tensor(v)?, true)?)
     }
     fn rmatvec(&self, v: &[T]) -> Result<Vec<T>> {
@@ -161,52 +168,79 @@ impl<T: Real> LinearOperator<T> for Transposed<'_, T> {
     }
 }
 
-/// Solves A z = rhs (or Aᵀ z = rhs with `transposed`) for the x-operator of `lin`, in x's dtype.
+/// Solves A z = rhs for the x-operator of `lin`, in x's dtype.
 fn solve_x<T: Real + WithDType>(
     lin: &Linearized,
     rhs: &Tensor,
-    transposed: bool,
     opts: &SolveOptions,
 ) -> Result<Tensor> {
     let op = XOperator::<T> {
         lin,
         _t: std::marker::PhantomData,
     };
-    let b = XOperator::<T>::flat(rhs)?;
-    let sol = if transposed {
-        solve(&Transposed(&op), &b, opts)?
-    } else {
-        solve(&op, &b, opts)?
-    };
-    op.tensor(&sol.x)
+    op.tensor(&solve(&op, &XOperator::<T>::flat(rhs)?, opts)?.x)
 }
 
-fn solve_dispatch(
+/// Solves Aᵀu = −v and returns Bᵀu. The one backward pass that gives Bᵀu gives Aᵀu with it, which verifies the solve.
+fn theta_vjp<T: Real + WithDType>(
     lin: &Linearized,
-    rhs: &Tensor,
-    transposed: bool,
+    v: &Tensor,
     opts: &SolveOptions,
 ) -> Result<Tensor> {
+    let op = XOperator::<T> {
+        lin,
+        _t: std::marker::PhantomData,
+    };
+    let b = XOperator::<T>::flat(&v.neg()?)?;
+    let sol = linear::solve_unverified(&Transposed(&op), &b, opts)?;
+    let (atu, btu) = lin.vjp(&op.tensor(&sol.x)?)?;
+    linear::verify(sol, &b, &XOperator::<T>::flat(&atu)?, opts)?;
+    Ok(btu)
+}
+
+/// Runs `f32` or `f64` by x's dtype.
+fn by_dtype<R>(
+    lin: &Linearized,
+    f32: impl FnOnce() -> Result<R>,
+    f64: impl FnOnce() -> Result<R>,
+) -> Result<R> {
     match lin.x.dtype() {
-        DType::F32 => solve_x::<f32>(lin, rhs, transposed, opts),
-        DType::F64 => solve_x::<f64>(lin, rhs, transposed, opts),
+        DType::F32 => f32(),
+        DType::F64 => f64(),
         other => Err(Error::invalid(format!(
             "implicit differentiation works in f32 or f64, not {other:?}"
         ))),
     }
 }
 
+fn solve_dispatch(lin: &Linearized, rhs: &Tensor, opts: &SolveOptions) -> Result<Tensor> {
+    by_dtype(
+        lin,
+        || solve_x::<f32>(lin, rhs, opts),
+        || solve_x::<f64>(lin, rhs, opts),
+    )
+}
+
 impl<'a> Optimality<'a> {
     /// The condition F(x, θ) = 0 itself (jaxopt's `custom_root`); e.g. F = ∇ₓ of an inner objective.
     pub fn root(f: impl Fn(&Tensor, &Tensor) -> Result<Tensor> + 'a) -> Self {
-        Optimality { f: Box::new(f) }
+        Optimality {
+            f: Box::new(f),
+            symmetric: false,
+        }
+    }
+
+    /// Declares ∂ₓF symmetric (F is the gradient of a twice-differentiable function of x, as with
+    /// [`Optimality::stationary`], which sets it): every product with ∂ₓF is then one backward pass. Declaring it for
+    /// a non-symmetric ∂ₓF gives wrong derivatives.
+    pub fn symmetric(mut self) -> Self {
+        self.symmetric = true;
+        self
     }
 
     /// The fixed point x = T(x, θ), as F = T(x, θ) − x (jaxopt's `custom_fixed_point`).
     pub fn fixed_point(t: impl Fn(&Tensor, &Tensor) -> Result<Tensor> + 'a) -> Self {
-        Optimality {
-            f: Box::new(move |x, th| Ok(t(x, th)?.sub(x)?)),
-        }
+        Optimality::root(move |x, th| Ok(t(x, th)?.sub(x)?))
     }
 
     /// F at (x, θ): how far x is from satisfying the condition.
@@ -225,8 +259,11 @@ impl<'a> Optimality<'a> {
     ) -> Result<Tensor> {
         check_same(v, x_star, "the cotangent")?;
         let lin = Linearized::new(self, x_star, theta)?;
-        let u = solve_dispatch(&lin, &v.neg()?, true, opts)?;
-        Ok(lin.vjp(&u)?.1)
+        by_dtype(
+            &lin,
+            || theta_vjp::<f32>(&lin, v, opts),
+            || theta_vjp::<f64>(&lin, v, opts),
+        )
     }
 
     /// The JVP of x*(θ) at the solution: ∂x*/∂θ · dθ, of x's shape. Solves ∂ₓF J = −∂_θF dθ.
@@ -240,7 +277,7 @@ impl<'a> Optimality<'a> {
         check_same(dtheta, theta, "the tangent")?;
         let lin = Linearized::new(self, x_star, theta)?;
         let b = lin.jvp(dtheta, false)?;
-        solve_dispatch(&lin, &b.neg()?, false, opts)
+        solve_dispatch(&lin, &b.neg()?, opts)
     }
 }
 
@@ -256,37 +293,65 @@ impl Optimality<'_> {
         max_steps: usize,
         tol: f64,
     ) -> Result<Tensor> {
-        let norm = |t: &Tensor| -> Result<f64> {
-            Ok(t.to_dtype(DType::F64)?
-                .sqr()?
-                .sum_all()?
-                .to_scalar::<f64>()?
-                .sqrt())
-        };
+        self.newton_with(x0, theta, opts, max_steps, tol, false)
+    }
+
+    /// [`Optimality::newton`] with inexact steps for smooth F: each linear solve stops at a relative residual of
+    /// min(0.5, √‖F‖) (the forcing term of scipy's Newton-CG), not `opts.tol`, which keeps superlinear convergence
+    /// at a fraction of the products. A direction that fails the line search is recomputed with `opts.tol`. Prefer
+    /// [`Optimality::newton`] where F is only piecewise smooth (a squared hinge): inexact steps can stall there.
+    pub fn inexact_newton(
+        &self,
+        x0: &Tensor,
+        theta: &Tensor,
+        opts: &SolveOptions,
+        max_steps: usize,
+        tol: f64,
+    ) -> Result<Tensor> {
+        self.newton_with(x0, theta, opts, max_steps, tol, true)
+    }
+
+    fn newton_with(
+        &self,
+        x0: &Tensor,
+        theta: &Tensor,
+        opts: &SolveOptions,
+        max_steps: usize,
+        tol: f64,
+        inexact: bool,
+    ) -> Result<Tensor> {
         let mut x = x0.detach();
         let mut lin = Linearized::new(self, &x, theta)?;
-        let mut r = norm(&lin.fx)?;
+        let mut r = residual_norm(&lin.fx)?;
         for _ in 0..max_steps {
             if r <= tol {
                 return Ok(x);
             }
-            let d = solve_dispatch(&lin, &lin.fx.detach().neg()?, false, opts)?;
-            let mut t = 1.0;
-            loop {
-                let trial = x.add(&d.affine(t, 0.0)?)?;
-                let next = Linearized::new(self, &trial, theta)?;
-                let rn = norm(&next.fx)?;
-                if rn < (1.0 - 1e-4 * t) * r || rn <= tol {
-                    (x, lin, r) = (trial, next, rn);
+            // An inexact direction that fails the line search is redone with the full-accuracy solve.
+            let inexact = if inexact {
+                opts.tol.max(r.sqrt().min(0.5))
+            } else {
+                opts.tol
+            };
+            let mut forcing = vec![inexact];
+            if inexact > opts.tol {
+                forcing.push(opts.tol);
+            }
+            let mut accepted = None;
+            for eta in forcing {
+                let step_opts = SolveOptions { tol: eta, ..*opts };
+                let d = solve_dispatch(&lin, &lin.fx.detach().neg()?, &step_opts)?;
+                accepted = self.line_search(&x, &d, theta, r, tol)?;
+                if accepted.is_some() {
                     break;
                 }
-                t *= 0.5;
-                if t < 1e-10 {
-                    return Err(Error::invalid(format!(
-                        "Newton's method stalled at residual {r:.3e}: no step along the Newton direction reduces it"
-                    )));
-                }
             }
+            let Some(step) = accepted else {
+                return Err(Error::invalid(format!(
+                    "Newton's method stalled at residual {r:.3e}: no step along the Newton direction reduces it"
+                )));
+            };
+            (x, lin, r) = step;
         }
         if r <= tol {
             return Ok(x);
@@ -295,6 +360,38 @@ impl Optimality<'_> {
             "Newton's method did not reach residual {tol:e} in {max_steps} steps (at {r:.3e})"
         )))
     }
+
+    /// Backtracking along d from x until ‖F‖ decreases enough: the accepted point, its linearization and residual,
+    /// or `None` when the step shrinks to nothing.
+    fn line_search(
+        &self,
+        x: &Tensor,
+        d: &Tensor,
+        theta: &Tensor,
+        r: f64,
+        tol: f64,
+    ) -> Result<Option<(Tensor, Linearized, f64)>> {
+        let mut t = 1.0;
+        while t >= 1e-10 {
+            let trial = x.add(&d.affine(t, 0.0)?)?;
+            let next = Linearized::new(self, &trial, theta)?;
+            let rn = residual_norm(&next.fx)?;
+            if rn < (1.0 - 1e-4 * t) * r || rn <= tol {
+                return Ok(Some((trial, next, rn)));
+            }
+            t *= 0.5;
+        }
+        Ok(None)
+    }
+}
+
+/// ‖F‖₂ in f64.
+fn residual_norm(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?
+        .sqr()?
+        .sum_all()?
+        .to_scalar::<f64>()?
+        .sqrt())
 }
 
 fn check_same(a: &Tensor, b: &Tensor, what: &str) -> Result<()> {

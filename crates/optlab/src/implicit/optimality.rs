@@ -37,7 +37,7 @@ pub fn grad(scalar: &Tensor, wrt: &Tensor) -> Result<Tensor> {
 impl<'a> Optimality<'a> {
     /// Stationarity F = ∇ₓ f(x, θ) of a smooth, unconstrained inner objective f (a scalar).
     pub fn stationary(f: impl Fn(&Tensor, &Tensor) -> Result<Tensor> + 'a) -> Self {
-        Optimality::root(move |x, th| grad(&f(x, th)?, x))
+        Optimality::root(move |x, th| grad(&f(x, th)?, x)).symmetric()
     }
 
     /// The proximal-gradient fixed point x = prox_η(x − η ∇ₓ f(x, θ), θ) of min_x f(x, θ) + h(x, θ): `prox(v, θ, η)`

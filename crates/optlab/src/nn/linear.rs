@@ -6,21 +6,13 @@
 //! returns dW = dyᵀ x directly in the weight's `[out, in]` layout, db = Σ dy (as a product with ones), and dx = dy W only when x takes
 //! part in the graph. The backward is built from candle ops, so second-order gradients go through it too.
 
+use super::matmul::{gemm_into, matmul, Strided};
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 struct Linear;
 
-fn layout_2d(l: &Layout, what: &str) -> candle_core::Result<(usize, usize, isize, isize, usize)> {
-    match (l.dims(), l.stride()) {
-        ([r, c], [sr, sc]) => Ok((*r, *c, *sr as isize, *sc as isize, l.start_offset())),
-        _ => Err(candle_core::Error::Msg(format!(
-            "linear: {what} must be 2-D"
-        ))),
-    }
-}
-
-fn forward<T: Copy + 'static + num_traits::One>(
+fn forward<T: num_traits::Float + Send + Sync + 'static>(
     x: &[T],
     xl: &Layout,
     w: &[T],
@@ -28,8 +20,8 @@ fn forward<T: Copy + 'static + num_traits::One>(
     b: &[T],
     bl: &Layout,
 ) -> candle_core::Result<(Vec<T>, Shape)> {
-    let (m, k, x_rs, x_cs, x_off) = layout_2d(xl, "input")?;
-    let (n, k2, w_rs, w_cs, w_off) = layout_2d(wl, "weight")?;
+    let (m, k, xv) = Strided::of(x, xl, "linear: the input")?;
+    let (n, k2, wv) = Strided::of(w, wl, "linear: the weight")?;
     if k != k2 || bl.dims() != [n] {
         return Err(candle_core::Error::Msg(format!(
             "linear: input {:?}, weight {:?}, bias {:?} do not fit",
@@ -44,40 +36,8 @@ fn forward<T: Copy + 'static + num_traits::One>(
     for _ in 0..m {
         dst.extend_from_slice(&bias);
     }
-    if m > 0 && n > 0 && k > 0 {
-        let threads = rayon::current_num_threads();
-        let par = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: the offsets and strides come from candle's layouts of these very storages, so every element
-        // gemm reads lies inside `x` and `w`; `dst` holds exactly m*n row-major elements. rhs(kk, j) is
-        // w[j, kk], i.e. Wᵀ, by swapping the weight's strides.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                n as isize,
-                true,
-                x.as_ptr().add(x_off),
-                x_cs,
-                x_rs,
-                w.as_ptr().add(w_off),
-                w_rs,
-                w_cs,
-                T::one(),
-                T::one(),
-                false,
-                false,
-                false,
-                par,
-            );
-        }
-    }
+    // The bias is pre-loaded: accumulate x Wᵀ onto it (Wᵀ by swapping the weight's strides).
+    gemm_into(&mut dst, (m, n, k), xv, wv.t(), true)?;
     Ok((dst, Shape::from((m, n))))
 }
 
@@ -116,12 +76,14 @@ impl CustomOp3 for Linear {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Through the lean product, a second backward (Hessian-vector products) skips the data's gradient too.
+        let lean = |a: &Tensor, b: &Tensor| matmul(a, b).map_err(candle_core::Error::wrap);
         let dx = if x.track_op() {
-            Some(grad.matmul(w)?)
+            Some(lean(grad, w)?)
         } else {
             None
         };
-        let dw = grad.t()?.matmul(x)?;
+        let dw = lean(&grad.t()?, x)?;
         Ok((dx, Some(dw), Some(super::fused::sum_rows(grad)?)))
     }
 }

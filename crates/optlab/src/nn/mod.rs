@@ -6,6 +6,7 @@ mod build;
 pub mod fused;
 mod layer;
 pub mod linear;
+pub mod matmul;
 mod param;
 mod sequential;
 mod size;

@@ -1,0 +1,318 @@
+//! `optlab-bench implicit`: one ridge hypergradient by implicit differentiation (P10; n × d data, normal-equation
+//! CG at each relative residual of `--tols`) and one data set distillation step, against jaxopt on CPU in the same run
+//! when `python3 -c "import jax, jaxopt"` works. Both sides build the same deterministic data; the ridge
+//! hypergradient's error is measured against a dense solve. The two stop CG differently (optlab on the system's own
+//! residual, jaxopt on the normal equations' residual), so the comparison is made at equal error: each jaxopt run
+//! against the fastest optlab run that is at least as accurate.
+
+use crate::harness::python_script as python;
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use clap::Args;
+use optlab::bilevel::hypergrad::{hypergradient_descent, ImplicitConfig, ImplicitProblem};
+use optlab::implicit::linear::{solve, DenseMatrix, SolveOptions, Solver};
+use optlab::implicit::Optimality;
+use optlab::nn::loss::cross_entropy;
+use optlab::nn::matmul::matmul;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct ImplicitBenchArgs {
+    /// Ridge examples and features.
+    #[arg(long, default_value_t = 5000)]
+    pub n: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub d: usize,
+    /// Relative residuals of the hypergradient's linear solve, one timing each (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1e-5,1e-6,1e-7,1e-8,1e-9"
+    )]
+    pub tols: Vec<f64>,
+    /// Timed repetitions (the median is reported, after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// Distillation steps timed (median).
+    #[arg(long, default_value_t = 20)]
+    pub distill_steps: usize,
+    /// Skip jaxopt.
+    #[arg(long)]
+    pub no_python: bool,
+}
+
+/// X_ij = sin(0.7 i + 1.3 j) + 0.1 cos(0.05 i j mod 2π), y_i = sin(0.3 i), for rows offset..offset+n.
+fn data(n: usize, d: usize, offset: usize) -> Result<(Tensor, Tensor)> {
+    let mut x = Vec::with_capacity(n * d);
+    for i in offset..offset + n {
+        for j in 0..d {
+            let (fi, fj) = (i as f64, j as f64);
+            x.push(
+                (0.7 * fi + 1.3 * fj).sin()
+                    + 0.1 * (0.05 * fi * fj).rem_euclid(std::f64::consts::TAU).cos(),
+            );
+        }
+    }
+    let y: Vec<f64> = (offset..offset + n)
+        .map(|i| (0.3 * i as f64).sin())
+        .collect();
+    Ok((
+        Tensor::from_vec(x, (n, d), &Device::Cpu)?,
+        Tensor::from_vec(y, n, &Device::Cpu)?,
+    ))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn run(a: ImplicitBenchArgs) -> Result<()> {
+    anyhow::ensure!(
+        a.n >= 1
+            && a.d >= 1
+            && a.repeat >= 1
+            && a.distill_steps >= 1
+            && !a.tols.is_empty()
+            && a.tols.iter().all(|t| *t > 0.0 && t.is_finite()),
+        "--n, --d, --repeat, --distill-steps and every --tols value must be positive"
+    );
+    optlab::memory::check(
+        "the ridge benchmark's data",
+        (2 * a.n * a.d + 2 * a.d * a.d) as f64 * 8.0,
+        "lower --n or --d",
+    )?;
+    let (x, y) = data(a.n, a.d, 0)?;
+    let (xv, yv) = data(a.n, a.d, a.n)?;
+    let n = a.n as f64;
+    // The inner solution and the exact hypergradient by CG on the materialised system (not timed).
+    let gram = x.t()?.matmul(&x)?.affine(1.0 / n, 0.0)?;
+    let a_mat = DenseMatrix::new(a.d, gram.flatten_all()?.to_vec1::<f64>()?)?;
+    let exact_opts = SolveOptions {
+        solver: Solver::Cg,
+        tol: 1e-13,
+        max_iter: 20 * a.d,
+        ridge: 1.0,
+    };
+    let xty: Vec<f64> = x
+        .t()?
+        .matmul(&y.unsqueeze(1)?)?
+        .squeeze(1)?
+        .affine(1.0 / n, 0.0)?
+        .to_vec1()?;
+    let w: Vec<f64> = solve(&a_mat, &xty, &exact_opts)?.x;
+    let w = Tensor::from_vec(w, a.d, &Device::Cpu)?;
+    let v = xv
+        .t()?
+        .matmul(
+            &xv.matmul(&w.unsqueeze(1)?)?
+                .squeeze(1)?
+                .sub(&yv)?
+                .unsqueeze(1)?,
+        )?
+        .squeeze(1)?
+        .affine(1.0 / n, 0.0)?;
+    let neg_v: Vec<f64> = v.neg()?.to_vec1()?;
+    let u = solve(&a_mat, &neg_v, &exact_opts)?.x;
+    let exact: f64 = w.to_vec1::<f64>()?.iter().zip(&u).map(|(a, b)| a * b).sum();
+    let f = Optimality::root(|w: &Tensor, th: &Tensor| {
+        let r = matmul(&x, &w.unsqueeze(1)?)?.squeeze(1)?.sub(&y)?;
+        let g = matmul(&x.t()?, &r.unsqueeze(1)?)?
+            .squeeze(1)?
+            .affine(1.0 / n, 0.0)?;
+        Ok(g.add(&w.broadcast_mul(&th.exp()?)?)?)
+    });
+    let theta = Tensor::zeros(1, DType::F64, &Device::Cpu)?;
+    // (tol, seconds, hypergradient) per tolerance.
+    let mut ours = Vec::new();
+    for &tol in &a.tols {
+        let opts = SolveOptions {
+            solver: Solver::NormalCg,
+            tol,
+            max_iter: 10_000,
+            ridge: 0.0,
+        };
+        let mut times = Vec::new();
+        let mut hyper = f64::NAN;
+        for rep in 0..=a.repeat {
+            let t = Instant::now();
+            hyper = f.vjp(&w, &theta, &v, &opts)?.to_vec1::<f64>()?[0];
+            if rep > 0 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        ours.push((tol, median(times), hyper));
+    }
+    // The floor per normal-CG iteration: one product with XᵀX... as two passes over X (A·p and Aᵀ·q are each two).
+    let p = Tensor::ones(a.d, DType::F64, &Device::Cpu)?.unsqueeze(1)?;
+    let t = Instant::now();
+    for _ in 0..5 {
+        let _ = matmul(&x.t()?, &matmul(&x, &p)?)?;
+    }
+    let pass = t.elapsed().as_secs_f64() / 5.0;
+
+    // Distillation step on the first 1000 digits (the first image of each class as the synthetic set).
+    let digits = optlab::data::digits()?;
+    let idx: Vec<usize> = (0..1000).collect();
+    let (xr, yr) = digits.batch(&idx, DType::F64, &Device::Cpu)?;
+    let labels: Vec<u32> = yr.to_vec1()?;
+    let first: Vec<usize> = (0..10u32)
+        .map(|c| labels.iter().position(|&l| l == c).unwrap_or(0))
+        .collect();
+    let s0 = xr.index_select(
+        &Tensor::new(
+            first.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+            &Device::Cpu,
+        )?,
+        0,
+    )?;
+    let ones = |m: usize| Tensor::ones((m, 1), DType::F64, &Device::Cpu);
+    let xr1 = Tensor::cat(&[&xr, &ones(1000)?], 1)?;
+    let cls = Tensor::arange(0u32, 10, &Device::Cpu)?;
+    let problem = ImplicitProblem {
+        optimality: Optimality::stationary(|w: &Tensor, s: &Tensor| {
+            let logits = Tensor::cat(&[s, &ones(10)?], 1)?.matmul(w)?;
+            Ok(cross_entropy(&logits, &cls)?.add(&w.sqr()?.sum_all()?.affine(0.005, 0.0)?)?)
+        }),
+        upper: Box::new(|w| cross_entropy(&xr1.matmul(w)?, &yr)),
+        inner: None,
+    };
+    let cfg = ImplicitConfig {
+        steps: a.distill_steps,
+        outer: "sgd:lr=0.05".parse()?,
+        solve: SolveOptions {
+            solver: Solver::Cg,
+            ..SolveOptions::default()
+        },
+        ..ImplicitConfig::default()
+    };
+    let w0 = Tensor::zeros((65, 10), DType::F64, &Device::Cpu)?;
+    let mut stamps = vec![Instant::now()];
+    let mut tick = |_: usize, _: usize, _: f64| stamps.push(Instant::now());
+    let run = hypergradient_descent(&problem, &s0, &w0, &cfg, Some(&mut tick))?;
+    // Step k's time: from the value after step k−1 to the value after step k (the first, a cold start, left out).
+    let step_times: Vec<f64> = stamps
+        .windows(2)
+        .skip(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    let distill = median(step_times);
+    anyhow::ensure!(
+        run.curve.len() == a.distill_steps + 1,
+        "the distillation run stopped early"
+    );
+
+    let digits_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../optlab/data/digits.csv.gz");
+    let jax = python(
+        "implicit_jaxopt.py",
+        &[
+            "--n".into(),
+            a.n.to_string(),
+            "--d".into(),
+            a.d.to_string(),
+            "--tols".into(),
+            a.tols
+                .iter()
+                .map(f64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            "--repeat".into(),
+            a.repeat.to_string(),
+            "--digits".into(),
+            digits_path.into(),
+            "--distill-steps".into(),
+            a.distill_steps.to_string(),
+        ],
+        a.no_python,
+    );
+    let err = |h: f64| (h - exact).abs() / exact.abs();
+    println!(
+        "Ridge hypergradient, n={} d={} (f64, CPU), normal-equation CG to relative residual tol; error against a dense solve",
+        a.n, a.d
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>12} {:>12}",
+        "tol", "optlab s", "rel. error", "jaxopt s", "rel. error"
+    );
+    let jax_runs: Vec<(f64, f64)> = jax
+        .as_ref()
+        .and_then(|j| j["runs"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            (
+                r["seconds"].as_f64().unwrap_or(f64::NAN),
+                r["rel_error"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    for (i, &(tol, secs, hyper)) in ours.iter().enumerate() {
+        let theirs = jax_runs
+            .get(i)
+            .map_or("n/a".to_string(), |(s, e)| format!("{s:>12.4} {e:>12.2e}"));
+        println!(
+            "{:<8.0e} {:>12.4} {:>12.2e} {}",
+            tol,
+            secs,
+            err(hyper),
+            theirs
+        );
+    }
+    // Equal accuracy: at each error level jaxopt reached, the fastest run of each side at most that wrong.
+    let mut levels: Vec<f64> = jax_runs
+        .iter()
+        .map(|r| r.1)
+        .filter(|e| e.is_finite())
+        .collect();
+    levels.sort_by(f64::total_cmp);
+    levels.dedup_by(|a, b| (*a - *b).abs() <= 0.01 * b.abs());
+    for e in levels {
+        let within = |err: f64| err <= e * 1.01;
+        let theirs = jax_runs
+            .iter()
+            .filter(|r| within(r.1))
+            .map(|r| r.0)
+            .fold(f64::INFINITY, f64::min);
+        let mine = ours
+            .iter()
+            .filter(|r| within(err(r.2)))
+            .map(|r| r.1)
+            .fold(f64::INFINITY, f64::min);
+        if mine.is_finite() {
+            println!(
+                "at error ≤ {e:.2e}: optlab {mine:.4} s, jaxopt {theirs:.4} s: optlab / jaxopt {:.2}x",
+                mine / theirs
+            );
+        } else {
+            println!(
+                "at error ≤ {e:.2e}: no optlab run that accurate (add a smaller --tols value)"
+            );
+        }
+    }
+    if jax.is_none() {
+        println!("jaxopt   n/a (pip install jax jaxopt, or --no-python)");
+    }
+    let jax_pass = jax.as_ref().and_then(|j| j["product_seconds"].as_f64());
+    println!(
+        "one XᵀX·p product (two passes over X): optlab {:.4} s, jax {}",
+        pass,
+        jax_pass.map_or("n/a".into(), |s| format!("{s:.4} s"))
+    );
+    println!("\nDistillation step (1000 digits, 10 synthetic images, inner logistic regression to ‖∇‖ ≤ 1e-9, CG 1e-10)");
+    println!("{:<8} {:>14}", "", "s per step");
+    println!("{:<8} {:>14.5}", "optlab", distill);
+    match jax
+        .as_ref()
+        .and_then(|j| j["distill_seconds_per_step"].as_f64())
+    {
+        Some(s) => {
+            println!("{:<8} {:>14.5}", "jaxopt", s);
+            println!(
+                "optlab takes {:.2}x jaxopt's time (jaxopt: L-BFGS inner solver, jit-compiled)",
+                distill / s
+            );
+        }
+        None => println!("jaxopt   n/a"),
+    }
+    Ok(())
+}

@@ -1,0 +1,431 @@
+//! Matrix products that differentiate only what is tracked.
+//!
+//! candle's backward of `a.matmul(b)` computes both operand gradients even when one operand is constant data: for a
+//! data matrix X (n × d) times a parameter vector, that is an n × d outer product materialised on every backward pass,
+//! and again on every double backward (each Hessian-vector product, each implicit-differentiation mat-vec of P10).
+//! [`matmul`] is the same product as one candle op whose backward returns a gradient only for an operand that takes
+//! part in the graph, built from [`matmul`] again so second-order passes stay as lean. [`gemm_into`] is the strided
+//! gemm call it shares with the fused linear layer.
+
+use crate::Result;
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use num_traits::Float;
+use rayon::prelude::*;
+
+/// A read-only strided 2-D view into a storage slice: element (i, j) is `data[off + i·rs + j·cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Strided<'a, T> {
+    pub data: &'a [T],
+    pub off: usize,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+impl<'a, T> Strided<'a, T> {
+    /// The view of a 2-D candle layout, `(rows, cols, view)`.
+    pub fn of(data: &'a [T], l: &Layout, what: &str) -> candle_core::Result<(usize, usize, Self)> {
+        match (l.dims(), l.stride()) {
+            ([r, c], [sr, sc]) => Ok((
+                *r,
+                *c,
+                Strided {
+                    data,
+                    off: l.start_offset(),
+                    rs: *sr as isize,
+                    cs: *sc as isize,
+                },
+            )),
+            _ => Err(candle_core::Error::Msg(format!(
+                "{what} must be 2-D, got shape {:?}",
+                l.dims()
+            ))),
+        }
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Strided {
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// Whether every element of a `rows × cols` view lies inside `data` (strides are never negative in candle).
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        if rows == 0 || cols == 0 {
+            return true;
+        }
+        if self.rs < 0 || self.cs < 0 {
+            return false;
+        }
+        let last = self.off + (rows - 1) * self.rs as usize + (cols - 1) * self.cs as usize;
+        last < self.data.len()
+    }
+}
+
+/// dst (m × n, row-major, contiguous) ← [dst +] a (m × k) · b (k × n), multi-threaded over rayon's pool.
+/// Matrix-vector products (n = 1, or m = 1 by transposition) go to [`gemv`].
+pub(crate) fn gemm_into<T: Float + Send + Sync + 'static>(
+    dst: &mut [T],
+    (m, n, k): (usize, usize, usize),
+    a: Strided<'_, T>,
+    b: Strided<'_, T>,
+    accumulate: bool,
+) -> candle_core::Result<()> {
+    if dst.len() != m * n || !a.fits(m, k) || !b.fits(k, n) {
+        return Err(candle_core::Error::Msg(format!(
+            "gemm: a {m}×{k} by {k}×{n} product does not fit its storages"
+        )));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.iter_mut().for_each(|v| *v = T::zero());
+        }
+        return Ok(());
+    }
+    if n == 1 && gemv(dst, m, k, a, b, accumulate) {
+        return Ok(());
+    }
+    // A row vector times a matrix: dstᵀ = bᵀ aᵀ, with a's row as the vector.
+    if m == 1 && gemv(dst, n, k, b.t(), a.t(), accumulate) {
+        return Ok(());
+    }
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `fits` checked that every element the strides reach lies inside `a.data` and `b.data`, and `dst` holds
+    // exactly m·n row-major elements; gemm reads dst only when `accumulate` is set.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr().add(a.off),
+            a.cs,
+            a.rs,
+            b.data.as_ptr().add(b.off),
+            b.cs,
+            b.rs,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    Ok(())
+}
+
+/// Rows (or output entries) per rayon task in [`gemv`], and the size below which it runs on one thread.
+const GEMV_CHUNK: usize = 256;
+const GEMV_SERIAL: usize = 1 << 15;
+
+/// dst (m) ← [dst +] a (m × k) · x (the k × 1 view), when a's rows or columns are contiguous (else false, untouched):
+/// one pass over a in its own memory order, which is what bounds a matrix-vector product (gemm's tiling is built for
+/// matrices and reads a slower).
+fn gemv<T: Float + Send + Sync>(
+    dst: &mut [T],
+    m: usize,
+    k: usize,
+    a: Strided<'_, T>,
+    x: Strided<'_, T>,
+    accumulate: bool,
+) -> bool {
+    let xs: Vec<T> = (0..k).map(|j| x.data[x.off + j * x.rs as usize]).collect();
+    let serial = m * k < GEMV_SERIAL;
+    if a.cs == 1 {
+        // Rows contiguous: one dot product per row.
+        let rows = |start: usize, out: &mut [T]| {
+            for (i, o) in out.iter_mut().enumerate() {
+                let row = a.off + (start + i) * a.rs as usize;
+                let d = dot(&a.data[row..row + k], &xs);
+                *o = if accumulate { *o + d } else { d };
+            }
+        };
+        if serial {
+            rows(0, dst);
+        } else {
+            dst.par_chunks_mut(GEMV_CHUNK)
+                .enumerate()
+                .for_each(|(c, out)| rows(c * GEMV_CHUNK, out));
+        }
+        true
+    } else if a.rs == 1 {
+        // Columns contiguous: dst = Σ_j x_j · column j. Each task sums a contiguous range of columns (a stretch of
+        // a's memory) four at a time into its own partial vector; the partials are added at the end.
+        let partial = |j0: usize, j1: usize| -> Vec<T> {
+            let mut out = vec![T::zero(); m];
+            let col = |j: usize| &a.data[a.off + j * a.cs as usize..][..m];
+            let mut j = j0;
+            while j + 4 <= j1 {
+                let (c0, c1, c2, c3) = (col(j), col(j + 1), col(j + 2), col(j + 3));
+                let (x0, x1, x2, x3) = (xs[j], xs[j + 1], xs[j + 2], xs[j + 3]);
+                for i in 0..m {
+                    out[i] = out[i] + x0 * c0[i] + x1 * c1[i] + x2 * c2[i] + x3 * c3[i];
+                }
+                j += 4;
+            }
+            for (j, &xj) in xs.iter().enumerate().take(j1).skip(j) {
+                for (o, &v) in out.iter_mut().zip(col(j)) {
+                    *o = *o + xj * v;
+                }
+            }
+            out
+        };
+        let tasks = if serial {
+            1
+        } else {
+            rayon::current_num_threads().clamp(1, k)
+        };
+        let per = k.div_ceil(tasks);
+        let parts: Vec<Vec<T>> = (0..tasks)
+            .into_par_iter()
+            .map(|t| partial((t * per).min(k), ((t + 1) * per).min(k)))
+            .collect();
+        if !accumulate {
+            dst.iter_mut().for_each(|o| *o = T::zero());
+        }
+        for part in parts {
+            for (o, v) in dst.iter_mut().zip(part) {
+                *o = *o + v;
+            }
+        }
+        true
+    } else {
+        false
+    }
+}
+
+/// ⟨a, b⟩ with eight partial sums, so the loop vectorizes.
+fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: T = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .fold(T::zero(), |s, (&x, &y)| s + x * y);
+    for (x, y) in ca.zip(cb) {
+        let (x, y): (&[T; 8], &[T; 8]) = (x.try_into().expect("8"), y.try_into().expect("8"));
+        for l in 0..8 {
+            acc[l] = acc[l] + x[l] * y[l];
+        }
+    }
+    acc.iter().fold(tail, |s, &v| s + v)
+}
+
+struct Matmul;
+
+fn product<T: Float + Send + Sync + 'static>(
+    a: &[T],
+    al: &Layout,
+    b: &[T],
+    bl: &Layout,
+) -> candle_core::Result<(Vec<T>, Shape)> {
+    let (m, k, av) = Strided::of(a, al, "matmul: the left operand")?;
+    let (k2, n, bv) = Strided::of(b, bl, "matmul: the right operand")?;
+    if k != k2 {
+        return Err(candle_core::Error::Msg(format!(
+            "matmul: shapes {:?} and {:?} do not fit",
+            al.dims(),
+            bl.dims()
+        )));
+    }
+    let mut dst = vec![T::zero(); m * n];
+    gemm_into(&mut dst, (m, n, k), av, bv, false)?;
+    Ok((dst, Shape::from((m, n))))
+}
+
+impl CustomOp2 for Matmul {
+    fn name(&self) -> &'static str {
+        "optlab-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        match (s1, s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                product(a, l1, b, l2).map(|(v, s)| (CpuStorage::F32(v), s))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                product(a, l1, b, l2).map(|(v, s)| (CpuStorage::F64(v), s))
+            }
+            _ => Err(candle_core::Error::Msg(
+                "matmul: both operands must be f32 or both f64".into(),
+            )),
+        }
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let lean = |x: &Tensor, y: &Tensor| matmul(x, y).map_err(candle_core::Error::wrap);
+        let da = if a.track_op() {
+            Some(lean(grad, &b.t()?)?)
+        } else {
+            None
+        };
+        let db = if b.track_op() {
+            Some(lean(&a.t()?, grad)?)
+        } else {
+            None
+        };
+        Ok((da, db))
+    }
+}
+
+/// a · b for 2-D f32/f64 CPU tensors, whose backward computes no gradient for a constant operand (see the module
+/// docs); anything else goes to candle's `matmul`. Use it for products of data with parameters inside optimality
+/// conditions (P10) and losses that are differentiated twice.
+///
+/// ```
+/// # std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
+/// use candle_core::{Device, Tensor, Var};
+/// let x = Tensor::new(&[[1.0f64, 2.0], [3.0, 4.0]], &Device::Cpu)?;
+/// let w = Var::new(&[[1.0f64], [-1.0]], &Device::Cpu)?;
+/// let y = optlab::nn::matmul::matmul(&x, w.as_tensor())?;
+/// assert_eq!(y.flatten_all()?.to_vec1::<f64>()?, [-1.0, -1.0]);
+/// let g = y.sum_all()?.backward()?;
+/// assert_eq!(g.get(&w).unwrap().flatten_all()?.to_vec1::<f64>()?, [4.0, 6.0]);
+/// assert!(g.get(&x).is_none()); // the data's gradient is never formed
+/// # Ok::<(), optlab::Error>(())
+/// ```
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let lean = a.rank() == 2
+        && b.rank() == 2
+        && a.device().is_cpu()
+        && b.device().is_cpu()
+        && a.dtype() == b.dtype()
+        && matches!(a.dtype(), candle_core::DType::F32 | candle_core::DType::F64);
+    Ok(if lean {
+        a.apply_op2(b, Matmul)?
+    } else {
+        a.matmul(b)?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        a.to_dtype(DType::F64)
+            .unwrap()
+            .sub(&b.to_dtype(DType::F64).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn products_match_candle_for_every_layout() {
+        let dev = Device::Cpu;
+        // (m, k, n): matrix-vector below and above the serial threshold, row vector times matrix, a plain gemm,
+        // empty inner dimension.
+        for &(m, k, n) in &[
+            (7, 5, 1),
+            (300, 257, 1),
+            (1, 300, 129),
+            (1, 3, 1),
+            (6, 4, 3),
+            (4, 0, 1),
+        ] {
+            let a = Tensor::randn(0f64, 1.0, (m, k), &dev).unwrap();
+            let b = Tensor::randn(0f64, 1.0, (k, n), &dev).unwrap();
+            let at = Tensor::randn(0f64, 1.0, (k, m), &dev).unwrap();
+            let bt = Tensor::randn(0f64, 1.0, (n, k), &dev).unwrap();
+            for (x, y) in [
+                (&a, &b),
+                (&at.t().unwrap(), &b),
+                (&a, &bt.t().unwrap()),
+                (&at.t().unwrap(), &bt.t().unwrap()),
+            ] {
+                let want = x.matmul(y).unwrap();
+                assert!(
+                    max_diff(&matmul(x, y).unwrap(), &want) < 1e-12,
+                    "{m}x{k}x{n}"
+                );
+                let (x32, y32) = (
+                    x.to_dtype(DType::F32).unwrap(),
+                    y.to_dtype(DType::F32).unwrap(),
+                );
+                assert!(max_diff(&matmul(&x32, &y32).unwrap(), &want) < 1e-4);
+            }
+        }
+        // Neither rows nor columns contiguous (every other column of a wider matrix): the general gemm path.
+        let wide = Tensor::randn(0f64, 1.0, (9, 12), &dev).unwrap();
+        let strided = wide
+            .reshape((9, 6, 2))
+            .unwrap()
+            .narrow(2, 0, 1)
+            .unwrap()
+            .squeeze(2)
+            .unwrap();
+        let v = Tensor::randn(0f64, 1.0, (6, 1), &dev).unwrap();
+        assert!(
+            max_diff(
+                &matmul(&strided, &v).unwrap(),
+                &strided.contiguous().unwrap().matmul(&v).unwrap()
+            ) < 1e-12
+        );
+        // Mismatched shapes are an error, not a panic.
+        assert!(matmul(&a_err(), &Tensor::zeros((4, 1), DType::F64, &dev).unwrap()).is_err());
+    }
+
+    fn a_err() -> Tensor {
+        Tensor::zeros((2, 3), DType::F64, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn gradients_only_for_tracked_operands_and_second_order() {
+        crate::require_second_order().unwrap();
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f64, 1.0, (40, 6), &dev).unwrap();
+        let w = Var::randn(0f64, 1.0, (6, 1), &dev).unwrap();
+        // f(w) = ½‖X w‖²: ∇f = XᵀX w, ∇(⟨∇f, v⟩) = XᵀX v.
+        let f = matmul(&x, w.as_tensor())
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .affine(0.5, 0.0)
+            .unwrap();
+        let g = f.backward().unwrap();
+        assert!(g.get(&x).is_none());
+        let gw = g.get(&w).unwrap().clone();
+        let gram = x.t().unwrap().matmul(&x).unwrap();
+        assert!(max_diff(&gw, &gram.matmul(w.as_tensor()).unwrap()) < 1e-10);
+        let v = Tensor::randn(0f64, 1.0, (6, 1), &dev).unwrap();
+        let hv = gw.mul(&v).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_diff(hv.get(&w).unwrap(), &gram.matmul(&v).unwrap()) < 1e-10);
+    }
+}
