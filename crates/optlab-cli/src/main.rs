@@ -11,6 +11,7 @@ mod eval_cmd;
 mod hparams;
 mod lipschitz_cmd;
 mod mup_cmd;
+mod nlp_cmd;
 mod optimize;
 mod papers_cmd;
 mod plot;
@@ -69,6 +70,8 @@ enum Cmd {
     /// Bilevel problems on the digits: per-pixel regularization and distillation by implicit differentiation (P10),
     /// hyper-representation learning by BO-REP (P05) or StocBiO, constrained lower levels by LV-HBA (P13).
     Bilevel(bilevel_cmd::BilevelArgs),
+    /// Equality-constrained nonlinear programs by AdaSketch-Newton (P19) on a CUTEst test set.
+    Nlp(nlp_cmd::NlpArgs),
     /// Convex training of a two-layer ReLU network by ADMM (P28), saved as a loadable MLP.
     ConvexRelu(convex_relu_cmd::ConvexReluArgs),
     /// Linear-SEM structure learning (P40): simulate data, fit a DAG with CoLiDE or DAGMA.
@@ -122,6 +125,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Hparams(a) => hparams::run(a),
         Cmd::Cbo(a) => cbo_cmd::run(a),
         Cmd::Bilevel(a) => bilevel_cmd::run(a),
+        Cmd::Nlp(a) => nlp_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),
         Cmd::Lipschitz(a) => lipschitz_cmd::run(a),

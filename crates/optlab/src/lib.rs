@@ -28,6 +28,7 @@
 
 pub mod anneal_law;
 pub mod bilevel;
+pub mod constrained;
 pub mod curvature;
 pub mod data;
 pub mod error;

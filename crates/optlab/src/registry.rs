@@ -45,7 +45,10 @@ pub static PAPERS: &[Paper] = &[
     paper("P16", "Stochastic Policy Gradient Methods: Improved Sample Complexity for Fisher-non-degenerate Policies", "normalized policy gradients with implicit transport or Hessian correction"),
     paper("P17", "Predictable Scale: Part I -- Optimal Hyperparameter Scaling Law in Large Language Model Pretraining", "Step Law: optimal learning rate and batch size as power laws of model and data size"),
     paper("P18", "A Deep Conjugate Direction Method for Iteratively Solving Linear Systems", "a learned search direction for conjugate-direction solves of Poisson systems"),
-    paper("P19", "Constrained Optimization via Exact Augmented Lagrangian and Randomized Iterative Sketching", "equality-constrained Newton steps solved inexactly by randomized sketching"),
+    Paper {
+        missing: Some("the constrained logistic-regression experiment and the side-by-side bench against scipy's trust-constr"),
+        ..paper("P19", "Constrained Optimization via Exact Augmented Lagrangian and Randomized Iterative Sketching", "equality-constrained Newton steps solved inexactly by randomized sketching")
+    },
     paper("P20", "DIFFTACTILE: A Physics-based Differentiable Tactile Simulator for Contact-rich Robotic Manipulation", "a differentiable tactile contact simulator for system identification and control"),
     paper("P21", "Faster Rates of Convergence to Stationary Points in Differentially Private Optimization", "private variance-reduced methods reaching stationary points faster"),
     paper("P22", "Neural Network Approximations of PDEs Beyond Linearity: A Representational Perspective", "how well networks represent solutions of nonlinear variational PDEs"),
@@ -98,6 +101,7 @@ pub static METHODS: &[Method] = &[
     method("bo-rep", Kind::Solver, "P05", "BO-REP: normalized-momentum bilevel optimization with initialization refinement and periodic lower-level updates, beside StocBiO and the unnormalized variant", "optlab::bilevel::borep", "optlab bilevel --problem hyper-rep --method bo-rep|stocbio"),
     method("lv-hba", Kind::Solver, "P13", "LV-HBA: single-loop Hessian-free bilevel optimization with a constrained lower level through its proximal Lagrangian value function", "optlab::bilevel::lvhba", "optlab bilevel --problem toy-constrained|svm-hparam --method lv-hba"),
     method("implicit", Kind::Solver, "P10", "implicit differentiation of a solution through its optimality condition (root, fixed point, KKT, proximal gradient) with matrix-free linear solvers", "optlab::implicit", "optlab bilevel --problem ridge-hparam|logreg-hparam|distill --method implicit[:solver=..]"),
+    method("adasketch", Kind::Solver, "P19", "AdaSketch-Newton: Newton-KKT steps solved by randomized sketching (Kaczmarz, Gaussian, block) under the exact augmented Lagrangian merit, and its exact-solve variant", "optlab::constrained", "optlab nlp solve|suite [--method adasketch|newton]"),
     method("lipsdp", Kind::Analysis, "P14", "LipSDP l2 bounds for ReLU and MaxMin networks, certified from the solver's multipliers", "optlab::lipschitz::lipsdp", "optlab lipschitz MODEL --method lipsdp --norm 2"),
     method("step-law", Kind::Schedule, "P17", "optimal learning rate and batch size from model and data size", "optlab::scaling", "optlab hparams --params N --tokens D"),
     method("cbo", Kind::Solver, "P23", "consensus-based optimization with isotropic or anisotropic noise", "optlab::solvers::cbo", "optlab cbo --function F --dim D"),

@@ -9,6 +9,7 @@ mod batch_tests_golden;
 mod bilevel;
 mod cbo;
 mod colide;
+mod constrained;
 mod convex_relu;
 mod curvature;
 mod implicit;

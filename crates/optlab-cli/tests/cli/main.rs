@@ -17,6 +17,7 @@ mod fuzz;
 mod help;
 mod lipschitz;
 mod mup;
+mod nlp;
 mod optimize;
 mod papers;
 mod reliability;
