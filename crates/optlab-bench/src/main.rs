@@ -11,6 +11,7 @@ mod curvature;
 mod harness;
 mod implicit;
 mod lipschitz;
+mod nlp;
 mod optim;
 mod solvers;
 mod train;
@@ -46,6 +47,8 @@ enum Bench {
     /// One ridge hypergradient (n=5000, d=2000) and one distillation step by implicit differentiation (P10) against
     /// jaxopt.
     Implicit(implicit::ImplicitBenchArgs),
+    /// AdaSketch-Newton (P19) on the equality-constrained CUTEst set against scipy's trust-constr.
+    Nlp(nlp::NlpBenchArgs),
     /// Local Lipschitz bounds (P02) against auto_LiRPA's Jacobian bounds, LipSDP (P14) against cvxpy + Clarabel.
     Lipschitz(lipschitz::LipschitzBenchArgs),
 }
@@ -60,6 +63,7 @@ fn main() {
         Bench::Solvers(s) => solvers::run(s),
         Bench::Lipschitz(l) => lipschitz::run(l),
         Bench::Implicit(i) => implicit::run(i),
+        Bench::Nlp(n) => nlp::run(n),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

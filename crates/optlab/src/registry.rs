@@ -46,7 +46,7 @@ pub static PAPERS: &[Paper] = &[
     paper("P17", "Predictable Scale: Part I -- Optimal Hyperparameter Scaling Law in Large Language Model Pretraining", "Step Law: optimal learning rate and batch size as power laws of model and data size"),
     paper("P18", "A Deep Conjugate Direction Method for Iteratively Solving Linear Systems", "a learned search direction for conjugate-direction solves of Poisson systems"),
     Paper {
-        missing: Some("the constrained logistic-regression experiment and the side-by-side bench against scipy's trust-constr"),
+        missing: Some("problems given by Hessian-vector products only (a matrix-free KKT sketch)"),
         ..paper("P19", "Constrained Optimization via Exact Augmented Lagrangian and Randomized Iterative Sketching", "equality-constrained Newton steps solved inexactly by randomized sketching")
     },
     paper("P20", "DIFFTACTILE: A Physics-based Differentiable Tactile Simulator for Contact-rich Robotic Manipulation", "a differentiable tactile contact simulator for system identification and control"),
