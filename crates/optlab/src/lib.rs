@@ -42,6 +42,7 @@ pub mod method;
 pub mod mup;
 pub mod nn;
 pub mod optim;
+pub mod pde;
 pub mod refine;
 pub mod registry;
 pub mod rng;

@@ -22,6 +22,7 @@ mod mup;
 mod norm;
 mod optim_golden;
 mod optim_properties;
+mod pde;
 mod torch_state_dict;
 mod train;
 mod transformer;
