@@ -140,3 +140,139 @@ fn a_robin_end_by_ghost_node_converges_at_second_order() {
     let order = (e1 / e2).log2();
     assert!((1.8..2.3).contains(&order), "order {order} ({e1}, {e2})");
 }
+
+mod lm {
+    use candle_core::{DType, Device, Tensor, Var};
+    use optlab::pde::lm::{lm, lm_batch, lm_solve, LmOptions, ResidualFn};
+    use std::sync::Arc;
+
+    /// rᵢ = vᵢ + 0.3 vᵢ² − yᵢ with v = Φ w (Φ = θ, 30 × 4): nonlinear in w, as Fisher–KPP's residual is in u.
+    fn residual(y: Vec<f64>) -> ResidualFn {
+        Arc::new(move |w: &Tensor, theta: &Tensor| {
+            let v = theta.matmul(&w.unsqueeze(1)?)?.squeeze(1)?;
+            let y = Tensor::new(y.as_slice(), w.device())?.to_dtype(w.dtype())?;
+            Ok(v.add(&v.sqr()?.affine(0.3, 0.0)?)?.sub(&y)?)
+        })
+    }
+
+    /// Targets from w = (0.5, −0.3, 0.2, 0.1) plus a small misfit, so the optimum has a non-zero residual.
+    fn data() -> (Tensor, Vec<f64>) {
+        let theta: Vec<f64> = (0..120).map(|i| (((i * i) % 97) as f64 * 0.37).sin()).collect();
+        let w = [0.5, -0.3, 0.2, 0.1];
+        let y: Vec<f64> = (0..30)
+            .map(|i| {
+                let v: f64 = (0..4).map(|k| theta[i * 4 + k] * w[k]).sum();
+                v + 0.3 * v * v + 0.02 * ((i as f64) * 1.7).sin()
+            })
+            .collect();
+        (Tensor::from_vec(theta, (30, 4), &Device::Cpu).unwrap(), y)
+    }
+
+    #[test]
+    fn the_backward_equals_finite_differences_of_the_solution_map() {
+        let (theta0, y) = data();
+        let r = residual(y);
+        let w0 = Tensor::zeros(4, DType::F64, &Device::Cpu).unwrap();
+        let opts = LmOptions::default();
+        let c = [1.0, -2.0, 0.5, 3.0];
+        let loss_of = |w: &Tensor| -> f64 {
+            w.to_vec1::<f64>()
+                .unwrap()
+                .iter()
+                .zip(c)
+                .map(|(a, b)| a * b)
+                .sum()
+        };
+        let theta = Var::from_tensor(&theta0).unwrap();
+        let (w, stats) = lm(&r, &w0, theta.as_tensor(), &opts).unwrap();
+        assert!(
+            stats.converged && stats.gradient <= 1e-10 && stats.cost > 1e-4,
+            "{stats:?}"
+        );
+        let cvec = Tensor::new(&c, &Device::Cpu).unwrap();
+        let grads = w.mul(&cvec).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = grads
+            .get(theta.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let base = theta0.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let h = 1e-6;
+        for idx in [0usize, 7, 33, 58, 119] {
+            let at = |s: f64| {
+                let mut t = base.clone();
+                t[idx] += s;
+                let th = Tensor::from_vec(t, (30, 4), &Device::Cpu).unwrap();
+                let (w, _) = lm_solve(
+                    &r,
+                    &w0,
+                    &th,
+                    &LmOptions {
+                        gtol: 1e-13,
+                        ..opts
+                    },
+                )
+                .unwrap();
+                loss_of(&w)
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h);
+            assert!(
+                (fd - g[idx]).abs() <= 1e-5 * fd.abs().max(1.0),
+                "θ[{idx}]: {} vs {fd}",
+                g[idx]
+            );
+        }
+    }
+
+    #[test]
+    fn batches_solve_each_problem_and_bad_input_is_refused() {
+        let (theta0, y) = data();
+        let r = residual(y.clone());
+        let w0 = Tensor::zeros(4, DType::F64, &Device::Cpu).unwrap();
+        let scaled = theta0.affine(0.5, 0.0).unwrap();
+        let out = lm_batch(
+            &[
+                (r.clone(), w0.clone(), theta0.clone()),
+                (r.clone(), w0.clone(), scaled.clone()),
+            ],
+            &LmOptions::default(),
+        )
+        .unwrap();
+        for ((w, _), th) in out.iter().zip([&theta0, &scaled]) {
+            let (single, _) = lm_solve(&r, &w0, th, &LmOptions::default()).unwrap();
+            let d: f64 = w
+                .sub(&single)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(d < 1e-12);
+        }
+        assert!(lm_solve(
+            &r,
+            &Tensor::zeros((2, 2), DType::F64, &Device::Cpu).unwrap(),
+            &theta0,
+            &LmOptions::default()
+        )
+        .is_err());
+        assert!(lm_solve(
+            &r,
+            &w0,
+            &theta0,
+            &LmOptions {
+                mu: 0.0,
+                ..LmOptions::default()
+            }
+        )
+        .is_err());
+        let constant: ResidualFn =
+            Arc::new(|w: &Tensor, _t: &Tensor| Ok(w.zeros_like()?.affine(1.0, 1.0)?));
+        let e = lm_solve(&constant, &w0, &theta0, &LmOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("does not depend"), "{e}");
+    }
+}
