@@ -157,7 +157,9 @@ mod lm {
 
     /// Targets from w = (0.5, −0.3, 0.2, 0.1) plus a small misfit, so the optimum has a non-zero residual.
     fn data() -> (Tensor, Vec<f64>) {
-        let theta: Vec<f64> = (0..120).map(|i| (((i * i) % 97) as f64 * 0.37).sin()).collect();
+        let theta: Vec<f64> = (0..120)
+            .map(|i| (((i * i) % 97) as f64 * 0.37).sin())
+            .collect();
         let w = [0.5, -0.3, 0.2, 0.1];
         let y: Vec<f64> = (0..30)
             .map(|i| {
