@@ -14,6 +14,7 @@ mod mup_cmd;
 mod nlp_cmd;
 mod optimize;
 mod papers_cmd;
+mod pde_cmd;
 mod plot;
 mod progress;
 mod run_args;
@@ -72,6 +73,9 @@ enum Cmd {
     Bilevel(bilevel_cmd::BilevelArgs),
     /// Equality-constrained nonlinear programs by AdaSketch-Newton (P19) on a CUTEst test set.
     Nlp(nlp_cmd::NlpArgs),
+    /// Physics-constrained learning (P08): Fisher-KPP with soft or hard (Levenberg-Marquardt, mixture-of-experts)
+    /// constraints against a finite-difference reference.
+    Pde(pde_cmd::PdeArgs),
     /// Convex training of a two-layer ReLU network by ADMM (P28), saved as a loadable MLP.
     ConvexRelu(convex_relu_cmd::ConvexReluArgs),
     /// Linear-SEM structure learning (P40): simulate data, fit a DAG with CoLiDE or DAGMA.
@@ -126,6 +130,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Cbo(a) => cbo_cmd::run(a),
         Cmd::Bilevel(a) => bilevel_cmd::run(a),
         Cmd::Nlp(a) => nlp_cmd::run(a),
+        Cmd::Pde(a) => pde_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),
         Cmd::Lipschitz(a) => lipschitz_cmd::run(a),

@@ -34,7 +34,10 @@ pub static PAPERS: &[Paper] = &[
     paper("P05", "Bilevel Optimization under Unbounded Smoothness: A New Algorithm and Convergence Analysis", "BO-REP: bilevel optimization with normalized momentum when the upper level is not Lipschitz-smooth"),
     paper("P06", "Revisiting the Last-Iterate Convergence of Stochastic Gradient Methods", "high-probability last-iterate rates of stochastic (mirror) descent in general settings"),
     paper("P07", "Robust Counterfactual Explanations for Neural Networks With Probabilistic Guarantees", "a stability measure and search for counterfactuals that stay valid when the model changes"),
-    paper("P08", "Scaling physics-informed hard constraints with mixture-of-experts", "hard PDE constraints enforced per subdomain by experts differentiated implicitly"),
+    Paper {
+        missing: Some("the diffusion-sorption experiment (its reference solver is built) and the FNO basis network (a tanh MLP stands in)"),
+        ..paper("P08", "Scaling physics-informed hard constraints with mixture-of-experts", "hard PDE constraints enforced per subdomain by experts differentiated implicitly")
+    },
     paper("P09", "DIFF2: Differential Private Optimization via Gradient Differences for Nonconvex Distributed Learning", "private distributed optimization that communicates noisy gradient differences"),
     paper("P10", "Efficient and Modular Implicit Differentiation", "differentiating through solutions of optimality conditions with matrix-free linear solves"),
     paper("P11", "Learning Lipschitz Feedback Policies from Expert Demonstrations: Closed-Loop Guarantees, Generalization and Robustness", "imitation of feedback policies constrained to be Lipschitz, with closed-loop guarantees"),
@@ -101,6 +104,7 @@ pub static METHODS: &[Method] = &[
     method("bo-rep", Kind::Solver, "P05", "BO-REP: normalized-momentum bilevel optimization with initialization refinement and periodic lower-level updates, beside StocBiO and the unnormalized variant", "optlab::bilevel::borep", "optlab bilevel --problem hyper-rep --method bo-rep|stocbio"),
     method("lv-hba", Kind::Solver, "P13", "LV-HBA: single-loop Hessian-free bilevel optimization with a constrained lower level through its proximal Lagrangian value function", "optlab::bilevel::lvhba", "optlab bilevel --problem toy-constrained|svm-hparam --method lv-hba"),
     method("implicit", Kind::Solver, "P10", "implicit differentiation of a solution through its optimality condition (root, fixed point, KKT, proximal gradient) with matrix-free linear solvers", "optlab::implicit", "optlab bilevel --problem ridge-hparam|logreg-hparam|distill --method implicit[:solver=..]"),
+    method("hard-constraint", Kind::Solver, "P08", "a hard-constraint layer: basis functions combined by weights a differentiable Levenberg-Marquardt solve fits to the PDE and initial condition on sampled points, per expert of a domain split", "optlab::pde", "optlab pde train --constraint soft|hard [--experts K]"),
     method("adasketch", Kind::Solver, "P19", "AdaSketch-Newton: Newton-KKT steps solved by randomized sketching (Kaczmarz, Gaussian, block) under the exact augmented Lagrangian merit, and its exact-solve variant", "optlab::constrained", "optlab nlp solve|suite [--method adasketch|newton]"),
     method("lipsdp", Kind::Analysis, "P14", "LipSDP l2 bounds for ReLU and MaxMin networks, certified from the solver's multipliers", "optlab::lipschitz::lipsdp", "optlab lipschitz MODEL --method lipsdp --norm 2"),
     method("step-law", Kind::Schedule, "P17", "optimal learning rate and batch size from model and data size", "optlab::scaling", "optlab hparams --params N --tokens D"),

@@ -278,3 +278,125 @@ mod lm {
         assert!(e.to_string().contains("does not depend"), "{e}");
     }
 }
+
+mod hard {
+    use candle_core::{Device, Tensor};
+    use optlab::pde::hard::{
+        expert_of, train, BasisNet, Constraint, Fisher, HardModel, TrainConfig,
+    };
+    use optlab::pde::lm::LmOptions;
+
+    #[test]
+    fn basis_jets_equal_finite_differences() {
+        let net = BasisNet::new(8, 2, 3, 1).unwrap();
+        let pts = [[0.13, 0.4], [0.77, 0.05], [0.5, 0.9]];
+        let at = |dx: f64, dt: f64| {
+            let flat: Vec<f64> = pts.iter().flat_map(|p| [p[0] + dx, p[1] + dt]).collect();
+            net.jet(&Tensor::from_vec(flat, (3, 2), &Device::Cpu).unwrap())
+                .unwrap()
+        };
+        let v = |j: &optlab::pde::hard::Jet| j.v.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let jet = at(0.0, 0.0);
+        let h = 1e-4;
+        let (xp, xm, tp, tm) = (
+            v(&at(h, 0.0)),
+            v(&at(-h, 0.0)),
+            v(&at(0.0, h)),
+            v(&at(0.0, -h)),
+        );
+        let c = v(&jet);
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let (jx, jxx, jt) = (flat(&jet.x), flat(&jet.xx), flat(&jet.t));
+        for i in 0..9 {
+            assert!(
+                (jx[i] - (xp[i] - xm[i]) / (2.0 * h)).abs() < 1e-5,
+                "φ_x {i}: {} vs {}",
+                jx[i],
+                (xp[i] - xm[i]) / (2.0 * h)
+            );
+            assert!(
+                (jt[i] - (tp[i] - tm[i]) / (2.0 * h)).abs() < 1e-5,
+                "φ_t {i}"
+            );
+            assert!(
+                (jxx[i] - (xp[i] - 2.0 * c[i] + xm[i]) / (h * h)).abs() < 1e-3,
+                "φ_xx {i}"
+            );
+        }
+        assert!(BasisNet::new(0, 2, 3, 1).is_err());
+    }
+
+    #[test]
+    fn the_layer_fits_its_points_and_training_lowers_the_physics_loss() {
+        let model = HardModel {
+            net: BasisNet::new(16, 2, 8, 2).unwrap(),
+            eq: Fisher { nu: 0.01, rho: 1.0 },
+            experts: 2,
+            lm: LmOptions::default(),
+        };
+        let interior: Vec<[f64; 2]> = (0..64)
+            .map(|i| [((i * 37) % 64) as f64 / 64.0, (i % 8) as f64 / 8.0])
+            .collect();
+        let initial: Vec<f64> = (0..16).map(|i| i as f64 / 16.0 + 0.01).collect();
+        let w = model.weights(&interior, &initial).unwrap();
+        assert_eq!(w.len(), 2);
+        // The solved weights fit the initial condition at the constraint points far better than w = 0 does (they
+        // balance it against the PDE residual, with 8 basis functions of an untrained network).
+        let p0: Vec<[f64; 2]> = (0..2)
+            .flat_map(|e| {
+                initial
+                    .iter()
+                    .copied()
+                    .filter(move |&x| expert_of(x, 2) == e)
+            })
+            .map(|x| [x, 0.0])
+            .collect();
+        let (u, _) = model.field(&w, &p0).unwrap();
+        let err: f64 = u
+            .to_vec1::<f64>()
+            .unwrap()
+            .iter()
+            .zip(&p0)
+            .map(|(u, p)| (u - Fisher::u0(p[0])).powi(2))
+            .sum();
+        let zero: f64 = p0.iter().map(|p| Fisher::u0(p[0]).powi(2)).sum();
+        assert!(err < 0.25 * zero, "{err} vs {zero}");
+        // One expert per point: the split covers [0, 1).
+        assert_eq!(
+            (expert_of(0.0, 4), expert_of(0.999, 4), expert_of(1.0, 4)),
+            (0, 3, 0)
+        );
+
+        for constraint in [Constraint::Soft, Constraint::Hard { experts: 2 }] {
+            let cfg = TrainConfig {
+                constraint,
+                k: 8,
+                width: 16,
+                steps: 8,
+                lr: 1e-2,
+                interior: 64,
+                initial: 16,
+                loss_points: 64,
+                ..TrainConfig::default()
+            };
+            let out = train(&cfg).unwrap();
+            assert_eq!(out.curve.len(), 8);
+            assert!(
+                out.curve[7] < out.curve[0],
+                "{constraint:?}: {:?}",
+                out.curve
+            );
+            assert!(out.rel_l2.is_finite() && out.residual_rms.is_finite());
+        }
+        let bad = TrainConfig {
+            constraint: Constraint::Hard { experts: 0 },
+            ..TrainConfig::default()
+        };
+        assert!(train(&bad).is_err());
+        assert!(train(&TrainConfig {
+            lr: 0.0,
+            ..TrainConfig::default()
+        })
+        .is_err());
+    }
+}

@@ -20,6 +20,7 @@ mod mup;
 mod nlp;
 mod optimize;
 mod papers;
+mod pde;
 mod reliability;
 mod scaling;
 mod schedule;

@@ -7,6 +7,7 @@
 //!   u^(n_f − 1), u(0, t) = 1 and u(1, t) = D u_x(1, t), on [0, 1] (PDEBench's 1-D diffusion–sorption constants).
 
 pub mod fd;
+pub mod hard;
 pub mod lm;
 
 use fd::{Boundary, ReactionDiffusion, Side};
