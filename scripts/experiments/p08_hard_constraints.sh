@@ -3,7 +3,8 @@
 # under the physics loss with (a) a soft constraint (the weights learned as parameters), (b) one hard-constraint
 # expert (the weights solved by Levenberg-Marquardt on 256 + 64 sampled points every step), (c) 4 experts on
 # quarters of x; 3 seeds each. Prints mean +- std of the relative L2 error against the finite-difference reference,
-# the PDE residual RMS on held-out points and the seconds per step. Runs stay under $OUT.
+# the PDE residual RMS on held-out points and the seconds per step; then the time per step of 1 and 4 experts as the
+# constraint points grow (256, 4096, 16384; 10 steps). Runs stay under $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p optlab-cli
@@ -17,7 +18,14 @@ mkdir -p "$out"
     ./target/release/optlab pde train --constraint hard --experts 4 --steps "$steps" --seed $s --out "$out/hard4-s$s" --json
   done
 } | tee "$out/outcomes.jsonl"
-python3 - "$out/outcomes.jsonl" <<'PY'
+{
+  for pts in 256 4096 16384; do
+    for e in 1 4; do
+      ./target/release/optlab pde train --constraint hard --experts $e --points $pts --steps 10 --out "$out/scale-e$e-p$pts" --json
+    done
+  done
+} > "$out/scaling.jsonl"
+python3 - "$out/outcomes.jsonl" "$out/scaling.jsonl" <<'PY'
 import json, sys, statistics as st, collections
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = collections.defaultdict(list)
@@ -28,4 +36,10 @@ print("| constraint | rel. L2 error | PDE residual RMS | s per step |")
 print("|---|---|---|---|")
 for k, rs in by.items():
     print(f"| {k} | {ms([r['rel_l2'] for r in rs])} | {ms([r['residual_rms'] for r in rs])} | {ms([r['seconds_per_step'] for r in rs])} |")
+print("| constraint points | 1 expert s/step | 4 experts s/step |")
+print("|---|---|---|")
+scale = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+for pts in sorted({r["points"] for r in scale}):
+    t = {r["experts"]: r["seconds_per_step"] for r in scale if r["points"] == pts}
+    print(f"| {pts} | {t.get(1, float('nan')):.4f} | {t.get(4, float('nan')):.4f} |")
 PY

@@ -22,7 +22,7 @@ pub enum PdeWhat {
     /// u(x, 0) = 0.5 + 0.4 sin 2πx) with soft or hard constraints; report the relative L2 error against a
     /// finite-difference reference, the PDE residual on held-out points and the time per step.
     #[command(
-        after_help = "Examples:\n  optlab pde train --constraint soft --out runs/soft\n  optlab pde train --constraint hard --out runs/hard\n  optlab pde train --constraint hard --experts 4 --steps 100 --seed 1 --out runs/moe4 --json\n\nWrites DIR/metrics.json, DIR/curve.csv and curve.png (the physics loss per step) and DIR/field.png\n(prediction, reference and |error| on a 32 x 32 grid of x by t)."
+        after_help = "Examples:\n  optlab pde train --constraint soft --out runs/soft\n  optlab pde train --constraint hard --out runs/hard\n  optlab pde train --constraint hard --experts 4 --steps 100 --seed 1 --out runs/moe4 --json\n  optlab pde train --constraint hard --experts 4 --points 4096 --steps 20 --out runs/moe4-big\n\nWrites DIR/metrics.json, DIR/curve.csv and curve.png (the physics loss per step) and DIR/field.png\n(prediction, reference and |error| on a 32 x 32 grid of x by t)."
     )]
     Train {
         /// The equation (fisher-kpp).
@@ -38,6 +38,9 @@ pub enum PdeWhat {
         steps: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Constraint points per step for the hard layer (interior; a quarter as many on the initial line).
+        #[arg(long, default_value_t = 256)]
+        points: usize,
         /// Diffusion ν and growth ρ.
         #[arg(long, default_value_t = 0.01)]
         nu: f64,
@@ -58,11 +61,16 @@ pub fn run(a: PdeArgs) -> Result<()> {
         experts,
         steps,
         seed,
+        points,
         nu,
         rho,
         out,
         json,
     } = a.what;
+    anyhow::ensure!(
+        (4..=1_000_000).contains(&points),
+        "--points must be between 4 and 1000000"
+    );
     anyhow::ensure!(
         pde == "fisher-kpp",
         "unknown --pde '{pde}': the hard-constraint experiment covers fisher-kpp"
@@ -82,6 +90,8 @@ pub fn run(a: PdeArgs) -> Result<()> {
         eq: Fisher { nu, rho },
         steps,
         seed,
+        interior: points,
+        initial: points / 4,
         ..TrainConfig::default()
     };
     let _lock = RunDirLock::acquire(&out)?;
@@ -135,7 +145,7 @@ pub fn run(a: PdeArgs) -> Result<()> {
     )?;
     let metrics = json!({
         "pde": "fisher-kpp", "constraint": format!("{constraint:?}"), "experts": experts, "nu": nu, "rho": rho,
-        "steps": steps, "seed": seed, "rel_l2": o.rel_l2, "residual_rms": o.residual_rms,
+        "steps": steps, "seed": seed, "points": points, "rel_l2": o.rel_l2, "residual_rms": o.residual_rms,
         "seconds_per_step": o.seconds_per_step, "final_loss": o.curve.last(),
     });
     write_atomic(
