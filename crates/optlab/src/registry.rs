@@ -35,7 +35,7 @@ pub static PAPERS: &[Paper] = &[
     paper("P06", "Revisiting the Last-Iterate Convergence of Stochastic Gradient Methods", "high-probability last-iterate rates of stochastic (mirror) descent in general settings"),
     paper("P07", "Robust Counterfactual Explanations for Neural Networks With Probabilistic Guarantees", "a stability measure and search for counterfactuals that stay valid when the model changes"),
     Paper {
-        missing: Some("the diffusion-sorption experiment (its reference solver is built) and the FNO basis network (a tanh MLP stands in)"),
+        missing: Some("the FNO basis network (a tanh MLP stands in)"),
         ..paper("P08", "Scaling physics-informed hard constraints with mixture-of-experts", "hard PDE constraints enforced per subdomain by experts differentiated implicitly")
     },
     paper("P09", "DIFF2: Differential Private Optimization via Gradient Differences for Nonconvex Distributed Learning", "private distributed optimization that communicates noisy gradient differences"),

@@ -281,98 +281,91 @@ mod lm {
 
 mod hard {
     use candle_core::{Device, Tensor};
-    use optlab::pde::hard::{
-        expert_of, train, BasisNet, Constraint, Fisher, HardModel, TrainConfig,
-    };
+    use optlab::pde::hard::{train, BasisNet, Constraint, HardModel, Pde, Points, TrainConfig};
     use optlab::pde::lm::LmOptions;
 
     #[test]
     fn basis_jets_equal_finite_differences() {
-        let net = BasisNet::new(8, 2, 3, 1).unwrap();
-        let pts = [[0.13, 0.4], [0.77, 0.05], [0.5, 0.9]];
-        let at = |dx: f64, dt: f64| {
-            let flat: Vec<f64> = pts.iter().flat_map(|p| [p[0] + dx, p[1] + dt]).collect();
-            net.jet(&Tensor::from_vec(flat, (3, 2), &Device::Cpu).unwrap())
-                .unwrap()
-        };
-        let v = |j: &optlab::pde::hard::Jet| j.v.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let jet = at(0.0, 0.0);
-        let h = 1e-4;
-        let (xp, xm, tp, tm) = (
-            v(&at(h, 0.0)),
-            v(&at(-h, 0.0)),
-            v(&at(0.0, h)),
-            v(&at(0.0, -h)),
-        );
-        let c = v(&jet);
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let (jx, jxx, jt) = (flat(&jet.x), flat(&jet.xx), flat(&jet.t));
-        for i in 0..9 {
-            assert!(
-                (jx[i] - (xp[i] - xm[i]) / (2.0 * h)).abs() < 1e-5,
-                "φ_x {i}: {} vs {}",
-                jx[i],
-                (xp[i] - xm[i]) / (2.0 * h)
-            );
-            assert!(
-                (jt[i] - (tp[i] - tm[i]) / (2.0 * h)).abs() < 1e-5,
-                "φ_t {i}"
-            );
-            assert!(
-                (jxx[i] - (xp[i] - 2.0 * c[i] + xm[i]) / (h * h)).abs() < 1e-3,
-                "φ_xx {i}"
-            );
+        for periodic in [true, false] {
+            let net = BasisNet::new(8, 2, 3, 1, periodic).unwrap();
+            let pts = [[0.13, 0.4], [0.77, 0.05], [0.5, 0.9]];
+            let at = |dx: f64, dt: f64| {
+                let flat: Vec<f64> = pts.iter().flat_map(|p| [p[0] + dx, p[1] + dt]).collect();
+                net.jet(&Tensor::from_vec(flat, (3, 2), &Device::Cpu).unwrap())
+                    .unwrap()
+            };
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let jet = at(0.0, 0.0);
+            let h = 1e-4;
+            let (xp, xm) = (flat(&at(h, 0.0).v), flat(&at(-h, 0.0).v));
+            let (tp, tm) = (flat(&at(0.0, h).v), flat(&at(0.0, -h).v));
+            let c = flat(&jet.v);
+            let (jx, jxx, jt) = (flat(&jet.x), flat(&jet.xx), flat(&jet.t));
+            for i in 0..9 {
+                assert!(
+                    (jx[i] - (xp[i] - xm[i]) / (2.0 * h)).abs() < 1e-5,
+                    "φ_x {i}"
+                );
+                assert!(
+                    (jt[i] - (tp[i] - tm[i]) / (2.0 * h)).abs() < 1e-5,
+                    "φ_τ {i}"
+                );
+                assert!(
+                    (jxx[i] - (xp[i] - 2.0 * c[i] + xm[i]) / (h * h)).abs() < 1e-3,
+                    "φ_xx {i}"
+                );
+            }
         }
-        assert!(BasisNet::new(0, 2, 3, 1).is_err());
+        assert!(BasisNet::new(0, 2, 3, 1, true).is_err());
     }
 
     #[test]
     fn the_layer_fits_its_points_and_training_lowers_the_physics_loss() {
+        let pde = Pde::Fisher { nu: 0.01, rho: 1.0 };
         let model = HardModel {
-            net: BasisNet::new(16, 2, 8, 2).unwrap(),
-            eq: Fisher { nu: 0.01, rho: 1.0 },
+            net: BasisNet::new(16, 2, 8, 2, true).unwrap(),
+            pde,
             experts: 2,
             lm: LmOptions::default(),
         };
-        let interior: Vec<[f64; 2]> = (0..64)
-            .map(|i| [((i * 37) % 64) as f64 / 64.0, (i % 8) as f64 / 8.0])
-            .collect();
-        let initial: Vec<f64> = (0..16).map(|i| i as f64 / 16.0 + 0.01).collect();
-        let w = model.weights(&interior, &initial).unwrap();
+        let mut rng = optlab::rng::rng_for(3, optlab::rng::Stream::Data, 0);
+        let pts = Points::sample(&pde, 64, 16, &mut rng);
+        let w = model.weights(&pts).unwrap();
         assert_eq!(w.len(), 2);
-        // The solved weights fit the initial condition at the constraint points far better than w = 0 does (they
-        // balance it against the PDE residual, with 8 basis functions of an untrained network).
-        let p0: Vec<[f64; 2]> = (0..2)
-            .flat_map(|e| {
-                initial
-                    .iter()
-                    .copied()
-                    .filter(move |&x| expert_of(x, 2) == e)
-            })
-            .map(|x| [x, 0.0])
-            .collect();
-        let (u, _) = model.field(&w, &p0).unwrap();
+        // The solved weights fit the initial condition far better than w = 0 does (balanced against the PDE
+        // residual, with 8 basis functions of an untrained network).
+        let init: Vec<[f64; 2]> = pts.initial.iter().map(|&x| [x, 0.0]).collect();
+        let (u, _) = model.field(&w, &init).unwrap();
         let err: f64 = u
-            .to_vec1::<f64>()
-            .unwrap()
             .iter()
-            .zip(&p0)
-            .map(|(u, p)| (u - Fisher::u0(p[0])).powi(2))
+            .zip(&pts.initial)
+            .map(|(u, &x)| (u - pde.u0(x)).powi(2))
             .sum();
-        let zero: f64 = p0.iter().map(|p| Fisher::u0(p[0]).powi(2)).sum();
+        let zero: f64 = pts.initial.iter().map(|&x| pde.u0(x).powi(2)).sum();
         assert!(err < 0.25 * zero, "{err} vs {zero}");
-        // One expert per point: the split covers [0, 1).
+        // Experts own equal intervals; x = 1 wraps to expert 0 when periodic, stays with the last otherwise.
         assert_eq!(
-            (expert_of(0.0, 4), expert_of(0.999, 4), expert_of(1.0, 4)),
+            (pde.owner(0.0, 4), pde.owner(0.999, 4), pde.owner(1.0, 4)),
             (0, 3, 0)
         );
+        assert_eq!(Pde::Sorption.owner(1.0, 4), 3);
 
-        for constraint in [Constraint::Soft, Constraint::Hard { experts: 2 }] {
+        // Fisher-KPP soft and hard, and diffusion-sorption soft, learn within 30 steps. Diffusion-sorption with hard
+        // constraints does not at this size (its loss stays between 0.04 and 0.19; see the experiment script):
+        // it is only run here, for finite metrics.
+        for (pde, constraint, learns) in [
+            (pde, Constraint::Soft, true),
+            (pde, Constraint::Hard { experts: 2 }, true),
+            (Pde::Sorption, Constraint::Soft, true),
+            (Pde::Sorption, Constraint::Hard { experts: 2 }, false),
+        ] {
+            let steps = if learns { 30 } else { 5 };
             let cfg = TrainConfig {
                 constraint,
+                pde,
                 k: 8,
                 width: 16,
-                steps: 8,
+                steps,
                 lr: 1e-2,
                 interior: 64,
                 initial: 16,
@@ -380,13 +373,14 @@ mod hard {
                 ..TrainConfig::default()
             };
             let out = train(&cfg).unwrap();
-            assert_eq!(out.curve.len(), 8);
-            assert!(
-                out.curve[7] < out.curve[0],
-                "{constraint:?}: {:?}",
-                out.curve
-            );
+            assert_eq!(out.curve.len(), steps);
             assert!(out.rel_l2.is_finite() && out.residual_rms.is_finite());
+            if learns {
+                // Fresh points every step make the loss noisy: compare the first five steps with the last five.
+                let (head, tail): (f64, f64) =
+                    (out.curve[..5].iter().sum(), out.curve[25..].iter().sum());
+                assert!(tail < head, "{pde:?} {constraint:?}: {:?}", out.curve);
+            }
         }
         let bad = TrainConfig {
             constraint: Constraint::Hard { experts: 0 },
@@ -395,6 +389,11 @@ mod hard {
         assert!(train(&bad).is_err());
         assert!(train(&TrainConfig {
             lr: 0.0,
+            ..TrainConfig::default()
+        })
+        .is_err());
+        assert!(train(&TrainConfig {
+            pde: Pde::Fisher { nu: 0.0, rho: 1.0 },
             ..TrainConfig::default()
         })
         .is_err());

@@ -1,13 +1,19 @@
-//! P08's hard-constraint layer on 1-D Fisher–KPP (periodic in x): a basis network φ(x, t) ∈ R^K and, per expert, the
-//! combination weights w* = argmin_w ½‖r(w)‖² of the PDE residual u_t − ν u_xx − ρ u(1 − u) and the initial condition
-//! u − u₀ on sampled points, for u = Σₖ wₖ φₖ (official code: `HardConstraintLayer`, Levenberg–Marquardt, w₀ = 0;
-//! an MLP on (sin 2πx, cos 2πx, t) stands in for the FNO here). The mixture of experts splits x into equal
-//! intervals, each with its own weights solved on its own points ([`super::lm::lm_batch`], in parallel); the soft
-//! baseline learns w as a parameter under the same physics loss.
+//! P08's hard-constraint layer: a basis network φ(x, τ) ∈ R^K and, per expert, the combination weights
+//! w* = argmin_w ½‖r(w)‖² of the PDE residual, the initial condition and the boundary conditions on sampled points,
+//! for u = Σₖ wₖ φₖ (official code: `HardConstraintLayer`, Levenberg–Marquardt, w₀ = 0 for Fisher–KPP and 1 for
+//! diffusion–sorption; a tanh MLP stands in for the FNO here). The mixture of experts splits x into equal intervals,
+//! each with its own weights solved on its own points ([`super::lm::lm_batch`], in parallel); the soft baseline
+//! learns w as a parameter under the same physics loss.
 //!
-//! The network's derivatives in x and t come forward-mode with the values (a "jet" through each layer), so the
+//! Time is scaled to τ = t / T ∈ [0, 1] (T = 1 for Fisher–KPP, 500 for diffusion–sorption), so the residuals are
+//! - Fisher–KPP (periodic in x): u_τ − T(ν u_xx + ρ u(1 − u));
+//! - diffusion–sorption: R(u) u_τ − T D u_xx (multiplied through by the retardation R, u clamped at 1e-6 inside R),
+//!   with u(0, τ) = 1 and u(1, τ) − D u_x(1, τ) = 0, u(x, 0) = 0.1.
+//!
+//! The network's derivatives in x and τ come forward-mode with the values (a "jet" through each layer), so the
 //! residual stays a first-order graph in the network's parameters.
 
+use super::fd::{Boundary, Field};
 use super::lm::{lm_batch, LmOptions, ResidualFn};
 use crate::rng::{normal, rng_for, Stream};
 use crate::{Error, Result};
@@ -15,7 +21,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use std::f64::consts::TAU;
 use std::sync::Arc;
 
-/// Values and derivatives at N points, each N × K.
+/// Values and derivatives (in x, twice in x, in τ) at N points, each N × K.
 pub struct Jet {
     pub v: Tensor,
     pub x: Tensor,
@@ -23,21 +29,22 @@ pub struct Jet {
     pub t: Tensor,
 }
 
-/// A tanh MLP from (sin 2πx, cos 2πx, t) to K basis functions.
+/// A tanh MLP to K basis functions, from (sin 2πx, cos 2πx, τ) when periodic, else from (2x − 1, τ).
 pub struct BasisNet {
     layers: Vec<(Var, Var)>,
+    periodic: bool,
 }
 
 impl BasisNet {
     /// `depth` hidden layers of `width`, K outputs, Glorot-normal weights from `seed`, f64.
-    pub fn new(width: usize, depth: usize, k: usize, seed: u64) -> Result<Self> {
+    pub fn new(width: usize, depth: usize, k: usize, seed: u64, periodic: bool) -> Result<Self> {
         if width == 0 || depth == 0 || k == 0 || width > 4096 || k > 1024 {
             return Err(Error::invalid(format!(
                 "basis network: width {width}, depth {depth} and K {k} must be positive (width ≤ 4096, K ≤ 1024)"
             )));
         }
         let mut rng = rng_for(seed, Stream::Init, 8);
-        let mut sizes = vec![3];
+        let mut sizes = vec![if periodic { 3 } else { 2 }];
         sizes.extend(std::iter::repeat_n(width, depth));
         sizes.push(k);
         let layers = sizes
@@ -51,7 +58,7 @@ impl BasisNet {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(BasisNet { layers })
+        Ok(BasisNet { layers, periodic })
     }
 
     pub fn vars(&self) -> Vec<Var> {
@@ -65,24 +72,35 @@ impl BasisNet {
         self.layers.last().map_or(0, |(w, _)| w.dims()[1])
     }
 
-    /// φ and its derivatives at `pts` (N × 2: x, t).
+    /// φ and its derivatives at `pts` (N × 2: x, τ).
     pub fn jet(&self, pts: &Tensor) -> Result<Jet> {
-        let x = pts.narrow(1, 0, 1)?.affine(TAU, 0.0)?;
+        let x = pts.narrow(1, 0, 1)?;
         let t = pts.narrow(1, 1, 1)?;
-        let (s, c) = (x.sin()?, x.cos()?);
         let zero = t.zeros_like()?;
         let one = t.ones_like()?;
-        let mut v = Tensor::cat(&[&s, &c, &t], 1)?;
-        let mut dx = Tensor::cat(&[&c.affine(TAU, 0.0)?, &s.affine(-TAU, 0.0)?, &zero], 1)?;
-        let mut dxx = Tensor::cat(
-            &[
-                &s.affine(-TAU * TAU, 0.0)?,
-                &c.affine(-TAU * TAU, 0.0)?,
-                &zero,
-            ],
-            1,
-        )?;
-        let mut dt = Tensor::cat(&[&zero, &zero, &one], 1)?;
+        let (mut v, mut dx, mut dxx, mut dt) = if self.periodic {
+            let (s, c) = (x.affine(TAU, 0.0)?.sin()?, x.affine(TAU, 0.0)?.cos()?);
+            (
+                Tensor::cat(&[&s, &c, &t], 1)?,
+                Tensor::cat(&[&c.affine(TAU, 0.0)?, &s.affine(-TAU, 0.0)?, &zero], 1)?,
+                Tensor::cat(
+                    &[
+                        &s.affine(-TAU * TAU, 0.0)?,
+                        &c.affine(-TAU * TAU, 0.0)?,
+                        &zero,
+                    ],
+                    1,
+                )?,
+                Tensor::cat(&[&zero, &zero, &one], 1)?,
+            )
+        } else {
+            (
+                Tensor::cat(&[&x.affine(2.0, -1.0)?, &t], 1)?,
+                Tensor::cat(&[&one.affine(2.0, 0.0)?, &zero], 1)?,
+                Tensor::cat(&[&zero, &zero], 1)?,
+                Tensor::cat(&[&zero, &one], 1)?,
+            )
+        };
         let last = self.layers.len() - 1;
         for (i, (w, b)) in self.layers.iter().enumerate() {
             let lin = |h: &Tensor| crate::nn::matmul::matmul(h, w.as_tensor());
@@ -111,104 +129,258 @@ impl BasisNet {
     }
 }
 
-/// Fisher–KPP u_t = ν u_xx + ρ u(1 − u), periodic on [0, 1], u(x, 0) = u₀(x).
-#[derive(Clone, Copy, Debug)]
-pub struct Fisher {
-    pub nu: f64,
-    pub rho: f64,
+/// The equations of the experiments.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pde {
+    /// u_t = ν u_xx + ρ u(1 − u), periodic on [0, 1], u(x, 0) = 0.5 + 0.4 sin 2πx, t ∈ [0, 1].
+    Fisher { nu: f64, rho: f64 },
+    /// PDEBench's diffusion–sorption ([`super::diffusion_sorption`]), t ∈ [0, 500], u(x, 0) = 0.1.
+    Sorption,
 }
 
-impl Fisher {
-    /// The initial condition of the experiments: 0.5 + 0.4 sin(2πx).
-    pub fn u0(x: f64) -> f64 {
-        0.5 + 0.4 * (TAU * x).sin()
+fn mv(a: &Tensor, w: &Tensor) -> Result<Tensor> {
+    Ok(a.matmul(&w.unsqueeze(1)?)?.squeeze(1)?)
+}
+
+impl Pde {
+    pub fn periodic(&self) -> bool {
+        matches!(self, Pde::Fisher { .. })
     }
 
-    /// The PDE residual u_t − ν u_xx − ρ u(1 − u) for u = Φ w (w: K × 1 or K).
+    /// T: physical time = τ T.
+    pub fn time_scale(&self) -> f64 {
+        match self {
+            Pde::Fisher { .. } => 1.0,
+            Pde::Sorption => 500.0,
+        }
+    }
+
+    pub fn u0(&self, x: f64) -> f64 {
+        match self {
+            Pde::Fisher { .. } => 0.5 + 0.4 * (TAU * x).sin(),
+            Pde::Sorption => 0.1,
+        }
+    }
+
+    /// The initial weights of the LM solves (the official code's: zeros, ones for diffusion–sorption).
+    fn w0(&self) -> f64 {
+        match self {
+            Pde::Fisher { .. } => 0.0,
+            Pde::Sorption => 1.0,
+        }
+    }
+
+    /// The PDE residual in τ for u = Φ w (w of K entries).
     pub fn residual(&self, jet: &Jet, w: &Tensor) -> Result<Tensor> {
-        let w = if w.rank() == 1 {
-            w.unsqueeze(1)?
+        let u = mv(&jet.v, w)?;
+        let ut = mv(&jet.t, w)?;
+        let uxx = mv(&jet.xx, w)?;
+        let t = self.time_scale();
+        Ok(match *self {
+            Pde::Fisher { nu, rho } => ut
+                .sub(&uxx.affine(t * nu, 0.0)?)?
+                .sub(&u.mul(&u.affine(-1.0, 1.0)?)?.affine(t * rho, 0.0)?)?,
+            Pde::Sorption => {
+                let c = (1.0 - super::SORPTION_PHI) / super::SORPTION_PHI
+                    * super::SORPTION_RHO_S
+                    * super::SORPTION_K
+                    * super::SORPTION_NF;
+                let r = u
+                    .clamp(1e-6, f64::MAX)?
+                    .powf(super::SORPTION_NF - 1.0)?
+                    .affine(c, 1.0)?;
+                r.mul(&ut)?.sub(&uxx.affine(t * super::SORPTION_D, 0.0)?)?
+            }
+        })
+    }
+
+    /// The boundary residuals from the jets at x = 0 and x = 1 (either may be absent); none when periodic.
+    fn boundary(&self, left: Option<&Jet>, right: Option<&Jet>, w: &Tensor) -> Result<Vec<Tensor>> {
+        let mut out = Vec::new();
+        if let Pde::Sorption = self {
+            if let Some(l) = left {
+                out.push(mv(&l.v, w)?.affine(1.0, -1.0)?);
+            }
+            if let Some(r) = right {
+                out.push(mv(&r.v, w)?.sub(&mv(&r.x, w)?.affine(super::SORPTION_D, 0.0)?)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The finite-difference reference over t ∈ [0, T].
+    pub fn reference(&self) -> Result<Field> {
+        match *self {
+            Pde::Fisher { nu, rho } => super::fisher_kpp(nu, rho, 1.0, Boundary::Periodic).solve(
+                |x| self.u0(x),
+                128,
+                400,
+                1.0,
+            ),
+            Pde::Sorption => super::diffusion_sorption().solve(|x| self.u0(x), 201, 400, 500.0),
+        }
+    }
+
+    /// The expert owning x when [0, 1] is split in `experts` equal intervals (x = 1 wraps to 0 when periodic).
+    pub fn owner(&self, x: f64, experts: usize) -> usize {
+        let x = if self.periodic() {
+            x.rem_euclid(1.0)
         } else {
-            w.clone()
+            x.clamp(0.0, 1.0)
         };
-        let u = jet.v.matmul(&w)?;
-        let ut = jet.t.matmul(&w)?;
-        let uxx = jet.xx.matmul(&w)?;
-        Ok(ut
-            .sub(&uxx.affine(self.nu, 0.0)?)?
-            .sub(&u.mul(&u.affine(-1.0, 1.0)?)?.affine(self.rho, 0.0)?)?
-            .squeeze(1)?)
+        ((x * experts as f64) as usize).min(experts - 1)
     }
 }
 
-/// The hard-constraint residual of one expert: its constraint points' jets stacked as θ = [Φ; Φ_t; Φ_xx; Φ₀]
-/// (rows: interior points ×3, then initial points), r = (PDE residual; u(·, 0) − u₀).
-fn expert_residual(eq: Fisher, interior: usize, u0: Vec<f64>) -> ResidualFn {
-    Arc::new(move |w: &Tensor, theta: &Tensor| {
-        let jet = Jet {
-            v: theta.narrow(0, 0, interior)?,
-            t: theta.narrow(0, interior, interior)?,
-            xx: theta.narrow(0, 2 * interior, interior)?,
-            x: theta.narrow(0, 0, interior)?, // unused by the residual
-        };
-        let pde = eq.residual(&jet, w)?;
-        let init = theta.narrow(0, 3 * interior, u0.len())?;
-        let target = Tensor::from_slice(&u0, u0.len(), w.device())?;
-        let ic = init.matmul(&w.unsqueeze(1)?)?.squeeze(1)?.sub(&target)?;
-        Ok(Tensor::cat(&[&pde, &ic], 0)?)
+/// Constraint or loss points: interior (x, τ), initial x, and τ on the left and right ends (non-periodic only).
+#[derive(Debug, Clone, Default)]
+pub struct Points {
+    pub interior: Vec<[f64; 2]>,
+    pub initial: Vec<f64>,
+    pub left: Vec<f64>,
+    pub right: Vec<f64>,
+}
+
+impl Points {
+    /// Uniform points: `n` interior, `n0` initial and, when not periodic, `n0 / 2` on each end.
+    pub fn sample(pde: &Pde, n: usize, n0: usize, rng: &mut crate::rng::Rng) -> Self {
+        use rand::Rng as _;
+        let nb = if pde.periodic() { 0 } else { (n0 / 2).max(1) };
+        Points {
+            interior: (0..n)
+                .map(|_| [rng.gen::<f64>(), rng.gen::<f64>()])
+                .collect(),
+            initial: (0..n0).map(|_| rng.gen::<f64>()).collect(),
+            left: (0..nb).map(|_| rng.gen::<f64>()).collect(),
+            right: (0..nb).map(|_| rng.gen::<f64>()).collect(),
+        }
+    }
+
+    /// The share of expert `e`.
+    fn of(&self, pde: &Pde, e: usize, experts: usize) -> Points {
+        let mine = |x: f64| pde.owner(x, experts) == e;
+        Points {
+            interior: self
+                .interior
+                .iter()
+                .copied()
+                .filter(|p| mine(p[0]))
+                .collect(),
+            initial: self.initial.iter().copied().filter(|&x| mine(x)).collect(),
+            left: if mine(0.0) { self.left.clone() } else { vec![] },
+            right: if mine(1.0) {
+                self.right.clone()
+            } else {
+                vec![]
+            },
+        }
+    }
+}
+
+fn tensor_of(pts: &[[f64; 2]]) -> Result<Tensor> {
+    let flat: Vec<f64> = pts.iter().flat_map(|p| *p).collect();
+    Ok(Tensor::from_vec(flat, (pts.len(), 2), &Device::Cpu)?)
+}
+
+/// The jets an expert's residual needs, stacked into one θ (so the LM layer differentiates through all of them),
+/// with the counts to unstack them.
+struct Stacked {
+    theta: Tensor,
+    n: usize,
+    n0: usize,
+    nb: (usize, usize),
+}
+
+fn stack(net: &BasisNet, p: &Points) -> Result<Stacked> {
+    let jet = net.jet(&tensor_of(&p.interior)?)?;
+    let init: Vec<[f64; 2]> = p.initial.iter().map(|&x| [x, 0.0]).collect();
+    let mut parts = vec![jet.v, jet.t, jet.xx, net.jet(&tensor_of(&init)?)?.v];
+    if !p.left.is_empty() {
+        let l: Vec<[f64; 2]> = p.left.iter().map(|&t| [0.0, t]).collect();
+        parts.push(net.jet(&tensor_of(&l)?)?.v);
+    }
+    if !p.right.is_empty() {
+        let r: Vec<[f64; 2]> = p.right.iter().map(|&t| [1.0, t]).collect();
+        let jr = net.jet(&tensor_of(&r)?)?;
+        parts.push(jr.v);
+        parts.push(jr.x);
+    }
+    let refs: Vec<&Tensor> = parts.iter().collect();
+    Ok(Stacked {
+        theta: Tensor::cat(&refs, 0)?,
+        n: p.interior.len(),
+        n0: p.initial.len(),
+        nb: (p.left.len(), p.right.len()),
     })
 }
 
-/// Which expert owns x ∈ [0, 1) when the interval is split in `experts` equal parts.
-pub fn expert_of(x: f64, experts: usize) -> usize {
-    ((x.rem_euclid(1.0) * experts as f64) as usize).min(experts - 1)
+/// r(w; θ) = (PDE residual; u(·, 0) − u₀; boundary residuals) for one expert's stacked jets.
+fn expert_residual(pde: Pde, s: &Stacked, u0: Vec<f64>) -> ResidualFn {
+    let (n, n0, (nl, nr)) = (s.n, s.n0, s.nb);
+    Arc::new(move |w: &Tensor, theta: &Tensor| {
+        let part = |start: usize, len: usize| theta.narrow(0, start, len);
+        let jet = Jet {
+            v: part(0, n)?,
+            t: part(n, n)?,
+            xx: part(2 * n, n)?,
+            x: part(0, n)?, // unused by the residuals
+        };
+        let mut r = vec![pde.residual(&jet, w)?];
+        let target = Tensor::from_slice(&u0, u0.len(), w.device())?;
+        r.push(mv(&part(3 * n, n0)?, w)?.sub(&target)?);
+        let at = 3 * n + n0;
+        // Boundary jets carry what the conditions read: values (both ends) and x-derivatives (the right end).
+        let side = |v: Tensor, x: Tensor| Jet {
+            v: v.clone(),
+            x,
+            xx: v.clone(),
+            t: v,
+        };
+        let left = if nl > 0 {
+            let v = part(at, nl)?;
+            Some(side(v.clone(), v))
+        } else {
+            None
+        };
+        let right = if nr > 0 {
+            Some(side(part(at + nl, nr)?, part(at + nl + nr, nr)?))
+        } else {
+            None
+        };
+        r.extend(pde.boundary(left.as_ref(), right.as_ref(), w)?);
+        let refs: Vec<&Tensor> = r.iter().collect();
+        Ok(Tensor::cat(&refs, 0)?)
+    })
 }
 
 /// The hard-constrained model: a basis network and the experts' LM solves.
 pub struct HardModel {
     pub net: BasisNet,
-    pub eq: Fisher,
+    pub pde: Pde,
     pub experts: usize,
     pub lm: LmOptions,
 }
 
 impl HardModel {
-    /// Solves every expert's weights on its share of `interior` (N × 2) and `initial` (x values) points; returns
-    /// one weight node per expert (differentiable in the network).
-    pub fn weights(&self, interior: &[[f64; 2]], initial: &[f64]) -> Result<Vec<Tensor>> {
+    /// Solves every expert's weights on its share of the constraint points; one weight node per expert,
+    /// differentiable in the network.
+    pub fn weights(&self, pts: &Points) -> Result<Vec<Tensor>> {
         let k = self.net.k();
         let mut problems = Vec::with_capacity(self.experts);
         for e in 0..self.experts {
-            let mine: Vec<f64> = interior
-                .iter()
-                .filter(|p| expert_of(p[0], self.experts) == e)
-                .flat_map(|p| [p[0], p[1]])
-                .collect();
-            let init: Vec<f64> = initial
-                .iter()
-                .copied()
-                .filter(|&x| expert_of(x, self.experts) == e)
-                .collect();
-            let n = mine.len() / 2;
-            if n == 0 || init.is_empty() {
+            let mine = pts.of(&self.pde, e, self.experts);
+            if mine.interior.is_empty() || mine.initial.is_empty() {
                 return Err(Error::invalid(format!(
                     "expert {e} of {} has no constraint points: sample more points",
                     self.experts
                 )));
             }
-            let jet = self
-                .net
-                .jet(&Tensor::from_vec(mine, (n, 2), &Device::Cpu)?)?;
-            let pts0: Vec<f64> = init.iter().flat_map(|&x| [x, 0.0]).collect();
-            let jet0 = self
-                .net
-                .jet(&Tensor::from_vec(pts0, (init.len(), 2), &Device::Cpu)?)?;
-            let theta = Tensor::cat(&[&jet.v, &jet.t, &jet.xx, &jet0.v], 0)?;
-            let u0: Vec<f64> = init.iter().map(|&x| Fisher::u0(x)).collect();
+            let s = stack(&self.net, &mine)?;
+            let u0: Vec<f64> = mine.initial.iter().map(|&x| self.pde.u0(x)).collect();
             problems.push((
-                expert_residual(self.eq, n, u0),
-                Tensor::zeros(k, DType::F64, &Device::Cpu)?,
-                theta,
+                expert_residual(self.pde, &s, u0),
+                Tensor::full(self.pde.w0(), k, &Device::Cpu)?,
+                s.theta,
             ));
         }
         Ok(lm_batch(&problems, &self.lm)?
@@ -217,26 +389,77 @@ impl HardModel {
             .collect())
     }
 
-    /// u at `pts` (N × 2), each point through its expert's weights; also the PDE residual there.
-    pub fn field(&self, weights: &[Tensor], pts: &[[f64; 2]]) -> Result<(Tensor, Tensor)> {
-        let (mut us, mut rs) = (Vec::new(), Vec::new());
+    /// The physics loss at `pts`: mean PDE residual² + mean initial residual² + mean boundary residual², with each
+    /// point through its expert's weights (a single weight vector for the soft model).
+    pub fn loss(&self, weights: &[Tensor], pts: &Points) -> Result<Tensor> {
+        let (mut pde, mut ic, mut bc) = (Vec::new(), Vec::new(), Vec::new());
         for (e, w) in weights.iter().enumerate() {
-            let mine: Vec<f64> = pts
-                .iter()
-                .filter(|p| expert_of(p[0], self.experts) == e)
-                .flat_map(|p| [p[0], p[1]])
+            let mine = if weights.len() == 1 {
+                pts.clone()
+            } else {
+                pts.of(&self.pde, e, weights.len())
+            };
+            if !mine.interior.is_empty() {
+                pde.push(
+                    self.pde
+                        .residual(&self.net.jet(&tensor_of(&mine.interior)?)?, w)?,
+                );
+            }
+            if !mine.initial.is_empty() {
+                let init: Vec<[f64; 2]> = mine.initial.iter().map(|&x| [x, 0.0]).collect();
+                let u0: Vec<f64> = mine.initial.iter().map(|&x| self.pde.u0(x)).collect();
+                let v = mv(&self.net.jet(&tensor_of(&init)?)?.v, w)?;
+                ic.push(v.sub(&Tensor::from_vec(u0, mine.initial.len(), &Device::Cpu)?)?);
+            }
+            let side = |x: f64, ts: &[f64]| -> Result<Option<Jet>> {
+                if ts.is_empty() {
+                    return Ok(None);
+                }
+                let p: Vec<[f64; 2]> = ts.iter().map(|&t| [x, t]).collect();
+                Ok(Some(self.net.jet(&tensor_of(&p)?)?))
+            };
+            let (l, r) = (side(0.0, &mine.left)?, side(1.0, &mine.right)?);
+            bc.extend(self.pde.boundary(l.as_ref(), r.as_ref(), w)?);
+        }
+        let mean_sq = |parts: &[Tensor]| -> Result<Option<Tensor>> {
+            if parts.is_empty() {
+                return Ok(None);
+            }
+            let refs: Vec<&Tensor> = parts.iter().collect();
+            Ok(Some(Tensor::cat(&refs, 0)?.sqr()?.mean_all()?))
+        };
+        let mut total = Tensor::new(0f64, &Device::Cpu)?;
+        for term in [mean_sq(&pde)?, mean_sq(&ic)?, mean_sq(&bc)?]
+            .into_iter()
+            .flatten()
+        {
+            total = total.add(&term)?;
+        }
+        Ok(total)
+    }
+
+    /// u at `pts` (x, τ) in the order given, each point through its expert's weights; also the PDE residual there.
+    pub fn field(&self, weights: &[Tensor], pts: &[[f64; 2]]) -> Result<(Vec<f64>, Vec<f64>)> {
+        let (mut u, mut r) = (vec![0.0; pts.len()], vec![0.0; pts.len()]);
+        for (e, w) in weights.iter().enumerate() {
+            let idx: Vec<usize> = (0..pts.len())
+                .filter(|&i| weights.len() == 1 || self.pde.owner(pts[i][0], weights.len()) == e)
                 .collect();
-            if mine.is_empty() {
+            if idx.is_empty() {
                 continue;
             }
-            let n = mine.len() / 2;
-            let jet = self
-                .net
-                .jet(&Tensor::from_vec(mine, (n, 2), &Device::Cpu)?)?;
-            us.push(jet.v.matmul(&w.unsqueeze(1)?)?.squeeze(1)?);
-            rs.push(self.eq.residual(&jet, w)?);
+            let mine: Vec<[f64; 2]> = idx.iter().map(|&i| pts[i]).collect();
+            let jet = self.net.jet(&tensor_of(&mine)?)?;
+            let (uv, rv): (Vec<f64>, Vec<f64>) = (
+                mv(&jet.v, w)?.to_vec1()?,
+                self.pde.residual(&jet, w)?.to_vec1()?,
+            );
+            for (j, &i) in idx.iter().enumerate() {
+                u[i] = uv[j];
+                r[i] = rv[j];
+            }
         }
-        Ok((Tensor::cat(&us, 0)?, Tensor::cat(&rs, 0)?))
+        Ok((u, r))
     }
 }
 
@@ -249,22 +472,21 @@ pub enum Constraint {
     Hard { experts: usize },
 }
 
-/// A training run of the Fisher–KPP experiment.
+/// A training run.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
     pub constraint: Constraint,
-    pub eq: Fisher,
-    pub t_end: f64,
+    pub pde: Pde,
     /// Basis functions K, network width and hidden layers.
     pub k: usize,
     pub width: usize,
     pub depth: usize,
     pub steps: usize,
     pub lr: f64,
-    /// Constraint points per step (hard): interior and initial.
+    /// Constraint points per step (hard): interior and initial (half as many on each end when not periodic).
     pub interior: usize,
     pub initial: usize,
-    /// Fresh points per step for the physics loss: interior and initial.
+    /// Fresh interior points per step for the physics loss (a quarter as many initial ones).
     pub loss_points: usize,
     pub seed: u64,
 }
@@ -273,8 +495,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             constraint: Constraint::Hard { experts: 1 },
-            eq: Fisher { nu: 0.01, rho: 1.0 },
-            t_end: 1.0,
+            pde: Pde::Fisher { nu: 0.01, rho: 1.0 },
             k: 16,
             width: 32,
             depth: 2,
@@ -293,7 +514,7 @@ impl Default for TrainConfig {
 pub struct TrainOutcome {
     /// ‖u − u_ref‖/‖u_ref‖ on the [`GRID`] × [`GRID`] grid of (x, t), against the finite-difference reference.
     pub rel_l2: f64,
-    /// RMS of the PDE residual at 1000 held-out points.
+    /// RMS of the PDE residual (in τ) at 1000 held-out points.
     pub residual_rms: f64,
     pub seconds_per_step: f64,
     /// The physics loss per step.
@@ -303,27 +524,11 @@ pub struct TrainOutcome {
     pub reference: Vec<f64>,
 }
 
-/// The evaluation grid's side: x_i = i/GRID, t_j = j t_end/(GRID − 1).
+/// The evaluation grid's side: x_i = i/GRID (periodic) or i/(GRID − 1), t_j = j T/(GRID − 1).
 pub const GRID: usize = 32;
 
-fn uniform_points(n: usize, t_end: f64, rng: &mut crate::rng::Rng) -> Vec<[f64; 2]> {
-    use rand::Rng as _;
-    (0..n)
-        .map(|_| [rng.gen::<f64>(), t_end * rng.gen::<f64>()])
-        .collect()
-}
-
-fn xs(n: usize, rng: &mut crate::rng::Rng) -> Vec<f64> {
-    use rand::Rng as _;
-    (0..n).map(|_| rng.gen::<f64>()).collect()
-}
-
-fn mean_sq(t: &Tensor) -> Result<Tensor> {
-    Ok(t.sqr()?.mean_all()?)
-}
-
-/// Trains the basis network (Adam) on the physics loss mean r² + mean (u(·,0) − u₀)² at fresh points, with the
-/// weights soft or hard; evaluates against the finite-difference reference.
+/// Trains the basis network (Adam) on the physics loss at fresh points, with the weights soft or hard; evaluates
+/// against the finite-difference reference.
 pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
     crate::require_second_order()?;
     if cfg.steps == 0
@@ -331,22 +536,35 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
         || cfg.initial == 0
         || cfg.loss_points == 0
         || !(cfg.lr > 0.0 && cfg.lr.is_finite())
-        || !(cfg.t_end > 0.0 && cfg.t_end.is_finite())
     {
         return Err(Error::invalid(format!(
-            "pde train: sizes, steps, lr and t_end must be positive ({cfg:?})"
+            "pde train: sizes, steps and lr must be positive ({cfg:?})"
         )));
     }
-    if let Constraint::Hard { experts } = cfg.constraint {
-        if experts == 0 || experts > cfg.initial || experts > cfg.interior {
+    if let Pde::Fisher { nu, rho } = cfg.pde {
+        if !(nu > 0.0 && nu.is_finite() && rho.is_finite()) {
             return Err(Error::invalid(format!(
-                "pde train: {experts} experts need at least one constraint point each ({} interior, {} initial)",
-                cfg.interior, cfg.initial
+                "Fisher-KPP: ν = {nu} must be positive and ρ = {rho} finite"
             )));
         }
     }
-    let net = BasisNet::new(cfg.width, cfg.depth, cfg.k, cfg.seed)?;
-    let soft_w = Var::zeros(cfg.k, DType::F64, &Device::Cpu)?;
+    let experts = match cfg.constraint {
+        Constraint::Soft => 1,
+        Constraint::Hard { experts } => experts,
+    };
+    if experts == 0 || experts > cfg.initial || experts > cfg.interior {
+        return Err(Error::invalid(format!(
+            "pde train: {experts} experts need at least one constraint point each ({} interior, {} initial)",
+            cfg.interior, cfg.initial
+        )));
+    }
+    let periodic = cfg.pde.periodic();
+    let net = BasisNet::new(cfg.width, cfg.depth, cfg.k, cfg.seed, periodic)?;
+    let soft_w = Var::from_tensor(&Tensor::full(
+        cfg.pde.w0() / cfg.k as f64,
+        cfg.k,
+        &Device::Cpu,
+    )?)?;
     let mut vars = net.vars();
     if cfg.constraint == Constraint::Soft {
         vars.push(soft_w.clone());
@@ -362,60 +580,32 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
     let mut opt = format!("adam:lr={}", cfg.lr)
         .parse::<crate::optim::OptimizerSpec>()?
         .build();
-    let model = |experts: usize| HardModel {
-        net: BasisNet {
-            layers: net.layers.clone(),
-        },
-        eq: cfg.eq,
+    let model = HardModel {
+        net,
+        pde: cfg.pde,
         experts,
         lm: LmOptions::default(),
     };
     let mut rng = rng_for(cfg.seed, Stream::Data, 8);
     let mut curve = Vec::with_capacity(cfg.steps.min(1 << 16));
+    let weights_now = |rng: &mut crate::rng::Rng| -> Result<Vec<Tensor>> {
+        match cfg.constraint {
+            Constraint::Soft => Ok(vec![soft_w.as_tensor().clone()]),
+            Constraint::Hard { .. } => {
+                model.weights(&Points::sample(&cfg.pde, cfg.interior, cfg.initial, rng))
+            }
+        }
+    };
     let start = std::time::Instant::now();
     for _ in 0..cfg.steps {
-        let pts = uniform_points(cfg.loss_points, cfg.t_end, &mut rng);
-        let x0 = xs(cfg.loss_points.min(cfg.initial.max(1)), &mut rng);
-        let loss = match cfg.constraint {
-            Constraint::Soft => {
-                let flat: Vec<f64> = pts.iter().flat_map(|p| *p).collect();
-                let jet = net.jet(&Tensor::from_vec(flat, (pts.len(), 2), &Device::Cpu)?)?;
-                let r = cfg.eq.residual(&jet, soft_w.as_tensor())?;
-                let p0: Vec<f64> = x0.iter().flat_map(|&x| [x, 0.0]).collect();
-                let jet0 = net.jet(&Tensor::from_vec(p0, (x0.len(), 2), &Device::Cpu)?)?;
-                let u0 = Tensor::from_vec(
-                    x0.iter().map(|&x| Fisher::u0(x)).collect::<Vec<_>>(),
-                    x0.len(),
-                    &Device::Cpu,
-                )?;
-                let ic = jet0
-                    .v
-                    .matmul(&soft_w.as_tensor().unsqueeze(1)?)?
-                    .squeeze(1)?
-                    .sub(&u0)?;
-                mean_sq(&r)?.add(&mean_sq(&ic)?)?
-            }
-            Constraint::Hard { experts } => {
-                let m = model(experts);
-                let cpts = uniform_points(cfg.interior, cfg.t_end, &mut rng);
-                let cx0 = xs(cfg.initial, &mut rng);
-                let w = m.weights(&cpts, &cx0)?;
-                let (_, r) = m.field(&w, &pts)?;
-                let p0: Vec<[f64; 2]> = x0.iter().map(|&x| [x, 0.0]).collect();
-                let (u_init, _) = m.field(&w, &p0)?;
-                // field() orders points by expert: compare against u₀ in the same order.
-                let ordered: Vec<f64> = (0..experts)
-                    .flat_map(|e| {
-                        x0.iter()
-                            .copied()
-                            .filter(move |&x| expert_of(x, experts) == e)
-                    })
-                    .map(Fisher::u0)
-                    .collect();
-                let u0 = Tensor::from_vec(ordered, x0.len(), &Device::Cpu)?;
-                mean_sq(&r)?.add(&mean_sq(&u_init.sub(&u0)?)?)?
-            }
-        };
+        let w = weights_now(&mut rng)?;
+        let pts = Points::sample(
+            &cfg.pde,
+            cfg.loss_points,
+            (cfg.loss_points / 4).max(1),
+            &mut rng,
+        );
+        let loss = model.loss(&w, &pts)?;
         let value = loss.to_scalar::<f64>()?;
         if !value.is_finite() {
             return Err(Error::NonFinite(format!(
@@ -427,49 +617,26 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
         opt.step(&params, &grads)?;
     }
     let seconds_per_step = start.elapsed().as_secs_f64() / cfg.steps as f64;
-    // Evaluation: the final weights from fresh constraint points (hard) or the learned ones (soft).
-    let weights = match cfg.constraint {
-        Constraint::Soft => vec![soft_w.as_tensor().detach()],
-        Constraint::Hard { experts } => {
-            let cpts = uniform_points(cfg.interior, cfg.t_end, &mut rng);
-            let cx0 = xs(cfg.initial, &mut rng);
-            model(experts)
-                .weights(&cpts, &cx0)?
-                .iter()
-                .map(|w| w.detach())
-                .collect()
-        }
-    };
-    let experts = weights.len();
-    let eval_model = model(experts);
-    let reference = super::fisher_kpp(cfg.eq.nu, cfg.eq.rho, 1.0, super::fd::Boundary::Periodic)
-        .solve(Fisher::u0, 128, 400, cfg.t_end)?;
-    // The evaluation grid, GRID × GRID, row j = time t_j, column i = x_i; points are visited expert by expert.
+    let weights: Vec<Tensor> = weights_now(&mut rng)?.iter().map(|w| w.detach()).collect();
+    let reference = cfg.pde.reference()?;
+    let t_end = cfg.pde.time_scale();
+    let xdiv = if periodic { GRID } else { GRID - 1 } as f64;
     let grid: Vec<[f64; 2]> = (0..GRID)
-        .flat_map(|j| {
-            (0..GRID).map(move |i| [i as f64 / GRID as f64, j as f64 / (GRID - 1) as f64])
-        })
-        .map(|[x, t]| [x, t * cfg.t_end])
+        .flat_map(|j| (0..GRID).map(move |i| [i as f64 / xdiv, j as f64 / (GRID - 1) as f64]))
         .collect();
-    let grid_ref = &grid;
-    let order: Vec<usize> = (0..experts)
-        .flat_map(|e| (0..grid_ref.len()).filter(move |&k| expert_of(grid_ref[k][0], experts) == e))
+    let (prediction, _) = model.field(&weights, &grid)?;
+    let reference_grid: Vec<f64> = grid
+        .iter()
+        .map(|p| reference.at(p[0], p[1] * t_end))
         .collect();
-    let ordered: Vec<[f64; 2]> = order.iter().map(|&k| grid[k]).collect();
-    let (u, _) = eval_model.field(&weights, &ordered)?;
-    let mut prediction = vec![0.0; grid.len()];
-    for (k, v) in order.iter().zip(u.to_vec1::<f64>()?) {
-        prediction[*k] = v;
-    }
-    let reference_grid: Vec<f64> = grid.iter().map(|p| reference.at(p[0], p[1])).collect();
     let (mut num, mut den) = (0.0, 0.0);
     for (v, r) in prediction.iter().zip(&reference_grid) {
         num += (v - r).powi(2);
         den += r * r;
     }
-    let held = uniform_points(1000, cfg.t_end, &mut rng_for(cfg.seed, Stream::Data, 9));
-    let (_, r) = eval_model.field(&weights, &held)?;
-    let residual_rms = r.sqr()?.mean_all()?.to_scalar::<f64>()?.sqrt();
+    let held = Points::sample(&cfg.pde, 1000, 1, &mut rng_for(cfg.seed, Stream::Data, 9));
+    let (_, r) = model.field(&weights, &held.interior)?;
+    let residual_rms = (r.iter().map(|v| v * v).sum::<f64>() / r.len() as f64).sqrt();
     Ok(TrainOutcome {
         rel_l2: (num / den).sqrt(),
         residual_rms,

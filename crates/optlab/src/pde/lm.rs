@@ -53,6 +53,8 @@ pub struct LmStats {
     pub gradient: f64,
     /// Stopped on gtol or ftol (not on max_iter or a failed damping search).
     pub converged: bool,
+    /// The largest diagonal entry of JᵀJ at the end: the scale of the backward's ridge.
+    pub curvature: f64,
 }
 
 fn flat64(t: &Tensor) -> Result<Vec<f64>> {
@@ -166,6 +168,9 @@ pub fn lm_solve(
             break; // no damping reduces the cost: a (numerical) minimum
         }
     }
+    let curvature = (0..k)
+        .map(|j| (0..res.len()).map(|i| jac[(i, j)].powi(2)).sum::<f64>())
+        .fold(0.0f64, f64::max);
     let out = Tensor::from_slice(&w, k, theta.device())?.to_dtype(w0.dtype())?;
     Ok((
         out,
@@ -174,6 +179,7 @@ pub fn lm_solve(
             cost,
             gradient: ginf(&g),
             converged,
+            curvature,
         },
     ))
 }
@@ -182,6 +188,9 @@ pub fn lm_solve(
 struct ImplicitLm {
     r: ResidualFn,
     w_star: Tensor,
+    /// 1e-10 × max diag(JᵀJ): keeps directions the residual barely sees from blowing up the gradient (jaxopt's
+    /// `ridge`); negligible against any curvature the solution has.
+    ridge: f64,
 }
 
 impl CustomOp1 for ImplicitLm {
@@ -215,7 +224,9 @@ impl CustomOp1 for ImplicitLm {
             } else {
                 Solver::NormalCg
             },
-            tol: 1e-10,
+            // LU is exact up to the Hessian's conditioning: its residual check only refuses a singular system.
+            tol: 1e-6,
+            ridge: self.ridge,
             ..SolveOptions::default()
         };
         let g = stationary
@@ -241,6 +252,7 @@ pub fn lm(
     let node = theta.apply_op1(ImplicitLm {
         r: r.clone(),
         w_star,
+        ridge: 1e-10 * stats.curvature,
     })?;
     Ok((node, stats))
 }
@@ -263,6 +275,7 @@ pub fn lm_batch(
             let node = theta.apply_op1(ImplicitLm {
                 r: r.clone(),
                 w_star,
+                ridge: 1e-10 * stats.curvature,
             })?;
             Ok((node, stats))
         })
