@@ -76,6 +76,9 @@ pub struct SketchSolver<'a> {
     a: &'a Mat<f64>,
     b: &'a [f64],
     aat: Mat<f64>,
+    /// A and AAᵀ row-major, for the row-at-a-time Kaczmarz steps (AAᵀ is symmetric: its row i is its column i).
+    a_rows: Vec<f64>,
+    aat_rows: Vec<f64>,
     kind: Sketch,
 }
 
@@ -99,7 +102,25 @@ impl<'a> SketchSolver<'a> {
         } else {
             a * a.transpose()
         };
-        Ok(SketchSolver { a, b, aat, kind })
+        let rows = |m: &Mat<f64>| -> Vec<f64> {
+            (0..m.nrows())
+                .flat_map(|i| (0..m.ncols()).map(move |j| (i, j)))
+                .map(|(i, j)| m[(i, j)])
+                .collect()
+        };
+        let (a_rows, aat_rows) = if kind == Sketch::Exact {
+            (rows(a), Vec::new())
+        } else {
+            (rows(a), rows(&aat))
+        };
+        Ok(SketchSolver {
+            a,
+            b,
+            aat,
+            a_rows,
+            aat_rows,
+            kind,
+        })
     }
 
     /// z = 0, r = −b.
@@ -113,7 +134,10 @@ impl<'a> SketchSolver<'a> {
     /// r = A z − b, exactly.
     fn residual(&self, z: &[f64]) -> Vec<f64> {
         (0..z.len())
-            .map(|i| (0..z.len()).map(|j| self.a[(i, j)] * z[j]).sum::<f64>() - self.b[i])
+            .map(|i| {
+                let row = &self.a_rows[i * z.len()..(i + 1) * z.len()];
+                row.iter().zip(z).map(|(a, z)| a * z).sum::<f64>() - self.b[i]
+            })
             .collect()
     }
 
@@ -165,14 +189,20 @@ impl<'a> SketchSolver<'a> {
         let cols = match self.kind {
             Sketch::Kaczmarz => {
                 let i = rng.gen_range(0..n);
-                let d = self.aat[(i, i)];
+                let d = self.aat_rows[i * n + i];
                 if d <= 0.0 {
                     return; // a zero row carries no information
                 }
                 let y = it.r[i] / d;
-                for j in 0..n {
-                    it.z[j] -= y * self.a[(i, j)];
-                    it.r[j] -= y * self.aat[(j, i)];
+                let (a_i, aat_i) = (
+                    &self.a_rows[i * n..(i + 1) * n],
+                    &self.aat_rows[i * n..(i + 1) * n],
+                );
+                for (z, a) in it.z.iter_mut().zip(a_i) {
+                    *z -= y * a;
+                }
+                for (r, g) in it.r.iter_mut().zip(aat_i) {
+                    *r -= y * g;
                 }
                 return;
             }
