@@ -125,7 +125,13 @@ struct XOperator<'a, T> {
     _t: std::marker::PhantomData<T>,
 }
 
-impl<T: Real + WithDType> XOperator<'_, T> {
+impl<'a, T: Real + WithDType> XOperator<'a, T> {
+    fn new(lin: &'a Linearized) -> Self {
+        XOperator {
+            lin,
+            _t: std::marker::PhantomData,
+        }
+    }
     fn tensor(&self, v: &[T]) -> Result<Tensor> {
         Ok(Tensor::from_slice(
             v,
@@ -174,10 +180,7 @@ fn solve_x<T: Real + WithDType>(
     rhs: &Tensor,
     opts: &SolveOptions,
 ) -> Result<Tensor> {
-    let op = XOperator::<T> {
-        lin,
-        _t: std::marker::PhantomData,
-    };
+    let op = XOperator::<T>::new(lin);
     op.tensor(&solve(&op, &XOperator::<T>::flat(rhs)?, opts)?.x)
 }
 
@@ -187,10 +190,7 @@ fn theta_vjp<T: Real + WithDType>(
     v: &Tensor,
     opts: &SolveOptions,
 ) -> Result<Tensor> {
-    let op = XOperator::<T> {
-        lin,
-        _t: std::marker::PhantomData,
-    };
+    let op = XOperator::<T>::new(lin);
     let b = XOperator::<T>::flat(&v.neg()?)?;
     let sol = linear::solve_unverified(&Transposed(&op), &b, opts)?;
     let (atu, btu) = lin.vjp(&op.tensor(&sol.x)?)?;

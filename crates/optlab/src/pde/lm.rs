@@ -241,6 +241,20 @@ impl CustomOp1 for ImplicitLm {
     }
 }
 
+/// w* as a node of θ's graph (see [`ImplicitLm`]).
+fn attach(
+    r: &ResidualFn,
+    theta: &Tensor,
+    (w_star, stats): (Tensor, LmStats),
+) -> Result<(Tensor, LmStats)> {
+    let node = theta.apply_op1(ImplicitLm {
+        r: r.clone(),
+        w_star,
+        ridge: 1e-10 * stats.curvature,
+    })?;
+    Ok((node, stats))
+}
+
 /// w*(θ) = argmin_w ½‖r(w, θ)‖² from w₀, differentiable in θ (see the module docs).
 pub fn lm(
     r: &ResidualFn,
@@ -248,13 +262,7 @@ pub fn lm(
     theta: &Tensor,
     opts: &LmOptions,
 ) -> Result<(Tensor, LmStats)> {
-    let (w_star, stats) = lm_solve(r, w0, theta, opts)?;
-    let node = theta.apply_op1(ImplicitLm {
-        r: r.clone(),
-        w_star,
-        ridge: 1e-10 * stats.curvature,
-    })?;
-    Ok((node, stats))
+    attach(r, theta, lm_solve(r, w0, theta, opts)?)
 }
 
 /// Independent problems (r, w₀, θ) solved in parallel, each differentiable in its θ.
@@ -270,14 +278,6 @@ pub fn lm_batch(
     problems
         .iter()
         .zip(solved)
-        .map(|((r, _, theta), s)| {
-            let (w_star, stats) = s?;
-            let node = theta.apply_op1(ImplicitLm {
-                r: r.clone(),
-                w_star,
-                ridge: 1e-10 * stats.curvature,
-            })?;
-            Ok((node, stats))
-        })
+        .map(|((r, _, theta), s)| attach(r, theta, s?))
         .collect()
 }
