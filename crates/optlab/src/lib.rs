@@ -43,6 +43,7 @@ pub mod mup;
 pub mod nn;
 pub mod optim;
 pub mod pde;
+pub mod privacy;
 pub mod refine;
 pub mod registry;
 pub mod rng;

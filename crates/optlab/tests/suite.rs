@@ -23,6 +23,7 @@ mod norm;
 mod optim_golden;
 mod optim_properties;
 mod pde;
+mod privacy;
 mod torch_state_dict;
 mod train;
 mod transformer;

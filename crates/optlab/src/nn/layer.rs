@@ -4,6 +4,7 @@ use super::norm::{
     batch_norm, bcn, group_norm, load_stats_buffer, stats_buffers, weight_standardize, BcnParams,
     ChannelStats, RunningStats, WsVariant,
 };
+use super::tape::{self, Site};
 use super::transformer::{linear_nd, Block, Embedding, SeqNorm};
 use super::Param;
 use crate::{Error, Result};
@@ -183,15 +184,28 @@ impl Layer {
                     weight.tensor().clone()
                 };
                 let y = x.conv2d(&w, *padding, 1, 1, 1)?;
-                match bias {
+                let y = match bias {
                     Some(b) => y.broadcast_add(&b.tensor().reshape((1, (), 1, 1))?)?,
                     None => y,
+                };
+                if *standardize {
+                    // The per-sample gradient of a standardized weight is not recorded: the privacy layer
+                    // refuses the model.
+                    y
+                } else {
+                    tape::probe(y, |probe| Site::Conv2d {
+                        weight: weight.tensor().id(),
+                        bias: bias.as_ref().map(|b| b.tensor().id()),
+                        input: x.detach(),
+                        padding: *padding,
+                        probe,
+                    })?
                 }
             }
             Layer::Norm(n) => n.forward(x, train)?,
             Layer::Residual(b) => b.forward(x, train)?,
             Layer::Act(a) => a.apply(x)?,
-            Layer::MaxPool2 => x.max_pool2d(2)?,
+            Layer::MaxPool2 => super::pool::max_pool2(x)?,
             Layer::Flatten => x.flatten_from(1)?,
             Layer::Embed(e) => e.forward(x)?,
             Layer::Block(b) => b.forward(x, train, keep)?,

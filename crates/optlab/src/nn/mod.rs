@@ -8,11 +8,13 @@ mod layer;
 pub mod linear;
 pub mod matmul;
 mod param;
+pub mod pool;
 mod sequential;
 mod size;
 mod spec;
+pub mod tape;
 
-pub use layer::{Activation, Layer};
+pub use layer::{Activation, Layer, NormKind, NormLayer};
 pub use param::{Param, Parametrization};
 pub use sequential::{LinearTrace, Sequential};
 pub use size::ModelSize;

@@ -196,9 +196,17 @@ pub fn group_norm(x: &Tensor, groups: usize, weight: &Tensor, bias: &Tensor) -> 
     let shape = x.dims().to_vec();
     let x4 = as_4d(x)?;
     let c = x4.dims()[1];
-    let y = group_standardize(&x4, groups)?
+    let xhat = group_standardize(&x4, groups)?;
+    let y = xhat
         .broadcast_mul(&per_channel(weight, c)?)?
         .broadcast_add(&per_channel(bias, c)?)?;
+    let y = super::tape::probe(y, |probe| super::tape::Site::Affine {
+        weight: weight.id(),
+        bias: bias.id(),
+        normalized: xhat.detach(),
+        channel_axis: 1,
+        probe,
+    })?;
     Ok(y.reshape(shape)?)
 }
 

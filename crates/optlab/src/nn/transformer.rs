@@ -7,9 +7,10 @@ use super::linear::linear;
 use super::norm::RunningStats;
 use super::param::Parametrization;
 use super::powernorm::{PowerNorm, PowerNormConfig};
+use super::tape::{self, Site};
 use super::Param;
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, D};
 use std::sync::{Arc, Mutex};
 
 /// A tiny pre-norm causal transformer language model. Its state dict, as the PyTorch module of
@@ -170,7 +171,25 @@ impl SeqNorm {
     /// `keep` (one flag per position) leaves padding out of the statistics.
     pub fn forward(&self, x: &Tensor, train: bool, keep: Option<&[bool]>) -> Result<Tensor> {
         match self {
-            SeqNorm::Layer { weight, bias } => layer_norm(x, weight.tensor(), bias.tensor()),
+            SeqNorm::Layer { weight, bias } => {
+                let y = layer_norm(x, weight.tensor(), bias.tensor())?;
+                if !tape::active() {
+                    return Ok(y);
+                }
+                // x̂ for the per-sample affine gradients, outside the graph.
+                let x = x.detach();
+                let mean = x.mean_keepdim(D::Minus1)?;
+                let xc = x.broadcast_sub(&mean)?;
+                let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+                let normalized = xc.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
+                tape::probe(y, |probe| Site::Affine {
+                    weight: weight.tensor().id(),
+                    bias: bias.tensor().id(),
+                    channel_axis: normalized.rank() - 1,
+                    normalized,
+                    probe,
+                })
+            }
             SeqNorm::Power(p) => p.forward_positions(x, keep, train),
             SeqNorm::Batch {
                 weight,
@@ -240,16 +259,24 @@ impl Dense {
     }
 }
 
-/// [`linear`] over the last dimension of an input of any rank ≥ 2.
+/// [`linear`] over the last dimension of an input of any rank ≥ 2 (a per-sample [`tape`] site).
 pub fn linear_nd(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    if x.rank() == 2 {
-        return linear(x, w, b);
-    }
-    let mut dims = x.dims().to_vec();
-    let k = dims[dims.len() - 1];
-    let y = linear(&x.reshape((x.elem_count() / k.max(1), k))?, w, b)?;
-    *dims.last_mut().expect("rank >= 2") = w.dims()[0];
-    Ok(y.reshape(dims)?)
+    let y = if x.rank() == 2 {
+        linear(x, w, b)?
+    } else {
+        let mut dims = x.dims().to_vec();
+        let k = dims[dims.len() - 1];
+        let y = linear(&x.reshape((x.elem_count() / k.max(1), k))?, w, b)?;
+        *dims.last_mut().expect("rank >= 2") = w.dims()[0];
+        y.reshape(dims)?
+    };
+    tape::probe(y, |probe| Site::Linear {
+        weight: w.id(),
+        bias: b.map(Tensor::id),
+        rows: None,
+        input: x.detach(),
+        probe,
+    })
 }
 
 /// Causal multi-head self-attention: one `qkv` Linear(C, 3C) (queries, keys, values in that order along the
@@ -291,6 +318,13 @@ impl Attention {
                 &w.narrow(0, i * c, c)?,
                 Some(&bias.narrow(0, i * c, c)?),
             )?;
+            let y = tape::probe(y.reshape((b, t, c))?, |probe| Site::Linear {
+                weight: w.id(),
+                bias: Some(bias.id()),
+                rows: Some(i * c),
+                input: x.detach(),
+                probe,
+            })?;
             Ok(y.reshape((b, t, h, hd))?.transpose(1, 2)?.contiguous()?)
         };
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
@@ -463,7 +497,20 @@ impl Embedding {
             h = h.broadcast_mul(&m)?;
         }
         let h = h.reshape((b, t, c))?;
-        Ok(h.broadcast_add(&self.pos.tensor().narrow(0, 0, t)?)?)
+        let out = h.broadcast_add(&self.pos.tensor().narrow(0, 0, t)?)?;
+        tape::probe(out, |probe| Site::Embedding {
+            token: self.tok.tensor().id(),
+            position: self.pos.tensor().id(),
+            ids: ids
+                .iter()
+                .map(|&i| ((i as usize) < vocab).then_some(i))
+                .collect(),
+            batch: b,
+            seq: t,
+            vocab,
+            context: self.pos.var.dims()[0],
+            probe,
+        })
     }
 }
 

@@ -1,0 +1,365 @@
+//! Per-sample gradients without a per-sample loop, as opacus's grad samplers: one forward pass records each
+//! parameterised primitive's input and output probe ([`crate::nn::tape`]); one backward pass of Σ_b ℓ_b gives
+//! every probe's gradient, the per-example error signal; per-sample parameter gradients are then batched
+//! products of the two (outer products for Linear, shifted-window products for Conv2d, Σ g·x̂ for the GroupNorm
+//! and LayerNorm affines, row scatters for embeddings). Per-sample norms of Linear layers on unbatched rows use
+//! ‖g_b‖²‖a_b‖² and never form the gradient ("ghost" norms, Goodfellow 2015).
+//!
+//! Layers that mix the samples of a batch (BatchNorm, BCN, PowerNorm) have no per-sample gradient and are refused,
+//! as opacus refuses them.
+
+use crate::nn::tape::{self, Site};
+
+use crate::nn::transformer::SeqNorm;
+use crate::nn::{Layer, NormKind, Param, Sequential};
+use crate::{Error, Result};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Tensor, TensorId, D};
+use std::collections::HashMap;
+
+/// What a recorded forward pass leaves for per-sample gradients.
+#[derive(Debug)]
+pub struct PerSampleTape {
+    sites: Vec<Site>,
+    batch: usize,
+}
+
+/// Refuses a model whose layers mix samples or whose parameters the tape cannot attribute to examples.
+pub fn check_model(model: &Sequential) -> Result<()> {
+    let mixing = "mixes the samples of a batch, so per-sample gradients (and DP-SGD) are undefined; use GroupNorm \
+                  instead (norm=gn in a CNN, norm=ln in a transformer), as opacus requires";
+    for l in model.layers() {
+        check_layer(l, mixing)?;
+    }
+    Ok(())
+}
+
+fn check_layer(l: &Layer, mixing: &str) -> Result<()> {
+    let layer_norm = |n: &SeqNorm| matches!(n, SeqNorm::Layer { .. });
+    match l {
+        Layer::Norm(n) if n.kind != NormKind::Group => {
+            Err(Error::invalid(format!("{} {mixing}", l.describe())))
+        }
+        Layer::SeqNorm(n) if !layer_norm(n) => {
+            Err(Error::invalid(format!("{} {mixing}", n.describe())))
+        }
+        Layer::Block(b) => {
+            for n in b.norms() {
+                if !layer_norm(n) {
+                    return Err(Error::invalid(format!("{} {mixing}", n.describe())));
+                }
+            }
+            Ok(())
+        }
+        Layer::Residual(b) => {
+            for p in b.parts() {
+                check_layer(p, mixing)?;
+            }
+            Ok(())
+        }
+        Layer::Conv2d {
+            standardize: true, ..
+        } => Err(Error::invalid(
+            "per-sample gradients of weight-standardized convolutions are not implemented; use a CNN without ws",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The training-mode forward pass of `model` on `x`, recorded for per-sample gradients. The returned output
+/// equals the plain forward pass's bit for bit.
+pub fn forward(model: &Sequential, x: &Tensor) -> Result<(Tensor, PerSampleTape)> {
+    check_model(model)?;
+    let batch = x.dims().first().copied().unwrap_or(0);
+    let (out, sites) = tape::record(|| model.forward_mode(x, true))?;
+    // Uses of each parameter (row blocks of one weight count once).
+    let mut seen: HashMap<TensorId, usize> = HashMap::new();
+    for s in &sites {
+        if matches!(s, Site::Linear { rows: Some(r), .. } if *r > 0) {
+            continue;
+        }
+        for id in site_params(s) {
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    for p in model.params() {
+        match seen.get(&p.tensor().id()) {
+            None => {
+                return Err(Error::invalid(format!(
+                    "parameter '{}' is used by an operation without per-sample gradients",
+                    p.name
+                )))
+            }
+            Some(n) if *n > 1 => {
+                return Err(Error::invalid(format!(
+                    "parameter '{}' is used {n} times in one forward pass (shared weights have no per-sample gradients here)",
+                    p.name
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok((out, PerSampleTape { sites, batch }))
+}
+
+fn site_params(s: &Site) -> Vec<TensorId> {
+    match s {
+        Site::Linear { weight, bias, .. } | Site::Conv2d { weight, bias, .. } => {
+            std::iter::once(*weight).chain(*bias).collect()
+        }
+        Site::Affine { weight, bias, .. } => vec![*weight, *bias],
+        Site::Embedding {
+            token, position, ..
+        } => vec![*token, *position],
+    }
+}
+
+fn probe_of(s: &Site) -> &candle_core::Var {
+    match s {
+        Site::Linear { probe, .. }
+        | Site::Conv2d { probe, .. }
+        | Site::Affine { probe, .. }
+        | Site::Embedding { probe, .. } => probe,
+    }
+}
+
+/// `[B, T, k]` from `[B, ..., k]` (T = 1 for a matrix).
+fn as_rows(t: &Tensor) -> Result<Tensor> {
+    let b = t.dims()[0];
+    let k = *t.dims().last().expect("rank >= 2");
+    Ok(t.reshape((b, t.elem_count() / (b * k).max(1), k))?)
+}
+
+impl PerSampleTape {
+    /// The batch size B.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    fn signal(&self, s: &Site, grads: &GradStore) -> Result<Tensor> {
+        let p = probe_of(s);
+        match grads.get(p.as_tensor()) {
+            Some(g) => Ok(g.clone()),
+            None => Ok(p.as_tensor().zeros_like()?),
+        }
+    }
+
+    /// Each site's per-sample gradients `(param id, first row, [B, rows...])`.
+    fn site_grads(&self, s: &Site, grads: &GradStore) -> Result<Vec<(TensorId, usize, Tensor)>> {
+        let g = self.signal(s, grads)?;
+        let b = self.batch;
+        Ok(match s {
+            Site::Linear {
+                weight,
+                bias,
+                rows,
+                input,
+                ..
+            } => {
+                let (a, g) = (as_rows(input)?, as_rows(&g)?);
+                let gw = g.transpose(1, 2)?.contiguous()?.matmul(&a.contiguous()?)?;
+                let r = rows.unwrap_or(0);
+                let mut v = vec![(*weight, r, gw)];
+                if let Some(bias) = bias {
+                    v.push((*bias, r, g.sum(1)?));
+                }
+                v
+            }
+            Site::Conv2d {
+                weight,
+                bias,
+                input,
+                padding,
+                ..
+            } => {
+                let (_, cin, h, w) = input.dims4()?;
+                let (_, cout, ho, wo) = g.dims4()?;
+                let k = h + 2 * padding + 1 - ho;
+                if w + 2 * padding + 1 - wo != k {
+                    return Err(Error::Shape("non-square convolution kernel".into()));
+                }
+                let a = input
+                    .pad_with_zeros(2, *padding, *padding)?
+                    .pad_with_zeros(3, *padding, *padding)?;
+                let g2 = g.reshape((b, cout, ho * wo))?;
+                let mut taps = Vec::with_capacity(k * k);
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let win =
+                            a.narrow(2, ky, ho)?
+                                .narrow(3, kx, wo)?
+                                .reshape((b, cin, ho * wo))?;
+                        // [B, Cout, HW] · [B, HW, Cin] → [B, Cout, Cin]
+                        taps.push(
+                            g2.matmul(&win.transpose(1, 2)?.contiguous()?)?
+                                .unsqueeze(3)?,
+                        );
+                    }
+                }
+                let gw = Tensor::cat(&taps, 3)?.reshape((b, cout, cin, k, k))?;
+                let mut v = vec![(*weight, 0, gw)];
+                if let Some(bias) = bias {
+                    v.push((*bias, 0, g2.sum(2)?));
+                }
+                v
+            }
+            Site::Affine {
+                weight,
+                bias,
+                normalized,
+                channel_axis,
+                ..
+            } => {
+                let per_channel = |t: Tensor| -> Result<Tensor> {
+                    let t = if *channel_axis != 1 {
+                        t.transpose(1, *channel_axis)?.contiguous()?
+                    } else {
+                        t
+                    };
+                    Ok(if t.rank() > 2 {
+                        t.flatten_from(2)?.sum(2)?
+                    } else {
+                        t
+                    })
+                };
+                vec![
+                    (*weight, 0, per_channel(g.mul(normalized)?)?),
+                    (*bias, 0, per_channel(g)?),
+                ]
+            }
+            Site::Embedding {
+                token,
+                position,
+                ids,
+                batch,
+                seq,
+                vocab,
+                context,
+                ..
+            } => {
+                let (v, ctx) = (*vocab, *context);
+                let c = g.dim(D::Minus1)?;
+                let rows = g.reshape((batch * seq, c))?;
+                let (mut dst, mut src) = (Vec::new(), Vec::new());
+                for (r, id) in ids.iter().enumerate() {
+                    if let Some(id) = id {
+                        dst.push(((r / seq) * v + *id as usize) as u32);
+                        src.push(r as u32);
+                    }
+                }
+                let picked = rows.index_select(&Tensor::new(src.as_slice(), g.device())?, 0)?;
+                let tok = Tensor::zeros((batch * v, c), g.dtype(), g.device())?.index_add(
+                    &Tensor::new(dst.as_slice(), g.device())?,
+                    &picked,
+                    0,
+                )?;
+                let pos = g.pad_with_zeros(1, 0, ctx - seq)?;
+                vec![
+                    (*token, 0, tok.reshape((*batch, v, c))?),
+                    (*position, 0, pos),
+                ]
+            }
+        })
+    }
+
+    /// Per-sample gradients of every parameter, `(name, [B, shape...])` in `params` order, from the gradients
+    /// of a backward pass of Σ_b ℓ_b (any loss whose b-th term depends on example b alone; for a mean, the
+    /// per-sample gradients are those of ℓ_b / B).
+    pub fn gradients(&self, grads: &GradStore, params: &[Param]) -> Result<Vec<(String, Tensor)>> {
+        let mut blocks: HashMap<TensorId, Vec<(usize, Tensor)>> = HashMap::new();
+        for s in &self.sites {
+            for (id, row, t) in self.site_grads(s, grads)? {
+                blocks.entry(id).or_default().push((row, t));
+            }
+        }
+        params
+            .iter()
+            .map(|p| {
+                let mut parts = blocks.remove(&p.tensor().id()).ok_or_else(|| {
+                    Error::invalid(format!("'{}' was not in the recorded pass", p.name))
+                })?;
+                parts.sort_by_key(|(row, _)| *row);
+                let t = if parts.len() == 1 {
+                    parts.pop().expect("one part").1
+                } else {
+                    Tensor::cat(&parts.into_iter().map(|(_, t)| t).collect::<Vec<_>>(), 1)?
+                };
+                let mut want = vec![self.batch];
+                want.extend_from_slice(p.tensor().dims());
+                if t.dims() != want.as_slice() {
+                    return Err(Error::Shape(format!(
+                        "per-sample gradient of '{}' has shape {:?}, expected {want:?}",
+                        p.name,
+                        t.dims()
+                    )));
+                }
+                Ok((p.name.clone(), t))
+            })
+            .collect()
+    }
+
+    /// The squared l2 norm of every example's gradient, per parameter: `(name, [B])` in `params` order.
+    pub fn squared_norms(
+        &self,
+        grads: &GradStore,
+        params: &[Param],
+    ) -> Result<Vec<(String, Tensor)>> {
+        let mut by_id: HashMap<TensorId, Tensor> = HashMap::new();
+        let mut add = |id: TensorId, t: Tensor| -> Result<()> {
+            // Row blocks of one parameter add up.
+            let t = match by_id.remove(&id) {
+                Some(prev) => prev.add(&t)?,
+                None => t,
+            };
+            by_id.insert(id, t);
+            Ok(())
+        };
+        for s in &self.sites {
+            match s {
+                Site::Linear {
+                    weight,
+                    bias,
+                    input,
+                    ..
+                } if input.rank() == 2 => {
+                    // One row per example: ‖g aᵀ‖² = ‖g‖²‖a‖².
+                    let g = self.signal(s, grads)?;
+                    let gg = g.sqr()?.sum(1)?;
+                    add(*weight, gg.mul(&input.sqr()?.sum(1)?)?)?;
+                    if let Some(bias) = bias {
+                        add(*bias, gg)?;
+                    }
+                }
+                _ => {
+                    for (id, _, t) in self.site_grads(s, grads)? {
+                        add(id, t.sqr()?.flatten_from(1)?.sum(1)?)?;
+                    }
+                }
+            }
+        }
+        params
+            .iter()
+            .map(|p| {
+                by_id
+                    .remove(&p.tensor().id())
+                    .map(|t| (p.name.clone(), t))
+                    .ok_or_else(|| {
+                        Error::invalid(format!("'{}' was not in the recorded pass", p.name))
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The per-sample gradient norms (l2 over all parameters) in f64.
+pub fn total_norms(squared: &[(String, Tensor)]) -> Result<Vec<f64>> {
+    let mut acc: Option<Vec<f64>> = None;
+    for (_, t) in squared {
+        let v: Vec<f64> = t.to_dtype(DType::F64)?.to_vec1()?;
+        acc = Some(match acc {
+            None => v,
+            Some(a) => a.iter().zip(&v).map(|(x, y)| x + y).collect(),
+        });
+    }
+    Ok(acc.unwrap_or_default().iter().map(|s| s.sqrt()).collect())
+}
