@@ -16,6 +16,7 @@ mod optimize;
 mod papers_cmd;
 mod pde_cmd;
 mod plot;
+mod privacy_cmd;
 mod progress;
 mod run_args;
 mod scaling_cmd;
@@ -76,6 +77,9 @@ enum Cmd {
     /// Physics-constrained learning (P08): Fisher-KPP with soft or hard (Levenberg-Marquardt, mixture-of-experts)
     /// constraints against a finite-difference reference.
     Pde(pde_cmd::PdeArgs),
+    /// Differential privacy: ε of DP-SGD's sampled Gaussian mechanism, or the noise for a target ε (opacus's RDP
+    /// accountant); private training is `optlab train --privacy ...`.
+    Privacy(privacy_cmd::PrivacyArgs),
     /// Convex training of a two-layer ReLU network by ADMM (P28), saved as a loadable MLP.
     ConvexRelu(convex_relu_cmd::ConvexReluArgs),
     /// Linear-SEM structure learning (P40): simulate data, fit a DAG with CoLiDE or DAGMA.
@@ -131,6 +135,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Bilevel(a) => bilevel_cmd::run(a),
         Cmd::Nlp(a) => nlp_cmd::run(a),
         Cmd::Pde(a) => pde_cmd::run(a),
+        Cmd::Privacy(a) => privacy_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),
         Cmd::Lipschitz(a) => lipschitz_cmd::run(a),

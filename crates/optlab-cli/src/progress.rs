@@ -50,8 +50,9 @@ impl Observer for Progress {
         self.bar.set_position(m.step);
         if m.step.is_multiple_of(5) || m.step == 1 {
             let acc = self.acc.map_or(String::new(), |a| format!(" acc {a:.3}"));
+            let eps = m.epsilon.map_or(String::new(), |e| format!(" ε {e:.3}"));
             self.bar.set_message(format!(
-                "loss {:.4}{acc} lr {:.2e} {:.0} samples/s",
+                "loss {:.4}{acc}{eps} lr {:.2e} {:.0} samples/s",
                 m.loss, m.lr, m.samples_per_s
             ));
         }

@@ -80,6 +80,10 @@ pub struct RunOverrides {
     /// For muP models (param=mup): auto (the optimizer's rule) | adam (MuAdam) | sgd (MuSGD).
     #[arg(long)]
     pub mup_rule: Option<String>,
+    /// DP-SGD: epsilon=3,delta=1e-5,clip=1.0 (noise calibrated to the run's steps) or noise=1.1,clip=1.0,delta=1e-5;
+    /// optional clipping=flat|per_layer, sampling=poisson|shuffle. MLPs and CNNs with GroupNorm.
+    #[arg(long, value_name = "SPEC")]
+    pub privacy: Option<String>,
 }
 
 impl RunOverrides {
@@ -106,6 +110,7 @@ impl RunOverrides {
             || self.agc.is_some()
             || self.dtype.is_some()
             || self.mup_rule.is_some()
+            || self.privacy.is_some()
     }
 
     /// The config: the file (or the task's defaults) with every flag given applied.
@@ -159,6 +164,9 @@ impl RunOverrides {
         parse!(loss, dtype, mup_rule);
         if let Some(v) = &self.batch_test {
             o.batch_test = Some(v.parse()?);
+        }
+        if let Some(v) = &self.privacy {
+            o.privacy = Some(v.parse()?);
         }
         for (dst, src) in [
             (&mut o.clip_grad_norm, self.clip_grad_norm),

@@ -96,6 +96,22 @@ pub fn run(a: TrainArgs) -> Result<()> {
             eprintln!("resuming from step {}", trainer.step());
         }
     }
+    if let Some(p) = trainer.privacy() {
+        if !a.quiet && !finished {
+            eprintln!(
+                "DP-SGD: noise multiplier {}, sampling rate {:.5}, clip {}, delta {:e}: epsilon {:.4} after {} steps",
+                p.noise_multiplier,
+                p.sample_rate,
+                p.spec.clip,
+                p.spec.delta,
+                p.epsilon_after(trainer.total_steps()),
+                trainer.total_steps()
+            );
+        }
+        if let Some(w) = p.warning() {
+            eprintln!("warning: {w}");
+        }
+    }
     let mut progress = Progress::new("train", a.quiet);
     let opts = RunOptions {
         run_dir: Some(dir.clone()),
@@ -129,5 +145,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         s.val_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
         s.wall_time_s
     );
+    if let Some(p) = &s.privacy {
+        println!(
+            "privacy: epsilon {:.4} at delta {:e} (noise multiplier {}, sampling rate {:.5}, clip {})",
+            p.epsilon, p.delta, p.noise_multiplier, p.sample_rate, p.clip
+        );
+    }
     Ok(())
 }

@@ -19,6 +19,10 @@ pub enum Stream {
     Probe = 5,
     /// Stochastic solvers (CBO particles and noise, ...); the index is the run.
     Solver = 6,
+    /// Poisson sampling of private batches; the index is the step.
+    Privacy = 7,
+    /// Gaussian noise of private gradients; the index is the step.
+    PrivacyNoise = 8,
 }
 
 /// The generator for `(seed, stream, index)`: e.g. the shuffle of epoch 7 is `rng_for(seed, Shuffle, 7)`.

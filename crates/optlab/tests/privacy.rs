@@ -250,3 +250,255 @@ fn batch_norm_is_refused() {
         );
     }
 }
+
+use optlab::privacy::dp_sgd::{private_gradient, Clipping, DpSgdStep, ExampleLoss, PrivacySpec};
+use optlab::train::{RunOptions, TrainConfig, Trainer};
+
+fn digits_config(optimizer: &str, privacy: Option<&str>) -> TrainConfig {
+    let mut c = TrainConfig {
+        model: ModelSpec::parse("mlp:hidden=16").unwrap(),
+        optimizer: optimizer.parse().unwrap(),
+        ..Default::default()
+    };
+    c.options.steps = Some(12);
+    c.options.epochs = None;
+    c.options.batch_size = 32;
+    c.options.privacy = privacy.map(|p| p.parse().unwrap());
+    c
+}
+
+fn weights(t: &Trainer) -> Vec<Vec<u32>> {
+    t.model()
+        .params()
+        .iter()
+        .map(|p| {
+            p.tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        })
+        .collect()
+}
+
+/// Without noise and without clipping, DP-SGD on the trainer's own batches is plain training, to the bit, for
+/// plain SGD and for an adaptive optimizer.
+#[test]
+fn dp_sgd_without_noise_or_clipping_is_plain_training() {
+    for opt in ["sgd:lr=0.3,momentum=0.9", "adamw:lr=1e-2"] {
+        let mut plain = Trainer::new(digits_config(opt, None)).unwrap();
+        plain.run(None, &mut []).unwrap();
+        let mut private = Trainer::new(digits_config(
+            opt,
+            Some("noise=0,clip=inf,delta=1e-5,sampling=shuffle"),
+        ))
+        .unwrap();
+        let s = private.run(None, &mut []).unwrap();
+        assert_eq!(weights(&plain), weights(&private), "{opt}");
+        assert_eq!(s.privacy.unwrap().epsilon, f64::INFINITY);
+    }
+}
+
+/// With noise 0, the flat- and per-layer-clipped gradients equal a reference computed one example at a time
+/// (each example's gradient by its own backward pass, clipped, averaged over the expected batch size).
+#[test]
+fn clipped_mean_equals_sample_by_sample_reference() {
+    let dev = Device::Cpu;
+    let model = Sequential::new(
+        &ModelSpec::parse("cnn:channels=2,norm=gn,groups=1").unwrap(),
+        &[1, 4, 4],
+        3,
+        2,
+        DType::F64,
+    )
+    .unwrap();
+    let b = 5;
+    let x = Tensor::randn(0f64, 1.0, (b, 1, 4, 4), &dev).unwrap();
+    let y = Tensor::new(&[0u32, 1, 2, 0, 1], &dev).unwrap();
+    let params = model.params();
+    let per_example: Vec<Vec<Tensor>> = (0..b)
+        .map(|i| {
+            let out = model
+                .forward_mode(&x.narrow(0, i, 1).unwrap(), true)
+                .unwrap();
+            let g = cross_entropy(&out, &y.narrow(0, i, 1).unwrap())
+                .unwrap()
+                .backward()
+                .unwrap();
+            params
+                .iter()
+                .map(|p| g.get(p.tensor()).unwrap().clone())
+                .collect()
+        })
+        .collect();
+    let sq = |t: &Tensor| {
+        t.sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    };
+    let expected_batch = 4.0;
+    for clipping in [Clipping::Flat, Clipping::PerLayer] {
+        let clip = 0.05;
+        let per_layer = clip / (params.len() as f64).sqrt();
+        let mut want: Vec<Tensor> = params
+            .iter()
+            .map(|p| p.tensor().zeros_like().unwrap())
+            .collect();
+        for g in &per_example {
+            let total = g.iter().map(sq).sum::<f64>().sqrt();
+            for (k, gk) in g.iter().enumerate() {
+                let f = match clipping {
+                    Clipping::Flat => (clip / (total + 1e-6)).min(1.0),
+                    Clipping::PerLayer => (per_layer / (sq(gk).sqrt() + 1e-6)).min(1.0),
+                };
+                want[k] = (&want[k] + (gk * f).unwrap()).unwrap();
+            }
+        }
+        let step = DpSgdStep {
+            clip,
+            clipping,
+            noise_multiplier: 0.0,
+            expected_batch,
+        };
+        let mut rng = optlab::rng::rng_for(0, optlab::rng::Stream::PrivacyNoise, 0);
+        let got =
+            private_gradient(&model, &x, &y, ExampleLoss::CrossEntropy, &step, &mut rng).unwrap();
+        assert_eq!(
+            got.clipped_fraction, 1.0,
+            "{clipping:?}: every example is clipped at C = 0.05"
+        );
+        for (p, w) in params.iter().zip(&want) {
+            let w = (w / expected_batch).unwrap();
+            let g = got.grads.get(p.tensor()).unwrap();
+            let err = (g - &w)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
+            assert!(err < 1e-12, "{clipping:?} {}: {err:e}", p.name);
+        }
+    }
+}
+
+/// The noise added to a gradient has standard deviation σC/E (every example clipped to a tiny norm, so the
+/// gradient is almost all noise).
+#[test]
+fn noise_has_the_calibrated_scale() {
+    let dev = Device::Cpu;
+    let model = Sequential::new(
+        &ModelSpec::parse("mlp:hidden=64").unwrap(),
+        &[32],
+        4,
+        0,
+        DType::F64,
+    )
+    .unwrap();
+    let x = Tensor::randn(0f64, 1.0, (8, 32), &dev).unwrap();
+    let y = Tensor::new(&[0u32, 1, 2, 3, 0, 1, 2, 3], &dev).unwrap();
+    let step = DpSgdStep {
+        clip: 1e-9,
+        clipping: Clipping::Flat,
+        noise_multiplier: 2.0,
+        expected_batch: 10.0,
+    };
+    let mut rng = optlab::rng::rng_for(0, optlab::rng::Stream::PrivacyNoise, 0);
+    let g = private_gradient(&model, &x, &y, ExampleLoss::CrossEntropy, &step, &mut rng).unwrap();
+    let all: Vec<f64> = model
+        .params()
+        .iter()
+        .flat_map(|p| {
+            g.grads
+                .get(p.tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap()
+        })
+        .collect();
+    let n = all.len() as f64;
+    let mean = all.iter().sum::<f64>() / n;
+    let std = (all.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let want = 2.0 * 1e-9 / 10.0;
+    assert!(all.len() > 2000);
+    assert!((std / want - 1.0).abs() < 0.05, "std {std:e} vs {want:e}");
+    assert!(mean.abs() < 0.1 * want);
+}
+
+/// A private run killed after a checkpoint resumes to the same weights, the same batches and the same ε, and
+/// its accountant is saved with the checkpoint.
+#[test]
+fn private_run_resumes_exactly() {
+    let dir = std::env::temp_dir().join(format!("optlab-dp-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = digits_config("sgd:lr=0.5", Some("epsilon=2,delta=1e-5,clip=1.0"));
+    cfg.options.checkpoint_every = 5;
+    let mut whole = Trainer::new(cfg.clone()).unwrap();
+    let full = whole.run(None, &mut []).unwrap();
+    let mut first = Trainer::new(cfg).unwrap();
+    let opts = RunOptions {
+        run_dir: Some(dir.clone()),
+        stop_at: Some(7),
+    };
+    first.run_with(&opts, &mut []).unwrap();
+    drop(first);
+    let latest = std::fs::read_to_string(dir.join("checkpoints/latest.json")).unwrap();
+    assert!(latest.contains("accountant"), "{latest}");
+    let mut resumed = Trainer::resume(&dir).unwrap();
+    assert_eq!(resumed.step(), 7);
+    let s = resumed
+        .run_with(
+            &RunOptions {
+                run_dir: Some(dir.clone()),
+                stop_at: None,
+            },
+            &mut [],
+        )
+        .unwrap();
+    assert_eq!(weights(&whole), weights(&resumed));
+    let (a, b) = (full.privacy.unwrap(), s.privacy.unwrap());
+    assert_eq!(a.epsilon, b.epsilon);
+    assert!(a.epsilon <= 2.0 && a.epsilon > 1.9, "{}", a.epsilon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bad privacy settings are refused with one sentence each.
+#[test]
+fn bad_privacy_settings() {
+    for (spec, want) in [
+        ("epsilon=0,delta=1e-5", "epsilon must be finite and > 0"),
+        ("epsilon=-1,delta=1e-5", "epsilon must be finite and > 0"),
+        ("epsilon=3,delta=1", "delta must lie in (0, 1)"),
+        ("epsilon=3,delta=0", "delta must lie in (0, 1)"),
+        ("epsilon=3", "delta is required"),
+        ("epsilon=3,noise=1,delta=1e-5", "exactly one of"),
+        ("noise=1,delta=1e-5,clip=0", "clip must be > 0"),
+        ("noise=1,delta=1e-5,clip=-2", "clip must be > 0"),
+        ("noise=-1,delta=1e-5", "noise must be finite"),
+        ("noise=1,delta=1e-5,clipping=ghost", "not flat or per_layer"),
+        ("noise=1,delta=1e-5,budget=3", "unknown key"),
+    ] {
+        let e = spec.parse::<PrivacySpec>().unwrap_err().to_string();
+        assert!(e.contains(want), "{spec}: {e}");
+    }
+    let p: PrivacySpec = "noise=1.1,clip=0.5,delta=1e-5,clipping=per_layer"
+        .parse()
+        .unwrap();
+    assert_eq!(p.to_string().parse::<PrivacySpec>().unwrap(), p);
+    let mut c = digits_config("sgd:lr=0.1", Some("epsilon=3,delta=1e-5"));
+    c.model = ModelSpec::parse("cnn:channels=4,norm=bn").unwrap();
+    let e = Trainer::new(c).err().unwrap().to_string();
+    assert!(e.contains("GroupNorm"), "{e}");
+    let c = digits_config("sgd:lr=0.1", Some("noise=1,delta=1e-5,clip=inf"));
+    let e = Trainer::new(c).err().unwrap().to_string();
+    assert!(e.contains("finite clip"), "{e}");
+}

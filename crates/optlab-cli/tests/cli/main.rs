@@ -21,6 +21,7 @@ mod nlp;
 mod optimize;
 mod papers;
 mod pde;
+mod privacy;
 mod reliability;
 mod scaling;
 mod schedule;

@@ -30,6 +30,9 @@ pub struct LoopState {
     pub time_s: f64,
     /// The checkpoint directory, relative to `checkpoints/`.
     pub dir: String,
+    /// Under DP-SGD: the privacy accountant's history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accountant: Option<crate::privacy::rdp::RdpAccountant>,
 }
 
 fn root(run_dir: &Path) -> PathBuf {

@@ -6,6 +6,7 @@ use crate::data::DataSpec;
 use crate::mup::MupChoice;
 use crate::nn::ModelSpec;
 use crate::optim::{OptimizerSpec, ParamGroup};
+use crate::privacy::dp_sgd::PrivacySpec;
 use crate::schedule::ScheduleSpec;
 use crate::spec::unknown_name;
 use crate::{Error, Result};
@@ -174,6 +175,9 @@ pub struct TrainOptions {
     /// For a muP model (`param=mup`): `auto` (the optimizer's registered rule: MuAdam's for adaptive methods,
     /// MuSGD's for SGD, SGDP and M-FAC), `adam` or `sgd` (see [`crate::mup`]).
     pub mup_rule: MupChoice,
+    /// DP-SGD: `epsilon=3,delta=1e-5,clip=1.0` or `noise=1.1,clip=1.0,delta=1e-5` (see
+    /// [`crate::privacy::dp_sgd::PrivacySpec`]).
+    pub privacy: Option<PrivacySpec>,
 }
 
 impl Default for TrainOptions {
@@ -197,6 +201,7 @@ impl Default for TrainOptions {
             agc: None,
             dtype: Precision::F32,
             mup_rule: MupChoice::Auto,
+            privacy: None,
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct StepMetrics {
     pub time_s: f64,
     /// Training examples per second over the run so far.
     pub samples_per_s: f64,
+    /// Under DP-SGD: ε spent so far (at the run's δ).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
 }
 
 /// One evaluation.
@@ -76,6 +79,19 @@ pub struct Summary {
     pub best_val_accuracy: Option<f64>,
     pub wall_time_s: f64,
     pub samples_per_s: f64,
+    /// Under DP-SGD: the guarantee (ε at δ) and the noise multiplier used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacySummary>,
+}
+
+/// What a private run spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrivacySummary {
+    pub epsilon: f64,
+    pub delta: f64,
+    pub noise_multiplier: f64,
+    pub sample_rate: f64,
+    pub clip: f64,
 }
 
 /// Appends records to `metrics.jsonl`, one JSON object per line, every `log_every` steps and at every

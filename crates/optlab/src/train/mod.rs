@@ -14,6 +14,8 @@ pub mod run_dir;
 mod trainer;
 
 pub use config::{HyperSchedule, LossChoice, Precision, Task, TrainConfig, TrainOptions};
-pub use metrics::{read_metrics, EvalMetrics, MetricsLog, Record, StepMetrics, Summary};
+pub use metrics::{
+    read_metrics, EvalMetrics, MetricsLog, PrivacySummary, Record, StepMetrics, Summary,
+};
 pub use observer::{Observer, RunInfo};
 pub use trainer::{RunOptions, Trainer};

@@ -3,6 +3,7 @@
 use super::batch_size::{linear_grad_stats, BatchSchedule, GradStats};
 use super::checkpoint::{self, LoopState};
 use super::config::{HyperSchedule, LossChoice, Task, TrainOptions};
+use super::metrics::PrivacySummary;
 use super::run_dir::RunDirLock;
 use super::{EvalMetrics, MetricsLog, Observer, RunInfo, StepMetrics, Summary, TrainConfig};
 use crate::data::{DataSpec, Dataset, Target};
@@ -11,6 +12,7 @@ use crate::nn::loss::{correct, cross_entropy, mse};
 use crate::nn::{ModelSpec, Param, Parametrization, Sequential};
 use crate::optim::clip::{adaptive_clip, clip_grad_norm, clip_grad_value, global_grad_norm};
 use crate::optim::{save_state_file, Optimizer, OptimizerSpec, Range};
+use crate::privacy::dp_sgd::{private_gradient, ExampleLoss, PrivateTraining, Sampling};
 use crate::rng::{permutation, rng_for, Stream};
 use crate::schedule::{Schedule, ScheduleSpec};
 use crate::tensor_io::write_atomic;
@@ -102,6 +104,8 @@ pub struct Trainer {
     loop_state: LoopState,
     /// The run directory this trainer writes, locked for as long as the trainer lives.
     lock: Option<RunDirLock>,
+    /// DP-SGD's settings, when the run is private.
+    privacy: Option<PrivateTraining>,
 }
 
 impl Trainer {
@@ -287,6 +291,28 @@ impl Trainer {
                 hyper_schedules.push((h.name.clone(), s));
             }
         }
+        let privacy = match o.privacy {
+            None => None,
+            Some(p) => {
+                if task == Task::Charlm {
+                    return Err(Error::invalid(
+                        "privacy: DP-SGD trains supervised models here (per-window language-model losses are not wired up)",
+                    ));
+                }
+                if batch_schedule.is_some() || batch_size_schedule.is_some() || o.accumulate > 1 {
+                    return Err(Error::invalid(
+                        "privacy: the accountant assumes a fixed sampling rate; drop batch_test, batch-size schedules and accumulate",
+                    ));
+                }
+                crate::privacy::per_sample::check_model(&model)?;
+                Some(PrivateTraining::new(
+                    p,
+                    train.len(),
+                    o.batch_size,
+                    total_steps,
+                )?)
+            }
+        };
         let batch_size = o.batch_size;
         let mut resolved = config.clone();
         resolved.options.hyper_schedules = resolved_hypers;
@@ -317,8 +343,12 @@ impl Trainer {
                 best_val_accuracy: None,
                 time_s: 0.0,
                 dir: String::new(),
+                accountant: privacy
+                    .as_ref()
+                    .map(|_| crate::privacy::rdp::RdpAccountant::new()),
             },
             lock: None,
+            privacy,
         })
     }
 
@@ -355,6 +385,22 @@ impl Trainer {
             .max(t.config.options.batch_size);
         st.validate(t.train.len(), t.total_steps, max_batch)
             .map_err(|e| Error::file(run_dir.join("checkpoints/latest.json"), e.to_string()))?;
+        if let Some(p) = &t.privacy {
+            let mut want = crate::privacy::rdp::RdpAccountant::new();
+            want.compose(p.noise_multiplier, p.sample_rate, st.step)?;
+            if st.accountant.as_ref() != Some(&want) {
+                return Err(Error::file(
+                    run_dir.join("checkpoints/latest.json"),
+                    format!(
+                        "the privacy accountant in the checkpoint ({:?}) is not the run's {} steps at noise {} and rate {}",
+                        st.accountant.as_ref().map(|a| &a.history),
+                        st.step,
+                        p.noise_multiplier,
+                        p.sample_rate
+                    ),
+                ));
+            }
+        }
         t.opt = checkpoint::load(run_dir, &st, &t.model)?;
         t.loop_state = st;
         t.lock = Some(lock);
@@ -417,9 +463,29 @@ impl Trainer {
         self.total_steps
     }
 
+    /// DP-SGD's settings (noise multiplier, sampling rate, ε so far), when the run is private.
+    pub fn privacy(&self) -> Option<&PrivateTraining> {
+        self.privacy.as_ref()
+    }
+
     /// The next batch: the following `batch_size` examples of the epoch's shuffled order (fewer at the end of
-    /// an epoch). Returns the indices, the epoch they belong to, and whether they finish it.
+    /// an epoch), or under DP-SGD's Poisson sampling each example with probability q (an "epoch" is then
+    /// N/batch_size steps). Returns the indices, the epoch they belong to, and whether they finish it.
     fn next_batch(&mut self) -> (Vec<usize>, u64, bool) {
+        if let Some(p) = self
+            .privacy
+            .as_ref()
+            .filter(|p| p.spec.sampling == Sampling::Poisson)
+        {
+            let step = self.loop_state.step;
+            let idx = p.poisson_batch(self.config.options.seed, step);
+            let epoch = self.loop_state.epoch;
+            let finished = (step + 1).is_multiple_of(self.steps_per_epoch);
+            if finished {
+                self.loop_state.epoch += 1;
+            }
+            return (idx, epoch, finished);
+        }
         let n = self.train.len();
         let epoch = self.loop_state.epoch;
         if self.perm.as_ref().map(|(e, _)| *e) != Some(epoch) {
@@ -466,6 +532,21 @@ impl Trainer {
         params: &[Param],
         trace: bool,
     ) -> Result<(f64, candle_core::backprop::GradStore, Option<GradStats>)> {
+        if let Some(p) = &self.privacy {
+            let (x, y) = self.train.batch(idx, self.dtype, &Device::Cpu)?;
+            let kind = if self.classification {
+                ExampleLoss::CrossEntropy
+            } else {
+                ExampleLoss::Mse
+            };
+            let mut rng = rng_for(
+                self.config.options.seed,
+                Stream::PrivacyNoise,
+                self.loop_state.step,
+            );
+            let g = private_gradient(&self.model, &x, &y, kind, &p.step(idx.len()), &mut rng)?;
+            return Ok((g.loss, g.grads, None));
+        }
         if trace {
             // One batch, traced: the per-sample statistics come from the same backward pass.
             let (x, y) = self.train.batch(idx, self.dtype, &Device::Cpu)?;
@@ -652,8 +733,16 @@ impl Trainer {
             let test_now = self
                 .batch_schedule
                 .filter(|b| (step + 1).is_multiple_of(b.interval));
-            let (loss_v, mut grads, stats) =
+            let (mut loss_v, mut grads, stats) =
                 self.loss_and_grads(&idx, &params, test_now.is_some())?;
+            if idx.is_empty() {
+                // An empty Poisson batch (its gradient is pure noise) logs the running mean loss.
+                loss_v = if self.loop_state.loss_count > 0 {
+                    self.loop_state.loss_sum / self.loop_state.loss_count as f64
+                } else {
+                    0.0
+                };
+            }
             let last_good = || match &opts.run_dir {
                 Some(d) if checkpoint::exists(d) => format!(
                     "; the last good checkpoint is kept in {}",
@@ -694,6 +783,9 @@ impl Trainer {
             }
             self.opt.step(&params, &grads)?;
             drop(grads);
+            if let (Some(p), Some(a)) = (&self.privacy, self.loop_state.accountant.as_mut()) {
+                a.step(p.noise_multiplier, p.sample_rate)?;
+            }
             self.loop_state.step += 1;
             self.loop_state.loss_sum += loss_v;
             self.loop_state.loss_count += 1;
@@ -708,6 +800,10 @@ impl Trainer {
                 batch_size: idx.len(),
                 time_s: time0 + elapsed,
                 samples_per_s: samples as f64 / elapsed.max(1e-9),
+                epsilon: self
+                    .privacy
+                    .as_ref()
+                    .map(|p| p.epsilon_after(self.loop_state.step)),
             };
             notify(&mut |o| o.on_step(&m));
             let done = self.loop_state.step;
@@ -786,6 +882,13 @@ impl Trainer {
             best_val_accuracy: self.loop_state.best_val_accuracy,
             wall_time_s: wall,
             samples_per_s: samples as f64 / (wall - time0).max(1e-9),
+            privacy: self.privacy.as_ref().map(|p| PrivacySummary {
+                epsilon: p.epsilon_after(self.loop_state.step),
+                delta: p.spec.delta,
+                noise_multiplier: p.noise_multiplier,
+                sample_rate: p.sample_rate,
+                clip: p.spec.clip,
+            }),
         };
         if let (Some(d), true) = (&opts.run_dir, self.loop_state.step == self.total_steps) {
             self.model.save(&d.join("model.safetensors"))?;
