@@ -206,6 +206,38 @@ fn per_sample_gradients_equal_one_example_at_a_time() {
         let grads = summed_ce(&out, &y).backward().unwrap();
         let params = model.params();
         let ps = tape.gradients(&grads, &params).unwrap();
+        // Per-parameter weighted sums over the batch (per-layer clipping) equal Σ_b w_b G_b.
+        let weights: Vec<Tensor> = (0..params.len())
+            .map(|k| {
+                Tensor::from_vec(
+                    (0..b)
+                        .map(|i| 0.3 + 0.2 * i as f64 + 0.05 * k as f64)
+                        .collect::<Vec<f64>>(),
+                    b,
+                    &dev,
+                )
+                .unwrap()
+            })
+            .collect();
+        let sums = tape.weighted_sums(&grads, &params, &weights).unwrap();
+        for (((name, g), (_, got)), w) in ps.iter().zip(&sums).zip(&weights) {
+            let mut shape = vec![b];
+            shape.extend(std::iter::repeat_n(1, g.rank() - 1));
+            let want = g
+                .broadcast_mul(&w.reshape(shape).unwrap())
+                .unwrap()
+                .sum(0)
+                .unwrap();
+            let err = (got - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
+            assert!(err < 1e-10, "{spec} {name} weighted sum: {err:e}");
+        }
         for i in 0..b {
             let xi = x.narrow(0, i, 1).unwrap();
             let yi = y.narrow(0, i, 1).unwrap();

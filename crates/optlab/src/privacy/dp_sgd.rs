@@ -261,25 +261,24 @@ pub fn private_gradient(
         }
         Clipping::PerLayer => {
             let per = step.clip / (params.len() as f64).sqrt();
-            let ps = tape.gradients(&first, &params)?;
-            let mut grads = GradStore::default();
+            let norms = tape.squared_norms(&first, &params)?;
             let mut any = vec![false; b];
-            for ((_, g), p) in ps.iter().zip(&params) {
-                let n: Vec<f64> = g
-                    .sqr()?
-                    .flatten_from(1)?
-                    .sum(1)?
-                    .to_dtype(DType::F64)?
-                    .to_vec1()?;
+            let mut weights = Vec::with_capacity(params.len());
+            for (_, n) in &norms {
+                let n: Vec<f64> = n.to_dtype(DType::F64)?.to_vec1()?;
                 let c: Vec<f64> = n.iter().map(|s| clip_factor(per, s.sqrt())).collect();
                 for (a, f) in any.iter_mut().zip(&c) {
                     *a |= *f < 1.0;
                 }
-                let mut shape = vec![b];
-                shape.extend(std::iter::repeat_n(1, g.rank() - 1));
-                let w = Tensor::from_vec(c, shape, g.device())?.to_dtype(g.dtype())?;
-                let s = (g.broadcast_mul(&w)?.sum(0)? / (step.expected_batch * per_row as f64))?;
-                grads.insert(p.tensor(), s);
+                weights.push(Tensor::from_vec(c, b, x.device())?);
+            }
+            let mut grads = GradStore::default();
+            for ((_, s), p) in tape
+                .weighted_sums(&first, &params, &weights)?
+                .into_iter()
+                .zip(&params)
+            {
+                grads.insert(p.tensor(), (s / (step.expected_batch * per_row as f64))?);
             }
             let loss = weighted(kind, &t, None, b as f64 * per_row as f64)?;
             (grads, any.iter().filter(|&&a| a).count(), loss)
@@ -313,6 +312,28 @@ fn noise_only(params: &[Param], step: &DpSgdStep, rng: &mut Rng) -> Result<GradS
     Ok(grads)
 }
 
+/// Elements of noise drawn by one generator: the chunks are filled in parallel, each from its own generator
+/// seeded in order from the step's stream, so the noise does not depend on the thread count.
+const NOISE_CHUNK: usize = 1 << 15;
+
+/// `n` draws of N(0, std²) as `T`.
+fn gaussian<T: num_traits::Float + Send>(n: usize, std: f64, rng: &mut Rng) -> Vec<T> {
+    use rand::{Rng as _, SeedableRng};
+    use rayon::prelude::*;
+    let seeds: Vec<u64> = (0..n.div_ceil(NOISE_CHUNK)).map(|_| rng.gen()).collect();
+    let mut out = vec![T::zero(); n];
+    out.par_chunks_mut(NOISE_CHUNK)
+        .zip(seeds)
+        .for_each(|(chunk, seed)| {
+            let mut r = Rng::seed_from_u64(seed);
+            let mut z = crate::rng::Normals::default();
+            for v in chunk {
+                *v = T::from(std * z.next(&mut r)).expect("finite noise");
+            }
+        });
+    out
+}
+
 /// Adds N(0, (σC)²) / E to every gradient element (nothing when σ = 0, so the gradient keeps its bits).
 fn add_noise(
     params: &[Param],
@@ -329,16 +350,21 @@ fn add_noise(
         ));
     }
     let std = step.noise_multiplier * step.clip / step.expected_batch;
-    let mut normals = crate::rng::Normals::default();
     for p in params {
         let g = match grads.get(p.tensor()) {
             Some(g) => g.clone(),
             None => p.tensor().zeros_like()?,
         };
-        let z: Vec<f64> = (0..g.elem_count())
-            .map(|_| std * normals.next(rng))
-            .collect();
-        let z = Tensor::from_vec(z, g.dims(), g.device())?.to_dtype(g.dtype())?;
+        let (n, dev) = (g.elem_count(), g.device().clone());
+        let z = match g.dtype() {
+            DType::F32 => Tensor::from_vec(gaussian::<f32>(n, std, rng), g.dims(), &dev)?,
+            DType::F64 => Tensor::from_vec(gaussian::<f64>(n, std, rng), g.dims(), &dev)?,
+            other => {
+                return Err(Error::invalid(format!(
+                    "privacy: gradients in {other:?} are not supported (f32 or f64)"
+                )))
+            }
+        };
         grads.insert(p.tensor(), g.add(&z)?);
     }
     Ok(())

@@ -262,6 +262,173 @@ impl PerSampleTape {
         })
     }
 
+    /// Σ_b w_{b,p} ∇_p ℓ_b for every parameter p, with one weight per example and parameter (`weights[p]`,
+    /// `[B]`, in `params` order): the per-layer clipped sum, computed from the signals scaled by the weights
+    /// without forming per-sample gradients (one product per parameter, as a backward pass).
+    pub fn weighted_sums(
+        &self,
+        grads: &GradStore,
+        params: &[Param],
+        weights: &[Tensor],
+    ) -> Result<Vec<(String, Tensor)>> {
+        let by_param: HashMap<TensorId, &Tensor> = params
+            .iter()
+            .zip(weights)
+            .map(|(p, w)| (p.tensor().id(), w))
+            .collect();
+        // The signal of `s` with each example's rows scaled by parameter `id`'s weight.
+        let scaled = |g: &Tensor, id: TensorId| -> Result<Tensor> {
+            let w = by_param.get(&id).ok_or_else(|| {
+                Error::invalid("a recorded parameter has no clipping weight".to_string())
+            })?;
+            let mut shape = vec![self.batch];
+            shape.extend(std::iter::repeat_n(1, g.rank() - 1));
+            Ok(g.broadcast_mul(&w.reshape(shape)?.to_dtype(g.dtype())?)?)
+        };
+        let mut blocks: HashMap<TensorId, Vec<(usize, Tensor)>> = HashMap::new();
+        let b = self.batch;
+        for s in &self.sites {
+            let g = self.signal(s, grads)?;
+            let mut put =
+                |id: TensorId, row: usize, t: Tensor| blocks.entry(id).or_default().push((row, t));
+            match s {
+                Site::Linear {
+                    weight,
+                    bias,
+                    rows,
+                    input,
+                    ..
+                } => {
+                    let k = *input.dims().last().expect("rank >= 2");
+                    let a = input.reshape((input.elem_count() / k.max(1), k))?;
+                    let flat = |t: Tensor| -> Result<Tensor> {
+                        let o = *t.dims().last().expect("rank >= 2");
+                        Ok(t.reshape((t.elem_count() / o.max(1), o))?)
+                    };
+                    let gw = flat(scaled(&g, *weight)?)?;
+                    put(*weight, rows.unwrap_or(0), gw.t()?.matmul(&a)?);
+                    if let Some(bias) = bias {
+                        put(*bias, rows.unwrap_or(0), flat(scaled(&g, *bias)?)?.sum(0)?);
+                    }
+                }
+                Site::Conv2d {
+                    weight,
+                    bias,
+                    input,
+                    padding,
+                    ..
+                } => {
+                    let (_, cin, h, _) = input.dims4()?;
+                    let (_, cout, ho, wo) = g.dims4()?;
+                    let k = h + 2 * padding + 1 - ho;
+                    let a = input
+                        .pad_with_zeros(2, *padding, *padding)?
+                        .pad_with_zeros(3, *padding, *padding)?;
+                    // [Cout, B·HW]
+                    let gw = scaled(&g, *weight)?
+                        .reshape((b, cout, ho * wo))?
+                        .transpose(0, 1)?
+                        .contiguous()?
+                        .reshape((cout, b * ho * wo))?;
+                    let mut taps = Vec::with_capacity(k * k);
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let win = a
+                                .narrow(2, ky, ho)?
+                                .narrow(3, kx, wo)?
+                                .reshape((b, cin, ho * wo))?
+                                .transpose(1, 2)?
+                                .contiguous()?
+                                .reshape((b * ho * wo, cin))?;
+                            taps.push(gw.matmul(&win)?.unsqueeze(2)?);
+                        }
+                    }
+                    put(
+                        *weight,
+                        0,
+                        Tensor::cat(&taps, 2)?.reshape((cout, cin, k, k))?,
+                    );
+                    if let Some(bias) = bias {
+                        put(*bias, 0, scaled(&g, *bias)?.sum((0, 2, 3))?);
+                    }
+                }
+                Site::Affine {
+                    weight,
+                    bias,
+                    normalized,
+                    channel_axis,
+                    ..
+                } => {
+                    let per_channel = |t: Tensor| -> Result<Tensor> {
+                        let t = t.transpose(0, *channel_axis)?.contiguous()?;
+                        let c = t.dims()[0];
+                        Ok(t.reshape((c, t.elem_count() / c.max(1)))?.sum(1)?)
+                    };
+                    put(
+                        *weight,
+                        0,
+                        per_channel(scaled(&g, *weight)?.mul(normalized)?)?,
+                    );
+                    put(*bias, 0, per_channel(scaled(&g, *bias)?)?);
+                }
+                Site::Embedding {
+                    token,
+                    position,
+                    ids,
+                    batch,
+                    seq,
+                    vocab,
+                    context,
+                    ..
+                } => {
+                    let c = g.dim(D::Minus1)?;
+                    let rows = scaled(&g, *token)?.reshape((batch * seq, c))?;
+                    let (mut dst, mut src) = (Vec::new(), Vec::new());
+                    for (r, id) in ids.iter().enumerate() {
+                        if let Some(id) = id {
+                            dst.push(*id);
+                            src.push(r as u32);
+                        }
+                    }
+                    let picked = rows.index_select(&Tensor::new(src.as_slice(), g.device())?, 0)?;
+                    let tok = Tensor::zeros((*vocab, c), g.dtype(), g.device())?.index_add(
+                        &Tensor::new(dst.as_slice(), g.device())?,
+                        &picked,
+                        0,
+                    )?;
+                    put(*token, 0, tok);
+                    let pos = scaled(&g, *position)?
+                        .sum(0)?
+                        .pad_with_zeros(0, 0, context - seq)?;
+                    put(*position, 0, pos);
+                }
+            }
+        }
+        params
+            .iter()
+            .map(|p| {
+                let mut parts = blocks.remove(&p.tensor().id()).ok_or_else(|| {
+                    Error::invalid(format!("'{}' was not in the recorded pass", p.name))
+                })?;
+                parts.sort_by_key(|(row, _)| *row);
+                let t = if parts.len() == 1 {
+                    parts.pop().expect("one part").1
+                } else {
+                    Tensor::cat(&parts.into_iter().map(|(_, t)| t).collect::<Vec<_>>(), 0)?
+                };
+                if t.dims() != p.tensor().dims() {
+                    return Err(Error::Shape(format!(
+                        "summed gradient of '{}' has shape {:?}, expected {:?}",
+                        p.name,
+                        t.dims(),
+                        p.tensor().dims()
+                    )));
+                }
+                Ok((p.name.clone(), t))
+            })
+            .collect()
+    }
+
     /// Per-sample gradients of every parameter, `(name, [B, shape...])` in `params` order, from the gradients
     /// of a backward pass of Σ_b ℓ_b (any loss whose b-th term depends on example b alone; for a mean, the
     /// per-sample gradients are those of ℓ_b / B).
