@@ -4,7 +4,7 @@
 //! per pooling layer; this op replaces it.
 
 use crate::Result;
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Storage, Tensor};
 use num_traits::Float;
 use rayon::prelude::*;
 
@@ -61,6 +61,25 @@ fn contiguous<'a, T: Copy>(v: &'a [T], l: &Layout) -> candle_core::Result<&'a [T
     }
 }
 
+/// The input gradient `[N, C, H, W]` from the input `x` (values `a`) and the output gradient `g` (values `b`).
+fn grad_tensor<T: Float + Send + Sync + candle_core::WithDType>(
+    a: &[T],
+    b: &[T],
+    x: &Tensor,
+    g: &Tensor,
+    dev: &candle_core::Device,
+) -> candle_core::Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let dx = bwd(
+        contiguous(a, x.layout())?,
+        contiguous(b, g.layout())?,
+        n * c,
+        h,
+        w,
+    );
+    Tensor::from_vec(dx, (n, c, h, w), dev)
+}
+
 impl CustomOp1 for MaxPool2 {
     fn name(&self) -> &'static str {
         "max-pool-2x2"
@@ -82,37 +101,15 @@ impl CustomOp1 for MaxPool2 {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let (n, c, h, w) = arg.dims4()?;
         let (x, g) = (arg.contiguous()?, grad.contiguous()?);
+        let dev = arg.device();
         let dx = match (&*x.storage_and_layout().0, &*g.storage_and_layout().0) {
-            (
-                candle_core::Storage::Cpu(CpuStorage::F32(a)),
-                candle_core::Storage::Cpu(CpuStorage::F32(b)),
-            ) => Tensor::from_vec(
-                bwd(
-                    contiguous(a, x.layout())?,
-                    contiguous(b, g.layout())?,
-                    n * c,
-                    h,
-                    w,
-                ),
-                (n, c, h, w),
-                arg.device(),
-            )?,
-            (
-                candle_core::Storage::Cpu(CpuStorage::F64(a)),
-                candle_core::Storage::Cpu(CpuStorage::F64(b)),
-            ) => Tensor::from_vec(
-                bwd(
-                    contiguous(a, x.layout())?,
-                    contiguous(b, g.layout())?,
-                    n * c,
-                    h,
-                    w,
-                ),
-                (n, c, h, w),
-                arg.device(),
-            )?,
+            (Storage::Cpu(CpuStorage::F32(a)), Storage::Cpu(CpuStorage::F32(b))) => {
+                grad_tensor(a, b, &x, &g, dev)?
+            }
+            (Storage::Cpu(CpuStorage::F64(a)), Storage::Cpu(CpuStorage::F64(b))) => {
+                grad_tensor(a, b, &x, &g, dev)?
+            }
             _ => candle_core::bail!("max_pool2 backward runs on the CPU in f32 or f64"),
         };
         Ok(Some(dx))

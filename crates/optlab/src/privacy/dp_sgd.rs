@@ -248,7 +248,7 @@ pub fn private_gradient(
     // Σ_b ℓ_b: its per-sample gradients are each example's.
     let sum = weighted(kind, &t, None, per_row as f64)?;
     let first = sum.backward()?;
-    let (mut grads, clipped, loss) = match step.clipping {
+    let (mut grads, clipped) = match step.clipping {
         Clipping::Flat => {
             let norms = per_sample::total_norms(&tape.squared_norms(&first, &params)?)?;
             let c: Vec<f64> = norms.iter().map(|n| clip_factor(step.clip, *n)).collect();
@@ -256,8 +256,7 @@ pub fn private_gradient(
             let w = Tensor::from_vec(c, (b, 1), x.device())?.to_dtype(t.dtype())?;
             // Σ_b c_b ℓ_b / (E·k): the same operations as the plain mean loss when c = 1 and E = B.
             let loss = weighted(kind, &t, Some(&w), step.expected_batch * per_row as f64)?;
-            let grads = loss.backward()?;
-            (grads, clipped, loss)
+            (loss.backward()?, clipped)
         }
         Clipping::PerLayer => {
             let per = step.clip / (params.len() as f64).sqrt();
@@ -280,17 +279,14 @@ pub fn private_gradient(
             {
                 grads.insert(p.tensor(), (s / (step.expected_batch * per_row as f64))?);
             }
-            let loss = weighted(kind, &t, None, b as f64 * per_row as f64)?;
-            (grads, any.iter().filter(|&&a| a).count(), loss)
+            (grads, any.iter().filter(|&&a| a).count())
         }
     };
     add_noise(&params, &mut grads, step, rng)?;
-    let loss_v = match step.clipping {
-        Clipping::Flat => weighted(kind, &t, None, b as f64 * per_row as f64)?,
-        Clipping::PerLayer => loss,
-    }
-    .to_dtype(DType::F64)?
-    .to_scalar::<f64>()?;
+    // The batch's mean loss, for the log.
+    let loss_v = weighted(kind, &t, None, b as f64 * per_row as f64)?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
     Ok(PrivateGradient {
         loss: loss_v,
         grads,

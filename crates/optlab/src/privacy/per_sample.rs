@@ -240,19 +240,9 @@ impl PerSampleTape {
                 let (v, ctx) = (*vocab, *context);
                 let c = g.dim(D::Minus1)?;
                 let rows = g.reshape((batch * seq, c))?;
-                let (mut dst, mut src) = (Vec::new(), Vec::new());
-                for (r, id) in ids.iter().enumerate() {
-                    if let Some(id) = id {
-                        dst.push(((r / seq) * v + *id as usize) as u32);
-                        src.push(r as u32);
-                    }
-                }
-                let picked = rows.index_select(&Tensor::new(src.as_slice(), g.device())?, 0)?;
-                let tok = Tensor::zeros((batch * v, c), g.dtype(), g.device())?.index_add(
-                    &Tensor::new(dst.as_slice(), g.device())?,
-                    &picked,
-                    0,
-                )?;
+                // Example b's rows of the table are b·V..(b + 1)·V.
+                let tok =
+                    scatter_tokens(&rows, ids, batch * v, |r, id| (r / seq) * v + id as usize)?;
                 let pos = g.pad_with_zeros(1, 0, ctx - seq)?;
                 vec![
                     (*token, 0, tok.reshape((*batch, v, c))?),
@@ -383,20 +373,11 @@ impl PerSampleTape {
                 } => {
                     let c = g.dim(D::Minus1)?;
                     let rows = scaled(&g, *token)?.reshape((batch * seq, c))?;
-                    let (mut dst, mut src) = (Vec::new(), Vec::new());
-                    for (r, id) in ids.iter().enumerate() {
-                        if let Some(id) = id {
-                            dst.push(*id);
-                            src.push(r as u32);
-                        }
-                    }
-                    let picked = rows.index_select(&Tensor::new(src.as_slice(), g.device())?, 0)?;
-                    let tok = Tensor::zeros((*vocab, c), g.dtype(), g.device())?.index_add(
-                        &Tensor::new(dst.as_slice(), g.device())?,
-                        &picked,
+                    put(
+                        *token,
                         0,
-                    )?;
-                    put(*token, 0, tok);
+                        scatter_tokens(&rows, ids, *vocab, |_, id| id as usize)?,
+                    );
                     let pos = scaled(&g, *position)?
                         .sum(0)?
                         .pad_with_zeros(0, 0, context - seq)?;
@@ -404,29 +385,7 @@ impl PerSampleTape {
                 }
             }
         }
-        params
-            .iter()
-            .map(|p| {
-                let mut parts = blocks.remove(&p.tensor().id()).ok_or_else(|| {
-                    Error::invalid(format!("'{}' was not in the recorded pass", p.name))
-                })?;
-                parts.sort_by_key(|(row, _)| *row);
-                let t = if parts.len() == 1 {
-                    parts.pop().expect("one part").1
-                } else {
-                    Tensor::cat(&parts.into_iter().map(|(_, t)| t).collect::<Vec<_>>(), 0)?
-                };
-                if t.dims() != p.tensor().dims() {
-                    return Err(Error::Shape(format!(
-                        "summed gradient of '{}' has shape {:?}, expected {:?}",
-                        p.name,
-                        t.dims(),
-                        p.tensor().dims()
-                    )));
-                }
-                Ok((p.name.clone(), t))
-            })
-            .collect()
+        assemble(blocks, params, 0, |p| p.tensor().dims().to_vec())
     }
 
     /// Per-sample gradients of every parameter, `(name, [B, shape...])` in `params` order, from the gradients
@@ -439,30 +398,11 @@ impl PerSampleTape {
                 blocks.entry(id).or_default().push((row, t));
             }
         }
-        params
-            .iter()
-            .map(|p| {
-                let mut parts = blocks.remove(&p.tensor().id()).ok_or_else(|| {
-                    Error::invalid(format!("'{}' was not in the recorded pass", p.name))
-                })?;
-                parts.sort_by_key(|(row, _)| *row);
-                let t = if parts.len() == 1 {
-                    parts.pop().expect("one part").1
-                } else {
-                    Tensor::cat(&parts.into_iter().map(|(_, t)| t).collect::<Vec<_>>(), 1)?
-                };
-                let mut want = vec![self.batch];
-                want.extend_from_slice(p.tensor().dims());
-                if t.dims() != want.as_slice() {
-                    return Err(Error::Shape(format!(
-                        "per-sample gradient of '{}' has shape {:?}, expected {want:?}",
-                        p.name,
-                        t.dims()
-                    )));
-                }
-                Ok((p.name.clone(), t))
-            })
-            .collect()
+        assemble(blocks, params, 1, |p| {
+            let mut want = vec![self.batch];
+            want.extend_from_slice(p.tensor().dims());
+            want
+        })
     }
 
     /// The squared l2 norm of every example's gradient, per parameter: `(name, [B])` in `params` order.
@@ -516,6 +456,65 @@ impl PerSampleTape {
             })
             .collect()
     }
+}
+
+/// Each parameter's gradient from its row blocks (concatenated along `dim` in row order), in `params` order,
+/// checked against the shape `want` gives.
+fn assemble(
+    mut blocks: HashMap<TensorId, Vec<(usize, Tensor)>>,
+    params: &[Param],
+    dim: usize,
+    want: impl Fn(&Param) -> Vec<usize>,
+) -> Result<Vec<(String, Tensor)>> {
+    params
+        .iter()
+        .map(|p| {
+            let mut parts = blocks.remove(&p.tensor().id()).ok_or_else(|| {
+                Error::invalid(format!("'{}' was not in the recorded pass", p.name))
+            })?;
+            parts.sort_by_key(|(row, _)| *row);
+            let t = if parts.len() == 1 {
+                parts.pop().expect("one part").1
+            } else {
+                Tensor::cat(&parts.into_iter().map(|(_, t)| t).collect::<Vec<_>>(), dim)?
+            };
+            let want = want(p);
+            if t.dims() != want.as_slice() {
+                return Err(Error::Shape(format!(
+                    "gradient of '{}' has shape {:?}, expected {want:?}",
+                    p.name,
+                    t.dims()
+                )));
+            }
+            Ok((p.name.clone(), t))
+        })
+        .collect()
+}
+
+/// Adds row r of `rows` (`[B·T, C]`) into row `slot(r, id)` of a zero `[slots, C]` table, for every position
+/// r whose token is not padding.
+fn scatter_tokens(
+    rows: &Tensor,
+    ids: &[Option<u32>],
+    slots: usize,
+    slot: impl Fn(usize, u32) -> usize,
+) -> Result<Tensor> {
+    let (mut dst, mut src) = (Vec::new(), Vec::new());
+    for (r, id) in ids.iter().enumerate() {
+        if let Some(id) = id {
+            dst.push(slot(r, *id) as u32);
+            src.push(r as u32);
+        }
+    }
+    let dev = rows.device();
+    let picked = rows.index_select(&Tensor::new(src.as_slice(), dev)?, 0)?;
+    Ok(
+        Tensor::zeros((slots, rows.dim(1)?), rows.dtype(), dev)?.index_add(
+            &Tensor::new(dst.as_slice(), dev)?,
+            &picked,
+            0,
+        )?,
+    )
 }
 
 /// The per-sample gradient norms (l2 over all parameters) in f64.
