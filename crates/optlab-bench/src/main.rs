@@ -3,11 +3,12 @@
 //! memory bandwidth — as a ratio. The Python harnesses live in `python/` beside this crate; run from a checkout:
 //!
 //! ```text
-//! cargo run --release -p optlab-bench -- train|optim|curvature|solvers|implicit
+//! cargo run --release -p optlab-bench -- train|optim|curvature|solvers|implicit|dp
 //! cargo run --release -p optlab-bench --features lipsdp -- lipschitz --timeout 60
 //! ```
 
 mod curvature;
+mod dp;
 mod harness;
 mod implicit;
 mod lipschitz;
@@ -47,6 +48,9 @@ enum Bench {
     /// One ridge hypergradient (n=5000, d=2000) and one distillation step by implicit differentiation (P10) against
     /// jaxopt.
     Implicit(implicit::ImplicitBenchArgs),
+    /// A DP-SGD step as a multiple of a plain step (next to opacus's), and data-parallel epochs over 1, 2, 4
+    /// MPI ranks with the bytes each rank sends per step.
+    Dp(dp::DpBenchArgs),
     /// AdaSketch-Newton (P19) on the equality-constrained CUTEst set against scipy's trust-constr.
     Nlp(nlp::NlpBenchArgs),
     /// Local Lipschitz bounds (P02) against auto_LiRPA's Jacobian bounds, LipSDP (P14) against cvxpy + Clarabel.
@@ -64,6 +68,7 @@ fn main() {
         Bench::Lipschitz(l) => lipschitz::run(l),
         Bench::Implicit(i) => implicit::run(i),
         Bench::Nlp(n) => nlp::run(n),
+        Bench::Dp(d) => dp::run(d),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

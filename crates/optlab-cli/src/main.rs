@@ -7,9 +7,11 @@ mod compare;
 mod convex_relu_cmd;
 mod curvature;
 mod dag_cmd;
+mod dp_cmd;
 mod eval_cmd;
 mod hparams;
 mod lipschitz_cmd;
+mod mpi_world;
 mod mup_cmd;
 mod nlp_cmd;
 mod optimize;
@@ -80,6 +82,9 @@ enum Cmd {
     /// Differential privacy: ε of DP-SGD's sampled Gaussian mechanism, or the noise for a target ε (opacus's RDP
     /// accountant); private training is `optlab train --privacy ...`.
     Privacy(privacy_cmd::PrivacyArgs),
+    /// Private optimization on a data set held by workers (in-process or MPI ranks): DP-GD, DP-SGD, DIFF2 (P09),
+    /// private SpiderBoost (P21).
+    Dp(dp_cmd::DpArgs),
     /// Convex training of a two-layer ReLU network by ADMM (P28), saved as a loadable MLP.
     ConvexRelu(convex_relu_cmd::ConvexReluArgs),
     /// Linear-SEM structure learning (P40): simulate data, fit a DAG with CoLiDE or DAGMA.
@@ -136,6 +141,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Nlp(a) => nlp_cmd::run(a),
         Cmd::Pde(a) => pde_cmd::run(a),
         Cmd::Privacy(a) => privacy_cmd::run(a),
+        Cmd::Dp(a) => dp_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),
         Cmd::Lipschitz(a) => lipschitz_cmd::run(a),

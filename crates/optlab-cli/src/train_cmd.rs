@@ -36,6 +36,11 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Data-parallel training, one worker per MPI rank: `mpirun -n R optlab train --distributed --out DIR ...`.
+    /// Each rank computes the gradient of its part of every batch; rank 0 writes DIR and prints. Equals the
+    /// one-process run with accumulate = R bit for bit.
+    #[arg(long)]
+    pub distributed: bool,
 }
 
 impl TrainArgs {
@@ -60,6 +65,15 @@ impl TrainArgs {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
+    let comm = if a.distributed {
+        if a.out.is_none() && a.resume.is_none() {
+            bail!("--distributed needs --out DIR (or --resume DIR): every rank must name the same run directory");
+        }
+        Some(crate::mpi_world::join()?)
+    } else {
+        None
+    };
+    let rank = comm.as_ref().map_or(0, |c| c.rank());
     let (mut trainer, dir) = match &a.resume {
         Some(dir) => {
             if a.overrides_given() || a.out.is_some() {
@@ -68,7 +82,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
                     dir.display()
                 );
             }
-            (Trainer::resume(dir)?, dir.clone())
+            // Rank 0 holds the directory's lock; the other ranks only read it.
+            let t = if rank == 0 {
+                Trainer::resume(dir)?
+            } else {
+                Trainer::resume_shared(dir)?
+            };
+            (t, dir.clone())
         }
         None => {
             let dir = a.out.clone().unwrap_or_else(|| {
@@ -80,7 +100,26 @@ pub fn run(a: TrainArgs) -> Result<()> {
             (Trainer::new(a.config()?)?, dir)
         }
     };
+    let ranks = comm.as_ref().map_or(1, |c| c.size());
+    if let Some(c) = comm {
+        trainer.distribute(c)?;
+    }
+    if rank != 0 {
+        // The other ranks train silently and write nothing.
+        trainer.run_with(
+            &RunOptions {
+                run_dir: None,
+                stop_at: a.stop_after,
+            },
+            &mut [],
+        )?;
+        return Ok(());
+    }
     let finished = a.resume.is_some() && trainer.is_complete();
+    let start_step = trainer.step();
+    if !a.quiet && !finished && ranks > 1 {
+        eprintln!("data-parallel over {ranks} MPI ranks (rank 0 writes the run directory)");
+    }
     if !a.quiet && !finished {
         let c = trainer.config();
         eprintln!(
@@ -145,6 +184,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
         s.val_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
         s.wall_time_s
     );
+    if let Some(c) = trainer.communicator() {
+        let stepped = s.steps.saturating_sub(start_step).max(1);
+        println!(
+            "distributed: {} ranks, {:.0} bytes sent per step by each rank (its gradient part and loss)",
+            c.size(),
+            c.bytes_sent() as f64 / stepped as f64
+        );
+    }
     if let Some(p) = &s.privacy {
         println!(
             "privacy: epsilon {:.4} at delta {:e} (noise multiplier {}, sampling rate {:.5}, clip {})",

@@ -23,6 +23,9 @@ pub enum Error {
     /// An error from the candle tensor engine.
     #[error("tensor engine: {0}")]
     Candle(#[from] candle_core::Error),
+    /// A collective between workers failed: a worker stopped, timed out or disagreed.
+    #[error("distributed: {0}")]
+    Distributed(String),
     /// An I/O error without a known path.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

@@ -31,6 +31,7 @@ pub mod bilevel;
 pub mod constrained;
 pub mod curvature;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod eval;
 pub mod experiment;

@@ -38,7 +38,10 @@ pub static PAPERS: &[Paper] = &[
         missing: Some("the FNO basis network (a tanh MLP stands in)"),
         ..paper("P08", "Scaling physics-informed hard constraints with mixture-of-experts", "hard PDE constraints enforced per subdomain by experts differentiated implicitly")
     },
-    paper("P09", "DIFF2: Differential Private Optimization via Gradient Differences for Nonconvex Distributed Learning", "private distributed optimization that communicates noisy gradient differences"),
+    Paper {
+        missing: Some("the BVR-L-SGD subroutine (DIFF2 with the GD subroutine is built)"),
+        ..paper("P09", "DIFF2: Differential Private Optimization via Gradient Differences for Nonconvex Distributed Learning", "private distributed optimization that communicates noisy gradient differences")
+    },
     paper("P10", "Efficient and Modular Implicit Differentiation", "differentiating through solutions of optimality conditions with matrix-free linear solves"),
     paper("P11", "Learning Lipschitz Feedback Policies from Expert Demonstrations: Closed-Loop Guarantees, Generalization and Robustness", "imitation of feedback policies constrained to be Lipschitz, with closed-loop guarantees"),
     paper("P12", "PowerNorm: Rethinking Batch Normalization in Transformers", "a batch normalization for transformers with quadratic-mean statistics and an approximate backward"),
@@ -53,7 +56,10 @@ pub static PAPERS: &[Paper] = &[
         ..paper("P19", "Constrained Optimization via Exact Augmented Lagrangian and Randomized Iterative Sketching", "equality-constrained Newton steps solved inexactly by randomized sketching")
     },
     paper("P20", "DIFFTACTILE: A Physics-based Differentiable Tactile Simulator for Contact-rich Robotic Manipulation", "a differentiable tactile contact simulator for system identification and control"),
-    paper("P21", "Faster Rates of Convergence to Stationary Points in Differentially Private Optimization", "private variance-reduced methods reaching stationary points faster"),
+    Paper {
+        missing: Some("the tree-based private SPIDER of the population setting (private SpiderBoost for finite sums is built)"),
+        ..paper("P21", "Faster Rates of Convergence to Stationary Points in Differentially Private Optimization", "private variance-reduced methods reaching stationary points faster")
+    },
     paper("P22", "Neural Network Approximations of PDEs Beyond Linearity: A Representational Perspective", "how well networks represent solutions of nonlinear variational PDEs"),
     paper("P23", "Gradient is All You Need?", "consensus-based optimization as a stochastic relaxation of gradient descent"),
     paper("P24", "Is Model Ensemble Necessary? Model-based RL via a Single Model with Lipschitz Regularized Value Function", "model-based RL with one model and a Lipschitz-regularized value function"),
@@ -106,6 +112,8 @@ pub static METHODS: &[Method] = &[
     method("implicit", Kind::Solver, "P10", "implicit differentiation of a solution through its optimality condition (root, fixed point, KKT, proximal gradient) with matrix-free linear solvers", "optlab::implicit", "optlab bilevel --problem ridge-hparam|logreg-hparam|distill --method implicit[:solver=..]"),
     method("hard-constraint", Kind::Solver, "P08", "a hard-constraint layer: basis functions combined by weights a differentiable Levenberg-Marquardt solve fits to the PDE and initial condition on sampled points, per expert of a domain split", "optlab::pde", "optlab pde train --constraint soft|hard [--experts K]"),
     method("adasketch", Kind::Solver, "P19", "AdaSketch-Newton: Newton-KKT steps solved by randomized sketching (Kaczmarz, Gaussian, block) under the exact augmented Lagrangian merit, and its exact-solve variant", "optlab::constrained", "optlab nlp solve|suite [--method adasketch|newton]"),
+    method("diff2", Kind::Solver, "P09", "DIFF2 with the GD subroutine: clipped, noised full gradients every T rounds and clipped, noised gradient differences (radius C2 times the step) in between, over workers that hold shards (threads or MPI ranks), RDP-accounted", "optlab::privacy::dp_methods", "optlab dp run --algo diff2 [--workers W | --distributed]"),
+    method("private-spiderboost", Kind::Solver, "P21", "private SpiderBoost: full-gradient anchors every q rounds, Poisson-sampled gradient differences whose noise scales with the step (capped at 2 C1), uniformly drawn output iterate", "optlab::privacy::dp_methods", "optlab dp run --algo spider"),
     method("lipsdp", Kind::Analysis, "P14", "LipSDP l2 bounds for ReLU and MaxMin networks, certified from the solver's multipliers", "optlab::lipschitz::lipsdp", "optlab lipschitz MODEL --method lipsdp --norm 2"),
     method("step-law", Kind::Schedule, "P17", "optimal learning rate and batch size from model and data size", "optlab::scaling", "optlab hparams --params N --tokens D"),
     method("cbo", Kind::Solver, "P23", "consensus-based optimization with isotropic or anisotropic noise", "optlab::solvers::cbo", "optlab cbo --function F --dim D"),

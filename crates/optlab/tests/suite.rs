@@ -12,6 +12,8 @@ mod colide;
 mod constrained;
 mod convex_relu;
 mod curvature;
+mod distributed;
+mod dp_methods;
 mod implicit;
 mod lipschitz;
 #[cfg(feature = "lipsdp")]

@@ -12,6 +12,7 @@ mod convex_relu;
 mod curvature;
 mod dag;
 mod demo;
+mod dp;
 mod eval;
 mod fuzz;
 mod help;

@@ -171,7 +171,7 @@ pub enum ExampleLoss {
 
 /// Per-example terms whose negated (cross-entropy) or plain (MSE) sum, scaled, is the loss; `[B, k]` so that
 /// a weight per row reproduces the plain loss's operations when every weight is 1.
-fn terms(kind: ExampleLoss, out: &Tensor, y: &Tensor) -> Result<Tensor> {
+pub(crate) fn terms(kind: ExampleLoss, out: &Tensor, y: &Tensor) -> Result<Tensor> {
     Ok(match kind {
         ExampleLoss::CrossEntropy => {
             let logp = candle_nn::ops::log_softmax(out, D::Minus1)?;
@@ -192,7 +192,12 @@ fn terms(kind: ExampleLoss, out: &Tensor, y: &Tensor) -> Result<Tensor> {
 
 /// (Σ_b w_b Σ_k t_bk) / denom, negated for cross-entropy: with w = 1 and denom the number of elements, the
 /// same operations as `cross_entropy` / `mse`.
-fn weighted(kind: ExampleLoss, t: &Tensor, w: Option<&Tensor>, denom: f64) -> Result<Tensor> {
+pub(crate) fn weighted(
+    kind: ExampleLoss,
+    t: &Tensor,
+    w: Option<&Tensor>,
+    denom: f64,
+) -> Result<Tensor> {
     let t = match w {
         Some(w) => t.broadcast_mul(w)?,
         None => t.clone(),
@@ -313,7 +318,7 @@ fn noise_only(params: &[Param], step: &DpSgdStep, rng: &mut Rng) -> Result<GradS
 const NOISE_CHUNK: usize = 1 << 15;
 
 /// `n` draws of N(0, std²) as `T`.
-fn gaussian<T: num_traits::Float + Send>(n: usize, std: f64, rng: &mut Rng) -> Vec<T> {
+pub(crate) fn gaussian<T: num_traits::Float + Send>(n: usize, std: f64, rng: &mut Rng) -> Vec<T> {
     use rand::{Rng as _, SeedableRng};
     use rayon::prelude::*;
     let seeds: Vec<u64> = (0..n.div_ceil(NOISE_CHUNK)).map(|_| rng.gen()).collect();

@@ -2,6 +2,8 @@
 //! calibration from a target ε; per-sample gradients without a per-sample loop ([`per_sample`]); DP-SGD with flat
 //! or per-layer clipping ([`dp_sgd`]), which the trainer runs under `--privacy`.
 
+pub mod dp_methods;
 pub mod dp_sgd;
+pub mod finite_sum;
 pub mod per_sample;
 pub mod rdp;

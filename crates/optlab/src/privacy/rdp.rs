@@ -93,9 +93,13 @@ fn log_a_frac(q: f64, sigma: f64, alpha: f64) -> Option<f64> {
     let (mut log_a0, mut log_a1) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
     let z0 = sigma * sigma * (1.0 / q - 1.0).ln() + 0.5;
     let s2 = std::f64::consts::SQRT_2 * sigma;
+    // C(α, i), updated in place: the same products in the same order as `binom`, without its O(i) loop.
+    let mut coef = 1.0f64;
     for i in 0..MAX_SERIES_TERMS {
         let fi = i as f64;
-        let coef = binom(alpha, i);
+        if i > 0 {
+            coef *= (alpha - (i - 1) as f64) / fi;
+        }
         let log_coef = coef.abs().ln();
         let j = alpha - fi;
         let log_t0 = log_coef + fi * q.ln() + j * (1.0 - q).ln();
@@ -271,23 +275,43 @@ pub fn noise_multiplier(
     steps: u64,
     tolerance: f64,
 ) -> Result<f64> {
+    check_mechanism(0.0, q)?;
+    calibrate(target_epsilon, delta, tolerance, |sigma| {
+        let mut a = RdpAccountant::new();
+        a.compose(sigma, q, steps)?;
+        Ok(a)
+    })
+    .map_err(|e| match e {
+        Error::Invalid(m) if m.contains("out of reach") => Error::invalid(format!(
+            "epsilon {target_epsilon} at delta {delta} is out of reach for {steps} steps at sampling rate {q}: \
+             even a noise multiplier of {MAX_SIGMA:e} spends more (raise epsilon or lower the steps)"
+        )),
+        e => e,
+    })
+}
+
+/// The smallest noise scale k (to `tolerance` in ε, never above the target) whose accountant `run(k)` spends at
+/// most `target_epsilon` at `delta`, searched as opacus's `get_noise_multiplier` searches σ: double from 20,
+/// then bisect. `run` builds the whole run's accountant for scale k (for one mechanism, k is σ; for runs that
+/// mix mechanisms, each mechanism's σ is a fixed multiple of k).
+pub fn calibrate(
+    target_epsilon: f64,
+    delta: f64,
+    tolerance: f64,
+    run: impl Fn(f64) -> Result<RdpAccountant>,
+) -> Result<f64> {
     if !(target_epsilon.is_finite() && target_epsilon > 0.0) {
         return Err(Error::invalid(format!(
             "the target epsilon must be finite and > 0, got {target_epsilon}"
         )));
     }
     check_delta(delta)?;
-    check_mechanism(0.0, q)?;
     if tolerance.is_nan() || tolerance <= 0.0 {
         return Err(Error::invalid(format!(
             "the epsilon tolerance must be > 0, got {tolerance}"
         )));
     }
-    let eps_of = |sigma: f64| -> Result<f64> {
-        let mut a = RdpAccountant::new();
-        a.compose(sigma, q, steps)?;
-        Ok(a.epsilon(delta)?.epsilon)
-    };
+    let eps_of = |k: f64| -> Result<f64> { Ok(run(k)?.epsilon(delta)?.epsilon) };
     let (mut lo, mut hi) = (0.0f64, 10.0f64);
     let mut eps_hi = f64::INFINITY;
     while eps_hi > target_epsilon {
@@ -295,8 +319,7 @@ pub fn noise_multiplier(
         eps_hi = eps_of(hi)?;
         if hi > MAX_SIGMA {
             return Err(Error::invalid(format!(
-                "epsilon {target_epsilon} at delta {delta} is out of reach for {steps} steps at sampling rate {q}: \
-                 even a noise multiplier of {MAX_SIGMA:e} spends more (raise epsilon or lower the steps)"
+                "epsilon {target_epsilon} at delta {delta} is out of reach: even a noise scale of {MAX_SIGMA:e} spends more"
             )));
         }
     }

@@ -7,6 +7,7 @@ use super::metrics::PrivacySummary;
 use super::run_dir::RunDirLock;
 use super::{EvalMetrics, MetricsLog, Observer, RunInfo, StepMetrics, Summary, TrainConfig};
 use crate::data::{DataSpec, Dataset, Target};
+use crate::distributed::Communicator;
 use crate::error::PathContext;
 use crate::nn::loss::{correct, cross_entropy, mse};
 use crate::nn::{ModelSpec, Param, Parametrization, Sequential};
@@ -106,6 +107,8 @@ pub struct Trainer {
     lock: Option<RunDirLock>,
     /// DP-SGD's settings, when the run is private.
     privacy: Option<PrivateTraining>,
+    /// The other workers of a data-parallel run ([`Trainer::distribute`]).
+    comm: Option<Box<dyn Communicator>>,
 }
 
 impl Trainer {
@@ -349,6 +352,7 @@ impl Trainer {
             },
             lock: None,
             privacy,
+            comm: None,
         })
     }
 
@@ -358,6 +362,14 @@ impl Trainer {
     /// (its step, data position, batch size or paths) is refused.
     pub fn resume(run_dir: &Path) -> Result<Self> {
         let lock = RunDirLock::acquire_existing(run_dir)?;
+        let mut t = Self::resume_shared(run_dir)?;
+        t.lock = Some(lock);
+        Ok(t)
+    }
+
+    /// [`Trainer::resume`] without taking the directory's lock: for the ranks of a data-parallel run other than
+    /// rank 0, which holds the lock and alone writes the directory (they only read it, before their first step).
+    pub fn resume_shared(run_dir: &Path) -> Result<Self> {
         let cfg_path = run_dir.join("config.toml");
         let text = std::fs::read_to_string(&cfg_path).at_path(&cfg_path)?;
         let (st, recorded) = checkpoint::latest(run_dir)?;
@@ -403,8 +415,59 @@ impl Trainer {
         }
         t.opt = checkpoint::load(run_dir, &st, &t.model)?;
         t.loop_state = st;
-        t.lock = Some(lock);
         Ok(t)
+    }
+
+    /// Makes this trainer one worker of a data-parallel run over `comm`: every worker draws the same global
+    /// batch, computes the gradient of its contiguous part (part r of the batch cut in `size` parts of
+    /// ⌈B/size⌉ examples), and the parts' gradients, each weighted by its share of the batch, are summed over
+    /// the workers in rank order; every worker then takes the same optimizer step. The result equals the
+    /// one-process run with `accumulate = size` (the same micro-batches, added in the same order) bit for bit.
+    /// Under DP-SGD each worker clips its own examples and worker 0 alone adds the noise. Only the worker that
+    /// was given a run directory should write one (rank 0); BatchNorm statistics are per part, as with
+    /// accumulation. Checks that the workers agree on the step and the parameters.
+    pub fn distribute(&mut self, comm: Box<dyn Communicator>) -> Result<()> {
+        let o = &self.config.options;
+        if self.batch_schedule.is_some() || o.accumulate > 1 {
+            return Err(Error::invalid(
+                "distributed: drop batch_test and accumulate (the ranks already split each batch)",
+            ));
+        }
+        let size = comm.size();
+        if o.batch_size < size {
+            return Err(Error::invalid(format!(
+                "distributed: a batch of {} examples cannot feed {size} ranks; use a batch size of at least {size} or fewer ranks",
+                o.batch_size
+            )));
+        }
+        // Rank 0's step, parameter count and parameter sum, against every rank's.
+        let mut mine = vec![
+            self.loop_state.step as f64,
+            self.model.num_params() as f64,
+            0.0,
+        ];
+        for p in self.model.params() {
+            mine[2] += p
+                .tensor()
+                .to_dtype(DType::F64)?
+                .sum_all()?
+                .to_scalar::<f64>()?;
+        }
+        let mut root = mine.clone();
+        comm.broadcast(&mut root, 0)?;
+        if root != mine {
+            return Err(Error::Distributed(format!(
+                "rank {} disagrees with rank 0 (step, parameters, parameter sum): {mine:?} against {root:?}; give every rank the same configuration and run directory",
+                comm.rank()
+            )));
+        }
+        self.comm = Some(comm);
+        Ok(())
+    }
+
+    /// The data-parallel run's communicator, if any.
+    pub fn communicator(&self) -> Option<&dyn Communicator> {
+        self.comm.as_deref()
     }
 
     /// Whether the run is done: every step taken.
@@ -532,6 +595,10 @@ impl Trainer {
         params: &[Param],
         trace: bool,
     ) -> Result<(f64, candle_core::backprop::GradStore, Option<GradStats>)> {
+        if let Some(comm) = &self.comm {
+            let (loss, grads) = self.shared_loss_and_grads(comm.as_ref(), idx, params)?;
+            return Ok((loss, grads, None));
+        }
         if let Some(p) = &self.privacy {
             let (x, y) = self.train.batch(idx, self.dtype, &Device::Cpu)?;
             let kind = if self.classification {
@@ -594,6 +661,90 @@ impl Trainer {
             });
         }
         Ok((total_loss, acc.expect("at least one micro-batch"), None))
+    }
+
+    /// [`Trainer::loss_and_grads`] of a data-parallel worker: this rank's part of the batch, weighted by its
+    /// share, summed over the ranks (see [`Trainer::distribute`]).
+    fn shared_loss_and_grads(
+        &self,
+        comm: &dyn Communicator,
+        idx: &[usize],
+        params: &[Param],
+    ) -> Result<(f64, candle_core::backprop::GradStore)> {
+        let size = idx.len().div_ceil(comm.size()).max(1);
+        let part = idx.chunks(size).nth(comm.rank()).unwrap_or(&[]);
+        let (loss, local) = if let Some(p) = &self.privacy {
+            let (x, y) = self.train.batch(part, self.dtype, &Device::Cpu)?;
+            let kind = if self.classification {
+                ExampleLoss::CrossEntropy
+            } else {
+                ExampleLoss::Mse
+            };
+            let mut rng = rng_for(
+                self.config.options.seed,
+                Stream::PrivacyNoise,
+                self.loop_state.step,
+            );
+            // The divisor is the global batch's; the noise is added once, by rank 0.
+            let mut step = p.step(idx.len());
+            if comm.rank() != 0 {
+                step.noise_multiplier = 0.0;
+            }
+            let g = private_gradient(&self.model, &x, &y, kind, &step, &mut rng)?;
+            let share = part.len() as f64 / idx.len().max(1) as f64;
+            (
+                if part.is_empty() { 0.0 } else { share * g.loss },
+                Some(g.grads),
+            )
+        } else if part.is_empty() {
+            (0.0, None)
+        } else {
+            let weight =
+                self.train.predictions(part) as f64 / self.train.predictions(idx).max(1) as f64;
+            let (x, y) = self.train.batch(part, self.dtype, &Device::Cpu)?;
+            let loss = self.loss(&self.model.forward_mode(&x, true)?, &y)?;
+            let v = weight * loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let loss = if comm.size() > 1 {
+                loss.affine(weight, 0.0)?
+            } else {
+                loss
+            };
+            (v, Some(loss.backward()?))
+        };
+        // Every parameter's gradient, flattened in order (zeros where this rank has none).
+        let mut flat: Vec<f64> = Vec::new();
+        let mut flat32: Vec<f32> = Vec::new();
+        for p in params {
+            let g = match local.as_ref().and_then(|g| g.get(p.tensor())) {
+                Some(g) => g.flatten_all()?,
+                None => p.tensor().zeros_like()?.flatten_all()?,
+            };
+            match self.dtype {
+                DType::F64 => flat.extend(g.to_vec1::<f64>()?),
+                _ => flat32.extend(g.to_dtype(DType::F32)?.to_vec1::<f32>()?),
+            }
+        }
+        let mut total = [loss];
+        comm.all_reduce_sum(&mut total)?;
+        if self.dtype == DType::F64 {
+            comm.all_reduce_sum(&mut flat)?;
+        } else {
+            comm.all_reduce_sum_f32(&mut flat32)?;
+        }
+        let mut grads = candle_core::backprop::GradStore::default();
+        let mut at = 0;
+        for p in params {
+            let n = p.tensor().elem_count();
+            let t = if self.dtype == DType::F64 {
+                Tensor::from_slice(&flat[at..at + n], p.tensor().dims(), &Device::Cpu)?
+            } else {
+                Tensor::from_slice(&flat32[at..at + n], p.tensor().dims(), &Device::Cpu)?
+                    .to_dtype(self.dtype)?
+            };
+            grads.insert(p.tensor(), t);
+            at += n;
+        }
+        Ok((total[0], grads))
     }
 
     /// Loss and accuracy (classification) of the model on `data`.

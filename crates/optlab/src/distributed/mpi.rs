@@ -1,0 +1,112 @@
+//! The MPI [`Collectives`] (cargo feature `mpi`): one worker per rank of `MPI_COMM_WORLD`, started by `mpirun`.
+//! Sums gather every rank's buffer and add them in rank order on each rank, so results equal the in-process
+//! group's bit for bit. When a rank dies, Open MPI's `mpirun` stops the others and reports which rank exited.
+
+use super::{ordered_sum, Communicator as Collectives};
+use crate::{Error, Result};
+use mpi::environment::Universe;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+use std::cell::Cell;
+
+/// This process's rank of the MPI world. Holding it keeps MPI initialized; dropping it finalizes MPI.
+pub struct MpiComm {
+    world: SimpleCommunicator,
+    sent: Cell<u64>,
+    // Declared last: finalizes MPI after the communicator is gone.
+    _universe: Universe,
+}
+
+impl MpiComm {
+    /// Initializes MPI (once per process) and joins the world.
+    pub fn init() -> Result<Self> {
+        let universe = mpi::initialize().ok_or_else(|| {
+            Error::Distributed("MPI was already initialized in this process".into())
+        })?;
+        Ok(Self {
+            world: universe.world(),
+            sent: Cell::new(0),
+            _universe: universe,
+        })
+    }
+
+    fn gather<T: Copy + Default + mpi::datatype::Equivalence>(&self, buf: &[T]) -> Result<Vec<T>> {
+        let bytes = std::mem::size_of_val(buf);
+        crate::memory::check(
+            "the gathered buffers of an all-reduce",
+            (bytes * self.size()) as f64,
+            "use fewer ranks or a smaller model",
+        )?;
+        // Every rank must send the same length: check it first, so a mismatch is an error and not a crash.
+        let mut lens = vec![0u64; self.size()];
+        self.world
+            .all_gather_into(&(buf.len() as u64), &mut lens[..]);
+        if let Some(r) = lens.iter().position(|&l| l != buf.len() as u64) {
+            return Err(Error::Distributed(format!(
+                "ranks disagree on a collective's length: rank {} sent {}, rank {r} sent {}",
+                self.rank(),
+                buf.len(),
+                lens[r]
+            )));
+        }
+        let mut all = vec![T::default(); buf.len() * self.size()];
+        self.world.all_gather_into(buf, &mut all[..]);
+        self.sent.set(self.sent.get() + bytes as u64);
+        Ok(all)
+    }
+}
+
+impl Collectives for MpiComm {
+    fn rank(&self) -> usize {
+        self.world.rank() as usize
+    }
+
+    fn size(&self) -> usize {
+        self.world.size() as usize
+    }
+
+    fn all_reduce_sum(&self, buf: &mut [f64]) -> Result<()> {
+        let all = self.gather(buf)?;
+        if !buf.is_empty() {
+            ordered_sum(&all, buf.len(), buf, |a, b| a + b);
+        }
+        Ok(())
+    }
+
+    fn all_reduce_sum_f32(&self, buf: &mut [f32]) -> Result<()> {
+        let all = self.gather(buf)?;
+        if !buf.is_empty() {
+            ordered_sum(&all, buf.len(), buf, |a, b| a + b);
+        }
+        Ok(())
+    }
+
+    fn broadcast(&self, buf: &mut [f64], root: usize) -> Result<()> {
+        if root >= self.size() {
+            return Err(Error::invalid(format!(
+                "broadcast root {root} is not a rank of a world of {}",
+                self.size()
+            )));
+        }
+        self.world.process_at_rank(root as i32).broadcast_into(buf);
+        if self.rank() == root {
+            self.sent
+                .set(self.sent.get() + std::mem::size_of_val(buf) as u64);
+        }
+        Ok(())
+    }
+
+    fn barrier(&self) -> Result<()> {
+        self.world.barrier();
+        Ok(())
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.sent.get()
+    }
+
+    fn abort(&self, message: &str) {
+        eprintln!("error: rank {} failed: {message}", self.rank());
+        self.world.abort(1)
+    }
+}
