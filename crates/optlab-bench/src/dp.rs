@@ -4,6 +4,7 @@
 //! data-parallel training under `mpirun -n R optlab train --distributed` for each R, with the bytes each rank
 //! sends per step (needs mpirun and an optlab binary built with `--features optlab-cli/mpi` beside this one).
 
+use crate::harness::best_ms;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
@@ -11,16 +12,18 @@ use optlab::nn::loss::cross_entropy;
 use optlab::nn::{ModelSpec, Sequential};
 use optlab::optim::from_spec;
 use optlab::privacy::dp_sgd::{private_gradient, Clipping, DpSgdStep, ExampleLoss};
-use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct DpBenchArgs {
     /// Timed steps per repetition (best of 3 repetitions is reported).
     #[arg(long, default_value_t = 30)]
     pub steps: usize,
-    /// Rank counts for the data-parallel epoch (empty: skip it), e.g. 1,2,4.
+    /// Rank counts for the data-parallel epoch, e.g. 1,2,4.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     pub ranks: Vec<usize>,
+    /// Skip the data-parallel epochs.
+    #[arg(long)]
+    pub no_epochs: bool,
     /// Epochs of the data-parallel run (digits, MLP 64-128-10, batch 64); the time per epoch is reported.
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
@@ -49,21 +52,6 @@ const CASES: &[Case] = &[
         batch: 256,
     },
 ];
-
-fn best_ms(steps: usize, mut step: impl FnMut() -> Result<()>) -> Result<f64> {
-    for _ in 0..5 {
-        step()?;
-    }
-    let mut best = f64::MAX;
-    for _ in 0..3 {
-        let t = Instant::now();
-        for _ in 0..steps {
-            step()?;
-        }
-        best = best.min(t.elapsed().as_secs_f64() / steps as f64);
-    }
-    Ok(best * 1e3)
-}
 
 /// (plain, private) ms per step.
 fn optlab_ms(c: &Case, steps: usize) -> Result<(f64, f64)> {
@@ -187,7 +175,7 @@ pub fn run(a: DpBenchArgs) -> Result<()> {
         }));
     }
     let mut epochs = Vec::new();
-    for &r in &a.ranks {
+    for &r in a.ranks.iter().filter(|_| !a.no_epochs) {
         match epoch(r, a.epochs) {
             Ok((s, b)) => epochs.push(serde_json::json!({"ranks": r, "seconds_per_epoch": s, "bytes_per_step_per_rank": b})),
             Err(e) => {

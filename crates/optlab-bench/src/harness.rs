@@ -90,3 +90,19 @@ pub(crate) fn python_script(
     }
     serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).ok()
 }
+
+/// Milliseconds per call of `step`: five warm-up calls, then the best of 3 repetitions of `steps` calls.
+pub fn best_ms(steps: usize, mut step: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    for _ in 0..5 {
+        step()?;
+    }
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        for _ in 0..steps {
+            step()?;
+        }
+        best = best.min(t.elapsed().as_secs_f64() / steps as f64);
+    }
+    Ok(best * 1e3)
+}

@@ -8,7 +8,6 @@ use clap::Args;
 use optlab::nn::loss::cross_entropy;
 use optlab::nn::{ModelSpec, Sequential};
 use optlab::optim::from_spec;
-use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct TrainBenchArgs {
@@ -86,24 +85,12 @@ fn optlab_ms(c: &Case, steps: usize) -> Result<f64> {
     let (model, x, y) = setup(c)?;
     let params = model.params();
     let mut opt = from_spec("adamw:lr=1e-3")?;
-    let mut step = || -> Result<()> {
+    crate::harness::best_ms(steps, || {
         let loss = cross_entropy(&model.forward_mode(&x, true)?, &y)?;
         let grads = loss.backward()?;
         opt.step(&params, &grads)?;
         Ok(())
-    };
-    for _ in 0..5 {
-        step()?;
-    }
-    let mut best = f64::MAX;
-    for _ in 0..3 {
-        let t = Instant::now();
-        for _ in 0..steps {
-            step()?;
-        }
-        best = best.min(t.elapsed().as_secs_f64() / steps as f64);
-    }
-    Ok(best * 1e3)
+    })
 }
 
 pub fn run(a: TrainBenchArgs) -> Result<()> {

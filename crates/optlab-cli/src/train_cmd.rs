@@ -187,8 +187,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(c) = trainer.communicator() {
         let stepped = s.steps.saturating_sub(start_step).max(1);
         println!(
-            "distributed: {} ranks, {:.0} bytes sent per step by each rank (its gradient part and loss)",
+            "distributed: {} rank{}, {:.0} bytes sent per step by each rank (the gradient of its part, and its loss)",
             c.size(),
+            if c.size() == 1 { "" } else { "s" },
             c.bytes_sent() as f64 / stepped as f64
         );
     }

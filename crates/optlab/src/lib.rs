@@ -49,6 +49,7 @@ pub mod refine;
 pub mod registry;
 pub mod rng;
 pub mod runtime;
+pub mod scalar;
 pub mod scaling;
 pub mod schedule;
 pub mod second_order;

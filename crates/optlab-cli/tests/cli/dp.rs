@@ -46,6 +46,21 @@ fn dp_run_writes_a_run_directory() {
 }
 
 #[test]
+fn dp_run_warns_when_delta_is_not_below_one_over_n() {
+    let out = tmp("dp-delta");
+    let o = crate::common::run(&argv(&format!(
+        "dp run --algo dp-gd --epsilon 2 --delta 0.01 --n 200 --rounds 2 --out {} --json",
+        out.display()
+    )));
+    let (_, err) = crate::common::text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("warning: delta 0.01 is not below 1/n = 5.00e-3 (200 examples)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn dp_run_bad_input_is_one_line() {
     let out = tmp("dp-bad");
     let o = out.display();

@@ -6,6 +6,7 @@
 
 use super::Nlp;
 use crate::rng::{normal, rng_for, Stream};
+use crate::scalar::{sigmoid, softplus};
 use crate::{Error, Result};
 use faer::Mat;
 
@@ -23,20 +24,6 @@ pub struct ConstrainedLogreg {
     n: usize,
     a: Mat<f64>,
     b: Vec<f64>,
-}
-
-/// log(1 + eᵗ), without overflow.
-fn softplus(t: f64) -> f64 {
-    t.max(0.0) + (-t.abs()).exp().ln_1p()
-}
-
-fn sigmoid(t: f64) -> f64 {
-    if t >= 0.0 {
-        1.0 / (1.0 + (-t).exp())
-    } else {
-        let e = t.exp();
-        e / (1.0 + e)
-    }
 }
 
 impl ConstrainedLogreg {

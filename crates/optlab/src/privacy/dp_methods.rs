@@ -23,8 +23,8 @@
 //! sum of terms clipped to ρ has sensitivity ρ and a round is the (sampled) Gaussian mechanism with multiplier
 //! σ. The rounds compose in Rényi DP (tight for Gaussian mechanisms, additive over rounds of any mix of σ and q)
 //! and convert to (ε, δ) as the accountant of [`super::rdp`]. Given a target ε, the multipliers are calibrated
-//! together: anchors receive `anchor_share` of the Rényi budget (0.8 by default, the u = 1.25 split of DIFF2's
-//! reference code) and differences the rest.
+//! together: anchors receive `anchor_share` of the Rényi budget (0.8 by default, the u = 1.25 split of the
+//! DIFF2 implementation in CE-PLSGM; the authors published no code) and differences the rest.
 
 use super::finite_sum::FiniteSum;
 use super::rdp::{self, RdpAccountant};

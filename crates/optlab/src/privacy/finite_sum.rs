@@ -7,6 +7,7 @@ use super::dp_sgd::{terms, weighted, ExampleLoss};
 use super::per_sample;
 use crate::data::{Dataset, Target};
 use crate::nn::{ModelSpec, Sequential};
+use crate::scalar::{sigmoid, softplus};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 
@@ -77,23 +78,6 @@ impl LogisticNonconvex {
             dim: f + 1,
             lambda,
         })
-    }
-}
-
-fn softplus(z: f64) -> f64 {
-    if z > 0.0 {
-        z + (-z).exp().ln_1p()
-    } else {
-        z.exp().ln_1p()
-    }
-}
-
-fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
     }
 }
 

@@ -600,18 +600,7 @@ impl Trainer {
             return Ok((loss, grads, None));
         }
         if let Some(p) = &self.privacy {
-            let (x, y) = self.train.batch(idx, self.dtype, &Device::Cpu)?;
-            let kind = if self.classification {
-                ExampleLoss::CrossEntropy
-            } else {
-                ExampleLoss::Mse
-            };
-            let mut rng = rng_for(
-                self.config.options.seed,
-                Stream::PrivacyNoise,
-                self.loop_state.step,
-            );
-            let g = private_gradient(&self.model, &x, &y, kind, &p.step(idx.len()), &mut rng)?;
+            let g = self.private_part(idx, &p.step(idx.len()))?;
             return Ok((g.loss, g.grads, None));
         }
         if trace {
@@ -663,6 +652,26 @@ impl Trainer {
         Ok((total_loss, acc.expect("at least one micro-batch"), None))
     }
 
+    /// DP-SGD's private gradient of the examples `idx` with `step`'s settings, its noise from this step's stream.
+    fn private_part(
+        &self,
+        idx: &[usize],
+        step: &crate::privacy::dp_sgd::DpSgdStep,
+    ) -> Result<crate::privacy::dp_sgd::PrivateGradient> {
+        let (x, y) = self.train.batch(idx, self.dtype, &Device::Cpu)?;
+        let kind = if self.classification {
+            ExampleLoss::CrossEntropy
+        } else {
+            ExampleLoss::Mse
+        };
+        let mut rng = rng_for(
+            self.config.options.seed,
+            Stream::PrivacyNoise,
+            self.loop_state.step,
+        );
+        private_gradient(&self.model, &x, &y, kind, step, &mut rng)
+    }
+
     /// [`Trainer::loss_and_grads`] of a data-parallel worker: this rank's part of the batch, weighted by its
     /// share, summed over the ranks (see [`Trainer::distribute`]).
     fn shared_loss_and_grads(
@@ -674,23 +683,12 @@ impl Trainer {
         let size = idx.len().div_ceil(comm.size()).max(1);
         let part = idx.chunks(size).nth(comm.rank()).unwrap_or(&[]);
         let (loss, local) = if let Some(p) = &self.privacy {
-            let (x, y) = self.train.batch(part, self.dtype, &Device::Cpu)?;
-            let kind = if self.classification {
-                ExampleLoss::CrossEntropy
-            } else {
-                ExampleLoss::Mse
-            };
-            let mut rng = rng_for(
-                self.config.options.seed,
-                Stream::PrivacyNoise,
-                self.loop_state.step,
-            );
             // The divisor is the global batch's; the noise is added once, by rank 0.
             let mut step = p.step(idx.len());
             if comm.rank() != 0 {
                 step.noise_multiplier = 0.0;
             }
-            let g = private_gradient(&self.model, &x, &y, kind, &step, &mut rng)?;
+            let g = self.private_part(part, &step)?;
             let share = part.len() as f64 / idx.len().max(1) as f64;
             (
                 if part.is_empty() { 0.0 } else { share * g.loss },
