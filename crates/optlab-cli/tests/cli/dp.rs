@@ -172,9 +172,15 @@ mod mpi {
 
     /// Runs a job, kills one rank once `ready` exists, and returns mpirun's exit status and stderr (the test
     /// fails if the job outlives the rank by a minute).
-    fn kill_one_rank(
+    fn kill_one_rank(cmd: Command, ready: &std::path::Path) -> (std::process::ExitStatus, String) {
+        signal_one_rank(cmd, ready, "-9")
+    }
+
+    /// As [`kill_one_rank`] with any signal (`-STOP` stalls a rank without killing it).
+    fn signal_one_rank(
         mut cmd: Command,
         ready: &std::path::Path,
+        signal: &str,
     ) -> (std::process::ExitStatus, String) {
         let mut child = cmd
             .stdout(Stdio::null())
@@ -199,7 +205,7 @@ mod mpi {
             std::thread::sleep(Duration::from_millis(20));
         };
         Command::new("kill")
-            .args(["-9", &victim.to_string()])
+            .args([signal, &victim.to_string()])
             .status()
             .unwrap();
         let status = loop {
@@ -294,6 +300,26 @@ mod mpi {
         assert_eq!(
             std::fs::read(whole.join("model.safetensors")).unwrap(),
             std::fs::read(cut.join("model.safetensors")).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_stalled_rank_times_out_with_a_clear_error() {
+        let out = tmp("train-mpi-stall");
+        let mut cmd = mpirun(
+            2,
+            &format!(
+                "train --model mlp:hidden=32 --steps 100000000 --checkpoint-every 10 --quiet --distributed --out {}",
+                out.display()
+            ),
+        );
+        cmd.env("OPTLAB_COLLECTIVE_TIMEOUT", "2");
+        let (status, err) =
+            signal_one_rank(cmd, &out.join("checkpoints").join("latest.json"), "-STOP");
+        assert!(!status.success());
+        assert!(
+            err.contains("error: distributed: rank 0 waited more than 2 s for the other ranks"),
+            "{err}"
         );
     }
 

@@ -1,33 +1,82 @@
 //! The MPI [`Collectives`] (cargo feature `mpi`): one worker per rank of `MPI_COMM_WORLD`, started by `mpirun`.
 //! Sums gather every rank's buffer and add them in rank order on each rank, so results equal the in-process
-//! group's bit for bit. When a rank dies, Open MPI's `mpirun` stops the others and reports which rank exited.
+//! group's bit for bit. When a rank dies, Open MPI's `mpirun` stops the others and reports which rank exited; a
+//! rank that stops responding without dying is caught by a timeout: collectives are started non-blocking and
+//! polled, and a rank that waits longer than `OPTLAB_COLLECTIVE_TIMEOUT` seconds (default 600) prints which
+//! collective it waited at and aborts the job.
 
 use super::{ordered_sum, Communicator as Collectives};
 use crate::{Error, Result};
 use mpi::environment::Universe;
+use mpi::request::{Request, Scope};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// The environment variable that sets the collective timeout, in seconds.
+pub const TIMEOUT_VAR: &str = "OPTLAB_COLLECTIVE_TIMEOUT";
 
 /// This process's rank of the MPI world. Holding it keeps MPI initialized; dropping it finalizes MPI.
 pub struct MpiComm {
     world: SimpleCommunicator,
     sent: Cell<u64>,
+    timeout: Duration,
     // Declared last: finalizes MPI after the communicator is gone.
     _universe: Universe,
 }
 
 impl MpiComm {
-    /// Initializes MPI (once per process) and joins the world.
+    /// Initializes MPI (once per process) and joins the world; the collective timeout comes from
+    /// [`TIMEOUT_VAR`].
     pub fn init() -> Result<Self> {
+        let timeout = match std::env::var(TIMEOUT_VAR) {
+            Err(_) => Duration::from_secs(600),
+            Ok(v) => match v.parse::<f64>() {
+                Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Duration::from_secs_f64(s),
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "{TIMEOUT_VAR} must be a number of seconds > 0, got `{v}`"
+                    )))
+                }
+            },
+        };
         let universe = mpi::initialize().ok_or_else(|| {
             Error::Distributed("MPI was already initialized in this process".into())
         })?;
         Ok(Self {
             world: universe.world(),
             sent: Cell::new(0),
+            timeout,
             _universe: universe,
         })
+    }
+
+    /// Polls `req` until it completes; past the timeout, reports which collective hung and aborts the job (the
+    /// other ranks are then stopped by mpirun).
+    fn wait<'a, D: ?Sized, S: Scope<'a>>(&self, mut req: Request<'a, D, S>, what: &str) {
+        let deadline = Instant::now() + self.timeout;
+        let mut polls = 0u32;
+        loop {
+            match req.test() {
+                Ok(_) => return,
+                Err(r) => req = r,
+            }
+            if Instant::now() >= deadline {
+                eprintln!(
+                    "error: distributed: rank {} waited more than {:.0} s for the other ranks at {what}: a rank stopped responding ({TIMEOUT_VAR} sets the limit)",
+                    self.world.rank(),
+                    self.timeout.as_secs_f64()
+                );
+                self.world.abort(1);
+            }
+            polls += 1;
+            if polls < 1000 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
     }
 
     fn gather<T: Copy + Default + mpi::datatype::Equivalence>(&self, buf: &[T]) -> Result<Vec<T>> {
@@ -39,8 +88,14 @@ impl MpiComm {
         )?;
         // Every rank must send the same length: check it first, so a mismatch is an error and not a crash.
         let mut lens = vec![0u64; self.size()];
-        self.world
-            .all_gather_into(&(buf.len() as u64), &mut lens[..]);
+        let len = buf.len() as u64;
+        mpi::request::scope(|sc| {
+            self.wait(
+                self.world
+                    .immediate_all_gather_into(sc, &len, &mut lens[..]),
+                "an all-reduce",
+            )
+        });
         if let Some(r) = lens.iter().position(|&l| l != buf.len() as u64) {
             return Err(Error::Distributed(format!(
                 "ranks disagree on a collective's length: rank {} sent {}, rank {r} sent {}",
@@ -50,7 +105,12 @@ impl MpiComm {
             )));
         }
         let mut all = vec![T::default(); buf.len() * self.size()];
-        self.world.all_gather_into(buf, &mut all[..]);
+        mpi::request::scope(|sc| {
+            self.wait(
+                self.world.immediate_all_gather_into(sc, buf, &mut all[..]),
+                "an all-reduce",
+            )
+        });
         self.sent.set(self.sent.get() + bytes as u64);
         Ok(all)
     }
@@ -97,7 +157,7 @@ impl Collectives for MpiComm {
     }
 
     fn barrier(&self) -> Result<()> {
-        self.world.barrier();
+        self.wait(self.world.immediate_barrier(), "a barrier");
         Ok(())
     }
 
