@@ -75,9 +75,105 @@ impl Normals {
     }
 }
 
+/// Boxes of the ziggurat.
+const ZIG_BOXES: usize = 128;
+/// The start of the tail and the area of each box (Marsaglia & Tsang 2000, 128 boxes).
+const ZIG_R: f64 = 3.442619855899;
+const ZIG_V: f64 = 9.91256303526217e-3;
+
+/// The box edges x₀ > x₁ = R > … > x₁₂₈ = 0 and the ratios x_{i+1}/x_i (Doornik 2005's ZIGNOR layout).
+struct ZigTables {
+    x: [f64; ZIG_BOXES + 1],
+    ratio: [f64; ZIG_BOXES],
+}
+
+fn zig_tables() -> &'static ZigTables {
+    static T: std::sync::OnceLock<ZigTables> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let mut x = [0.0; ZIG_BOXES + 1];
+        let mut f = (-0.5 * ZIG_R * ZIG_R).exp();
+        x[0] = ZIG_V / f;
+        x[1] = ZIG_R;
+        for i in 2..ZIG_BOXES {
+            x[i] = (-2.0 * (ZIG_V / x[i - 1] + f).ln()).sqrt();
+            f = (-0.5 * x[i] * x[i]).exp();
+        }
+        let mut ratio = [0.0; ZIG_BOXES];
+        for i in 0..ZIG_BOXES {
+            ratio[i] = x[i + 1] / x[i];
+        }
+        ZigTables { x, ratio }
+    })
+}
+
+/// A uniform draw in [0, 1) from 53 random bits.
+fn unit(rng: &mut Rng) -> f64 {
+    use rand::RngCore;
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// A standard normal draw by the ziggurat method (Marsaglia & Tsang 2000, in Doornik's floating-point form):
+/// one 64-bit draw and a comparison for 99% of the draws, several times faster than [`Normals`]. For the bulk
+/// noise of private gradients. Deterministic given the generator.
+pub fn ziggurat(rng: &mut Rng) -> f64 {
+    use rand::RngCore;
+    let t = zig_tables();
+    loop {
+        let bits = rng.next_u64();
+        let i = (bits & (ZIG_BOXES as u64 - 1)) as usize;
+        // u uniform in [-1, 1) from the upper 53 bits.
+        let u = 2.0 * ((bits >> 11) as f64 * (1.0 / (1u64 << 53) as f64)) - 1.0;
+        if u.abs() < t.ratio[i] {
+            return u * t.x[i];
+        }
+        if i == 0 {
+            // The tail beyond R (Marsaglia 1964).
+            loop {
+                let x = (1.0 - unit(rng)).ln() / ZIG_R;
+                let y = (1.0 - unit(rng)).ln();
+                if -2.0 * y >= x * x {
+                    return if u < 0.0 { x - ZIG_R } else { ZIG_R - x };
+                }
+            }
+        }
+        let x = u * t.x[i];
+        let f0 = (-0.5 * (t.x[i] * t.x[i] - x * x)).exp();
+        let f1 = (-0.5 * (t.x[i + 1] * t.x[i + 1] - x * x)).exp();
+        if f1 + unit(rng) * (f0 - f1) < 1.0 {
+            return x;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ziggurat_normals_have_the_normal_distribution() {
+        let mut rng = rng_for(1, Stream::Probe, 0);
+        let n = 1_000_000;
+        let xs: Vec<f64> = (0..n).map(|_| ziggurat(&mut rng)).collect();
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+        let kurt = xs.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / n as f64 / (var * var);
+        assert!(mean.abs() < 0.005 && (var - 1.0).abs() < 0.005 && (kurt - 3.0).abs() < 0.03);
+        // The CDF at a few points, and the tail beyond R (each within 5 binomial standard deviations).
+        for (at, p) in [
+            (-2.0, 0.022750131948),
+            (-0.5, 0.308537538726),
+            (0.0, 0.5),
+            (1.0, 0.841344746069),
+            (3.5, 0.999767370921),
+        ] {
+            let got = xs.iter().filter(|&&x| x < at).count() as f64 / n as f64;
+            let sd = (p * (1.0 - p) / n as f64).sqrt();
+            assert!(
+                (got - p).abs() < 5.0 * sd + 1e-9,
+                "P(z < {at}) = {got}, want {p}"
+            );
+        }
+    }
 
     #[test]
     fn polar_normals_have_unit_moments() {

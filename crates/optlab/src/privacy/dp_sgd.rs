@@ -327,9 +327,8 @@ pub(crate) fn gaussian<T: num_traits::Float + Send>(n: usize, std: f64, rng: &mu
         .zip(seeds)
         .for_each(|(chunk, seed)| {
             let mut r = Rng::seed_from_u64(seed);
-            let mut z = crate::rng::Normals::default();
             for v in chunk {
-                *v = T::from(std * z.next(&mut r)).expect("finite noise");
+                *v = T::from(std * crate::rng::ziggurat(&mut r)).expect("finite noise");
             }
         });
     out
