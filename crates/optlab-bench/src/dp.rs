@@ -120,6 +120,7 @@ fn epoch(ranks: usize, epochs: usize) -> Result<(f64, f64)> {
             "--out",
         ])
         .arg(&dir)
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
         .output()
         .context("mpirun (Debian: openmpi-bin)")?;
     anyhow::ensure!(

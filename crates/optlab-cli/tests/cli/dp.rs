@@ -131,7 +131,9 @@ mod mpi {
         ])
         .arg(env!("CARGO_BIN_EXE_optlab"))
         .args(argv(line))
-        .env("OMPI_MCA_rmaps_base_oversubscribe", "1");
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        // Containers often forbid the cross-memory attach of Open MPI's shared-memory transport.
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
         c
     }
 
