@@ -53,6 +53,20 @@ use optlab::nn::{ModelSpec, Sequential};
 use optlab::privacy::per_sample;
 
 /// The summed cross-entropy (PyTorch's `reduction="sum"`, padding ignored) of a batch.
+/// max |a − b| over all elements, in f64.
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
 fn summed_ce(out: &Tensor, y: &Tensor) -> Tensor {
     let kept = y
         .flatten_all()
@@ -228,14 +242,7 @@ fn per_sample_gradients_equal_one_example_at_a_time() {
                 .unwrap()
                 .sum(0)
                 .unwrap();
-            let err = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap();
+            let err = max_abs_diff(got, &want);
             assert!(err < 1e-10, "{spec} {name} weighted sum: {err:e}");
         }
         for i in 0..b {
@@ -247,14 +254,7 @@ fn per_sample_gradients_equal_one_example_at_a_time() {
             for ((name, g), p) in ps.iter().zip(&params) {
                 let want = gi.get(p.tensor()).unwrap();
                 let got = g.get(i).unwrap();
-                let err = (got - want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap();
+                let err = max_abs_diff(&got, want);
                 assert!(err < 1e-10, "{spec} {name} example {i}: {err:e}");
             }
         }
@@ -408,14 +408,7 @@ fn clipped_mean_equals_sample_by_sample_reference() {
         for (p, w) in params.iter().zip(&want) {
             let w = (w / expected_batch).unwrap();
             let g = got.grads.get(p.tensor()).unwrap();
-            let err = (g - &w)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap();
+            let err = max_abs_diff(g, &w);
             assert!(err < 1e-12, "{clipping:?} {}: {err:e}", p.name);
         }
     }

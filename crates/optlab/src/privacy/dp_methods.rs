@@ -418,20 +418,22 @@ pub fn run(
             (cal.q_difference, cal.sigma_difference)
         };
         let stream = (rank << 40) | round;
-        let idx: Vec<usize> = if q >= 1.0 {
-            all.clone()
+        let sampled: Vec<usize>;
+        let idx: &[usize] = if q >= 1.0 {
+            &all
         } else {
             let mut g = rng_for(cfg.seed, Stream::Privacy, stream);
-            all.iter().copied().filter(|_| g.gen::<f64>() < q).collect()
+            sampled = all.iter().copied().filter(|_| g.gen::<f64>() < q).collect();
+            &sampled
         };
-        let (_, now) = f.example_gradients(&x, &idx)?;
+        let (_, now) = f.example_gradients(&x, idx)?;
         let mut msg = vec![0.0; d];
         let (radius, clipped) = if anchor {
             (cfg.clip, clipped_sum(&now, d, cfg.clip, &mut msg))
         } else {
             let prev = match (q >= 1.0, cached.take()) {
                 (true, Some(rows)) => rows,
-                _ => f.example_gradients(&x_prev, &idx)?.1,
+                _ => f.example_gradients(&x_prev, idx)?.1,
             };
             let step = norm_sq(
                 &x.iter()

@@ -123,6 +123,35 @@ fn probe_of(s: &Site) -> &candle_core::Var {
     }
 }
 
+/// The kernel size k of a square stride-1 convolution of `input` (`[B, Cin, H, W]`, zero-padded by `padding`)
+/// with output `ho × wo`, and its k² input windows in row-major tap order, each `[B, Cin, ho·wo]`.
+fn conv_windows(
+    input: &Tensor,
+    padding: usize,
+    ho: usize,
+    wo: usize,
+) -> Result<(usize, Vec<Tensor>)> {
+    let (b, cin, h, w) = input.dims4()?;
+    let k = h + 2 * padding + 1 - ho;
+    if w + 2 * padding + 1 - wo != k {
+        return Err(Error::Shape("non-square convolution kernel".into()));
+    }
+    let a = input
+        .pad_with_zeros(2, padding, padding)?
+        .pad_with_zeros(3, padding, padding)?;
+    let mut windows = Vec::with_capacity(k * k);
+    for ky in 0..k {
+        for kx in 0..k {
+            windows.push(
+                a.narrow(2, ky, ho)?
+                    .narrow(3, kx, wo)?
+                    .reshape((b, cin, ho * wo))?,
+            );
+        }
+    }
+    Ok((k, windows))
+}
+
 /// `[B, T, k]` from `[B, ..., k]` (T = 1 for a matrix).
 fn as_rows(t: &Tensor) -> Result<Tensor> {
     let b = t.dims()[0];
@@ -172,29 +201,17 @@ impl PerSampleTape {
                 padding,
                 ..
             } => {
-                let (_, cin, h, w) = input.dims4()?;
                 let (_, cout, ho, wo) = g.dims4()?;
-                let k = h + 2 * padding + 1 - ho;
-                if w + 2 * padding + 1 - wo != k {
-                    return Err(Error::Shape("non-square convolution kernel".into()));
-                }
-                let a = input
-                    .pad_with_zeros(2, *padding, *padding)?
-                    .pad_with_zeros(3, *padding, *padding)?;
+                let (k, windows) = conv_windows(input, *padding, ho, wo)?;
+                let cin = input.dims()[1];
                 let g2 = g.reshape((b, cout, ho * wo))?;
                 let mut taps = Vec::with_capacity(k * k);
-                for ky in 0..k {
-                    for kx in 0..k {
-                        let win =
-                            a.narrow(2, ky, ho)?
-                                .narrow(3, kx, wo)?
-                                .reshape((b, cin, ho * wo))?;
-                        // [B, Cout, HW] · [B, HW, Cin] → [B, Cout, Cin]
-                        taps.push(
-                            g2.matmul(&win.transpose(1, 2)?.contiguous()?)?
-                                .unsqueeze(3)?,
-                        );
-                    }
+                for win in windows {
+                    // [B, Cout, HW] · [B, HW, Cin] → [B, Cout, Cin]
+                    taps.push(
+                        g2.matmul(&win.transpose(1, 2)?.contiguous()?)?
+                            .unsqueeze(3)?,
+                    );
                 }
                 let gw = Tensor::cat(&taps, 3)?.reshape((b, cout, cin, k, k))?;
                 let mut v = vec![(*weight, 0, gw)];
@@ -308,12 +325,9 @@ impl PerSampleTape {
                     padding,
                     ..
                 } => {
-                    let (_, cin, h, _) = input.dims4()?;
                     let (_, cout, ho, wo) = g.dims4()?;
-                    let k = h + 2 * padding + 1 - ho;
-                    let a = input
-                        .pad_with_zeros(2, *padding, *padding)?
-                        .pad_with_zeros(3, *padding, *padding)?;
+                    let (k, windows) = conv_windows(input, *padding, ho, wo)?;
+                    let cin = input.dims()[1];
                     // [Cout, B·HW]
                     let gw = scaled(&g, *weight)?
                         .reshape((b, cout, ho * wo))?
@@ -321,17 +335,12 @@ impl PerSampleTape {
                         .contiguous()?
                         .reshape((cout, b * ho * wo))?;
                     let mut taps = Vec::with_capacity(k * k);
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            let win = a
-                                .narrow(2, ky, ho)?
-                                .narrow(3, kx, wo)?
-                                .reshape((b, cin, ho * wo))?
-                                .transpose(1, 2)?
-                                .contiguous()?
-                                .reshape((b * ho * wo, cin))?;
-                            taps.push(gw.matmul(&win)?.unsqueeze(2)?);
-                        }
+                    for win in windows {
+                        let win = win
+                            .transpose(1, 2)?
+                            .contiguous()?
+                            .reshape((b * ho * wo, cin))?;
+                        taps.push(gw.matmul(&win)?.unsqueeze(2)?);
                     }
                     put(
                         *weight,
