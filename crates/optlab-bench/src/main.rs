@@ -3,7 +3,7 @@
 //! memory bandwidth — as a ratio. The Python harnesses live in `python/` beside this crate; run from a checkout:
 //!
 //! ```text
-//! cargo run --release -p optlab-bench -- train|optim|curvature|solvers|implicit|dp
+//! cargo run --release -p optlab-bench -- train|optim|curvature|solvers|implicit|dp|online
 //! cargo run --release -p optlab-bench --features lipsdp -- lipschitz --timeout 60
 //! ```
 
@@ -13,6 +13,7 @@ mod harness;
 mod implicit;
 mod lipschitz;
 mod nlp;
+mod online;
 mod optim;
 mod solvers;
 mod train;
@@ -53,6 +54,9 @@ enum Bench {
     Dp(dp::DpBenchArgs),
     /// AdaSketch-Newton (P19) on the equality-constrained CUTEst set against scipy's trust-constr.
     Nlp(nlp::NlpBenchArgs),
+    /// Rounds per second of CSMD (P06) and of the SEA harness with OGD and optimistic OMD (P32), d = 100, one
+    /// core, next to the floor of each round's bare arithmetic.
+    Online(online::OnlineBenchArgs),
     /// Local Lipschitz bounds (P02) against auto_LiRPA's Jacobian bounds, LipSDP (P14) against cvxpy + Clarabel.
     Lipschitz(lipschitz::LipschitzBenchArgs),
 }
@@ -69,6 +73,7 @@ fn main() {
         Bench::Implicit(i) => implicit::run(i),
         Bench::Nlp(n) => nlp::run(n),
         Bench::Dp(d) => dp::run(d),
+        Bench::Online(o) => online::run(o),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

@@ -14,6 +14,7 @@ mod lipschitz_cmd;
 mod mpi_world;
 mod mup_cmd;
 mod nlp_cmd;
+mod online_cmd;
 mod optimize;
 mod papers_cmd;
 mod pde_cmd;
@@ -85,6 +86,9 @@ enum Cmd {
     /// Private optimization on a data set held by workers (in-process or MPI ranks): DP-GD, DP-SGD, DIFF2 (P09),
     /// private SpiderBoost (P21).
     Dp(dp_cmd::DpArgs),
+    /// Online and stochastic optimization: regret of online learners between stochastic and adversarial losses
+    /// (P32), last-iterate rates of composite stochastic mirror descent (P06).
+    Online(online_cmd::OnlineArgs),
     /// Convex training of a two-layer ReLU network by ADMM (P28), saved as a loadable MLP.
     ConvexRelu(convex_relu_cmd::ConvexReluArgs),
     /// Linear-SEM structure learning (P40): simulate data, fit a DAG with CoLiDE or DAGMA.
@@ -142,6 +146,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Pde(a) => pde_cmd::run(a),
         Cmd::Privacy(a) => privacy_cmd::run(a),
         Cmd::Dp(a) => dp_cmd::run(a),
+        Cmd::Online(a) => online_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),
         Cmd::Lipschitz(a) => lipschitz_cmd::run(a),

@@ -42,6 +42,7 @@ pub mod memory;
 pub mod method;
 pub mod mup;
 pub mod nn;
+pub mod online;
 pub mod optim;
 pub mod pde;
 pub mod privacy;

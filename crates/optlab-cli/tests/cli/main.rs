@@ -19,6 +19,7 @@ mod help;
 mod lipschitz;
 mod mup;
 mod nlp;
+mod online;
 mod optimize;
 mod papers;
 mod pde;

@@ -4,6 +4,7 @@
 mod csv;
 mod digits;
 mod idx;
+mod randhie;
 mod spec;
 mod st;
 mod synthetic;
@@ -12,6 +13,7 @@ mod text;
 pub use self::csv::{load_csv, read_numeric_csv, write_numeric_csv, NumericTable};
 pub use digits::digits;
 pub use idx::{encode_idx_u8, load_idx_pair, read_idx, IdxArray};
+pub use randhie::{randhie, RANDHIE_FEATURES};
 pub use spec::{DataSpec, TextUnit, DATA_NAMES};
 pub use st::load_safetensors_data;
 pub use synthetic::{gaussian_mixture, linear_regression, two_moons, two_spirals};

@@ -104,6 +104,7 @@ pub mod adam;
 pub mod adamp;
 pub mod chain;
 pub mod clip;
+pub mod csmd;
 pub mod diffgrad;
 pub mod groups;
 pub mod hyper;

@@ -2,7 +2,9 @@
 //! parsing, the list of names in errors, muP's defaults and `optlab papers` all read this table; adding an
 //! optimizer is its module plus one row here.
 
-use super::{adagrad, adagradnorm, adahessian, adam, adamp, chain, diffgrad, lion, mfac, nsgd};
+use super::{
+    adagrad, adagradnorm, adahessian, adam, adamp, chain, csmd, diffgrad, lion, mfac, nsgd,
+};
 use super::{rmsprop, sgd, Optimizer};
 use crate::method::{Kind, Method, MupRule, MupSupport};
 use crate::spec::unknown_name;
@@ -141,6 +143,14 @@ pub static OPTIMIZERS: &[OptimizerEntry] = &[
             "its step has length lr over all parameters together, so no per-tensor rule keeps it width-independent",
         ),
         |s| Ok(Box::new(nsgd::NormalizedSgd::from_spec(&mut spec(s)?)?)),
+    ),
+    optimizer(
+        "csmd",
+        Some("P06"),
+        "composite stochastic mirror descent (Euclidean): projected / proximal SGD with P06's step rules, L1/L2 prox, box and ball domains",
+        "optlab::optim::csmd",
+        SGD,
+        |s| Ok(Box::new(csmd::Csmd::from_spec(&mut spec(s)?)?)),
     ),
     optimizer(
         "adagradnorm",
