@@ -235,12 +235,17 @@ fn entropic_step(x: &mut [f64], g: &[f64], eta: f64, h: Composite) {
 
 /// Solves ln xᵢ + κ xᵢ = aᵢ − c for all i with Σ xᵢ = 1 (`a` in `x` on entry, its maximum `amax`).
 fn entropic_l2(x: &mut [f64], kappa: f64, amax: f64) {
-    // u + κ eᵘ = b is increasing and convex in u: Newton from u = b (where it is >= 0) decreases monotonically.
+    // u + κ eᵘ = b is increasing and convex in u: Newton from any start where it is >= 0 decreases monotonically.
     let solve = |b: f64| -> f64 {
         if b == f64::NEG_INFINITY {
             return 0.0;
         }
-        let mut u = b.min(-(kappa.ln()) + b.max(0.0).ln_1p()).min(b);
+        // A start with f(u₀) >= 0 near the root: b itself, or ln(b/κ) (clamped at 0) when b > 0.
+        let mut u = if b > 0.0 {
+            b.min((b / kappa).ln().max(0.0))
+        } else {
+            b
+        };
         for _ in 0..60 {
             let e = u.exp();
             let f = u + kappa * e - b;
@@ -253,8 +258,8 @@ fn entropic_l2(x: &mut [f64], kappa: f64, amax: f64) {
         u.exp()
     };
     let total = |x: &[f64], c: f64| x.iter().map(|&a| solve(a - c)).sum::<f64>();
-    // Bracket c: at c = amax − κ·0 every x ≤ the unconstrained solution of ln x + κx = 0 (< 1)... widen until the
-    // sum crosses 1, then bisect (the sum is continuous and decreasing in c).
+    // Bracket c around amax, widening until the sum crosses 1, then bisect (the sum is continuous and decreasing
+    // in c).
     let (mut lo, mut hi) = (amax - 1.0, amax + 1.0);
     while total(x, lo) < 1.0 {
         lo -= 2.0 * (hi - lo);
@@ -425,6 +430,7 @@ mod tests {
         let geos = [
             Geometry::new(Domain::Simplex, Mirror::Entropic, Composite::None).unwrap(),
             Geometry::new(Domain::Simplex, Mirror::Entropic, Composite::L2Sq(3.0)).unwrap(),
+            Geometry::new(Domain::Simplex, Mirror::Entropic, Composite::L2Sq(500.0)).unwrap(),
             Geometry::new(Domain::Simplex, Mirror::Euclidean, Composite::L2Sq(3.0)).unwrap(),
             Geometry::new(Domain::Simplex, Mirror::Euclidean, Composite::L1(0.7)).unwrap(),
             Geometry::new(

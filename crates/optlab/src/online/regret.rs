@@ -35,6 +35,18 @@ impl RegretConfig {
                 self.seeds
             )));
         }
+        // Per worker thread: the sequence's few d-vectors and, for the log loss, every return vector.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let stored = if seq.on_simplex() {
+            self.rounds as f64 * seq.dim as f64
+        } else {
+            0.0
+        };
+        crate::memory::check(
+            "the regret experiment",
+            workers * 8.0 * (stored + 16.0 * seq.dim as f64),
+            "use fewer rounds or a smaller dim",
+        )?;
         if seq.on_simplex() && self.rounds.saturating_mul(seq.dim as u64) > MAX_STORED {
             return Err(Error::invalid(format!(
                 "regret: the log-loss comparator stores rounds x dim = {} values, more than {MAX_STORED}; use fewer rounds or a smaller dim",
