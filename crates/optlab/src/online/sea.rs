@@ -13,7 +13,7 @@
 //! mean whose drift s_t ∈ {−1, +1} is `zero` (always +1), `periodic` (flips every `period` rounds) or
 //! `adversarial` (chosen after the learner commits to x_t, against it: s_t = −sign⟨x_t − c, e⟩).
 
-use crate::rng::{ziggurat, Fast, Stream};
+use crate::rng::{fill_normals, Fast, Stream};
 use crate::{Error, Result, Spec};
 use serde::Serialize;
 
@@ -265,13 +265,15 @@ impl Sea {
         let (sigma, d) = (self.cfg.sigma, self.cfg.dim);
         round.point.resize(d, 0.0);
         if self.cfg.on_simplex() {
+            fill_normals(&mut self.rng, &mut round.point);
             for i in 0..d {
-                let r = self.centre[i] + 0.5 * amp * self.e[i] + sigma * ziggurat(&mut self.rng);
+                let r = self.centre[i] + 0.5 * amp * self.e[i] + sigma * round.point[i];
                 round.point[i] = r.max(MIN_RETURN);
             }
         } else {
+            fill_normals(&mut self.rng, &mut round.point);
             for i in 0..d {
-                round.point[i] = self.centre[i] + amp * self.e[i] + sigma * ziggurat(&mut self.rng);
+                round.point[i] = self.centre[i] + amp * self.e[i] + sigma * round.point[i];
             }
         }
         // σ_t² = σ² Σ hᵢ² (gradient noise H σ ξ); Σ_t² = ‖H (μ_t − μ_{t−1})‖² (0 at t = 1: F_0 is taken as F_1).
