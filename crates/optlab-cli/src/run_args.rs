@@ -84,6 +84,11 @@ pub struct RunOverrides {
     /// optional clipping=flat|per_layer, sampling=poisson|shuffle. MLPs and CNNs with GroupNorm.
     #[arg(long, value_name = "SPEC")]
     pub privacy: Option<String>,
+    /// SSO target-based surrogates (P34): inner=M,eta=E[,schedule=constant|sqrt,solver=ls|optimizer,init_step=10,
+    /// c=0.1,beta=0.9,expand=2]: one loss gradient in the model's outputs per batch, then M line-search (or
+    /// optimizer) steps on the surrogate.
+    #[arg(long, value_name = "SPEC")]
+    pub sso: Option<String>,
 }
 
 impl RunOverrides {
@@ -111,6 +116,7 @@ impl RunOverrides {
             || self.dtype.is_some()
             || self.mup_rule.is_some()
             || self.privacy.is_some()
+            || self.sso.is_some()
     }
 
     /// The config: the file (or the task's defaults) with every flag given applied.
@@ -167,6 +173,9 @@ impl RunOverrides {
         }
         if let Some(v) = &self.privacy {
             o.privacy = Some(v.parse()?);
+        }
+        if let Some(v) = &self.sso {
+            o.sso = Some(v.parse()?);
         }
         for (dst, src) in [
             (&mut o.clip_grad_norm, self.clip_grad_norm),

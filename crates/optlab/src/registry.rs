@@ -121,6 +121,7 @@ pub static METHODS: &[Method] = &[
     method("optimistic-omd", Kind::Solver, "P32", "optimistic online mirror descent (last gradient as hint, adaptive step) beside OGD, OMD and the online Newton step, on loss sequences between stochastic and adversarial with exact regret", "optlab::online::learners", "optlab online run --learner oomd --sequence sea:sigma=..,Sigma=.."),
     method("stability", Kind::Analysis, "P27", "the GD (lambda_max) and SGD (trace) stability criteria against 2/lr", "optlab::curvature::stability", "optlab curvature --run DIR"),
     method("convex-relu", Kind::Solver, "P28", "convex training of two-layer ReLU networks by ADMM", "optlab::solvers::convex_relu", "optlab convex-relu train data.csv"),
+    method("sso", Kind::Training, "P34", "SSO: one loss gradient in the model's outputs per batch, then m steps (the official line search, or the run's optimizer) on the target-space surrogate", "optlab::train::sso", "optlab train --sso inner=10,eta=1"),
     method("batch-tests", Kind::Training, "P29", "adaptive batch sizes by the norm, inner-product and augmented tests", "optlab::train::batch_size", "optlab train --batch-test norm:eta=0.5"),
     method("refinement", Kind::Schedule, "P33", "a schedule refined from a run's gradient norms", "optlab::refine", "optlab schedule refine --run DIR"),
     method("slq", Kind::Analysis, "P36", "stochastic Lanczos quadrature for the Hessian's spectral density", "optlab::curvature::estimators", "optlab curvature --run DIR --slq-plot slq.png"),

@@ -45,6 +45,17 @@ pub fn digits() -> Result<Dataset> {
     )
 }
 
+/// The digits as a binary task: digits 0-4 are class 0, digits 5-9 class 1.
+pub fn digits_binary() -> Result<Dataset> {
+    let mut d = digits()?;
+    if let Target::Classes { labels, n_classes } = &mut d.target {
+        labels.iter_mut().for_each(|l| *l = u32::from(*l >= 5));
+        *n_classes = 2;
+    }
+    d.name = "digits-binary".into();
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -11,9 +11,9 @@ mod synthetic;
 mod text;
 
 pub use self::csv::{load_csv, read_numeric_csv, write_numeric_csv, NumericTable};
-pub use digits::digits;
+pub use digits::{digits, digits_binary};
 pub use idx::{encode_idx_u8, load_idx_pair, read_idx, IdxArray};
-pub use randhie::{randhie, RANDHIE_FEATURES};
+pub use randhie::{randhie, randhie_standardized, RANDHIE_FEATURES};
 pub use spec::{DataSpec, TextUnit, DATA_NAMES};
 pub use st::load_safetensors_data;
 pub use synthetic::{gaussian_mixture, linear_regression, two_moons, two_spirals};

@@ -46,6 +46,24 @@ pub fn randhie() -> Result<Dataset> {
     Dataset::new("randhie", x, vec![9], Target::Values { y, dim: 1 })
 }
 
+/// [`randhie`] with every feature centred and scaled to unit variance (statistics of all 20 190 rows).
+pub fn randhie_standardized() -> Result<Dataset> {
+    let mut d = randhie()?;
+    let k = d.feature_dim();
+    let n = d.len() as f64;
+    for j in 0..k {
+        let col = || d.x.iter().skip(j).step_by(k).map(|&v| v as f64);
+        let mean = col().sum::<f64>() / n;
+        let sd = (col().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+        let sd = if sd > 0.0 { sd } else { 1.0 };
+        for v in d.x.iter_mut().skip(j).step_by(k) {
+            *v = ((*v as f64 - mean) / sd) as f32;
+        }
+    }
+    d.name = "randhie".into();
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -61,5 +79,13 @@ mod tests {
         let mean = y.iter().map(|&v| v as f64).sum::<f64>() / y.len() as f64;
         assert!((mean - 2.860426).abs() < 1e-6, "{mean}");
         assert_eq!(y.iter().cloned().fold(0f32, f32::max), 77.0);
+        let s = super::randhie_standardized().unwrap();
+        let col0: Vec<f64> = s.x.iter().step_by(9).map(|&v| v as f64).collect();
+        let mean = col0.iter().sum::<f64>() / col0.len() as f64;
+        let var = col0.iter().map(|v| v * v).sum::<f64>() / col0.len() as f64;
+        assert!(
+            mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4,
+            "{mean} {var}"
+        );
     }
 }

@@ -15,6 +15,8 @@ use std::str::FromStr;
 /// The names [`DataSpec`] knows.
 pub const DATA_NAMES: &[&str] = &[
     "digits",
+    "digits-binary",
+    "randhie",
     "moons",
     "spirals",
     "gaussians",
@@ -40,6 +42,10 @@ pub enum DataSpec {
     /// The embedded UCI digits (1797 8x8 images, 10 classes).
     #[default]
     Digits,
+    /// The digits as a binary task: 0-4 (class 0) against 5-9 (class 1).
+    DigitsBinary,
+    /// The embedded RAND HIE regression set (doctor visits from nine covariates, standardized).
+    Randhie,
     /// Two interleaved half circles.
     Moons { n: usize, noise: f64 },
     /// Interleaved spirals.
@@ -104,6 +110,8 @@ impl DataSpec {
         }
         match self {
             DataSpec::Digits => digits(),
+            DataSpec::DigitsBinary => super::digits::digits_binary(),
+            DataSpec::Randhie => super::randhie::randhie_standardized(),
             DataSpec::Moons { n, noise } => two_moons(*n, *noise, seed),
             DataSpec::Spirals { n, classes, noise } => two_spirals(*n, *classes, *noise, seed),
             DataSpec::Gaussians {
@@ -166,6 +174,8 @@ impl FromStr for DataSpec {
         let mut s = Spec::parse(spec)?;
         let d = match s.name.as_str() {
             "digits" => DataSpec::Digits,
+            "digits-binary" => DataSpec::DigitsBinary,
+            "randhie" => DataSpec::Randhie,
             "moons" => DataSpec::Moons {
                 n: s.usize("n", 1000)?,
                 noise: s.f64("noise", 0.1)?,
@@ -243,6 +253,8 @@ impl fmt::Display for DataSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DataSpec::Digits => write!(f, "digits"),
+            DataSpec::DigitsBinary => write!(f, "digits-binary"),
+            DataSpec::Randhie => write!(f, "randhie"),
             DataSpec::Moons { n, noise } => write!(f, "moons:n={n},noise={noise}"),
             DataSpec::Spirals { n, classes, noise } => {
                 write!(f, "spirals:n={n},classes={classes},noise={noise}")

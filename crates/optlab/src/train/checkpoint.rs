@@ -185,8 +185,14 @@ pub fn latest(run_dir: &Path) -> Result<(LoopState, Option<String>)> {
     Ok((st, config))
 }
 
-/// Loads the checkpoint `st` (from [`latest`], already validated) into `model` and rebuilds the optimizer.
-pub fn load(run_dir: &Path, st: &LoopState, model: &Sequential) -> Result<Box<dyn Optimizer>> {
+/// Loads the checkpoint `st` (from [`latest`], already validated) into `model` and rebuilds the optimizer, whose
+/// own step count must be `optimizer_step` (the run's steps times the optimizer steps each takes).
+pub fn load(
+    run_dir: &Path,
+    st: &LoopState,
+    model: &Sequential,
+    optimizer_step: u64,
+) -> Result<Box<dyn Optimizer>> {
     let dir = root(run_dir).join(dir_name(st.step));
     model.load(&dir.join("model.safetensors"))?;
     let params: Vec<Param> = model.params();
@@ -195,11 +201,11 @@ pub fn load(run_dir: &Path, st: &LoopState, model: &Sequential) -> Result<Box<dy
         &dir.join("optimizer.safetensors"),
         &dir.join("optimizer.json"),
     )?;
-    if opt.state().step != st.step {
+    if opt.state().step != optimizer_step {
         return Err(Error::file(
             &dir,
             format!(
-                "optimizer state is at step {} but the checkpoint at step {}",
+                "optimizer state is at step {} but the checkpoint at step {} implies {optimizer_step}",
                 opt.state().step,
                 st.step
             ),

@@ -178,6 +178,9 @@ pub struct TrainOptions {
     /// DP-SGD: `epsilon=3,delta=1e-5,clip=1.0` or `noise=1.1,clip=1.0,delta=1e-5` (see
     /// [`crate::privacy::dp_sgd::PrivacySpec`]).
     pub privacy: Option<PrivacySpec>,
+    /// SSO (P34): `inner=10,eta=1,...` takes each batch's loss gradient with respect to the model's outputs once
+    /// and several steps on a surrogate (see [`crate::train::sso`]).
+    pub sso: Option<crate::train::sso::SsoSpec>,
 }
 
 impl Default for TrainOptions {
@@ -202,6 +205,7 @@ impl Default for TrainOptions {
             dtype: Precision::F32,
             mup_rule: MupChoice::Auto,
             privacy: None,
+            sso: None,
         }
     }
 }

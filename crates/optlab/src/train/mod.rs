@@ -11,6 +11,7 @@ mod config;
 mod metrics;
 mod observer;
 pub mod run_dir;
+pub mod sso;
 mod trainer;
 
 pub use config::{HyperSchedule, LossChoice, Precision, Task, TrainConfig, TrainOptions};

@@ -5,6 +5,7 @@ use super::checkpoint::{self, LoopState};
 use super::config::{HyperSchedule, LossChoice, Task, TrainOptions};
 use super::metrics::PrivacySummary;
 use super::run_dir::RunDirLock;
+use super::sso::{self, SsoSpec};
 use super::{EvalMetrics, MetricsLog, Observer, RunInfo, StepMetrics, Summary, TrainConfig};
 use crate::data::{DataSpec, Dataset, Target};
 use crate::distributed::Communicator;
@@ -109,6 +110,8 @@ pub struct Trainer {
     privacy: Option<PrivateTraining>,
     /// The other workers of a data-parallel run ([`Trainer::distribute`]).
     comm: Option<Box<dyn Communicator>>,
+    /// SSO's settings (P34), when each step minimizes a surrogate.
+    sso: Option<SsoSpec>,
 }
 
 impl Trainer {
@@ -316,6 +319,25 @@ impl Trainer {
                 )?)
             }
         };
+        if o.sso.is_some() {
+            let combined = [
+                (o.privacy.is_some(), "privacy"),
+                (
+                    batch_schedule.is_some() || batch_size_schedule.is_some(),
+                    "batch-size tests and schedules",
+                ),
+                (o.accumulate > 1, "accumulate"),
+                (
+                    o.clip_grad_norm.is_some() || o.clip_grad_value.is_some() || o.agc.is_some(),
+                    "gradient clipping",
+                ),
+            ];
+            if let Some((_, what)) = combined.iter().find(|(on, _)| *on) {
+                return Err(Error::invalid(format!(
+                    "sso: its inner steps work on one whole batch's surrogate; drop {what}"
+                )));
+            }
+        }
         let batch_size = o.batch_size;
         let mut resolved = config.clone();
         resolved.options.hyper_schedules = resolved_hypers;
@@ -353,6 +375,7 @@ impl Trainer {
             lock: None,
             privacy,
             comm: None,
+            sso: o.sso,
         })
     }
 
@@ -413,7 +436,14 @@ impl Trainer {
                 ));
             }
         }
-        t.opt = checkpoint::load(run_dir, &st, &t.model)?;
+        // Optimizer steps per training step: one, or SSO's inner steps when its optimizer takes them (none with
+        // the line search).
+        let per_step = match &t.sso {
+            None => 1,
+            Some(s) if s.solver == sso::InnerSolver::Optimizer => s.inner as u64,
+            Some(_) => 0,
+        };
+        t.opt = checkpoint::load(run_dir, &st, &t.model, st.step * per_step)?;
         t.loop_state = st;
         Ok(t)
     }
@@ -431,6 +461,11 @@ impl Trainer {
         if self.batch_schedule.is_some() || o.accumulate > 1 {
             return Err(Error::invalid(
                 "distributed: drop batch_test and accumulate (the ranks already split each batch)",
+            ));
+        }
+        if self.sso.is_some() {
+            return Err(Error::invalid(
+                "distributed: SSO's inner steps run on one process; drop --sso or --distributed",
             ));
         }
         let size = comm.size();
@@ -882,8 +917,20 @@ impl Trainer {
             let test_now = self
                 .batch_schedule
                 .filter(|b| (step + 1).is_multiple_of(b.interval));
-            let (mut loss_v, mut grads, stats) =
-                self.loss_and_grads(&idx, &params, test_now.is_some())?;
+            let (mut loss_v, mut grads, stats, target) = if self.sso.is_some() {
+                let (x, y) = self.train.batch(&idx, self.dtype, &Device::Cpu)?;
+                // The number of terms the mean loss averages: predictions (cross-entropy) or elements (MSE).
+                let terms = if self.classification {
+                    self.train.predictions(&idx)
+                } else {
+                    y.elem_count()
+                };
+                let (l, g, t) = sso::outer(&self.model, x, &y, terms, |o, y| self.loss(o, y))?;
+                (l, g, None, Some(t))
+            } else {
+                let (l, g, s) = self.loss_and_grads(&idx, &params, test_now.is_some())?;
+                (l, g, s, None)
+            };
             if idx.is_empty() {
                 // An empty Poisson batch (its gradient is pure noise) logs the running mean loss.
                 loss_v = if self.loop_state.loss_count > 0 {
@@ -930,7 +977,21 @@ impl Trainer {
             if let Some(c) = self.config.options.clip_grad_norm {
                 clip_grad_norm(&params, &mut grads, c)?;
             }
-            self.opt.step(&params, &grads)?;
+            match (&self.sso, &target) {
+                (Some(spec), Some(t)) => {
+                    let share = idx.len() as f64 / self.train.len().max(1) as f64;
+                    sso::inner(
+                        spec,
+                        &self.model,
+                        &params,
+                        t,
+                        step + 1,
+                        share,
+                        self.opt.as_mut(),
+                    )?;
+                }
+                _ => self.opt.step(&params, &grads)?,
+            }
             drop(grads);
             if let (Some(p), Some(a)) = (&self.privacy, self.loop_state.accountant.as_mut()) {
                 a.step(p.noise_multiplier, p.sample_rate)?;
