@@ -9,7 +9,8 @@ and SGD over LRS, 3 seeds; the best eta (lr) per m is the one with the lowest me
 the training loss after K outer steps (expensive gradients) for K = 10, 30, 100 (full batch: the loss of the
 batch at theta_t, which is the training loss; minibatch: the mean batch loss of the last epoch), the gradient norm
 at the end, and the outer steps each m needs to reach the loss SGD ends with (to a relative 1e-4). Finished runs
-are reused when the script is run again with the same OUT_DIR. Output: OUT/results.json, OUT/table.md.
+are reused when the script is run again with the same OUT_DIR. With matplotlib, OUT/<setup>.png shows the median
+training loss and gradient norm of the best configuration of each method against the outer steps. Output: OUT/results.json, OUT/table.md.
 
     python3 scripts/experiments/p34_sso.py [OUT_DIR] [--quick]
 """
@@ -34,6 +35,7 @@ SETUPS = [
     ("logreg-digits-b125", "digits-binary", "mlp:hidden=", 125, 115),
     ("mlp-digits-full", "digits-binary", "mlp:hidden=32,act=relu", 0, 100),
     ("linreg-randhie-full", "randhie", "mlp:hidden=", 0, 100),
+    ("mlp-randhie-full", "randhie", "mlp:hidden=32,act=relu", 0, 100),
 ]
 TRAIN_N = {"digits-binary": 1438, "randhie": 16152}
 
@@ -65,6 +67,36 @@ def curve(rows, batch, n):
         return losses
     per_epoch = -(-n // batch)
     return [statistics.mean(losses[max(0, k - per_epoch + 1):k + 1]) for k in range(len(losses))]
+
+
+def plot(name, best):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, (p, runs, _) in best.items():
+        n = min(len(r[0]) for r in runs)
+        axes[0].plot(range(1, n + 1), [statistics.median(r[0][k] for r in runs) for k in range(n)],
+                     label=f"{label} ({p})")
+    axes[0].set(xlabel="outer steps (expensive gradients)", ylabel="training loss", yscale="log", title=name)
+    axes[0].legend(fontsize=8)
+    setup = next(s for s in SETUPS if s[0] == name)
+    for label, (p, _, _) in best.items():
+        method, param = ("sgd", p) if label == "SGD" else (int(label.split("=")[1]), p)
+        curves = []
+        for seed in SEEDS:
+            path = os.path.join(OUT, name, f"{method}-{param}-s{seed}", "metrics.jsonl")
+            rows = [json.loads(l) for l in open(path)]
+            curves.append([r["grad_norm"] for r in rows if r["kind"] == "train"])
+        n = min(len(c) for c in curves)
+        axes[1].plot(range(1, n + 1), [statistics.median(c[k] for c in curves) for k in range(n)], label=label)
+    axes[1].set(xlabel="outer steps (expensive gradients)", ylabel="gradient norm of the batch loss", yscale="log")
+    fig.tight_layout()
+    fig.savefig(os.path.join(OUT, f"{name}.png"), dpi=110)
+    plt.close(fig)
 
 
 def main():
@@ -110,6 +142,7 @@ def main():
             report.append(row)
             lines.append(f"| {name} | {row['method']} | {p} | {row['loss10']:.4f} | {row['loss30']:.4f} | "
                          f"{row['loss_end']:.4f} | {gn:.4f} | {reach if reach else '-'} |")
+        plot(name, {("SGD" if m == "sgd" else f"SSO m={m}"): b for m, b in best.items()})
     json.dump(report, open(os.path.join(OUT, "results.json"), "w"), indent=1)
     open(os.path.join(OUT, "table.md"), "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -15,8 +15,6 @@ use std::str::FromStr;
 /// The names [`DataSpec`] knows.
 pub const DATA_NAMES: &[&str] = &[
     "digits",
-    "digits-binary",
-    "randhie",
     "moons",
     "spirals",
     "gaussians",
@@ -25,6 +23,8 @@ pub const DATA_NAMES: &[&str] = &[
     "idx",
     "safetensors",
     "text",
+    "digits-binary",
+    "randhie",
 ];
 
 /// How a text becomes examples.
@@ -329,6 +329,8 @@ mod tests {
             "idx:images=a,labels=b,scale=255",
             "text:context=32,unit=line",
             "safetensors:path=d.st,x=x,y=y",
+            "digits-binary",
+            "randhie",
         ] {
             let d: DataSpec = s.parse().unwrap();
             assert_eq!(d.to_string().parse::<DataSpec>().unwrap(), d, "{s}");

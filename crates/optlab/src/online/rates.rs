@@ -196,11 +196,13 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
-/// The least-squares slope of log y against log x over the points with x, y > 0 (NaN with fewer than two).
+/// The least-squares slope of log y against log x over the points with x > 0 and y > 1e-12 (NaN with fewer
+/// than two).
 pub fn log_log_slope(xy: &[(f64, f64)]) -> f64 {
     let pts: Vec<(f64, f64)> = xy
         .iter()
-        .filter(|(x, y)| *x > 0.0 && *y > 0.0 && y.is_finite())
+        // Values at rounding level (a regret of 1e-16) carry no slope.
+        .filter(|(x, y)| *x > 0.0 && *y > 1e-12 && y.is_finite())
         .map(|(x, y)| (x.ln(), y.ln()))
         .collect();
     if pts.len() < 2 {
