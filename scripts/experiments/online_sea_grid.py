@@ -65,7 +65,7 @@ def main():
                     last = c["points"][-1]
                     mid = next(p for p in c["points"] if p["t"] >= ROUNDS // 100)
                     rows.append({
-                        "loss": loss, "drift": drift, "sigma": sigma, "Sigma": big_sigma, "learner": c["learner"].split(":")[0],
+                        "loss": loss, "drift": drift, "sigma": sigma, "Sigma": big_sigma, "learner": c["learner"],
                         "regret_T": last["median"], "regret_T_over_100": mid["median"], "slope": c["slope"],
                         "ratio_to_bound": c["ratio_to_bound"], "sigma2_sum": last["sigma2_sum"],
                         "Sigma2_sum": last["Sigma2_sum"], "seconds": r["seconds"],
