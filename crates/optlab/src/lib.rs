@@ -48,6 +48,7 @@ pub mod pde;
 pub mod privacy;
 pub mod refine;
 pub mod registry;
+pub mod rl;
 pub mod rng;
 pub mod runtime;
 pub mod scalar;

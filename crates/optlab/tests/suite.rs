@@ -26,6 +26,7 @@ mod optim_golden;
 mod optim_properties;
 mod pde;
 mod privacy;
+mod rl;
 mod sso;
 mod torch_state_dict;
 mod train;

@@ -565,7 +565,7 @@ fn dense<T: Real>(op: &dyn LinearOperator<T>, ridge: f64) -> Result<DenseMatrix<
 
 impl DenseMatrix<f64> {
     /// x with A x = b by LU with partial pivoting.
-    fn lu_solve<T: Real>(mut self, b: &[T]) -> Result<Vec<T>> {
+    pub(crate) fn lu_solve<T: Real>(mut self, b: &[T]) -> Result<Vec<T>> {
         let n = self.n;
         let a = &mut self.a;
         let mut x: Vec<f64> = b.iter().map(|v| v.to64()).collect();
