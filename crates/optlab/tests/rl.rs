@@ -171,3 +171,174 @@ fn episodes_end_and_bad_actions_are_refused() {
     assert!(ret == 0.0 || ret == 1.0);
     assert!(GridWorld::new(&["SFX"], false).is_err());
 }
+
+mod policies {
+    use super::vec;
+    use candle_core::{Device, Tensor};
+    use optlab::rl::policy::{Policy, PolicyKind};
+
+    fn load(p: &Policy, f: &serde_json::Value) {
+        for param in p.params() {
+            let entry = &f["params"][&param.name];
+            let shape: Vec<usize> = entry["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect();
+            param
+                .var
+                .set(&Tensor::from_vec(vec(&entry["values"]), shape, &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
+
+    /// log π, the REINFORCE gradient and H·v equal torch.distributions' (Categorical, Normal) to 1e-12.
+    #[test]
+    fn log_probs_gradients_and_hvps_match_pytorch() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rl/policy.json");
+        let fx: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for (name, kind, obs_dim) in [
+            ("softmax", PolicyKind::Softmax { actions: 2 }, 4),
+            ("gaussian", PolicyKind::Gaussian { dim: 2 }, 3),
+        ] {
+            let f = &fx[name];
+            let policy = Policy::new(kind, obs_dim, &[8], "tanh", 0, 0.0).unwrap();
+            let names: Vec<String> = policy.params().iter().map(|p| p.name.clone()).collect();
+            let want_names: Vec<String> = f["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(names, want_names, "{name}: parameter names");
+            load(&policy, f);
+            let obs = Tensor::from_vec(vec(&f["obs"]), (5, obs_dim), &Device::Cpu).unwrap();
+            let acts = vec(&f["actions"]);
+            let actions = if name == "softmax" {
+                Tensor::from_vec(acts, 5, &Device::Cpu).unwrap()
+            } else {
+                Tensor::from_vec(acts, (5, 2), &Device::Cpu).unwrap()
+            };
+            let adv = Tensor::from_vec(vec(&f["advantages"]), 5, &Device::Cpu).unwrap();
+            let logp = policy.log_prob(&obs, &actions).unwrap();
+            super::close(
+                &format!("{name} log_prob"),
+                &logp.to_vec1::<f64>().unwrap(),
+                &vec(&f["log_prob"]),
+                1e-12,
+            );
+            let objective = |p: &Policy| -> optlab::Result<Tensor> {
+                Ok(p.log_prob(&obs, &actions)?.mul(&adv)?.mean_all()?)
+            };
+            let g = objective(&policy).unwrap().backward().unwrap();
+            for p in policy.params() {
+                let got: Vec<f64> = g
+                    .get(p.tensor())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                super::close(
+                    &format!("{name} grad {}", p.name),
+                    &got,
+                    &vec(&f["grad"][&p.name]),
+                    1e-12,
+                );
+            }
+            let v: Vec<Tensor> = policy
+                .params()
+                .iter()
+                .map(|p| {
+                    Tensor::from_vec(vec(&f["v"][&p.name]), p.tensor().dims(), &Device::Cpu)
+                        .unwrap()
+                })
+                .collect();
+            let hv = policy.hvp(objective, &v).unwrap();
+            for (p, h) in policy.params().iter().zip(&hv) {
+                let got: Vec<f64> = h.flatten_all().unwrap().to_vec1().unwrap();
+                super::close(
+                    &format!("{name} hv {}", p.name),
+                    &got,
+                    &vec(&f["hv"][&p.name]),
+                    1e-11,
+                );
+            }
+        }
+    }
+
+    /// Sampled actions follow the policy: a softmax policy's empirical frequencies and a Gaussian's sample mean
+    /// and standard deviation.
+    #[test]
+    fn sampling_follows_the_distribution() {
+        let mut rng = optlab::rng::rng_for(3, optlab::rng::Stream::Probe, 0);
+        let p = Policy::new(PolicyKind::Softmax { actions: 3 }, 2, &[4], "relu", 1, 0.0).unwrap();
+        let obs = [0.3, -0.7];
+        let probs: Vec<f64> = {
+            let lp = p
+                .log_prob(
+                    &Tensor::from_slice(&[0.3, -0.7, 0.3, -0.7, 0.3, -0.7], (3, 2), &Device::Cpu)
+                        .unwrap(),
+                    &Tensor::new(&[0.0f64, 1.0, 2.0], &Device::Cpu).unwrap(),
+                )
+                .unwrap();
+            lp.exp().unwrap().to_vec1().unwrap()
+        };
+        let mut counts = [0usize; 3];
+        for _ in 0..20000 {
+            match p.act(&obs, &mut rng, true).unwrap() {
+                optlab::rl::env::Action::Discrete(a) => counts[a] += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        for k in 0..3 {
+            assert!(
+                (counts[k] as f64 / 20000.0 - probs[k]).abs() < 0.015,
+                "{counts:?} vs {probs:?}"
+            );
+        }
+        let g = Policy::new(PolicyKind::Gaussian { dim: 1 }, 2, &[4], "tanh", 2, -0.5).unwrap();
+        let mean = match g.act(&obs, &mut rng, false).unwrap() {
+            optlab::rl::env::Action::Continuous(m) => m[0],
+            other => panic!("{other:?}"),
+        };
+        let xs: Vec<f64> = (0..20000)
+            .map(|_| match g.act(&obs, &mut rng, true).unwrap() {
+                optlab::rl::env::Action::Continuous(a) => a[0],
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let m = xs.iter().sum::<f64>() / xs.len() as f64;
+        let sd = (xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / xs.len() as f64).sqrt();
+        assert!(
+            (m - mean).abs() < 0.015 && (sd - (-0.5f64).exp()).abs() < 0.015,
+            "{m} {sd}"
+        );
+        assert!(g.act(&[f64::NAN, 0.0], &mut rng, true).is_err());
+        let d = Policy::new(
+            PolicyKind::Deterministic {
+                dim: 1,
+                noise: 0.1,
+                bound: Some(2.0),
+            },
+            2,
+            &[4],
+            "relu",
+            3,
+            0.0,
+        )
+        .unwrap();
+        assert!(d
+            .log_prob(
+                &Tensor::zeros((1, 2), candle_core::DType::F64, &Device::Cpu).unwrap(),
+                &Tensor::zeros((1, 1), candle_core::DType::F64, &Device::Cpu).unwrap()
+            )
+            .is_err());
+        match d.act(&obs, &mut rng, false).unwrap() {
+            optlab::rl::env::Action::Continuous(a) => assert!(a[0].abs() <= 2.0),
+            other => panic!("{other:?}"),
+        }
+    }
+}

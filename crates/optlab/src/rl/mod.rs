@@ -1,7 +1,8 @@
 //! Reinforcement learning and control (the base of P16, P04, P24, P11): environments with the dynamics, rewards,
 //! limits and termination of their Gymnasium versions ([`cartpole`], [`pendulum`], [`gridworld`] = FrozenLake) and a
 //! linear-quadratic system with its optimal policy from the discrete Riccati equation ([`lqr`]), behind one trait
-//! ([`env::Env`]). Every reset draws from an explicitly seeded generator.
+//! ([`env::Env`]); softmax, Gaussian and deterministic policies with differentiable log-probabilities and
+//! Hessian-vector products ([`policy`]). Every reset and sample draws from an explicitly seeded generator.
 //!
 //! ```
 //! use optlab::rl::{cartpole::CartPole, env::{Action, Env}};
@@ -25,3 +26,4 @@ pub mod env;
 pub mod gridworld;
 pub mod lqr;
 pub mod pendulum;
+pub mod policy;

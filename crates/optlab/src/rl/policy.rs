@@ -1,0 +1,260 @@
+//! Policies: a softmax MLP over discrete actions, a Gaussian MLP with a learned state-independent log standard
+//! deviation (the `log_std` parameter of CleanRL's and the P16 code's continuous policies), and a deterministic
+//! MLP with Gaussian exploration noise (TD3's actor). Log-probabilities are differentiable tensors, so their
+//! gradients come from one backward pass and their Hessian-vector products from a double backward
+//! ([`Policy::hvp`]).
+
+use super::env::Action;
+use crate::nn::{ModelSpec, Param, Sequential};
+use crate::rng::{normal, Rng};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor, Var, D};
+use rand::Rng as _;
+
+/// The distribution a policy's network parametrizes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PolicyKind {
+    /// π(a|s) = softmax(f(s))_a over `actions` choices.
+    Softmax { actions: usize },
+    /// a ~ N(f(s), diag(exp(log_std))²).
+    Gaussian { dim: usize },
+    /// a = f(s) (+ N(0, noise²) when exploring), optionally squashed to ±bound by tanh.
+    Deterministic {
+        dim: usize,
+        noise: f64,
+        bound: Option<f64>,
+    },
+}
+
+/// A policy network and its distribution.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub kind: PolicyKind,
+    pub net: Sequential,
+    log_std: Option<Param>,
+    obs_dim: usize,
+}
+
+impl Policy {
+    /// A policy over observations of `obs_dim` with an MLP of `hidden` widths (`act`: relu, tanh or gelu),
+    /// initialised as PyTorch's `nn.Linear` from `seed`, in f64; the Gaussian's log_std starts at `init_log_std`.
+    pub fn new(
+        kind: PolicyKind,
+        obs_dim: usize,
+        hidden: &[usize],
+        act: &str,
+        seed: u64,
+        init_log_std: f64,
+    ) -> Result<Self> {
+        let outputs = match kind {
+            PolicyKind::Softmax { actions } => actions,
+            PolicyKind::Gaussian { dim } | PolicyKind::Deterministic { dim, .. } => dim,
+        };
+        if obs_dim == 0 || outputs == 0 {
+            return Err(Error::invalid(
+                "policy: the observation and action sizes must be >= 1",
+            ));
+        }
+        if let PolicyKind::Deterministic { noise, bound, .. } = kind {
+            if !(noise.is_finite() && noise >= 0.0)
+                || bound.is_some_and(|b| !(b.is_finite() && b > 0.0))
+            {
+                return Err(Error::invalid(
+                    "policy: exploration noise must be >= 0 and the bound > 0",
+                ));
+            }
+        }
+        let hidden: Vec<String> = hidden.iter().map(|h| h.to_string()).collect();
+        let spec = ModelSpec::parse(&format!("mlp:hidden={},act={act}", hidden.join("-")))?;
+        let net = Sequential::new(&spec, &[obs_dim], outputs, seed, DType::F64)?;
+        let log_std = match kind {
+            PolicyKind::Gaussian { dim } => {
+                if !init_log_std.is_finite() {
+                    return Err(Error::invalid("policy: init_log_std must be finite"));
+                }
+                Some(Param {
+                    name: "log_std".into(),
+                    var: Var::from_tensor(&Tensor::full(init_log_std, dim, &Device::Cpu)?)?,
+                })
+            }
+            _ => None,
+        };
+        Ok(Policy {
+            kind,
+            net,
+            log_std,
+            obs_dim,
+        })
+    }
+
+    /// The parameters: the network's (state-dict order), then `log_std`.
+    pub fn params(&self) -> Vec<Param> {
+        let mut p = self.net.params();
+        p.extend(self.log_std.clone());
+        p
+    }
+
+    fn batch(&self, obs: &[f64], rows: usize) -> Result<Tensor> {
+        if obs.len() != rows * self.obs_dim || obs.iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid(format!(
+                "policy: expected {rows} finite observations of {} values",
+                self.obs_dim
+            )));
+        }
+        Ok(Tensor::from_slice(obs, (rows, self.obs_dim), &Device::Cpu)?)
+    }
+
+    /// The network's output on a batch: logits, means, or (squashed) actions.
+    pub fn forward(&self, obs: &Tensor) -> Result<Tensor> {
+        let out = self.net.forward(obs)?;
+        Ok(match self.kind {
+            PolicyKind::Deterministic { bound: Some(b), .. } => out.tanh()?.affine(b, 0.0)?,
+            _ => out,
+        })
+    }
+
+    /// log π(a|s) for a batch: `obs` [b, obs_dim]; `actions` [b] (indices as f64) for the softmax policy or
+    /// [b, dim] for the Gaussian. Differentiable in the parameters.
+    pub fn log_prob(&self, obs: &Tensor, actions: &Tensor) -> Result<Tensor> {
+        match self.kind {
+            PolicyKind::Softmax { actions: n } => {
+                let logp = log_softmax(&self.forward(obs)?)?;
+                let idx = actions.to_dtype(DType::U32)?;
+                let max = idx.max_all()?.to_scalar::<u32>()? as usize;
+                if max >= n {
+                    return Err(Error::invalid(format!(
+                        "policy: action {max} is outside 0..{n}"
+                    )));
+                }
+                Ok(logp.gather(&idx.unsqueeze(1)?, 1)?.squeeze(1)?)
+            }
+            PolicyKind::Gaussian { dim } => {
+                let mean = self.forward(obs)?;
+                let log_std = self
+                    .log_std
+                    .as_ref()
+                    .expect("a Gaussian has log_std")
+                    .tensor();
+                let z = actions
+                    .broadcast_sub(&mean)?
+                    .broadcast_div(&log_std.exp()?)?;
+                let c = 0.5 * (2.0 * std::f64::consts::PI).ln() * dim as f64;
+                Ok(z.sqr()?
+                    .sum(D::Minus1)?
+                    .affine(-0.5, -c)?
+                    .broadcast_sub(&log_std.sum_all()?)?)
+            }
+            PolicyKind::Deterministic { .. } => Err(Error::invalid(
+                "policy: a deterministic policy has no log-probability",
+            )),
+        }
+    }
+
+    /// An action for one observation: sampled (softmax, Gaussian), or the network's output plus exploration
+    /// noise (deterministic, `explore`); with `explore = false` the greedy / mean / noiseless action.
+    pub fn act(&self, obs: &[f64], rng: &mut Rng, explore: bool) -> Result<Action> {
+        let out: Vec<f64> = self
+            .forward(&self.batch(obs, 1)?)?
+            .flatten_all()?
+            .to_vec1()?;
+        Ok(match self.kind {
+            PolicyKind::Softmax { .. } => {
+                let m = out.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let w: Vec<f64> = out.iter().map(|v| (v - m).exp()).collect();
+                if !explore {
+                    let best = w
+                        .iter()
+                        .enumerate()
+                        .fold(0, |b, (i, v)| if *v > w[b] { i } else { b });
+                    return Ok(Action::Discrete(best));
+                }
+                let total: f64 = w.iter().sum();
+                let u = rng.gen::<f64>() * total;
+                let mut acc = 0.0;
+                let mut pick = w.len() - 1;
+                for (i, v) in w.iter().enumerate() {
+                    acc += v;
+                    if u < acc {
+                        pick = i;
+                        break;
+                    }
+                }
+                Action::Discrete(pick)
+            }
+            PolicyKind::Gaussian { .. } => {
+                if !explore {
+                    return Ok(Action::Continuous(out));
+                }
+                let std: Vec<f64> = self
+                    .log_std
+                    .as_ref()
+                    .expect("a Gaussian has log_std")
+                    .tensor()
+                    .exp()?
+                    .to_vec1()?;
+                Action::Continuous(
+                    out.iter()
+                        .zip(&std)
+                        .map(|(m, s)| m + s * normal(rng))
+                        .collect(),
+                )
+            }
+            PolicyKind::Deterministic { noise, .. } => Action::Continuous(if explore {
+                out.iter().map(|m| m + noise * normal(rng)).collect()
+            } else {
+                out
+            }),
+        })
+    }
+
+    /// H·v for the Hessian of `objective(self)` in the parameters ([`Policy::params`] order; `v` one tensor per
+    /// parameter), by differentiating ⟨∇objective, v⟩ once more. Needs second-order gradients enabled
+    /// ([`crate::require_second_order`]).
+    pub fn hvp(
+        &self,
+        objective: impl Fn(&Policy) -> Result<Tensor>,
+        v: &[Tensor],
+    ) -> Result<Vec<Tensor>> {
+        crate::require_second_order()?;
+        let params = self.params();
+        if v.len() != params.len()
+            || v.iter()
+                .zip(&params)
+                .any(|(a, p)| a.dims() != p.tensor().dims())
+        {
+            return Err(Error::Shape(
+                "policy hvp: one direction per parameter, of its shape".into(),
+            ));
+        }
+        let g = objective(self)?.backward()?;
+        let mut dot: Option<Tensor> = None;
+        for (p, vp) in params.iter().zip(v) {
+            if let Some(gp) = g.get(p.tensor()) {
+                let t = gp.mul(vp)?.sum_all()?;
+                dot = Some(match dot {
+                    Some(d) => d.add(&t)?,
+                    None => t,
+                });
+            }
+        }
+        let dot = dot.ok_or_else(|| {
+            Error::invalid("policy hvp: the objective does not depend on the parameters")
+        })?;
+        let h = dot.backward()?;
+        params
+            .iter()
+            .map(|p| match h.get(p.tensor()) {
+                Some(t) => Ok(t.clone()),
+                None => Ok(p.tensor().zeros_like()?),
+            })
+            .collect()
+    }
+}
+
+/// log softmax over the last dimension, computed stably.
+fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&lse)?)
+}
