@@ -342,3 +342,74 @@ mod policies {
         }
     }
 }
+
+/// The WGAN-GP gradient penalty of the off-policy GAIL code (P04): value and gradient in the discriminator's
+/// parameters equal PyTorch's double backward (fixtures: tools/reference/penalty_fixtures.py) to 1e-11.
+#[test]
+fn gradient_penalty_matches_pytorch() {
+    use candle_core::{DType, Device, Tensor};
+    use optlab::nn::penalty::{GradientPenalty, Side};
+    use optlab::nn::{ModelSpec, Sequential};
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rl/penalty.json"
+    );
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let net = Sequential::new(
+        &ModelSpec::parse("mlp:hidden=16-16,act=tanh").unwrap(),
+        &[5],
+        1,
+        0,
+        DType::F64,
+    )
+    .unwrap();
+    for p in net.params() {
+        let e = &f["params"][&p.name];
+        let shape: Vec<usize> = e["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        p.var
+            .set(&Tensor::from_vec(vec(&e["values"]), shape, &Device::Cpu).unwrap())
+            .unwrap();
+    }
+    let t =
+        |k: &str, shape: (usize, usize)| Tensor::from_vec(vec(&f[k]), shape, &Device::Cpu).unwrap();
+    let (pol, exp, eps) = (t("policy", (6, 5)), t("expert", (6, 5)), t("eps", (6, 1)));
+    for case in f["cases"].as_array().unwrap() {
+        let gp = GradientPenalty {
+            scale: 10.0,
+            target: case["target"].as_f64().unwrap(),
+            side: if case["one_sided"].as_bool().unwrap() {
+                Side::OneSided
+            } else {
+                Side::TwoSided
+            },
+        };
+        let critic = |x: &Tensor| -> optlab::Result<Tensor> { net.forward(x) };
+        let pen = gp.penalty(&critic, &pol, &exp, &eps).unwrap();
+        let v = pen.to_scalar::<f64>().unwrap();
+        let want = case["penalty"].as_f64().unwrap();
+        assert!((v - want).abs() <= 1e-12 * want, "{case}: {v} vs {want}");
+        let g = pen.backward().unwrap();
+        for p in net.params() {
+            let got: Vec<f64> = match g.get(p.tensor()) {
+                Some(t) => t.flatten_all().unwrap().to_vec1().unwrap(),
+                None => vec![0.0; p.numel()],
+            };
+            close(
+                &format!("grad {}", p.name),
+                &got,
+                &vec(&case["grad"][&p.name]),
+                1e-11,
+            );
+        }
+    }
+    let bad = Tensor::zeros((6, 4), DType::F64, &Device::Cpu).unwrap();
+    assert!(GradientPenalty::default()
+        .penalty(&|x: &Tensor| net.forward(x), &pol, &bad, &eps)
+        .is_err());
+}

@@ -22,5 +22,6 @@ pub use spec::{ModelSpec, MODEL_NAMES};
 pub use transformer::{SeqNormKind, TransformerSpec};
 pub mod loss;
 pub mod norm;
+pub mod penalty;
 pub mod powernorm;
 pub mod transformer;
