@@ -21,6 +21,7 @@ mod pde_cmd;
 mod plot;
 mod privacy_cmd;
 mod progress;
+mod rl_cmd;
 mod run_args;
 mod scaling_cmd;
 mod schedule_cmd;
@@ -89,6 +90,9 @@ enum Cmd {
     /// Online and stochastic optimization: regret of online learners between stochastic and adversarial losses
     /// (P32), last-iterate rates of composite stochastic mirror descent (P06).
     Online(online_cmd::OnlineArgs),
+    /// Reinforcement learning on optlab's environments (Gymnasium's CartPole, Pendulum, FrozenLake; an LQR): so far
+    /// TD3 on Pendulum-v1.
+    Rl(rl_cmd::RlArgs),
     /// Convex training of a two-layer ReLU network by ADMM (P28), saved as a loadable MLP.
     ConvexRelu(convex_relu_cmd::ConvexReluArgs),
     /// Linear-SEM structure learning (P40): simulate data, fit a DAG with CoLiDE or DAGMA.
@@ -147,6 +151,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Privacy(a) => privacy_cmd::run(a),
         Cmd::Dp(a) => dp_cmd::run(a),
         Cmd::Online(a) => online_cmd::run(a),
+        Cmd::Rl(a) => rl_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),
         Cmd::Lipschitz(a) => lipschitz_cmd::run(a),

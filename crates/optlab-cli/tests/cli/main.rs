@@ -25,6 +25,7 @@ mod papers;
 mod pde;
 mod privacy;
 mod reliability;
+mod rl;
 mod scaling;
 mod schedule;
 mod train;

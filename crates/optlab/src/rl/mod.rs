@@ -27,3 +27,4 @@ pub mod gridworld;
 pub mod lqr;
 pub mod pendulum;
 pub mod policy;
+pub mod td3;
