@@ -248,9 +248,11 @@ pub fn train(
             {
                 (high.len(), high[0])
             }
-            other => return Err(Error::invalid(format!(
+            other => {
+                return Err(Error::invalid(format!(
                 "td3 needs a bounded action box symmetric around 0 with one bound, got {other:?}"
-            ))),
+            )))
+            }
         },
     );
     let mut rng = rng_for(cfg.seed, Stream::Solver, 3);
