@@ -3,7 +3,7 @@
 //! memory bandwidth — as a ratio. The Python harnesses live in `python/` beside this crate; run from a checkout:
 //!
 //! ```text
-//! cargo run --release -p optlab-bench -- train|optim|curvature|solvers|implicit|dp|online
+//! cargo run --release -p optlab-bench -- train|optim|curvature|solvers|implicit|dp|online|rl
 //! cargo run --release -p optlab-bench --features lipsdp -- lipschitz --timeout 60
 //! ```
 
@@ -15,6 +15,7 @@ mod lipschitz;
 mod nlp;
 mod online;
 mod optim;
+mod rl;
 mod solvers;
 mod train;
 
@@ -57,6 +58,8 @@ enum Bench {
     /// Rounds per second of CSMD (P06) and of the SEA harness with OGD and optimistic OMD (P32), d = 100, one
     /// core, next to the floor of each round's bare arithmetic.
     Online(online::OnlineBenchArgs),
+    /// Environment steps per second of CartPole-v1 and Pendulum-v1 against Gymnasium's Python loop.
+    Rl(rl::RlBenchArgs),
     /// Local Lipschitz bounds (P02) against auto_LiRPA's Jacobian bounds, LipSDP (P14) against cvxpy + Clarabel.
     Lipschitz(lipschitz::LipschitzBenchArgs),
 }
@@ -74,6 +77,7 @@ fn main() {
         Bench::Nlp(n) => nlp::run(n),
         Bench::Dp(d) => dp::run(d),
         Bench::Online(o) => online::run(o),
+        Bench::Rl(r) => rl::run(r),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

@@ -1,0 +1,77 @@
+//! `optlab-bench rl`: environment steps per second of optlab's CartPole-v1 and Pendulum-v1 (one environment,
+//! random actions, reset when an episode ends) next to Gymnasium's Python loop (`python/rl_gymnasium.py`, when
+//! gymnasium imports) in the same run.
+
+use crate::harness::python_script;
+use anyhow::Result;
+use clap::Args;
+use optlab::rl::cartpole::CartPole;
+use optlab::rl::env::{Action, Env};
+use optlab::rl::pendulum::Pendulum;
+use optlab::rng::{rng_for, Stream};
+use rand::Rng as _;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct RlBenchArgs {
+    /// Environment steps per timed run (best of 3).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub steps: usize,
+    /// Steps of the Gymnasium side (its loop is much slower).
+    #[arg(long, default_value_t = 100_000)]
+    pub gym_steps: usize,
+    /// Skip the Gymnasium side.
+    #[arg(long)]
+    pub no_gym: bool,
+}
+
+fn steps_per_s(env: &mut dyn Env, actions: &[Action]) -> Result<f64> {
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let mut rng = rng_for(0, Stream::Data, 0);
+        env.reset(&mut rng);
+        let t = Instant::now();
+        for a in actions {
+            let s = env.step(a)?;
+            if s.terminated || s.truncated {
+                env.reset(&mut rng);
+            }
+        }
+        best = best.max(actions.len() as f64 / t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+pub fn run(a: RlBenchArgs) -> Result<()> {
+    let mut rng = rng_for(1, Stream::Data, 0);
+    let discrete: Vec<Action> = (0..a.steps)
+        .map(|_| Action::Discrete(rng.gen_range(0..2)))
+        .collect();
+    let torques: Vec<Action> = (0..a.steps)
+        .map(|_| Action::Continuous(vec![rng.gen_range(-2.0..2.0)]))
+        .collect();
+    let cart = steps_per_s(&mut CartPole::default(), &discrete)?;
+    let pend = steps_per_s(&mut Pendulum::default(), &torques)?;
+    let gym = python_script("rl_gymnasium.py", &[a.gym_steps.to_string()], a.no_gym);
+    println!(
+        "one environment, random actions, best of 3 ({} optlab steps, {} Gymnasium steps)",
+        a.steps, a.gym_steps
+    );
+    println!(
+        "{:<14} {:>16} {:>20} {:>8}",
+        "env", "optlab steps/s", "Gymnasium steps/s", "ratio"
+    );
+    for (name, ours) in [("CartPole-v1", cart), ("Pendulum-v1", pend)] {
+        match gym.as_ref().and_then(|g| g[name].as_f64()) {
+            Some(theirs) => println!(
+                "{name:<14} {ours:>16.3e} {theirs:>20.3e} {:>7.0}x",
+                ours / theirs
+            ),
+            None => println!("{name:<14} {ours:>16.3e} {:>20} {:>8}", "n/a", "n/a"),
+        }
+    }
+    if gym.is_none() && !a.no_gym {
+        println!("(pip install gymnasium for the Gymnasium side)");
+    }
+    Ok(())
+}
