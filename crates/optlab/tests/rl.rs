@@ -9,17 +9,10 @@ use optlab::rl::lqr::{dare, Lqr};
 use optlab::rl::pendulum::Pendulum;
 
 fn fixture() -> serde_json::Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rl/gym.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    crate::common::fixture_json("rl/gym.json")
 }
 
-fn vec(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
+use crate::common::numbers as vec;
 
 fn close(label: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{label}");
@@ -196,9 +189,7 @@ mod policies {
     /// log π, the REINFORCE gradient and H·v equal torch.distributions' (Categorical, Normal) to 1e-12.
     #[test]
     fn log_probs_gradients_and_hvps_match_pytorch() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rl/policy.json");
-        let fx: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let fx = crate::common::fixture_json("rl/policy.json");
         for (name, kind, obs_dim) in [
             ("softmax", PolicyKind::Softmax { actions: 2 }, 4),
             ("gaussian", PolicyKind::Gaussian { dim: 2 }, 3),
@@ -350,12 +341,7 @@ fn gradient_penalty_matches_pytorch() {
     use candle_core::{DType, Device, Tensor};
     use optlab::nn::penalty::{GradientPenalty, Side};
     use optlab::nn::{ModelSpec, Sequential};
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/rl/penalty.json"
-    );
-    let f: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let f = crate::common::fixture_json("rl/penalty.json");
     let net = Sequential::new(
         &ModelSpec::parse("mlp:hidden=16-16,act=tanh").unwrap(),
         &[5],

@@ -9,20 +9,10 @@ use optlab::nn::{ModelSpec, Sequential};
 use optlab::train::sso::{self, EtaSchedule, SsoSpec};
 
 fn fixture() -> serde_json::Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/sso/linear_mse.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    crate::common::fixture_json("sso/linear_mse.json")
 }
 
-fn vec(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
+use crate::common::numbers as vec;
 
 #[test]
 fn sso_steps_equal_the_official_code() {

@@ -6,7 +6,7 @@
 
 use super::env::{Action, ActionSpace, Env};
 use crate::nn::{ModelSpec, Param, Sequential};
-use crate::optim::{from_spec, grads_for};
+use crate::optim::from_spec;
 use crate::rng::{normal, rng_for, Rng, Stream};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -328,30 +328,13 @@ pub fn train(
             .sqr()?
             .mean_all()?
             .add(&q(&critic2, &bs, &ba)?.sub(&y)?.sqr()?.mean_all()?)?;
-        let g = loss.backward()?;
-        let gs: Vec<Tensor> = critic_params
-            .iter()
-            .map(|p| {
-                g.get(p.tensor())
-                    .cloned()
-                    .map_or_else(|| p.tensor().zeros_like(), Ok)
-            })
-            .collect::<candle_core::Result<_>>()?;
-        critic_opt.step(&critic_params, &grads_for(&critic_params, &gs)?)?;
+        critic_opt.step(&critic_params, &loss.backward()?)?;
         if step % cfg.policy_delay == 0 {
             let actor_loss = q(&critic1, &bs, &actor_out(&actor, &bs, bound)?)?
                 .mean_all()?
                 .neg()?;
-            let g = actor_loss.backward()?;
-            let gs: Vec<Tensor> = actor_params
-                .iter()
-                .map(|p| {
-                    g.get(p.tensor())
-                        .cloned()
-                        .map_or_else(|| p.tensor().zeros_like(), Ok)
-                })
-                .collect::<candle_core::Result<_>>()?;
-            actor_opt.step(&actor_params, &grads_for(&actor_params, &gs)?)?;
+            // The actor's step reads only its own parameters' gradients.
+            actor_opt.step(&actor_params, &actor_loss.backward()?)?;
             polyak(&actor_t, &actor, cfg.tau)?;
             polyak(&critic1_t, &critic1, cfg.tau)?;
             polyak(&critic2_t, &critic2, cfg.tau)?;

@@ -88,6 +88,22 @@ pub fn fixture_tensor(v: &serde_json::Value, dtype: DType) -> Tensor {
         .expect("fixture tensor")
 }
 
+/// The JSON fixture at `tests/fixtures/<rel>`.
+pub fn fixture_json(rel: &str) -> serde_json::Value {
+    let path = format!("{}/tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture file"))
+        .expect("fixture JSON")
+}
+
+/// A JSON array of numbers as f64.
+pub fn numbers(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
+
 /// A tensor's values in f64.
 pub fn values(t: &Tensor) -> Vec<f64> {
     t.flatten_all()
