@@ -1,9 +1,17 @@
-//! `optlab rl train`: reinforcement learning on optlab's environments. Built so far: TD3 on Pendulum-v1.
+//! `optlab rl train`: reinforcement learning on optlab's environments: the policy-gradient methods of P16
+//! (REINFORCE, N-PG-IGT, HARPG) on every environment, TD3 on Pendulum-v1.
 
 use crate::plot::{line_chart, Series};
+use crate::progress::bar;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use optlab::rl::cartpole::CartPole;
+use optlab::rl::env::{ActionSpace, Env};
+use optlab::rl::gridworld::GridWorld;
+use optlab::rl::lqr::Lqr;
 use optlab::rl::pendulum::Pendulum;
+use optlab::rl::pg::{self, PgConfig, PgMethod};
+use optlab::rl::policy::{Policy, PolicyKind};
 use optlab::rl::td3::{self, Td3Config};
 use optlab::tensor_io::write_atomic;
 use optlab::train::run_dir::RunDirLock;
@@ -22,28 +30,44 @@ pub enum RlWhat {
     /// Train an agent: episode returns to DIR/episodes.jsonl, DIR/summary.json (mean return of the last 10
     /// episodes, time) and DIR/returns.png.
     #[command(
-        after_help = "Examples:\n  optlab rl train --env pendulum --algo td3 --steps 30000 --seed 0 --out runs/td3\n\nBuilt so far: td3 on pendulum (CleanRL's hyperparameters: MLPs 256-256, Adam 3e-4, batch 256, gamma 0.99,\ntau 0.005, exploration noise 0.1, policy noise 0.2 clipped at 0.5, actor every 2 updates; 2000 random warm-up steps)."
+        after_help = "Examples:\n  optlab rl train --env pendulum --algo td3 --steps 30000 --seed 0 --out runs/td3\n  optlab rl train --env lqr --algo harpg --steps 50000 --lr 0.5 --out runs/harpg\n  optlab rl train --env cartpole --algo n-pg-igt --batch 5 --steps 100000 --out runs/igt\n\nPolicy gradient (P16): reinforce | n-pg-igt | harpg on cartpole | lqr | pendulum | grid. One gradient per --batch\ntrajectories; --lr is gamma0 and --momentum eta0 of the paper's schedules (n-pg-igt: gamma0*2/(t+2),\neta0*(2/(t+2))^0.8; harpg: both *2/(t+2); reinforce: constant, unnormalized); discount 0.99; garage's linear\nfeature baseline. Policies: softmax MLP 32-32 tanh (cartpole, grid), Gaussian linear (lqr: the damped double\nintegrator, horizon 50, where the exact J(theta) and J* are logged), Gaussian MLP 32-32 (pendulum).\nWrites DIR/iterations.jsonl, summary.json, returns.png and policy.safetensors.\n\nTD3 on pendulum: CleanRL's hyperparameters (MLPs 256-256, Adam 3e-4, batch 256, gamma 0.99, tau 0.005,\nexploration noise 0.1, policy noise 0.2 clipped at 0.5, actor every 2 updates; 2000 random warm-up steps)."
     )]
     Train(TrainArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// The environment: pendulum.
+    /// The environment: cartpole, lqr, pendulum or grid (FrozenLake 4x4, slippery).
     #[arg(long, default_value = "pendulum")]
     env: String,
-    /// The algorithm: td3.
+    /// The algorithm: reinforce, n-pg-igt, harpg or td3.
     #[arg(long, default_value = "td3")]
     algo: String,
-    /// Environment steps.
+    /// Environment steps (the budget; a policy-gradient run stops after the iteration that reaches it).
     #[arg(long, default_value_t = 30_000)]
     steps: u64,
-    /// Random-action warm-up steps before learning.
+    /// TD3: random-action warm-up steps before learning.
     #[arg(long, default_value_t = 2_000)]
     learning_starts: u64,
-    /// Hidden widths of the actor and critics, e.g. 256-256.
-    #[arg(long, default_value = "256-256")]
-    hidden: String,
+    /// Hidden widths, e.g. 256-256, or `none` for a linear policy (default: 256-256 for td3, none for lqr,
+    /// 32-32 otherwise).
+    #[arg(long)]
+    hidden: Option<String>,
+    /// Policy gradient: trajectories per gradient estimate.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// HARPG: trajectories for the Hessian correction.
+    #[arg(long, default_value_t = 1)]
+    hessian_batch: usize,
+    /// Policy gradient: the step size gamma0.
+    #[arg(long, default_value_t = 0.1)]
+    lr: f64,
+    /// Policy gradient: the momentum eta0 in (0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    momentum: f64,
+    /// Policy gradient: the discount.
+    #[arg(long, default_value_t = 0.99)]
+    discount: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long)]
@@ -53,30 +77,228 @@ pub struct TrainArgs {
     json: bool,
 }
 
+const ENVS: &str = "cartpole, lqr, pendulum, grid";
+
 pub fn run(a: RlArgs) -> Result<()> {
     match a.what {
-        RlWhat::Train(t) => train(t),
+        RlWhat::Train(t) => match t.algo.as_str() {
+            "td3" => train_td3(t),
+            other => {
+                let method = PgMethod::parse(other).map_err(|_| {
+                    anyhow::anyhow!(
+                        "rl train: algo '{other}' is not built; available: reinforce, n-pg-igt, harpg, td3"
+                    )
+                })?;
+                train_pg(t, method)
+            }
+        },
     }
 }
 
-fn train(a: TrainArgs) -> Result<()> {
+/// `--hidden`: widths joined by `-`, or `none`.
+fn parse_hidden(s: &str) -> Result<Vec<usize>> {
+    if s == "none" || s.is_empty() {
+        return Ok(Vec::new());
+    }
+    let v = s
+        .split('-')
+        .map(|v| v.trim().parse::<usize>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| {
+            anyhow::anyhow!("--hidden {s} is not a list of widths like 256-256 (or none)")
+        })?;
+    if v.contains(&0) || v.len() > 8 || v.iter().any(|w| *w > 4096) {
+        bail!("--hidden {s}: give 1 to 8 widths from 1 to 4096");
+    }
+    Ok(v)
+}
+
+/// The environment named `name` for the policy-gradient methods.
+fn make_env(name: &str) -> Result<Box<dyn Env>> {
+    Ok(match name {
+        "cartpole" => Box::new(CartPole::default()),
+        "lqr" => Box::new(Lqr::damped_double_integrator(50)?),
+        "pendulum" => Box::new(Pendulum::default()),
+        "grid" => Box::new(GridWorld::frozen_lake(true)),
+        other => bail!("rl train: unknown env '{other}'; available: {ENVS}"),
+    })
+}
+
+fn train_pg(a: TrainArgs, method: PgMethod) -> Result<()> {
+    let mut env = make_env(&a.env)?;
+    let default_hidden = if a.env == "lqr" { "none" } else { "32-32" };
+    let hidden = parse_hidden(a.hidden.as_deref().unwrap_or(default_hidden))?;
+    let kind = match env.action_space() {
+        ActionSpace::Discrete(n) => PolicyKind::Softmax { actions: n },
+        ActionSpace::Box { low, .. } => PolicyKind::Gaussian { dim: low.len() },
+    };
+    let cfg = PgConfig {
+        iterations: u64::MAX,
+        batch: a.batch,
+        hessian_batch: a.hessian_batch,
+        step: a.lr,
+        momentum: a.momentum,
+        discount: a.discount,
+        seed: a.seed,
+        ..PgConfig::new(method)
+    };
+    cfg.check()?;
+    if a.steps == 0 {
+        bail!("rl train: --steps must be >= 1");
+    }
+    let policy = Policy::new(kind, env.obs_dim(), &hidden, "tanh", a.seed, -0.5)?;
+    if a.env == "lqr" && hidden.is_empty() {
+        // Start from the zero gain, which A's stability makes a stabilizing policy (as LQR policy-gradient
+        // studies do), with log_std -0.5.
+        let mut x = pg::flat_params(&policy)?;
+        let n = x.len() - 1;
+        x[..n].iter_mut().for_each(|v| *v = 0.0);
+        pg::set_flat_params(&policy, &x)?;
+    }
+    let lqr = (a.env == "lqr")
+        .then(|| Lqr::damped_double_integrator(50))
+        .transpose()?;
+    let optimum = match &lqr {
+        Some(l) => Some(l.optimal_return(a.discount)?),
+        None => None,
+    };
+    let _lock = RunDirLock::acquire(&a.out)?;
+    let path = a.out.join("iterations.jsonl");
+    let mut log =
+        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    let progress = bar(method.name(), a.json);
+    progress.set_length(a.steps);
+    let started = std::time::Instant::now();
+    let mut curve = Vec::new();
+    let mut exact = Vec::new();
+    let points = pg::train(env.as_mut(), &policy, &cfg, |p, pol| {
+        let mut line = json!({
+            "iteration": p.iteration, "trajectories": p.trajectories, "env_steps": p.env_steps,
+            "mean_return": p.mean_return, "step": p.step, "momentum": p.momentum,
+            "direction_norm": p.direction_norm,
+        });
+        if let (Some(l), Some(opt)) = (&lqr, optimum) {
+            let j = lqr_return(l, pol, a.discount)?;
+            line["exact_return"] = json!(j);
+            line["gap"] = json!(opt - j);
+            exact.push((p.trajectories as f64, opt - j));
+        }
+        writeln!(log, "{line}")?;
+        curve.push((p.trajectories as f64, p.mean_return));
+        progress.set_position(p.env_steps.min(a.steps));
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        progress.set_message(format!(
+            "return {:.1}  {:.0} steps/s",
+            p.mean_return,
+            p.env_steps as f64 / secs
+        ));
+        Ok(p.env_steps < a.steps)
+    })?;
+    progress.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let last = points.last().expect("at least one iteration");
+    let tail: Vec<f64> = points
+        .iter()
+        .rev()
+        .take(10)
+        .map(|p| p.mean_return)
+        .collect();
+    let mean_last10 = tail.iter().sum::<f64>() / tail.len() as f64;
+    policy.save(&a.out.join("policy.safetensors"))?;
+    let mut summary = json!({
+        "env": env.name(), "algo": method.name(), "steps": last.env_steps, "seed": a.seed,
+        "iterations": points.len(), "trajectories": last.trajectories,
+        "mean_return_last_10_iterations": mean_last10, "seconds": seconds,
+        "steps_per_s": last.env_steps as f64 / seconds.max(1e-9),
+    });
+    if let (Some(l), Some(opt)) = (&lqr, optimum) {
+        let j = lqr_return(l, &policy, a.discount)?;
+        let k = l.discounted_gain(a.discount)?;
+        let stationary = l.linear_policy_return(
+            &k.iter().map(|v| -v).collect::<Vec<_>>(),
+            &vec![0.0; l.m],
+            &vec![0.0; l.m],
+            a.discount,
+        )?;
+        summary["optimal_return"] = json!(opt);
+        summary["best_stationary_return"] = json!(stationary);
+        summary["final_exact_return"] = json!(j);
+        summary["final_gap"] = json!(opt - j);
+    }
+    write_atomic(
+        &a.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    let (title, ylabel, points, log_y) = if exact.is_empty() {
+        (
+            format!("{} on {}: mean return", method.name(), env.name()),
+            "return",
+            curve,
+            false,
+        )
+    } else {
+        (
+            format!("{} on LQR: J* - J(theta)", method.name()),
+            "gap",
+            exact,
+            true,
+        )
+    };
+    line_chart(
+        &a.out.join("returns.png"),
+        &title,
+        "trajectories",
+        ylabel,
+        &[Series {
+            name: String::new(),
+            points,
+        }],
+        log_y,
+    )?;
+    if a.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "{} iterations, {} trajectories, {} steps in {seconds:.1} s; mean return of the last 10 iterations: {mean_last10:.2}{}; wrote {}",
+            points_len(&summary),
+            last.trajectories,
+            last.env_steps,
+            summary.get("final_gap").map_or(String::new(), |g| format!("; J* - J = {:.4}", g.as_f64().unwrap_or(f64::NAN))),
+            a.out.display()
+        );
+    }
+    Ok(())
+}
+
+fn points_len(summary: &serde_json::Value) -> u64 {
+    summary["iterations"].as_u64().unwrap_or(0)
+}
+
+/// The exact discounted return of a linear Gaussian policy on the LQR system.
+fn lqr_return(l: &Lqr, policy: &Policy, discount: f64) -> optlab::Result<f64> {
+    let state = policy.state_dict();
+    if state.len() != 3 {
+        return Err(optlab::Error::invalid(
+            "rl train: the exact LQR return needs a linear policy (--hidden none)",
+        ));
+    }
+    let flat =
+        |i: usize| -> optlab::Result<Vec<f64>> { Ok(state[i].1.flatten_all()?.to_vec1::<f64>()?) };
+    let std: Vec<f64> = flat(2)?.iter().map(|v| v.exp()).collect();
+    l.linear_policy_return(&flat(0)?, &flat(1)?, &std, discount)
+}
+
+fn train_td3(a: TrainArgs) -> Result<()> {
     if a.env != "pendulum" {
         bail!(
             "rl train: env '{}' is not available for td3; available: pendulum",
             a.env
         );
     }
-    if a.algo != "td3" {
-        bail!("rl train: algo '{}' is not built; available: td3", a.algo);
+    let hidden = parse_hidden(a.hidden.as_deref().unwrap_or("256-256"))?;
+    if hidden.is_empty() {
+        bail!("rl train: td3 needs at least one hidden layer");
     }
-    let hidden = a
-        .hidden
-        .split('-')
-        .map(|v| v.trim().parse::<usize>())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| {
-            anyhow::anyhow!("--hidden {} is not a list of widths like 256-256", a.hidden)
-        })?;
     let cfg = Td3Config {
         total_steps: a.steps,
         learning_starts: a.learning_starts,

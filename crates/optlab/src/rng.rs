@@ -23,6 +23,8 @@ pub enum Stream {
     Privacy = 7,
     /// Gaussian noise of private gradients; the index is the step.
     PrivacyNoise = 8,
+    /// Trajectories of on-policy methods (P16); the index is the iteration.
+    Rollout = 9,
 }
 
 /// The generator for `(seed, stream, index)`: e.g. the shuffle of epoch 7 is `rng_for(seed, Shuffle, 7)`.

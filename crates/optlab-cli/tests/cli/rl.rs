@@ -1,4 +1,5 @@
-//! `optlab rl train`: TD3 on Pendulum-v1 at a tiny size, and one error line for what is not built or invalid.
+//! `optlab rl train`: TD3 on Pendulum-v1 and the P16 policy-gradient methods at tiny sizes, and one error line for
+//! what is not built or invalid.
 
 use crate::common::{argv, fails_with, is_png, ok, tmp};
 
@@ -22,10 +23,74 @@ fn rl_train_writes_episodes_and_a_summary() {
             format!("rl train --env cartpole --out {o}"),
             "available: pendulum",
         ),
-        (format!("rl train --algo ppo --out {o}"), "available: td3"),
+        (
+            format!("rl train --algo ppo --out {o}"),
+            "reinforce, n-pg-igt, harpg, td3",
+        ),
         (format!("rl train --hidden 8-x --out {o}"), "hidden"),
         (format!("rl train --hidden 0 --out {o}"), "hidden"),
         (format!("rl train --steps 0 --out {o}"), "total_steps"),
+    ] {
+        fails_with(&argv(&line), want);
+    }
+}
+
+#[test]
+fn rl_train_runs_the_policy_gradient_methods() {
+    for algo in ["reinforce", "n-pg-igt", "harpg"] {
+        let out = tmp(&format!("rl-pg-{algo}"));
+        let s: serde_json::Value = serde_json::from_str(&ok(&argv(&format!(
+            "rl train --env lqr --algo {algo} --steps 1000 --batch 2 --lr 0.001 --seed 1 --out {} --json",
+            out.display()
+        ))))
+        .unwrap();
+        assert_eq!(s["algo"], algo);
+        assert_eq!(s["steps"], 1000, "{s}");
+        // J* bounds every policy: the gap is positive and finite.
+        let gap = s["final_gap"].as_f64().unwrap();
+        assert!(gap > 0.0 && gap.is_finite(), "{s}");
+        let rows: Vec<serde_json::Value> = std::fs::read_to_string(out.join("iterations.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len() as u64, s["iterations"].as_u64().unwrap());
+        assert!(rows.iter().all(|r| r["gap"].as_f64().unwrap() > 0.0));
+        assert!(is_png(&out.join("returns.png")));
+        let policy = optlab::tensor_io::read_safetensors(&out.join("policy.safetensors")).unwrap();
+        let mut names: Vec<&String> = policy.keys().collect();
+        names.sort();
+        assert_eq!(names, ["0.bias", "0.weight", "log_std"]);
+    }
+    let out = tmp("rl-pg-cartpole");
+    let s: serde_json::Value = serde_json::from_str(&ok(&argv(&format!(
+        "rl train --env cartpole --algo n-pg-igt --steps 300 --hidden 8 --out {} --json",
+        out.display()
+    ))))
+    .unwrap();
+    assert_eq!(s["env"], "CartPole-v1");
+    assert!(
+        s["mean_return_last_10_iterations"].as_f64().unwrap() >= 8.0,
+        "{s}"
+    );
+    let o = out.display();
+    for (line, want) in [
+        (
+            format!("rl train --env mars --algo harpg --out {o}"),
+            "available: cartpole",
+        ),
+        (
+            format!("rl train --env lqr --algo harpg --momentum 0 --out {o}"),
+            "eta0",
+        ),
+        (
+            format!("rl train --env lqr --algo reinforce --batch 0 --out {o}"),
+            "batch",
+        ),
+        (
+            format!("rl train --env lqr --algo reinforce --lr 100 --out {o}"),
+            "diverged",
+        ),
     ] {
         fails_with(&argv(&line), want);
     }

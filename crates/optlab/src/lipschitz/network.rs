@@ -158,6 +158,9 @@ fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
 impl Network {
     /// Imports a state dict (`tensors` from a safetensors file) with an optional spec.
     pub fn from_state_dict(tensors: &HashMap<String, Tensor>, spec: &NetworkSpec) -> Result<Self> {
+        // Spectrally normalized layers (weight_orig, weight_u, weight_v) enter with their effective weight.
+        let folded = crate::nn::spectral::fold_spectral_norm(tensors)?;
+        let tensors = &folded;
         // index -> (weight, bias)
         let mut weighted: BTreeMap<usize, (Option<&Tensor>, Option<&Tensor>)> = BTreeMap::new();
         for (k, t) in tensors {

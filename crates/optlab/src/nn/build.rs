@@ -4,6 +4,7 @@
 use super::layer::{NormLayer, ResBlock};
 use super::param::Init;
 use super::powernorm::PowerNormConfig;
+use super::spectral::SpectralLinear;
 use super::transformer::{Attention, Block, Dense, Embedding, SeqNorm, TransformerSpec};
 use super::{Activation, Layer, ModelSpec, Param, Parametrization};
 use crate::rng::{rng_for, Stream};
@@ -36,15 +37,21 @@ pub(crate) fn build_layers(
             hidden,
             acts,
             param: Parametrization::Standard,
+            spectral,
         } => {
             let mut fan_in = input_shape[0];
+            let mut power_rng = rng_for(seed, Stream::Init, 1);
             for (k, &w) in hidden.iter().chain(std::iter::once(&outputs)).enumerate() {
                 let i = layers.len();
                 let weight = init(format!("{i}.weight"), &[w, fan_in], fan_in)?;
                 let bias = init(format!("{i}.bias"), &[w], fan_in)?;
-                layers.push(Layer::Linear {
-                    weight,
-                    bias: Some(bias),
+                layers.push(if *spectral {
+                    Layer::Spectral(SpectralLinear::new(weight, Some(bias), &mut power_rng)?)
+                } else {
+                    Layer::Linear {
+                        weight,
+                        bias: Some(bias),
+                    }
                 });
                 if let Some(a) = acts.get(k) {
                     layers.push(Layer::Act(*a));
@@ -56,6 +63,7 @@ pub(crate) fn build_layers(
             hidden,
             acts,
             param,
+            ..
         } => {
             // muP: the input layer as in SP; hidden layers' biases drawn as at the base width; a MuReadout.
             let m = param.width_mult(hidden[0]);

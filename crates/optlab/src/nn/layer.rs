@@ -79,6 +79,8 @@ pub enum Layer {
     Block(Box<Block>),
     /// A transformer's normalization (the final one before the head).
     SeqNorm(SeqNorm),
+    /// `spectral_norm(nn.Linear)`: W/σ(W) with one power iteration per training forward (P04, P24).
+    Spectral(super::spectral::SpectralLinear),
     /// muP's output layer (microsoft/mup `MuReadout`, P42): y = (mult·x) Wᵀ + b with mult = 1/width_mult.
     Readout {
         weight: Param,
@@ -117,6 +119,7 @@ impl Layer {
         match self {
             Layer::Norm(n) => n.buffers(),
             Layer::SeqNorm(n) => n.buffers(),
+            Layer::Spectral(l) => Ok(l.buffers()),
             Layer::Residual(b) => {
                 let mut v = Vec::new();
                 for l in b.parts() {
@@ -140,6 +143,7 @@ impl Layer {
         match self {
             Layer::Norm(n) => n.load_buffer(name, t),
             Layer::SeqNorm(n) => n.load_buffer(name, t),
+            Layer::Spectral(l) => l.load_buffer(name, t),
             Layer::Residual(b) => {
                 for l in b.parts() {
                     if l.load_buffer(name, t)? {
@@ -203,6 +207,7 @@ impl Layer {
                 }
             }
             Layer::Norm(n) => n.forward(x, train)?,
+            Layer::Spectral(l) => l.forward(x, train)?,
             Layer::Residual(b) => b.forward(x, train)?,
             Layer::Act(a) => a.apply(x)?,
             Layer::MaxPool2 => super::pool::max_pool2(x)?,
@@ -227,6 +232,7 @@ impl Layer {
                 std::iter::once(weight).chain(bias.iter()).collect()
             }
             Layer::Norm(n) => n.params(),
+            Layer::Spectral(l) => l.params(),
             Layer::Residual(b) => b.parts().into_iter().flat_map(|l| l.params()).collect(),
             Layer::Embed(e) => vec![&e.tok, &e.pos],
             Layer::Block(b) => b.params(),
@@ -238,7 +244,7 @@ impl Layer {
     /// The layer's kind in one word (`linear`, `relu`, `block`, ...).
     pub fn kind(&self) -> &'static str {
         match self {
-            Layer::Linear { .. } => "linear",
+            Layer::Linear { .. } | Layer::Spectral(_) => "linear",
             Layer::Conv2d { .. } => "conv",
             Layer::Norm(_) => "norm",
             Layer::Residual(_) => "residual",
@@ -273,6 +279,10 @@ impl Layer {
                 )
             }
             Layer::Norm(n) => n.describe(),
+            Layer::Spectral(l) => {
+                let (out, inp) = l.dims();
+                format!("SpectralNorm(Linear({inp}, {out}))")
+            }
             Layer::Residual(b) => format!(
                 "Residual[{}]",
                 b.parts()

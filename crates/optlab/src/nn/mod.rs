@@ -24,4 +24,5 @@ pub mod loss;
 pub mod norm;
 pub mod penalty;
 pub mod powernorm;
+pub mod spectral;
 pub mod transformer;

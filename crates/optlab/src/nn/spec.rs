@@ -24,6 +24,8 @@ pub enum ModelSpec {
         /// `param=mup,base=64`: muP relative to the base width (the first hidden width; the others scale with
         /// it).
         param: Parametrization,
+        /// `sn=1`: every Linear spectrally normalized (PyTorch's `spectral_norm`, P04/P24).
+        spectral: bool,
     },
     /// `cnn:channels=8-16[,norm=bn|gn|bcn|bcn-est[+ws],groups=4]`: (Conv2d 3x3 pad 1 (weight-standardized with `+ws`), the norm,
     /// ReLU, MaxPool2d 2) per channel count, Flatten, Linear.
@@ -64,10 +66,25 @@ impl ModelSpec {
                     }
                 };
                 let param = Parametrization::parse(&mut s)?;
+                let spectral = match s.string("sn", "0").as_str() {
+                    "0" | "false" | "no" => false,
+                    "1" | "true" | "yes" => true,
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "{spec}: sn={other}: give sn=1 (spectral normalization) or sn=0"
+                        )))
+                    }
+                };
+                if spectral && param != Parametrization::Standard {
+                    return Err(Error::invalid(format!(
+                        "{spec}: spectral normalization (sn=1) works with the standard parametrization only"
+                    )));
+                }
                 ModelSpec::Mlp {
                     hidden,
                     acts,
                     param,
+                    spectral,
                 }
             }
             "transformer" => ModelSpec::Transformer(TransformerSpec {
@@ -158,6 +175,7 @@ impl ModelSpec {
                 hidden,
                 acts,
                 param,
+                spectral,
             } => {
                 let act = match acts.first() {
                     Some(a) if acts.iter().all(|b| b == a) => a.name().to_string(),
@@ -169,7 +187,8 @@ impl ModelSpec {
                 } else {
                     join(hidden)
                 };
-                format!("mlp:hidden={hidden},act={act}{}", param.to_spec())
+                let sn = if *spectral { ",sn=1" } else { "" };
+                format!("mlp:hidden={hidden},act={act}{}{sn}", param.to_spec())
             }
             ModelSpec::Transformer(t) => t.to_spec(),
             ModelSpec::Cnn {

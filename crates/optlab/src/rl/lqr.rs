@@ -47,6 +47,30 @@ fn solve_columns(mat: &[f64], y: &[f64], m: usize, c: usize) -> Result<Vec<f64>>
     Ok(x)
 }
 
+/// One step of the Riccati recursion: K = (R + BᵀPB)⁻¹BᵀPA and P′ = Q + AᵀPA − AᵀPBK.
+fn riccati_step(
+    p: &[f64],
+    a: &[f64],
+    b: &[f64],
+    q: &[f64],
+    r: &[f64],
+    n: usize,
+    m: usize,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (at, bt) = (transpose(a, n, n), transpose(b, n, m));
+    let pa = matmul(p, a, n, n, n);
+    let pb = matmul(p, b, n, n, m);
+    let mut s = matmul(&bt, &pb, m, n, m);
+    for (si, ri) in s.iter_mut().zip(r) {
+        *si += ri;
+    }
+    let k = solve_columns(&s, &matmul(&bt, &pa, m, n, n), m, n)?;
+    let apa = matmul(&at, &pa, n, n, n);
+    let apbk = matmul(&at, &matmul(&pb, &k, n, m, n), n, n, n);
+    let next = (0..n * n).map(|i| q[i] + apa[i] - apbk[i]).collect();
+    Ok((next, k))
+}
+
 /// The stabilizing solution P of the DARE (n × n) and the optimal gain K (m × n), for A (n × n), B (n × m),
 /// Q (n × n, symmetric PSD) and R (m × m, symmetric PD). Fails when the iteration does not settle (an
 /// unstabilizable pair).
@@ -63,20 +87,9 @@ pub fn dare(
             "dare: A, B, Q, R must be {n}x{n}, {n}x{m}, {n}x{n}, {m}x{m}"
         )));
     }
-    let (at, bt) = (transpose(a, n, n), transpose(b, n, m));
     let mut p = q.to_vec();
     for _ in 0..100_000 {
-        let pa = matmul(&p, a, n, n, n);
-        let pb = matmul(&p, b, n, n, m);
-        let mut s = matmul(&bt, &pb, m, n, m);
-        for (si, ri) in s.iter_mut().zip(r) {
-            *si += ri;
-        }
-        let k = solve_columns(&s, &matmul(&bt, &pa, m, n, n), m, n)?;
-        // P' = Q + Aᵀ P A − Aᵀ P B K.
-        let apa = matmul(&at, &pa, n, n, n);
-        let apbk = matmul(&at, &matmul(&pb, &k, n, m, n), n, n, n);
-        let next: Vec<f64> = (0..n * n).map(|i| q[i] + apa[i] - apbk[i]).collect();
+        let (next, _) = riccati_step(&p, a, b, q, r, n, m)?;
         let change = next
             .iter()
             .zip(&p)
@@ -96,13 +109,7 @@ pub fn dare(
                     p[j * n + i] = v;
                 }
             }
-            let pa = matmul(&p, a, n, n, n);
-            let pb = matmul(&p, b, n, n, m);
-            let mut s = matmul(&bt, &pb, m, n, m);
-            for (si, ri) in s.iter_mut().zip(r) {
-                *si += ri;
-            }
-            let k = solve_columns(&s, &matmul(&bt, &pa, m, n, n), m, n)?;
+            let (_, k) = riccati_step(&p, a, b, q, r, n, m)?;
             return Ok((p, k));
         }
     }
@@ -189,6 +196,145 @@ impl Lqr {
     pub fn optimal(&self) -> Result<(Vec<f64>, Vec<f64>)> {
         let (p, k) = dare(&self.a, &self.b, &self.q, &self.r, self.n, self.m)?;
         Ok((k, p))
+    }
+
+    /// The 2-state system of the P16 experiments: a damped double integrator (A = [[0.95, 0.1], [0, 0.95]],
+    /// B = [[0.005], [0.1]]), Q = I, R = 0.1, noise σ = 0.1, start std 1, truncated after `horizon` steps.
+    pub fn damped_double_integrator(horizon: u64) -> Result<Self> {
+        Lqr::new(
+            2,
+            1,
+            vec![0.95, 0.1, 0.0, 0.95],
+            vec![0.005, 0.1],
+            vec![1.0, 0.0, 0.0, 1.0],
+            vec![0.1],
+            0.1,
+            1.0,
+            horizon,
+        )
+    }
+
+    /// The exact expected discounted return E[Σ_{t<H} γᵗ r_t] of the linear Gaussian policy u = W x + c + diag(std) ε
+    /// (W m × n row-major, as `nn.Linear`'s weight) from x₀ ~ N(0, s²I): the mean and covariance of the state
+    /// propagated through the closed loop. −∞ when the state overflows (an unstable policy over a long horizon).
+    pub fn linear_policy_return(
+        &self,
+        w: &[f64],
+        c: &[f64],
+        std: &[f64],
+        discount: f64,
+    ) -> Result<f64> {
+        let (n, m) = (self.n, self.m);
+        if w.len() != m * n || c.len() != m || std.len() != m {
+            return Err(Error::Shape(format!(
+                "lqr: a linear policy is W ({m}x{n}), c ({m}) and std ({m})"
+            )));
+        }
+        let quad_trace = |mat: &[f64], cov: &[f64], d: usize| -> f64 {
+            (0..d)
+                .map(|i| (0..d).map(|j| mat[i * d + j] * cov[j * d + i]).sum::<f64>())
+                .sum()
+        };
+        let quad = |mat: &[f64], v: &[f64], d: usize| -> f64 {
+            (0..d)
+                .map(|i| v[i] * (0..d).map(|j| mat[i * d + j] * v[j]).sum::<f64>())
+                .sum()
+        };
+        // The closed loop F = A + BW; the exploration covariance D = diag(std²).
+        let bw = matmul(&self.b, w, n, m, n);
+        let f: Vec<f64> = self.a.iter().zip(&bw).map(|(x, y)| x + y).collect();
+        let ft = transpose(&f, n, n);
+        let wt = transpose(w, m, n);
+        let bt = transpose(&self.b, n, m);
+        let d: Vec<f64> = (0..m * m)
+            .map(|i| {
+                if i % (m + 1) == 0 {
+                    std[i / (m + 1)].powi(2)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let bdb = matmul(&matmul(&self.b, &d, n, m, m), &bt, n, m, n);
+        let mut mean = vec![0.0; n];
+        let mut cov: Vec<f64> = (0..n * n)
+            .map(|i| {
+                if i % (n + 1) == 0 {
+                    self.start_std.powi(2)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let (mut total, mut weight) = (0.0, 1.0);
+        for _ in 0..self.horizon {
+            let u_mean: Vec<f64> = matmul(w, &mean, m, n, 1)
+                .iter()
+                .zip(c)
+                .map(|(x, y)| x + y)
+                .collect();
+            let u_cov = matmul(&matmul(w, &cov, m, n, n), &wt, m, n, m);
+            let u_cov: Vec<f64> = u_cov.iter().zip(&d).map(|(x, y)| x + y).collect();
+            let cost = quad_trace(&self.q, &cov, n)
+                + quad(&self.q, &mean, n)
+                + quad_trace(&self.r, &u_cov, m)
+                + quad(&self.r, &u_mean, m);
+            total -= weight * cost;
+            weight *= discount;
+            let bu = matmul(&self.b, c, n, m, 1);
+            mean = matmul(&f, &mean, n, n, 1)
+                .iter()
+                .zip(&bu)
+                .map(|(x, y)| x + y)
+                .collect();
+            cov = matmul(&matmul(&f, &cov, n, n, n), &ft, n, n, n);
+            for i in 0..n * n {
+                cov[i] += bdb[i]
+                    + if i % (n + 1) == 0 {
+                        self.noise.powi(2)
+                    } else {
+                        0.0
+                    };
+            }
+            if !total.is_finite() || cov.iter().any(|v| !v.is_finite()) {
+                return Ok(f64::NEG_INFINITY);
+            }
+        }
+        Ok(total)
+    }
+
+    /// The best expected discounted return over all policies, J*: −(s² tr P₀ + c₀) from the backward Riccati
+    /// recursion of the discounted problem (P_H = 0; time-varying optimal gains; c_t = γ(σ² tr P_{t+1} + c_{t+1})).
+    /// A stationary policy attains it only approximately; [`Lqr::discounted_gain`] is the best stationary gain
+    /// as H → ∞.
+    pub fn optimal_return(&self, discount: f64) -> Result<f64> {
+        let n = self.n;
+        let (a, b) = self.discounted(discount)?;
+        let trace = |p: &[f64]| (0..n).map(|i| p[i * n + i]).sum::<f64>();
+        let (mut p, mut c) = (vec![0.0; n * n], 0.0);
+        for _ in 0..self.horizon {
+            c = discount * (self.noise.powi(2) * trace(&p) + c);
+            p = riccati_step(&p, &a, &b, &self.q, &self.r, n, self.m)?.0;
+        }
+        Ok(-(self.start_std.powi(2) * trace(&p) + c))
+    }
+
+    /// The optimal stationary gain of the infinite-horizon discounted problem (u = −Kx), from the DARE of
+    /// (√γ A, √γ B).
+    pub fn discounted_gain(&self, discount: f64) -> Result<Vec<f64>> {
+        let (a, b) = self.discounted(discount)?;
+        Ok(dare(&a, &b, &self.q, &self.r, self.n, self.m)?.1)
+    }
+
+    fn discounted(&self, discount: f64) -> Result<(Vec<f64>, Vec<f64>)> {
+        if !(discount > 0.0 && discount <= 1.0) {
+            return Err(Error::invalid("lqr: the discount must be in (0, 1]"));
+        }
+        let s = discount.sqrt();
+        Ok((
+            self.a.iter().map(|v| v * s).collect(),
+            self.b.iter().map(|v| v * s).collect(),
+        ))
     }
 
     /// The optimal long-run average cost per step, σ² tr(P).

@@ -26,5 +26,6 @@ pub mod env;
 pub mod gridworld;
 pub mod lqr;
 pub mod pendulum;
+pub mod pg;
 pub mod policy;
 pub mod td3;

@@ -104,6 +104,29 @@ impl Policy {
         Ok(Tensor::from_slice(obs, (rows, self.obs_dim), &Device::Cpu)?)
     }
 
+    /// The network's state dict (PyTorch names) followed by `log_std` for a Gaussian.
+    pub fn state_dict(&self) -> Vec<(String, Tensor)> {
+        let mut v = self.net.state_dict();
+        v.extend(
+            self.log_std
+                .iter()
+                .map(|p| (p.name.clone(), p.tensor().clone())),
+        );
+        v
+    }
+
+    /// Saves [`Policy::state_dict`] as safetensors, atomically, with the architecture and the distribution in the
+    /// metadata.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let info = serde_json::json!({
+            "model": self.net.spec().to_spec(),
+            "obs_dim": self.obs_dim,
+            "policy": format!("{:?}", self.kind),
+        });
+        let meta = std::collections::HashMap::from([("optlab".to_string(), info.to_string())]);
+        crate::tensor_io::write_safetensors(path, &self.state_dict(), Some(meta))
+    }
+
     /// The network's output on a batch: logits, means, or (squashed) actions.
     pub fn forward(&self, obs: &Tensor) -> Result<Tensor> {
         let out = self.net.forward(obs)?;
