@@ -33,6 +33,58 @@ pub enum RlWhat {
         after_help = "Examples:\n  optlab rl train --env pendulum --algo td3 --steps 30000 --seed 0 --out runs/td3\n  optlab rl train --env lqr --algo harpg --steps 50000 --lr 0.5 --out runs/harpg\n  optlab rl train --env cartpole --algo n-pg-igt --batch 5 --steps 100000 --out runs/igt\n\nPolicy gradient (P16): reinforce | n-pg-igt | harpg on cartpole | lqr | pendulum | grid. One gradient per --batch\ntrajectories; --lr is gamma0 and --momentum eta0 of the paper's schedules (n-pg-igt: gamma0*2/(t+2),\neta0*(2/(t+2))^0.8; harpg: both *2/(t+2); reinforce: constant, unnormalized); discount 0.99; garage's linear\nfeature baseline. Policies: softmax MLP 32-32 tanh (cartpole, grid), Gaussian linear (lqr: the damped double\nintegrator, horizon 50, where the exact J(theta) and J* are logged), Gaussian MLP 32-32 (pendulum).\nWrites DIR/iterations.jsonl, summary.json, returns.png and policy.safetensors.\n\nTD3 on pendulum: CleanRL's hyperparameters (MLPs 256-256, Adam 3e-4, batch 256, gamma 0.99, tau 0.005,\nexploration noise 0.1, policy noise 0.2 clipped at 0.5, actor every 2 updates; 2000 random warm-up steps)."
     )]
     Train(TrainArgs),
+    /// Behaviour cloning of an LQR expert with the policy's Lipschitz constant bounded (P11): per bound L, the
+    /// nominal closed-loop cost against the expert's, the cost under measurement perturbations of norm eps (random
+    /// and a projected-gradient attack over the horizon), the closed loop's linearized spectral radius and the
+    /// certified Lipschitz bound. Writes DIR/bc.json and DIR/tradeoff.png.
+    #[command(
+        after_help = "Examples:\n  optlab rl bc --expert lqr --lipschitz 1,2,4,8,none --eps 0.1 --out runs/bc\n\nThe system (--system) is the double integrator (A = [[1, 0.1], [0, 1]], B = [[0.005], [0.1]], Q = I, R = 0.1,\nnoise 0.05, horizon 50) or the damped one (A = [[0.95, 0.1], [0, 0.95]], noise 0.1); the expert is its LQR gain; the policy a ReLU MLP trained by Adam with every layer projected to\nL^(1/k) after each step. The certified bound is LipSDP's (built with the lipsdp feature) or the product of\nthe layers' spectral norms."
+    )]
+    Bc(BcArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BcArgs {
+    /// The expert: lqr.
+    #[arg(long, default_value = "lqr")]
+    expert: String,
+    /// The linear system: double-integrator (marginally stable open loop) or damped (the damped double
+    /// integrator of the policy-gradient runs, stable open loop).
+    #[arg(long, default_value = "double-integrator")]
+    system: String,
+    /// Lipschitz bounds to sweep, comma-separated; `none` for an unconstrained policy.
+    #[arg(long, default_value = "1,2,4,none")]
+    lipschitz: String,
+    /// Expert trajectories (50 steps each).
+    #[arg(long, default_value_t = 20)]
+    demos: usize,
+    /// Noise on the recorded controls.
+    #[arg(long, default_value_t = 0.1)]
+    demo_noise: f64,
+    /// Hidden widths of the ReLU policy.
+    #[arg(long, default_value = "32-32")]
+    hidden: String,
+    /// Adam steps.
+    #[arg(long, default_value_t = 3000)]
+    steps: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Radius of the state-measurement perturbations.
+    #[arg(long, default_value_t = 0.1)]
+    eps: f64,
+    /// Initial states of the evaluation.
+    #[arg(long, default_value_t = 50)]
+    eval_states: usize,
+    /// Projected-gradient attack iterations.
+    #[arg(long, default_value_t = 30)]
+    attack_steps: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    out: PathBuf,
+    /// The summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +133,7 @@ const ENVS: &str = "cartpole, lqr, pendulum, grid";
 
 pub fn run(a: RlArgs) -> Result<()> {
     match a.what {
+        RlWhat::Bc(b) => bc(b),
         RlWhat::Train(t) => match t.algo.as_str() {
             "td3" => train_td3(t),
             other => {
@@ -359,6 +412,175 @@ fn train_td3(a: TrainArgs) -> Result<()> {
             run.seconds,
             a.out.display()
         );
+    }
+    Ok(())
+}
+
+/// The certified l2 Lipschitz bound of a ReLU policy: LipSDP's where built, else the product of layer norms.
+fn certified_bound(net: &optlab::nn::Sequential) -> Result<(f64, &'static str)> {
+    let tensors: std::collections::HashMap<_, _> = net.state_dict().into_iter().collect();
+    let lnet = optlab::lipschitz::network::Network::from_state_dict(
+        &tensors,
+        &optlab::lipschitz::network::NetworkSpec::default(),
+    )?;
+    use optlab::lipschitz::naive::{naive_bound, Norm};
+    #[cfg(feature = "lipsdp")]
+    if let Ok(r) = optlab::lipschitz::lipsdp::lipsdp_l2(&lnet) {
+        return Ok((r.bound, "lipsdp"));
+    }
+    // Without LipSDP, or when its multipliers cannot be certified: the product of the layers' norms.
+    Ok((naive_bound(&lnet, Norm::Two)?.bound, "product"))
+}
+
+fn bc(a: BcArgs) -> Result<()> {
+    use optlab::rl::bc::{self as bcm, BcConfig, Feedback, LinearFeedback};
+    if a.expert != "lqr" {
+        bail!(
+            "rl bc: expert '{}' is not available; available: lqr",
+            a.expert
+        );
+    }
+    let bounds = a
+        .lipschitz
+        .split(',')
+        .map(|v| match v.trim() {
+            "none" => Ok(None),
+            t => match t.parse::<f64>() {
+                Ok(l) if l.is_finite() && l > 0.0 => Ok(Some(l)),
+                _ => Err(anyhow::anyhow!(
+                    "--lipschitz {}: give positive bounds or none, comma-separated",
+                    a.lipschitz
+                )),
+            },
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if bounds.len() > 64 {
+        bail!("--lipschitz: at most 64 bounds");
+    }
+    if !(a.eps.is_finite() && a.eps >= 0.0) {
+        bail!("--eps must be finite and >= 0");
+    }
+    if a.eval_states == 0 || a.eval_states > 100_000 || a.attack_steps > 100_000 {
+        bail!("--eval-states must be 1 to 100000 and --attack-steps at most 100000");
+    }
+    let cfg = BcConfig {
+        demos: a.demos,
+        demo_noise: a.demo_noise,
+        hidden: parse_hidden(&a.hidden)?,
+        steps: a.steps,
+        lr: a.lr,
+        seed: a.seed,
+        ..BcConfig::default()
+    };
+    cfg.check()?;
+    let lqr = match a.system.as_str() {
+        "double-integrator" => Lqr::double_integrator(50)?,
+        "damped" => Lqr::damped_double_integrator(50)?,
+        other => bail!("rl bc: unknown system '{other}'; available: double-integrator, damped"),
+    };
+    let _lock = RunDirLock::acquire(&a.out)?;
+    let mut rng = optlab::rng::rng_for(a.seed, optlab::rng::Stream::Data, 0);
+    let demos = bcm::lqr_demonstrations(&lqr, a.demos, a.demo_noise, &mut rng)?;
+    let x0 = bcm::initial_states(&lqr, a.eval_states, a.seed)?;
+    let (k, _) = lqr.optimal()?;
+    let expert = LinearFeedback::new(&k, lqr.n, lqr.m)?;
+    let evaluate = |p: &dyn Feedback| -> Result<[f64; 4]> {
+        Ok([
+            bcm::closed_loop_cost(&lqr, p, &x0, None)?
+                .0
+                .to_scalar::<f64>()?,
+            bcm::random_perturbation_cost(&lqr, p, &x0, a.eps, 10, a.seed)?,
+            bcm::worst_case_cost(&lqr, p, &x0, a.eps, a.attack_steps, a.seed)?,
+            bcm::linearized_spectral_radius(&lqr, p)?,
+        ])
+    };
+    let [e_nom, e_rand, e_worst, e_rho] = evaluate(&expert)?;
+    let k_norm = optlab::nn::spectral::spectral_norm_of(&k, lqr.m, lqr.n);
+    let progress = bar("bc", a.json);
+    progress.set_length(bounds.len() as u64);
+    let mut rows = Vec::new();
+    for l in &bounds {
+        let run = bcm::fit(
+            &demos,
+            &BcConfig {
+                lipschitz: *l,
+                ..cfg.clone()
+            },
+        )?;
+        let [nom, rand, worst, rho] = evaluate(&run.net)?;
+        let (cert, method) = certified_bound(&run.net)?;
+        rows.push(json!({
+            "lipschitz": l, "train_mse": run.train_mse, "layer_norms": run.layer_norms,
+            "product_bound": run.product_bound(), "certified_bound": cert, "certificate": method,
+            "nominal_cost": nom, "random_cost": rand, "worst_cost": worst,
+            "nominal_ratio": nom / e_nom, "random_ratio": rand / e_nom, "worst_ratio": worst / e_nom,
+            "spectral_radius": rho, "stable": rho < 1.0, "seconds": run.seconds,
+        }));
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let summary = json!({
+        "expert": {"gain": k, "lipschitz": k_norm, "nominal_cost": e_nom, "random_cost": e_rand,
+                   "worst_cost": e_worst, "spectral_radius": e_rho},
+        "system": a.system, "eps": a.eps, "demos": demos.len(), "seed": a.seed, "policies": rows,
+    });
+    write_atomic(
+        &a.out.join("bc.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    let finite: Vec<(f64, &serde_json::Value)> = rows
+        .iter()
+        .filter_map(|r| r["lipschitz"].as_f64().map(|l| (l, r)))
+        .collect();
+    let series = |key: &str, name: &str| Series {
+        name: name.to_string(),
+        points: finite
+            .iter()
+            .map(|(l, r)| (*l, r[key].as_f64().unwrap_or(f64::NAN)))
+            .collect(),
+    };
+    if finite.len() >= 2 {
+        line_chart(
+            &a.out.join("tradeoff.png"),
+            &format!(
+                "BC of the LQR expert: cost / expert's nominal cost (eps {})",
+                a.eps
+            ),
+            "Lipschitz bound L",
+            "cost ratio",
+            &[
+                series("nominal_ratio", "nominal"),
+                series("random_ratio", "random perturbation"),
+                series("worst_ratio", "worst-case perturbation"),
+            ],
+            true,
+        )?;
+    }
+    if a.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "expert: ||K|| {k_norm:.3}, nominal {e_nom:.3}, random {e_rand:.3}, worst {e_worst:.3}, rho {e_rho:.3}"
+        );
+        println!(
+            "{:>8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>6}",
+            "L", "certified", "train mse", "nominal", "random", "worst", "rho"
+        );
+        for r in &rows {
+            println!(
+                "{:>8} {:>10.4} {:>10.5} {:>9.3} {:>9.3} {:>9.3} {:>6.3}",
+                r["lipschitz"]
+                    .as_f64()
+                    .map_or("none".to_string(), |l| format!("{l}")),
+                r["certified_bound"].as_f64().unwrap_or(f64::NAN),
+                r["train_mse"].as_f64().unwrap_or(f64::NAN),
+                r["nominal_ratio"].as_f64().unwrap_or(f64::NAN),
+                r["random_ratio"].as_f64().unwrap_or(f64::NAN),
+                r["worst_ratio"].as_f64().unwrap_or(f64::NAN),
+                r["spectral_radius"].as_f64().unwrap_or(f64::NAN),
+            );
+        }
+        println!("wrote {}", a.out.display());
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod common;
 
 mod anneal_law;
 mod batch_tests_golden;
+mod bc;
 mod bilevel;
 mod cbo;
 mod colide;

@@ -95,3 +95,47 @@ fn rl_train_runs_the_policy_gradient_methods() {
         fails_with(&argv(&line), want);
     }
 }
+
+#[test]
+fn rl_bc_sweeps_lipschitz_bounds() {
+    let out = tmp("rl-bc");
+    let s: serde_json::Value = serde_json::from_str(&ok(&argv(&format!(
+        "rl bc --lipschitz 1,none --demos 2 --steps 60 --hidden 8 --eval-states 3 --attack-steps 2 --out {} --json",
+        out.display()
+    ))))
+    .unwrap();
+    let rows = s["policies"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let bounded = &rows[0];
+    assert_eq!(bounded["lipschitz"], 1.0);
+    assert!(
+        bounded["certified_bound"].as_f64().unwrap() <= 1.0 + 1e-6,
+        "{bounded}"
+    );
+    assert!(
+        bounded["product_bound"].as_f64().unwrap() <= 1.0 + 1e-8,
+        "{bounded}"
+    );
+    for r in rows {
+        assert!(r["nominal_ratio"].as_f64().unwrap() > 0.0);
+        assert!(r["worst_cost"].as_f64().unwrap() >= r["nominal_cost"].as_f64().unwrap() * 0.5);
+    }
+    assert!(s["expert"]["spectral_radius"].as_f64().unwrap() < 1.0);
+    assert!(is_png(&out.join("tradeoff.png")) || rows.len() < 3);
+    let o = out.display();
+    for (line, want) in [
+        (format!("rl bc --lipschitz 0 --out {o}"), "positive bounds"),
+        (
+            format!("rl bc --lipschitz abc --out {o}"),
+            "positive bounds",
+        ),
+        (
+            format!("rl bc --system mars --out {o}"),
+            "double-integrator, damped",
+        ),
+        (format!("rl bc --expert gail --out {o}"), "available: lqr"),
+        (format!("rl bc --eps nan --out {o}"), "--eps"),
+    ] {
+        fails_with(&argv(&line), want);
+    }
+}

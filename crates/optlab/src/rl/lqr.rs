@@ -214,6 +214,23 @@ impl Lqr {
         )
     }
 
+    /// The P11 experiments' system: the double integrator with step 0.1 (A = [[1, 0.1], [0, 1]],
+    /// B = [[0.005], [0.1]], marginally stable without control), Q = I, R = 0.1, noise σ = 0.05, start std 1,
+    /// `horizon` steps.
+    pub fn double_integrator(horizon: u64) -> Result<Self> {
+        Lqr::new(
+            2,
+            1,
+            vec![1.0, 0.1, 0.0, 1.0],
+            vec![0.005, 0.1],
+            vec![1.0, 0.0, 0.0, 1.0],
+            vec![0.1],
+            0.05,
+            1.0,
+            horizon,
+        )
+    }
+
     /// The exact expected discounted return E[Σ_{t<H} γᵗ r_t] of the linear Gaussian policy u = W x + c + diag(std) ε
     /// (W m × n row-major, as `nn.Linear`'s weight) from x₀ ~ N(0, s²I): the mean and covariance of the state
     /// propagated through the closed loop. −∞ when the state overflows (an unstable policy over a long horizon).

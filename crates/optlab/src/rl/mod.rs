@@ -21,6 +21,7 @@
 //! # Ok::<(), optlab::Error>(())
 //! ```
 
+pub mod bc;
 pub mod cartpole;
 pub mod env;
 pub mod gridworld;
