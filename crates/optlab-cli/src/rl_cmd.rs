@@ -124,6 +124,16 @@ pub struct TrainArgs {
     seed: u64,
     #[arg(long)]
     out: PathBuf,
+    /// GAIL: the TD3 run directory whose actor.safetensors is the expert.
+    #[arg(long)]
+    expert: Option<PathBuf>,
+    /// GAIL: expert episodes recorded.
+    #[arg(long, default_value_t = 10)]
+    demos: usize,
+    /// GAIL: the discriminator's Lipschitz control: gp (the official one-sided gradient penalty), spectral,
+    /// gp+spectral or none.
+    #[arg(long, default_value = "gp")]
+    reg: String,
     /// The summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -136,10 +146,11 @@ pub fn run(a: RlArgs) -> Result<()> {
         RlWhat::Bc(b) => bc(b),
         RlWhat::Train(t) => match t.algo.as_str() {
             "td3" => train_td3(t),
+            "gail" => train_gail(t),
             other => {
                 let method = PgMethod::parse(other).map_err(|_| {
                     anyhow::anyhow!(
-                        "rl train: algo '{other}' is not built; available: reinforce, n-pg-igt, harpg, td3"
+                        "rl train: algo '{other}' is not built; available: reinforce, n-pg-igt, harpg, td3, gail"
                     )
                 })?;
                 train_pg(t, method)
@@ -378,6 +389,7 @@ fn train_td3(a: TrainArgs) -> Result<()> {
     if let Some(e) = write_err {
         return Err(e).context(format!("cannot write {}", path.display()));
     }
+    run.actor.save(&a.out.join("actor.safetensors"))?;
     let last: Vec<f64> = run.episodes.iter().rev().take(10).map(|e| e.ret).collect();
     let mean_last10 = last.iter().sum::<f64>() / last.len().max(1) as f64;
     let summary = json!({
@@ -581,6 +593,194 @@ fn bc(a: BcArgs) -> Result<()> {
             );
         }
         println!("wrote {}", a.out.display());
+    }
+    Ok(())
+}
+
+/// Loads the actor of a TD3 run directory (actor.safetensors, whose metadata names the architecture).
+fn load_td3_actor(dir: &std::path::Path, env: &dyn Env) -> Result<td3::Td3Run> {
+    let path = dir.join("actor.safetensors");
+    let meta = optlab::tensor_io::read_safetensors_metadata(&path)?;
+    let info: serde_json::Value = meta
+        .get("optlab")
+        .and_then(|m| serde_json::from_str(m).ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!("{}: no optlab metadata; not a TD3 actor", path.display())
+        })?;
+    let spec = optlab::nn::ModelSpec::parse(info["model"].as_str().unwrap_or(""))?;
+    let (act_dim, bound) = match env.action_space() {
+        ActionSpace::Box { high, .. } => (high.len(), high[0]),
+        ActionSpace::Discrete(_) => bail!("gail: {} has discrete actions", env.name()),
+    };
+    let input: Vec<usize> = info["input_shape"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|x| x.as_u64().map(|x| x as usize))
+                .collect()
+        })
+        .unwrap_or_default();
+    if input != [env.obs_dim()] {
+        bail!(
+            "{}: the actor takes inputs {input:?}, {} gives {} observations",
+            path.display(),
+            env.name(),
+            env.obs_dim()
+        );
+    }
+    let actor = optlab::nn::Sequential::new(&spec, &input, act_dim, 0, candle_core::DType::F32)?;
+    actor.load(&path)?;
+    Ok(td3::Td3Run {
+        episodes: Vec::new(),
+        actor,
+        bound,
+        seconds: 0.0,
+    })
+}
+
+fn train_gail(a: TrainArgs) -> Result<()> {
+    use optlab::nn::penalty::GradientPenalty;
+    use optlab::rl::gail::{self, GailConfig};
+    if a.env != "pendulum" {
+        bail!(
+            "rl train: env '{}' is not available for gail; available: pendulum",
+            a.env
+        );
+    }
+    let dir = a.expert.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("rl train --algo gail needs --expert RUN_DIR (a TD3 run)")
+    })?;
+    let (penalty, spectral) = match a.reg.as_str() {
+        "gp" => (Some(GradientPenalty::default()), false),
+        "spectral" => (None, true),
+        "gp+spectral" => (Some(GradientPenalty::default()), true),
+        "none" => (None, false),
+        other => {
+            bail!("rl train: --reg '{other}' for gail; available: gp, spectral, gp+spectral, none")
+        }
+    };
+    if a.demos == 0 || a.demos > 10_000 {
+        bail!("--demos must be 1 to 10000 episodes");
+    }
+    let hidden = parse_hidden(a.hidden.as_deref().unwrap_or("256-256"))?;
+    if hidden.is_empty() {
+        bail!("rl train: gail's TD3 learner needs at least one hidden layer");
+    }
+    let td3_cfg = Td3Config {
+        total_steps: a.steps,
+        learning_starts: a.learning_starts,
+        hidden,
+        seed: a.seed,
+        ..Default::default()
+    };
+    td3_cfg.check()?;
+    let mut env = Pendulum::default();
+    let expert_run = load_td3_actor(dir, &env)?;
+    let mut demo_rng = optlab::rng::rng_for(a.seed, optlab::rng::Stream::Data, 21);
+    let expert = gail::expert_demonstrations(&expert_run, &mut env, a.demos, &mut demo_rng)?;
+    let expert_return = expert.mean_return;
+    let probe: Vec<Vec<f64>> = (0..10)
+        .map(|i| {
+            let j = i * expert.len() / 10;
+            let mut v = expert.obs[j * expert.obs_dim..(j + 1) * expert.obs_dim].to_vec();
+            v.extend_from_slice(&expert.actions[j * expert.act_dim..(j + 1) * expert.act_dim]);
+            v
+        })
+        .collect();
+    let cfg = GailConfig {
+        penalty,
+        spectral,
+        seed: a.seed,
+        ..GailConfig::default()
+    };
+    let _lock = RunDirLock::acquire(&a.out)?;
+    let path = a.out.join("episodes.jsonl");
+    let mut log =
+        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut write_err = None;
+    let quiet = a.json;
+    let run = gail::train(&mut env, &td3_cfg, &cfg, expert, |e| {
+        if let Err(err) = writeln!(log, "{}", json!({"step": e.step, "return": e.ret})) {
+            write_err.get_or_insert(err);
+        }
+        if !quiet {
+            eprintln!("step {:>7}  return {:>9.2}", e.step, e.ret);
+        }
+    })?;
+    if let Some(e) = write_err {
+        return Err(e).context(format!("cannot write {}", path.display()));
+    }
+    run.td3.actor.save(&a.out.join("actor.safetensors"))?;
+    run.discriminator
+        .net
+        .save(&a.out.join("discriminator.safetensors"))?;
+    // The local Lipschitz constant of D (the reward is σ(D)-Lipschitz in D, so at most D's) on boxes of
+    // radius 0.1 around expert pairs.
+    let tensors: std::collections::HashMap<_, _> =
+        run.discriminator.net.state_dict().into_iter().collect();
+    let lnet = optlab::lipschitz::network::Network::from_state_dict(
+        &tensors,
+        &optlab::lipschitz::network::NetworkSpec::default(),
+    )?;
+    let mut local: Vec<f64> = probe
+        .iter()
+        .map(|x| {
+            Ok(optlab::lipschitz::bab::local_lipschitz(
+                &lnet,
+                x,
+                &optlab::lipschitz::local::LocalOptions::new(0.1),
+                None,
+            )?
+            .bound)
+        })
+        .collect::<optlab::Result<_>>()?;
+    local.sort_by(f64::total_cmp);
+    let last: Vec<f64> = run
+        .td3
+        .episodes
+        .iter()
+        .rev()
+        .take(10)
+        .map(|e| e.ret)
+        .collect();
+    let mean_last10 = last.iter().sum::<f64>() / last.len().max(1) as f64;
+    let summary = json!({
+        "env": "Pendulum-v1", "algo": "gail", "reg": a.reg, "steps": a.steps, "seed": a.seed,
+        "expert_return": expert_return, "episodes": run.td3.episodes.len(),
+        "mean_return_last_10": mean_last10, "seconds": run.td3.seconds,
+        "discriminator_loss": {"bce": run.discriminator.last[0], "entropy": run.discriminator.last[1], "penalty": run.discriminator.last[2]},
+        "reward_local_lipschitz": {"eps": 0.1, "median": local[local.len() / 2], "max": local[local.len() - 1]},
+    });
+    write_atomic(
+        &a.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    line_chart(
+        &a.out.join("returns.png"),
+        &format!("off-policy GAIL ({}) on Pendulum-v1: episode return", a.reg),
+        "environment step",
+        "return",
+        &[Series {
+            name: String::new(),
+            points: run
+                .td3
+                .episodes
+                .iter()
+                .map(|e| (e.step as f64, e.ret))
+                .collect(),
+        }],
+        false,
+    )?;
+    if a.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "{} episodes in {:.1} s; mean return of the last 10: {mean_last10:.1} (expert {expert_return:.1}); local Lipschitz of D: median {:.3}; wrote {}",
+            run.td3.episodes.len(),
+            run.td3.seconds,
+            local[local.len() / 2],
+            a.out.display()
+        );
     }
     Ok(())
 }

@@ -139,3 +139,54 @@ fn rl_bc_sweeps_lipschitz_bounds() {
         fails_with(&argv(&line), want);
     }
 }
+
+#[test]
+fn rl_train_gail_imitates_a_td3_expert() {
+    let expert = tmp("rl-gail-expert");
+    ok(&argv(&format!(
+        "rl train --env pendulum --algo td3 --steps 450 --learning-starts 200 --hidden 8-8 --out {} --json",
+        expert.display()
+    )));
+    for reg in ["gp", "spectral"] {
+        let out = tmp(&format!("rl-gail-{reg}"));
+        let s: serde_json::Value = serde_json::from_str(&ok(&argv(&format!(
+            "rl train --env pendulum --algo gail --reg {reg} --expert {} --demos 2 --steps 450 --learning-starts 200 --hidden 8-8 --out {} --json",
+            expert.display(),
+            out.display()
+        ))))
+        .unwrap();
+        assert_eq!(s["episodes"], 2);
+        assert!(s["expert_return"].as_f64().unwrap() < 0.0);
+        let lip = &s["reward_local_lipschitz"];
+        assert!(
+            lip["median"].as_f64().unwrap() > 0.0
+                && lip["max"].as_f64().unwrap() >= lip["median"].as_f64().unwrap()
+        );
+        let d =
+            optlab::tensor_io::read_safetensors(&out.join("discriminator.safetensors")).unwrap();
+        assert_eq!(d.contains_key("0.weight_orig"), reg == "spectral");
+    }
+    let (e, o) = (expert.display(), tmp("rl-gail-bad"));
+    let o = o.display();
+    for (line, want) in [
+        (format!("rl train --algo gail --out {o}"), "--expert"),
+        (
+            format!("rl train --algo gail --expert {e} --reg lasso --out {o}"),
+            "gp, spectral",
+        ),
+        (
+            format!("rl train --algo gail --expert {o} --out {o}"),
+            "actor.safetensors",
+        ),
+        (
+            format!("rl train --algo gail --env cartpole --expert {e} --out {o}"),
+            "available: pendulum",
+        ),
+        (
+            format!("rl train --algo gail --expert {e} --demos 0 --out {o}"),
+            "--demos",
+        ),
+    ] {
+        fails_with(&argv(&line), want);
+    }
+}

@@ -24,6 +24,7 @@
 pub mod bc;
 pub mod cartpole;
 pub mod env;
+pub mod gail;
 pub mod gridworld;
 pub mod lqr;
 pub mod pendulum;

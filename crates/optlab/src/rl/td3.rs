@@ -229,10 +229,30 @@ fn q(critic: &Sequential, obs: &Tensor, act: &Tensor) -> Result<Tensor> {
     critic.forward(&Tensor::cat(&[obs, act], 1)?)
 }
 
+/// A reward learned beside the agent (P04's discriminator): TD3 trains on its rewards instead of the
+/// environment's, relabelling every sampled batch with the current model (off-policy imitation); the episode
+/// returns TD3 reports stay the environment's.
+pub trait RewardModel {
+    /// Rewards `[batch, 1]` for the sampled transitions (s, a, s′), f32.
+    fn reward(&mut self, obs: &Tensor, act: &Tensor, next_obs: &Tensor) -> Result<Tensor>;
+    /// Called at every environment step after the warm-up, before the agent's update, with the replay buffer.
+    fn update(&mut self, buffer: &ReplayBuffer, rng: &mut Rng, step: u64) -> Result<()>;
+}
+
 /// Trains TD3 on `env` (a continuous action box symmetric around 0); `on_episode` sees every finished episode.
 pub fn train(
     env: &mut dyn Env,
     cfg: &Td3Config,
+    on_episode: impl FnMut(&Episode),
+) -> Result<Td3Run> {
+    train_with(env, cfg, None, on_episode)
+}
+
+/// [`train`] with the rewards of `reward_model` (when given) in place of the environment's.
+pub fn train_with(
+    env: &mut dyn Env,
+    cfg: &Td3Config,
+    mut reward_model: Option<&mut dyn RewardModel>,
     mut on_episode: impl FnMut(&Episode),
 ) -> Result<Td3Run> {
     cfg.check()?;
@@ -307,7 +327,14 @@ pub fn train(
         if step <= cfg.learning_starts {
             continue;
         }
+        if let Some(m) = reward_model.as_deref_mut() {
+            m.update(&buffer, &mut rng, step)?;
+        }
         let [bs, ba, br, bs2, bd] = buffer.sample(cfg.batch_size, &mut rng)?;
+        let br = match reward_model.as_deref_mut() {
+            Some(m) => m.reward(&bs, &ba, &bs2)?.detach(),
+            None => br,
+        };
         // Critic targets, without gradients.
         let noise: Vec<f32> = (0..cfg.batch_size * act_dim)
             .map(|_| {
