@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # P04: off-policy GAIL on Pendulum-v1 from a TD3 expert (10 noiseless episodes), the discriminator with the
 # official one-sided gradient penalty (gp), spectral normalization (spectral) or neither (none); 3 seeds each,
-# 30k environment steps, two runs at a time on one thread each. Prints, per setting, the mean return of the last
+# 30k environment steps (REGS picks the settings), two runs at a time on one thread each. Prints, per setting, the mean return of the last
 # 10 episodes per seed and the local Lipschitz constant of the learned reward (median over 10 expert pairs,
 # boxes of radius 0.1). Build first: cargo build --release -p optlab-cli
 set -euo pipefail
@@ -12,13 +12,13 @@ mkdir -p "$out"
 if [ ! -f "$out/expert/actor.safetensors" ]; then
     ./target/release/optlab rl train --env pendulum --algo td3 --steps 30000 --seed 0 --out "$out/expert" --json
 fi
-for reg in gp none spectral; do for seed in 0 1 2; do echo "$reg $seed"; done; done |
+for reg in ${REGS:-gp none spectral}; do for seed in 0 1 2; do echo "$reg $seed"; done; done |
     RAYON_NUM_THREADS=1 xargs -P 2 -L 1 sh -c './target/release/optlab rl train --env pendulum --algo gail --reg $0 --seed $1 --steps '"$steps"' --expert '"$out"'/expert --out '"$out"'/$0-$1 --json > '"$out"'/$0-$1.log 2>&1'
-python3 - "$out" <<'PY'
+python3 - "$out" "${REGS:-gp none spectral}" <<'PY'
 import json, os, sys, statistics
 out = sys.argv[1]
 print("expert:", json.load(open(f"{out}/expert/summary.json"))["mean_return_last_10"])
-for reg in ["gp", "none", "spectral"]:
+for reg in sys.argv[2].split():
     rows = [json.load(open(f"{out}/{reg}-{s}/summary.json")) for s in range(3)]
     curves = []
     for s in range(3):

@@ -30,7 +30,7 @@ pub enum RlWhat {
     /// Train an agent: episode returns to DIR/episodes.jsonl, DIR/summary.json (mean return of the last 10
     /// episodes, time) and DIR/returns.png.
     #[command(
-        after_help = "Examples:\n  optlab rl train --env pendulum --algo td3 --steps 30000 --seed 0 --out runs/td3\n  optlab rl train --env lqr --algo harpg --steps 50000 --lr 0.5 --out runs/harpg\n  optlab rl train --env cartpole --algo n-pg-igt --batch 5 --steps 100000 --out runs/igt\n\nPolicy gradient (P16): reinforce | n-pg-igt | harpg on cartpole | lqr | pendulum | grid. One gradient per --batch\ntrajectories; --lr is gamma0 and --momentum eta0 of the paper's schedules (n-pg-igt: gamma0*2/(t+2),\neta0*(2/(t+2))^0.8; harpg: both *2/(t+2); reinforce: constant, unnormalized); discount 0.99; garage's linear\nfeature baseline. Policies: softmax MLP 32-32 tanh (cartpole, grid), Gaussian linear (lqr: the damped double\nintegrator, horizon 50, where the exact J(theta) and J* are logged), Gaussian MLP 32-32 (pendulum).\nWrites DIR/iterations.jsonl, summary.json, returns.png and policy.safetensors.\n\nTD3 on pendulum: CleanRL's hyperparameters (MLPs 256-256, Adam 3e-4, batch 256, gamma 0.99, tau 0.005,\nexploration noise 0.1, policy noise 0.2 clipped at 0.5, actor every 2 updates; 2000 random warm-up steps)."
+        after_help = "Examples:\n  optlab rl train --env pendulum --algo td3 --steps 30000 --seed 0 --out runs/td3\n  optlab rl train --env lqr --algo harpg --steps 50000 --lr 0.5 --out runs/harpg\n  optlab rl train --env cartpole --algo n-pg-igt --batch 5 --steps 100000 --out runs/igt\n\nPolicy gradient (P16): reinforce | n-pg-igt | harpg on cartpole | lqr | pendulum | grid. One gradient per --batch\ntrajectories; --lr is gamma0 and --momentum eta0 of the paper's schedules (n-pg-igt: gamma0*2/(t+2),\neta0*(2/(t+2))^0.8; harpg: both *2/(t+2); reinforce: constant, unnormalized); discount 0.99; garage's linear\nfeature baseline. Policies: softmax MLP 32-32 tanh (cartpole, grid), Gaussian linear (lqr: the damped double\nintegrator, horizon 50, where the exact J(theta) and J* are logged), Gaussian MLP 32-32 (pendulum).\nWrites DIR/iterations.jsonl, summary.json, returns.png and policy.safetensors.\n\nOff-policy GAIL (P04) on pendulum: --expert RUN_DIR (a td3 run), --demos episodes, --reg gp|spectral|gp+spectral|none\nfor the discriminator (the official loss: labels 0.7-1.2, entropy 0.001, penalty 10 * max(|grad| - 1, 0)^2);\nwrites discriminator.safetensors and D's local Lipschitz constant around expert pairs.\nMBPO (P24) on pendulum: --models 1|5 probabilistic models, 64 one-step branches per step, 5% real data,\n--reg none|spectral|spectral-all|adv for the critics, --updates-per-step G; reports the Bellman gap on held-out states.\n\nTD3 on pendulum: CleanRL's hyperparameters (MLPs 256-256, Adam 3e-4, batch 256, gamma 0.99, tau 0.005,\nexploration noise 0.1, policy noise 0.2 clipped at 0.5, actor every 2 updates; 2000 random warm-up steps)."
     )]
     Train(TrainArgs),
     /// Behaviour cloning of an LQR expert with the policy's Lipschitz constant bounded (P11): per bound L, the
@@ -130,10 +130,21 @@ pub struct TrainArgs {
     /// GAIL: expert episodes recorded.
     #[arg(long, default_value_t = 10)]
     demos: usize,
-    /// GAIL: the discriminator's Lipschitz control: gp (the official one-sided gradient penalty), spectral,
-    /// gp+spectral or none.
-    #[arg(long, default_value = "gp")]
-    reg: String,
+    /// Lipschitz control. GAIL's discriminator: gp (the official one-sided gradient penalty, default),
+    /// spectral, gp+spectral or none. TD3's and MBPO's critics: none (default), spectral (the hidden layers
+    /// spectrally normalized), spectral-all (every layer: |grad Q| <= 1), or adv (adversarial input noise of
+    /// radius --adv-eps).
+    #[arg(long)]
+    reg: Option<String>,
+    /// The adversarial radius of --reg adv.
+    #[arg(long, default_value_t = 0.05)]
+    adv_eps: f64,
+    /// MBPO: dynamics models (1, or an ensemble).
+    #[arg(long, default_value_t = 1)]
+    models: usize,
+    /// TD3 and MBPO: agent updates per environment step.
+    #[arg(long, default_value_t = 1)]
+    updates_per_step: usize,
     /// The summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -147,10 +158,11 @@ pub fn run(a: RlArgs) -> Result<()> {
         RlWhat::Train(t) => match t.algo.as_str() {
             "td3" => train_td3(t),
             "gail" => train_gail(t),
+            "mbpo" => train_mbpo(t),
             other => {
                 let method = PgMethod::parse(other).map_err(|_| {
                     anyhow::anyhow!(
-                        "rl train: algo '{other}' is not built; available: reinforce, n-pg-igt, harpg, td3, gail"
+                        "rl train: algo '{other}' is not built; available: reinforce, n-pg-igt, harpg, td3, gail, mbpo"
                     )
                 })?;
                 train_pg(t, method)
@@ -363,35 +375,25 @@ fn train_td3(a: TrainArgs) -> Result<()> {
     if hidden.is_empty() {
         bail!("rl train: td3 needs at least one hidden layer");
     }
-    let cfg = Td3Config {
-        total_steps: a.steps,
-        learning_starts: a.learning_starts,
-        hidden,
-        seed: a.seed,
-        ..Default::default()
-    };
+    let cfg = critic_reg(
+        &a,
+        Td3Config {
+            total_steps: a.steps,
+            learning_starts: a.learning_starts,
+            hidden,
+            updates_per_step: a.updates_per_step,
+            seed: a.seed,
+            ..Default::default()
+        },
+    )?;
     cfg.check()?;
     let _lock = RunDirLock::acquire(&a.out)?;
-    let path = a.out.join("episodes.jsonl");
-    let mut log =
-        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
-    let mut write_err = None;
-    let quiet = a.json;
+    let mut log = EpisodeLog::create(&a.out, a.json)?;
     let mut env = Pendulum::default();
-    let run = td3::train(&mut env, &cfg, |e| {
-        if let Err(err) = writeln!(log, "{}", json!({"step": e.step, "return": e.ret})) {
-            write_err.get_or_insert(err);
-        }
-        if !quiet {
-            eprintln!("step {:>7}  return {:>9.2}", e.step, e.ret);
-        }
-    })?;
-    if let Some(e) = write_err {
-        return Err(e).context(format!("cannot write {}", path.display()));
-    }
+    let run = td3::train(&mut env, &cfg, |e| log.record(e))?;
+    log.finish()?;
     run.actor.save(&a.out.join("actor.safetensors"))?;
-    let last: Vec<f64> = run.episodes.iter().rev().take(10).map(|e| e.ret).collect();
-    let mean_last10 = last.iter().sum::<f64>() / last.len().max(1) as f64;
+    let mean_last10 = mean_last_10(&run.episodes);
     let summary = json!({
         "env": "Pendulum-v1", "algo": "td3", "steps": a.steps, "seed": a.seed, "episodes": run.episodes.len(),
         "mean_return_last_10": mean_last10, "seconds": run.seconds, "steps_per_s": a.steps as f64 / run.seconds,
@@ -400,21 +402,7 @@ fn train_td3(a: TrainArgs) -> Result<()> {
         &a.out.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
-    line_chart(
-        &a.out.join("returns.png"),
-        "TD3 on Pendulum-v1: episode return",
-        "environment step",
-        "return",
-        &[Series {
-            name: String::new(),
-            points: run
-                .episodes
-                .iter()
-                .map(|e| (e.step as f64, e.ret))
-                .collect(),
-        }],
-        false,
-    )?;
+    returns_chart(&a.out, "TD3 on Pendulum-v1: episode return", &run.episodes)?;
     if a.json {
         println!("{summary}");
     } else {
@@ -633,6 +621,7 @@ fn load_td3_actor(dir: &std::path::Path, env: &dyn Env) -> Result<td3::Td3Run> {
     Ok(td3::Td3Run {
         episodes: Vec::new(),
         actor,
+        critic: None,
         bound,
         seconds: 0.0,
     })
@@ -650,7 +639,8 @@ fn train_gail(a: TrainArgs) -> Result<()> {
     let dir = a.expert.as_ref().ok_or_else(|| {
         anyhow::anyhow!("rl train --algo gail needs --expert RUN_DIR (a TD3 run)")
     })?;
-    let (penalty, spectral) = match a.reg.as_str() {
+    let reg = a.reg.clone().unwrap_or_else(|| "gp".into());
+    let (penalty, spectral) = match reg.as_str() {
         "gp" => (Some(GradientPenalty::default()), false),
         "spectral" => (None, true),
         "gp+spectral" => (Some(GradientPenalty::default()), true),
@@ -694,22 +684,9 @@ fn train_gail(a: TrainArgs) -> Result<()> {
         ..GailConfig::default()
     };
     let _lock = RunDirLock::acquire(&a.out)?;
-    let path = a.out.join("episodes.jsonl");
-    let mut log =
-        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
-    let mut write_err = None;
-    let quiet = a.json;
-    let run = gail::train(&mut env, &td3_cfg, &cfg, expert, |e| {
-        if let Err(err) = writeln!(log, "{}", json!({"step": e.step, "return": e.ret})) {
-            write_err.get_or_insert(err);
-        }
-        if !quiet {
-            eprintln!("step {:>7}  return {:>9.2}", e.step, e.ret);
-        }
-    })?;
-    if let Some(e) = write_err {
-        return Err(e).context(format!("cannot write {}", path.display()));
-    }
+    let mut log = EpisodeLog::create(&a.out, a.json)?;
+    let run = gail::train(&mut env, &td3_cfg, &cfg, expert, |e| log.record(e))?;
+    log.finish()?;
     run.td3.actor.save(&a.out.join("actor.safetensors"))?;
     run.discriminator
         .net
@@ -735,17 +712,9 @@ fn train_gail(a: TrainArgs) -> Result<()> {
         })
         .collect::<optlab::Result<_>>()?;
     local.sort_by(f64::total_cmp);
-    let last: Vec<f64> = run
-        .td3
-        .episodes
-        .iter()
-        .rev()
-        .take(10)
-        .map(|e| e.ret)
-        .collect();
-    let mean_last10 = last.iter().sum::<f64>() / last.len().max(1) as f64;
+    let mean_last10 = mean_last_10(&run.td3.episodes);
     let summary = json!({
-        "env": "Pendulum-v1", "algo": "gail", "reg": a.reg, "steps": a.steps, "seed": a.seed,
+        "env": "Pendulum-v1", "algo": "gail", "reg": reg, "steps": a.steps, "seed": a.seed,
         "expert_return": expert_return, "episodes": run.td3.episodes.len(),
         "mean_return_last_10": mean_last10, "seconds": run.td3.seconds,
         "discriminator_loss": {"bce": run.discriminator.last[0], "entropy": run.discriminator.last[1], "penalty": run.discriminator.last[2]},
@@ -755,21 +724,10 @@ fn train_gail(a: TrainArgs) -> Result<()> {
         &a.out.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
-    line_chart(
-        &a.out.join("returns.png"),
-        &format!("off-policy GAIL ({}) on Pendulum-v1: episode return", a.reg),
-        "environment step",
-        "return",
-        &[Series {
-            name: String::new(),
-            points: run
-                .td3
-                .episodes
-                .iter()
-                .map(|e| (e.step as f64, e.ret))
-                .collect(),
-        }],
-        false,
+    returns_chart(
+        &a.out,
+        &format!("off-policy GAIL ({reg}) on Pendulum-v1: episode return"),
+        &run.td3.episodes,
     )?;
     if a.json {
         println!("{summary}");
@@ -783,4 +741,186 @@ fn train_gail(a: TrainArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--reg` for TD3's critics.
+fn critic_reg(a: &TrainArgs, mut cfg: Td3Config) -> Result<Td3Config> {
+    match a.reg.as_deref().unwrap_or("none") {
+        "none" => {}
+        "spectral" => cfg.critic_spectral = optlab::nn::spectral::SpectralScope::Hidden,
+        "spectral-all" => cfg.critic_spectral = optlab::nn::spectral::SpectralScope::All,
+        "adv" => {
+            if !(a.adv_eps.is_finite() && a.adv_eps > 0.0) {
+                bail!("--adv-eps must be finite and > 0");
+            }
+            cfg.critic_adversarial = a.adv_eps;
+        }
+        other => bail!(
+            "rl train: --reg '{other}' for {}; available: none, spectral, spectral-all, adv",
+            a.algo
+        ),
+    }
+    Ok(cfg)
+}
+
+fn train_mbpo(a: TrainArgs) -> Result<()> {
+    use optlab::rl::mbpo::{self, MbpoConfig, ModelBased};
+    if a.env != "pendulum" {
+        bail!(
+            "rl train: env '{}' is not available for mbpo; available: pendulum",
+            a.env
+        );
+    }
+    let hidden = parse_hidden(a.hidden.as_deref().unwrap_or("256-256"))?;
+    if hidden.is_empty() {
+        bail!("rl train: mbpo's TD3 learner needs at least one hidden layer");
+    }
+    let td3_cfg = critic_reg(
+        &a,
+        Td3Config {
+            total_steps: a.steps,
+            learning_starts: a.learning_starts,
+            hidden,
+            updates_per_step: a.updates_per_step,
+            seed: a.seed,
+            ..Default::default()
+        },
+    )?;
+    td3_cfg.check()?;
+    let cfg = MbpoConfig {
+        models: a.models,
+        seed: a.seed,
+        ..MbpoConfig::default()
+    };
+    cfg.check()?;
+    let mut env = Pendulum::default();
+    let mut ext = ModelBased::new(&cfg, env.obs_dim(), 1, 2.0)?;
+    let _lock = RunDirLock::acquire(&a.out)?;
+    let mut log = EpisodeLog::create(&a.out, a.json)?;
+    let run = td3::train_with(&mut env, &td3_cfg, Some(&mut ext), |e| log.record(e))?;
+    log.finish()?;
+    run.actor.save(&a.out.join("actor.safetensors"))?;
+    // The Bellman gap on 256 held-out states: (θ, θ̇) uniform on [−π, π] × [−8, 8], the actor's action.
+    let mut rng = optlab::rng::rng_for(a.seed, optlab::rng::Stream::Data, 31);
+    let (mut states, mut actions, mut nexts, mut rewards) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    use optlab::rl::env::uniform;
+    for _ in 0..256 {
+        let th = uniform(&mut rng, -std::f64::consts::PI, std::f64::consts::PI);
+        let thd = uniform(&mut rng, -8.0, 8.0);
+        env.set_state(&[th, thd])?;
+        let obs = [th.cos(), th.sin(), thd];
+        let act = td3::greedy(&run, &obs)?;
+        let st = env.step(&optlab::rl::env::Action::Continuous(act.clone()))?;
+        states.extend(obs.iter().map(|&v| v as f32));
+        actions.extend(act.iter().map(|&v| v as f32));
+        nexts.extend(st.obs.iter().map(|&v| v as f32));
+        rewards.push(st.reward as f32);
+    }
+    let dev = &candle_core::Device::Cpu;
+    let t = |v: Vec<f32>, c: usize| candle_core::Tensor::from_vec(v, (256, c), dev);
+    let critic = run.critic.as_ref().expect("a trained run has its critic");
+    let value = |s: &candle_core::Tensor| -> optlab::Result<candle_core::Tensor> {
+        let a2 = td3::actor_out(&run.actor, s, run.bound)?;
+        critic.forward(&candle_core::Tensor::cat(&[s, &a2], 1)?)
+    };
+    let gap = mbpo::bellman_gap(
+        &ext.models,
+        &t(states, 3)?,
+        &t(actions, 1)?,
+        &t(nexts, 3)?,
+        &t(rewards, 1)?,
+        td3_cfg.gamma,
+        &value,
+    )?;
+    let mean_last10 = mean_last_10(&run.episodes);
+    let reg = a.reg.clone().unwrap_or_else(|| "none".into());
+    let summary = json!({
+        "env": "Pendulum-v1", "algo": "mbpo", "models": a.models, "reg": reg, "steps": a.steps, "seed": a.seed,
+        "updates_per_step": a.updates_per_step, "episodes": run.episodes.len(),
+        "mean_return_last_10": mean_last10, "seconds": run.seconds, "model_nll": ext.last_nll,
+        "model_transitions": ext.generated, "bellman_gap": gap,
+    });
+    write_atomic(
+        &a.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    returns_chart(
+        &a.out,
+        &format!(
+            "MBPO ({} model(s), critic reg {reg}) on Pendulum-v1: episode return",
+            a.models
+        ),
+        &run.episodes,
+    )?;
+    if a.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "{} episodes in {:.1} s; mean return of the last 10: {mean_last10:.1}; Bellman gap {gap:.3}; wrote {}",
+            run.episodes.len(),
+            run.seconds,
+            a.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Episode returns to DIR/episodes.jsonl, and one line per episode on stderr unless `quiet`.
+struct EpisodeLog {
+    file: std::fs::File,
+    path: PathBuf,
+    quiet: bool,
+    error: Option<std::io::Error>,
+}
+
+impl EpisodeLog {
+    fn create(out: &std::path::Path, quiet: bool) -> Result<Self> {
+        let path = out.join("episodes.jsonl");
+        let file = std::fs::File::create(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(EpisodeLog {
+            file,
+            path,
+            quiet,
+            error: None,
+        })
+    }
+
+    fn record(&mut self, e: &td3::Episode) {
+        if let Err(err) = writeln!(self.file, "{}", json!({"step": e.step, "return": e.ret})) {
+            self.error.get_or_insert(err);
+        }
+        if !self.quiet {
+            eprintln!("step {:>7}  return {:>9.2}", e.step, e.ret);
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self.error {
+            Some(e) => Err(e).context(format!("cannot write {}", self.path.display())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The mean return of the last 10 episodes.
+fn mean_last_10(episodes: &[td3::Episode]) -> f64 {
+    let last: Vec<f64> = episodes.iter().rev().take(10).map(|e| e.ret).collect();
+    last.iter().sum::<f64>() / last.len().max(1) as f64
+}
+
+/// DIR/returns.png: episode return against the environment step.
+fn returns_chart(out: &std::path::Path, title: &str, episodes: &[td3::Episode]) -> Result<()> {
+    line_chart(
+        &out.join("returns.png"),
+        title,
+        "environment step",
+        "return",
+        &[Series {
+            name: String::new(),
+            points: episodes.iter().map(|e| (e.step as f64, e.ret)).collect(),
+        }],
+        false,
+    )
 }

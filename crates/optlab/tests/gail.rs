@@ -4,7 +4,7 @@
 use candle_core::{Device, Tensor, D};
 use optlab::nn::penalty::GradientPenalty;
 use optlab::rl::gail::{Discriminator, ExpertData, GailConfig};
-use optlab::rl::td3::{ReplayBuffer, RewardModel};
+use optlab::rl::td3::{ReplayBuffer, Td3Extension};
 use optlab::rng::{normal, rng_for, Stream};
 
 /// Expert pairs near (s, a) = (1, 1, 1, 1), policy pairs near the origin.
@@ -62,7 +62,8 @@ fn the_discriminator_separates_and_rewards_expert_pairs() {
     };
     let mut d = Discriminator::new(&cfg, expert).unwrap();
     for step in 1..=300 {
-        d.update(&buf, &mut rng, step).unwrap();
+        d.update(&buf, &|x: &Tensor| Ok(x.clone()), &mut rng, step)
+            .unwrap();
     }
     let e = Tensor::new(&[[1.0f32, 1.0, 1.0]], &Device::Cpu).unwrap();
     let ea = Tensor::new(&[[1.0f32]], &Device::Cpu).unwrap();
@@ -71,12 +72,14 @@ fn the_discriminator_separates_and_rewards_expert_pairs() {
     let re = d
         .reward(&e, &ea, &e)
         .unwrap()
+        .unwrap()
         .flatten_all()
         .unwrap()
         .to_vec1::<f32>()
         .unwrap()[0] as f64;
     let rp = d
         .reward(&p, &pa, &p)
+        .unwrap()
         .unwrap()
         .flatten_all()
         .unwrap()
@@ -131,7 +134,8 @@ fn the_penalty_and_spectral_norm_flatten_the_discriminator() {
         let mut d = Discriminator::new(&cfg, expert.clone()).unwrap();
         let mut rng = rng_for(1, Stream::Solver, 0);
         for step in 1..=300 {
-            d.update(&buf, &mut rng, step).unwrap();
+            d.update(&buf, &|x: &Tensor| Ok(x.clone()), &mut rng, step)
+                .unwrap();
         }
         norms.push(grad_norm(&d, &x));
     }

@@ -22,6 +22,7 @@ mod lipschitz;
 mod lipsdp;
 mod local_lipschitz;
 mod lvhba;
+mod mbpo;
 mod mup;
 mod norm;
 mod optim_golden;

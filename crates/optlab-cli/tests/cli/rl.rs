@@ -190,3 +190,47 @@ fn rl_train_gail_imitates_a_td3_expert() {
         fails_with(&argv(&line), want);
     }
 }
+
+#[test]
+fn rl_train_mbpo_reports_the_bellman_gap() {
+    for (models, reg) in [(1, "spectral"), (2, "adv")] {
+        let out = tmp(&format!("rl-mbpo-{models}"));
+        let s: serde_json::Value = serde_json::from_str(&ok(&argv(&format!(
+            "rl train --env pendulum --algo mbpo --models {models} --reg {reg} --steps 260 --learning-starts 200 --hidden 8-8 --updates-per-step 2 --out {} --json",
+            out.display()
+        ))))
+        .unwrap();
+        assert_eq!(s["models"], models);
+        assert_eq!(s["model_transitions"], 64 * 60, "{s}");
+        let gap = s["bellman_gap"].as_f64().unwrap();
+        assert!(gap.is_finite() && gap >= 0.0, "{s}");
+        assert_eq!(s["model_nll"].as_array().unwrap().len(), models);
+        assert!(is_png(&out.join("returns.png")));
+    }
+    let o = tmp("rl-mbpo-bad");
+    let o = o.display();
+    for (line, want) in [
+        (
+            format!("rl train --algo mbpo --models 0 --out {o}"),
+            "1 to 16 models",
+        ),
+        (
+            format!("rl train --algo mbpo --reg gp --out {o}"),
+            "spectral-all, adv",
+        ),
+        (
+            format!("rl train --algo mbpo --reg adv --adv-eps 0 --out {o}"),
+            "--adv-eps",
+        ),
+        (
+            format!("rl train --algo mbpo --env lqr --out {o}"),
+            "available: pendulum",
+        ),
+        (
+            format!("rl train --algo td3 --updates-per-step 0 --out {o}"),
+            "updates_per_step",
+        ),
+    ] {
+        fails_with(&argv(&line), want);
+    }
+}

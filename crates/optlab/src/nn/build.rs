@@ -45,7 +45,7 @@ pub(crate) fn build_layers(
                 let i = layers.len();
                 let weight = init(format!("{i}.weight"), &[w, fan_in], fan_in)?;
                 let bias = init(format!("{i}.bias"), &[w], fan_in)?;
-                layers.push(if *spectral {
+                layers.push(if spectral.covers(k, hidden.len() + 1) {
                     Layer::Spectral(SpectralLinear::new(weight, Some(bias), &mut power_rng)?)
                 } else {
                     Layer::Linear {

@@ -58,6 +58,17 @@ pub fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
         .to_scalar::<u32>()? as usize)
 }
 
+/// softplus(x) = log(1 + eˣ), computed as max(x, 0) + log(1 + e^{−|x|}) (stable for every x).
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    Ok(x.relu()?
+        .add(&x.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?)
+}
+
+/// σ(x) = 1/(1 + e^{−x}).
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    Ok(x.neg()?.exp()?.affine(1.0, 1.0)?.recip()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

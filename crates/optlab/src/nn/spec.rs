@@ -3,6 +3,7 @@
 //! that list the valid names and keys; `Display` writes the canonical spec back.
 
 use super::layer::NormKind;
+use super::spectral::SpectralScope;
 use super::transformer::{SeqNormKind, TransformerSpec};
 use super::{Activation, Parametrization};
 use crate::spec::unknown_name;
@@ -24,8 +25,8 @@ pub enum ModelSpec {
         /// `param=mup,base=64`: muP relative to the base width (the first hidden width; the others scale with
         /// it).
         param: Parametrization,
-        /// `sn=1`: every Linear spectrally normalized (PyTorch's `spectral_norm`, P04/P24).
-        spectral: bool,
+        /// `sn=1` / `sn=hidden`: Linear layers spectrally normalized (PyTorch's `spectral_norm`, P04/P24).
+        spectral: SpectralScope,
     },
     /// `cnn:channels=8-16[,norm=bn|gn|bcn|bcn-est[+ws],groups=4]`: (Conv2d 3x3 pad 1 (weight-standardized with `+ws`), the norm,
     /// ReLU, MaxPool2d 2) per channel count, Flatten, Linear.
@@ -66,16 +67,9 @@ impl ModelSpec {
                     }
                 };
                 let param = Parametrization::parse(&mut s)?;
-                let spectral = match s.string("sn", "0").as_str() {
-                    "0" | "false" | "no" => false,
-                    "1" | "true" | "yes" => true,
-                    other => {
-                        return Err(Error::invalid(format!(
-                            "{spec}: sn={other}: give sn=1 (spectral normalization) or sn=0"
-                        )))
-                    }
-                };
-                if spectral && param != Parametrization::Standard {
+                let spectral = SpectralScope::parse(&s.string("sn", "0"))
+                    .map_err(|e| Error::invalid(format!("{spec}: {e}")))?;
+                if spectral != SpectralScope::Off && param != Parametrization::Standard {
                     return Err(Error::invalid(format!(
                         "{spec}: spectral normalization (sn=1) works with the standard parametrization only"
                     )));
@@ -187,8 +181,11 @@ impl ModelSpec {
                 } else {
                     join(hidden)
                 };
-                let sn = if *spectral { ",sn=1" } else { "" };
-                format!("mlp:hidden={hidden},act={act}{}{sn}", param.to_spec())
+                format!(
+                    "mlp:hidden={hidden},act={act}{}{}",
+                    param.to_spec(),
+                    spectral.to_spec()
+                )
             }
             ModelSpec::Transformer(t) => t.to_spec(),
             ModelSpec::Cnn {

@@ -15,6 +15,52 @@ use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use std::sync::{Arc, Mutex};
 
+/// Which Linear layers of an MLP are spectrally normalized (`sn=` in a model spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpectralScope {
+    /// None (`sn=0`).
+    #[default]
+    Off,
+    /// Every layer (`sn=1`): the network is at most 1-Lipschitz (with 1-Lipschitz activations), as P04's
+    /// discriminator.
+    All,
+    /// The hidden layers only (`sn=hidden`): the output layer keeps its scale, as spectral normalization is
+    /// usually applied to value networks whose outputs span a large range.
+    Hidden,
+}
+
+impl SpectralScope {
+    /// Parses `0`, `1` (or `all`), `hidden`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "0" | "false" | "no" | "off" => Ok(SpectralScope::Off),
+            "1" | "true" | "yes" | "all" => Ok(SpectralScope::All),
+            "hidden" => Ok(SpectralScope::Hidden),
+            other => Err(Error::invalid(format!(
+                "sn={other}: give sn=1 (every layer), sn=hidden (hidden layers) or sn=0"
+            ))),
+        }
+    }
+
+    /// The spec suffix (`,sn=1`, `,sn=hidden`, or nothing).
+    pub fn to_spec(self) -> &'static str {
+        match self {
+            SpectralScope::Off => "",
+            SpectralScope::All => ",sn=1",
+            SpectralScope::Hidden => ",sn=hidden",
+        }
+    }
+
+    /// Whether layer `k` of `layers` Linear layers is normalized.
+    pub fn covers(self, k: usize, layers: usize) -> bool {
+        match self {
+            SpectralScope::Off => false,
+            SpectralScope::All => true,
+            SpectralScope::Hidden => k + 1 < layers,
+        }
+    }
+}
+
 /// PyTorch's `eps` of `spectral_norm`.
 pub const EPS: f64 = 1e-12;
 

@@ -82,7 +82,7 @@ pub(crate) fn check_state(env: &str, state: &[f64], dim: usize) -> Result<()> {
 }
 
 /// Uniform in [lo, hi).
-pub(crate) fn uniform(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
+pub fn uniform(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
     use rand::Rng as _;
     lo + (hi - lo) * rng.gen::<f64>()
 }

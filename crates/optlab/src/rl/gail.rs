@@ -7,7 +7,8 @@
 //! pairs) when `penalty` is set; spectral normalization of every layer of D with `spectral`; Adam at 5e-4.
 
 use super::env::{Action, Env};
-use super::td3::{self, Episode, ReplayBuffer, RewardModel, Td3Config, Td3Run};
+use super::td3::{self, Episode, ReplayBuffer, Td3Config, Td3Extension, Td3Run};
+use crate::nn::loss::{sigmoid, softplus};
 use crate::nn::penalty::{interpolation_weights, GradientPenalty};
 use crate::nn::{ModelSpec, Sequential};
 use crate::optim::{from_spec, Optimizer};
@@ -111,7 +112,7 @@ pub fn expert_demonstrations(
     Ok(d)
 }
 
-/// The discriminator and its training state; TD3's [`RewardModel`].
+/// The discriminator and its training state; a [`Td3Extension`] that supplies the reward.
 pub struct Discriminator {
     pub net: Sequential,
     opt: Box<dyn Optimizer>,
@@ -204,7 +205,7 @@ impl Discriminator {
             .add(&softplus(&lp)?.mean_all()?)?;
         // Bernoulli entropy σ(l)·softplus(−l) + (1 − σ(l))·softplus(l), over both batches.
         let all = Tensor::cat(&[&lp, &le], 0)?;
-        let p = candle_nn_sigmoid(&all)?;
+        let p = sigmoid(&all)?;
         let ent = p
             .mul(&softplus(&all.neg()?)?)?
             .add(&p.affine(-1.0, 1.0)?.mul(&softplus(&all)?)?)?
@@ -239,27 +240,20 @@ impl Discriminator {
     }
 }
 
-fn softplus(x: &Tensor) -> Result<Tensor> {
-    // max(x, 0) + log(1 + exp(−|x|)), stable for every x.
-    Ok(x.relu()?
-        .add(&x.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?)
-}
-
-fn candle_nn_sigmoid(x: &Tensor) -> Result<Tensor> {
-    Ok(x.neg()?.exp()?.affine(1.0, 1.0)?.recip()?)
-}
-
-impl RewardModel for Discriminator {
-    fn reward(&mut self, obs: &Tensor, act: &Tensor, _next: &Tensor) -> Result<Tensor> {
+impl Td3Extension for Discriminator {
+    fn reward(&mut self, obs: &Tensor, act: &Tensor, _next: &Tensor) -> Result<Option<Tensor>> {
         // r = −log(1 − σ(D) + 1e-8) = −log(σ(−D) + 1e-8).
         let l = self.logits(&Tensor::cat(&[obs, act], 1)?, false)?.detach();
-        Ok(candle_nn_sigmoid(&l.neg()?)?
-            .affine(1.0, 1e-8)?
-            .log()?
-            .neg()?)
+        Ok(Some(sigmoid(&l.neg()?)?.affine(1.0, 1e-8)?.log()?.neg()?))
     }
 
-    fn update(&mut self, buffer: &ReplayBuffer, rng: &mut Rng, step: u64) -> Result<()> {
+    fn update(
+        &mut self,
+        buffer: &ReplayBuffer,
+        _actor: &dyn Fn(&Tensor) -> Result<Tensor>,
+        rng: &mut Rng,
+        step: u64,
+    ) -> Result<()> {
         if step.is_multiple_of(self.cfg.every) {
             self.step(buffer, rng)?;
         }

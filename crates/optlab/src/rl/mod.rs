@@ -27,6 +27,7 @@ pub mod env;
 pub mod gail;
 pub mod gridworld;
 pub mod lqr;
+pub mod mbpo;
 pub mod pendulum;
 pub mod pg;
 pub mod policy;

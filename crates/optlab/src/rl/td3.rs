@@ -5,6 +5,7 @@
 //! hyperparameter is a field of [`Td3Config`]; every draw comes from the run's seed.
 
 use super::env::{Action, ActionSpace, Env};
+use crate::nn::spectral::SpectralScope;
 use crate::nn::{ModelSpec, Param, Sequential};
 use crate::optim::from_spec;
 use crate::rng::{normal, rng_for, Rng, Stream};
@@ -31,6 +32,13 @@ pub struct Td3Config {
     pub noise_clip: f64,
     pub policy_delay: u64,
     pub hidden: Vec<usize>,
+    /// Agent updates per environment step (MBPO's G; 1 in TD3).
+    pub updates_per_step: usize,
+    /// Which critic layers are spectrally normalized (P24's Lipschitz-regularized value).
+    pub critic_spectral: SpectralScope,
+    /// P24's adversarial critic training: the critic loss also fits Q at states moved by ε·sign(∇ₛ loss)
+    /// (0: off).
+    pub critic_adversarial: f64,
     pub seed: u64,
 }
 
@@ -50,6 +58,9 @@ impl Default for Td3Config {
             noise_clip: 0.5,
             policy_delay: 2,
             hidden: vec![256, 256],
+            updates_per_step: 1,
+            critic_spectral: SpectralScope::Off,
+            critic_adversarial: 0.0,
             seed: 0,
         }
     }
@@ -66,6 +77,14 @@ impl Td3Config {
         {
             return Err(Error::invalid(
                 "td3: total_steps, batch_size, policy_delay >= 1 and buffer_size >= batch_size",
+            ));
+        }
+        if self.updates_per_step == 0 || self.updates_per_step > 1000 {
+            return Err(Error::invalid("td3: updates_per_step must be 1 to 1000"));
+        }
+        if !(self.critic_adversarial.is_finite() && self.critic_adversarial >= 0.0) {
+            return Err(Error::invalid(
+                "td3: the adversarial radius must be finite and >= 0",
             ));
         }
         if !(unit(self.gamma) && unit(self.tau) && self.actor_lr > 0.0 && self.critic_lr > 0.0) {
@@ -185,28 +204,56 @@ pub struct Episode {
 pub struct Td3Run {
     pub episodes: Vec<Episode>,
     pub actor: Sequential,
+    /// The first critic Q₁ (absent for an actor loaded from a file).
+    pub critic: Option<Sequential>,
     pub bound: f64,
     pub seconds: f64,
 }
 
 fn mlp(hidden: &[usize], inputs: usize, outputs: usize, seed: u64) -> Result<Sequential> {
-    let h: Vec<String> = hidden.iter().map(|v| v.to_string()).collect();
-    let spec = ModelSpec::parse(&format!("mlp:hidden={},act=relu", h.join("-")))?;
-    Sequential::new(&spec, &[inputs], outputs, seed, DType::F32)
+    mlp_sn(hidden, inputs, outputs, seed, SpectralScope::Off)
 }
 
-/// A network with its own copy of `net`'s parameters (a target network).
-fn copy_of(
-    net: &Sequential,
+/// A ReLU MLP in f32, spectrally normalized over `spectral`.
+pub(crate) fn mlp_sn(
     hidden: &[usize],
     inputs: usize,
     outputs: usize,
+    seed: u64,
+    spectral: SpectralScope,
 ) -> Result<Sequential> {
-    let t = mlp(hidden, inputs, outputs, 0)?;
-    for (a, b) in t.params().iter().zip(net.params()) {
-        a.var.set(&b.tensor().copy()?)?;
-    }
+    let h: Vec<String> = hidden.iter().map(|v| v.to_string()).collect();
+    let spec = ModelSpec::parse(&format!(
+        "mlp:hidden={},act=relu{}",
+        h.join("-"),
+        spectral.to_spec()
+    ))?;
+    Sequential::new(&spec, &[inputs], outputs, seed, DType::F32)
+}
+
+/// A network with its own copy of `net`'s parameters and buffers (a target network).
+fn copy_of(net: &Sequential) -> Result<Sequential> {
+    let t = Sequential::new(
+        net.spec(),
+        net.input_shape(),
+        outputs_of(net),
+        0,
+        net.dtype(),
+    )?;
+    let state: std::collections::HashMap<String, Tensor> = net
+        .state_dict()
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.copy()?)))
+        .collect::<Result<_>>()?;
+    t.load_state_dict(&state)?;
     Ok(t)
+}
+
+fn outputs_of(net: &Sequential) -> usize {
+    net.params()
+        .last()
+        .map(|p| p.tensor().dims()[0])
+        .unwrap_or(0)
 }
 
 /// target ← τ·online + (1 − τ)·target.
@@ -221,22 +268,50 @@ fn polyak(target: &Sequential, online: &Sequential, tau: f64) -> Result<()> {
     Ok(())
 }
 
-fn actor_out(actor: &Sequential, obs: &Tensor, bound: f64) -> Result<Tensor> {
+/// The actor's bounded action bound·tanh(f(s)).
+pub fn actor_out(actor: &Sequential, obs: &Tensor, bound: f64) -> Result<Tensor> {
     Ok(actor.forward(obs)?.tanh()?.affine(bound, 0.0)?)
 }
 
-fn q(critic: &Sequential, obs: &Tensor, act: &Tensor) -> Result<Tensor> {
-    critic.forward(&Tensor::cat(&[obs, act], 1)?)
+/// Q(s, a), in training mode (a spectrally normalized critic runs its power iteration, as PyTorch's would).
+pub(crate) fn q(critic: &Sequential, obs: &Tensor, act: &Tensor) -> Result<Tensor> {
+    critic.forward_mode(&Tensor::cat(&[obs, act], 1)?, true)
 }
 
-/// A reward learned beside the agent (P04's discriminator): TD3 trains on its rewards instead of the
-/// environment's, relabelling every sampled batch with the current model (off-policy imitation); the episode
-/// returns TD3 reports stay the environment's.
-pub trait RewardModel {
-    /// Rewards `[batch, 1]` for the sampled transitions (s, a, s′), f32.
-    fn reward(&mut self, obs: &Tensor, act: &Tensor, next_obs: &Tensor) -> Result<Tensor>;
-    /// Called at every environment step after the warm-up, before the agent's update, with the replay buffer.
-    fn update(&mut self, buffer: &ReplayBuffer, rng: &mut Rng, step: u64) -> Result<()>;
+/// What a method built on TD3 adds to it; every method has a default that changes nothing.
+/// - P04's discriminator: TD3 trains on its rewards instead of the environment's, relabelling every sampled
+///   batch with the current model (off-policy imitation); the episode returns TD3 reports stay the environment's.
+/// - P24's model-based rollouts: batches drawn partly from transitions a learned model generates.
+pub trait Td3Extension {
+    /// Rewards `[batch, 1]` for the sampled transitions (s, a, s′), f32, in place of the stored ones.
+    fn reward(
+        &mut self,
+        _obs: &Tensor,
+        _act: &Tensor,
+        _next_obs: &Tensor,
+    ) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    /// Called at every environment step after the warm-up, before the agent's updates, with the replay buffer
+    /// and the current actor (its noiseless action for a batch of observations).
+    fn update(
+        &mut self,
+        _buffer: &ReplayBuffer,
+        _actor: &dyn Fn(&Tensor) -> Result<Tensor>,
+        _rng: &mut Rng,
+        _step: u64,
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// A training batch (s, a, r, s′, terminated) in place of a uniform sample of the replay buffer.
+    fn sample(
+        &mut self,
+        _buffer: &ReplayBuffer,
+        _batch: usize,
+        _rng: &mut Rng,
+    ) -> Result<Option<[Tensor; 5]>> {
+        Ok(None)
+    }
 }
 
 /// Trains TD3 on `env` (a continuous action box symmetric around 0); `on_episode` sees every finished episode.
@@ -248,11 +323,11 @@ pub fn train(
     train_with(env, cfg, None, on_episode)
 }
 
-/// [`train`] with the rewards of `reward_model` (when given) in place of the environment's.
+/// [`train`] with an extension (P04's reward, P24's model rollouts).
 pub fn train_with(
     env: &mut dyn Env,
     cfg: &Td3Config,
-    mut reward_model: Option<&mut dyn RewardModel>,
+    mut ext: Option<&mut dyn Td3Extension>,
     mut on_episode: impl FnMut(&Episode),
 ) -> Result<Td3Run> {
     cfg.check()?;
@@ -277,11 +352,24 @@ pub fn train_with(
     );
     let mut rng = rng_for(cfg.seed, Stream::Solver, 3);
     let actor = mlp(&cfg.hidden, obs_dim, act_dim, cfg.seed)?;
-    let critic1 = mlp(&cfg.hidden, obs_dim + act_dim, 1, cfg.seed.wrapping_add(1))?;
-    let critic2 = mlp(&cfg.hidden, obs_dim + act_dim, 1, cfg.seed.wrapping_add(2))?;
-    let actor_t = copy_of(&actor, &cfg.hidden, obs_dim, act_dim)?;
-    let critic1_t = copy_of(&critic1, &cfg.hidden, obs_dim + act_dim, 1)?;
-    let critic2_t = copy_of(&critic2, &cfg.hidden, obs_dim + act_dim, 1)?;
+    let sn = cfg.critic_spectral;
+    let critic1 = mlp_sn(
+        &cfg.hidden,
+        obs_dim + act_dim,
+        1,
+        cfg.seed.wrapping_add(1),
+        sn,
+    )?;
+    let critic2 = mlp_sn(
+        &cfg.hidden,
+        obs_dim + act_dim,
+        1,
+        cfg.seed.wrapping_add(2),
+        sn,
+    )?;
+    let actor_t = copy_of(&actor)?;
+    let critic1_t = copy_of(&critic1)?;
+    let critic2_t = copy_of(&critic2)?;
     let mut actor_opt = from_spec(&format!("adam:lr={}", cfg.actor_lr))?;
     let mut critic_opt = from_spec(&format!("adam:lr={}", cfg.critic_lr))?;
     let critic_params: Vec<Param> = critic1
@@ -294,6 +382,7 @@ pub fn train_with(
     let mut env_rng = rng_for(cfg.seed, Stream::Data, 3);
     let mut obs = env.reset(&mut env_rng);
     let (mut ret, mut episodes) = (0.0, Vec::new());
+    let mut update = 0u64;
     for step in 1..=cfg.total_steps {
         let action: Vec<f64> = if step <= cfg.learning_starts {
             (0..act_dim)
@@ -327,49 +416,77 @@ pub fn train_with(
         if step <= cfg.learning_starts {
             continue;
         }
-        if let Some(m) = reward_model.as_deref_mut() {
-            m.update(&buffer, &mut rng, step)?;
+        if let Some(m) = ext.as_deref_mut() {
+            let policy = |o: &Tensor| actor_out(&actor, o, bound);
+            m.update(&buffer, &policy, &mut rng, step)?;
         }
-        let [bs, ba, br, bs2, bd] = buffer.sample(cfg.batch_size, &mut rng)?;
-        let br = match reward_model.as_deref_mut() {
-            Some(m) => m.reward(&bs, &ba, &bs2)?.detach(),
-            None => br,
-        };
-        // Critic targets, without gradients.
-        let noise: Vec<f32> = (0..cfg.batch_size * act_dim)
-            .map(|_| {
-                let c = cfg.noise_clip * bound;
-                (bound * cfg.policy_noise * normal(&mut rng)).clamp(-c, c) as f32
-            })
-            .collect();
-        let noise = Tensor::from_vec(noise, (cfg.batch_size, act_dim), &Device::Cpu)?;
-        let a2 = actor_out(&actor_t, &bs2, bound)?
-            .add(&noise)?
-            .clamp(-bound, bound)?;
-        let q_next = q(&critic1_t, &bs2, &a2)?.minimum(&q(&critic2_t, &bs2, &a2)?)?;
-        let y = br
-            .add(&bd.affine(-1.0, 1.0)?.mul(&q_next)?.affine(cfg.gamma, 0.0)?)?
-            .detach();
-        let loss = q(&critic1, &bs, &ba)?
-            .sub(&y)?
-            .sqr()?
-            .mean_all()?
-            .add(&q(&critic2, &bs, &ba)?.sub(&y)?.sqr()?.mean_all()?)?;
-        critic_opt.step(&critic_params, &loss.backward()?)?;
-        if step % cfg.policy_delay == 0 {
-            let actor_loss = q(&critic1, &bs, &actor_out(&actor, &bs, bound)?)?
-                .mean_all()?
-                .neg()?;
-            // The actor's step reads only its own parameters' gradients.
-            actor_opt.step(&actor_params, &actor_loss.backward()?)?;
-            polyak(&actor_t, &actor, cfg.tau)?;
-            polyak(&critic1_t, &critic1, cfg.tau)?;
-            polyak(&critic2_t, &critic2, cfg.tau)?;
+        for _ in 0..cfg.updates_per_step {
+            let sampled = match ext.as_deref_mut() {
+                Some(m) => m.sample(&buffer, cfg.batch_size, &mut rng)?,
+                None => None,
+            };
+            let [bs, ba, br, bs2, bd] = match sampled {
+                Some(b) => b,
+                None => buffer.sample(cfg.batch_size, &mut rng)?,
+            };
+            let br = match ext.as_deref_mut() {
+                Some(m) => m.reward(&bs, &ba, &bs2)?.map(|r| r.detach()).unwrap_or(br),
+                None => br,
+            };
+            update += 1;
+            // Critic targets, without gradients.
+            let noise: Vec<f32> = (0..cfg.batch_size * act_dim)
+                .map(|_| {
+                    let c = cfg.noise_clip * bound;
+                    (bound * cfg.policy_noise * normal(&mut rng)).clamp(-c, c) as f32
+                })
+                .collect();
+            let noise = Tensor::from_vec(noise, (cfg.batch_size, act_dim), &Device::Cpu)?;
+            let a2 = actor_out(&actor_t, &bs2, bound)?
+                .add(&noise)?
+                .clamp(-bound, bound)?;
+            let q_next = q(&critic1_t, &bs2, &a2)?.minimum(&q(&critic2_t, &bs2, &a2)?)?;
+            let y = br
+                .add(&bd.affine(-1.0, 1.0)?.mul(&q_next)?.affine(cfg.gamma, 0.0)?)?
+                .detach();
+            let td = |s: &Tensor| -> Result<Tensor> {
+                Ok(q(&critic1, s, &ba)?
+                    .sub(&y)?
+                    .sqr()?
+                    .mean_all()?
+                    .add(&q(&critic2, s, &ba)?.sub(&y)?.sqr()?.mean_all()?)?)
+            };
+            let loss = if cfg.critic_adversarial > 0.0 {
+                // FGSM on the critics' state inputs: the loss at s + ε·sign(∇ₛ loss) joins the loss at s.
+                let sv = candle_core::Var::from_tensor(&bs)?;
+                let g = td(sv.as_tensor())?.backward()?;
+                let dir = g
+                    .get(sv.as_tensor())
+                    .map(|g| g.sign())
+                    .transpose()?
+                    .unwrap_or(bs.zeros_like()?);
+                let moved = bs.add(&(dir * cfg.critic_adversarial)?)?.detach();
+                td(&bs)?.add(&td(&moved)?)?
+            } else {
+                td(&bs)?
+            };
+            critic_opt.step(&critic_params, &loss.backward()?)?;
+            if update.is_multiple_of(cfg.policy_delay) {
+                let actor_loss = q(&critic1, &bs, &actor_out(&actor, &bs, bound)?)?
+                    .mean_all()?
+                    .neg()?;
+                // The actor's step reads only its own parameters' gradients.
+                actor_opt.step(&actor_params, &actor_loss.backward()?)?;
+                polyak(&actor_t, &actor, cfg.tau)?;
+                polyak(&critic1_t, &critic1, cfg.tau)?;
+                polyak(&critic2_t, &critic2, cfg.tau)?;
+            }
         }
     }
     Ok(Td3Run {
         episodes,
         actor,
+        critic: Some(critic1),
         bound,
         seconds: t0.elapsed().as_secs_f64(),
     })

@@ -142,7 +142,7 @@ impl Trainer {
     ///     hidden: vec![32],
     ///     acts: vec![Activation::Relu],
     ///     param: Parametrization::Standard,
-    ///     spectral: false,
+    ///     spectral: Default::default(),
     /// };
     /// let lion = Lion::new(LionConfig { lr: 3e-4, weight_decay: 0.1, ..Default::default() })?;
     /// let options = TrainOptions { epochs: None, steps: Some(30), batch_size: 32, ..Default::default() };
