@@ -41,6 +41,25 @@ pub enum RlWhat {
         after_help = "Examples:\n  optlab rl bc --expert lqr --lipschitz 1,2,4,8,none --eps 0.1 --out runs/bc\n\nThe system (--system) is the double integrator (A = [[1, 0.1], [0, 1]], B = [[0.005], [0.1]], Q = I, R = 0.1,\nnoise 0.05, horizon 50) or the damped one (A = [[0.95, 0.1], [0, 0.95]], noise 0.1); the expert is its LQR gain; the policy a ReLU MLP trained by Adam with every layer projected to\nL^(1/k) after each step. The certified bound is LipSDP's (built with the lipsdp feature) or the product of\nthe layers' spectral norms."
     )]
     Bc(BcArgs),
+    /// Evaluate a trained run's policy: K episodes with noiseless actions (the greedy action of a softmax policy,
+    /// the mean of a Gaussian), the returns' mean, std, min and max.
+    #[command(
+        after_help = "Examples:\n  optlab rl eval runs/td3 --episodes 10\n  optlab rl eval runs/igt --episodes 20 --json"
+    )]
+    Eval(EvalArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A run directory of `optlab rl train` (summary.json and actor.safetensors or policy.safetensors).
+    run: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    episodes: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The result as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -155,6 +174,7 @@ const ENVS: &str = "cartpole, lqr, pendulum, grid";
 pub fn run(a: RlArgs) -> Result<()> {
     match a.what {
         RlWhat::Bc(b) => bc(b),
+        RlWhat::Eval(e) => eval(e),
         RlWhat::Train(t) => match t.algo.as_str() {
             "td3" => train_td3(t),
             "gail" => train_gail(t),
@@ -923,4 +943,89 @@ fn returns_chart(out: &std::path::Path, title: &str, episodes: &[td3::Episode]) 
         }],
         false,
     )
+}
+
+/// `optlab rl eval`.
+fn eval(a: EvalArgs) -> Result<()> {
+    use optlab::rl::env::Action;
+    if a.episodes == 0 || a.episodes > 100_000 {
+        bail!("--episodes must be 1 to 100000");
+    }
+    let path = a.run.join("summary.json");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", path.display()))?;
+    let (env_name, algo) = (
+        summary["env"].as_str().unwrap_or_default().to_string(),
+        summary["algo"].as_str().unwrap_or_default().to_string(),
+    );
+    let mut env: Box<dyn Env> = match env_name.as_str() {
+        "CartPole-v1" => Box::new(CartPole::default()),
+        "Pendulum-v1" => Box::new(Pendulum::default()),
+        "LQR" => Box::new(Lqr::damped_double_integrator(50)?),
+        "FrozenLake-v1" => Box::new(GridWorld::frozen_lake(true)),
+        other => bail!("{}: env '{other}' is not one rl eval knows", path.display()),
+    };
+    enum Pi {
+        Td3(td3::Td3Run),
+        Pg(Policy),
+    }
+    let pi = match algo.as_str() {
+        "td3" | "gail" | "mbpo" => Pi::Td3(load_td3_actor(&a.run, env.as_ref())?),
+        "reinforce" | "n-pg-igt" | "harpg" => {
+            let kind = match env.action_space() {
+                ActionSpace::Discrete(n) => PolicyKind::Softmax { actions: n },
+                ActionSpace::Box { low, .. } => PolicyKind::Gaussian { dim: low.len() },
+            };
+            Pi::Pg(Policy::load(
+                &a.run.join("policy.safetensors"),
+                kind,
+                env.obs_dim(),
+            )?)
+        }
+        other => bail!(
+            "{}: algo '{other}' is not one rl eval knows",
+            path.display()
+        ),
+    };
+    let mut rng = optlab::rng::rng_for(a.seed, optlab::rng::Stream::Data, 41);
+    let mut returns = Vec::with_capacity(a.episodes);
+    for _ in 0..a.episodes {
+        let mut obs = env.reset(&mut rng);
+        let mut ret = 0.0;
+        loop {
+            let action = match &pi {
+                Pi::Td3(run) => Action::Continuous(td3::greedy(run, &obs)?),
+                Pi::Pg(p) => p.act(&obs, &mut rng, false)?,
+            };
+            let s = env.step(&action)?;
+            ret += s.reward;
+            obs = s.obs;
+            if s.terminated || s.truncated {
+                break;
+            }
+        }
+        returns.push(ret);
+    }
+    let n = returns.len() as f64;
+    let mean = returns.iter().sum::<f64>() / n;
+    let std = (returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let (min, max) = returns
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+            (lo.min(*r), hi.max(*r))
+        });
+    let out = json!({"env": env_name, "algo": algo, "episodes": a.episodes, "seed": a.seed,
+                     "mean_return": mean, "std_return": std, "min_return": min, "max_return": max});
+    if a.json {
+        println!("{out}");
+    } else {
+        println!(
+            "{algo} on {env_name}: {} episodes, return {mean:.2} ± {std:.2} (min {min:.2}, max {max:.2})",
+            a.episodes
+        );
+    }
+    Ok(())
 }

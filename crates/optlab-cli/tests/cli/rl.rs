@@ -234,3 +234,55 @@ fn rl_train_mbpo_reports_the_bellman_gap() {
         fails_with(&argv(&line), want);
     }
 }
+
+#[test]
+fn rl_eval_replays_trained_policies() {
+    let td3 = tmp("rl-eval-td3");
+    ok(&argv(&format!(
+        "rl train --env pendulum --algo td3 --steps 450 --learning-starts 200 --hidden 8-8 --out {} --json",
+        td3.display()
+    )));
+    let pg = tmp("rl-eval-pg");
+    ok(&argv(&format!(
+        "rl train --env cartpole --algo n-pg-igt --steps 300 --hidden 8 --out {} --json",
+        pg.display()
+    )));
+    for (dir, env) in [(&td3, "Pendulum-v1"), (&pg, "CartPole-v1")] {
+        let s: serde_json::Value = serde_json::from_str(&ok(&argv(&format!(
+            "rl eval {} --episodes 3 --json",
+            dir.display()
+        ))))
+        .unwrap();
+        assert_eq!(s["env"], env);
+        let (lo, mean, hi) = (
+            s["min_return"].as_f64().unwrap(),
+            s["mean_return"].as_f64().unwrap(),
+            s["max_return"].as_f64().unwrap(),
+        );
+        assert!(lo <= mean && mean <= hi, "{s}");
+    }
+    // A CartPole policy's file in a Pendulum run: the observation sizes differ.
+    let mixed = tmp("rl-eval-mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::copy(
+        pg.join("policy.safetensors"),
+        mixed.join("policy.safetensors"),
+    )
+    .unwrap();
+    let summary = std::fs::read_to_string(pg.join("summary.json"))
+        .unwrap()
+        .replace("CartPole-v1", "LQR");
+    std::fs::write(mixed.join("summary.json"), summary).unwrap();
+    fails_with(
+        &argv(&format!("rl eval {} --episodes 2", mixed.display())),
+        "observations",
+    );
+    fails_with(
+        &argv(&format!("rl eval {} --episodes 0", td3.display())),
+        "--episodes",
+    );
+    fails_with(
+        &argv(&format!("rl eval {}", tmp("rl-eval-none").display())),
+        "summary.json",
+    );
+}

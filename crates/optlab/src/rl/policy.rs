@@ -127,6 +127,57 @@ impl Policy {
         crate::tensor_io::write_safetensors(path, &self.state_dict(), Some(meta))
     }
 
+    /// Loads a policy saved by [`Policy::save`] for an environment with `obs_dim` observations and actions of
+    /// `kind` (a softmax or Gaussian policy): the architecture comes from the file's metadata; a file made for
+    /// other observation or action sizes is refused with one line.
+    pub fn load(path: &std::path::Path, kind: PolicyKind, obs_dim: usize) -> Result<Self> {
+        let meta = crate::tensor_io::read_safetensors_metadata(path)?;
+        let info: serde_json::Value = meta
+            .get("optlab")
+            .and_then(|m| serde_json::from_str(m).ok())
+            .ok_or_else(|| Error::file(path, "no optlab metadata: not a policy saved by optlab"))?;
+        let saved_obs = info["obs_dim"].as_u64().unwrap_or(0) as usize;
+        if saved_obs != obs_dim {
+            return Err(Error::file(
+                path,
+                format!(
+                    "the policy takes {saved_obs} observations; the environment gives {obs_dim}"
+                ),
+            ));
+        }
+        let spec = ModelSpec::parse(info["model"].as_str().unwrap_or(""))
+            .map_err(|e| Error::file(path, e.to_string()))?;
+        let tensors = crate::tensor_io::read_safetensors(path)?;
+        let outputs = match kind {
+            PolicyKind::Softmax { actions } => actions,
+            PolicyKind::Gaussian { dim } | PolicyKind::Deterministic { dim, .. } => dim,
+        };
+        let net = Sequential::new(&spec, &[obs_dim], outputs, 0, DType::F64)?;
+        let mut net_tensors = tensors.clone();
+        let log_std = net_tensors.remove("log_std");
+        net.load_state_dict(&net_tensors)
+            .map_err(|e| Error::file(path, format!("{e} (a policy for other action sizes?)")))?;
+        let log_std = match (kind, log_std) {
+            (PolicyKind::Gaussian { dim }, Some(t)) if t.dims() == [dim] => Some(Param {
+                name: "log_std".into(),
+                var: Var::from_tensor(&t.to_dtype(DType::F64)?)?,
+            }),
+            (PolicyKind::Gaussian { dim }, _) => {
+                return Err(Error::file(
+                    path,
+                    format!("a Gaussian policy needs log_std of {dim} values"),
+                ))
+            }
+            _ => None,
+        };
+        Ok(Policy {
+            kind,
+            net,
+            log_std,
+            obs_dim,
+        })
+    }
+
     /// The network's output on a batch: logits, means, or (squashed) actions.
     pub fn forward(&self, obs: &Tensor) -> Result<Tensor> {
         let out = self.net.forward(obs)?;
