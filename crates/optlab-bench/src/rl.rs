@@ -6,7 +6,7 @@ use crate::harness::python_script;
 use anyhow::Result;
 use clap::Args;
 use optlab::rl::cartpole::CartPole;
-use optlab::rl::env::{Action, Env};
+use optlab::rl::env::{Action, Env, VecEnv};
 use optlab::rl::pendulum::Pendulum;
 use optlab::rng::{rng_for, Stream};
 use rand::Rng as _;
@@ -42,6 +42,23 @@ fn steps_per_s(env: &mut dyn Env, actions: &[Action]) -> Result<f64> {
     Ok(best)
 }
 
+/// Environment steps per second of `n` copies stepped together (best of 3), each copy taking the actions of
+/// `actions` in turn.
+fn vec_steps_per_s<E: Env + Clone>(env: E, n: usize, actions: &[Action]) -> Result<f64> {
+    let mut best = 0.0f64;
+    let rounds = actions.len() / n;
+    for _ in 0..3 {
+        let mut v = VecEnv::new(env.clone(), n, 0)?;
+        v.reset();
+        let t = Instant::now();
+        for k in 0..rounds {
+            v.step(&actions[k * n..(k + 1) * n])?;
+        }
+        best = best.max((rounds * n) as f64 / t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
 pub fn run(a: RlBenchArgs) -> Result<()> {
     let mut rng = rng_for(1, Stream::Data, 0);
     let discrete: Vec<Action> = (0..a.steps)
@@ -52,22 +69,29 @@ pub fn run(a: RlBenchArgs) -> Result<()> {
         .collect();
     let cart = steps_per_s(&mut CartPole::default(), &discrete)?;
     let pend = steps_per_s(&mut Pendulum::default(), &torques)?;
+    let cart64 = vec_steps_per_s(CartPole::default(), 64, &discrete)?;
+    let pend64 = vec_steps_per_s(Pendulum::default(), 64, &torques)?;
     let gym = python_script("rl_gymnasium.py", &[a.gym_steps.to_string()], a.no_gym);
     println!(
-        "one environment, random actions, best of 3 ({} optlab steps, {} Gymnasium steps)",
+        "random actions, best of 3 ({} optlab steps, {} Gymnasium steps); x64: 64 copies stepped together\n(optlab's VecEnv against gym.make_vec(..., 64, vectorization_mode=\"sync\"), steps counted per copy)",
         a.steps, a.gym_steps
     );
     println!(
-        "{:<14} {:>16} {:>20} {:>8}",
+        "{:<16} {:>16} {:>20} {:>8}",
         "env", "optlab steps/s", "Gymnasium steps/s", "ratio"
     );
-    for (name, ours) in [("CartPole-v1", cart), ("Pendulum-v1", pend)] {
+    for (name, ours) in [
+        ("CartPole-v1", cart),
+        ("Pendulum-v1", pend),
+        ("CartPole-v1 x64", cart64),
+        ("Pendulum-v1 x64", pend64),
+    ] {
         match gym.as_ref().and_then(|g| g[name].as_f64()) {
             Some(theirs) => println!(
-                "{name:<14} {ours:>16.3e} {theirs:>20.3e} {:>7.0}x",
+                "{name:<16} {ours:>16.3e} {theirs:>20.3e} {:>7.0}x",
                 ours / theirs
             ),
-            None => println!("{name:<14} {ours:>16.3e} {:>20} {:>8}", "n/a", "n/a"),
+            None => println!("{name:<16} {ours:>16.3e} {:>20} {:>8}", "n/a", "n/a"),
         }
     }
     if gym.is_none() && !a.no_gym {

@@ -455,3 +455,33 @@ fn td3_runs_and_is_reproducible() {
         "only the newest three remain: {rs:?}"
     );
 }
+
+#[test]
+fn vector_env_steps_copies_like_single_envs_and_autoresets() {
+    use optlab::rl::env::VecEnv;
+    use optlab::rng::{rng_for, Stream};
+    let mut v = VecEnv::new(CartPole::default(), 3, 5).unwrap();
+    let first = v.reset();
+    let mut singles: Vec<(CartPole, optlab::rng::Rng)> = (0..3u64)
+        .map(|k| (CartPole::default(), rng_for(5, Stream::Data, k)))
+        .collect();
+    for (k, (e, r)) in singles.iter_mut().enumerate() {
+        assert_eq!(e.reset(r), first[k]);
+    }
+    let mut ended = 0;
+    for t in 0..300 {
+        let actions: Vec<Action> = (0..3).map(|k| Action::Discrete((t + k) % 2)).collect();
+        let steps = v.step(&actions).unwrap();
+        for (k, (e, r)) in singles.iter_mut().enumerate() {
+            let mut s = e.step(&actions[k]).unwrap();
+            if s.terminated || s.truncated {
+                s.obs = e.reset(r);
+                ended += 1;
+            }
+            assert_eq!(steps[k], s);
+        }
+    }
+    assert!(ended > 3, "episodes ended and restarted");
+    assert!(v.step(&[Action::Discrete(0)]).is_err());
+    assert!(VecEnv::new(CartPole::default(), 0, 0).is_err());
+}

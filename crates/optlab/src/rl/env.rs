@@ -86,3 +86,65 @@ pub fn uniform(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
     use rand::Rng as _;
     lo + (hi - lo) * rng.gen::<f64>()
 }
+
+/// `n` copies of an environment stepped together, each reset from its own seeded generator as soon as its
+/// episode ends (Gymnasium's `SyncVectorEnv` in its same-step autoreset mode: the step that ends an episode
+/// returns the reward and flags of the end and the first observation of the next episode).
+pub struct VecEnv<E: Env + Clone> {
+    envs: Vec<E>,
+    rngs: Vec<Rng>,
+}
+
+impl<E: Env + Clone> VecEnv<E> {
+    /// `n` copies of `env` (1 to 65 536), copy k drawing from `rng_for(seed, Data, k)`.
+    pub fn new(env: E, n: usize, seed: u64) -> Result<Self> {
+        if n == 0 || n > 65_536 {
+            return Err(Error::invalid("vector env: 1 to 65536 copies"));
+        }
+        Ok(VecEnv {
+            envs: vec![env; n],
+            rngs: (0..n as u64)
+                .map(|k| crate::rng::rng_for(seed, crate::rng::Stream::Data, k))
+                .collect(),
+        })
+    }
+
+    /// Copies.
+    pub fn len(&self) -> usize {
+        self.envs.len()
+    }
+
+    /// Whether there is no copy (never: [`VecEnv::new`] refuses 0).
+    pub fn is_empty(&self) -> bool {
+        self.envs.is_empty()
+    }
+
+    /// Resets every copy; their first observations.
+    pub fn reset(&mut self) -> Vec<Vec<f64>> {
+        self.envs
+            .iter_mut()
+            .zip(&mut self.rngs)
+            .map(|(e, r)| e.reset(r))
+            .collect()
+    }
+
+    /// One action per copy; finished copies restart at once.
+    pub fn step(&mut self, actions: &[Action]) -> Result<Vec<Step>> {
+        if actions.len() != self.envs.len() {
+            return Err(Error::invalid(format!(
+                "vector env: {} actions for {} copies",
+                actions.len(),
+                self.envs.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(actions.len());
+        for ((e, r), a) in self.envs.iter_mut().zip(&mut self.rngs).zip(actions) {
+            let mut s = e.step(a)?;
+            if s.terminated || s.truncated {
+                s.obs = e.reset(r);
+            }
+            out.push(s);
+        }
+        Ok(out)
+    }
+}
