@@ -385,28 +385,7 @@ fn lqr_return(l: &Lqr, policy: &Policy, discount: f64) -> optlab::Result<f64> {
 }
 
 fn train_td3(a: TrainArgs) -> Result<()> {
-    if a.env != "pendulum" {
-        bail!(
-            "rl train: env '{}' is not available for td3; available: pendulum",
-            a.env
-        );
-    }
-    let hidden = parse_hidden(a.hidden.as_deref().unwrap_or("256-256"))?;
-    if hidden.is_empty() {
-        bail!("rl train: td3 needs at least one hidden layer");
-    }
-    let cfg = critic_reg(
-        &a,
-        Td3Config {
-            total_steps: a.steps,
-            learning_starts: a.learning_starts,
-            hidden,
-            updates_per_step: a.updates_per_step,
-            seed: a.seed,
-            ..Default::default()
-        },
-    )?;
-    cfg.check()?;
+    let cfg = td3_config(&a, true)?;
     let _lock = RunDirLock::acquire(&a.out)?;
     let mut log = EpisodeLog::create(&a.out, a.json)?;
     let mut env = Pendulum::default();
@@ -650,12 +629,6 @@ fn load_td3_actor(dir: &std::path::Path, env: &dyn Env) -> Result<td3::Td3Run> {
 fn train_gail(a: TrainArgs) -> Result<()> {
     use optlab::nn::penalty::GradientPenalty;
     use optlab::rl::gail::{self, GailConfig};
-    if a.env != "pendulum" {
-        bail!(
-            "rl train: env '{}' is not available for gail; available: pendulum",
-            a.env
-        );
-    }
     let dir = a.expert.as_ref().ok_or_else(|| {
         anyhow::anyhow!("rl train --algo gail needs --expert RUN_DIR (a TD3 run)")
     })?;
@@ -672,18 +645,7 @@ fn train_gail(a: TrainArgs) -> Result<()> {
     if a.demos == 0 || a.demos > 10_000 {
         bail!("--demos must be 1 to 10000 episodes");
     }
-    let hidden = parse_hidden(a.hidden.as_deref().unwrap_or("256-256"))?;
-    if hidden.is_empty() {
-        bail!("rl train: gail's TD3 learner needs at least one hidden layer");
-    }
-    let td3_cfg = Td3Config {
-        total_steps: a.steps,
-        learning_starts: a.learning_starts,
-        hidden,
-        seed: a.seed,
-        ..Default::default()
-    };
-    td3_cfg.check()?;
+    let td3_cfg = td3_config(&a, false)?;
     let mut env = Pendulum::default();
     let expert_run = load_td3_actor(dir, &env)?;
     let mut demo_rng = optlab::rng::rng_for(a.seed, optlab::rng::Stream::Data, 21);
@@ -763,6 +725,37 @@ fn train_gail(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// The TD3 settings of the flags for the TD3-based algorithms (Pendulum only), with `--reg` applied to the
+/// critics when `critic_flags` (GAIL's `--reg` is its discriminator's).
+fn td3_config(a: &TrainArgs, critic_flags: bool) -> Result<Td3Config> {
+    if a.env != "pendulum" {
+        bail!(
+            "rl train: env '{}' is not available for {}; available: pendulum",
+            a.env,
+            a.algo
+        );
+    }
+    let hidden = parse_hidden(a.hidden.as_deref().unwrap_or("256-256"))?;
+    if hidden.is_empty() {
+        bail!("rl train: {} needs at least one hidden layer", a.algo);
+    }
+    let cfg = Td3Config {
+        total_steps: a.steps,
+        learning_starts: a.learning_starts,
+        hidden,
+        updates_per_step: a.updates_per_step,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let cfg = if critic_flags {
+        critic_reg(a, cfg)?
+    } else {
+        cfg
+    };
+    cfg.check()?;
+    Ok(cfg)
+}
+
 /// `--reg` for TD3's critics.
 fn critic_reg(a: &TrainArgs, mut cfg: Td3Config) -> Result<Td3Config> {
     match a.reg.as_deref().unwrap_or("none") {
@@ -785,28 +778,7 @@ fn critic_reg(a: &TrainArgs, mut cfg: Td3Config) -> Result<Td3Config> {
 
 fn train_mbpo(a: TrainArgs) -> Result<()> {
     use optlab::rl::mbpo::{self, MbpoConfig, ModelBased};
-    if a.env != "pendulum" {
-        bail!(
-            "rl train: env '{}' is not available for mbpo; available: pendulum",
-            a.env
-        );
-    }
-    let hidden = parse_hidden(a.hidden.as_deref().unwrap_or("256-256"))?;
-    if hidden.is_empty() {
-        bail!("rl train: mbpo's TD3 learner needs at least one hidden layer");
-    }
-    let td3_cfg = critic_reg(
-        &a,
-        Td3Config {
-            total_steps: a.steps,
-            learning_starts: a.learning_starts,
-            hidden,
-            updates_per_step: a.updates_per_step,
-            seed: a.seed,
-            ..Default::default()
-        },
-    )?;
-    td3_cfg.check()?;
+    let td3_cfg = td3_config(&a, true)?;
     let cfg = MbpoConfig {
         models: a.models,
         seed: a.seed,

@@ -29,6 +29,10 @@ fn data() -> (ExpertData, ReplayBuffer) {
     (e, buf)
 }
 
+fn first(t: Tensor) -> f64 {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0] as f64
+}
+
 fn grad_norm(d: &Discriminator, x: &Tensor) -> f64 {
     let v = candle_core::Var::from_tensor(x).unwrap();
     let g = d
@@ -69,22 +73,8 @@ fn the_discriminator_separates_and_rewards_expert_pairs() {
     let ea = Tensor::new(&[[1.0f32]], &Device::Cpu).unwrap();
     let p = Tensor::new(&[[0.0f32, 0.0, 0.0]], &Device::Cpu).unwrap();
     let pa = Tensor::new(&[[0.0f32]], &Device::Cpu).unwrap();
-    let re = d
-        .reward(&e, &ea, &e)
-        .unwrap()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()[0] as f64;
-    let rp = d
-        .reward(&p, &pa, &p)
-        .unwrap()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()[0] as f64;
+    let re = first(d.reward(&e, &ea, &e).unwrap().unwrap());
+    let rp = first(d.reward(&p, &pa, &p).unwrap().unwrap());
     // The reward is −log(σ(−l) + 1e-8) of the logit.
     let l = d
         .logits(&Tensor::cat(&[&e, &ea], 1).unwrap(), false)

@@ -14,15 +14,7 @@ fn fixture() -> serde_json::Value {
 
 use crate::common::numbers as vec;
 
-fn close(label: &str, got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{label}");
-    for (a, b) in got.iter().zip(want) {
-        assert!(
-            (a - b).abs() <= tol * (1.0 + b.abs()),
-            "{label}: {got:?} vs {want:?}"
-        );
-    }
-}
+use crate::common::close;
 
 #[test]
 fn cartpole_follows_gymnasium() {

@@ -9,15 +9,7 @@ use optlab::nn::spectral::{fold_spectral_norm, project, spectral_norm_of};
 use optlab::nn::{ModelSpec, Param, Sequential};
 use std::collections::HashMap;
 
-fn close(label: &str, got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{label}");
-    for (a, b) in got.iter().zip(want) {
-        assert!(
-            (a - b).abs() <= tol * (1.0 + b.abs()),
-            "{label}: {got:?} vs {want:?}"
-        );
-    }
-}
+use crate::common::close;
 
 fn flat(t: &Tensor) -> Vec<f64> {
     t.flatten_all().unwrap().to_vec1().unwrap()

@@ -452,16 +452,7 @@ fn spectral_radius(a: &[f64], n: usize) -> Result<f64> {
         }
         m.iter_mut().for_each(|v| *v /= norm);
         log_scale += norm.ln() / k;
-        let mut sq = vec![0.0; n * n];
-        for i in 0..n {
-            for l in 0..n {
-                let v = m[i * n + l];
-                for j in 0..n {
-                    sq[i * n + j] += v * m[l * n + j];
-                }
-            }
-        }
-        m = sq;
+        m = super::lqr::matmul(&m, &m, n, n, n);
         k *= 2.0;
     }
     let norm = m.iter().fold(0.0f64, |s, v| s.max(v.abs()));

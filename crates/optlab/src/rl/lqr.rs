@@ -11,7 +11,7 @@ use crate::{Error, Result};
 use rand::{Rng as _, SeedableRng};
 
 /// Row-major dense matrices: (rows, cols, values).
-fn matmul(a: &[f64], b: &[f64], n: usize, k: usize, m: usize) -> Vec<f64> {
+pub(crate) fn matmul(a: &[f64], b: &[f64], n: usize, k: usize, m: usize) -> Vec<f64> {
     let mut c = vec![0.0; n * m];
     for i in 0..n {
         for l in 0..k {
@@ -201,31 +201,26 @@ impl Lqr {
     /// The 2-state system of the P16 experiments: a damped double integrator (A = [[0.95, 0.1], [0, 0.95]],
     /// B = [[0.005], [0.1]]), Q = I, R = 0.1, noise σ = 0.1, start std 1, truncated after `horizon` steps.
     pub fn damped_double_integrator(horizon: u64) -> Result<Self> {
-        Lqr::new(
-            2,
-            1,
-            vec![0.95, 0.1, 0.0, 0.95],
-            vec![0.005, 0.1],
-            vec![1.0, 0.0, 0.0, 1.0],
-            vec![0.1],
-            0.1,
-            1.0,
-            horizon,
-        )
+        Self::integrator(0.95, 0.1, horizon)
     }
 
     /// The P11 experiments' system: the double integrator with step 0.1 (A = [[1, 0.1], [0, 1]],
     /// B = [[0.005], [0.1]], marginally stable without control), Q = I, R = 0.1, noise σ = 0.05, start std 1,
     /// `horizon` steps.
     pub fn double_integrator(horizon: u64) -> Result<Self> {
+        Self::integrator(1.0, 0.05, horizon)
+    }
+
+    /// A = [[d, 0.1], [0, d]], B = [[0.005], [0.1]], Q = I, R = 0.1, start std 1.
+    fn integrator(d: f64, noise: f64, horizon: u64) -> Result<Self> {
         Lqr::new(
             2,
             1,
-            vec![1.0, 0.1, 0.0, 1.0],
+            vec![d, 0.1, 0.0, d],
             vec![0.005, 0.1],
             vec![1.0, 0.0, 0.0, 1.0],
             vec![0.1],
-            0.05,
+            noise,
             1.0,
             horizon,
         )

@@ -166,3 +166,14 @@ pub fn with(
     text = toml::to_string(&merged).expect("TOML");
     optlab::train::TrainConfig::from_toml(&text)
 }
+
+/// Element-wise |got − want| ≤ tol·(1 + |want|), lengths equal.
+pub fn close(label: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{label}");
+    for (a, b) in got.iter().zip(want) {
+        assert!(
+            (a - b).abs() <= tol * (1.0 + b.abs()),
+            "{label}: {got:?} vs {want:?}"
+        );
+    }
+}
