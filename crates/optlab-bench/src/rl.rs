@@ -1,6 +1,7 @@
 //! `optlab-bench rl`: environment steps per second of optlab's CartPole-v1 and Pendulum-v1 (one environment,
 //! random actions, reset when an episode ends) next to Gymnasium's Python loop (`python/rl_gymnasium.py`, when
-//! gymnasium imports) in the same run.
+//! gymnasium imports) in the same run; and the time of one TD3 update on Pendulum's sizes next to CleanRL's
+//! update in PyTorch (`python/td3_torch.py`).
 
 use crate::harness::python_script;
 use anyhow::Result;
@@ -8,6 +9,7 @@ use clap::Args;
 use optlab::rl::cartpole::CartPole;
 use optlab::rl::env::{Action, Env, VecEnv};
 use optlab::rl::pendulum::Pendulum;
+use optlab::rl::td3::{Td3Agent, Td3Config};
 use optlab::rng::{rng_for, Stream};
 use rand::Rng as _;
 use std::time::Instant;
@@ -23,6 +25,38 @@ pub struct RlBenchArgs {
     /// Skip the Gymnasium side.
     #[arg(long)]
     pub no_gym: bool,
+    /// TD3 updates per timed run (best of 3).
+    #[arg(long, default_value_t = 200)]
+    pub updates: usize,
+    #[command(flatten)]
+    pub torch: crate::harness::TorchSide,
+}
+
+/// Milliseconds per TD3 update with CleanRL's sizes on Pendulum-v1 (MLPs 256-256, batch 256), best of 3, after a
+/// warm-up of 1000 random environment steps fills the replay buffer.
+fn td3_update_ms(updates: usize) -> Result<f64> {
+    let cfg = Td3Config {
+        total_steps: 1000,
+        learning_starts: 1000,
+        ..Td3Config::default()
+    };
+    let mut env = Pendulum::default();
+    let mut agent = Td3Agent::new(&env, &cfg)?;
+    while !agent.is_done() {
+        agent.step(&mut env, None)?;
+    }
+    for _ in 0..20 {
+        agent.update(None)?;
+    }
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        for _ in 0..updates {
+            agent.update(None)?;
+        }
+        best = best.min(t.elapsed().as_secs_f64() * 1e3 / updates as f64);
+    }
+    Ok(best)
 }
 
 fn steps_per_s(env: &mut dyn Env, actions: &[Action]) -> Result<f64> {
@@ -96,6 +130,32 @@ pub fn run(a: RlBenchArgs) -> Result<()> {
     }
     if gym.is_none() && !a.no_gym {
         println!("(pip install gymnasium for the Gymnasium side)");
+    }
+    if a.updates > 0 {
+        let ours = td3_update_ms(a.updates)?;
+        let torch = a
+            .torch
+            .run("td3_torch.py", &[a.updates.to_string()])
+            .and_then(|v| v["ms_per_update"].as_f64());
+        println!(
+            "\nTD3 update, Pendulum-v1 sizes (MLPs 256-256, batch 256; critics every update, actor every 2nd), best of 3 x {}",
+            a.updates
+        );
+        println!(
+            "{:<16} {:>16} {:>20} {:>8}",
+            "", "optlab ms", "PyTorch ms", "ratio"
+        );
+        match torch {
+            Some(t) => println!(
+                "{:<16} {ours:>16.3} {t:>20.3} {:>7.2}x",
+                "TD3 update",
+                ours / t
+            ),
+            None => println!(
+                "{:<16} {ours:>16.3} {:>20} {:>8}",
+                "TD3 update", "n/a (no torch)", "n/a"
+            ),
+        }
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ mod plot;
 mod privacy_cmd;
 mod progress;
 mod rl_cmd;
+mod rl_run;
 mod run_args;
 mod scaling_cmd;
 mod schedule_cmd;

@@ -3,20 +3,22 @@
 
 use crate::plot::{line_chart, Series};
 use crate::progress::bar;
+use crate::rl_run::{Due, Session};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use optlab::rl::cartpole::CartPole;
+use optlab::rl::checkpoint::Writer;
 use optlab::rl::env::{ActionSpace, Env};
 use optlab::rl::gridworld::GridWorld;
 use optlab::rl::lqr::Lqr;
 use optlab::rl::pendulum::Pendulum;
+use optlab::rl::pg::PgState;
 use optlab::rl::pg::{self, PgConfig, PgMethod};
 use optlab::rl::policy::{Policy, PolicyKind};
-use optlab::rl::td3::{self, Td3Config};
+use optlab::rl::td3::{self, Td3Agent, Td3Config, Td3Extension};
 use optlab::tensor_io::write_atomic;
 use optlab::train::run_dir::RunDirLock;
 use serde_json::json;
-use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -28,9 +30,9 @@ pub struct RlArgs {
 #[derive(Subcommand, Debug)]
 pub enum RlWhat {
     /// Train an agent: episode returns to DIR/episodes.jsonl, DIR/summary.json (mean return of the last 10
-    /// episodes, time) and DIR/returns.png.
+    /// episodes, time), DIR/returns.png and checkpoints that --resume continues bit-exactly.
     #[command(
-        after_help = "Examples:\n  optlab rl train --env pendulum --algo td3 --steps 30000 --seed 0 --out runs/td3\n  optlab rl train --env lqr --algo harpg --steps 50000 --lr 0.5 --out runs/harpg\n  optlab rl train --env cartpole --algo n-pg-igt --batch 5 --steps 100000 --out runs/igt\n\nPolicy gradient (P16): reinforce | n-pg-igt | harpg on cartpole | lqr | pendulum | grid. One gradient per --batch\ntrajectories; --lr is gamma0 and --momentum eta0 of the paper's schedules (n-pg-igt: gamma0*2/(t+2),\neta0*(2/(t+2))^0.8; harpg: both *2/(t+2); reinforce: constant, unnormalized); discount 0.99; garage's linear\nfeature baseline. Policies: softmax MLP 32-32 tanh (cartpole, grid), Gaussian linear (lqr: the damped double\nintegrator, horizon 50, where the exact J(theta) and J* are logged), Gaussian MLP 32-32 (pendulum).\nWrites DIR/iterations.jsonl, summary.json, returns.png and policy.safetensors.\n\nOff-policy GAIL (P04) on pendulum: --expert RUN_DIR (a td3 run), --demos episodes, --reg gp|spectral|gp+spectral|none\nfor the discriminator (the official loss: labels 0.7-1.2, entropy 0.001, penalty 10 * max(|grad| - 1, 0)^2);\nwrites discriminator.safetensors and D's local Lipschitz constant around expert pairs.\nMBPO (P24) on pendulum: --models 1|5 probabilistic models, 64 one-step branches per step, 5% real data,\n--reg none|spectral|spectral-all|adv for the critics, --updates-per-step G; reports the Bellman gap on held-out states.\n\nTD3 on pendulum: CleanRL's hyperparameters (MLPs 256-256, Adam 3e-4, batch 256, gamma 0.99, tau 0.005,\nexploration noise 0.1, policy noise 0.2 clipped at 0.5, actor every 2 updates; 2000 random warm-up steps)."
+        after_help = "Examples:\n  optlab rl train --env pendulum --algo td3 --steps 30000 --seed 0 --out runs/td3\n  optlab rl train --resume runs/td3        # continue a killed or stopped run bit-exactly\n  optlab rl train --env lqr --algo harpg --steps 50000 --lr 0.5 --out runs/harpg\n  optlab rl train --env cartpole --algo n-pg-igt --batch 5 --steps 100000 --out runs/igt\n\nPolicy gradient (P16): reinforce | n-pg-igt | harpg on cartpole | lqr | pendulum | grid. One gradient per --batch\ntrajectories; --lr is gamma0 and --momentum eta0 of the paper's schedules (n-pg-igt: gamma0*2/(t+2),\neta0*(2/(t+2))^0.8; harpg: both *2/(t+2); reinforce: constant, unnormalized); discount 0.99; garage's linear\nfeature baseline. Policies: softmax MLP 32-32 tanh (cartpole, grid), Gaussian linear (lqr: the damped double\nintegrator, horizon 50, where the exact J(theta) and J* are logged), Gaussian MLP 32-32 (pendulum).\nWrites DIR/iterations.jsonl, summary.json, returns.png and policy.safetensors.\n\nOff-policy GAIL (P04) on pendulum: --expert RUN_DIR (a td3 run), --demos episodes, --reg gp|spectral|gp+spectral|none\nfor the discriminator (the official loss: labels 0.7-1.2, entropy 0.001, penalty 10 * max(|grad| - 1, 0)^2);\nwrites discriminator.safetensors and D's local Lipschitz constant around expert pairs.\nMBPO (P24) on pendulum: --models 1|5 probabilistic models, 64 one-step branches per step, 5% real data,\n--reg none|spectral|spectral-all|adv for the critics, --updates-per-step G; reports the Bellman gap on held-out states.\n\nTD3 on pendulum: CleanRL's hyperparameters (MLPs 256-256, Adam 3e-4, batch 256, gamma 0.99, tau 0.005,\nexploration noise 0.1, policy noise 0.2 clipped at 0.5, actor every 2 updates; 2000 random warm-up steps).\n\nCheckpoints: at the first episode (or iteration) end after every --checkpoint-every environment steps, into\nDIR/checkpoints (networks, optimizers, replay buffers, generator positions); --stop-after N stops there.\n--resume DIR continues from the latest one with the flags DIR/config.toml recorded, and ends with the log and\nweights of the uninterrupted run, bit for bit."
     )]
     Train(TrainArgs),
     /// Behaviour cloning of an LQR expert with the policy's Lipschitz constant bounded (P11): per bound L, the
@@ -106,8 +108,20 @@ pub struct BcArgs {
     json: bool,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrainArgs {
+    /// Continue the killed or stopped run in DIR bit-exactly from its latest checkpoint (its settings come from
+    /// DIR/config.toml).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["env", "algo", "steps", "learning_starts", "hidden", "batch", "hessian_batch", "lr", "momentum", "discount", "seed", "out", "expert", "demos", "reg", "adv_eps", "models", "updates_per_step", "checkpoint_every"])]
+    #[serde(skip)]
+    resume: Option<PathBuf>,
+    /// Checkpoint every N environment steps (at the next episode or iteration end); 0: only at --stop-after.
+    #[arg(long, default_value_t = 10_000)]
+    checkpoint_every: u64,
+    /// Stop, checkpointed, at the first episode or iteration end after N environment steps; continue with --resume.
+    #[arg(long)]
+    #[serde(skip)]
+    stop_after: Option<u64>,
     /// The environment: cartpole, lqr, pendulum or grid (FrozenLake 4x4, slippery).
     #[arg(long, default_value = "pendulum")]
     env: String,
@@ -141,8 +155,9 @@ pub struct TrainArgs {
     discount: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The run directory (required unless --resume).
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     /// GAIL: the TD3 run directory whose actor.safetensors is the expert.
     #[arg(long)]
     expert: Option<PathBuf>,
@@ -166,7 +181,15 @@ pub struct TrainArgs {
     updates_per_step: usize,
     /// The summary as one JSON object on stdout.
     #[arg(long)]
+    #[serde(skip)]
     json: bool,
+}
+
+impl TrainArgs {
+    /// The run directory (set for every run by [`train`]).
+    fn out(&self) -> &std::path::Path {
+        self.out.as_deref().unwrap_or(std::path::Path::new("."))
+    }
 }
 
 const ENVS: &str = "cartpole, lqr, pendulum, grid";
@@ -175,19 +198,46 @@ pub fn run(a: RlArgs) -> Result<()> {
     match a.what {
         RlWhat::Bc(b) => bc(b),
         RlWhat::Eval(e) => eval(e),
-        RlWhat::Train(t) => match t.algo.as_str() {
-            "td3" => train_td3(t),
-            "gail" => train_gail(t),
-            "mbpo" => train_mbpo(t),
-            other => {
-                let method = PgMethod::parse(other).map_err(|_| {
+        RlWhat::Train(t) => train(t),
+    }
+}
+
+/// `rl train`: a fresh run, or `--resume DIR` with the flags DIR/config.toml recorded.
+fn train(t: TrainArgs) -> Result<()> {
+    let t = match &t.resume {
+        Some(dir) => {
+            let path = dir.join(crate::rl_run::CONFIG);
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "cannot read {} (not an rl train run directory?)",
+                    path.display()
+                )
+            })?;
+            let recorded: TrainArgs = toml::from_str(&text)
+                .with_context(|| format!("{}: not the flags of an rl train run", path.display()))?;
+            TrainArgs {
+                resume: Some(dir.clone()),
+                out: Some(dir.clone()),
+                stop_after: t.stop_after,
+                json: t.json,
+                ..recorded
+            }
+        }
+        None if t.out.is_none() => bail!("rl train needs --out DIR (or --resume DIR)"),
+        None => t,
+    };
+    match t.algo.as_str() {
+        "td3" => train_td3(t),
+        "gail" => train_gail(t),
+        "mbpo" => train_mbpo(t),
+        other => {
+            let method = PgMethod::parse(other).map_err(|_| {
                     anyhow::anyhow!(
                         "rl train: algo '{other}' is not built; available: reinforce, n-pg-igt, harpg, td3, gail, mbpo"
                     )
                 })?;
-                train_pg(t, method)
-            }
-        },
+            train_pg(t, method)
+        }
     }
 }
 
@@ -258,54 +308,77 @@ fn train_pg(a: TrainArgs, method: PgMethod) -> Result<()> {
         Some(l) => Some(l.optimal_return(a.discount)?),
         None => None,
     };
-    let _lock = RunDirLock::acquire(&a.out)?;
-    let path = a.out.join("iterations.jsonl");
-    let mut log =
-        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
-    let progress = bar(method.name(), a.json);
-    progress.set_length(a.steps);
-    let started = std::time::Instant::now();
-    let mut curve = Vec::new();
-    let mut exact = Vec::new();
-    let points = pg::train(env.as_mut(), &policy, &cfg, |p, pol| {
-        let mut line = json!({
-            "iteration": p.iteration, "trajectories": p.trajectories, "env_steps": p.env_steps,
-            "mean_return": p.mean_return, "step": p.step, "momentum": p.momentum,
-            "direction_norm": p.direction_norm,
-        });
-        if let (Some(l), Some(opt)) = (&lqr, optimum) {
-            let j = lqr_return(l, pol, a.discount)?;
-            line["exact_return"] = json!(j);
-            line["gap"] = json!(opt - j);
-            exact.push((p.trajectories as f64, opt - j));
-        }
-        writeln!(log, "{line}")?;
-        curve.push((p.trajectories as f64, p.mean_return));
-        progress.set_position(p.env_steps.min(a.steps));
-        let secs = started.elapsed().as_secs_f64().max(1e-9);
-        progress.set_message(format!(
-            "return {:.1}  {:.0} steps/s",
-            p.mean_return,
-            p.env_steps as f64 / secs
-        ));
-        Ok(p.env_steps < a.steps)
-    })?;
-    progress.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    let last = points.last().expect("at least one iteration");
-    let tail: Vec<f64> = points
+    let mut s = session(&a, "iterations.jsonl", method.name())?;
+    // The iterations so far: none, or those the resumed checkpoint's log holds.
+    let (mut state, mut rows) = match &s.resume {
+        Some(r) => (
+            PgState::load(r, &policy, &cfg)?,
+            read_jsonl(&a.out().join("iterations.jsonl"))?,
+        ),
+        None => (PgState::new(&policy, &cfg)?, Vec::new()),
+    };
+    if let Some(last) = rows.last() {
+        s.show(
+            state.env_steps(),
+            last["mean_return"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    let mut stopped = false;
+    if state.env_steps() < a.steps {
+        pg::train_from(env.as_mut(), &policy, &cfg, &mut state, |p, pol, st| {
+            let mut line = json!({
+                "iteration": p.iteration, "trajectories": p.trajectories, "env_steps": p.env_steps,
+                "mean_return": p.mean_return, "step": p.step, "momentum": p.momentum,
+                "direction_norm": p.direction_norm,
+            });
+            if let (Some(l), Some(opt)) = (&lqr, optimum) {
+                let j = lqr_return(l, pol, a.discount)?;
+                line["exact_return"] = json!(j);
+                line["gap"] = json!(opt - j);
+            }
+            s.line(&line)
+                .map_err(|e| optlab::Error::invalid(format!("{e:#}")))?;
+            rows.push(line);
+            s.show(p.env_steps.min(a.steps), p.mean_return);
+            let go_on = p.env_steps < a.steps;
+            match s.due(p.env_steps) {
+                Due::Stop if go_on => {
+                    s.checkpoint(p.env_steps, |w| st.save(w))
+                        .map_err(|e| optlab::Error::invalid(format!("{e:#}")))?;
+                    stopped = true;
+                    return Ok(false);
+                }
+                Due::Checkpoint if go_on => s
+                    .checkpoint(p.env_steps, |w| st.save(w))
+                    .map_err(|e| optlab::Error::invalid(format!("{e:#}")))?,
+                _ => {}
+            }
+            Ok(go_on)
+        })?;
+    }
+    if stopped {
+        s.stopped(state.env_steps(), a.steps);
+        return Ok(());
+    }
+    s.bar.finish_and_clear();
+    let seconds = s.seconds();
+    let num = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let last = rows.last().context("rl train: no iteration ran")?;
+    let count = |k: &str| last[k].as_u64().unwrap_or(0);
+    let (env_steps, trajectories) = (count("env_steps"), count("trajectories"));
+    let tail: Vec<f64> = rows
         .iter()
         .rev()
         .take(10)
-        .map(|p| p.mean_return)
+        .map(|r| num(r, "mean_return"))
         .collect();
     let mean_last10 = tail.iter().sum::<f64>() / tail.len() as f64;
-    policy.save(&a.out.join("policy.safetensors"))?;
+    policy.save(&a.out().join("policy.safetensors"))?;
     let mut summary = json!({
-        "env": env.name(), "algo": method.name(), "steps": last.env_steps, "seed": a.seed,
-        "iterations": points.len(), "trajectories": last.trajectories,
+        "env": env.name(), "algo": method.name(), "steps": env_steps, "seed": a.seed,
+        "iterations": rows.len(), "trajectories": trajectories,
         "mean_return_last_10_iterations": mean_last10, "seconds": seconds,
-        "steps_per_s": last.env_steps as f64 / seconds.max(1e-9),
+        "steps_per_s": env_steps as f64 / seconds.max(1e-9),
     });
     if let (Some(l), Some(opt)) = (&lqr, optimum) {
         let j = lqr_return(l, &policy, a.discount)?;
@@ -322,26 +395,31 @@ fn train_pg(a: TrainArgs, method: PgMethod) -> Result<()> {
         summary["final_gap"] = json!(opt - j);
     }
     write_atomic(
-        &a.out.join("summary.json"),
+        &a.out().join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
-    let (title, ylabel, points, log_y) = if exact.is_empty() {
+    let curve = |k: &str| -> Vec<(f64, f64)> {
+        rows.iter()
+            .map(|r| (num(r, "trajectories"), num(r, k)))
+            .collect()
+    };
+    let (title, ylabel, points, log_y) = if lqr.is_none() {
         (
             format!("{} on {}: mean return", method.name(), env.name()),
             "return",
-            curve,
+            curve("mean_return"),
             false,
         )
     } else {
         (
             format!("{} on LQR: J* - J(theta)", method.name()),
             "gap",
-            exact,
+            curve("gap"),
             true,
         )
     };
     line_chart(
-        &a.out.join("returns.png"),
+        &a.out().join("returns.png"),
         &title,
         "trajectories",
         ylabel,
@@ -355,19 +433,44 @@ fn train_pg(a: TrainArgs, method: PgMethod) -> Result<()> {
         println!("{summary}");
     } else {
         println!(
-            "{} iterations, {} trajectories, {} steps in {seconds:.1} s; mean return of the last 10 iterations: {mean_last10:.2}{}; wrote {}",
-            points_len(&summary),
-            last.trajectories,
-            last.env_steps,
+            "{} iterations, {trajectories} trajectories, {env_steps} steps in {seconds:.1} s; mean return of the last 10 iterations: {mean_last10:.2}{}; wrote {}",
+            rows.len(),
             summary.get("final_gap").map_or(String::new(), |g| format!("; J* - J = {:.4}", g.as_f64().unwrap_or(f64::NAN))),
-            a.out.display()
+            a.out().display()
         );
     }
     Ok(())
 }
 
-fn points_len(summary: &serde_json::Value) -> u64 {
-    summary["iterations"].as_u64().unwrap_or(0)
+/// The run directory's session for `a`, with its log `log_name`.
+fn session(a: &TrainArgs, log_name: &str, label: &str) -> Result<Session> {
+    if a.stop_after == Some(0) {
+        bail!("--stop-after must be >= 1");
+    }
+    Session::open(
+        a.out(),
+        a.resume.is_some(),
+        &toml::to_string(a)?,
+        log_name,
+        label,
+        a.steps,
+        a.checkpoint_every,
+        a.stop_after,
+        a.json,
+    )
+}
+
+/// The JSON lines of `path`.
+fn read_jsonl(path: &std::path::Path) -> Result<Vec<serde_json::Value>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))
+        })
+        .collect()
 }
 
 /// The exact discounted return of a linear Gaussian policy on the LQR system.
@@ -386,22 +489,22 @@ fn lqr_return(l: &Lqr, policy: &Policy, discount: f64) -> optlab::Result<f64> {
 
 fn train_td3(a: TrainArgs) -> Result<()> {
     let cfg = td3_config(&a, true)?;
-    let _lock = RunDirLock::acquire(&a.out)?;
-    let mut log = EpisodeLog::create(&a.out, a.json)?;
     let mut env = Pendulum::default();
-    let run = td3::train(&mut env, &cfg, |e| log.record(e))?;
-    log.finish()?;
-    run.actor.save(&a.out.join("actor.safetensors"))?;
+    let mut s = session(&a, "episodes.jsonl", "td3")?;
+    let Some(run) = drive_td3(&mut s, &mut env, &cfg, None, |_| Ok(()))? else {
+        return Ok(());
+    };
+    run.actor.save(&a.out().join("actor.safetensors"))?;
     let mean_last10 = mean_last_10(&run.episodes);
     let summary = json!({
         "env": "Pendulum-v1", "algo": "td3", "steps": a.steps, "seed": a.seed, "episodes": run.episodes.len(),
         "mean_return_last_10": mean_last10, "seconds": run.seconds, "steps_per_s": a.steps as f64 / run.seconds,
     });
     write_atomic(
-        &a.out.join("summary.json"),
+        &a.out().join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
-    returns_chart(&a.out, "TD3 on Pendulum-v1: episode return", &run.episodes)?;
+    returns_chart(a.out(), "TD3 on Pendulum-v1: episode return", &run.episodes)?;
     if a.json {
         println!("{summary}");
     } else {
@@ -409,7 +512,7 @@ fn train_td3(a: TrainArgs) -> Result<()> {
             "{} episodes in {:.1} s; mean return of the last 10: {mean_last10:.1}; wrote {}",
             run.episodes.len(),
             run.seconds,
-            a.out.display()
+            a.out().display()
         );
     }
     Ok(())
@@ -665,14 +768,31 @@ fn train_gail(a: TrainArgs) -> Result<()> {
         seed: a.seed,
         ..GailConfig::default()
     };
-    let _lock = RunDirLock::acquire(&a.out)?;
-    let mut log = EpisodeLog::create(&a.out, a.json)?;
-    let run = gail::train(&mut env, &td3_cfg, &cfg, expert, |e| log.record(e))?;
-    log.finish()?;
-    run.td3.actor.save(&a.out.join("actor.safetensors"))?;
+    let digest = file_digest(&dir.join("actor.safetensors"))?;
+    let mut s = session(&a, "episodes.jsonl", "gail")?;
+    if let Some(r) = &s.resume {
+        if r.value::<String>("expert_digest")? != digest {
+            bail!(
+                "the expert {} changed since the run started; resume needs the same expert",
+                dir.join("actor.safetensors").display()
+            );
+        }
+    }
+    let mut disc = gail::Discriminator::new(&cfg, expert)?;
+    let Some(td3_run) = drive_td3(&mut s, &mut env, &td3_cfg, Some(&mut disc), |w| {
+        w.value("expert_digest", &digest)
+    })?
+    else {
+        return Ok(());
+    };
+    let run = gail::GailRun {
+        td3: td3_run,
+        discriminator: disc,
+    };
+    run.td3.actor.save(&a.out().join("actor.safetensors"))?;
     run.discriminator
         .net
-        .save(&a.out.join("discriminator.safetensors"))?;
+        .save(&a.out().join("discriminator.safetensors"))?;
     // The local Lipschitz constant of D (the reward is σ(D)-Lipschitz in D, so at most D's) on boxes of
     // radius 0.1 around expert pairs.
     let tensors: std::collections::HashMap<_, _> =
@@ -703,11 +823,11 @@ fn train_gail(a: TrainArgs) -> Result<()> {
         "reward_local_lipschitz": {"eps": 0.1, "median": local[local.len() / 2], "max": local[local.len() - 1]},
     });
     write_atomic(
-        &a.out.join("summary.json"),
+        &a.out().join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     returns_chart(
-        &a.out,
+        a.out(),
         &format!("off-policy GAIL ({reg}) on Pendulum-v1: episode return"),
         &run.td3.episodes,
     )?;
@@ -719,7 +839,7 @@ fn train_gail(a: TrainArgs) -> Result<()> {
             run.td3.episodes.len(),
             run.td3.seconds,
             local[local.len() / 2],
-            a.out.display()
+            a.out().display()
         );
     }
     Ok(())
@@ -787,11 +907,11 @@ fn train_mbpo(a: TrainArgs) -> Result<()> {
     cfg.check()?;
     let mut env = Pendulum::default();
     let mut ext = ModelBased::new(&cfg, env.obs_dim(), 1, 2.0)?;
-    let _lock = RunDirLock::acquire(&a.out)?;
-    let mut log = EpisodeLog::create(&a.out, a.json)?;
-    let run = td3::train_with(&mut env, &td3_cfg, Some(&mut ext), |e| log.record(e))?;
-    log.finish()?;
-    run.actor.save(&a.out.join("actor.safetensors"))?;
+    let mut s = session(&a, "episodes.jsonl", "mbpo")?;
+    let Some(run) = drive_td3(&mut s, &mut env, &td3_cfg, Some(&mut ext), |_| Ok(()))? else {
+        return Ok(());
+    };
+    run.actor.save(&a.out().join("actor.safetensors"))?;
     // The Bellman gap on 256 held-out states: (θ, θ̇) uniform on [−π, π] × [−8, 8], the actor's action.
     let mut rng = optlab::rng::rng_for(a.seed, optlab::rng::Stream::Data, 31);
     let (mut states, mut actions, mut nexts, mut rewards) =
@@ -834,11 +954,11 @@ fn train_mbpo(a: TrainArgs) -> Result<()> {
         "model_transitions": ext.generated, "bellman_gap": gap,
     });
     write_atomic(
-        &a.out.join("summary.json"),
+        &a.out().join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     returns_chart(
-        &a.out,
+        a.out(),
         &format!(
             "MBPO ({} model(s), critic reg {reg}) on Pendulum-v1: episode return",
             a.models
@@ -852,48 +972,69 @@ fn train_mbpo(a: TrainArgs) -> Result<()> {
             "{} episodes in {:.1} s; mean return of the last 10: {mean_last10:.1}; Bellman gap {gap:.3}; wrote {}",
             run.episodes.len(),
             run.seconds,
-            a.out.display()
+            a.out().display()
         );
     }
     Ok(())
 }
 
-/// Episode returns to DIR/episodes.jsonl, and one line per episode on stderr unless `quiet`.
-struct EpisodeLog {
-    file: std::fs::File,
-    path: PathBuf,
-    quiet: bool,
-    error: Option<std::io::Error>,
+/// Runs a TD3-based agent (with P04's or P24's extension) in the session: episode returns to the log and the
+/// bar, checkpoints when due; `None` when `--stop-after` stopped it. `extra` adds to each checkpoint.
+fn drive_td3(
+    s: &mut Session,
+    env: &mut Pendulum,
+    cfg: &Td3Config,
+    mut ext: Option<&mut dyn Td3Extension>,
+    extra: impl Fn(&mut Writer) -> optlab::Result<()>,
+) -> Result<Option<td3::Td3Run>> {
+    let mut agent = Td3Agent::new(env, cfg)?;
+    if let Some(r) = &s.resume {
+        agent.load(r)?;
+        if let Some(e) = ext.as_deref_mut() {
+            e.load(r)?;
+        }
+        let last = agent.episodes().last().map_or(f64::NAN, |e| e.ret);
+        s.show(agent.steps(), last);
+    }
+    while !agent.is_done() {
+        let m: Option<&mut dyn Td3Extension> = match &mut ext {
+            Some(m) => Some(&mut **m),
+            None => None,
+        };
+        let Some(e) = agent.step(env, m)? else {
+            if agent.steps().is_multiple_of(50) {
+                s.bar.set_position(agent.steps());
+            }
+            continue;
+        };
+        s.line(&json!({"step": e.step, "return": e.ret}))?;
+        s.show(agent.steps(), e.ret);
+        let due = s.due(agent.steps());
+        if due != Due::Nothing && !agent.is_done() {
+            s.checkpoint(agent.steps(), |w| {
+                agent.save(w)?;
+                if let Some(m) = ext.as_deref() {
+                    m.save(w)?;
+                }
+                extra(w)
+            })?;
+            if due == Due::Stop {
+                s.stopped(agent.steps(), cfg.total_steps);
+                return Ok(None);
+            }
+        }
+    }
+    s.bar.finish_and_clear();
+    Ok(Some(agent.finish()))
 }
 
-impl EpisodeLog {
-    fn create(out: &std::path::Path, quiet: bool) -> Result<Self> {
-        let path = out.join("episodes.jsonl");
-        let file = std::fs::File::create(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(EpisodeLog {
-            file,
-            path,
-            quiet,
-            error: None,
-        })
-    }
-
-    fn record(&mut self, e: &td3::Episode) {
-        if let Err(err) = writeln!(self.file, "{}", json!({"step": e.step, "return": e.ret})) {
-            self.error.get_or_insert(err);
-        }
-        if !self.quiet {
-            eprintln!("step {:>7}  return {:>9.2}", e.step, e.ret);
-        }
-    }
-
-    fn finish(self) -> Result<()> {
-        match self.error {
-            Some(e) => Err(e).context(format!("cannot write {}", self.path.display())),
-            None => Ok(()),
-        }
-    }
+/// FNV-1a of a file's bytes, in hex (to notice a changed input on resume).
+fn file_digest(path: &std::path::Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    Ok(format!("{h:016x}"))
 }
 
 /// The mean return of the last 10 episodes.

@@ -55,6 +55,14 @@ pub fn write_safetensors(
     tensors: &[(String, Tensor)],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<()> {
+    let mut names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::file(
+            path,
+            format!("cannot write two tensors named '{}'", w[0]),
+        ));
+    }
     let mut owned = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t.to_device(&Device::Cpu)?.contiguous()?;
@@ -207,6 +215,10 @@ mod tests {
         );
         std::fs::write(&p, b"garbage").unwrap();
         assert!(read_safetensors(&p).is_err());
+        // Two tensors of one name: refused, not a panic inside the serializer.
+        let twice = [("w".to_string(), t.clone()), ("w".to_string(), t)];
+        let e = write_safetensors(&p, &twice, None).unwrap_err().to_string();
+        assert!(e.contains("two tensors named 'w'"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

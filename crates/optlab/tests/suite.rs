@@ -31,6 +31,7 @@ mod pde;
 mod pg;
 mod privacy;
 mod rl;
+mod rl_resume;
 mod spectral;
 mod sso;
 mod torch_state_dict;

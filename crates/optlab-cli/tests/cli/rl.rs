@@ -286,3 +286,82 @@ fn rl_eval_replays_trained_policies() {
         "summary.json",
     );
 }
+
+/// A TD3 run killed after a checkpoint, and a policy-gradient run stopped with --stop-after, resume bit-exactly:
+/// the log and the weights equal those of the uninterrupted run.
+#[test]
+fn rl_train_resumes_a_killed_run_bit_exactly() {
+    let td3 = "rl train --env pendulum --algo td3 --steps 1400 --learning-starts 200 --hidden 8-8 --seed 2 --checkpoint-every 200";
+    let (full, cut) = (tmp("rl-resume-full"), tmp("rl-resume-cut"));
+    ok(&argv(&format!("{td3} --out {} --json", full.display())));
+    let mut child = crate::common::optlab()
+        .args(argv(&format!("{td3} --out {} --json", cut.display())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once a checkpoint after step 400 exists (or let it finish on a very fast machine).
+    let latest = cut.join("checkpoints/latest.json");
+    let t0 = std::time::Instant::now();
+    loop {
+        let step = std::fs::read_to_string(&latest)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["step"].as_u64());
+        if step.is_some_and(|s| s >= 400) || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 300, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // Flags beside --resume are refused (the recorded ones rule).
+    let o = crate::common::run(&argv(&format!(
+        "rl train --resume {} --steps 5",
+        cut.display()
+    )));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(crate::common::text(&o).1.contains("cannot be used with"));
+    ok(&argv(&format!(
+        "rl train --resume {} --json",
+        cut.display()
+    )));
+    for f in ["episodes.jsonl", "actor.safetensors"] {
+        assert!(
+            std::fs::read(full.join(f)).unwrap() == std::fs::read(cut.join(f)).unwrap(),
+            "{f} differs after the resume"
+        );
+    }
+    // A fresh run into a directory with checkpoints is refused.
+    fails_with(&argv(&format!("{td3} --out {}", cut.display())), "--resume");
+
+    let pg = "rl train --env cartpole --algo harpg --steps 2000 --batch 2 --hidden 8 --seed 1 --checkpoint-every 500";
+    let (full, cut) = (tmp("rl-resume-pg-full"), tmp("rl-resume-pg-cut"));
+    ok(&argv(&format!("{pg} --out {} --json", full.display())));
+    let (_, err) = crate::common::text(&crate::common::run(&argv(&format!(
+        "{pg} --stop-after 700 --out {}",
+        cut.display()
+    ))));
+    assert!(
+        err.contains("continue with: optlab rl train --resume"),
+        "{err}"
+    );
+    ok(&argv(&format!(
+        "rl train --resume {} --json",
+        cut.display()
+    )));
+    for f in ["iterations.jsonl", "policy.safetensors"] {
+        assert!(
+            std::fs::read(full.join(f)).unwrap() == std::fs::read(cut.join(f)).unwrap(),
+            "{f} differs after the resume"
+        );
+    }
+    // Nothing to resume: one line each.
+    let empty = tmp("rl-resume-none");
+    std::fs::create_dir_all(&empty).unwrap();
+    fails_with(
+        &argv(&format!("rl train --resume {}", empty.display())),
+        "config.toml",
+    );
+}

@@ -6,6 +6,7 @@
 //! of D, plus the gradient penalty (scale 10, target 1, one-sided, at interpolations between policy and expert
 //! pairs) when `penalty` is set; spectral normalization of every layer of D with `spectral`; Adam at 5e-4.
 
+use super::checkpoint::{Reader, Writer};
 use super::env::{Action, Env};
 use super::td3::{self, Episode, ReplayBuffer, Td3Config, Td3Extension, Td3Run};
 use crate::nn::loss::{sigmoid, softplus};
@@ -257,6 +258,27 @@ impl Td3Extension for Discriminator {
         if step.is_multiple_of(self.cfg.every) {
             self.step(buffer, rng)?;
         }
+        Ok(())
+    }
+
+    fn save(&self, w: &mut Writer) -> Result<()> {
+        w.net("discriminator", &self.net)?;
+        w.optimizer(
+            "discriminator_optimizer",
+            self.opt.as_ref(),
+            &self.net.params(),
+        )?;
+        w.value("discriminator_steps", self.opt.state().step)?;
+        w.value("discriminator_last", self.last)?;
+        w.rng("discriminator_rng", &self.rng)
+    }
+
+    fn load(&mut self, r: &Reader) -> Result<()> {
+        r.net("discriminator", &self.net)?;
+        let steps: u64 = r.value("discriminator_steps")?;
+        self.opt = r.optimizer("discriminator_optimizer", &self.net.params(), steps)?;
+        self.last = r.value("discriminator_last")?;
+        self.rng = r.rng("discriminator_rng")?;
         Ok(())
     }
 }

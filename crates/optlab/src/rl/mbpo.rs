@@ -7,6 +7,7 @@
 //! (spectral normalization, or adversarial input noise) is [`super::td3::Td3Config`]'s. The paper has no public
 //! code; the sizes here are this module's, stated in [`MbpoConfig`].
 
+use super::checkpoint::{Reader, Writer};
 use super::td3::{mlp_sn, ReplayBuffer, Td3Extension};
 use crate::nn::loss::softplus;
 use crate::nn::spectral::SpectralScope;
@@ -302,6 +303,56 @@ impl Td3Extension for ModelBased {
                 self.generated += 1;
             }
         }
+        Ok(())
+    }
+
+    fn save(&self, w: &mut Writer) -> Result<()> {
+        for (k, m) in self.models.iter().enumerate() {
+            w.net(&format!("model{k}"), &m.net)?;
+            w.optimizer(
+                &format!("model{k}_optimizer"),
+                m.opt.as_ref(),
+                &m.net.params(),
+            )?;
+            w.value(&format!("model{k}_steps"), m.opt.state().step)?;
+            if let Some(st) = &m.stats {
+                let names = ["x_mean", "x_std", "y_mean", "y_std"];
+                let t: Vec<(String, Tensor)> = names
+                    .iter()
+                    .zip(st)
+                    .map(|(n, t)| (n.to_string(), t.clone()))
+                    .collect();
+                w.tensors(&format!("model{k}_stats"), &t)?;
+            }
+            w.value(&format!("model{k}_trained"), m.stats.is_some())?;
+        }
+        self.model_buffer.save(w, "model_buffer")?;
+        w.rng("model_rng", &self.rng)?;
+        w.value("model_nll", &self.last_nll)?;
+        w.value("model_generated", self.generated)
+    }
+
+    fn load(&mut self, r: &Reader) -> Result<()> {
+        for (k, m) in self.models.iter_mut().enumerate() {
+            r.net(&format!("model{k}"), &m.net)?;
+            let steps: u64 = r.value(&format!("model{k}_steps"))?;
+            m.opt = r.optimizer(&format!("model{k}_optimizer"), &m.net.params(), steps)?;
+            m.stats = if r.value::<bool>(&format!("model{k}_trained"))? {
+                let t = r.tensors(&format!("model{k}_stats"))?;
+                let get = |n: &str| {
+                    t.get(n)
+                        .cloned()
+                        .ok_or_else(|| Error::file(r.dir(), format!("model{k}_stats has no `{n}`")))
+                };
+                Some([get("x_mean")?, get("x_std")?, get("y_mean")?, get("y_std")?])
+            } else {
+                None
+            };
+        }
+        self.model_buffer.load(r, "model_buffer")?;
+        self.rng = r.rng("model_rng")?;
+        self.last_nll = r.value("model_nll")?;
+        self.generated = r.value("model_generated")?;
         Ok(())
     }
 

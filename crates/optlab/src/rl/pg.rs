@@ -19,6 +19,7 @@
 //!
 //! The first iteration of the momentum methods sets d₀ = ĝ(θ₀) (η₀ = 1 makes this the schedule's own choice).
 
+use super::checkpoint::{Reader, Writer};
 use super::env::{Action, ActionSpace, Env};
 use super::policy::{Policy, PolicyKind};
 use crate::implicit::linear::DenseMatrix;
@@ -486,24 +487,30 @@ pub fn hessian_vector_estimate(
     Ok(out)
 }
 
-/// The sampling state of a run: the environment, the generator and the baseline.
-struct Sampler<'a> {
-    env: &'a mut dyn Env,
+/// What sampling carries from one iteration to the next: the generator, the baseline and the counts.
+#[derive(Debug, Clone)]
+struct SampleState {
     rng: Rng,
     baseline: Option<LinearBaseline>,
-    discount: f64,
-    obs_dim: usize,
     trajectories: u64,
     env_steps: u64,
+}
+
+/// The sampling of a run: the environment and the state it advances.
+struct Sampler<'a> {
+    env: &'a mut dyn Env,
+    st: &'a mut SampleState,
+    discount: f64,
+    obs_dim: usize,
 }
 
 impl Sampler<'_> {
     fn sample(&mut self, policy: &Policy, count: usize) -> Result<Vec<Trajectory>> {
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
-            let tr = rollout(self.env, policy, &mut self.rng)?;
-            self.trajectories += 1;
-            self.env_steps += tr.len() as u64;
+            let tr = rollout(self.env, policy, &mut self.st.rng)?;
+            self.st.trajectories += 1;
+            self.st.env_steps += tr.len() as u64;
             out.push(tr);
         }
         Ok(out)
@@ -514,8 +521,8 @@ impl Sampler<'_> {
     fn gradient(&mut self, policy: &Policy, batch: usize) -> Result<(Vec<f64>, f64)> {
         let trs = self.sample(policy, batch)?;
         let mean_return = trs.iter().map(Trajectory::total_reward).sum::<f64>() / batch as f64;
-        let g = gradient_estimate(policy, &trs, self.baseline.as_ref(), self.discount)?;
-        if let Some(bl) = self.baseline.as_mut() {
+        let g = gradient_estimate(policy, &trs, self.st.baseline.as_ref(), self.discount)?;
+        if let Some(bl) = self.st.baseline.as_mut() {
             bl.fit(&trs, self.obs_dim, self.discount)?;
         }
         Ok((g, mean_return))
@@ -529,17 +536,148 @@ impl Sampler<'_> {
         batch: usize,
     ) -> Result<Vec<f64>> {
         let trs = self.sample(policy, batch)?;
-        hessian_vector_estimate(policy, &trs, self.baseline.as_ref(), self.discount, dir)
+        hessian_vector_estimate(policy, &trs, self.st.baseline.as_ref(), self.discount, dir)
+    }
+}
+
+/// A policy-gradient run between iterations: the iterate, the previous one, the direction d_t of the
+/// momentum methods and the sampling state. It can be checkpointed and resumed bit-exactly
+/// ([`PgState::save`], [`PgState::load`]).
+#[derive(Debug, Clone)]
+pub struct PgState {
+    iteration: u64,
+    x: Vec<f64>,
+    prev: Vec<f64>,
+    d: Option<Vec<f64>>,
+    sampling: SampleState,
+}
+
+impl PgState {
+    /// The start of a run of `cfg` from `policy`'s parameters.
+    pub fn new(policy: &Policy, cfg: &PgConfig) -> Result<Self> {
+        let x = flat_params(policy)?;
+        Ok(PgState {
+            iteration: 0,
+            prev: x.clone(),
+            x,
+            d: None,
+            sampling: SampleState {
+                rng: rng_for(cfg.seed, Stream::Rollout, 0),
+                baseline: cfg.baseline.then(LinearBaseline::default),
+                trajectories: 0,
+                env_steps: 0,
+            },
+        })
+    }
+
+    /// Iterations done.
+    pub fn iteration(&self) -> u64 {
+        self.iteration
+    }
+
+    /// Environment steps sampled.
+    pub fn env_steps(&self) -> u64 {
+        self.sampling.env_steps
+    }
+
+    /// Writes the state into a checkpoint.
+    pub fn save(&self, w: &mut Writer) -> Result<()> {
+        w.value("iteration", self.iteration)?;
+        w.value("trajectories", self.sampling.trajectories)?;
+        w.value("env_steps", self.sampling.env_steps)?;
+        w.value("has_direction", self.d.is_some())?;
+        w.rng("rng", &self.sampling.rng)?;
+        let coef = self.sampling.baseline.as_ref().and_then(|b| b.coef.clone());
+        w.value("baseline", self.sampling.baseline.is_some())?;
+        w.value("baseline_fitted", coef.is_some())?;
+        let empty = Vec::new();
+        w.vectors(
+            "pg_state",
+            &[
+                ("x", &self.x),
+                ("prev", &self.prev),
+                ("d", self.d.as_ref().unwrap_or(&empty)),
+                ("baseline", coef.as_ref().unwrap_or(&empty)),
+            ],
+        )
+    }
+
+    /// Restores a checkpoint of a run of `cfg` and sets `policy`'s parameters to its iterate.
+    pub fn load(r: &Reader, policy: &Policy, cfg: &PgConfig) -> Result<Self> {
+        let bad = |m: String| Error::file(r.dir(), m);
+        let v = r.vectors("pg_state", &["x", "prev", "d", "baseline"])?;
+        let n = flat_params(policy)?.len();
+        let has_d: bool = r.value("has_direction")?;
+        if v["x"].len() != n || v["prev"].len() != n || v["d"].len() != if has_d { n } else { 0 } {
+            return Err(bad(format!(
+                "the saved iterates do not fit the policy's {n} parameters"
+            )));
+        }
+        if r.value::<bool>("baseline")? != cfg.baseline {
+            return Err(bad(
+                "the checkpoint's baseline setting is not this run's".into()
+            ));
+        }
+        let fitted: bool = r.value("baseline_fitted")?;
+        let features = 2 * policy.net.input_shape().iter().product::<usize>() + 4;
+        if fitted && v["baseline"].len() != features {
+            return Err(bad(format!(
+                "the baseline has {} coefficients, not {features}",
+                v["baseline"].len()
+            )));
+        }
+        let baseline = cfg.baseline.then(|| LinearBaseline {
+            coef: fitted.then(|| v["baseline"].clone()),
+        });
+        let iteration: u64 = r.value("iteration")?;
+        if iteration == 0
+            || iteration > cfg.iterations
+            || (has_d == (cfg.method == PgMethod::Vanilla))
+        {
+            return Err(bad(format!(
+                "iteration {iteration} with{} a momentum direction is not a checkpoint of this {} run",
+                if has_d { "" } else { "out" },
+                cfg.method.name()
+            )));
+        }
+        let st = PgState {
+            iteration,
+            x: v["x"].clone(),
+            prev: v["prev"].clone(),
+            d: has_d.then(|| v["d"].clone()),
+            sampling: SampleState {
+                rng: r.rng("rng")?,
+                baseline,
+                trajectories: r.value("trajectories")?,
+                env_steps: r.value("env_steps")?,
+            },
+        };
+        set_flat_params(policy, &st.x)?;
+        Ok(st)
     }
 }
 
 /// Trains `policy` on `env` with `cfg`; `on_iteration` sees each iteration's record and the policy after its
-/// update (an evaluation hook) and returns whether to go on (a budget of environment steps, say). HARPG needs second-order gradients ([`crate::require_second_order`]).
+/// update (an evaluation hook) and returns whether to go on (a budget of environment steps, say). HARPG needs
+/// second-order gradients ([`crate::require_second_order`]).
 pub fn train(
     env: &mut dyn Env,
     policy: &Policy,
     cfg: &PgConfig,
     mut on_iteration: impl FnMut(&PgPoint, &Policy) -> Result<bool>,
+) -> Result<Vec<PgPoint>> {
+    let mut st = PgState::new(policy, cfg)?;
+    train_from(env, policy, cfg, &mut st, |p, pol, _| on_iteration(p, pol))
+}
+
+/// [`train`] from a state ([`PgState::new`], or [`PgState::load`] for a resume) that it advances;
+/// `on_iteration` also sees the state after the iteration (to checkpoint it).
+pub fn train_from(
+    env: &mut dyn Env,
+    policy: &Policy,
+    cfg: &PgConfig,
+    state: &mut PgState,
+    mut on_iteration: impl FnMut(&PgPoint, &Policy, &PgState) -> Result<bool>,
 ) -> Result<Vec<PgPoint>> {
     cfg.check()?;
     if cfg.method == PgMethod::Harpg {
@@ -556,27 +694,24 @@ pub fn train(
         per_step * env.max_steps() as f64 * cfg.batch.max(cfg.hessian_batch) as f64,
         "lower the batch",
     )?;
-    let mut s = Sampler {
-        obs_dim: env.obs_dim(),
-        env,
-        rng: rng_for(cfg.seed, Stream::Rollout, 0),
-        baseline: cfg.baseline.then(LinearBaseline::default),
-        discount: cfg.discount,
-        trajectories: 0,
-        env_steps: 0,
-    };
-    let mut x = flat_params(policy)?;
-    let mut prev = x.clone();
-    let mut d: Option<Vec<f64>> = None;
+    let obs_dim = env.obs_dim();
     let mut points = Vec::new();
-    for t in 0..cfg.iterations {
+    while state.iteration < cfg.iterations {
+        let t = state.iteration;
         let (gamma, eta) = cfg.schedule(t);
-        let (dir, mean_return) = match (cfg.method, d.take()) {
+        let mut s = Sampler {
+            env: &mut *env,
+            st: &mut state.sampling,
+            discount: cfg.discount,
+            obs_dim,
+        };
+        let (x, prev) = (&state.x, &state.prev);
+        let (dir, mean_return) = match (cfg.method, state.d.take()) {
             (PgMethod::Vanilla, _) => s.gradient(policy, cfg.batch)?,
             (PgMethod::NPgIgt, None) | (PgMethod::Harpg, None) => s.gradient(policy, cfg.batch)?,
             (PgMethod::NPgIgt, Some(dp)) => {
                 let c = (1.0 - eta) / eta;
-                let look: Vec<f64> = x.iter().zip(&prev).map(|(a, b)| a + c * (a - b)).collect();
+                let look: Vec<f64> = x.iter().zip(prev).map(|(a, b)| a + c * (a - b)).collect();
                 set_flat_params(policy, &look)?;
                 let (g, ret) = s.gradient(policy, cfg.batch)?;
                 let dn = dp
@@ -588,13 +723,13 @@ pub fn train(
             }
             (PgMethod::Harpg, Some(dp)) => {
                 let (g, ret) = s.gradient(policy, cfg.batch)?;
-                let b: f64 = s.rng.gen();
+                let b: f64 = s.st.rng.gen();
                 let xb: Vec<f64> = x
                     .iter()
-                    .zip(&prev)
+                    .zip(prev)
                     .map(|(a, p)| b * a + (1.0 - b) * p)
                     .collect();
-                let delta: Vec<f64> = x.iter().zip(&prev).map(|(a, p)| a - p).collect();
+                let delta: Vec<f64> = x.iter().zip(prev).map(|(a, p)| a - p).collect();
                 set_flat_params(policy, &xb)?;
                 let v = s.hessian_correction(policy, &delta, cfg.hessian_batch)?;
                 let dn = dp
@@ -623,22 +758,23 @@ pub fn train(
         };
         let next: Vec<f64> = x.iter().zip(&dir).map(|(a, g)| a + scale * g).collect();
         set_flat_params(policy, &next)?;
-        prev = std::mem::replace(&mut x, next);
+        state.prev = std::mem::replace(&mut state.x, next);
+        if cfg.method != PgMethod::Vanilla {
+            state.d = Some(dir);
+        }
+        state.iteration += 1;
         let point = PgPoint {
             iteration: t,
-            trajectories: s.trajectories,
-            env_steps: s.env_steps,
+            trajectories: state.sampling.trajectories,
+            env_steps: state.sampling.env_steps,
             mean_return,
             step: gamma,
             momentum: eta,
             direction_norm: dn,
         };
         points.push(point);
-        if !on_iteration(&point, policy)? {
+        if !on_iteration(&point, policy, state)? {
             break;
-        }
-        if cfg.method != PgMethod::Vanilla {
-            d = Some(dir);
         }
     }
     Ok(points)

@@ -4,10 +4,11 @@
 //! Gaussian exploration noise; uniform random actions for the first `learning_starts` steps. Every
 //! hyperparameter is a field of [`Td3Config`]; every draw comes from the run's seed.
 
+use super::checkpoint::{Reader, Writer};
 use super::env::{Action, ActionSpace, Env};
 use crate::nn::spectral::SpectralScope;
 use crate::nn::{ModelSpec, Param, Sequential};
-use crate::optim::from_spec;
+use crate::optim::{from_spec, Optimizer};
 use crate::rng::{normal, rng_for, Rng, Stream};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -168,6 +169,62 @@ impl ReplayBuffer {
         self.len = (self.len + 1).min(self.capacity);
     }
 
+    /// Saves the stored transitions (not the unused capacity) as `name` in a checkpoint.
+    pub fn save(&self, w: &mut Writer, name: &str) -> Result<()> {
+        w.value(&format!("{name}.cursor"), [self.len, self.next])?;
+        let (o, a) = (self.len * self.obs_dim, self.len * self.act_dim);
+        w.vectors(
+            name,
+            &[
+                ("obs", &self.obs[..o]),
+                ("actions", &self.actions[..a]),
+                ("rewards", &self.rewards[..self.len]),
+                ("next_obs", &self.next_obs[..o]),
+                ("terminated", &self.terminated[..self.len]),
+            ],
+        )
+    }
+
+    /// Restores the transitions saved as `name` into this (empty, equally shaped) buffer.
+    pub fn load(&mut self, r: &Reader, name: &str) -> Result<()> {
+        let [len, next]: [usize; 2] = r.value(&format!("{name}.cursor"))?;
+        if len > self.capacity || next >= self.capacity || (len < self.capacity && next != len) {
+            return Err(Error::file(
+                r.dir(),
+                format!(
+                    "{name}: {len} transitions with the next slot {next} do not fit a buffer of {}",
+                    self.capacity
+                ),
+            ));
+        }
+        let v = r.vectors(
+            name,
+            &["obs", "actions", "rewards", "next_obs", "terminated"],
+        )?;
+        let widths = [
+            ("obs", self.obs_dim),
+            ("actions", self.act_dim),
+            ("rewards", 1),
+            ("next_obs", self.obs_dim),
+            ("terminated", 1),
+        ];
+        for (k, w) in widths {
+            if v[k].len() != len * w {
+                return Err(Error::file(
+                    r.dir(),
+                    format!("{name}: `{k}` has {} values, not {}", v[k].len(), len * w),
+                ));
+            }
+        }
+        self.obs[..len * self.obs_dim].copy_from_slice(&v["obs"]);
+        self.actions[..len * self.act_dim].copy_from_slice(&v["actions"]);
+        self.rewards[..len].copy_from_slice(&v["rewards"]);
+        self.next_obs[..len * self.obs_dim].copy_from_slice(&v["next_obs"]);
+        self.terminated[..len].copy_from_slice(&v["terminated"]);
+        (self.len, self.next) = (len, next);
+        Ok(())
+    }
+
     /// A uniform sample with replacement: (s, a, r, s′, terminated) as f32 tensors.
     pub fn sample(&self, batch: usize, rng: &mut Rng) -> Result<[Tensor; 5]> {
         if self.len == 0 {
@@ -312,6 +369,10 @@ pub trait Td3Extension {
     ) -> Result<Option<[Tensor; 5]>> {
         Ok(None)
     }
+    /// Saves the extension's own state (networks, optimizers, generators) into a checkpoint.
+    fn save(&self, w: &mut Writer) -> Result<()>;
+    /// Restores what [`Td3Extension::save`] wrote.
+    fn load(&mut self, r: &Reader) -> Result<()>;
 }
 
 /// Trains TD3 on `env` (a continuous action box symmetric around 0); `on_episode` sees every finished episode.
@@ -330,166 +391,393 @@ pub fn train_with(
     mut ext: Option<&mut dyn Td3Extension>,
     mut on_episode: impl FnMut(&Episode),
 ) -> Result<Td3Run> {
-    cfg.check()?;
-    let t0 = std::time::Instant::now();
-    let (obs_dim, (act_dim, bound)) = (
-        env.obs_dim(),
-        match env.action_space() {
-            ActionSpace::Box { low, high }
-                if !low.is_empty()
-                    && high.iter().all(|h| h.is_finite() && *h > 0.0)
-                    && low.iter().zip(&high).all(|(l, h)| *l == -*h)
-                    && high.iter().all(|h| *h == high[0]) =>
-            {
-                (high.len(), high[0])
-            }
-            other => {
-                return Err(Error::invalid(format!(
-                "td3 needs a bounded action box symmetric around 0 with one bound, got {other:?}"
-            )))
-            }
-        },
-    );
-    let mut rng = rng_for(cfg.seed, Stream::Solver, 3);
-    let actor = mlp(&cfg.hidden, obs_dim, act_dim, cfg.seed)?;
-    let sn = cfg.critic_spectral;
-    let critic1 = mlp_sn(
-        &cfg.hidden,
-        obs_dim + act_dim,
-        1,
-        cfg.seed.wrapping_add(1),
-        sn,
-    )?;
-    let critic2 = mlp_sn(
-        &cfg.hidden,
-        obs_dim + act_dim,
-        1,
-        cfg.seed.wrapping_add(2),
-        sn,
-    )?;
-    let actor_t = copy_of(&actor)?;
-    let critic1_t = copy_of(&critic1)?;
-    let critic2_t = copy_of(&critic2)?;
-    let mut actor_opt = from_spec(&format!("adam:lr={}", cfg.actor_lr))?;
-    let mut critic_opt = from_spec(&format!("adam:lr={}", cfg.critic_lr))?;
-    let critic_params: Vec<Param> = critic1
-        .params()
-        .into_iter()
-        .chain(critic2.params())
-        .collect();
-    let actor_params = actor.params();
-    let mut buffer = ReplayBuffer::new(obs_dim, act_dim, cfg.buffer_size)?;
-    let mut env_rng = rng_for(cfg.seed, Stream::Data, 3);
-    let mut obs = env.reset(&mut env_rng);
-    let (mut ret, mut episodes) = (0.0, Vec::new());
-    let mut update = 0u64;
-    for step in 1..=cfg.total_steps {
+    let mut agent = Td3Agent::new(env, cfg)?;
+    while !agent.is_done() {
+        if let Some(e) = agent.step(env, reborrow(&mut ext))? {
+            on_episode(&e);
+        }
+    }
+    Ok(agent.finish())
+}
+
+/// A TD3 run in progress, one environment step at a time ([`Td3Agent::step`]); it can be checkpointed between
+/// episodes and resumed bit-exactly ([`Td3Agent::save`], [`Td3Agent::load`]).
+pub struct Td3Agent {
+    cfg: Td3Config,
+    obs_dim: usize,
+    act_dim: usize,
+    bound: f64,
+    actor: Sequential,
+    critic1: Sequential,
+    critic2: Sequential,
+    actor_t: Sequential,
+    critic1_t: Sequential,
+    critic2_t: Sequential,
+    actor_opt: Box<dyn Optimizer>,
+    critic_opt: Box<dyn Optimizer>,
+    buffer: ReplayBuffer,
+    rng: Rng,
+    env_rng: Rng,
+    /// The current observation; `None` between episodes (the next step resets the environment).
+    obs: Option<Vec<f64>>,
+    ret: f64,
+    step: u64,
+    update: u64,
+    episodes: Vec<Episode>,
+    /// Seconds spent before a resume, and the clock since.
+    seconds_before: f64,
+    t0: std::time::Instant,
+}
+
+/// A shorter-lived borrow of an optional extension (for calls in a loop).
+fn reborrow<'a>(ext: &'a mut Option<&mut dyn Td3Extension>) -> Option<&'a mut dyn Td3Extension> {
+    match ext {
+        Some(m) => Some(&mut **m),
+        None => None,
+    }
+}
+
+/// The action box TD3 needs: its dimension and bound.
+fn symmetric_box(env: &dyn Env) -> Result<(usize, f64)> {
+    match env.action_space() {
+        ActionSpace::Box { low, high }
+            if !low.is_empty()
+                && high.iter().all(|h| h.is_finite() && *h > 0.0)
+                && low.iter().zip(&high).all(|(l, h)| *l == -*h)
+                && high.iter().all(|h| *h == high[0]) =>
+        {
+            Ok((high.len(), high[0]))
+        }
+        other => Err(Error::invalid(format!(
+            "td3 needs a bounded action box symmetric around 0 with one bound, got {other:?}"
+        ))),
+    }
+}
+
+impl Td3Agent {
+    /// A fresh agent for `env` (which the first step resets).
+    pub fn new(env: &dyn Env, cfg: &Td3Config) -> Result<Self> {
+        cfg.check()?;
+        let (obs_dim, (act_dim, bound)) = (env.obs_dim(), symmetric_box(env)?);
+        let actor = mlp(&cfg.hidden, obs_dim, act_dim, cfg.seed)?;
+        let sn = cfg.critic_spectral;
+        let critic = |k: u64| {
+            mlp_sn(
+                &cfg.hidden,
+                obs_dim + act_dim,
+                1,
+                cfg.seed.wrapping_add(k),
+                sn,
+            )
+        };
+        let (critic1, critic2) = (critic(1)?, critic(2)?);
+        Ok(Td3Agent {
+            actor_t: copy_of(&actor)?,
+            critic1_t: copy_of(&critic1)?,
+            critic2_t: copy_of(&critic2)?,
+            actor,
+            critic1,
+            critic2,
+            actor_opt: from_spec(&format!("adam:lr={}", cfg.actor_lr))?,
+            critic_opt: from_spec(&format!("adam:lr={}", cfg.critic_lr))?,
+            buffer: ReplayBuffer::new(obs_dim, act_dim, cfg.buffer_size)?,
+            rng: rng_for(cfg.seed, Stream::Solver, 3),
+            env_rng: rng_for(cfg.seed, Stream::Data, 3),
+            obs: None,
+            ret: 0.0,
+            step: 0,
+            update: 0,
+            episodes: Vec::new(),
+            seconds_before: 0.0,
+            t0: std::time::Instant::now(),
+            cfg: cfg.clone(),
+            obs_dim,
+            act_dim,
+            bound,
+        })
+    }
+
+    /// Environment steps taken.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Whether the budget of environment steps is spent.
+    pub fn is_done(&self) -> bool {
+        self.step >= self.cfg.total_steps
+    }
+
+    /// Whether the agent is between episodes (where it can be checkpointed).
+    pub fn between_episodes(&self) -> bool {
+        self.obs.is_none()
+    }
+
+    /// The finished episodes.
+    pub fn episodes(&self) -> &[Episode] {
+        &self.episodes
+    }
+
+    /// The actor and its action bound.
+    pub fn actor(&self) -> (&Sequential, f64) {
+        (&self.actor, self.bound)
+    }
+
+    /// Seconds spent training, over every session of the run.
+    pub fn seconds(&self) -> f64 {
+        self.seconds_before + self.t0.elapsed().as_secs_f64()
+    }
+
+    /// One environment step and, after the warm-up, the extension's update and the agent's updates; returns the
+    /// episode the step finished, if any.
+    pub fn step(
+        &mut self,
+        env: &mut dyn Env,
+        mut ext: Option<&mut dyn Td3Extension>,
+    ) -> Result<Option<Episode>> {
+        if self.is_done() {
+            return Err(Error::invalid("td3: the run's steps are all taken"));
+        }
+        let (cfg, bound, act_dim) = (&self.cfg, self.bound, self.act_dim);
+        let obs = match self.obs.take() {
+            Some(o) => o,
+            None => env.reset(&mut self.env_rng),
+        };
+        self.step += 1;
+        let step = self.step;
         let action: Vec<f64> = if step <= cfg.learning_starts {
             (0..act_dim)
-                .map(|_| bound * (2.0 * rng.gen::<f64>() - 1.0))
+                .map(|_| bound * (2.0 * self.rng.gen::<f64>() - 1.0))
                 .collect()
         } else {
             let o = Tensor::from_vec(
                 obs.iter().map(|&v| v as f32).collect::<Vec<_>>(),
-                (1, obs_dim),
+                (1, self.obs_dim),
                 &Device::Cpu,
             )?;
-            let a: Vec<f32> = actor_out(&actor, &o, bound)?.flatten_all()?.to_vec1()?;
+            let a: Vec<f32> = actor_out(&self.actor, &o, bound)?
+                .flatten_all()?
+                .to_vec1()?;
             a.iter()
                 .map(|&m| {
-                    (m as f64 + bound * cfg.exploration_noise * normal(&mut rng))
+                    (m as f64 + bound * cfg.exploration_noise * normal(&mut self.rng))
                         .clamp(-bound, bound)
                 })
                 .collect()
         };
         let s = env.step(&Action::Continuous(action.clone()))?;
-        ret += s.reward;
-        buffer.push(&obs, &action, s.reward, &s.obs, s.terminated);
-        obs = s.obs;
-        if s.terminated || s.truncated {
-            let e = Episode { step, ret };
-            on_episode(&e);
-            episodes.push(e);
-            ret = 0.0;
-            obs = env.reset(&mut env_rng);
-        }
-        if step <= cfg.learning_starts {
-            continue;
-        }
-        if let Some(m) = ext.as_deref_mut() {
-            let policy = |o: &Tensor| actor_out(&actor, o, bound);
-            m.update(&buffer, &policy, &mut rng, step)?;
-        }
-        for _ in 0..cfg.updates_per_step {
-            let sampled = match ext.as_deref_mut() {
-                Some(m) => m.sample(&buffer, cfg.batch_size, &mut rng)?,
-                None => None,
+        self.ret += s.reward;
+        self.buffer
+            .push(&obs, &action, s.reward, &s.obs, s.terminated);
+        let finished = if s.terminated || s.truncated {
+            let e = Episode {
+                step,
+                ret: std::mem::take(&mut self.ret),
             };
-            let [bs, ba, br, bs2, bd] = match sampled {
-                Some(b) => b,
-                None => buffer.sample(cfg.batch_size, &mut rng)?,
-            };
-            let br = match ext.as_deref_mut() {
-                Some(m) => m.reward(&bs, &ba, &bs2)?.map(|r| r.detach()).unwrap_or(br),
-                None => br,
-            };
-            update += 1;
-            // Critic targets, without gradients.
-            let noise: Vec<f32> = (0..cfg.batch_size * act_dim)
-                .map(|_| {
-                    let c = cfg.noise_clip * bound;
-                    (bound * cfg.policy_noise * normal(&mut rng)).clamp(-c, c) as f32
-                })
-                .collect();
-            let noise = Tensor::from_vec(noise, (cfg.batch_size, act_dim), &Device::Cpu)?;
-            let a2 = actor_out(&actor_t, &bs2, bound)?
-                .add(&noise)?
-                .clamp(-bound, bound)?;
-            let q_next = q(&critic1_t, &bs2, &a2)?.minimum(&q(&critic2_t, &bs2, &a2)?)?;
-            let y = br
-                .add(&bd.affine(-1.0, 1.0)?.mul(&q_next)?.affine(cfg.gamma, 0.0)?)?
-                .detach();
-            let td = |s: &Tensor| -> Result<Tensor> {
-                Ok(q(&critic1, s, &ba)?
-                    .sub(&y)?
-                    .sqr()?
-                    .mean_all()?
-                    .add(&q(&critic2, s, &ba)?.sub(&y)?.sqr()?.mean_all()?)?)
-            };
-            let loss = if cfg.critic_adversarial > 0.0 {
-                // FGSM on the critics' state inputs: the loss at s + ε·sign(∇ₛ loss) joins the loss at s.
-                let sv = candle_core::Var::from_tensor(&bs)?;
-                let g = td(sv.as_tensor())?.backward()?;
-                let dir = g
-                    .get(sv.as_tensor())
-                    .map(|g| g.sign())
-                    .transpose()?
-                    .unwrap_or(bs.zeros_like()?);
-                let moved = bs.add(&(dir * cfg.critic_adversarial)?)?.detach();
-                td(&bs)?.add(&td(&moved)?)?
-            } else {
-                td(&bs)?
-            };
-            critic_opt.step(&critic_params, &loss.backward()?)?;
-            if update.is_multiple_of(cfg.policy_delay) {
-                let actor_loss = q(&critic1, &bs, &actor_out(&actor, &bs, bound)?)?
-                    .mean_all()?
-                    .neg()?;
-                // The actor's step reads only its own parameters' gradients.
-                actor_opt.step(&actor_params, &actor_loss.backward()?)?;
-                polyak(&actor_t, &actor, cfg.tau)?;
-                polyak(&critic1_t, &critic1, cfg.tau)?;
-                polyak(&critic2_t, &critic2, cfg.tau)?;
+            self.episodes.push(e);
+            Some(e)
+        } else {
+            self.obs = Some(s.obs);
+            None
+        };
+        if step > cfg.learning_starts {
+            if let Some(m) = ext.as_deref_mut() {
+                let policy = |o: &Tensor| actor_out(&self.actor, o, bound);
+                m.update(&self.buffer, &policy, &mut self.rng, step)?;
+            }
+            for _ in 0..cfg.updates_per_step {
+                self.update(reborrow(&mut ext))?;
             }
         }
+        Ok(finished)
     }
-    Ok(Td3Run {
-        episodes,
-        actor,
-        critic: Some(critic1),
-        bound,
-        seconds: t0.elapsed().as_secs_f64(),
-    })
+
+    /// One agent update from the replay buffer: the critics and, every `policy_delay` updates, the actor and the
+    /// Polyak averaging of the targets ([`Td3Agent::step`] makes `updates_per_step` of them after the warm-up;
+    /// public for benchmarks and custom loops).
+    pub fn update(&mut self, mut ext: Option<&mut dyn Td3Extension>) -> Result<()> {
+        let (cfg, bound, act_dim) = (&self.cfg, self.bound, self.act_dim);
+        let sampled = match ext.as_deref_mut() {
+            Some(m) => m.sample(&self.buffer, cfg.batch_size, &mut self.rng)?,
+            None => None,
+        };
+        let [bs, ba, br, bs2, bd] = match sampled {
+            Some(b) => b,
+            None => self.buffer.sample(cfg.batch_size, &mut self.rng)?,
+        };
+        let br = match ext {
+            Some(m) => m.reward(&bs, &ba, &bs2)?.map(|r| r.detach()).unwrap_or(br),
+            None => br,
+        };
+        self.update += 1;
+        // Critic targets, without gradients.
+        let c = cfg.noise_clip * bound;
+        let noise: Vec<f32> = (0..cfg.batch_size * act_dim)
+            .map(|_| (bound * cfg.policy_noise * normal(&mut self.rng)).clamp(-c, c) as f32)
+            .collect();
+        let noise = Tensor::from_vec(noise, (cfg.batch_size, act_dim), &Device::Cpu)?;
+        let a2 = actor_out(&self.actor_t, &bs2, bound)?
+            .add(&noise)?
+            .clamp(-bound, bound)?;
+        let q_next = q(&self.critic1_t, &bs2, &a2)?.minimum(&q(&self.critic2_t, &bs2, &a2)?)?;
+        let y = br
+            .add(&bd.affine(-1.0, 1.0)?.mul(&q_next)?.affine(cfg.gamma, 0.0)?)?
+            .detach();
+        let (critic1, critic2) = (&self.critic1, &self.critic2);
+        let td = |s: &Tensor| -> Result<Tensor> {
+            Ok(q(critic1, s, &ba)?
+                .sub(&y)?
+                .sqr()?
+                .mean_all()?
+                .add(&q(critic2, s, &ba)?.sub(&y)?.sqr()?.mean_all()?)?)
+        };
+        let loss = if cfg.critic_adversarial > 0.0 {
+            // FGSM on the critics' state inputs: the loss at s + ε·sign(∇ₛ loss) joins the loss at s.
+            let sv = candle_core::Var::from_tensor(&bs)?;
+            let g = td(sv.as_tensor())?.backward()?;
+            let dir = g
+                .get(sv.as_tensor())
+                .map(|g| g.sign())
+                .transpose()?
+                .unwrap_or(bs.zeros_like()?);
+            let moved = bs.add(&(dir * cfg.critic_adversarial)?)?.detach();
+            td(&bs)?.add(&td(&moved)?)?
+        } else {
+            td(&bs)?
+        };
+        self.critic_opt
+            .step(&self.critic_params(), &loss.backward()?)?;
+        if self.update.is_multiple_of(cfg.policy_delay) {
+            let actor_loss = q(&self.critic1, &bs, &actor_out(&self.actor, &bs, bound)?)?
+                .mean_all()?
+                .neg()?;
+            // The actor's step reads only its own parameters' gradients.
+            self.actor_opt
+                .step(&self.actor.params(), &actor_loss.backward()?)?;
+            polyak(&self.actor_t, &self.actor, cfg.tau)?;
+            polyak(&self.critic1_t, &self.critic1, cfg.tau)?;
+            polyak(&self.critic2_t, &self.critic2, cfg.tau)?;
+        }
+        Ok(())
+    }
+
+    /// Both critics' parameters for their one optimizer, named `q1.*` and `q2.*`: the optimizer keys its state
+    /// by name, and the two networks' own names are equal.
+    fn critic_params(&self) -> Vec<Param> {
+        let named = |prefix: &str, net: &Sequential| -> Vec<Param> {
+            net.params()
+                .into_iter()
+                .map(|p| Param {
+                    name: format!("{prefix}.{}", p.name),
+                    var: p.var,
+                })
+                .collect()
+        };
+        let mut v = named("q1", &self.critic1);
+        v.extend(named("q2", &self.critic2));
+        v
+    }
+
+    /// The six networks by their checkpoint names.
+    fn nets(&self) -> [(&'static str, &Sequential); 6] {
+        [
+            ("actor", &self.actor),
+            ("critic1", &self.critic1),
+            ("critic2", &self.critic2),
+            ("actor_target", &self.actor_t),
+            ("critic1_target", &self.critic1_t),
+            ("critic2_target", &self.critic2_t),
+        ]
+    }
+
+    /// Writes the agent (networks, optimizers, replay buffer, generators, counters, episodes) into a checkpoint;
+    /// only between episodes, where the environment's state is the next reset's.
+    pub fn save(&self, w: &mut Writer) -> Result<()> {
+        if !self.between_episodes() {
+            return Err(Error::invalid(
+                "td3: a checkpoint is taken between episodes",
+            ));
+        }
+        for (name, net) in self.nets() {
+            w.net(name, net)?;
+        }
+        w.optimizer(
+            "actor_optimizer",
+            self.actor_opt.as_ref(),
+            &self.actor.params(),
+        )?;
+        w.optimizer(
+            "critic_optimizer",
+            self.critic_opt.as_ref(),
+            &self.critic_params(),
+        )?;
+        self.buffer.save(w, "replay")?;
+        w.rng("rng", &self.rng)?;
+        w.rng("env_rng", &self.env_rng)?;
+        w.value("env_steps", self.step)?;
+        w.value("updates", self.update)?;
+        w.value("seconds", self.seconds())?;
+        let steps: Vec<f64> = self.episodes.iter().map(|e| e.step as f64).collect();
+        let rets: Vec<f64> = self.episodes.iter().map(|e| e.ret).collect();
+        w.vectors("episodes", &[("step", &steps), ("return", &rets)])
+    }
+
+    /// Restores a checkpoint written by [`Td3Agent::save`] for the same configuration into a fresh agent.
+    pub fn load(&mut self, r: &Reader) -> Result<()> {
+        let (step, update): (u64, u64) = (r.value("env_steps")?, r.value("updates")?);
+        let learning = step.saturating_sub(self.cfg.learning_starts);
+        let expected = learning * self.cfg.updates_per_step as u64;
+        if step == 0 || step > self.cfg.total_steps || update != expected {
+            return Err(Error::file(
+                r.dir(),
+                format!(
+                    "the checkpoint (step {step}, {update} updates) is not one of this run (1..={} steps, {expected} updates at step {step})",
+                    self.cfg.total_steps
+                ),
+            ));
+        }
+        for (name, net) in self.nets() {
+            r.net(name, net)?;
+        }
+        let actor_steps = update / self.cfg.policy_delay;
+        self.actor_opt = r.optimizer("actor_optimizer", &self.actor.params(), actor_steps)?;
+        self.critic_opt = r.optimizer("critic_optimizer", &self.critic_params(), update)?;
+        self.buffer.load(r, "replay")?;
+        if self.buffer.len() as u64 != step.min(self.cfg.buffer_size as u64) {
+            return Err(Error::file(
+                r.dir(),
+                format!(
+                    "the replay buffer holds {} transitions after {step} steps",
+                    self.buffer.len()
+                ),
+            ));
+        }
+        self.rng = r.rng("rng")?;
+        self.env_rng = r.rng("env_rng")?;
+        let e = r.vectors("episodes", &["step", "return"])?;
+        self.episodes = e["step"]
+            .iter()
+            .zip(&e["return"])
+            .map(|(s, ret)| Episode {
+                step: *s as u64,
+                ret: *ret,
+            })
+            .collect();
+        (self.step, self.update, self.obs, self.ret) = (step, update, None, 0.0);
+        self.seconds_before = r.value("seconds")?;
+        self.t0 = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// The run's result.
+    pub fn finish(self) -> Td3Run {
+        Td3Run {
+            seconds: self.seconds(),
+            episodes: self.episodes,
+            actor: self.actor,
+            critic: Some(self.critic1),
+            bound: self.bound,
+        }
+    }
 }
 
 /// The trained actor's noiseless action for one observation.

@@ -110,10 +110,8 @@ pub fn save(
     state: &LoopState,
     config: &str,
 ) -> Result<PathBuf> {
-    let root = root(run_dir);
     let name = dir_name(state.step);
-    let dir = root.join(&name);
-    std::fs::create_dir_all(&dir).at_path(&dir)?;
+    let dir = step_dir(run_dir, state.step)?;
     model.save(&dir.join("model.safetensors"))?;
     let params = model.params();
     save_state_file(
@@ -129,7 +127,23 @@ pub fn save(
     let text = serde_json::to_string_pretty(&st)
         .map_err(|e| Error::invalid(format!("cannot write the checkpoint index: {e}")))?;
     write_atomic(&dir.join(CONFIG), config.as_bytes())?;
-    write_atomic(&dir.join("state.json"), text.as_bytes())?;
+    publish(run_dir, state.step, &text)?;
+    Ok(dir)
+}
+
+/// The directory of the checkpoint after `step` steps (created).
+pub(crate) fn step_dir(run_dir: &Path, step: u64) -> Result<PathBuf> {
+    let dir = root(run_dir).join(dir_name(step));
+    std::fs::create_dir_all(&dir).at_path(&dir)?;
+    Ok(dir)
+}
+
+/// Makes the fully written checkpoint after `step` steps the latest: its index `text` goes to `state.json`
+/// inside it and then, atomically, to `checkpoints/latest.json`; older checkpoints are removed afterwards.
+pub(crate) fn publish(run_dir: &Path, step: u64, text: &str) -> Result<()> {
+    let root = root(run_dir);
+    let name = dir_name(step);
+    write_atomic(&root.join(&name).join("state.json"), text.as_bytes())?;
     write_atomic(&root.join("latest.json"), text.as_bytes())?;
     if let Ok(entries) = std::fs::read_dir(&root) {
         for e in entries.flatten() {
@@ -139,7 +153,22 @@ pub fn save(
             }
         }
     }
-    Ok(dir)
+    Ok(())
+}
+
+/// The latest checkpoint's index text and directory, `None` where the run has none.
+pub(crate) fn latest_text(run_dir: &Path) -> Result<Option<(String, PathBuf)>> {
+    let latest = root(run_dir).join("latest.json");
+    match std::fs::read_to_string(&latest) {
+        Ok(t) => Ok(Some((t, root(run_dir)))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::file(&latest, e.to_string())),
+    }
+}
+
+/// The name of the checkpoint directory after `step` steps, for checking an index.
+pub(crate) fn step_name(step: u64) -> String {
+    dir_name(step)
 }
 
 /// Where the checkpoint `st` recorded the run's configuration.

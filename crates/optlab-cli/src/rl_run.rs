@@ -1,0 +1,187 @@
+//! The run directory of `optlab rl train`: `config.toml` (the flags, which `--resume` reads back), the lock,
+//! the JSONL log (episodes or iterations) that a resume truncates to its checkpoint, checkpoints at episode or
+//! iteration ends every `--checkpoint-every` environment steps, `--stop-after`, and the progress bar.
+
+use crate::progress::bar;
+use anyhow::{bail, Context, Result};
+use indicatif::ProgressBar;
+use optlab::rl::checkpoint::{Reader, Writer};
+use optlab::train::run_dir::RunDirLock;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The file the flags are recorded in.
+pub const CONFIG: &str = "config.toml";
+
+/// The first multiple of `every` after `steps` (never, for `every` 0).
+fn next_after(steps: u64, every: u64) -> u64 {
+    steps
+        .checked_div(every)
+        .map_or(u64::MAX, |q| (q + 1).saturating_mul(every))
+}
+
+/// What to do at an episode or iteration end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    Nothing,
+    Checkpoint,
+    /// Checkpoint and stop (`--stop-after`).
+    Stop,
+}
+
+/// An open run directory.
+pub struct Session {
+    out: PathBuf,
+    _lock: RunDirLock,
+    log: std::fs::File,
+    log_path: PathBuf,
+    log_bytes: u64,
+    every: u64,
+    next: u64,
+    stop_after: Option<u64>,
+    /// The checkpoint a resume starts from.
+    pub resume: Option<Reader>,
+    pub bar: ProgressBar,
+    started: std::time::Instant,
+    seconds_before: f64,
+}
+
+impl Session {
+    /// A fresh run into `out` (its flags `config` recorded), or, with `resume`, the run already there, from its
+    /// latest checkpoint. `log_name` is the JSONL log; `steps` the budget of environment steps.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        out: &Path,
+        resume: bool,
+        config: &str,
+        log_name: &str,
+        label: &str,
+        steps: u64,
+        every: u64,
+        stop_after: Option<u64>,
+        quiet: bool,
+    ) -> Result<Self> {
+        let log_path = out.join(log_name);
+        let (lock, reader, log, log_bytes) = if resume {
+            let lock = RunDirLock::acquire_existing(out)?;
+            let r = Reader::latest(out)?.with_context(|| {
+                format!(
+                    "{}: no checkpoint to resume from (the run stopped before its first one)",
+                    out.display()
+                )
+            })?;
+            let bytes: u64 = r.value("log_bytes")?;
+            let log = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&log_path)
+                .with_context(|| format!("cannot open {}", log_path.display()))?;
+            let len = log.metadata()?.len();
+            if len < bytes {
+                bail!(
+                    "{}: {len} bytes, but the checkpoint recorded {bytes}; the log was truncated",
+                    log_path.display()
+                );
+            }
+            // The episodes after the checkpoint are replayed by the resumed run.
+            log.set_len(bytes)?;
+            (lock, Some(r), log, bytes)
+        } else {
+            let lock = RunDirLock::acquire(out)?;
+            if Reader::latest(out)?.is_some() {
+                bail!(
+                    "{} already holds a run with checkpoints; continue it with --resume {} or choose another --out",
+                    out.display(),
+                    out.display()
+                );
+            }
+            optlab::tensor_io::write_atomic(&out.join(CONFIG), config.as_bytes())?;
+            let log = std::fs::File::create(&log_path)
+                .with_context(|| format!("cannot write {}", log_path.display()))?;
+            (lock, None, log, 0)
+        };
+        let mut log = log;
+        use std::io::Seek;
+        log.seek(std::io::SeekFrom::End(0))?;
+        let at = reader.as_ref().map_or(0, |r| r.step);
+        let seconds_before = match &reader {
+            Some(r) => r.value("session_seconds")?,
+            None => 0.0,
+        };
+        let b = bar(label, quiet);
+        b.set_length(steps);
+        Ok(Session {
+            out: out.to_path_buf(),
+            _lock: lock,
+            log,
+            log_path,
+            log_bytes,
+            every,
+            next: next_after(at, every),
+            stop_after: stop_after.filter(|s| *s > at),
+            resume: reader,
+            bar: b,
+            started: std::time::Instant::now(),
+            seconds_before,
+        })
+    }
+
+    /// Appends one line to the log.
+    pub fn line(&mut self, v: &serde_json::Value) -> Result<()> {
+        let text = format!("{v}\n");
+        self.log
+            .write_all(text.as_bytes())
+            .with_context(|| format!("cannot write {}", self.log_path.display()))?;
+        self.log_bytes += text.len() as u64;
+        Ok(())
+    }
+
+    /// Seconds spent over every session of the run.
+    pub fn seconds(&self) -> f64 {
+        self.seconds_before + self.started.elapsed().as_secs_f64()
+    }
+
+    /// Shows the progress after `steps` environment steps.
+    pub fn show(&self, steps: u64, ret: f64) {
+        self.bar.set_position(steps);
+        let rate = steps as f64 / self.seconds().max(1e-9);
+        self.bar
+            .set_message(format!("return {ret:.1}  {rate:.0} steps/s"));
+    }
+
+    /// What is due at an episode or iteration end after `steps` environment steps.
+    pub fn due(&self, steps: u64) -> Due {
+        if self.stop_after.is_some_and(|s| steps >= s) {
+            Due::Stop
+        } else if steps >= self.next {
+            Due::Checkpoint
+        } else {
+            Due::Nothing
+        }
+    }
+
+    /// Writes a checkpoint after `steps` (`save` adds the method's state) and schedules the next one.
+    pub fn checkpoint(
+        &mut self,
+        steps: u64,
+        save: impl FnOnce(&mut Writer) -> optlab::Result<()>,
+    ) -> Result<()> {
+        self.log.flush()?;
+        self.log.sync_data()?;
+        let mut w = Writer::begin(&self.out, steps)?;
+        save(&mut w)?;
+        w.value("log_bytes", self.log_bytes)?;
+        w.value("session_seconds", self.seconds())?;
+        w.commit()?;
+        self.next = next_after(steps, self.every);
+        Ok(())
+    }
+
+    /// Ends a stopped run: one line on how to continue it.
+    pub fn stopped(&self, steps: u64, total: u64) {
+        self.bar.finish_and_clear();
+        eprintln!(
+            "stopped after {steps} of {total} environment steps; continue with: optlab rl train --resume {}",
+            self.out.display()
+        );
+    }
+}
