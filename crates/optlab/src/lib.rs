@@ -35,6 +35,7 @@ pub mod distributed;
 pub mod error;
 pub mod eval;
 pub mod experiment;
+pub mod explain;
 pub mod functions;
 pub mod implicit;
 pub mod lipschitz;

@@ -15,6 +15,7 @@ mod convex_relu;
 mod curvature;
 mod distributed;
 mod dp_methods;
+mod explain;
 mod gail;
 mod implicit;
 mod lipschitz;
