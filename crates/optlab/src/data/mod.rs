@@ -8,6 +8,7 @@ mod randhie;
 mod spec;
 mod st;
 mod synthetic;
+pub mod tabular;
 mod text;
 
 pub use self::csv::{load_csv, read_numeric_csv, write_numeric_csv, NumericTable};

@@ -25,6 +25,8 @@ pub const DATA_NAMES: &[&str] = &[
     "text",
     "digits-binary",
     "randhie",
+    "german",
+    "breast-cancer",
 ];
 
 /// How a text becomes examples.
@@ -46,6 +48,10 @@ pub enum DataSpec {
     DigitsBinary,
     /// The embedded RAND HIE regression set (doctor visits from nine covariates, standardized).
     Randhie,
+    /// The embedded German Credit data (one-hot categories, standardized numbers; class 1 = good credit).
+    German,
+    /// The embedded Wisconsin breast-cancer data (standardized; class 1 = benign).
+    BreastCancer,
     /// Two interleaved half circles.
     Moons { n: usize, noise: f64 },
     /// Interleaved spirals.
@@ -112,6 +118,8 @@ impl DataSpec {
             DataSpec::Digits => digits(),
             DataSpec::DigitsBinary => super::digits::digits_binary(),
             DataSpec::Randhie => super::randhie::randhie_standardized(),
+            DataSpec::German => Ok(super::tabular::german_credit()?.encode()?.0),
+            DataSpec::BreastCancer => Ok(super::tabular::breast_cancer()?.encode()?.0),
             DataSpec::Moons { n, noise } => two_moons(*n, *noise, seed),
             DataSpec::Spirals { n, classes, noise } => two_spirals(*n, *classes, *noise, seed),
             DataSpec::Gaussians {
@@ -176,6 +184,8 @@ impl FromStr for DataSpec {
             "digits" => DataSpec::Digits,
             "digits-binary" => DataSpec::DigitsBinary,
             "randhie" => DataSpec::Randhie,
+            "german" => DataSpec::German,
+            "breast-cancer" => DataSpec::BreastCancer,
             "moons" => DataSpec::Moons {
                 n: s.usize("n", 1000)?,
                 noise: s.f64("noise", 0.1)?,
@@ -255,6 +265,8 @@ impl fmt::Display for DataSpec {
             DataSpec::Digits => write!(f, "digits"),
             DataSpec::DigitsBinary => write!(f, "digits-binary"),
             DataSpec::Randhie => write!(f, "randhie"),
+            DataSpec::German => write!(f, "german"),
+            DataSpec::BreastCancer => write!(f, "breast-cancer"),
             DataSpec::Moons { n, noise } => write!(f, "moons:n={n},noise={noise}"),
             DataSpec::Spirals { n, classes, noise } => {
                 write!(f, "spirals:n={n},classes={classes},noise={noise}")
@@ -331,6 +343,8 @@ mod tests {
             "safetensors:path=d.st,x=x,y=y",
             "digits-binary",
             "randhie",
+            "german",
+            "breast-cancer",
         ] {
             let d: DataSpec = s.parse().unwrap();
             assert_eq!(d.to_string().parse::<DataSpec>().unwrap(), d, "{s}");
