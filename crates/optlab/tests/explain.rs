@@ -6,7 +6,7 @@ use candle_core::{DType, Tensor};
 use optlab::explain::ead::{elastic_net, EadConfig};
 use optlab::explain::stability::stability_and_gradient;
 use optlab::explain::trex::{trex_with, TrexConfig};
-use optlab::explain::{predict, probabilities};
+use optlab::explain::{predict, probabilities, Bounds};
 use optlab::nn::{ModelSpec, Sequential};
 use std::collections::HashMap;
 
@@ -46,7 +46,8 @@ fn base_counterfactuals_equal_arts_elastic_net() {
     let x = floats(&fx["x"]);
     assert_eq!(predict(&net, &x, 6).unwrap(), vec![0; 5]);
     for (rule, cfg) in [("L1", EadConfig::l1()), ("L2", EadConfig::l2())] {
-        let ours = elastic_net(&net, &x, 6, &[0; 5], &cfg).unwrap();
+        let box01 = Bounds::uniform(30, 0.0, 1.0).unwrap();
+        let ours = elastic_net(&net, &x, 6, &[0; 5], &cfg, &box01).unwrap();
         let art = floats(&fx["ead"][rule]);
         assert!(
             max_diff(&ours, &art) < 1e-4,
@@ -92,9 +93,13 @@ fn trex_replays_the_official_loop() {
     let mut early = 0;
     for (i, run) in t["runs"].as_array().unwrap().iter().enumerate() {
         let steps = noise[&format!("run{i}")].clone();
-        let res = trex_with(&net, &floats(&run["start"]), &cfg, &mut |s| {
-            Ok(steps.get(s)?)
-        })
+        let res = trex_with(
+            &net,
+            &floats(&run["start"]),
+            &cfg,
+            &Bounds::uniform(6, 0.0, 1.0).unwrap(),
+            &mut |s| Ok(steps.get(s)?),
+        )
         .unwrap();
         let want: Vec<f64> = run["stability"]
             .as_array()
@@ -114,5 +119,84 @@ fn trex_replays_the_official_loop() {
     assert!(
         early >= 1,
         "no run stopped at tau; the fixture covers one exit only"
+    );
+}
+
+/// On German Credit rows, the search respects the schema: immutable columns keep their values, age does not
+/// fall, every feature stays in the data's range, and rounding makes each one-hot group one-hot.
+#[test]
+fn searches_respect_the_tables_constraints() {
+    use optlab::data::tabular::{german_credit, Value};
+    use optlab::explain::trex::trex;
+    let table = german_credit().unwrap();
+    let (data, enc) = table.encode().unwrap();
+    let d = enc.features;
+    let spec = ModelSpec::parse("mlp:hidden=16,act=relu").unwrap();
+    let net = Sequential::new(&spec, &[d], 2, 3, DType::F32).unwrap();
+    let rows: Vec<usize> = (0..40)
+        .filter(|&i| predict(&net, &data.x[i * d..(i + 1) * d], d).unwrap()[0] == 0)
+        .take(4)
+        .collect();
+    assert!(!rows.is_empty());
+    let x: Vec<f32> = rows
+        .iter()
+        .flat_map(|&i| data.x[i * d..(i + 1) * d].to_vec())
+        .collect();
+    let bounds: Vec<Bounds> = rows
+        .iter()
+        .map(|&i| Bounds::for_row(&enc, &data.x[i * d..(i + 1) * d]).unwrap())
+        .collect();
+    let all = Bounds::stack(&bounds);
+    let cfg = EadConfig {
+        initial_const: 10.0,
+        ..EadConfig::l1()
+    };
+    let cf = elastic_net(&net, &x, d, &vec![0; rows.len()], &cfg, &all).unwrap();
+    let mut moved = 0;
+    for (r, b) in bounds.iter().enumerate() {
+        let (orig, mut c) = (&x[r * d..(r + 1) * d], cf[r * d..(r + 1) * d].to_vec());
+        let s = trex(
+            &net,
+            &c,
+            &TrexConfig {
+                k: 50,
+                max_steps: 5,
+                step: 0.1,
+                ..TrexConfig::default()
+            },
+            b,
+            &mut optlab::rng::rng_for(0, optlab::rng::Stream::Probe, r as u64),
+        )
+        .unwrap();
+        c = s.counterfactual;
+        for j in 0..d {
+            assert!(
+                c[j] >= b.lo[j] - 1e-6 && c[j] <= b.hi[j] + 1e-6,
+                "feature {j} left its box"
+            );
+            if b.frozen[j] {
+                assert_eq!(c[j], orig[j], "immutable feature {j} changed");
+            }
+        }
+        moved += usize::from(max_diff(&c, orig) > 1e-3);
+        enc.round_groups(&mut c);
+        let (before, after) = (enc.decode_row(orig).unwrap(), enc.decode_row(&c).unwrap());
+        // Age (column 12) may only grow; personal status (8) and foreign worker (19) are fixed.
+        if let (Value::Number(a0), Value::Number(a1)) = (&before[12], &after[12]) {
+            assert!(a1 >= &(a0 - 1e-3), "age fell from {a0} to {a1}");
+        }
+        assert_eq!(before[8], after[8]);
+        assert_eq!(before[19], after[19]);
+        for (j, col) in enc.columns.iter().enumerate() {
+            if !col.levels.is_empty() {
+                let g = &c[enc.offsets[j]..enc.offsets[j] + col.levels.len()];
+                assert_eq!(g.iter().filter(|v| **v == 1.0).count(), 1);
+                assert_eq!(g.iter().sum::<f32>(), 1.0);
+            }
+        }
+    }
+    assert!(
+        moved >= 1,
+        "no search moved a point; the checks above saw nothing"
     );
 }

@@ -287,6 +287,16 @@ fn rl_eval_replays_trained_policies() {
     );
 }
 
+/// Asserts that the files `names` are byte-identical in the run directories `a` and `b`.
+fn same_files(a: &std::path::Path, b: &std::path::Path, names: &[&str]) {
+    for f in names {
+        assert!(
+            std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(),
+            "{f} differs after the resume"
+        );
+    }
+}
+
 /// A TD3 run killed after a checkpoint, and a policy-gradient run stopped with --stop-after, resume bit-exactly:
 /// the log and the weights equal those of the uninterrupted run.
 #[test]
@@ -327,12 +337,7 @@ fn rl_train_resumes_a_killed_run_bit_exactly() {
         "rl train --resume {} --json",
         cut.display()
     )));
-    for f in ["episodes.jsonl", "actor.safetensors"] {
-        assert!(
-            std::fs::read(full.join(f)).unwrap() == std::fs::read(cut.join(f)).unwrap(),
-            "{f} differs after the resume"
-        );
-    }
+    same_files(&full, &cut, &["episodes.jsonl", "actor.safetensors"]);
     // A fresh run into a directory with checkpoints is refused.
     fails_with(&argv(&format!("{td3} --out {}", cut.display())), "--resume");
 
@@ -351,12 +356,7 @@ fn rl_train_resumes_a_killed_run_bit_exactly() {
         "rl train --resume {} --json",
         cut.display()
     )));
-    for f in ["iterations.jsonl", "policy.safetensors"] {
-        assert!(
-            std::fs::read(full.join(f)).unwrap() == std::fs::read(cut.join(f)).unwrap(),
-            "{f} differs after the resume"
-        );
-    }
+    same_files(&full, &cut, &["iterations.jsonl", "policy.safetensors"]);
     // Nothing to resume: one line each.
     let empty = tmp("rl-resume-none");
     std::fs::create_dir_all(&empty).unwrap();

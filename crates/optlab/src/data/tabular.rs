@@ -359,6 +359,21 @@ impl Encoding {
             .collect())
     }
 
+    /// Makes every one-hot group of a feature vector one-hot again, at its largest entry (a counterfactual
+    /// search moves the entries continuously).
+    pub fn round_groups(&self, x: &mut [f32]) {
+        for (j, c) in self.columns.iter().enumerate() {
+            if c.levels.is_empty() {
+                continue;
+            }
+            let g = &mut x[self.offsets[j]..self.offsets[j] + c.levels.len()];
+            let k = crate::explain::argmax(g);
+            g.iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v = (i == k) as u8 as f32);
+        }
+    }
+
     /// Each feature's box in encoded units: the raw range of a numeric column, [0, 1] for a one-hot entry.
     pub fn feature_box(&self) -> (Vec<f32>, Vec<f32>) {
         let (mut lo, mut hi) = (Vec::new(), Vec::new());

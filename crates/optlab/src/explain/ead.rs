@@ -7,10 +7,10 @@
 //! stands), 60 iterations, 9 binary-search steps, c₀ = 1e-3; β = 1 with the L1 rule, β = 0 with the L2 rule.
 //!
 //! Arithmetic is in f32 as ART's (its arrays are float32). One difference, on purpose: ART's shrinkage clips to
-//! [0, 1] whatever the classifier's clip values; here it clips to the configured box (the same where the box is
-//! [0, 1], as for the official data).
+//! [0, 1] whatever the classifier's clip values; here it clips to each feature's box in [`Bounds`] (the same where
+//! the box is [0, 1], as for the official data), and frozen (immutable) features keep their value.
 
-use super::{argmax, probabilities, rows};
+use super::{argmax, probabilities, rows, Bounds};
 use crate::nn::Sequential;
 use crate::{Error, Result};
 use candle_core::{Tensor, Var};
@@ -34,9 +34,6 @@ pub struct EadConfig {
     pub beta: f32,
     pub initial_const: f64,
     pub rule: DecisionRule,
-    /// The box every iterate stays in.
-    pub lo: f32,
-    pub hi: f32,
 }
 
 impl EadConfig {
@@ -59,17 +56,12 @@ impl EadConfig {
             beta: 0.0,
             initial_const: 1e-3,
             rule: DecisionRule::L2,
-            lo: 0.0,
-            hi: 1.0,
         }
     }
 
     fn check(&self) -> Result<()> {
-        let finite = [self.confidence, self.beta, self.lo, self.hi]
-            .iter()
-            .all(|v| v.is_finite());
+        let finite = [self.confidence, self.beta].iter().all(|v| v.is_finite());
         if !finite
-            || self.lo >= self.hi
             || self.beta < 0.0
             || !(self.learning_rate.is_finite() && self.learning_rate > 0.0)
             || !(self.initial_const.is_finite() && self.initial_const > 0.0)
@@ -77,23 +69,26 @@ impl EadConfig {
             || self.binary_search_steps == 0
         {
             return Err(Error::invalid(
-                "ead: finite confidence and beta >= 0, lo < hi, learning rate and initial constant > 0, at least one iteration and one search step",
+                "ead: finite confidence and beta >= 0, learning rate and initial constant > 0, at least one iteration and one search step",
             ));
         }
         Ok(())
     }
 }
 
-/// The counterfactual of each row of `x` (`[n, d]` f32, row-major) away from its class `original[i]`; a row the
-/// attack cannot flip comes back unchanged (ART's behaviour: callers check the prediction).
+/// The counterfactual of each row of `x` (`[n, d]` f32, row-major) away from its class `original[i]`, every
+/// iterate within `bounds` (one entry per value of `x`); a row the attack cannot flip comes back unchanged (ART's
+/// behaviour: callers check the prediction).
 pub fn elastic_net(
     net: &Sequential,
     x: &[f32],
     d: usize,
     original: &[usize],
     cfg: &EadConfig,
+    bounds: &Bounds,
 ) -> Result<Vec<f32>> {
     cfg.check()?;
+    bounds.check(x.len())?;
     let n = original.len();
     if d == 0 || x.len() != n * d {
         return Err(Error::Shape(format!(
@@ -106,7 +101,7 @@ pub fn elastic_net(
     let mut o_best_dist = vec![f32::INFINITY; n];
     let mut o_best = x.to_vec();
     for _ in 0..cfg.binary_search_steps {
-        let (best_dist, best_label, best) = search(net, x, d, original, &c, cfg)?;
+        let (best_dist, best_label, best) = search(net, x, d, original, &c, cfg, bounds)?;
         for i in 0..n {
             if best_dist[i] < o_best_dist[i] {
                 o_best_dist[i] = best_dist[i];
@@ -129,8 +124,9 @@ pub fn elastic_net(
         }
     }
     Ok(o_best
-        .into_iter()
-        .map(|v| v.clamp(cfg.lo, cfg.hi))
+        .iter()
+        .enumerate()
+        .map(|(j, v)| bounds.project(j, *v, x[j]))
         .collect())
 }
 
@@ -144,6 +140,7 @@ fn search(
     original: &[usize],
     c: &[f64],
     cfg: &EadConfig,
+    bounds: &Bounds,
 ) -> Result<(Vec<f32>, Vec<Option<usize>>, Vec<f32>)> {
     let n = original.len();
     let mut best_dist = vec![f32::INFINITY; n];
@@ -155,7 +152,7 @@ fn search(
         let lr = (cfg.learning_rate * (1.0 - it as f64 / cfg.max_iter as f64).sqrt()) as f32;
         let grad = loss_gradient(net, x, &y_adv, d, original, c, cfg.confidence)?;
         let next: Vec<f32> = (0..n * d)
-            .map(|j| shrink(y_adv[j] - lr * grad[j], x[j], cfg))
+            .map(|j| shrink(y_adv[j] - lr * grad[j], x[j], cfg.beta, bounds, j))
             .collect();
         let momentum = (it as f64 / (it as f64 + 3.0)) as f32;
         for j in 0..n * d {
@@ -185,13 +182,15 @@ fn search(
     Ok((best_dist, best_label, best))
 }
 
-/// ART's projected shrinkage-thresholding of z towards x by β, into the box.
-fn shrink(z: f32, x: f32, cfg: &EadConfig) -> f32 {
+/// ART's projected shrinkage-thresholding of z towards x by β, into feature j's box (a frozen feature keeps x).
+fn shrink(z: f32, x: f32, beta: f32, bounds: &Bounds, j: usize) -> f32 {
     let diff = z - x;
-    if diff > cfg.beta {
-        (z - cfg.beta).min(cfg.hi)
-    } else if diff < -cfg.beta {
-        (z + cfg.beta).max(cfg.lo)
+    if bounds.frozen[j] {
+        x
+    } else if diff > beta {
+        (z - beta).min(bounds.hi[j])
+    } else if diff < -beta {
+        (z + beta).max(bounds.lo[j])
     } else {
         x
     }

@@ -9,9 +9,99 @@ pub mod ead;
 pub mod stability;
 pub mod trex;
 
+use crate::data::tabular::{Encoding, Mutability};
 use crate::nn::Sequential;
-use crate::Result;
+use crate::{Error, Result};
 use candle_core::Tensor;
+
+/// Where counterfactuals may go, per feature of a batch of rows (row-major, like the points): a box, and the
+/// features that must keep the original row's value (immutable columns). A column that may only grow has the
+/// original value as its lower bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bounds {
+    pub lo: Vec<f32>,
+    pub hi: Vec<f32>,
+    pub frozen: Vec<bool>,
+}
+
+impl Bounds {
+    /// The same box [lo, hi] for `len` features, none frozen (the official code's clamp).
+    pub fn uniform(len: usize, lo: f32, hi: f32) -> Result<Self> {
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+            return Err(Error::invalid(format!("bounds: [{lo}, {hi}] is not a box")));
+        }
+        Ok(Bounds {
+            lo: vec![lo; len],
+            hi: vec![hi; len],
+            frozen: vec![false; len],
+        })
+    }
+
+    /// The bounds of one encoded row `x` of a table: the data's range of each numeric column, [0, 1] for one-hot
+    /// entries, immutable columns frozen, increase-only columns bounded below by `x`.
+    pub fn for_row(enc: &Encoding, x: &[f32]) -> Result<Self> {
+        if x.len() != enc.features {
+            return Err(Error::Shape(format!(
+                "bounds: a row of {} features for an encoding of {}",
+                x.len(),
+                enc.features
+            )));
+        }
+        let (mut lo, hi) = enc.feature_box();
+        let mut frozen = vec![false; x.len()];
+        for (j, c) in enc.columns.iter().enumerate() {
+            let width = c.levels.len().max(1);
+            let at = enc.offsets[j];
+            for f in at..at + width {
+                match c.mutability {
+                    Mutability::Free => {}
+                    Mutability::Immutable => frozen[f] = true,
+                    Mutability::IncreaseOnly => lo[f] = lo[f].max(x[f]),
+                }
+            }
+        }
+        Ok(Bounds { lo, hi, frozen })
+    }
+
+    /// The bounds of several rows, one after the other.
+    pub fn stack(rows: &[Bounds]) -> Bounds {
+        Bounds {
+            lo: rows.iter().flat_map(|b| b.lo.clone()).collect(),
+            hi: rows.iter().flat_map(|b| b.hi.clone()).collect(),
+            frozen: rows.iter().flat_map(|b| b.frozen.clone()).collect(),
+        }
+    }
+
+    /// Feature `j` of an iterate with value `v` whose original value is `orig`.
+    pub fn project(&self, j: usize, v: f32, orig: f32) -> f32 {
+        if self.frozen[j] {
+            orig
+        } else {
+            v.clamp(self.lo[j], self.hi[j])
+        }
+    }
+
+    /// Checks that the bounds cover `len` features with finite boxes.
+    pub(crate) fn check(&self, len: usize) -> Result<()> {
+        if self.lo.len() != len || self.hi.len() != len || self.frozen.len() != len {
+            return Err(Error::Shape(format!(
+                "bounds for {} features, the points have {len}",
+                self.lo.len()
+            )));
+        }
+        if self
+            .lo
+            .iter()
+            .zip(&self.hi)
+            .any(|(a, b)| !(a.is_finite() && b.is_finite() && a <= b))
+        {
+            return Err(Error::invalid(
+                "bounds: every box must be finite with lo <= hi",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// The class probabilities softmax(f(x)) of a classifier with logits f, `[n, classes]`.
 pub fn probabilities(net: &Sequential, x: &Tensor) -> Result<Tensor> {

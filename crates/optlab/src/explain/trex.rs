@@ -1,12 +1,12 @@
 //! T-Rex (P07): from a base counterfactual x_c of class c, gradient ascent on the Stability R (steps of length
 //! `step` along ∇R/(‖∇R‖ + 1e-7)), each iterate projected onto the ℓ2 ball of radius `radius` around x_c and into
-//! the data box, while the Stability computed before the step is below τ and for at most `max_steps` steps; the
+//! the bounds (the data box; frozen features keep their values), while the Stability computed before the step is below τ and for at most `max_steps` steps; the
 //! result is the last iterate still classified c. As the official `batch_trex_search` (which draws fresh noise
 //! for every evaluation of R); defaults from its `main.py`: τ = 0.75, σ = 0.05, K = 1000, 20 steps, step 0.01,
 //! radius 1.
 
 use super::stability::{gaussian_noise, stability_and_gradient};
-use super::{predict, probabilities, rows};
+use super::{predict, probabilities, rows, Bounds};
 use crate::nn::Sequential;
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -24,9 +24,6 @@ pub struct TrexConfig {
     pub step: f32,
     /// The ℓ2 radius around the base counterfactual.
     pub radius: f32,
-    /// The data box.
-    pub lo: f32,
-    pub hi: f32,
 }
 
 impl Default for TrexConfig {
@@ -38,8 +35,6 @@ impl Default for TrexConfig {
             max_steps: 20,
             step: 0.01,
             radius: 1.0,
-            lo: 0.0,
-            hi: 1.0,
         }
     }
 }
@@ -53,15 +48,12 @@ impl TrexConfig {
             && self.step.is_finite()
             && self.step > 0.0
             && self.radius.is_finite()
-            && self.radius > 0.0
-            && self.lo.is_finite()
-            && self.hi.is_finite()
-            && self.lo < self.hi;
+            && self.radius > 0.0;
         if ok {
             Ok(())
         } else {
             Err(Error::invalid(
-                "trex: finite tau, sigma > 0, K >= 1, step and radius > 0, lo < hi",
+                "trex: finite tau, sigma > 0, K >= 1, step and radius > 0",
             ))
         }
     }
@@ -79,16 +71,19 @@ pub struct TrexResult {
     pub reached: bool,
 }
 
-/// T-Rex from the base counterfactual `start` (a d-vector); `noise(step)` gives the `[K, d]` perturbations of
-/// each step's Stability ([`trex`] draws them from a generator).
+/// T-Rex from the base counterfactual `start` (a d-vector), every iterate within `bounds` (frozen features keep
+/// `start`'s values); `noise(step)` gives the `[K, d]` perturbations of each step's Stability ([`trex`] draws
+/// them from a generator).
 pub fn trex_with(
     net: &Sequential,
     start: &[f32],
     cfg: &TrexConfig,
+    bounds: &Bounds,
     noise: &mut dyn FnMut(usize) -> Result<Tensor>,
 ) -> Result<TrexResult> {
     cfg.check()?;
     let d = start.len();
+    bounds.check(d)?;
     if d == 0 || start.iter().any(|v| !v.is_finite()) {
         return Err(Error::invalid("trex: the start must be finite values"));
     }
@@ -115,7 +110,7 @@ pub fn trex_with(
         let len = moved.iter().map(|v| v * v).sum::<f32>().sqrt() + 1e-7;
         let coeff = (cfg.radius / len).clamp(0.0, 1.0);
         delta = (0..d)
-            .map(|j| (start[j] + moved[j] * coeff).clamp(cfg.lo, cfg.hi))
+            .map(|j| bounds.project(j, start[j] + moved[j] * coeff, start[j]))
             .collect();
         if predict(net, &delta, d)?[0] == class {
             best.clone_from(&delta);
@@ -136,10 +131,13 @@ pub fn trex(
     net: &Sequential,
     start: &[f32],
     cfg: &TrexConfig,
+    bounds: &Bounds,
     rng: &mut Rng,
 ) -> Result<TrexResult> {
     let (k, d, sigma) = (cfg.k, start.len(), cfg.sigma);
-    trex_with(net, start, cfg, &mut |_| gaussian_noise(k, d, sigma, rng))
+    trex_with(net, start, cfg, bounds, &mut |_| {
+        gaussian_noise(k, d, sigma, rng)
+    })
 }
 
 /// The class-c probability of a d-vector (for reports).
