@@ -60,14 +60,15 @@ impl EadConfig {
     }
 
     fn check(&self) -> Result<()> {
-        let finite = [self.confidence, self.beta].iter().all(|v| v.is_finite());
-        if !finite
-            || self.beta < 0.0
-            || !(self.learning_rate.is_finite() && self.learning_rate > 0.0)
-            || !(self.initial_const.is_finite() && self.initial_const > 0.0)
-            || self.max_iter == 0
-            || self.binary_search_steps == 0
-        {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        let ok = self.confidence.is_finite()
+            && self.beta.is_finite()
+            && self.beta >= 0.0
+            && positive(self.learning_rate)
+            && positive(self.initial_const)
+            && self.max_iter > 0
+            && self.binary_search_steps > 0;
+        if !ok {
             return Err(Error::invalid(
                 "ead: finite confidence and beta >= 0, learning rate and initial constant > 0, at least one iteration and one search step",
             ));
