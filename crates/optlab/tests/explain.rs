@@ -88,7 +88,6 @@ fn trex_replays_the_official_loop() {
         max_steps: t["steps"].as_u64().unwrap() as usize,
         step: t["step_size"].as_f64().unwrap() as f32,
         radius: t["radius"].as_f64().unwrap() as f32,
-        ..TrexConfig::default()
     };
     let mut early = 0;
     for (i, run) in t["runs"].as_array().unwrap().iter().enumerate() {
