@@ -9,6 +9,7 @@ mod curvature;
 mod dag_cmd;
 mod dp_cmd;
 mod eval_cmd;
+mod explain_cmd;
 mod hparams;
 mod lipschitz_cmd;
 mod mpi_world;
@@ -94,6 +95,9 @@ enum Cmd {
     /// Reinforcement learning on optlab's environments (Gymnasium's CartPole, Pendulum, FrozenLake; an LQR): so far
     /// TD3 on Pendulum-v1.
     Rl(rl_cmd::RlArgs),
+    /// Counterfactual explanations that stay valid when the model changes (P07): the elastic-net base search and
+    /// T-Rex on a run trained on an embedded table.
+    Explain(explain_cmd::ExplainArgs),
     /// Convex training of a two-layer ReLU network by ADMM (P28), saved as a loadable MLP.
     ConvexRelu(convex_relu_cmd::ConvexReluArgs),
     /// Linear-SEM structure learning (P40): simulate data, fit a DAG with CoLiDE or DAGMA.
@@ -153,6 +157,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Dp(a) => dp_cmd::run(a),
         Cmd::Online(a) => online_cmd::run(a),
         Cmd::Rl(a) => rl_cmd::run(a),
+        Cmd::Explain(a) => explain_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),
         Cmd::Lipschitz(a) => lipschitz_cmd::run(a),

@@ -14,6 +14,7 @@ mod dag;
 mod demo;
 mod dp;
 mod eval;
+mod explain;
 mod fuzz;
 mod help;
 mod lipschitz;

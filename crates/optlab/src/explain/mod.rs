@@ -7,6 +7,7 @@
 
 pub mod ead;
 pub mod stability;
+pub mod table;
 pub mod trex;
 
 use crate::data::tabular::{Encoding, Mutability};

@@ -1,0 +1,63 @@
+//! `optlab explain counterfactual` on a run trained on the embedded German Credit data: a counterfactual that
+//! flips the decision, keeps the immutable columns and one-hot categories, and one error line for bad input.
+
+use crate::common::{argv, fails_with, ok, tmp};
+
+#[test]
+fn explain_counterfactual_flips_a_rejected_row() {
+    let run = tmp("explain-credit");
+    ok(&argv(&format!(
+        "train --data german --model mlp:hidden=32 --optimizer adam:lr=1e-2 --epochs 5 --seed 1 --out {} --quiet",
+        run.display()
+    )));
+    let r = run.display();
+    let mut flipped = 0;
+    for row in [1, 4, 10] {
+        for method in ["l1", "trex:k=50,steps=3"] {
+            let s: serde_json::Value = serde_json::from_str(&ok(&argv(&format!(
+                "explain counterfactual {r} --row {row} --method {method} --json"
+            ))))
+            .unwrap();
+            if s["found"] == true {
+                flipped += 1;
+                assert!(s["probability_after"].as_f64().unwrap() > 0.5, "{s}");
+                let changed = s["changed"].as_array().unwrap();
+                assert!(!changed.is_empty(), "{s}");
+                for c in changed {
+                    let col = c["column"].as_str().unwrap();
+                    assert!(
+                        col != "personal status and sex" && col != "foreign worker",
+                        "an immutable column changed: {s}"
+                    );
+                }
+                let s_val = s["stability"].as_f64().unwrap();
+                assert!(s_val <= 1.0, "{s}");
+            }
+        }
+    }
+    assert!(flipped >= 2, "too few counterfactuals found ({flipped})");
+    for (line, want) in [
+        (
+            format!("explain counterfactual {r} --row 5000"),
+            "rows 0..1000",
+        ),
+        (
+            format!("explain counterfactual {r} --row 1 --method l3"),
+            "available: l1, l2, trex",
+        ),
+        (
+            format!("explain counterfactual {r} --row 1 --method trex:tau=nan"),
+            "tau",
+        ),
+        (
+            format!("explain counterfactual {r} --row 1 --method trex:k=0"),
+            "K",
+        ),
+        (
+            "explain counterfactual /nonexistent --row 1".to_string(),
+            "config.toml",
+        ),
+    ] {
+        fails_with(&argv(&line), want);
+    }
+}
