@@ -33,7 +33,10 @@ pub static PAPERS: &[Paper] = &[
     paper("P04", "Lipschitzness Is All You Need To Tame Off-policy Generative Adversarial Imitation Learning", "off-policy adversarial imitation learning made stable by a locally Lipschitz reward"),
     paper("P05", "Bilevel Optimization under Unbounded Smoothness: A New Algorithm and Convergence Analysis", "BO-REP: bilevel optimization with normalized momentum when the upper level is not Lipschitz-smooth"),
     paper("P06", "Revisiting the Last-Iterate Convergence of Stochastic Gradient Methods", "high-probability last-iterate rates of stochastic (mirror) descent in general settings"),
-    paper("P07", "Robust Counterfactual Explanations for Neural Networks With Probabilistic Guarantees", "a stability measure and search for counterfactuals that stay valid when the model changes"),
+    Paper {
+        missing: Some("the guarantee's bound printed beside each counterfactual, and the local Lipschitz constant around it"),
+        ..paper("P07", "Robust Counterfactual Explanations for Neural Networks With Probabilistic Guarantees", "a stability measure and search for counterfactuals that stay valid when the model changes")
+    },
     Paper {
         missing: Some("the FNO basis network (a tanh MLP stands in)"),
         ..paper("P08", "Scaling physics-informed hard constraints with mixture-of-experts", "hard PDE constraints enforced per subdomain by experts differentiated implicitly")
@@ -107,6 +110,7 @@ pub static METHODS: &[Method] = &[
     method("local-lipschitz", Kind::Analysis, "P02", "local Lipschitz bounds by Clarke-Jacobian bound propagation with branch and bound, and an exact mode", "optlab::lipschitz::local", "optlab lipschitz MODEL --method local|exact --center x.json --eps E"),
     method("lvm-rs", Kind::Analysis, "P03", "LVM-RS randomized-smoothing certificates with empirical Bernstein bounds", "optlab::lipschitz::lvm", "optlab certify MODEL --method lvm"),
     method("powernorm", Kind::Layer, "P12", "PowerNorm with its approximate backward in a transformer language model", "optlab::nn::powernorm", "optlab train --task charlm --model transformer:norm=pn"),
+    method("trex", Kind::Analysis, "P07", "T-Rex: Stability ascent from elastic-net base counterfactuals (ART's, L1/L2 rules) on embedded tables, with the retraining validity study", "optlab::explain", "optlab explain counterfactual RUN --row I --method trex | optlab explain validity --data german"),
     method("bo-rep", Kind::Solver, "P05", "BO-REP: normalized-momentum bilevel optimization with initialization refinement and periodic lower-level updates, beside StocBiO and the unnormalized variant", "optlab::bilevel::borep", "optlab bilevel --problem hyper-rep --method bo-rep|stocbio"),
     method("lv-hba", Kind::Solver, "P13", "LV-HBA: single-loop Hessian-free bilevel optimization with a constrained lower level through its proximal Lagrangian value function", "optlab::bilevel::lvhba", "optlab bilevel --problem toy-constrained|svm-hparam --method lv-hba"),
     method("implicit", Kind::Solver, "P10", "implicit differentiation of a solution through its optimality condition (root, fixed point, KKT, proximal gradient) with matrix-free linear solvers", "optlab::implicit", "optlab bilevel --problem ridge-hparam|logreg-hparam|distill --method implicit[:solver=..]"),

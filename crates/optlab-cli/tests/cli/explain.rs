@@ -61,3 +61,41 @@ fn explain_counterfactual_flips_a_rejected_row() {
         fails_with(&argv(&line), want);
     }
 }
+
+/// The retraining study at a tiny size: every method reports validity in [0, 1] over the points it found.
+#[test]
+fn explain_validity_reports_each_method() {
+    let out = tmp("explain-validity");
+    let s: serde_json::Value = serde_json::from_str(&ok(&argv(&format!(
+        "explain validity --data breast-cancer --models 2 --points 3 --epochs 5 --methods l2,trex:k=20,steps=2 --out {} --json",
+        out.display()
+    ))))
+    .unwrap();
+    assert_eq!(s["models"], 2);
+    let methods = s["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 2);
+    for m in methods {
+        let v = m["validity"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{m}");
+        assert!(m["found"].as_u64().unwrap() <= m["tried"].as_u64().unwrap());
+    }
+    assert!(s["baseline_accuracy"].as_f64().unwrap() > 0.6, "{s}");
+    assert!(out.join("validity.json").is_file());
+    let o = out.display();
+    for (line, want) in [
+        (
+            format!("explain validity --data adult --out {o}"),
+            "german, breast-cancer",
+        ),
+        (
+            format!("explain validity --models 0 --out {o}"),
+            "1 to 1000 models",
+        ),
+        (
+            format!("explain validity --methods l3 --out {o}"),
+            "available: l1, l2, trex",
+        ),
+    ] {
+        fails_with(&argv(&line), want);
+    }
+}

@@ -9,6 +9,7 @@ pub mod ead;
 pub mod stability;
 pub mod table;
 pub mod trex;
+pub mod validity;
 
 use crate::data::tabular::{Encoding, Mutability};
 use crate::nn::Sequential;

@@ -1,0 +1,320 @@
+//! P07's claim, measured: counterfactuals found on one model, checked on models retrained after a change. The
+//! table is split into training and test rows (seeded); a baseline MLP is trained as the official code trains
+//! its Keras model (128-128 ReLU, Adam 1e-3, 50 epochs, batch 256); `models` changed models are retrained, the
+//! first half with other seeds only, the second half also with `replaced` of the training rows replaced (dropped
+//! at random and refilled by rows drawn with replacement from the rest). For up to `points` test rows that are
+//! labelled 0 and predicted 0 (the official "rejected" applicants), each method's counterfactual is checked on
+//! every changed model: validity is the share of changed models that give it class 1.
+
+use super::ead::EadConfig;
+use super::table::counterfactual;
+use super::trex::TrexConfig;
+use super::{predict, stability};
+use crate::data::tabular::Table;
+use crate::data::{DataSpec, Dataset, Target};
+use crate::nn::{Activation, ModelSpec, Parametrization};
+use crate::rng::{permutation, rng_for, Stream};
+use crate::train::{TrainOptions, Trainer};
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use rand::Rng as _;
+use serde::Serialize;
+use std::path::Path;
+
+/// A counterfactual method of the study.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Method {
+    L1,
+    L2,
+    Trex(TrexConfig),
+}
+
+impl Method {
+    fn name(&self) -> String {
+        match self {
+            Method::L1 => "l1".into(),
+            Method::L2 => "l2".into(),
+            Method::Trex(t) => format!(
+                "trex(tau={},sigma={},step={},steps={})",
+                t.tau, t.sigma, t.step, t.max_steps
+            ),
+        }
+    }
+}
+
+/// The study's settings (the official code's where it has them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidityConfig {
+    pub models: usize,
+    /// The share of training rows replaced in the second half of the changed models.
+    pub replaced: f64,
+    pub points: usize,
+    pub hidden: Vec<usize>,
+    pub epochs: u64,
+    pub batch: usize,
+    pub lr: f64,
+    pub test_frac: f64,
+    pub seed: u64,
+    pub methods: Vec<Method>,
+}
+
+impl Default for ValidityConfig {
+    fn default() -> Self {
+        ValidityConfig {
+            models: 50,
+            replaced: 0.1,
+            points: 100,
+            hidden: vec![128, 128],
+            epochs: 50,
+            batch: 256,
+            lr: 1e-3,
+            test_frac: 0.2,
+            seed: 0,
+            methods: vec![Method::L1, Method::L2, Method::Trex(TrexConfig::default())],
+        }
+    }
+}
+
+/// One method's results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MethodResult {
+    pub method: String,
+    /// Points with a counterfactual (of those tried).
+    pub found: usize,
+    pub tried: usize,
+    /// Mean validity over the found counterfactuals, and its standard error over points.
+    pub validity: f64,
+    pub validity_se: f64,
+    /// Mean L1 and L2 distances in encoded (standardized) units.
+    pub l1: f64,
+    pub l2: f64,
+    /// Mean Stability at the counterfactuals (K and σ of T-Rex's defaults).
+    pub stability: f64,
+    /// Seconds per counterfactual.
+    pub seconds: f64,
+}
+
+/// The study's results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValidityReport {
+    pub data: String,
+    pub train_rows: usize,
+    pub test_rows: usize,
+    pub baseline_accuracy: f64,
+    pub changed_accuracy: f64,
+    pub models: usize,
+    pub methods: Vec<MethodResult>,
+}
+
+impl ValidityConfig {
+    fn check(&self) -> Result<()> {
+        let ok = self.models >= 1
+            && self.models <= 1000
+            && (0.0..1.0).contains(&self.replaced)
+            && self.points >= 1
+            && self.epochs >= 1
+            && self.batch >= 1
+            && self.lr.is_finite()
+            && self.lr > 0.0
+            && self.test_frac > 0.0
+            && self.test_frac < 1.0
+            && !self.hidden.is_empty()
+            && !self.methods.is_empty();
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "validity: 1 to 1000 models, replaced in [0, 1), points, epochs and batch >= 1, lr > 0, test_frac in (0, 1), hidden widths and methods given",
+            ))
+        }
+    }
+}
+
+/// Trains one MLP on `x`, `y` (through a safetensors file in `work`, read by the trainer).
+fn train(
+    work: &Path,
+    name: &str,
+    x: &[f32],
+    y: &[u32],
+    d: usize,
+    cfg: &ValidityConfig,
+    seed: u64,
+) -> Result<Trainer> {
+    let path = work.join(format!("{name}.safetensors"));
+    let n = y.len();
+    let tensors = vec![
+        (
+            "x".to_string(),
+            Tensor::from_slice(x, (n, d), &Device::Cpu)?,
+        ),
+        ("y".to_string(), Tensor::from_slice(y, n, &Device::Cpu)?),
+    ];
+    crate::tensor_io::write_safetensors(&path, &tensors, None)?;
+    let model = ModelSpec::Mlp {
+        hidden: cfg.hidden.clone(),
+        acts: vec![Activation::Relu; cfg.hidden.len()],
+        param: Parametrization::Standard,
+        spectral: Default::default(),
+    };
+    let options = TrainOptions {
+        epochs: Some(cfg.epochs),
+        steps: None,
+        batch_size: cfg.batch,
+        seed,
+        val_frac: 0.0,
+        ..Default::default()
+    };
+    let mut t = Trainer::from_parts(
+        DataSpec::Safetensors {
+            path: path.clone(),
+            x: "x".into(),
+            y: "y".into(),
+        },
+        model,
+        format!("adam:lr={}", cfg.lr).parse()?,
+        crate::schedule::ScheduleSpec::constant(),
+        options,
+    )?;
+    t.run(None, &mut [])?;
+    let _ = std::fs::remove_file(&path);
+    Ok(t)
+}
+
+fn accuracy(t: &Trainer, x: &[f32], y: &[u32], d: usize) -> Result<f64> {
+    let p = predict(t.model(), x, d)?;
+    Ok(p.iter().zip(y).filter(|(a, b)| **a == **b as usize).count() as f64 / y.len().max(1) as f64)
+}
+
+/// Runs the study on `table`; `work` holds the temporary training files; `progress` hears what is done.
+pub fn run(
+    table: &Table,
+    cfg: &ValidityConfig,
+    work: &Path,
+    mut progress: impl FnMut(&str),
+) -> Result<ValidityReport> {
+    cfg.check()?;
+    let (data, enc) = table.encode()?;
+    let d = enc.features;
+    let Target::Classes { labels, .. } = &data.target else {
+        return Err(Error::invalid("validity: the table has no classes"));
+    };
+    let n = labels.len();
+    let order = permutation(n, &mut rng_for(cfg.seed, Stream::Split, 7));
+    let n_test = ((n as f64 * cfg.test_frac).round() as usize).clamp(1, n - 1);
+    let (test_idx, train_idx) = order.split_at(n_test);
+    let rows = |idx: &[usize], ds: &Dataset| -> (Vec<f32>, Vec<u32>) {
+        let x = idx
+            .iter()
+            .flat_map(|&i| ds.x[i * d..(i + 1) * d].to_vec())
+            .collect();
+        (x, idx.iter().map(|&i| labels[i]).collect())
+    };
+    let (xtr, ytr) = rows(train_idx, &data);
+    let (xte, yte) = rows(test_idx, &data);
+    let base = train(work, "baseline", &xtr, &ytr, d, cfg, cfg.seed)?;
+    let baseline_accuracy = accuracy(&base, &xte, &yte, d)?;
+    progress(&format!("baseline: test accuracy {baseline_accuracy:.3}"));
+    let mut changed = Vec::with_capacity(cfg.models);
+    let mut changed_acc = 0.0;
+    for m in 0..cfg.models {
+        let seed = cfg.seed.wrapping_add(1000 + m as u64);
+        let (x, y) = if m >= cfg.models / 2 && cfg.replaced > 0.0 {
+            let mut rng = rng_for(seed, Stream::Data, 11);
+            let k = (cfg.replaced * ytr.len() as f64).round() as usize;
+            let drop = permutation(ytr.len(), &mut rng);
+            let (gone, kept) = drop.split_at(k);
+            let mut idx: Vec<usize> = kept.to_vec();
+            idx.extend((0..gone.len()).map(|_| kept[rng.gen_range(0..kept.len())]));
+            let x = idx
+                .iter()
+                .flat_map(|&i| xtr[i * d..(i + 1) * d].to_vec())
+                .collect();
+            (x, idx.iter().map(|&i| ytr[i]).collect())
+        } else {
+            (xtr.clone(), ytr.clone())
+        };
+        let t = train(work, &format!("changed-{m}"), &x, &y, d, cfg, seed)?;
+        changed_acc += accuracy(&t, &xte, &yte, d)?;
+        changed.push(t);
+        progress(&format!("changed model {}/{}", m + 1, cfg.models));
+    }
+    // The rejected applicants: labelled 0 and predicted 0.
+    let pred = predict(base.model(), &xte, d)?;
+    let points: Vec<usize> = (0..yte.len())
+        .filter(|&i| yte[i] == 0 && pred[i] == 0)
+        .take(cfg.points)
+        .collect();
+    let stab_cfg = TrexConfig::default();
+    let mut methods = Vec::new();
+    for method in &cfg.methods {
+        let (ead, trex_cfg) = match method {
+            Method::L1 => (EadConfig::l1(), None),
+            Method::L2 => (EadConfig::l2(), None),
+            Method::Trex(t) => (EadConfig::l2(), Some(t)),
+        };
+        let (mut valid, mut l1, mut l2, mut stab, mut found) = (Vec::new(), 0.0, 0.0, 0.0, 0);
+        let t0 = std::time::Instant::now();
+        for &i in &points {
+            let x = &xte[i * d..(i + 1) * d];
+            let mut rng = rng_for(cfg.seed, Stream::Probe, i as u64);
+            let r = counterfactual(base.model(), &enc, x, &ead, trex_cfg.map(|t| (t, &mut rng)))?;
+            if !r.found {
+                continue;
+            }
+            found += 1;
+            let cf = &r.counterfactual;
+            let ok = changed
+                .iter()
+                .map(|t| predict(t.model(), cf, d).map(|p| (p[0] == 1) as u8 as f64))
+                .collect::<Result<Vec<f64>>>()?;
+            valid.push(ok.iter().sum::<f64>() / ok.len() as f64);
+            l1 += x
+                .iter()
+                .zip(cf)
+                .map(|(a, b)| (a - b).abs() as f64)
+                .sum::<f64>();
+            l2 += x
+                .iter()
+                .zip(cf)
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let noise = stability::gaussian_noise(
+                stab_cfg.k,
+                d,
+                stab_cfg.sigma,
+                &mut rng_for(cfg.seed, Stream::Probe, u64::MAX - i as u64),
+            )?;
+            stab += stability::stability_and_gradient(base.model(), cf, &noise, 1)?.0;
+        }
+        let seconds = t0.elapsed().as_secs_f64() / points.len().max(1) as f64;
+        let f = found.max(1) as f64;
+        let mean = valid.iter().sum::<f64>() / f;
+        let var = valid.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (f - 1.0).max(1.0);
+        methods.push(MethodResult {
+            method: method.name(),
+            found,
+            tried: points.len(),
+            validity: mean,
+            validity_se: (var / f).sqrt(),
+            l1: l1 / f,
+            l2: l2 / f,
+            stability: stab / f,
+            seconds,
+        });
+        progress(&format!(
+            "{}: {found}/{} found",
+            method.name(),
+            points.len()
+        ));
+    }
+    Ok(ValidityReport {
+        data: table.name.clone(),
+        train_rows: ytr.len(),
+        test_rows: yte.len(),
+        baseline_accuracy,
+        changed_accuracy: changed_acc / cfg.models as f64,
+        models: cfg.models,
+        methods,
+    })
+}
