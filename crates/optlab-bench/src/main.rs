@@ -9,6 +9,7 @@
 
 mod curvature;
 mod dp;
+mod explain;
 mod harness;
 mod implicit;
 mod lipschitz;
@@ -60,6 +61,8 @@ enum Bench {
     Online(online::OnlineBenchArgs),
     /// Environment steps per second of CartPole-v1 and Pendulum-v1 against Gymnasium's Python loop.
     Rl(rl::RlBenchArgs),
+    /// P07's Stability measure and T-Rex search (time per point).
+    Explain(explain::ExplainBenchArgs),
     /// Local Lipschitz bounds (P02) against auto_LiRPA's Jacobian bounds, LipSDP (P14) against cvxpy + Clarabel.
     Lipschitz(lipschitz::LipschitzBenchArgs),
 }
@@ -78,6 +81,7 @@ fn main() {
         Bench::Dp(d) => dp::run(d),
         Bench::Online(o) => online::run(o),
         Bench::Rl(r) => rl::run(r),
+        Bench::Explain(e) => explain::run(e),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

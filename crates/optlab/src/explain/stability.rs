@@ -28,14 +28,13 @@ pub fn gaussian_noise(k: usize, d: usize, sigma: f64, rng: &mut Rng) -> Result<T
 /// R(x) for class `class` with the perturbations `noise` (`[K, d]`), as a scalar tensor that carries x's graph
 /// (`x` is `[1, d]`).
 pub fn stability(net: &Sequential, x: &Tensor, noise: &Tensor, class: usize) -> Result<Tensor> {
-    let (k, d) = noise.dims2()?;
+    let (_, d) = noise.dims2()?;
     if x.dims() != [1, d] {
         return Err(Error::Shape(format!(
             "stability: the point is {:?}, the noise has {d} columns",
             x.dims()
         )));
     }
-    let centre = x.broadcast_as((k, d))?;
     let p = |t: &Tensor| -> Result<Tensor> {
         let probs = probabilities(net, t)?;
         if class >= probs.dims()[1] {
@@ -46,11 +45,18 @@ pub fn stability(net: &Sequential, x: &Tensor, noise: &Tensor, class: usize) -> 
         }
         Ok(probs.narrow(1, class, 1)?)
     };
-    let sampled = p(&centre.add(noise)?)?;
-    let at_x = p(&centre)?;
+    let sampled = p(&noise.broadcast_add(x)?)?;
+    // m(x) once (the official code evaluates it on K copies of x: the same value).
+    let at_x = p(x)?;
     Ok(sampled
         .mean_all()?
-        .sub(&sampled.sub(&at_x)?.abs()?.mean_all()?)?)
+        .sub(&sampled.broadcast_sub(&at_x)?.abs()?.mean_all()?)?)
+}
+
+/// R(x) without its gradient (`x` a d-vector): one forward of the K samples.
+pub fn stability_value(net: &Sequential, x: &[f32], noise: &Tensor, class: usize) -> Result<f64> {
+    let t = Tensor::from_slice(x, (1, x.len()), &Device::Cpu)?;
+    Ok(stability(net, &t, noise, class)?.to_scalar::<f32>()? as f64)
 }
 
 /// R(x) and its gradient in x (`x` a d-vector).
