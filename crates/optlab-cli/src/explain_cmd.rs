@@ -163,6 +163,7 @@ fn counterfactual(a: CounterfactualArgs) -> Result<()> {
     let mut rng = rng_for(a.seed, Stream::Probe, u64::MAX);
     let noise = gaussian_noise(k, d, sigma, &mut rng)?;
     let (stability, _) = stability_and_gradient(net, &cf, &noise, target)?;
+    let lipschitz = optlab::explain::local_lipschitz(net, &cf, sigma)?;
     let (before, after) = (enc.decode_row(&x)?, enc.decode_row(&cf)?);
     let show = |c: usize, v: &Value| -> String {
         match v {
@@ -190,6 +191,7 @@ fn counterfactual(a: CounterfactualArgs) -> Result<()> {
         "probability_before": class_probability(net, &x, target)?,
         "probability_after": class_probability(net, &cf, target)?,
         "stability": stability, "stability_samples": k, "sigma": sigma, "tau": tau,
+        "local_lipschitz": lipschitz,
         "trex_steps": steps.map(|s| s.0), "tau_reached": steps.map(|s| s.1),
         "categories_fixed_in_a_second_search": res.second_pass,
         "l1": l1, "l2": l2, "changed": changed,
@@ -214,7 +216,7 @@ fn counterfactual(a: CounterfactualArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "counterfactual ({}): p({}) = {:.3}, Stability {:.3} (K {k}, sigma {sigma}){}; L1 {l1:.3}, L2 {l2:.3} in standardized units",
+        "counterfactual ({}): p({}) = {:.3}, Stability {:.3} (K {k}, sigma {sigma}){}; L1 {l1:.3}, L2 {l2:.3} in standardized units; local Lipschitz bound of the logits {lipschitz:.3} (l-inf ball of radius {sigma})",
         a.method,
         table.classes[target],
         summary["probability_after"].as_f64().unwrap_or(f64::NAN),
@@ -307,12 +309,12 @@ fn validity(a: ValidityArgs) -> Result<()> {
         report.models
     );
     println!(
-        "{:<44} {:>9} {:>16} {:>8} {:>8} {:>10} {:>10}",
-        "method", "found", "validity", "L1", "L2", "stability", "ms/point"
+        "{:<44} {:>9} {:>16} {:>8} {:>8} {:>10} {:>10} {:>10}",
+        "method", "found", "validity", "L1", "L2", "stability", "local Lip", "ms/point"
     );
     for m in &report.methods {
         println!(
-            "{:<44} {:>4}/{:<4} {:>9.3} ± {:.3} {:>8.3} {:>8.3} {:>10.3} {:>10.1}",
+            "{:<44} {:>4}/{:<4} {:>9.3} ± {:.3} {:>8.3} {:>8.3} {:>10.3} {:>10.3} {:>10.1}",
             m.method,
             m.found,
             m.tried,
@@ -321,6 +323,7 @@ fn validity(a: ValidityArgs) -> Result<()> {
             m.l1,
             m.l2,
             m.stability,
+            m.local_lipschitz,
             m.seconds * 1e3
         );
     }

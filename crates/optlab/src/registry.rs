@@ -34,7 +34,7 @@ pub static PAPERS: &[Paper] = &[
     paper("P05", "Bilevel Optimization under Unbounded Smoothness: A New Algorithm and Convergence Analysis", "BO-REP: bilevel optimization with normalized momentum when the upper level is not Lipschitz-smooth"),
     paper("P06", "Revisiting the Last-Iterate Convergence of Stochastic Gradient Methods", "high-probability last-iterate rates of stochastic (mirror) descent in general settings"),
     Paper {
-        missing: Some("the guarantee's bound printed beside each counterfactual, and the local Lipschitz constant around it"),
+        missing: Some("the guarantee's bound printed beside each counterfactual (the theorem's text was not reachable)"),
         ..paper("P07", "Robust Counterfactual Explanations for Neural Networks With Probabilistic Guarantees", "a stability measure and search for counterfactuals that stay valid when the model changes")
     },
     Paper {
