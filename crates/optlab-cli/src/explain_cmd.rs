@@ -57,6 +57,9 @@ pub struct ValidityArgs {
     /// Epochs of every model.
     #[arg(long, default_value_t = 50)]
     epochs: u64,
+    /// The share of rows held out as test rows (the points come from them).
+    #[arg(long, default_value_t = 0.2)]
+    test_frac: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long)]
@@ -276,6 +279,7 @@ fn validity(a: ValidityArgs) -> Result<()> {
         models: a.models,
         points: a.points,
         epochs: a.epochs,
+        test_frac: a.test_frac,
         seed: a.seed,
         methods: parse_methods(&a.methods)?,
         ..ValidityConfig::default()

@@ -4,6 +4,29 @@
 //! or L2 decision rule, [`ead`]) and the T-Rex search that raises a counterfactual's Stability to τ ([`trex`]).
 //! The classifier is an MLP whose logits a softmax turns into class probabilities (the official Keras model ends
 //! in a softmax).
+//!
+//! ```
+//! use optlab::explain::{ead::{elastic_net, EadConfig}, predict, stability, trex::{trex, TrexConfig}, Bounds};
+//! use optlab::nn::{ModelSpec, Sequential};
+//! use optlab::rng::{rng_for, Stream};
+//!
+//! // A two-class MLP on 4 features in [0, 1] and a point it gives class c.
+//! let spec = ModelSpec::parse("mlp:hidden=16,act=relu")?;
+//! let net = Sequential::new(&spec, &[4], 2, 1, candle_core::DType::F32)?;
+//! let x = [0.2f32, 0.7, 0.4, 0.9];
+//! let c = predict(&net, &x, 4)?[0];
+//! let bounds = Bounds::uniform(4, 0.0, 1.0)?;
+//! // The official base search (ART's elastic-net attack, L2 rule), then T-Rex from its result.
+//! let base = elastic_net(&net, &x, 4, &[c], &EadConfig { initial_const: 10.0, ..EadConfig::l2() }, &bounds)?;
+//! let mut rng = rng_for(0, Stream::Probe, 0);
+//! let cfg = TrexConfig { k: 200, ..TrexConfig::default() };
+//! let robust = trex(&net, &base, &cfg, &bounds, &mut rng)?;
+//! // The Stability at the result, for the class T-Rex kept.
+//! let noise = stability::gaussian_noise(200, 4, 0.05, &mut rng)?;
+//! let r = stability::stability_value(&net, &robust.counterfactual, &noise, robust.class)?;
+//! assert!(r <= 1.0 && robust.counterfactual.iter().all(|v| (0.0..=1.0).contains(v)));
+//! # Ok::<(), optlab::Error>(())
+//! ```
 
 pub mod ead;
 pub mod stability;
