@@ -520,11 +520,7 @@ fn train_td3(a: TrainArgs) -> Result<()> {
 
 /// The certified l2 Lipschitz bound of a ReLU policy: LipSDP's where built, else the product of layer norms.
 fn certified_bound(net: &optlab::nn::Sequential) -> Result<(f64, &'static str)> {
-    let tensors: std::collections::HashMap<_, _> = net.state_dict().into_iter().collect();
-    let lnet = optlab::lipschitz::network::Network::from_state_dict(
-        &tensors,
-        &optlab::lipschitz::network::NetworkSpec::default(),
-    )?;
+    let lnet = optlab::lipschitz::network::Network::from_model(net)?;
     use optlab::lipschitz::naive::{naive_bound, Norm};
     #[cfg(feature = "lipsdp")]
     if let Ok(r) = optlab::lipschitz::lipsdp::lipsdp_l2(&lnet) {
@@ -795,12 +791,7 @@ fn train_gail(a: TrainArgs) -> Result<()> {
         .save(&a.out().join("discriminator.safetensors"))?;
     // The local Lipschitz constant of D (the reward is σ(D)-Lipschitz in D, so at most D's) on boxes of
     // radius 0.1 around expert pairs.
-    let tensors: std::collections::HashMap<_, _> =
-        run.discriminator.net.state_dict().into_iter().collect();
-    let lnet = optlab::lipschitz::network::Network::from_state_dict(
-        &tensors,
-        &optlab::lipschitz::network::NetworkSpec::default(),
-    )?;
+    let lnet = optlab::lipschitz::network::Network::from_model(&run.discriminator.net)?;
     let mut local: Vec<f64> = probe
         .iter()
         .map(|x| {

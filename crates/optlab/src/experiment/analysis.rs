@@ -9,13 +9,12 @@ use crate::curvature::{
 use crate::lipschitz::bab::local_lipschitz;
 use crate::lipschitz::local::LocalOptions;
 use crate::lipschitz::naive::{naive_bound, Norm};
-use crate::lipschitz::network::{Network, NetworkSpec};
+use crate::lipschitz::network::Network;
 use crate::nn::{Activation, ModelSpec, Parametrization};
 use crate::train::{TrainConfig, Trainer};
 use crate::{Error, Result};
 use candle_core::{DType, Device};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::path::Path;
 
 /// How much work the analysis does.
@@ -120,8 +119,7 @@ fn lipschitz_of(
             "Lipschitz bounds here cover ReLU MLPs under the standard parametrization; export other models and use `optlab lipschitz` with a network spec",
         ));
     }
-    let tensors: HashMap<_, _> = t.model().state_dict().into_iter().collect();
-    let net = Network::from_state_dict(&tensors, &NetworkSpec::default())?;
+    let net = Network::from_model(t.model())?;
     let (x, _) = data.batch(&[0], DType::F64, &Device::Cpu)?;
     let x0: Vec<f64> = x.flatten_all()?.to_vec1()?;
     let local = local_lipschitz(&net, &x0, &LocalOptions::new(eps), None)?;

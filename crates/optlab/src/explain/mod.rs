@@ -132,11 +132,7 @@ impl Bounds {
 /// propagation, ℓ∞ input ball of radius `eps`, the largest over the logits) from `optlab::lipschitz`, which P07
 /// ties to the Stability of a counterfactual.
 pub fn local_lipschitz(net: &Sequential, x: &[f32], eps: f64) -> Result<f64> {
-    let tensors: std::collections::HashMap<_, _> = net.state_dict().into_iter().collect();
-    let lnet = crate::lipschitz::network::Network::from_state_dict(
-        &tensors,
-        &crate::lipschitz::network::NetworkSpec::default(),
-    )?;
+    let lnet = crate::lipschitz::network::Network::from_model(net)?;
     let centre: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     Ok(crate::lipschitz::bab::local_lipschitz(
         &lnet,

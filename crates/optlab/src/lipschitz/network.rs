@@ -156,6 +156,12 @@ fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
 }
 
 impl Network {
+    /// The network of an optlab ReLU MLP (its state dict with the default spec).
+    pub fn from_model(model: &crate::nn::Sequential) -> Result<Self> {
+        let tensors: HashMap<_, _> = model.state_dict().into_iter().collect();
+        Self::from_state_dict(&tensors, &NetworkSpec::default())
+    }
+
     /// Imports a state dict (`tensors` from a safetensors file) with an optional spec.
     pub fn from_state_dict(tensors: &HashMap<String, Tensor>, spec: &NetworkSpec) -> Result<Self> {
         // Spectrally normalized layers (weight_orig, weight_u, weight_v) enter with their effective weight.

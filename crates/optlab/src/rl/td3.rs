@@ -415,6 +415,8 @@ pub struct Td3Agent {
     critic2_t: Sequential,
     actor_opt: Box<dyn Optimizer>,
     critic_opt: Box<dyn Optimizer>,
+    /// Both critics' parameters under the names their joint optimizer keys its state by.
+    critic_params: Vec<Param>,
     buffer: ReplayBuffer,
     rng: Rng,
     env_rng: Rng,
@@ -427,6 +429,23 @@ pub struct Td3Agent {
     /// Seconds spent before a resume, and the clock since.
     seconds_before: f64,
     t0: std::time::Instant,
+}
+
+/// Both critics' parameters for their one optimizer, named `q1.*` and `q2.*`: the optimizer keys its state by
+/// name, and the two networks' own names are equal.
+fn critic_params(critic1: &Sequential, critic2: &Sequential) -> Vec<Param> {
+    let named = |prefix: &str, net: &Sequential| -> Vec<Param> {
+        net.params()
+            .into_iter()
+            .map(|p| Param {
+                name: format!("{prefix}.{}", p.name),
+                var: p.var,
+            })
+            .collect()
+    };
+    let mut v = named("q1", critic1);
+    v.extend(named("q2", critic2));
+    v
 }
 
 /// A shorter-lived borrow of an optional extension (for calls in a loop).
@@ -472,6 +491,7 @@ impl Td3Agent {
         };
         let (critic1, critic2) = (critic(1)?, critic(2)?);
         Ok(Td3Agent {
+            critic_params: critic_params(&critic1, &critic2),
             actor_t: copy_of(&actor)?,
             critic1_t: copy_of(&critic1)?,
             critic2_t: copy_of(&critic2)?,
@@ -645,7 +665,7 @@ impl Td3Agent {
             td(&bs)?
         };
         self.critic_opt
-            .step(&self.critic_params(), &loss.backward()?)?;
+            .step(&self.critic_params, &loss.backward()?)?;
         if self.update.is_multiple_of(cfg.policy_delay) {
             let actor_loss = q(&self.critic1, &bs, &actor_out(&self.actor, &bs, bound)?)?
                 .mean_all()?
@@ -658,23 +678,6 @@ impl Td3Agent {
             polyak(&self.critic2_t, &self.critic2, cfg.tau)?;
         }
         Ok(())
-    }
-
-    /// Both critics' parameters for their one optimizer, named `q1.*` and `q2.*`: the optimizer keys its state
-    /// by name, and the two networks' own names are equal.
-    fn critic_params(&self) -> Vec<Param> {
-        let named = |prefix: &str, net: &Sequential| -> Vec<Param> {
-            net.params()
-                .into_iter()
-                .map(|p| Param {
-                    name: format!("{prefix}.{}", p.name),
-                    var: p.var,
-                })
-                .collect()
-        };
-        let mut v = named("q1", &self.critic1);
-        v.extend(named("q2", &self.critic2));
-        v
     }
 
     /// The six networks by their checkpoint names.
@@ -708,7 +711,7 @@ impl Td3Agent {
         w.optimizer(
             "critic_optimizer",
             self.critic_opt.as_ref(),
-            &self.critic_params(),
+            &self.critic_params,
         )?;
         self.buffer.save(w, "replay")?;
         w.rng("rng", &self.rng)?;
@@ -740,7 +743,7 @@ impl Td3Agent {
         }
         let actor_steps = update / self.cfg.policy_delay;
         self.actor_opt = r.optimizer("actor_optimizer", &self.actor.params(), actor_steps)?;
-        self.critic_opt = r.optimizer("critic_optimizer", &self.critic_params(), update)?;
+        self.critic_opt = r.optimizer("critic_optimizer", &self.critic_params, update)?;
         self.buffer.load(r, "replay")?;
         if self.buffer.len() as u64 != step.min(self.cfg.buffer_size as u64) {
             return Err(Error::file(
