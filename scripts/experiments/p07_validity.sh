@@ -15,9 +15,6 @@ for data in german breast-cancer; do
         ./target/release/optlab explain validity --data "$data" --models 50 --points 100 --seed "$seed" \
             --methods "l1,l2,trex,trex:step=0.05,steps=50" --out "$out/$data-$seed"
     done
-# More rejected points: half the German rows held out (79 points instead of 23-29).
-./target/release/optlab explain validity --data german --models 50 --points 100 --test-frac 0.5 \
-    --methods "l2,trex,trex:step=0.05,steps=50" --out "$out/german-half"
 done
 # More rejected points: half the German rows held out (79 points instead of 23-29).
 ./target/release/optlab explain validity --data german --models 50 --points 100 --test-frac 0.5 \

@@ -35,39 +35,8 @@ class Lm(nn.Module):
         h = self.tok(ids) + self.pos.weight[: ids.shape[1]]
         return self.head(self.norm(self.blocks(h)))
 
-torch.set_num_threads(int(sys.argv[1]))
-cases = json.loads(sys.argv[2])
-steps = int(sys.argv[3])
-out = {}
-for case in cases:
-    dims, batch = case["dims"], case["batch"]
-    torch.manual_seed(0)
-    if case.get("lm"):
-        vocab, ctx, c, heads, nl = dims
-        model = Lm(vocab, ctx, c, heads, nl)
-        x = torch.randint(0, vocab, (batch, ctx))
-        y = torch.randint(0, vocab, (batch * ctx,))
-    else:
-        layers = []
-        for i in range(len(dims) - 1):
-            layers.append(torch.nn.Linear(dims[i], dims[i + 1]))
-            if i < len(dims) - 2:
-                layers.append(torch.nn.ReLU())
-        model = torch.nn.Sequential(*layers)
-        x = torch.randn(batch, dims[0])
-        y = torch.randint(0, dims[-1], (batch,))
-    try:
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
-    except Exception:
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y)
-        loss.backward()
-        opt.step()
-
+def best_ms(step, steps):
+    """Milliseconds per call of `step`: five warm-up calls, then the best of 3 repetitions of `steps` calls."""
     for _ in range(5):
         step()
     best = float("inf")
@@ -76,5 +45,46 @@ for case in cases:
         for _ in range(steps):
             step()
         best = min(best, (time.perf_counter() - t) / steps)
-    out[case["name"]] = best * 1e3
-print(json.dumps(out))
+    return best * 1e3
+
+
+def main():
+    torch.set_num_threads(int(sys.argv[1]))
+    cases = json.loads(sys.argv[2])
+    steps = int(sys.argv[3])
+    out = {}
+    for case in cases:
+        dims, batch = case["dims"], case["batch"]
+        torch.manual_seed(0)
+        if case.get("lm"):
+            vocab, ctx, c, heads, nl = dims
+            model = Lm(vocab, ctx, c, heads, nl)
+            x = torch.randint(0, vocab, (batch, ctx))
+            y = torch.randint(0, vocab, (batch * ctx,))
+        else:
+            layers = []
+            for i in range(len(dims) - 1):
+                layers.append(torch.nn.Linear(dims[i], dims[i + 1]))
+                if i < len(dims) - 2:
+                    layers.append(torch.nn.ReLU())
+            model = torch.nn.Sequential(*layers)
+            x = torch.randn(batch, dims[0])
+            y = torch.randint(0, dims[-1], (batch,))
+        try:
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+        except Exception:
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            out = model(x)
+            loss = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y)
+            loss.backward()
+            opt.step()
+
+        out[case["name"]] = best_ms(step, steps)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -3,10 +3,11 @@
 //! memory bandwidth — as a ratio. The Python harnesses live in `python/` beside this crate; run from a checkout:
 //!
 //! ```text
-//! cargo run --release -p optlab-bench -- train|optim|curvature|solvers|implicit|dp|online|rl
+//! cargo run --release -p optlab-bench -- train|optim|curvature|solvers|implicit|dp|online|rl|explain|align
 //! cargo run --release -p optlab-bench --features lipsdp -- lipschitz --timeout 60
 //! ```
 
+mod align;
 mod curvature;
 mod dp;
 mod explain;
@@ -63,6 +64,8 @@ enum Bench {
     Rl(rl::RlBenchArgs),
     /// P07's Stability measure and T-Rex search (time per point).
     Explain(explain::ExplainBenchArgs),
+    /// One f-DPO step (P37) of the charlm transformer on 32 preference pairs against PyTorch.
+    Align(align::AlignBenchArgs),
     /// Local Lipschitz bounds (P02) against auto_LiRPA's Jacobian bounds, LipSDP (P14) against cvxpy + Clarabel.
     Lipschitz(lipschitz::LipschitzBenchArgs),
 }
@@ -82,6 +85,7 @@ fn main() {
         Bench::Online(o) => online::run(o),
         Bench::Rl(r) => rl::run(r),
         Bench::Explain(e) => explain::run(e),
+        Bench::Align(a) => align::run(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

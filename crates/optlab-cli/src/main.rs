@@ -1,5 +1,6 @@
 //! `optlab`: train, compare and analyse with the methods of the optlab library from one command.
 
+mod align_cmd;
 mod bilevel_cmd;
 mod cbo_cmd;
 mod certify_cmd;
@@ -92,9 +93,12 @@ enum Cmd {
     /// Online and stochastic optimization: regret of online learners between stochastic and adversarial losses
     /// (P32), last-iterate rates of composite stochastic mirror descent (P06).
     Online(online_cmd::OnlineArgs),
-    /// Reinforcement learning on optlab's environments (Gymnasium's CartPole, Pendulum, FrozenLake; an LQR): so far
-    /// TD3 on Pendulum-v1.
+    /// Reinforcement learning on optlab's environments (Gymnasium's CartPole, Pendulum, FrozenLake; an LQR): TD3,
+    /// normalized policy gradients (P16), off-policy GAIL (P04), single-model MBRL (P24), behaviour cloning (P11).
     Rl(rl_cmd::RlArgs),
+    /// Preference alignment under f-divergences (f-DPO, P37): a character language model tuned on preference
+    /// pairs, and the exact categorical check.
+    Align(align_cmd::AlignArgs),
     /// Counterfactual explanations that stay valid when the model changes (P07): the elastic-net base search and
     /// T-Rex on a run trained on an embedded table.
     Explain(explain_cmd::ExplainArgs),
@@ -157,6 +161,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Dp(a) => dp_cmd::run(a),
         Cmd::Online(a) => online_cmd::run(a),
         Cmd::Rl(a) => rl_cmd::run(a),
+        Cmd::Align(a) => align_cmd::run(a),
         Cmd::Explain(a) => explain_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),

@@ -7,7 +7,6 @@ use crate::rl_run::{Due, Session};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use optlab::rl::cartpole::CartPole;
-use optlab::rl::checkpoint::Writer;
 use optlab::rl::env::{ActionSpace, Env};
 use optlab::rl::gridworld::GridWorld;
 use optlab::rl::lqr::Lqr;
@@ -18,6 +17,7 @@ use optlab::rl::policy::{Policy, PolicyKind};
 use optlab::rl::td3::{self, Td3Agent, Td3Config, Td3Extension};
 use optlab::tensor_io::write_atomic;
 use optlab::train::run_dir::RunDirLock;
+use optlab::train::snapshot::Writer;
 use serde_json::json;
 use std::path::PathBuf;
 

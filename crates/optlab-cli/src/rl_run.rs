@@ -1,12 +1,12 @@
-//! The run directory of `optlab rl train`: `config.toml` (the flags, which `--resume` reads back), the lock,
+//! The run directory of `optlab rl train` and `optlab align dpo`: `config.toml` (the flags, which `--resume` reads back), the lock,
 //! the JSONL log (episodes or iterations) that a resume truncates to its checkpoint, checkpoints at episode or
 //! iteration ends every `--checkpoint-every` environment steps, `--stop-after`, and the progress bar.
 
 use crate::progress::bar;
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
-use optlab::rl::checkpoint::{Reader, Writer};
 use optlab::train::run_dir::RunDirLock;
+use optlab::train::snapshot::{Reader, Writer};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -178,10 +178,15 @@ impl Session {
 
     /// Ends a stopped run: one line on how to continue it.
     pub fn stopped(&self, steps: u64, total: u64) {
-        self.bar.finish_and_clear();
-        eprintln!(
+        self.stopped_with(&format!(
             "stopped after {steps} of {total} environment steps; continue with: optlab rl train --resume {}",
             self.out.display()
-        );
+        ));
+    }
+
+    /// Ends a stopped run with the line `msg`.
+    pub fn stopped_with(&self, msg: &str) {
+        self.bar.finish_and_clear();
+        eprintln!("{msg}");
     }
 }

@@ -26,6 +26,7 @@
 //! println!("validation accuracy {:?}", summary.val_accuracy);
 //! ```
 
+pub mod alignment;
 pub mod anneal_law;
 pub mod bilevel;
 pub mod constrained;

@@ -5,7 +5,6 @@
 
 use optlab::nn::spectral::SpectralScope;
 use optlab::rl::cartpole::CartPole;
-use optlab::rl::checkpoint::{Reader, Writer};
 use optlab::rl::gail::{Discriminator, ExpertData, GailConfig};
 use optlab::rl::mbpo::{MbpoConfig, ModelBased};
 use optlab::rl::pendulum::Pendulum;
@@ -13,6 +12,7 @@ use optlab::rl::pg::{self, PgConfig, PgMethod, PgState};
 use optlab::rl::policy::{Policy, PolicyKind};
 use optlab::rl::td3::{Episode, Td3Agent, Td3Config, Td3Extension};
 use optlab::rng::{normal, rng_for, Stream};
+use optlab::train::snapshot::{Reader, Writer};
 use std::path::PathBuf;
 
 fn scratch(name: &str) -> PathBuf {

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod alignment;
 mod anneal_law;
 mod batch_tests_golden;
 mod bc;

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod align;
 mod bad_input;
 mod bilevel;
 mod cbo;

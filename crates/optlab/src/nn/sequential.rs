@@ -85,7 +85,13 @@ impl Sequential {
     }
 
     fn check_input(&self, x: &Tensor) -> Result<()> {
-        if &x.dims()[1.min(x.rank())..] != self.input_shape.as_slice() {
+        // A language model also takes sequences shorter than its context (the embedding checks the ids).
+        let shorter_sequences = matches!(self.layers.first(), Some(Layer::Embed(_)))
+            && x.rank() == 2
+            && self.input_shape.len() == 1
+            && x.dims()[1] >= 1
+            && x.dims()[1] <= self.input_shape[0];
+        if !shorter_sequences && &x.dims()[1.min(x.rank())..] != self.input_shape.as_slice() {
             return Err(Error::Shape(format!(
                 "the model takes examples of shape {:?}, got a batch of shape {:?}",
                 self.input_shape,

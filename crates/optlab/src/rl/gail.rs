@@ -6,7 +6,6 @@
 //! of D, plus the gradient penalty (scale 10, target 1, one-sided, at interpolations between policy and expert
 //! pairs) when `penalty` is set; spectral normalization of every layer of D with `spectral`; Adam at 5e-4.
 
-use super::checkpoint::{Reader, Writer};
 use super::env::{Action, Env};
 use super::td3::{self, Episode, ReplayBuffer, Td3Config, Td3Extension, Td3Run};
 use crate::nn::loss::{sigmoid, softplus};
@@ -14,6 +13,7 @@ use crate::nn::penalty::{interpolation_weights, GradientPenalty};
 use crate::nn::{ModelSpec, Sequential};
 use crate::optim::{from_spec, Optimizer};
 use crate::rng::{rng_for, Rng, Stream};
+use crate::train::snapshot::{Reader, Writer};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use rand::Rng as _;

@@ -7,13 +7,13 @@
 //! (spectral normalization, or adversarial input noise) is [`super::td3::Td3Config`]'s. The paper has no public
 //! code; the sizes here are this module's, stated in [`MbpoConfig`].
 
-use super::checkpoint::{Reader, Writer};
 use super::td3::{mlp_sn, ReplayBuffer, Td3Extension};
 use crate::nn::loss::softplus;
 use crate::nn::spectral::SpectralScope;
 use crate::nn::Sequential;
 use crate::optim::{from_spec, Optimizer};
 use crate::rng::{normal, rng_for, Rng, Stream};
+use crate::train::snapshot::{Reader, Writer};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use rand::Rng as _;

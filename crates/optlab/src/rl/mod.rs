@@ -23,7 +23,6 @@
 
 pub mod bc;
 pub mod cartpole;
-pub mod checkpoint;
 pub mod env;
 pub mod gail;
 pub mod gridworld;

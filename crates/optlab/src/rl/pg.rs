@@ -19,11 +19,11 @@
 //!
 //! The first iteration of the momentum methods sets d₀ = ĝ(θ₀) (η₀ = 1 makes this the schedule's own choice).
 
-use super::checkpoint::{Reader, Writer};
 use super::env::{Action, ActionSpace, Env};
 use super::policy::{Policy, PolicyKind};
 use crate::implicit::linear::DenseMatrix;
 use crate::rng::{rng_for, Rng, Stream};
+use crate::train::snapshot::{Reader, Writer};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use rand::Rng as _;

@@ -4,12 +4,12 @@
 //! Gaussian exploration noise; uniform random actions for the first `learning_starts` steps. Every
 //! hyperparameter is a field of [`Td3Config`]; every draw comes from the run's seed.
 
-use super::checkpoint::{Reader, Writer};
 use super::env::{Action, ActionSpace, Env};
 use crate::nn::spectral::SpectralScope;
 use crate::nn::{ModelSpec, Param, Sequential};
 use crate::optim::{from_spec, Optimizer};
 use crate::rng::{normal, rng_for, Rng, Stream};
+use crate::train::snapshot::{Reader, Writer};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use rand::Rng as _;

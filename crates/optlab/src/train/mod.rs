@@ -11,6 +11,7 @@ mod config;
 mod metrics;
 mod observer;
 pub mod run_dir;
+pub mod snapshot;
 pub mod sso;
 mod trainer;
 

@@ -1,4 +1,5 @@
-//! Checkpoints of reinforcement-learning runs, in the run directory's `checkpoints/step-<N>/` layout of
+//! Checkpoints of runs the [`crate::train::Trainer`] does not drive (reinforcement learning, preference tuning),
+//! in the run directory's `checkpoints/step-<N>/` layout of
 //! [`crate::train::checkpoint`]: networks and optimizer states as safetensors, vectors (replay buffers, flat
 //! parameters) as f64 safetensors, and counters and generator positions in `state.json`, which is written last
 //! and then published atomically as `checkpoints/latest.json`. A generator is saved as its seed, stream and word
