@@ -8,6 +8,7 @@ mod compare;
 mod convex_relu_cmd;
 mod curvature;
 mod dag_cmd;
+mod diffusion_cmd;
 mod dp_cmd;
 mod eval_cmd;
 mod explain_cmd;
@@ -99,6 +100,9 @@ enum Cmd {
     /// Preference alignment under f-divergences (f-DPO, P37): a character language model tuned on preference
     /// pairs, and the exact categorical check.
     Align(align_cmd::AlignArgs),
+    /// Score-based diffusion on Gaussian-mixture targets with an exact score (P25): denoising score matching,
+    /// Euler-Maruyama and probability-flow samplers, the score error over time.
+    Diffusion(diffusion_cmd::DiffusionArgs),
     /// Counterfactual explanations that stay valid when the model changes (P07): the elastic-net base search and
     /// T-Rex on a run trained on an embedded table.
     Explain(explain_cmd::ExplainArgs),
@@ -162,6 +166,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Online(a) => online_cmd::run(a),
         Cmd::Rl(a) => rl_cmd::run(a),
         Cmd::Align(a) => align_cmd::run(a),
+        Cmd::Diffusion(a) => diffusion_cmd::run(a),
         Cmd::Explain(a) => explain_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),

@@ -284,6 +284,66 @@ pub fn image_row(
     publish(presented, &tmp, path)
 }
 
+/// Draws point clouds (the first two coordinates) into a square PNG, one colour per cloud, a legend below the
+/// title.
+pub fn scatter(path: &Path, title: &str, clouds: &[Series]) -> Result<()> {
+    register_font();
+    let pts: Vec<(f64, f64)> = clouds
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    anyhow::ensure!(!pts.is_empty(), "nothing to plot for {}", path.display());
+    let lo = pts.iter().fold(f64::MAX, |m, p| m.min(p.0).min(p.1));
+    let hi = pts.iter().fold(f64::MIN, |m, p| m.max(p.0).max(p.1));
+    let pad = ((hi - lo) * 0.05).max(1e-6);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let tmp = optlab::tensor_io::temp_beside(path);
+    let root = BitMapBackend::new(&tmp, (760, 760)).into_drawing_area();
+    root.fill(&WHITE).context("drawing")?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(lo..hi, lo..hi)
+        .context("chart")?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_label_formatter(&|v: &f64| significant(*v))
+        .y_label_formatter(&|v: &f64| significant(*v))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .context("mesh")?;
+    let n = clouds.len();
+    for (i, s) in clouds.iter().enumerate() {
+        let color = colour(i, n);
+        chart
+            .draw_series(
+                s.points
+                    .iter()
+                    .filter(|(x, y)| x.is_finite() && y.is_finite())
+                    .map(|&p| Circle::new(p, 2, color.mix(0.5).filled())),
+            )
+            .context("points")?
+            .label(s.name.clone())
+            .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .context("legend")?;
+    let presented = root.present().map_err(anyhow::Error::from);
+    drop(chart);
+    drop(root);
+    publish(presented, &tmp, path)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

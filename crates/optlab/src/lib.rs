@@ -38,6 +38,7 @@ pub mod eval;
 pub mod experiment;
 pub mod explain;
 pub mod functions;
+pub mod generative;
 pub mod implicit;
 pub mod lipschitz;
 pub mod memory;

@@ -66,7 +66,10 @@ pub static PAPERS: &[Paper] = &[
     paper("P22", "Neural Network Approximations of PDEs Beyond Linearity: A Representational Perspective", "how well networks represent solutions of nonlinear variational PDEs"),
     paper("P23", "Gradient is All You Need?", "consensus-based optimization as a stochastic relaxation of gradient descent"),
     paper("P24", "Is Model Ensemble Necessary? Model-based RL via a Single Model with Lipschitz Regularized Value Function", "model-based RL with one model and a Lipschitz-regularized value function"),
-    paper("P25", "Neural Network-Based Score Estimation in Diffusion Models: Optimization and Generalization", "training dynamics and generalization of neural score estimators for diffusion"),
+    Paper {
+        missing: Some("the wide two-layer ReLU network under full-batch GD against its NTK kernel-regression predictor, and the paper's early-stopping rule"),
+        ..paper("P25", "Neural Network-Based Score Estimation in Diffusion Models: Optimization and Generalization", "training dynamics and generalization of neural score estimators for diffusion")
+    },
     paper("P26", "M-FAC: Efficient Matrix-Free Approximations of Second-Order Information", "inverse empirical Fisher products from a window of gradients, without forming matrices"),
     paper("P27", "The Implicit Regularization of Dynamical Stability in Stochastic Gradient Descent", "SGD is stable at a minimum only if the Hessian's trace is below 2/lr"),
     paper("P28", "Efficient Global Optimization of Two-layer ReLU Networks: Quadratic-time Algorithms and Adversarial Training", "training two-layer ReLU networks to global optimality through a convex program"),
@@ -110,6 +113,7 @@ pub static METHODS: &[Method] = &[
     method("local-lipschitz", Kind::Analysis, "P02", "local Lipschitz bounds by Clarke-Jacobian bound propagation with branch and bound, and an exact mode", "optlab::lipschitz::local", "optlab lipschitz MODEL --method local|exact --center x.json --eps E"),
     method("lvm-rs", Kind::Analysis, "P03", "LVM-RS randomized-smoothing certificates with empirical Bernstein bounds", "optlab::lipschitz::lvm", "optlab certify MODEL --method lvm"),
     method("powernorm", Kind::Layer, "P12", "PowerNorm with its approximate backward in a transformer language model", "optlab::nn::powernorm", "optlab train --task charlm --model transformer:norm=pn"),
+    method("dsm", Kind::Training, "P25", "denoising score matching of a time-conditioned score network (VP/VE) on Gaussian mixtures with an exact score; Euler-Maruyama and probability-flow (Heun) samplers; score error, energy distance, mode recall", "optlab::generative", "optlab diffusion train|sample|score-error"),
     method("f-dpo", Kind::Training, "P37", "f-DPO: the DPO loss under reverse KL, forward KL, JS and alpha-divergences (official losses), on a character transformer's preference pairs and on a categorical policy with a known optimum", "optlab::alignment", "optlab align dpo --sft RUN --divergence js | optlab align bandit"),
     method("trex", Kind::Analysis, "P07", "T-Rex: Stability ascent from elastic-net base counterfactuals (ART's, L1/L2 rules) on embedded tables, with the retraining validity study", "optlab::explain", "optlab explain counterfactual RUN --row I --method trex | optlab explain validity --data german"),
     method("bo-rep", Kind::Solver, "P05", "BO-REP: normalized-momentum bilevel optimization with initialization refinement and periodic lower-level updates, beside StocBiO and the unnormalized variant", "optlab::bilevel::borep", "optlab bilevel --problem hyper-rep --method bo-rep|stocbio"),

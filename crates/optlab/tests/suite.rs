@@ -18,6 +18,7 @@ mod distributed;
 mod dp_methods;
 mod explain;
 mod gail;
+mod generative;
 mod implicit;
 mod lipschitz;
 #[cfg(feature = "lipsdp")]

@@ -13,6 +13,7 @@ mod convex_relu;
 mod curvature;
 mod dag;
 mod demo;
+mod diffusion;
 mod dp;
 mod eval;
 mod explain;

@@ -1,0 +1,107 @@
+//! How close samples are to a mixture target: the energy distance, mode recall, and the score error
+//! E_{x ~ p_t}‖s(x, t) − ∇log p_t(x)‖² against the exact score.
+
+use super::mixture::Mixture;
+use super::process::Process;
+use super::score::ScoreFn;
+use crate::rng::{normal, Rng};
+use crate::Result;
+use serde::Serialize;
+
+/// The energy distance 2E‖X − Y‖ − E‖X − X′‖ − E‖Y − Y′‖ between two sample sets (V-statistics over all pairs).
+pub fn energy_distance(a: &[f64], b: &[f64], dim: usize) -> f64 {
+    let mean_dist = |p: &[f64], q: &[f64]| -> f64 {
+        let (np, nq) = (p.len() / dim, q.len() / dim);
+        let mut total = 0.0;
+        for x in p.chunks(dim) {
+            for y in q.chunks(dim) {
+                total += x
+                    .iter()
+                    .zip(y)
+                    .map(|(u, v)| (u - v).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+            }
+        }
+        total / (np * nq) as f64
+    };
+    2.0 * mean_dist(a, b) - mean_dist(a, a) - mean_dist(b, b)
+}
+
+/// Which modes the samples find.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModeReport {
+    /// Modes holding at least a tenth of their expected share of samples (within 3 std of their mean).
+    pub recalled: usize,
+    pub modes: usize,
+    /// Share of samples within 3 std of some mode's mean.
+    pub on_mode: f64,
+    /// Samples near each mode.
+    pub counts: Vec<usize>,
+}
+
+/// Mode recall of samples (`[n, dim]`).
+pub fn mode_recall(mixture: &Mixture, samples: &[f64]) -> ModeReport {
+    let n = samples.len() / mixture.dim;
+    let mut counts = vec![0usize; mixture.weights.len()];
+    for (k, r) in mixture.nearest(samples) {
+        if r <= 3.0 {
+            counts[k] += 1;
+        }
+    }
+    let recalled = counts
+        .iter()
+        .zip(&mixture.weights)
+        .filter(|(c, w)| **c as f64 >= 0.1 * w.to_owned() * n as f64 && **c > 0)
+        .count();
+    ModeReport {
+        recalled,
+        modes: counts.len(),
+        on_mode: counts.iter().sum::<usize>() as f64 / n.max(1) as f64,
+        counts,
+    }
+}
+
+/// The score error at time t over `n` points of p_t, and E‖∇log p_t‖² there for scale.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ScoreError {
+    pub t: f64,
+    pub error: f64,
+    pub exact_norm2: f64,
+}
+
+/// E_{x ~ p_t}‖s(x, t) − ∇log p_t(x)‖² at each of `times`, over `n` fresh points per time.
+pub fn score_error(
+    score: &dyn ScoreFn,
+    mixture: &Mixture,
+    process: &Process,
+    times: &[f64],
+    n: usize,
+    rng: &mut Rng,
+) -> Result<Vec<ScoreError>> {
+    times
+        .iter()
+        .map(|&t| {
+            let (a, s) = (process.alpha(t), process.sigma(t));
+            let x: Vec<f64> = mixture
+                .sample(n, rng)
+                .into_iter()
+                .map(|v| a * v + s * normal(rng))
+                .collect();
+            let got = score.score(&x, t)?;
+            let exact = mixture.score(&x, process, t);
+            let err = got
+                .iter()
+                .zip(&exact)
+                .map(|(g, e)| (g - e).powi(2))
+                .sum::<f64>()
+                / n as f64;
+            let norm = exact.iter().map(|e| e * e).sum::<f64>() / n as f64;
+            Ok(ScoreError {
+                t,
+                error: err,
+                exact_norm2: norm,
+            })
+        })
+        .collect()
+}
