@@ -1,7 +1,8 @@
 # The PyTorch side of `optlab-bench align`: one f-DPO step (reverse KL) of the same transformer as torch_train.py's
 # language model, as the official code takes it: chosen and rejected sequences in one concatenated forward,
 # log-probabilities of the completion tokens, -logsigmoid(beta * logits), backward, Adam (fused where available).
-# Timed twice: on the 40 tokens of each sequence (the shapes optlab runs) and padded to the full context of 64. Prints one JSON object: {"padded": ms_per_step, "trimmed": ms_per_step}.
+# Timed twice: on the 40 tokens of each sequence (the shapes optlab runs) and padded to the full context of 64.
+# Prints one JSON object: {"padded": ms_per_step, "trimmed": ms_per_step}.
 import json, sys
 import torch
 import torch.nn.functional as F

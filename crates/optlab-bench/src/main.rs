@@ -3,12 +3,13 @@
 //! memory bandwidth — as a ratio. The Python harnesses live in `python/` beside this crate; run from a checkout:
 //!
 //! ```text
-//! cargo run --release -p optlab-bench -- train|optim|curvature|solvers|implicit|dp|online|rl|explain|align
+//! cargo run --release -p optlab-bench -- train|optim|curvature|solvers|implicit|dp|online|rl|explain|align|diffusion
 //! cargo run --release -p optlab-bench --features lipsdp -- lipschitz --timeout 60
 //! ```
 
 mod align;
 mod curvature;
+mod diffusion;
 mod dp;
 mod explain;
 mod harness;
@@ -66,6 +67,8 @@ enum Bench {
     Explain(explain::ExplainBenchArgs),
     /// One f-DPO step (P37) of the charlm transformer on 32 preference pairs against PyTorch.
     Align(align::AlignBenchArgs),
+    /// The diffusion score network: one denoising-score-matching step and Euler-Maruyama throughput against PyTorch.
+    Diffusion(diffusion::DiffusionBenchArgs),
     /// Local Lipschitz bounds (P02) against auto_LiRPA's Jacobian bounds, LipSDP (P14) against cvxpy + Clarabel.
     Lipschitz(lipschitz::LipschitzBenchArgs),
 }
@@ -86,6 +89,7 @@ fn main() {
         Bench::Rl(r) => rl::run(r),
         Bench::Explain(e) => explain::run(e),
         Bench::Align(a) => align::run(a),
+        Bench::Diffusion(d) => diffusion::run(d),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

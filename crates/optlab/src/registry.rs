@@ -67,7 +67,7 @@ pub static PAPERS: &[Paper] = &[
     paper("P23", "Gradient is All You Need?", "consensus-based optimization as a stochastic relaxation of gradient descent"),
     paper("P24", "Is Model Ensemble Necessary? Model-based RL via a Single Model with Lipschitz Regularized Value Function", "model-based RL with one model and a Lipschitz-regularized value function"),
     Paper {
-        missing: Some("the wide two-layer ReLU network under full-batch GD against its NTK kernel-regression predictor, and the paper's early-stopping rule"),
+        missing: Some("the paper's own early-stopping rule (its theorem was not reachable; a hold-out stopping time stands in)"),
         ..paper("P25", "Neural Network-Based Score Estimation in Diffusion Models: Optimization and Generalization", "training dynamics and generalization of neural score estimators for diffusion")
     },
     paper("P26", "M-FAC: Efficient Matrix-Free Approximations of Second-Order Information", "inverse empirical Fisher products from a window of gradients, without forming matrices"),
@@ -114,6 +114,7 @@ pub static METHODS: &[Method] = &[
     method("lvm-rs", Kind::Analysis, "P03", "LVM-RS randomized-smoothing certificates with empirical Bernstein bounds", "optlab::lipschitz::lvm", "optlab certify MODEL --method lvm"),
     method("powernorm", Kind::Layer, "P12", "PowerNorm with its approximate backward in a transformer language model", "optlab::nn::powernorm", "optlab train --task charlm --model transformer:norm=pn"),
     method("dsm", Kind::Training, "P25", "denoising score matching of a time-conditioned score network (VP/VE) on Gaussian mixtures with an exact score; Euler-Maruyama and probability-flow (Heun) samplers; score error, energy distance, mode recall", "optlab::generative", "optlab diffusion train|sample|score-error"),
+    method("ntk-score", Kind::Analysis, "P25", "score regression with noisy labels by wide two-layer ReLU networks under full-batch GD against the NTK kernel-regression predictor in closed form: the score error along training, memorization, the hold-out stopping time", "optlab::generative::ntk", "optlab diffusion ntk"),
     method("f-dpo", Kind::Training, "P37", "f-DPO: the DPO loss under reverse KL, forward KL, JS and alpha-divergences (official losses), on a character transformer's preference pairs and on a categorical policy with a known optimum", "optlab::alignment", "optlab align dpo --sft RUN --divergence js | optlab align bandit"),
     method("trex", Kind::Analysis, "P07", "T-Rex: Stability ascent from elastic-net base counterfactuals (ART's, L1/L2 rules) on embedded tables, with the retraining validity study", "optlab::explain", "optlab explain counterfactual RUN --row I --method trex | optlab explain validity --data german"),
     method("bo-rep", Kind::Solver, "P05", "BO-REP: normalized-momentum bilevel optimization with initialization refinement and periodic lower-level updates, beside StocBiO and the unnormalized variant", "optlab::bilevel::borep", "optlab bilevel --problem hyper-rep --method bo-rep|stocbio"),

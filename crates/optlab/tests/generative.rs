@@ -95,3 +95,105 @@ fn denoising_score_matching_learns_the_score() {
     eprintln!("{modes:?}");
     assert!(modes.recalled >= 7, "{modes:?}");
 }
+
+mod ntk {
+    use optlab::generative::mixture::Mixture;
+    use optlab::generative::ntk::{ntk, run, KernelFlow, NtkConfig, ScoreRegression};
+    use optlab::generative::process::Process;
+    use optlab::rng::{normal, rng_for, Stream};
+
+    #[test]
+    fn the_ntk_formula_is_the_infinite_width_limit() {
+        // (1/m) Σ_r 1{w_r·x̃ > 0} 1{w_r·x̃′ > 0} x̃·x̃′ over m random w ~ N(0, I).
+        let mut rng = rng_for(5, Stream::Probe, 0);
+        let (a, b) = ([0.7, -1.2], [-0.3, 0.4]);
+        let m = 400_000;
+        let (xa, xb) = ([a[0], a[1], 1.0], [b[0], b[1], 1.0]);
+        let dot: f64 = xa.iter().zip(&xb).map(|(u, v)| u * v).sum();
+        let mut hits = 0usize;
+        for _ in 0..m {
+            let w: Vec<f64> = (0..3).map(|_| normal(&mut rng)).collect();
+            let s = |x: &[f64; 3]| x.iter().zip(&w).map(|(u, v)| u * v).sum::<f64>() > 0.0;
+            if s(&xa) && s(&xb) {
+                hits += 1;
+            }
+        }
+        let mc = dot * hits as f64 / m as f64;
+        assert!(
+            (mc - ntk(&a, &b)).abs() < 0.01 * ntk(&a, &b).abs() + 2e-3,
+            "{mc} vs {}",
+            ntk(&a, &b)
+        );
+    }
+
+    #[test]
+    fn the_closed_form_follows_gradient_descent_on_the_kernel() {
+        let target: Mixture = "line".parse().unwrap();
+        let p = Process::default();
+        let data = ScoreRegression::draw(&target, &p, 0.1, 40, &mut rng_for(2, Stream::Data, 0));
+        let probe = ScoreRegression::draw(&target, &p, 0.1, 7, &mut rng_for(3, Stream::Data, 0));
+        let flow = KernelFlow::new(data.clone(), 1.0).unwrap();
+        let eta = 0.9 * 40.0 / flow.lambda_max();
+        let flow = KernelFlow::new(data.clone(), eta).unwrap();
+        // Iterate f ← f − (η/n) K (f − y) on the training points and the probe points together.
+        let n = 40;
+        let mut f = vec![0.0; n];
+        let mut fq = vec![0.0; 7];
+        for _ in 0..25 {
+            let r: Vec<f64> = f.iter().zip(&data.y).map(|(a, b)| a - b).collect();
+            let step = |x: &[f64]| -> f64 {
+                (0..n)
+                    .map(|j| ntk(x, &data.x[j..j + 1]) * r[j])
+                    .sum::<f64>()
+                    * eta
+                    / n as f64
+            };
+            let new_f: Vec<f64> = (0..n).map(|i| f[i] - step(&data.x[i..i + 1])).collect();
+            for (i, v) in fq.iter_mut().enumerate() {
+                *v -= step(&probe.x[i..i + 1]);
+            }
+            f = new_f;
+        }
+        let closed = flow.predict(25.0, &probe.x);
+        for (a, b) in closed.iter().zip(&fq) {
+            assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn gd_fits_then_memorizes_and_wide_networks_track_the_kernel() {
+        let cfg = NtkConfig {
+            target: "line".parse().unwrap(),
+            process: Process::default(),
+            time: 0.05,
+            n: 64,
+            widths: vec![32, 2048],
+            steps: 1000,
+            eta_factor: 1.0,
+            test_points: 300,
+            holdout: 640,
+            seed: 0,
+        };
+        let r = run(&cfg, &mut |_, _, _| {}).unwrap();
+        let kernel = &r.curves[0];
+        let first = kernel.score_error[0];
+        let last = *kernel.score_error.last().unwrap();
+        // The error falls, then rises towards the interpolation of the noisy labels.
+        assert!(kernel.best_error < 0.5 * first, "{kernel:?}");
+        assert!(last > 3.0 * kernel.best_error, "{kernel:?}");
+        // The hold-out stop lands near the minimum.
+        assert!(kernel.stop_error < 1.5 * kernel.best_error, "{kernel:?}");
+        // Up to the kernel's best step the wide network is closer to the kernel predictor than the narrow one.
+        let (narrow, wide) = (&r.curves[1], &r.curves[2]);
+        let upto = narrow
+            .steps
+            .iter()
+            .position(|&k| k >= kernel.best_step)
+            .unwrap();
+        let sum = |c: &optlab::generative::ntk::Curve| c.gap_to_kernel[..=upto].iter().sum::<f64>();
+        assert!(sum(wide) < 0.5 * sum(narrow), "{narrow:?}\n{wide:?}");
+        for c in &r.curves[1..] {
+            assert!(c.best_error < 0.5 * first, "{c:?}");
+        }
+    }
+}

@@ -112,3 +112,45 @@ fn diffusion_train_sample_and_score_error() {
         fails_with(&argv(&line), want);
     }
 }
+
+#[test]
+fn diffusion_ntk_reports_the_kernel_and_the_networks() {
+    let out = tmp("diffusion-ntk");
+    let s: serde_json::Value = serde_json::from_str(&ok(&argv(&format!(
+        "diffusion ntk --n 32 --widths 16,256 --steps 200 --test-points 100 --holdout 100 --out {} --quiet --json",
+        out.display()
+    ))))
+    .unwrap();
+    let curves = s["curves"].as_array().unwrap();
+    assert_eq!(curves.len(), 3);
+    assert_eq!(curves[0]["name"], "kernel");
+    let k = &curves[0];
+    assert!(
+        k["best_error"].as_f64().unwrap() < k["score_error"][0].as_f64().unwrap(),
+        "{k}"
+    );
+    for f in ["summary.json", "score_error.png", "gap.png"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let o = out.join("bad");
+    let o = o.display();
+    for (line, want) in [
+        (
+            format!("diffusion ntk --widths 15 --out {o}"),
+            "must be even",
+        ),
+        (
+            format!("diffusion ntk --widths x --out {o}"),
+            "'x' is not a width",
+        ),
+        (format!("diffusion ntk --time 0 --out {o}"), "0 < time <= 1"),
+        (
+            format!("diffusion ntk --eta-factor 2 --out {o}"),
+            "eta_factor < 2",
+        ),
+        (format!("diffusion ntk --n 1 --out {o}"), "n >= 2"),
+        (format!("diffusion ntk --n 10000000 --out {o}"), "memory"),
+    ] {
+        fails_with(&argv(&line), want);
+    }
+}

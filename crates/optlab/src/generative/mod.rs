@@ -18,6 +18,7 @@
 pub mod dsm;
 pub mod metrics;
 pub mod mixture;
+pub mod ntk;
 pub mod process;
 pub mod run;
 pub mod sample;
