@@ -176,7 +176,7 @@ fn config(t: &TrainArgs) -> Result<DiffusionConfig> {
 }
 
 /// The configuration and trained network of a run directory.
-fn load(dir: &Path) -> Result<(DiffusionConfig, optlab::generative::score::ScoreNet)> {
+pub(crate) fn load(dir: &Path) -> Result<(DiffusionConfig, optlab::generative::score::ScoreNet)> {
     let path = dir.join("config.toml");
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -200,7 +200,8 @@ fn load(dir: &Path) -> Result<(DiffusionConfig, optlab::generative::score::Score
     Ok((cfg, net))
 }
 
-fn cloud(name: &str, x: &[f64], dim: usize) -> Series {
+/// The first two coordinates of the rows of `x` (the second 0 in 1-D) as a named point cloud.
+pub(crate) fn cloud(name: &str, x: &[f64], dim: usize) -> Series {
     Series {
         name: name.into(),
         points: x

@@ -9,6 +9,7 @@ mod convex_relu_cmd;
 mod curvature;
 mod dag_cmd;
 mod diffusion_cmd;
+mod distill_cmd;
 mod dp_cmd;
 mod eval_cmd;
 mod explain_cmd;
@@ -103,6 +104,8 @@ enum Cmd {
     /// Score-based diffusion on Gaussian-mixture targets with an exact score (P25): denoising score matching,
     /// Euler-Maruyama and probability-flow samplers, the score error over time.
     Diffusion(diffusion_cmd::DiffusionArgs),
+    /// f-distill (P39): a diffusion teacher distilled into a one-step generator by f-divergence matching.
+    Distill(distill_cmd::DistillArgs),
     /// Counterfactual explanations that stay valid when the model changes (P07): the elastic-net base search and
     /// T-Rex on a run trained on an embedded table.
     Explain(explain_cmd::ExplainArgs),
@@ -167,6 +170,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Rl(a) => rl_cmd::run(a),
         Cmd::Align(a) => align_cmd::run(a),
         Cmd::Diffusion(a) => diffusion_cmd::run(a),
+        Cmd::Distill(a) => distill_cmd::run(a),
         Cmd::Explain(a) => explain_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),

@@ -197,3 +197,73 @@ mod ntk {
         }
     }
 }
+
+mod distill {
+    use optlab::generative::distill::{DistillConfig, DistillDivergence, Distiller};
+    use optlab::generative::metrics::energy_distance;
+    use optlab::generative::mixture::Mixture;
+    use optlab::generative::process::Process;
+    use optlab::generative::score::ExactScore;
+    use optlab::nn::ModelSpec;
+    use optlab::rng::{rng_for, Stream};
+
+    #[test]
+    fn weights_follow_from_the_generator_of_each_divergence() {
+        // h(r) = r² f″(r): reverse KL f = −log r, forward KL f = r log r, JS f = r log r − (1 + r) log((1 + r)/2).
+        let f2 = |d: DistillDivergence, r: f64| match d {
+            DistillDivergence::ReverseKl => 1.0 / (r * r),
+            DistillDivergence::ForwardKl => 1.0 / r,
+            DistillDivergence::Js => 1.0 / r - 1.0 / (1.0 + r),
+        };
+        for d in ["reverse-kl", "forward-kl", "js"] {
+            let d: DistillDivergence = d.parse().unwrap();
+            for r in [0.01, 0.5, 1.0, 3.0, 200.0] {
+                assert!(
+                    (d.weight(r) - r * r * f2(d, r)).abs() < 1e-12 * (1.0 + d.weight(r)),
+                    "{d} {r}"
+                );
+            }
+        }
+        assert!("kl".parse::<DistillDivergence>().is_err());
+    }
+
+    #[test]
+    fn distillation_moves_the_generator_onto_the_target() {
+        let target: Mixture = "line".parse().unwrap();
+        let process = Process::default();
+        let teacher = ExactScore {
+            mixture: &target,
+            process,
+        };
+        let mlp = |s: &str| ModelSpec::parse(s).unwrap();
+        for divergence in [
+            DistillDivergence::ReverseKl,
+            DistillDivergence::ForwardKl,
+            DistillDivergence::Js,
+        ] {
+            let cfg = DistillConfig {
+                divergence,
+                steps: 150,
+                batch_size: 128,
+                latent: 1,
+                generator: mlp("mlp:hidden=32-32,act=gelu"),
+                fake_score: mlp("mlp:hidden=64-64,act=gelu"),
+                discriminator: mlp("mlp:hidden=32,act=gelu"),
+                pretrain: 100,
+                critic_steps: 2,
+                ..DistillConfig::default()
+            };
+            let mut d = Distiller::new(cfg, &teacher, &target, process).unwrap();
+            let x0 = d.generate(500).unwrap();
+            let mut gaps = Vec::new();
+            d.run(&mut |s| gaps.push(s.score_gap)).unwrap();
+            let x1 = d.generate(500).unwrap();
+            let t = target.sample(500, &mut rng_for(9, Stream::Probe, 0));
+            let (before, after) = (energy_distance(&x0, &t, 1), energy_distance(&x1, &t, 1));
+            assert!(
+                after < 0.5 * before,
+                "{divergence}: energy distance {before} -> {after}"
+            );
+        }
+    }
+}

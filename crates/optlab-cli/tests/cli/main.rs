@@ -14,6 +14,7 @@ mod curvature;
 mod dag;
 mod demo;
 mod diffusion;
+mod distill;
 mod dp;
 mod eval;
 mod explain;

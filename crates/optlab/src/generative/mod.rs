@@ -15,6 +15,7 @@
 //! # Ok::<(), optlab::Error>(())
 //! ```
 
+pub mod distill;
 pub mod dsm;
 pub mod metrics;
 pub mod mixture;

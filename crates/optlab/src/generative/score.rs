@@ -37,6 +37,18 @@ impl ScoreFn for ExactScore<'_> {
 /// Sinusoidal features of t ∈ [0, 1] appended to the input: sin(πkt), cos(πkt) for k = 1..=4.
 pub const TIME_FEATURES: usize = 8;
 
+/// The [`TIME_FEATURES`] features of each time, row-major `[n, 8]`.
+pub fn time_features(t: &[f64]) -> Vec<f64> {
+    t.iter()
+        .flat_map(|&t| {
+            (1..=TIME_FEATURES / 2).flat_map(move |k| {
+                let a = std::f64::consts::PI * k as f64 * t;
+                [a.sin(), a.cos()]
+            })
+        })
+        .collect()
+}
+
 /// A time-conditioned MLP predicting the noise of x_t.
 #[derive(Debug)]
 pub struct ScoreNet {
@@ -68,17 +80,8 @@ impl ScoreNet {
 
     /// The network's input for points `x` `[n, dim]` at per-row times `t`.
     fn inputs(&self, x: &Tensor, t: &[f64]) -> Result<Tensor> {
-        let n = t.len();
-        let feats: Vec<f64> = t
-            .iter()
-            .flat_map(|&t| {
-                (1..=TIME_FEATURES / 2).flat_map(move |k| {
-                    let a = std::f64::consts::PI * k as f64 * t;
-                    [a.sin(), a.cos()]
-                })
-            })
-            .collect();
-        let f = Tensor::from_vec(feats, (n, TIME_FEATURES), &Device::Cpu)?.to_dtype(x.dtype())?;
+        let f = Tensor::from_vec(time_features(t), (t.len(), TIME_FEATURES), &Device::Cpu)?
+            .to_dtype(x.dtype())?;
         Ok(Tensor::cat(&[x, &f], 1)?)
     }
 

@@ -1,0 +1,373 @@
+//! f-distill (P39, Xu, Nie & Vahdat, "One-step diffusion models with f-divergence distribution matching"): a
+//! one-step generator x = G(z) trained so that its noised distribution q_t matches the teacher's p_t under an
+//! f-divergence. Its gradient is E_{t, z, ε}[h(r_t(x_t)) (s_fake(x_t, t) − s_teacher(x_t, t)) ∂x_t/∂θ] with
+//! x_t = α(t) G(z) + σ(t) ε, r_t = p_t/q_t and h(r) = r² f″(r): reverse KL gives h ≡ 1 (DMD's variational score
+//! distillation), forward KL h = r, Jensen–Shannon h = r/(1 + r).
+//!
+//! - the teacher is a score over batches ([`ScoreFn`]): the exact score of a mixture, or a trained network;
+//! - the fake score s_fake of the generator's distribution is a [`ScoreNet`] trained by denoising score matching
+//!   on the generator's current samples (pretrained on the initial generator, then a step per generator step);
+//! - r comes from a time-conditioned discriminator trained with the logistic loss on teacher (real) against
+//!   generator (fake) noised samples, r = exp(logit) with the logit clamped to [−10, 10]; the weights are divided
+//!   by their batch mean (the paper's normalization, so that the step size does not depend on the divergence);
+//! - the generator also takes the discriminator's non-saturating GAN loss, weighted by `gan_weight`.
+//!
+//! No official code was found (`../shared/reference/remaining-papers.md`); the weights h follow from f as above,
+//! and the loop follows DMD's (fake score, discriminator, generator per step).
+
+use super::mixture::Mixture;
+use super::process::Process;
+use super::score::{time_features, ScoreFn, ScoreNet, TIME_FEATURES};
+use crate::nn::loss::softplus;
+use crate::nn::{ModelSpec, Sequential};
+use crate::optim::{from_spec, Optimizer};
+use crate::rng::{normal, rng_for, Rng, Stream};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use rand::Rng as _;
+use std::fmt;
+use std::str::FromStr;
+
+/// The divergence the generator minimizes, through its weight h(r) = r² f″(r), r = p/q.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DistillDivergence {
+    ReverseKl,
+    ForwardKl,
+    Js,
+}
+
+impl DistillDivergence {
+    /// h(r).
+    pub fn weight(&self, r: f64) -> f64 {
+        match self {
+            DistillDivergence::ReverseKl => 1.0,
+            DistillDivergence::ForwardKl => r,
+            DistillDivergence::Js => r / (1.0 + r),
+        }
+    }
+}
+
+impl fmt::Display for DistillDivergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DistillDivergence::ReverseKl => "reverse-kl",
+            DistillDivergence::ForwardKl => "forward-kl",
+            DistillDivergence::Js => "js",
+        })
+    }
+}
+
+impl FromStr for DistillDivergence {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "reverse-kl" => Ok(DistillDivergence::ReverseKl),
+            "forward-kl" => Ok(DistillDivergence::ForwardKl),
+            "js" => Ok(DistillDivergence::Js),
+            other => Err(crate::spec::unknown_name(
+                "divergence",
+                other,
+                &["reverse-kl", "forward-kl", "js"],
+            )),
+        }
+    }
+}
+
+/// How [`Distiller`] trains.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistillConfig {
+    pub divergence: DistillDivergence,
+    pub steps: usize,
+    pub batch_size: usize,
+    /// Dimension of the generator's Gaussian input z.
+    pub latent: usize,
+    pub generator: ModelSpec,
+    pub fake_score: ModelSpec,
+    pub discriminator: ModelSpec,
+    pub generator_optimizer: String,
+    pub fake_optimizer: String,
+    pub discriminator_optimizer: String,
+    /// DSM steps of the fake score on the initial generator before distillation.
+    pub pretrain: usize,
+    /// DSM steps of the fake score (and discriminator steps) per generator step (DMD2's two time-scale rule: 5).
+    pub critic_steps: usize,
+    /// The diffusion times of the matching, t ~ U(t_lo, t_hi).
+    pub t_lo: f64,
+    pub t_hi: f64,
+    pub gan_weight: f64,
+    pub seed: u64,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        let mlp = |s: &str| ModelSpec::parse(s).expect("the default models parse");
+        DistillConfig {
+            divergence: DistillDivergence::ReverseKl,
+            steps: 2000,
+            batch_size: 256,
+            latent: 2,
+            generator: mlp("mlp:hidden=128-128,act=gelu"),
+            fake_score: mlp("mlp:hidden=128-128-128,act=gelu"),
+            discriminator: mlp("mlp:hidden=128-128,act=gelu"),
+            generator_optimizer: "adam:lr=1e-3".into(),
+            fake_optimizer: "adam:lr=1e-3".into(),
+            discriminator_optimizer: "adam:lr=1e-3".into(),
+            pretrain: 500,
+            critic_steps: 5,
+            t_lo: 0.02,
+            t_hi: 0.98,
+            gan_weight: 0.01,
+            seed: 0,
+        }
+    }
+}
+
+/// One step's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct DistillStep {
+    pub step: usize,
+    pub fake_loss: f64,
+    pub discriminator_loss: f64,
+    /// Mean |s_fake − s_teacher|² over the batch.
+    pub score_gap: f64,
+    /// Largest normalized weight h/mean(h) in the batch.
+    pub max_weight: f64,
+}
+
+/// The one-step generator, its fake score and its discriminator.
+pub struct Distiller<'a> {
+    pub cfg: DistillConfig,
+    pub generator: Sequential,
+    pub fake: ScoreNet,
+    pub discriminator: Sequential,
+    teacher: &'a dyn ScoreFn,
+    target: &'a Mixture,
+    process: Process,
+    gen_opt: Box<dyn Optimizer>,
+    fake_opt: Box<dyn Optimizer>,
+    disc_opt: Box<dyn Optimizer>,
+    rng: Rng,
+}
+
+impl<'a> Distiller<'a> {
+    /// Builds the three networks. `target` supplies the teacher's real samples for the discriminator (its own
+    /// data); `teacher` the score the generator is matched to.
+    pub fn new(
+        cfg: DistillConfig,
+        teacher: &'a dyn ScoreFn,
+        target: &'a Mixture,
+        process: Process,
+    ) -> Result<Self> {
+        let d = target.dim;
+        if teacher.dim() != d
+            || cfg.latent == 0
+            || cfg.batch_size < 2
+            || cfg.steps == 0
+            || cfg.critic_steps == 0
+        {
+            return Err(Error::invalid(format!(
+                "distill: a teacher of dimension {} for data of dimension {d}; latent, steps, critic_steps >= 1 and batch_size >= 2 needed",
+                teacher.dim()
+            )));
+        }
+        let times_ok = cfg.t_lo > 0.0 && cfg.t_lo < cfg.t_hi && cfg.t_hi <= 1.0;
+        let gan_ok = cfg.gan_weight.is_finite() && cfg.gan_weight >= 0.0;
+        if !(times_ok && gan_ok) {
+            return Err(Error::invalid(format!(
+                "distill: need 0 < t_lo < t_hi <= 1 (got {}, {}) and a finite gan_weight >= 0",
+                cfg.t_lo, cfg.t_hi
+            )));
+        }
+        crate::memory::check(
+            "the distillation batch",
+            cfg.batch_size as f64 * (d + TIME_FEATURES + 512) as f64 * 8.0 * 8.0,
+            "use a smaller --batch-size",
+        )?;
+        let generator = Sequential::new(&cfg.generator, &[cfg.latent], d, cfg.seed, DType::F32)?;
+        let fake = ScoreNet::new(
+            &cfg.fake_score,
+            d,
+            process,
+            cfg.seed.wrapping_add(1),
+            DType::F32,
+        )?;
+        let discriminator = Sequential::new(
+            &cfg.discriminator,
+            &[d + TIME_FEATURES],
+            1,
+            cfg.seed.wrapping_add(2),
+            DType::F32,
+        )?;
+        Ok(Distiller {
+            gen_opt: from_spec(&cfg.generator_optimizer)?,
+            fake_opt: from_spec(&cfg.fake_optimizer)?,
+            disc_opt: from_spec(&cfg.discriminator_optimizer)?,
+            rng: rng_for(cfg.seed, Stream::Solver, 0),
+            cfg,
+            generator,
+            fake,
+            discriminator,
+            teacher,
+            target,
+            process,
+        })
+    }
+
+    fn latent(&mut self, n: usize) -> Result<Tensor> {
+        let z: Vec<f32> = (0..n * self.cfg.latent)
+            .map(|_| normal(&mut self.rng) as f32)
+            .collect();
+        Ok(Tensor::from_vec(z, (n, self.cfg.latent), &Device::Cpu)?)
+    }
+
+    /// `n` samples of the generator (`[n, dim]`, row-major).
+    pub fn generate(&mut self, n: usize) -> Result<Vec<f64>> {
+        let z = self.latent(n)?;
+        Ok(self
+            .generator
+            .forward(&z)?
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1()?)
+    }
+
+    fn times(&mut self, n: usize) -> Vec<f64> {
+        let (lo, hi) = (self.cfg.t_lo, self.cfg.t_hi);
+        (0..n)
+            .map(|_| lo + (hi - lo) * self.rng.gen::<f64>())
+            .collect()
+    }
+
+    /// α(t) and σ(t) per row as `[n, 1]` f32 tensors, and the noise ε `[n, d]`.
+    fn kernel(&mut self, t: &[f64]) -> Result<(Tensor, Tensor, Tensor)> {
+        let (n, d) = (t.len(), self.target.dim);
+        let a: Vec<f32> = t.iter().map(|&t| self.process.alpha(t) as f32).collect();
+        let s: Vec<f32> = t.iter().map(|&t| self.process.sigma(t) as f32).collect();
+        let e: Vec<f32> = (0..n * d).map(|_| normal(&mut self.rng) as f32).collect();
+        Ok((
+            Tensor::from_vec(a, (n, 1), &Device::Cpu)?,
+            Tensor::from_vec(s, (n, 1), &Device::Cpu)?,
+            Tensor::from_vec(e, (n, d), &Device::Cpu)?,
+        ))
+    }
+
+    fn disc_logit(&self, x: &Tensor, t: &[f64]) -> Result<Tensor> {
+        let f = Tensor::from_vec(time_features(t), (t.len(), TIME_FEATURES), &Device::Cpu)?
+            .to_dtype(x.dtype())?;
+        Ok(self
+            .discriminator
+            .forward(&Tensor::cat(&[x, &f], 1)?)?
+            .squeeze(1)?)
+    }
+
+    /// One DSM step of the fake score on a fresh batch of generator samples.
+    fn fake_step(&mut self) -> Result<f64> {
+        let x = self.generate(self.cfg.batch_size)?;
+        let loss = super::dsm::dsm_loss(&self.fake, &x, self.cfg.batch_size, &mut self.rng)?;
+        let v = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        self.fake_opt
+            .step(&self.fake.net.params(), &loss.backward()?)?;
+        Ok(v)
+    }
+
+    /// One logistic step of the discriminator: noised target samples (label 1) against noised generator samples.
+    fn disc_step(&mut self) -> Result<f64> {
+        let b = self.cfg.batch_size;
+        let real = self.target.sample(b, &mut self.rng);
+        let real = Tensor::from_vec(
+            real.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            (b, self.target.dim),
+            &Device::Cpu,
+        )?;
+        let z = self.latent(b)?;
+        let fake = self.generator.forward(&z)?.detach();
+        let (tr, tf) = (self.times(b), self.times(b));
+        let (ar, sr, er) = self.kernel(&tr)?;
+        let (af, sf, ef) = self.kernel(&tf)?;
+        let xr = (real.broadcast_mul(&ar)? + er.broadcast_mul(&sr)?)?;
+        let xf = (fake.broadcast_mul(&af)? + ef.broadcast_mul(&sf)?)?;
+        // −log σ(ℓ_real) − log(1 − σ(ℓ_fake)) = softplus(−ℓ_real) + softplus(ℓ_fake).
+        let loss = ((softplus(&self.disc_logit(&xr, &tr)?.neg()?)?.mean_all()?
+            + softplus(&self.disc_logit(&xf, &tf)?)?.mean_all()?)?)
+        .affine(1.0, 0.0)?;
+        let v = loss.to_scalar::<f32>()? as f64;
+        self.disc_opt
+            .step(&self.discriminator.params(), &loss.backward()?)?;
+        Ok(v)
+    }
+
+    /// One generator step: the f-weighted score difference at noised samples, plus the GAN term.
+    fn gen_step(&mut self) -> Result<(f64, f64)> {
+        let (b, d) = (self.cfg.batch_size, self.target.dim);
+        let z = self.latent(b)?;
+        let x = self.generator.forward(&z)?;
+        let t = self.times(b);
+        let (a, s, e) = self.kernel(&t)?;
+        let xt = (x.broadcast_mul(&a)? + e.broadcast_mul(&s)?)?;
+        let xt_values: Vec<f64> = xt.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        // Scores and ratio at the (detached) noised points, one time per row.
+        let mut gap = vec![0.0; b * d];
+        for (i, &ti) in t.iter().enumerate() {
+            let row = &xt_values[i * d..(i + 1) * d];
+            let teacher = self.teacher.score(row, ti)?;
+            let fake = self.fake.score(row, ti)?;
+            for j in 0..d {
+                gap[i * d + j] = fake[j] - teacher[j];
+            }
+        }
+        let logits: Vec<f64> = self
+            .disc_logit(&xt.detach(), &t)?
+            .to_dtype(DType::F64)?
+            .to_vec1()?;
+        let h: Vec<f64> = logits
+            .iter()
+            .map(|l| self.cfg.divergence.weight(l.clamp(-10.0, 10.0).exp()))
+            .collect();
+        let mean_h = h.iter().sum::<f64>() / b as f64;
+        let w: Vec<f64> = h.iter().map(|v| v / mean_h.max(1e-30)).collect();
+        let score_gap = gap.iter().map(|g| g * g).sum::<f64>() / b as f64;
+        let coef: Vec<f32> = gap
+            .iter()
+            .enumerate()
+            .map(|(k, g)| (g * w[k / d] / b as f64) as f32)
+            .collect();
+        let coef = Tensor::from_vec(coef, (b, d), &Device::Cpu)?;
+        let mut loss = (xt.clone() * coef)?.sum_all()?;
+        if self.cfg.gan_weight > 0.0 {
+            let gan = softplus(&self.disc_logit(&xt, &t)?.neg()?)?.mean_all()?;
+            loss = (loss + (gan * self.cfg.gan_weight)?)?;
+        }
+        let grads = loss.backward()?;
+        self.gen_opt.step(&self.generator.params(), &grads)?;
+        Ok((score_gap, w.iter().cloned().fold(0.0, f64::max)))
+    }
+
+    /// Pretrains the fake score, then runs the distillation; `on_step` after every step.
+    pub fn run(&mut self, on_step: &mut dyn FnMut(&DistillStep)) -> Result<()> {
+        for _ in 0..self.cfg.pretrain {
+            self.fake_step()?;
+        }
+        for step in 1..=self.cfg.steps {
+            let (mut fake_loss, mut discriminator_loss) = (0.0, 0.0);
+            for _ in 0..self.cfg.critic_steps {
+                fake_loss = self.fake_step()?;
+                discriminator_loss = self.disc_step()?;
+            }
+            let (score_gap, max_weight) = self.gen_step()?;
+            if !(fake_loss.is_finite() && discriminator_loss.is_finite() && score_gap.is_finite()) {
+                return Err(Error::NonFinite(format!(
+                    "distill: a loss became non-finite at step {step}; lower the learning rates"
+                )));
+            }
+            on_step(&DistillStep {
+                step,
+                fake_loss,
+                discriminator_loss,
+                score_gap,
+                max_weight,
+            });
+        }
+        Ok(())
+    }
+}
