@@ -414,20 +414,16 @@ impl LmDpo {
                 data.rejected.push(l);
             }
         }
-        let mut rc = Vec::new();
-        let mut rr = Vec::new();
+        let (mut rc, mut rr) = (Vec::new(), Vec::new());
         for idx in (0..cfg.pairs).collect::<Vec<_>>().chunks(cfg.batch_size) {
             let pick = |v: &[Vec<u32>]| idx.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
-            rc.push(
-                reference
-                    .logprobs(&pick(&data.prompts), &pick(&data.chosen))?
-                    .detach(),
-            );
-            rr.push(
-                reference
-                    .logprobs(&pick(&data.prompts), &pick(&data.rejected))?
-                    .detach(),
-            );
+            let (c, r) = reference.pair_logprobs(
+                &pick(&data.prompts),
+                &pick(&data.chosen),
+                &pick(&data.rejected),
+            )?;
+            rc.push(c.detach());
+            rr.push(r.detach());
         }
         let opt = from_spec(&cfg.optimizer)?;
         Ok(LmDpo {

@@ -306,16 +306,10 @@ impl<'a> Distiller<'a> {
         let (a, s, e) = self.kernel(&t)?;
         let xt = (x.broadcast_mul(&a)? + e.broadcast_mul(&s)?)?;
         let xt_values: Vec<f64> = xt.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
-        // Scores and ratio at the (detached) noised points, one time per row.
-        let mut gap = vec![0.0; b * d];
-        for (i, &ti) in t.iter().enumerate() {
-            let row = &xt_values[i * d..(i + 1) * d];
-            let teacher = self.teacher.score(row, ti)?;
-            let fake = self.fake.score(row, ti)?;
-            for j in 0..d {
-                gap[i * d + j] = fake[j] - teacher[j];
-            }
-        }
+        // Scores at the (detached) noised points, one time per row.
+        let teacher = self.teacher.score_at(&xt_values, &t)?;
+        let fake = self.fake.score_at(&xt_values, &t)?;
+        let gap: Vec<f64> = fake.iter().zip(&teacher).map(|(f, s)| f - s).collect();
         let logits: Vec<f64> = self
             .disc_logit(&xt.detach(), &t)?
             .to_dtype(DType::F64)?

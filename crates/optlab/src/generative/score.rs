@@ -15,6 +15,16 @@ pub trait ScoreFn {
     fn dim(&self) -> usize;
     /// The score of every row of `x` (`[n, dim]`, row-major) at time t.
     fn score(&self, x: &[f64], t: f64) -> Result<Vec<f64>>;
+
+    /// The score of row i of `x` at time `t[i]` (one time per row); row by row unless the score batches it.
+    fn score_at(&self, x: &[f64], t: &[f64]) -> Result<Vec<f64>> {
+        let d = self.dim();
+        let mut out = Vec::with_capacity(x.len());
+        for (row, &ti) in x.chunks(d).zip(t) {
+            out.extend(self.score(row, ti)?);
+        }
+        Ok(out)
+    }
 }
 
 /// The exact score of a mixture under a process.
@@ -107,14 +117,29 @@ impl ScoreFn for ScoreNet {
     }
 
     fn score(&self, x: &[f64], t: f64) -> Result<Vec<f64>> {
-        let n = x.len() / self.dim;
+        self.score_at(x, &vec![t; x.len() / self.dim])
+    }
+
+    /// One forward pass of the batch, whatever its times.
+    fn score_at(&self, x: &[f64], t: &[f64]) -> Result<Vec<f64>> {
+        let n = t.len();
+        if x.len() != n * self.dim {
+            return Err(Error::Shape(format!(
+                "{} values for {n} points of dimension {}",
+                x.len(),
+                self.dim
+            )));
+        }
         let xt = Tensor::from_slice(x, (n, self.dim), &Device::Cpu)?;
         let eps: Vec<f64> = self
-            .noise(&xt, &vec![t; n])?
+            .noise(&xt, t)?
             .to_dtype(DType::F64)?
             .flatten_all()?
             .to_vec1()?;
-        let s = self.process.sigma(t);
-        Ok(eps.into_iter().map(|e| -e / s).collect())
+        Ok(eps
+            .iter()
+            .enumerate()
+            .map(|(k, e)| -e / self.process.sigma(t[k / self.dim]))
+            .collect())
     }
 }
