@@ -14,6 +14,7 @@ mod dp;
 mod explain;
 mod harness;
 mod implicit;
+mod linsolve;
 mod lipschitz;
 mod nlp;
 mod online;
@@ -69,6 +70,9 @@ enum Bench {
     Align(align::AlignBenchArgs),
     /// The diffusion score network: one denoising-score-matching step and Euler-Maruyama throughput against PyTorch.
     Diffusion(diffusion::DiffusionBenchArgs),
+    /// P18's sparse kernels (Poisson mat-vec, CG and IC(0)-PCG iterations) against the measured memory bandwidth,
+    /// and DCDM's convolution by candle and by optlab's im2col + gemm.
+    Linsolve(linsolve::LinsolveBenchArgs),
     /// Local Lipschitz bounds (P02) against auto_LiRPA's Jacobian bounds, LipSDP (P14) against cvxpy + Clarabel.
     Lipschitz(lipschitz::LipschitzBenchArgs),
 }
@@ -90,6 +94,7 @@ fn main() {
         Bench::Explain(e) => explain::run(e),
         Bench::Align(a) => align::run(a),
         Bench::Diffusion(d) => diffusion::run(d),
+        Bench::Linsolve(l) => linsolve::run(l),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

@@ -67,7 +67,7 @@ const CASES: &[(&str, usize, &str)] = &[
 /// The memory bandwidth an optimizer step can reach, measured the way a step moves memory: an in-place
 /// update x ← a·x + y over two arrays the size of the parameters (two reads and one write per element, no
 /// write-allocate traffic), on rayon's threads, best of 7 after a warm-up. Bytes per second.
-fn stream_bandwidth(n: usize) -> f64 {
+pub(crate) fn stream_bandwidth(n: usize) -> f64 {
     let mut x = vec![1.0f32; n];
     let y = vec![0.5f32; n];
     let mut best = f64::MAX;

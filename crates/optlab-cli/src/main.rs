@@ -14,6 +14,7 @@ mod dp_cmd;
 mod eval_cmd;
 mod explain_cmd;
 mod hparams;
+mod linsolve_cmd;
 mod lipschitz_cmd;
 mod mpi_world;
 mod mup_cmd;
@@ -104,6 +105,9 @@ enum Cmd {
     /// Score-based diffusion on Gaussian-mixture targets with an exact score (P25): denoising score matching,
     /// Euler-Maruyama and probability-flow samplers, the score error over time.
     Diffusion(diffusion_cmd::DiffusionArgs),
+    /// Sparse linear systems and the deep conjugate direction method (P18): CG, IC(0)-PCG and a learned
+    /// direction network on the 2-D Poisson problem with obstacles.
+    Linsolve(linsolve_cmd::LinsolveArgs),
     /// f-distill (P39): a diffusion teacher distilled into a one-step generator by f-divergence matching.
     Distill(distill_cmd::DistillArgs),
     /// Counterfactual explanations that stay valid when the model changes (P07): the elastic-net base search and
@@ -171,6 +175,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Align(a) => align_cmd::run(a),
         Cmd::Diffusion(a) => diffusion_cmd::run(a),
         Cmd::Distill(a) => distill_cmd::run(a),
+        Cmd::Linsolve(a) => linsolve_cmd::run(a),
         Cmd::Explain(a) => explain_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),

@@ -40,6 +40,7 @@ pub mod explain;
 pub mod functions;
 pub mod generative;
 pub mod implicit;
+pub mod linsolve;
 pub mod lipschitz;
 pub mod memory;
 pub mod method;

@@ -20,6 +20,7 @@ mod explain;
 mod gail;
 mod generative;
 mod implicit;
+mod linsolve;
 mod lipschitz;
 #[cfg(feature = "lipsdp")]
 mod lipsdp;

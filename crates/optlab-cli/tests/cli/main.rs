@@ -20,6 +20,7 @@ mod eval;
 mod explain;
 mod fuzz;
 mod help;
+mod linsolve;
 mod lipschitz;
 mod mup;
 mod nlp;

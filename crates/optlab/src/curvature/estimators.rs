@@ -167,7 +167,16 @@ pub struct Lanczos {
     pub weights: Vec<f64>,
 }
 
-fn lanczos_from(op: &dyn HessianOperator, m: usize, start: Vec<f64>) -> Result<Lanczos> {
+/// The diagonal (alphas) and off-diagonal (betas) of the Lanczos tridiagonal T and the orthonormal basis Q.
+pub(crate) type LanczosBasis = (Vec<f64>, Vec<f64>, Vec<Vec<f64>>);
+
+/// `m` Lanczos steps with full reorthogonalization from `start` (one basis vector per step); stops early on an
+/// invariant subspace.
+pub(crate) fn lanczos_basis(
+    op: &dyn HessianOperator,
+    m: usize,
+    start: Vec<f64>,
+) -> Result<LanczosBasis> {
     let n = op.dim();
     let m = m.min(n).max(1);
     let s = norm(&start);
@@ -198,6 +207,11 @@ fn lanczos_from(op: &dyn HessianOperator, m: usize, start: Vec<f64>) -> Result<L
         betas.push(b);
         qs.push(w.into_iter().map(|x| x / b).collect());
     }
+    Ok((alphas, betas, qs))
+}
+
+fn lanczos_from(op: &dyn HessianOperator, m: usize, start: Vec<f64>) -> Result<Lanczos> {
+    let (alphas, betas, _) = lanczos_basis(op, m, start)?;
     let k = alphas.len();
     let mut t = vec![0.0; k * k];
     for i in 0..k {

@@ -3,6 +3,7 @@
 //! `load_state_dict` and a PyTorch state dict saved with `safetensors.torch.save_file` loads here.
 
 mod build;
+pub mod conv;
 pub mod fused;
 mod layer;
 pub mod linear;
@@ -15,6 +16,7 @@ mod spec;
 pub mod tape;
 
 pub use layer::{Activation, Layer, NormKind, NormLayer};
+pub(crate) use param::Init;
 pub use param::{Param, Parametrization};
 pub use sequential::{LinearTrace, Sequential};
 pub use size::ModelSize;
