@@ -11,6 +11,7 @@ mod dag_cmd;
 mod diffusion_cmd;
 mod distill_cmd;
 mod dp_cmd;
+mod ep_cmd;
 mod eval_cmd;
 mod explain_cmd;
 mod hparams;
@@ -110,6 +111,9 @@ enum Cmd {
     Linsolve(linsolve_cmd::LinsolveArgs),
     /// f-distill (P39): a diffusion teacher distilled into a one-step generator by f-divergence matching.
     Distill(distill_cmd::DistillArgs),
+    /// Holomorphic equilibrium propagation with Jacobian homeostasis (P31): EP gradient estimates against the
+    /// exact gradient, and training on the digits.
+    Ep(ep_cmd::EpArgs),
     /// Counterfactual explanations that stay valid when the model changes (P07): the elastic-net base search and
     /// T-Rex on a run trained on an embedded table.
     Explain(explain_cmd::ExplainArgs),
@@ -176,6 +180,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Diffusion(a) => diffusion_cmd::run(a),
         Cmd::Distill(a) => distill_cmd::run(a),
         Cmd::Linsolve(a) => linsolve_cmd::run(a),
+        Cmd::Ep(a) => ep_cmd::run(a),
         Cmd::Explain(a) => explain_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),

@@ -33,6 +33,7 @@ pub mod constrained;
 pub mod curvature;
 pub mod data;
 pub mod distributed;
+pub mod ep;
 pub mod error;
 pub mod eval;
 pub mod experiment;

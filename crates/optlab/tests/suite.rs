@@ -16,6 +16,7 @@ mod convex_relu;
 mod curvature;
 mod distributed;
 mod dp_methods;
+mod ep;
 mod explain;
 mod gail;
 mod generative;

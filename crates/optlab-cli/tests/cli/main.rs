@@ -16,6 +16,7 @@ mod demo;
 mod diffusion;
 mod distill;
 mod dp;
+mod ep;
 mod eval;
 mod explain;
 mod fuzz;
