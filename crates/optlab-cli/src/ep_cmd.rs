@@ -3,14 +3,15 @@
 //! trains the network by an EP estimate or by the exact gradient.
 
 use crate::plot::line_chart;
-use crate::progress::bar;
+use crate::rl_run::{Due, Session, CONFIG};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use optlab::ep::check::{sweep, CheckConfig};
 use optlab::ep::grad::Estimator;
-use optlab::ep::train::{train, EpConfig, Rule};
+use optlab::ep::train::{EpConfig, EpTrainer, EpochReport, Rule};
 use optlab::experiment::report::Series;
 use optlab::train::run_dir::RunDirLock;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -63,7 +64,7 @@ pub struct GradCheckArgs {
     json: bool,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct TrainArgs {
     /// ep (an EP estimate) or rbp (the exact gradient).
     #[arg(long, default_value = "ep")]
@@ -95,11 +96,22 @@ pub struct TrainArgs {
     optimizer: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Epochs between checkpoints.
+    #[arg(long, default_value_t = 1)]
+    checkpoint_every: u64,
+    /// Checkpoint and stop after this many epochs (continue with --resume).
     #[arg(long)]
-    out: PathBuf,
+    stop_after: Option<u64>,
     #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in DIR from its latest checkpoint (its recorded flags).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["rule", "n", "beta", "angle", "homeostasis", "probes", "layers", "t1", "t2", "batch_size", "epochs", "optimizer", "seed", "checkpoint_every", "out"])]
+    resume: Option<PathBuf>,
+    #[arg(long)]
+    #[serde(skip)]
     json: bool,
     #[arg(long)]
+    #[serde(skip)]
     quiet: bool,
 }
 
@@ -186,6 +198,34 @@ fn grad_check(a: GradCheckArgs) -> Result<()> {
 }
 
 fn train_cmd(a: TrainArgs) -> Result<()> {
+    let a = match &a.resume {
+        Some(dir) => {
+            let path = dir.join(CONFIG);
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "cannot read {} (not an ep train run directory?)",
+                    path.display()
+                )
+            })?;
+            let recorded: TrainArgs = toml::from_str(&text)
+                .with_context(|| format!("{}: not the flags of an ep train run", path.display()))?;
+            TrainArgs {
+                resume: Some(dir.clone()),
+                out: Some(dir.clone()),
+                stop_after: a.stop_after,
+                json: a.json,
+                quiet: a.quiet,
+                ..recorded
+            }
+        }
+        None => a,
+    };
+    let Some(out) = a.out.clone() else {
+        bail!("ep train needs --out DIR (or --resume DIR)");
+    };
+    if a.stop_after == Some(0) {
+        bail!("--stop-after must be at least 1 epoch");
+    }
     let rule = match a.rule.as_str() {
         "ep" => Rule::Ep {
             estimator: Estimator::from_n(a.n),
@@ -213,42 +253,81 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         optimizer: a.optimizer.clone(),
         seed: a.seed,
     };
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let _lock = RunDirLock::acquire(&a.out)?;
-    let b = bar("ep", a.quiet);
-    b.set_length(a.epochs as u64);
-    let mut log = String::new();
-    let metrics = a.out.join("metrics.jsonl");
-    let mut written = Ok(());
-    let (_, reports) = train(&cfg, &mut |r| {
-        log.push_str(&format!("{}\n", json!(r)));
-        if written.is_ok() {
-            written = optlab::tensor_io::write_atomic(&metrics, log.as_bytes());
-        }
-        b.set_position(r.epoch as u64);
-        b.set_message(format!(
+    let mut t = EpTrainer::new(cfg)?;
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let config = toml::to_string(&TrainArgs {
+        resume: None,
+        stop_after: None,
+        ..a.clone()
+    })
+    .context("recording the flags")?;
+    let mut s = Session::open(
+        &out,
+        a.resume.is_some(),
+        &config,
+        "metrics.jsonl",
+        "ep",
+        a.epochs as u64,
+        a.checkpoint_every,
+        a.stop_after,
+        a.quiet,
+    )?;
+    if let Some(r) = &s.resume {
+        t.load(r)?;
+    }
+    s.bar.set_position(t.epoch as u64);
+    while t.epoch < a.epochs {
+        let r = t.run_epoch()?;
+        s.line(&json!(r))?;
+        s.bar.set_position(r.epoch as u64);
+        s.bar.set_message(format!(
             "acc {:.3} cos {:.3}",
             r.test_accuracy, r.agreement.cosine
         ));
-    })?;
-    written?;
-    b.finish_and_clear();
+        let epoch = t.epoch as u64;
+        if t.epoch < a.epochs {
+            match s.due(epoch) {
+                Due::Nothing => {}
+                due => {
+                    s.checkpoint(epoch, |w| t.save(w))?;
+                    if due == Due::Stop {
+                        s.stopped_with(&format!(
+                            "stopped after epoch {epoch} of {}; continue with: optlab ep train --resume {}",
+                            a.epochs,
+                            out.display()
+                        ));
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    s.bar.finish_and_clear();
+    let named: Vec<(String, candle_core::Tensor)> = t
+        .params()
+        .iter()
+        .map(|p| (p.name.clone(), p.tensor().clone()))
+        .collect();
+    optlab::tensor_io::write_safetensors(&out.join("model.safetensors"), &named, None)?;
+    let text = std::fs::read_to_string(out.join("metrics.jsonl"))?;
+    let reports: Vec<EpochReport> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     let last = reports.last().context("no epoch ran")?;
     let summary = json!({
         "rule": a.rule, "n": a.n, "beta": a.beta, "angle": a.angle, "homeostasis": a.homeostasis, "layers": a.layers,
         "epochs": a.epochs, "seed": a.seed, "test_accuracy": last.test_accuracy, "agreement": last.agreement,
-        "asymmetry": last.asymmetry, "seconds": reports.iter().map(|r| r.seconds).sum::<f64>(),
+        "asymmetry": last.asymmetry, "fixed_point_residual": last.fixed_point_residual, "seconds": s.seconds(),
     });
     optlab::tensor_io::write_atomic(
-        &a.out.join("summary.json"),
+        &out.join("summary.json"),
         format!("{summary:#}\n").as_bytes(),
     )?;
-    let pts = |f: &dyn Fn(&optlab::ep::train::EpochReport) -> f64| {
-        reports.iter().map(|r| (r.epoch as f64, f(r))).collect()
-    };
+    let pts =
+        |f: &dyn Fn(&EpochReport) -> f64| reports.iter().map(|r| (r.epoch as f64, f(r))).collect();
     line_chart(
-        &a.out.join("accuracy.png"),
+        &out.join("accuracy.png"),
         "EP on the digits",
         "epoch",
         "value",
@@ -270,7 +349,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         println!(
             "{} (N {}, beta {}, angle {}, homeostasis {}): test accuracy {:.3}, cosine to the exact gradient {:.4}, asymmetry {:.4} ({:.0} s); {}",
             a.rule, a.n, a.beta, a.angle, a.homeostasis, last.test_accuracy, last.agreement.cosine, last.asymmetry,
-            summary["seconds"].as_f64().unwrap_or(0.0), a.out.display()
+            s.seconds(), out.display()
         );
     }
     Ok(())

@@ -50,6 +50,39 @@ fn ep_grad_check_and_train() {
     );
     assert!(is_png(&run.join("accuracy.png")));
 
+    // Stopped after epoch 1 and resumed: the same epochs (but for their timings) and the same weights.
+    let part = root.join("part");
+    ok(&argv(&format!(
+        "ep train --layers 16,10 --epochs 2 --t1 30 --t2 5 --homeostasis 0.5 --out {} --quiet --stop-after 1",
+        part.display()
+    )));
+    assert!(!part.join("model.safetensors").exists());
+    ok(&argv(&format!(
+        "ep train --resume {} --quiet",
+        part.display()
+    )));
+    let full = root.join("full");
+    ok(&argv(&format!(
+        "ep train --layers 16,10 --epochs 2 --t1 30 --t2 5 --homeostasis 0.5 --out {} --quiet",
+        full.display()
+    )));
+    let epochs = |dir: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("seconds");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(epochs(&full), epochs(&part));
+    assert_eq!(
+        std::fs::read(full.join("model.safetensors")).unwrap(),
+        std::fs::read(part.join("model.safetensors")).unwrap()
+    );
+
     let o = root.join("bad");
     let o = o.display();
     for (line, want) in [
@@ -68,6 +101,11 @@ fn ep_grad_check_and_train() {
         (
             "ep grad-check --homeostasis-lr 0".to_string(),
             "learning rate",
+        ),
+        ("ep train --epochs 2".to_string(), "--out"),
+        (
+            format!("ep train --resume {}", root.join("missing").display()),
+            "cannot read",
         ),
     ] {
         fails_with(&argv(&line), want);

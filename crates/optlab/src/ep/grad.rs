@@ -340,7 +340,7 @@ pub fn weight_gradient(
 }
 
 /// How close an estimate is to the exact gradient, over every array but the readout's (exact in both).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Agreement {
     pub cosine: f64,
     /// ‖estimate‖ / ‖exact‖.

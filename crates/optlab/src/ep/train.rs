@@ -8,8 +8,9 @@ use super::homeostasis;
 use super::net::{act, EpNet, Planar, Shape};
 use crate::data::{digits, Target};
 use crate::nn::Param;
-use crate::optim::{from_spec, grads_for};
-use crate::rng::{permutation, rng_for, Stream};
+use crate::optim::{from_spec, grads_for, Optimizer};
+use crate::rng::{permutation, rng_for, Rng, Stream};
+use crate::train::snapshot::{Reader, Writer};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor, Var};
 use serde::Serialize;
@@ -65,7 +66,7 @@ impl Default for EpConfig {
 }
 
 /// One epoch's record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct EpochReport {
     pub epoch: usize,
     pub train_loss: f64,
@@ -116,51 +117,119 @@ pub fn accuracy(net: &EpNet, x: &[f64], y: &[usize], t1: usize) -> Result<f64> {
     Ok(correct as f64 / y.len().max(1) as f64)
 }
 
-/// Trains on the digits; `on_epoch` after every epoch.
-pub fn train(
-    cfg: &EpConfig,
-    on_epoch: &mut dyn FnMut(&EpochReport),
-) -> Result<(EpNet, Vec<EpochReport>)> {
-    if cfg.batch_size == 0 || cfg.epochs == 0 || cfg.t1 == 0 || cfg.t2 == 0 {
-        return Err(Error::invalid(
-            "EP: batch size, epochs, t1 and t2 must be at least 1",
-        ));
+/// Copies the optimizer's parameters into the network.
+fn sync(net: &mut EpNet, params: &[Param]) -> Result<()> {
+    for (a, p) in net.arrays_mut().into_iter().zip(params) {
+        *a = p.tensor().to_vec1::<f64>()?;
     }
-    if !(cfg.homeostasis.is_finite() && cfg.homeostasis >= 0.0) {
-        return Err(Error::invalid(format!(
-            "EP: the homeostasis weight must be >= 0, not {}",
-            cfg.homeostasis
-        )));
-    }
-    let ((xtr, ytr), (xte, yte)) = data(cfg.seed)?;
-    let input = 64;
-    let mut net = EpNet::new(
-        Shape {
-            input,
-            layers: cfg.layers.clone(),
-            classes: 10,
-        },
-        cfg.angle,
-        cfg.seed,
-    )?;
-    let params: Vec<Param> = net
-        .arrays()
-        .iter()
-        .zip(net.names())
-        .map(|(a, name)| -> Result<Param> {
-            Ok(Param {
-                name,
-                var: Var::from_tensor(&Tensor::from_slice(a, a.len(), &Device::Cpu)?)?,
+    Ok(())
+}
+
+/// A training run one epoch at a time (so a run can checkpoint between epochs): the network, its parameters as
+/// the optimizer sees them, the optimizer, the homeostasis probes' generator and the data split.
+pub struct EpTrainer {
+    pub cfg: EpConfig,
+    pub net: EpNet,
+    params: Vec<Param>,
+    pub opt: Box<dyn Optimizer>,
+    probe_rng: Rng,
+    /// Epochs done.
+    pub epoch: usize,
+    train: Rows,
+    test: Rows,
+}
+
+impl EpTrainer {
+    /// A fresh run (seeded initialisation and split).
+    pub fn new(cfg: EpConfig) -> Result<Self> {
+        if cfg.batch_size == 0 || cfg.epochs == 0 || cfg.t1 == 0 || cfg.t2 == 0 {
+            return Err(Error::invalid(
+                "EP: batch size, epochs, t1 and t2 must be at least 1",
+            ));
+        }
+        if !(cfg.homeostasis.is_finite() && cfg.homeostasis >= 0.0) {
+            return Err(Error::invalid(format!(
+                "EP: the homeostasis weight must be >= 0, not {}",
+                cfg.homeostasis
+            )));
+        }
+        let (train, test) = data(cfg.seed)?;
+        let net = EpNet::new(
+            Shape {
+                input: 64,
+                layers: cfg.layers.clone(),
+                classes: 10,
+            },
+            cfg.angle,
+            cfg.seed,
+        )?;
+        let params: Vec<Param> = net
+            .arrays()
+            .iter()
+            .zip(net.names())
+            .map(|(a, name)| -> Result<Param> {
+                Ok(Param {
+                    name,
+                    var: Var::from_tensor(&Tensor::from_slice(a, a.len(), &Device::Cpu)?)?,
+                })
             })
+            .collect::<Result<_>>()?;
+        Ok(EpTrainer {
+            opt: from_spec(&cfg.optimizer)?,
+            probe_rng: rng_for(cfg.seed, Stream::Probe, 31),
+            cfg,
+            net,
+            params,
+            epoch: 0,
+            train,
+            test,
         })
-        .collect::<Result<_>>()?;
-    let mut opt = from_spec(&cfg.optimizer)?;
-    let mut probe_rng = rng_for(cfg.seed, Stream::Probe, 31);
-    let n = ytr.len();
-    let mut reports = Vec::new();
-    for epoch in 0..cfg.epochs {
+    }
+
+    /// The parameters as the optimizer sees them ([`EpNet::names`]).
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// Saves the run's state into a checkpoint.
+    pub fn save(&self, w: &mut Writer) -> Result<()> {
+        let named: Vec<(String, Tensor)> = self
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), p.tensor().clone()))
+            .collect();
+        w.tensors("model", &named)?;
+        w.optimizer("optimizer", self.opt.as_ref(), &self.params)?;
+        w.rng("probe_rng", &self.probe_rng)
+    }
+
+    /// Restores the state of a checkpoint written after `r.step` epochs.
+    pub fn load(&mut self, r: &Reader) -> Result<()> {
+        let tensors = r.tensors("model")?;
+        for p in &self.params {
+            let t = tensors
+                .get(&p.name)
+                .ok_or_else(|| Error::file(r.dir(), format!("the checkpoint lacks {}", p.name)))?;
+            p.var.set(t)?;
+        }
+        // The checkpoint's step counts epochs; the optimizer's, batches.
+        let batches = self.train.1.len().div_ceil(self.cfg.batch_size) as u64;
+        self.opt = r.optimizer("optimizer", &self.params, r.step * batches)?;
+        self.probe_rng = r.rng("probe_rng")?;
+        self.epoch = r.step as usize;
+        sync(&mut self.net, &self.params)
+    }
+
+    /// One epoch over the shuffled training split, then its report.
+    pub fn run_epoch(&mut self) -> Result<EpochReport> {
+        let cfg = self.cfg.clone();
+        let input = self.net.shape.input;
         let start = std::time::Instant::now();
-        let order = permutation(n, &mut rng_for(cfg.seed, Stream::Shuffle, epoch as u64));
+        let (xtr, ytr) = (&self.train.0, &self.train.1);
+        let order = permutation(
+            ytr.len(),
+            &mut rng_for(cfg.seed, Stream::Shuffle, self.epoch as u64),
+        );
         let (mut loss_sum, mut batches) = (0.0, 0);
         let mut last = None;
         for idx in order.chunks(cfg.batch_size) {
@@ -171,18 +240,19 @@ pub fn train(
                 .collect();
             let ys: Vec<usize> = idx.iter().map(|&i| ytr[i]).collect();
             let x = Planar::real(b, input, &xs);
+            let net = &self.net;
             let u = net.relax(&x, &ys, cfg.t1)?;
             loss_sum += net.loss(&u[u.len() - 1].map(act), &ys)?;
             batches += 1;
             let g = match cfg.rule {
                 Rule::Ep { estimator, beta } => {
-                    neuron_estimate(&net, &x, &ys, &u, estimator, beta, cfg.t2)?
+                    neuron_estimate(net, &x, &ys, &u, estimator, beta, cfg.t2)?
                 }
-                Rule::Rbp => rbp(&net, &ys, &u)?,
+                Rule::Rbp => rbp(net, &ys, &u)?,
             };
-            let mut grads = weight_gradient(&net, &x, &ys, &u, &g)?;
+            let mut grads = weight_gradient(net, &x, &ys, &u, &g)?;
             if cfg.homeostasis > 0.0 {
-                let (_, h) = homeostasis::estimate(&net, cfg.probes * b, &mut probe_rng)?;
+                let (_, h) = homeostasis::estimate(net, cfg.probes * b, &mut self.probe_rng)?;
                 for (g, h) in grads.iter_mut().zip(&h) {
                     g.iter_mut()
                         .zip(h)
@@ -192,47 +262,60 @@ pub fn train(
             if grads.iter().flatten().any(|v| !v.is_finite()) {
                 return Err(Error::NonFinite(format!(
                     "EP: a gradient became NaN or infinite in epoch {}; lower the learning rate or beta",
-                    epoch + 1
+                    self.epoch + 1
                 )));
             }
             let tensors = grads
                 .iter()
                 .map(|g| Ok(Tensor::from_slice(g, g.len(), &Device::Cpu)?))
                 .collect::<Result<Vec<_>>>()?;
-            opt.step(&params, &grads_for(&params, &tensors)?)?;
-            for (a, p) in net.arrays_mut().into_iter().zip(&params) {
-                *a = p.tensor().to_vec1::<f64>()?;
-            }
+            self.opt
+                .step(&self.params, &grads_for(&self.params, &tensors)?)?;
+            sync(&mut self.net, &self.params)?;
             last = Some((x, ys));
         }
+        self.epoch += 1;
         // The estimate of the trained network on the epoch's last batch, against the exact gradient.
         let (x, ys) = last.expect("at least one batch");
+        let net = &self.net;
         let u = net.relax(&x, &ys, cfg.t1)?;
-        let d = rbp(&net, &ys, &u)?;
+        let d = rbp(net, &ys, &u)?;
         let g = match cfg.rule {
             Rule::Ep { estimator, beta } => {
-                neuron_estimate(&net, &x, &ys, &u, estimator, beta, cfg.t2)?
+                neuron_estimate(net, &x, &ys, &u, estimator, beta, cfg.t2)?
             }
             Rule::Rbp => d.clone(),
         };
         let agree = agreement(
-            &weight_gradient(&net, &x, &ys, &u, &g)?,
-            &weight_gradient(&net, &x, &ys, &u, &d)?,
+            &weight_gradient(net, &x, &ys, &u, &g)?,
+            &weight_gradient(net, &x, &ys, &u, &d)?,
             &g,
             &d,
             ys.len(),
         );
-        let r = EpochReport {
-            epoch: epoch + 1,
+        Ok(EpochReport {
+            epoch: self.epoch,
             train_loss: loss_sum / batches as f64,
-            test_accuracy: accuracy(&net, &xte, &yte, cfg.t1)?,
+            test_accuracy: accuracy(net, &self.test.0, &self.test.1, cfg.t1)?,
             agreement: agree,
-            asymmetry: homeostasis::exact(&net),
+            asymmetry: homeostasis::exact(net),
             fixed_point_residual: net.fixed_point_residual(&u, &x, &ys)?,
             seconds: start.elapsed().as_secs_f64(),
-        };
+        })
+    }
+}
+
+/// Trains on the digits; `on_epoch` after every epoch.
+pub fn train(
+    cfg: &EpConfig,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+) -> Result<(EpNet, Vec<EpochReport>)> {
+    let mut t = EpTrainer::new(cfg.clone())?;
+    let mut reports = Vec::new();
+    while t.epoch < cfg.epochs {
+        let r = t.run_epoch()?;
         on_epoch(&r);
         reports.push(r);
     }
-    Ok((net, reports))
+    Ok((t.net, reports))
 }
