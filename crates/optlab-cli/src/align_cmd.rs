@@ -3,7 +3,7 @@
 //! trains a categorical policy whose f-DPO optimum is known exactly and prints both.
 
 use crate::plot::line_chart;
-use crate::rl_run::{Due, Session, CONFIG};
+use crate::rl_run::{Due, Session};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use optlab::alignment::bandit::{FitConfig, PreferenceBandit};
@@ -197,16 +197,7 @@ fn eval_line(e: &LmEvaluation) -> serde_json::Value {
 fn dpo(d: DpoArgs) -> Result<()> {
     let d = match &d.resume {
         Some(dir) => {
-            let path = dir.join(CONFIG);
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "cannot read {} (not an align dpo run directory?)",
-                    path.display()
-                )
-            })?;
-            let recorded: DpoArgs = toml::from_str(&text).with_context(|| {
-                format!("{}: not the flags of an align dpo run", path.display())
-            })?;
+            let recorded: DpoArgs = crate::rl_run::recorded_flags(dir, "an align dpo")?;
             DpoArgs {
                 resume: Some(dir.clone()),
                 out: Some(dir.clone()),

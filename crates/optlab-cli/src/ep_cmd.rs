@@ -3,7 +3,7 @@
 //! trains the network by an EP estimate or by the exact gradient.
 
 use crate::plot::line_chart;
-use crate::rl_run::{Due, Session, CONFIG};
+use crate::rl_run::{Due, Session};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use optlab::ep::check::{sweep, CheckConfig};
@@ -200,15 +200,7 @@ fn grad_check(a: GradCheckArgs) -> Result<()> {
 fn train_cmd(a: TrainArgs) -> Result<()> {
     let a = match &a.resume {
         Some(dir) => {
-            let path = dir.join(CONFIG);
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "cannot read {} (not an ep train run directory?)",
-                    path.display()
-                )
-            })?;
-            let recorded: TrainArgs = toml::from_str(&text)
-                .with_context(|| format!("{}: not the flags of an ep train run", path.display()))?;
+            let recorded: TrainArgs = crate::rl_run::recorded_flags(dir, "an ep train")?;
             TrainArgs {
                 resume: Some(dir.clone()),
                 out: Some(dir.clone()),

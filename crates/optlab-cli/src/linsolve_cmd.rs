@@ -3,7 +3,7 @@
 //! right-hand sides by CG, IC(0)-PCG and DCDM on larger grids, with and without obstacles.
 
 use crate::plot::{image_row, line_chart};
-use crate::rl_run::{Due, Session, CONFIG};
+use crate::rl_run::{Due, Session};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use optlab::experiment::report::Series;
@@ -130,16 +130,7 @@ fn grid_of(side: usize, obstacles: usize, seed: u64) -> Result<Grid> {
 fn train(t: TrainArgs) -> Result<()> {
     let t = match &t.resume {
         Some(dir) => {
-            let path = dir.join(CONFIG);
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "cannot read {} (not a linsolve train run directory?)",
-                    path.display()
-                )
-            })?;
-            let recorded: TrainArgs = toml::from_str(&text).with_context(|| {
-                format!("{}: not the flags of a linsolve train run", path.display())
-            })?;
+            let recorded: TrainArgs = crate::rl_run::recorded_flags(dir, "a linsolve train")?;
             TrainArgs {
                 resume: Some(dir.clone()),
                 out: Some(dir.clone()),

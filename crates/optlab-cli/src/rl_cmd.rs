@@ -206,15 +206,7 @@ pub fn run(a: RlArgs) -> Result<()> {
 fn train(t: TrainArgs) -> Result<()> {
     let t = match &t.resume {
         Some(dir) => {
-            let path = dir.join(crate::rl_run::CONFIG);
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "cannot read {} (not an rl train run directory?)",
-                    path.display()
-                )
-            })?;
-            let recorded: TrainArgs = toml::from_str(&text)
-                .with_context(|| format!("{}: not the flags of an rl train run", path.display()))?;
+            let recorded: TrainArgs = crate::rl_run::recorded_flags(dir, "an rl train")?;
             TrainArgs {
                 resume: Some(dir.clone()),
                 out: Some(dir.clone()),

@@ -13,6 +13,15 @@ use std::path::{Path, PathBuf};
 /// The file the flags are recorded in.
 pub const CONFIG: &str = "config.toml";
 
+/// The flags a run recorded in DIR/config.toml (`what` names the command in errors, e.g. "rl train").
+pub fn recorded_flags<T: serde::de::DeserializeOwned>(dir: &Path, what: &str) -> Result<T> {
+    let path = dir.join(CONFIG);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {} (not {what} run directory?)", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("{}: not the flags of {what} run", path.display()))
+}
+
 /// The first multiple of `every` after `steps` (never, for `every` 0).
 fn next_after(steps: u64, every: u64) -> u64 {
     steps
