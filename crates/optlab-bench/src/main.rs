@@ -19,6 +19,7 @@ mod lipschitz;
 mod nlp;
 mod online;
 mod optim;
+mod pde;
 mod rl;
 mod solvers;
 mod train;
@@ -73,6 +74,8 @@ enum Bench {
     /// P18's sparse kernels (Poisson mat-vec, CG and IC(0)-PCG iterations) against the measured memory bandwidth,
     /// and DCDM's convolution by candle and by optlab's im2col + gemm.
     Linsolve(linsolve::LinsolveBenchArgs),
+    /// P22's Deep Ritz step against PyTorch (autograd with create_graph for ∇u) and the spectral solver's iteration.
+    Pde(pde::PdeBenchArgs),
     /// Local Lipschitz bounds (P02) against auto_LiRPA's Jacobian bounds, LipSDP (P14) against cvxpy + Clarabel.
     Lipschitz(lipschitz::LipschitzBenchArgs),
 }
@@ -95,6 +98,7 @@ fn main() {
         Bench::Align(a) => align::run(a),
         Bench::Diffusion(d) => diffusion::run(d),
         Bench::Linsolve(l) => linsolve::run(l),
+        Bench::Pde(p) => pde::run(p),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

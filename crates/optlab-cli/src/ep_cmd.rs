@@ -30,7 +30,7 @@ pub enum EpWhat {
     GradCheck(GradCheckArgs),
     /// Train on the digits by an EP estimate or by the exact gradient.
     #[command(
-        after_help = "Examples:\n  optlab ep train --n 2 --beta 0.5 --angle 0 --out runs/ep-sym\n  optlab ep train --n 2 --angle 90 --homeostasis 1 --out runs/ep-homeo\n  optlab ep train --rule rbp --angle 90 --out runs/rbp\n\nThe digits split 80/20 by --seed. Writes DIR/metrics.jsonl (per epoch: train loss, test accuracy, the\nestimate's cosine and norm ratio against the exact gradient on the epoch's last batch, the asymmetry\n|K - B^T|^2/D), summary.json and accuracy.png."
+        after_help = "Examples:\n  optlab ep train --n 2 --beta 0.5 --angle 0 --out runs/ep-sym\n  optlab ep train --n 2 --angle 90 --homeostasis 1 --out runs/ep-homeo\n  optlab ep train --rule rbp --angle 90 --out runs/rbp\n  optlab ep train --rule bp --out runs/bp\n\nThe digits split 80/20 by --seed. Writes DIR/metrics.jsonl (per epoch: train loss, test accuracy, the\nestimate's cosine and norm ratio against the exact gradient on the epoch's last batch, the asymmetry\n|K - B^T|^2/D), summary.json and accuracy.png."
     )]
     Train(TrainArgs),
 }
@@ -66,7 +66,8 @@ pub struct GradCheckArgs {
 
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct TrainArgs {
-    /// ep (an EP estimate) or rbp (the exact gradient).
+    /// ep (an EP estimate), rbp (the exact gradient at the fixed point) or bp (the paper's baseline:
+    /// backpropagation through --t2 steps from the fixed point).
     #[arg(long, default_value = "ep")]
     rule: String,
     /// Nudges N (0 exact derivative, 1 classic EP, >= 2 holomorphic).
@@ -224,7 +225,8 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             beta: a.beta,
         },
         "rbp" => Rule::Rbp,
-        other => bail!("--rule {other}: available: ep, rbp"),
+        "bp" => Rule::Bptt,
+        other => bail!("--rule {other}: available: ep, rbp, bp"),
     };
     if let Rule::Ep { estimator, beta } = rule {
         if estimator != Estimator::Exact && !(beta.is_finite() && beta > 0.0) {
@@ -338,9 +340,14 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     if a.json {
         println!("{summary}");
     } else {
+        let rule = match a.rule.as_str() {
+            "ep" => format!("ep (N {}, beta {})", a.n, a.beta),
+            "bp" => format!("bp (through {} steps)", a.t2),
+            other => other.to_string(),
+        };
         println!(
-            "{} (N {}, beta {}, angle {}, homeostasis {}): test accuracy {:.3}, cosine to the exact gradient {:.4}, asymmetry {:.4} ({:.0} s); {}",
-            a.rule, a.n, a.beta, a.angle, a.homeostasis, last.test_accuracy, last.agreement.cosine, last.asymmetry,
+            "{rule}, angle {}, homeostasis {}: test accuracy {:.3}, cosine to the exact gradient {:.4}, asymmetry {:.4} ({:.0} s); {}",
+            a.angle, a.homeostasis, last.test_accuracy, last.agreement.cosine, last.asymmetry,
             s.seconds(), out.display()
         );
     }

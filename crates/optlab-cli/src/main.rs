@@ -33,6 +33,7 @@ mod run_args;
 mod scaling_cmd;
 mod schedule_cmd;
 mod train_cmd;
+mod variational_cmd;
 
 use clap::{Parser, Subcommand};
 

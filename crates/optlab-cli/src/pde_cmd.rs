@@ -25,38 +25,62 @@ pub enum PdeWhat {
     #[command(
         after_help = "Examples:\n  optlab pde train --constraint soft --out runs/soft\n  optlab pde train --constraint hard --out runs/hard\n  optlab pde train --pde diffusion-sorption --constraint hard --out runs/sorption\n  optlab pde train --constraint hard --experts 4 --steps 100 --seed 1 --out runs/moe4 --json\n  optlab pde train --constraint hard --experts 4 --points 4096 --steps 20 --out runs/moe4-big\n\nWrites DIR/metrics.json, DIR/curve.csv and curve.png (the physics loss per step) and DIR/field.png\n(prediction, reference and |error| on a 32 x 32 grid of x by t)."
     )]
-    Train {
-        /// fisher-kpp (ν, ρ below; periodic, t in [0, 1]) or diffusion-sorption (PDEBench's constants, t in [0, 500]).
-        #[arg(long, default_value = "fisher-kpp")]
-        pde: String,
-        /// soft (weights learned under the loss) or hard (weights solved by LM on sampled points).
-        #[arg(long)]
-        constraint: String,
-        /// Experts of the hard constraint (each solves on its interval of x).
-        #[arg(long, default_value_t = 1)]
-        experts: usize,
-        #[arg(long, default_value_t = 200)]
-        steps: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Constraint points per step for the hard layer (interior; a quarter as many on the initial line).
-        #[arg(long, default_value_t = 256)]
-        points: usize,
-        /// Diffusion ν and growth ρ.
-        #[arg(long, default_value_t = 0.01)]
-        nu: f64,
-        #[arg(long, default_value_t = 1.0)]
-        rho: f64,
-        #[arg(long)]
-        out: PathBuf,
-        /// The metrics as one JSON object on stdout.
-        #[arg(long)]
-        json: bool,
-    },
+    Train(TrainArgs),
+    /// Deep Ritz with two-layer networks on a nonlinear elliptic variational PDE over [0, 1]^d (P22): the
+    /// relative L2 and H1 errors against a manufactured solution for each dimension and width, and the width
+    /// that reaches --target in each dimension.
+    #[command(
+        after_help = "Examples:\n  optlab pde ritz --dims 2 --widths 64 --out runs/ritz\n  optlab pde ritz --dims 2,4,8,16 --widths 4,8,16,32,64,128 --target 0.05 --out runs/ritz-sweep\n  optlab pde ritz --lagrangian plaplace:4 --solution product --boundary ansatz --dims 3 --out runs/ritz-p\n  optlab pde ritz --resume runs/ritz-sweep\n\nThe energy E(u) = ∫ L(u, ∇u) − f u over the unit cube, f (and the boundary data g) made so that the\nmanufactured solution is exact, estimated by Monte Carlo on fresh points each step. Writes DIR/runs.jsonl\n(one line per finished run; --resume skips those), curve-dD-wW.csv, summary.json, error_vs_width.png and\nwidth_needed.png."
+    )]
+    Ritz(crate::variational_cmd::RitzArgs),
+    /// Preconditioned gradient descent u ← u − η (I − Δ)⁻¹ DE(u) on a sine basis (d ≤ 3, P22): the energy's
+    /// geometric decay and the errors against the manufactured solution Π sin(πx_i).
+    #[command(
+        after_help = "Examples:\n  optlab pde spectral --d 2 --out runs/pgd\n  optlab pde spectral --lagrangian plaplace:4 --d 3 --modes 6 --step 0.5 --iterations 100 --json\n\nWrites DIR/summary.json (per iteration: energy, errors, the preconditioned gradient's norm; the fitted rate)\nand energy.png."
+    )]
+    Spectral(crate::variational_cmd::SpectralArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// fisher-kpp (ν, ρ below; periodic, t in [0, 1]) or diffusion-sorption (PDEBench's constants, t in [0, 500]).
+    #[arg(long, default_value = "fisher-kpp")]
+    pde: String,
+    /// soft (weights learned under the loss) or hard (weights solved by LM on sampled points).
+    #[arg(long)]
+    constraint: String,
+    /// Experts of the hard constraint (each solves on its interval of x).
+    #[arg(long, default_value_t = 1)]
+    experts: usize,
+    #[arg(long, default_value_t = 200)]
+    steps: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Constraint points per step for the hard layer (interior; a quarter as many on the initial line).
+    #[arg(long, default_value_t = 256)]
+    points: usize,
+    /// Diffusion ν and growth ρ.
+    #[arg(long, default_value_t = 0.01)]
+    nu: f64,
+    #[arg(long, default_value_t = 1.0)]
+    rho: f64,
+    #[arg(long)]
+    out: PathBuf,
+    /// The metrics as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(a: PdeArgs) -> Result<()> {
-    let PdeWhat::Train {
+    match a.what {
+        PdeWhat::Train(t) => train_cmd(t),
+        PdeWhat::Ritz(r) => crate::variational_cmd::ritz(r),
+        PdeWhat::Spectral(s) => crate::variational_cmd::spectral(s),
+    }
+}
+
+fn train_cmd(a: TrainArgs) -> Result<()> {
+    let TrainArgs {
         pde,
         constraint,
         experts,
@@ -67,7 +91,7 @@ pub fn run(a: PdeArgs) -> Result<()> {
         rho,
         out,
         json,
-    } = a.what;
+    } = a;
     anyhow::ensure!(
         (4..=1_000_000).contains(&points),
         "--points must be between 4 and 1000000"

@@ -278,6 +278,31 @@ pub fn rbp(net: &EpNet, labels: &[usize], u_star: &[Planar]) -> Result<Vec<Vec<f
         .collect())
 }
 
+/// The official code's backpropagation baseline (`bp`: backpropagation through `steps` steps of the dynamics
+/// started at the free fixed point u*): at a fixed point the states stay at u*, so it is the truncated Neumann
+/// series δ_0 = 0, δ ← σ′(u*) ⊙ J_Gᵀδ + ∂ℓ/∂u, `steps` times (the official `delta_rbp` with T = `steps`). It
+/// tends to [`rbp`] as `steps` grows where the dynamics contract, and stays bounded where they do not.
+pub fn bptt(
+    net: &EpNet,
+    labels: &[usize],
+    u_star: &[Planar],
+    steps: usize,
+) -> Result<Vec<Vec<f64>>> {
+    let top = u_star.len() - 1;
+    let s: Vec<Planar> = u_star
+        .iter()
+        .map(|u| Planar::real(u.b, u.n, u.map(dact).re()))
+        .collect();
+    let dldu = mul(&s[top], &net.output_grad(&u_star[top].map(act), labels)?);
+    let mut delta: Vec<Planar> = u_star.iter().map(|p| Planar::zeros(p.b, p.n)).collect();
+    for _ in 0..steps {
+        let j = net.jgt(&delta)?;
+        delta = j.iter().zip(&s).map(|(j, s)| mul(s, j)).collect();
+        add_into(&mut delta[top], &dldu, C::new(1.0, 0.0));
+    }
+    Ok(delta.into_iter().map(|p| p.re().to_vec()).collect())
+}
+
 /// (1/B) aᵀ g for a (B × p) and g (B × q): p × q.
 fn outer_mean(a: &[f64], g: &[f64], b: usize, p: usize, q: usize) -> Result<Vec<f64>> {
     let mut out = vec![0.0; p * q];

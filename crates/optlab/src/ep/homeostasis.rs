@@ -54,9 +54,9 @@ pub fn estimate(net: &EpNet, probes: usize, rng: &mut Rng) -> Result<(f64, Vec<V
     if probes == 0 {
         return Err(Error::invalid("homeostasis: need at least one probe"));
     }
-    let l = &net.shape.layers;
-    let d = net.state_size() as f64;
-    let eps: Vec<Planar> = l
+    let eps: Vec<Planar> = net
+        .shape
+        .layers
         .iter()
         .map(|&n| {
             Planar::real(
@@ -66,8 +66,24 @@ pub fn estimate(net: &EpNet, probes: usize, rng: &mut Rng) -> Result<(f64, Vec<V
             )
         })
         .collect();
-    let me = net.jg(&eps)?;
-    let mte = net.jgt(&eps)?;
+    estimate_with(net, &eps)
+}
+
+/// The estimate and its gradient for given probes: one [`Planar`] per state layer, a probe per row.
+pub fn estimate_with(net: &EpNet, eps: &[Planar]) -> Result<(f64, Vec<Vec<f64>>)> {
+    let l = &net.shape.layers;
+    let probes = eps.first().map_or(0, |e| e.b);
+    if probes == 0
+        || eps.len() != l.len()
+        || eps.iter().zip(l).any(|(e, &n)| e.n != n || e.b != probes)
+    {
+        return Err(Error::Shape(format!(
+            "homeostasis: need one probe array per state layer ({l:?} columns, the same rows)"
+        )));
+    }
+    let d = net.state_size() as f64;
+    let me = net.jg(eps)?;
+    let mte = net.jgt(eps)?;
     let mut value = 0.0;
     for i in 0..l.len() {
         let (m, mt) = (me[i].re(), mte[i].re());

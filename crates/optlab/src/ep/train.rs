@@ -3,7 +3,7 @@
 //! penalty (weight λ, probes per sample) added to the gradient, with any optlab optimizer (the official
 //! Table 1 setting: SGD lr 0.01, momentum 0.9, batches of 50).
 
-use super::grad::{agreement, neuron_estimate, rbp, weight_gradient, Agreement, Estimator};
+use super::grad::{agreement, bptt, neuron_estimate, rbp, weight_gradient, Agreement, Estimator};
 use super::homeostasis;
 use super::net::{act, EpNet, Planar, Shape};
 use crate::data::{digits, Target};
@@ -22,6 +22,8 @@ pub enum Rule {
     Ep { estimator: Estimator, beta: f64 },
     /// The exact gradient at the fixed point (recurrent backpropagation).
     Rbp,
+    /// The paper's backpropagation baseline: backpropagation through T2 steps from the fixed point.
+    Bptt,
 }
 
 /// A training run.
@@ -193,25 +195,14 @@ impl EpTrainer {
 
     /// Saves the run's state into a checkpoint.
     pub fn save(&self, w: &mut Writer) -> Result<()> {
-        let named: Vec<(String, Tensor)> = self
-            .params
-            .iter()
-            .map(|p| (p.name.clone(), p.tensor().clone()))
-            .collect();
-        w.tensors("model", &named)?;
+        w.params("model", &self.params)?;
         w.optimizer("optimizer", self.opt.as_ref(), &self.params)?;
         w.rng("probe_rng", &self.probe_rng)
     }
 
     /// Restores the state of a checkpoint written after `r.step` epochs.
     pub fn load(&mut self, r: &Reader) -> Result<()> {
-        let tensors = r.tensors("model")?;
-        for p in &self.params {
-            let t = tensors
-                .get(&p.name)
-                .ok_or_else(|| Error::file(r.dir(), format!("the checkpoint lacks {}", p.name)))?;
-            p.var.set(t)?;
-        }
+        r.load_params("model", &self.params)?;
         // The checkpoint's step counts epochs; the optimizer's, batches.
         let batches = self.train.1.len().div_ceil(self.cfg.batch_size) as u64;
         self.opt = r.optimizer("optimizer", &self.params, r.step * batches)?;
@@ -249,6 +240,7 @@ impl EpTrainer {
                     neuron_estimate(net, &x, &ys, &u, estimator, beta, cfg.t2)?
                 }
                 Rule::Rbp => rbp(net, &ys, &u)?,
+                Rule::Bptt => bptt(net, &ys, &u, cfg.t2)?,
             };
             let mut grads = weight_gradient(net, &x, &ys, &u, &g)?;
             if cfg.homeostasis > 0.0 {
@@ -285,6 +277,7 @@ impl EpTrainer {
                 neuron_estimate(net, &x, &ys, &u, estimator, beta, cfg.t2)?
             }
             Rule::Rbp => d.clone(),
+            Rule::Bptt => bptt(net, &ys, &u, cfg.t2)?,
         };
         let agree = agreement(
             &weight_gradient(net, &x, &ys, &u, &g)?,

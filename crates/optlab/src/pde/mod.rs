@@ -5,10 +5,16 @@
 //! - [`fisher_kpp`]: u_t = ν u_xx + ρ u(1 − u) (PDEBench's 1-D diffusion–reaction), periodic on [0, 1].
 //! - [`diffusion_sorption`]: u_t = D / R(u) u_xx with the Freundlich retardation R(u) = 1 + (1 − φ)/φ ρ_s k n_f
 //!   u^(n_f − 1), u(0, t) = 1 and u(1, t) = D u_x(1, t), on [0, 1] (PDEBench's 1-D diffusion–sorption constants).
+//!
+//! And the nonlinear elliptic variational PDEs of P22 ([`variational`]) with their two solvers: Deep Ritz with a
+//! two-layer network ([`ritz`]) and preconditioned gradient descent on a sine basis ([`spectral`]).
 
 pub mod fd;
 pub mod hard;
 pub mod lm;
+pub mod ritz;
+pub mod spectral;
+pub mod variational;
 
 use fd::{Boundary, ReactionDiffusion, Side};
 

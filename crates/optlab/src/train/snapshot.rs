@@ -75,6 +75,15 @@ impl Writer {
         write_safetensors(&self.dir.join(format!("{name}.safetensors")), tensors, None)
     }
 
+    /// Saves parameters under their names as `<name>.safetensors`.
+    pub fn params(&mut self, name: &str, params: &[Param]) -> Result<()> {
+        let named: Vec<(String, Tensor)> = params
+            .iter()
+            .map(|p| (p.name.clone(), p.tensor().clone()))
+            .collect();
+        self.tensors(name, &named)
+    }
+
     /// Saves named f64 vectors as `<name>.safetensors`.
     pub fn vectors(&mut self, name: &str, vectors: &[(&str, &[f64])]) -> Result<()> {
         let tensors = vectors
@@ -195,6 +204,18 @@ impl Reader {
     /// The tensors saved as `name`.
     pub fn tensors(&self, name: &str) -> Result<HashMap<String, Tensor>> {
         read_safetensors(&self.dir.join(format!("{name}.safetensors")))
+    }
+
+    /// Sets every parameter to its tensor saved by [`Writer::params`] as `name` (an error names a missing one).
+    pub fn load_params(&self, name: &str, params: &[Param]) -> Result<()> {
+        let tensors = self.tensors(name)?;
+        for p in params {
+            let t = tensors.get(&p.name).ok_or_else(|| {
+                Error::file(self.dir(), format!("the checkpoint lacks {}", p.name))
+            })?;
+            p.var.set(t)?;
+        }
+        Ok(())
     }
 
     /// The f64 vectors saved as `name`; each must be present.
