@@ -60,6 +60,7 @@ pub mod scalar;
 pub mod scaling;
 pub mod schedule;
 pub mod second_order;
+pub mod sim;
 pub mod solvers;
 pub mod spec;
 pub mod tensor_io;
