@@ -88,26 +88,11 @@ impl EpNet {
 /// out += a·K (or a·Kᵀ), K row-major with a.n rows (or a.n columns).
 pub(crate) fn add_mm(out: &mut Planar, a: &Planar, k: &[f64], transpose: bool) -> Result<()> {
     let (m, n, kk) = (2 * a.b, out.n, a.n);
-    let av = Strided {
-        data: &a.v,
-        off: 0,
-        rs: kk as isize,
-        cs: 1,
-    };
+    let av = Strided::row_major(&a.v, kk);
     let kv = if transpose {
-        Strided {
-            data: k,
-            off: 0,
-            rs: 1,
-            cs: kk as isize,
-        }
+        Strided::row_major(k, kk).t()
     } else {
-        Strided {
-            data: k,
-            off: 0,
-            rs: n as isize,
-            cs: 1,
-        }
+        Strided::row_major(k, n)
     };
     Ok(gemm_into(&mut out.v, (m, n, kk), av, kv, true)?)
 }
@@ -306,18 +291,8 @@ pub fn bptt(
 /// (1/B) aᵀ g for a (B × p) and g (B × q): p × q.
 fn outer_mean(a: &[f64], g: &[f64], b: usize, p: usize, q: usize) -> Result<Vec<f64>> {
     let mut out = vec![0.0; p * q];
-    let av = Strided {
-        data: a,
-        off: 0,
-        rs: 1,
-        cs: p as isize,
-    };
-    let gv = Strided {
-        data: g,
-        off: 0,
-        rs: q as isize,
-        cs: 1,
-    };
+    let av = Strided::row_major(a, p).t();
+    let gv = Strided::row_major(g, q);
     gemm_into(&mut out, (p, q, b), av, gv, false)?;
     out.iter_mut().for_each(|v| *v /= b as f64);
     Ok(out)

@@ -28,26 +28,6 @@ pub fn exact(net: &EpNet) -> f64 {
     s / net.state_size() as f64
 }
 
-/// The transpose of a row-major matrix with `cols` columns, as a view.
-fn t(a: &[f64], cols: usize) -> Strided<'_, f64> {
-    Strided {
-        data: a,
-        off: 0,
-        rs: 1,
-        cs: cols as isize,
-    }
-}
-
-/// A row-major matrix with `cols` columns, as a view.
-fn n(a: &[f64], cols: usize) -> Strided<'_, f64> {
-    Strided {
-        data: a,
-        off: 0,
-        rs: cols as isize,
-        cs: 1,
-    }
-}
-
 /// The estimate over `probes` Gaussian probes and its gradient in every array ([`EpNet::arrays`] order; zero for
 /// the input kernel, the biases and the readout).
 pub fn estimate(net: &EpNet, probes: usize, rng: &mut Rng) -> Result<(f64, Vec<Vec<f64>>)> {
@@ -100,24 +80,24 @@ pub fn estimate_with(net: &EpNet, eps: &[Planar]) -> Result<(f64, Vec<Vec<f64>>)
         gemm_into(
             &mut g,
             (p, q, probes),
-            t(eps[pre].re(), p),
-            n(me[post].re(), q),
+            Strided::row_major(eps[pre].re(), p).t(),
+            Strided::row_major(me[post].re(), q),
             false,
         )?;
         g.iter_mut().for_each(|v| *v *= 2.0);
         gemm_into(
             &mut tmp,
             (p, q, probes),
-            t(me[pre].re(), p),
-            n(eps[post].re(), q),
+            Strided::row_major(me[pre].re(), p).t(),
+            Strided::row_major(eps[post].re(), q),
             false,
         )?;
         g.iter_mut().zip(&tmp).for_each(|(g, t)| *g -= t);
         gemm_into(
             &mut tmp,
             (p, q, probes),
-            t(eps[pre].re(), p),
-            n(mte[post].re(), q),
+            Strided::row_major(eps[pre].re(), p).t(),
+            Strided::row_major(mte[post].re(), q),
             false,
         )?;
         g.iter_mut().zip(&tmp).for_each(|(g, t)| *g -= t);

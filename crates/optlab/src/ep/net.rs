@@ -77,36 +77,16 @@ impl Planar {
     /// self += a · K for K (a.n × self.n) real, row-major.
     fn add_matmul(&mut self, a: &Planar, k: &[f64]) -> Result<()> {
         let (m, n, kk) = (2 * a.b, self.n, a.n);
-        let av = Strided {
-            data: &a.v,
-            off: 0,
-            rs: kk as isize,
-            cs: 1,
-        };
-        let kv = Strided {
-            data: k,
-            off: 0,
-            rs: n as isize,
-            cs: 1,
-        };
+        let av = Strided::row_major(&a.v, kk);
+        let kv = Strided::row_major(k, n);
         Ok(gemm_into(&mut self.v, (m, n, kk), av, kv, true)?)
     }
 
     /// self += a · Kᵀ for K (self.n × a.n) real, row-major.
     fn add_matmul_t(&mut self, a: &Planar, k: &[f64]) -> Result<()> {
         let (m, n, kk) = (2 * a.b, self.n, a.n);
-        let av = Strided {
-            data: &a.v,
-            off: 0,
-            rs: kk as isize,
-            cs: 1,
-        };
-        let kv = Strided {
-            data: k,
-            off: 0,
-            rs: 1,
-            cs: kk as isize,
-        };
+        let av = Strided::row_major(&a.v, kk);
+        let kv = Strided::row_major(k, kk).t();
         Ok(gemm_into(&mut self.v, (m, n, kk), av, kv, true)?)
     }
 

@@ -80,18 +80,8 @@ fn forward<T: Float + Send + Sync + 'static>(
         .try_for_each(|(y, xs)| {
             let mut cols = vec![T::zero(); ckk * hw];
             im2col(xs, (c, h, w, k), &mut cols);
-            let a = Strided {
-                data: wt,
-                off: 0,
-                rs: ckk as isize,
-                cs: 1,
-            };
-            let bv = Strided {
-                data: &cols[..],
-                off: 0,
-                rs: hw as isize,
-                cs: 1,
-            };
+            let a = Strided::row_major(wt, ckk);
+            let bv = Strided::row_major(&cols[..], hw);
             gemm_into(y, (o, hw, ckk), a, bv, false)
         })?;
     Ok((out, Shape::from((b, o, h, w))))
@@ -125,18 +115,8 @@ fn weight_grad<T: Float + Send + Sync + 'static>(
         .try_fold(zero, |mut acc, (g, xs)| {
             let mut cols = vec![T::zero(); ckk * hw];
             im2col(xs, (c, h, w, k), &mut cols);
-            let a = Strided {
-                data: g,
-                off: 0,
-                rs: hw as isize,
-                cs: 1,
-            };
-            let bt = Strided {
-                data: &cols[..],
-                off: 0,
-                rs: 1,
-                cs: hw as isize,
-            };
+            let a = Strided::row_major(g, hw);
+            let bt = Strided::row_major(&cols[..], hw).t();
             gemm_into(&mut acc, (o, ckk, hw), a, bt, true)?;
             Ok::<_, candle_core::Error>(acc)
         })

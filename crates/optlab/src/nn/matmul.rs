@@ -22,6 +22,16 @@ pub(crate) struct Strided<'a, T> {
 }
 
 impl<'a, T> Strided<'a, T> {
+    /// The row-major matrix `data` with `cols` columns.
+    pub fn row_major(data: &'a [T], cols: usize) -> Self {
+        Strided {
+            data,
+            off: 0,
+            rs: cols as isize,
+            cs: 1,
+        }
+    }
+
     /// The view of a 2-D candle layout, `(rows, cols, view)`.
     pub fn of(data: &'a [T], l: &Layout, what: &str) -> candle_core::Result<(usize, usize, Self)> {
         match (l.dims(), l.stride()) {

@@ -191,21 +191,6 @@ fn tanh(z: f64) -> f64 {
     ((1.0 - e) / (1.0 + e)).copysign(z)
 }
 
-/// A row-major matrix with `cols` columns as a gemm view, or its transpose.
-fn view(a: &[f64], cols: usize, transposed: bool) -> Strided<'_, f64> {
-    let (rs, cs) = if transposed {
-        (1, cols as isize)
-    } else {
-        (cols as isize, 1)
-    };
-    Strided {
-        data: a,
-        off: 0,
-        rs,
-        cs,
-    }
-}
-
 /// One chunk of points (row-major, d per point) through the network by matrix products: N and ∇N at every
 /// point, then `pointwise(i, N, ∇N, q)` gives the point's energy term and r = ∂/∂N, writing q = ∂/∂∇N; then the
 /// parameter gradient of Σ_i r_i N(x_i) + q_i·∇N(x_i) is added into `g`. Returns the chunk's energy.
@@ -222,8 +207,8 @@ fn chunk_pass(
     gemm_into(
         &mut act,
         (n, m, d),
-        view(xs, d, false),
-        view(&net.w, d, true),
+        Strided::row_major(xs, d),
+        Strided::row_major(&net.w, d).t(),
         false,
     )?;
     let mut s1 = vec![0.0; n * m];
@@ -242,8 +227,8 @@ fn chunk_pass(
     gemm_into(
         &mut p,
         (n, d, m),
-        view(&scaled, m, false),
-        view(&net.w, d, false),
+        Strided::row_major(&scaled, m),
+        Strided::row_major(&net.w, d),
         false,
     )?;
     let mut r = vec![0.0; n];
@@ -265,8 +250,8 @@ fn chunk_pass(
     gemm_into(
         &mut t,
         (n, m, d),
-        view(&q, d, false),
-        view(&net.w, d, true),
+        Strided::row_major(&q, d),
+        Strided::row_major(&net.w, d).t(),
         false,
     )?;
     let mut col = vec![0.0; m];
@@ -295,15 +280,15 @@ fn chunk_pass(
     gemm_into(
         &mut gw,
         (m, d, n),
-        view(&t, m, true),
-        view(xs, d, false),
+        Strided::row_major(&t, m).t(),
+        Strided::row_major(xs, d),
         false,
     )?;
     gemm_into(
         &mut gw,
         (m, d, n),
-        view(&s1, m, true),
-        view(&q, d, false),
+        Strided::row_major(&s1, m).t(),
+        Strided::row_major(&q, d),
         true,
     )?;
     for j in 0..m {
