@@ -40,6 +40,7 @@ mod rl;
 mod rl_resume;
 mod spectral;
 mod sso;
+mod tactile;
 mod torch_state_dict;
 mod train;
 mod transformer;

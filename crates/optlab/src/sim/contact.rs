@@ -58,6 +58,66 @@ impl Indenter {
         (x[0] - c[0]).hypot(x[1] - c[1]) - self.radius
     }
 
+    /// The contact force on one node at offset d = x − c from the centre, moving at w = v − v_c relative to the
+    /// indenter; `None` outside.
+    pub fn node_force(&self, d: [f64; 2], w: [f64; 2]) -> Option<[f64; 2]> {
+        let r = d[0].hypot(d[1]);
+        let g = r - self.radius;
+        if g >= 0.0 || r == 0.0 {
+            return None;
+        }
+        let n = [d[0] / r, d[1] / r];
+        let t = [-n[1], n[0]];
+        let fnorm = self.stiffness * -g;
+        let vt = w[0] * t[0] + w[1] * t[1];
+        let ft = -self.friction * fnorm * (vt / self.smoothing).tanh();
+        Some([fnorm * n[0] + ft * t[0], fnorm * n[1] + ft * t[1]])
+    }
+
+    /// The reverse of [`Indenter::node_force`] for a cotangent `a` of the force: the cotangents of d and w, and
+    /// ∂⟨a, f⟩/∂(k, μ). Zero outside.
+    pub fn node_vjp(
+        &self,
+        d: [f64; 2],
+        w: [f64; 2],
+        a: [f64; 2],
+    ) -> ([f64; 2], [f64; 2], [f64; 2]) {
+        let r = d[0].hypot(d[1]);
+        let g = r - self.radius;
+        if g >= 0.0 || r == 0.0 {
+            return ([0.0; 2], [0.0; 2], [0.0; 2]);
+        }
+        let n = [d[0] / r, d[1] / r];
+        let t = [-n[1], n[0]];
+        let fnorm = self.stiffness * -g;
+        let vt = w[0] * t[0] + w[1] * t[1];
+        let s = (vt / self.smoothing).tanh();
+        let ft = -self.friction * fnorm * s;
+        // f = f_n n + f_t t.
+        let mut n_bar = [fnorm * a[0], fnorm * a[1]];
+        let mut t_bar = [ft * a[0], ft * a[1]];
+        let ft_bar = a[0] * t[0] + a[1] * t[1];
+        // f_t = −μ f_n s, s = tanh(v_t/ε), v_t = w·t.
+        let fn_bar = a[0] * n[0] + a[1] * n[1] - self.friction * s * ft_bar;
+        let d_mu = -fnorm * s * ft_bar;
+        let vt_bar = -self.friction * fnorm * ft_bar * (1.0 - s * s) / self.smoothing;
+        let w_bar = [vt_bar * t[0], vt_bar * t[1]];
+        t_bar[0] += vt_bar * w[0];
+        t_bar[1] += vt_bar * w[1];
+        // t = (−n₁, n₀).
+        n_bar[0] += t_bar[1];
+        n_bar[1] -= t_bar[0];
+        // f_n = −k g, g = r − R, n = d/r.
+        let d_k = -g * fn_bar;
+        let r_bar = -self.stiffness * fn_bar;
+        let nn = n_bar[0] * n[0] + n_bar[1] * n[1];
+        let d_bar = [
+            (n_bar[0] - nn * n[0]) / r + r_bar * n[0],
+            (n_bar[1] - nn * n[1]) / r + r_bar * n[1],
+        ];
+        (d_bar, w_bar, [d_k, d_mu])
+    }
+
     /// Adds the contact forces on the nodes (positions `x`, velocities `v`) of an indenter at `c` moving at `vc`
     /// into `forces`; returns the total force the pad exerts on the indenter (minus the sum).
     pub fn forces(
@@ -70,21 +130,12 @@ impl Indenter {
     ) -> [f64; 2] {
         let mut total = [0.0; 2];
         for ((p, vel), f) in x.iter().zip(v).zip(forces.iter_mut()) {
-            let (dx, dy) = (p[0] - c[0], p[1] - c[1]);
-            let r = dx.hypot(dy);
-            let g = r - self.radius;
-            if g >= 0.0 || r == 0.0 {
-                continue;
-            }
-            let n = [dx / r, dy / r];
-            let t = [-n[1], n[0]];
-            let fnorm = self.stiffness * -g;
-            let vt = (vel[0] - vc[0]) * t[0] + (vel[1] - vc[1]) * t[1];
-            let ft = -self.friction * fnorm * (vt / self.smoothing).tanh();
-            for k in 0..2 {
-                let add = fnorm * n[k] + ft * t[k];
-                f[k] += add;
-                total[k] -= add;
+            let d = [p[0] - c[0], p[1] - c[1]];
+            if let Some(add) = self.node_force(d, [vel[0] - vc[0], vel[1] - vc[1]]) {
+                for k in 0..2 {
+                    f[k] += add[k];
+                    total[k] -= add[k];
+                }
             }
         }
         total
@@ -137,6 +188,44 @@ mod tests {
         let mut g = vec![[0.0; 2]];
         ind.forces(&x, &[[0.0, 0.0]], c, [0.0, 0.0], &mut g);
         assert_eq!(g[0][0], 0.0);
+    }
+
+    #[test]
+    fn the_reverse_of_a_node_force_matches_finite_differences() {
+        let ind = Indenter::new(0.5, 40.0, 0.6, 0.3).unwrap();
+        let a = [0.8, -1.3];
+        let d0 = [0.12, -0.41];
+        let w0 = [0.2, 0.05];
+        let f = |ind: &Indenter, d: [f64; 2], w: [f64; 2]| {
+            let f = ind.node_force(d, w).unwrap();
+            a[0] * f[0] + a[1] * f[1]
+        };
+        let (d_bar, w_bar, dp) = ind.node_vjp(d0, w0, a);
+        let h = 1e-7;
+        let close = |fd: f64, an: f64| (fd - an).abs() < 1e-6 * (1.0 + fd.abs());
+        for k in 0..2 {
+            let (mut dp_, mut dm) = (d0, d0);
+            dp_[k] += h;
+            dm[k] -= h;
+            let fd = (f(&ind, dp_, w0) - f(&ind, dm, w0)) / (2.0 * h);
+            assert!(close(fd, d_bar[k]), "d{k}: {fd} vs {}", d_bar[k]);
+            let (mut wp, mut wm) = (w0, w0);
+            wp[k] += h;
+            wm[k] -= h;
+            let fd = (f(&ind, d0, wp) - f(&ind, d0, wm)) / (2.0 * h);
+            assert!(close(fd, w_bar[k]), "w{k}: {fd} vs {}", w_bar[k]);
+        }
+        let with = |k: f64, mu: f64| Indenter::new(0.5, k, mu, 0.3).unwrap();
+        let fd_k = (f(&with(40.0 + h, 0.6), d0, w0) - f(&with(40.0 - h, 0.6), d0, w0)) / (2.0 * h);
+        let fd_mu = (f(&with(40.0, 0.6 + h), d0, w0) - f(&with(40.0, 0.6 - h), d0, w0)) / (2.0 * h);
+        assert!(
+            close(fd_k, dp[0]) && close(fd_mu, dp[1]),
+            "{fd_k} {fd_mu} vs {dp:?}"
+        );
+        assert_eq!(
+            ind.node_vjp([0.0, 0.6], w0, a),
+            ([0.0; 2], [0.0; 2], [0.0; 2])
+        );
     }
 
     #[test]

@@ -6,45 +6,82 @@
 use super::mesh::{det, edge_matrix, Mesh};
 use crate::{Error, Result};
 
-/// The constitutive model with its Lamé parameters (from Young's modulus E and Poisson's ratio ν, plane strain).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Material {
+/// The constitutive law (plane strain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Law {
     /// ψ = μ ε:ε + λ/2 (tr ε)², ε = ½(F + Fᵀ) − I.
-    Linear { mu: f64, lambda: f64 },
+    Linear,
     /// ψ = μ/2 (tr FᵀF − 2) − μ ln J + λ/2 (ln J)², J = det F > 0.
-    NeoHookean { mu: f64, lambda: f64 },
+    NeoHookean,
+}
+
+/// A material: its law, Young's modulus E and Poisson's ratio ν, and the Lamé parameters they give.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Material {
+    pub law: Law,
+    pub young: f64,
+    pub poisson: f64,
+    pub mu: f64,
+    pub lambda: f64,
 }
 
 impl Material {
     /// `linear` or `neo-hookean` with Young's modulus `e` > 0 and Poisson's ratio 0 ≤ ν < ½.
     pub fn new(kind: &str, e: f64, nu: f64) -> Result<Self> {
+        let law = match kind {
+            "linear" => Law::Linear,
+            "neo-hookean" => Law::NeoHookean,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "unknown material {kind:?}: use linear or neo-hookean"
+                )))
+            }
+        };
+        Self::with_law(law, e, nu)
+    }
+
+    /// The same law with other elastic constants.
+    pub fn with_law(law: Law, e: f64, nu: f64) -> Result<Self> {
         if !(e.is_finite() && e > 0.0 && nu.is_finite() && (0.0..0.5).contains(&nu)) {
             return Err(Error::invalid(format!(
                 "material: need Young's modulus > 0 and 0 <= Poisson's ratio < 0.5, not E = {e}, nu = {nu}"
             )));
         }
-        let mu = e / (2.0 * (1.0 + nu));
-        let lambda = e * nu / ((1.0 + nu) * (1.0 - 2.0 * nu));
-        match kind {
-            "linear" => Ok(Material::Linear { mu, lambda }),
-            "neo-hookean" => Ok(Material::NeoHookean { mu, lambda }),
-            _ => Err(Error::invalid(format!(
-                "unknown material {kind:?}: use linear or neo-hookean"
-            ))),
+        Ok(Material {
+            law,
+            young: e,
+            poisson: nu,
+            mu: e / (2.0 * (1.0 + nu)),
+            lambda: e * nu / ((1.0 + nu) * (1.0 - 2.0 * nu)),
+        })
+    }
+
+    /// The law's name as [`Material::new`] takes it.
+    pub fn kind(&self) -> &'static str {
+        match self.law {
+            Law::Linear => "linear",
+            Law::NeoHookean => "neo-hookean",
         }
+    }
+
+    /// Pulls a gradient with respect to (μ, λ) back to (E, ν).
+    pub fn lame_to_young_poisson(&self, d_mu: f64, d_lambda: f64) -> [f64; 2] {
+        let (e, nu) = (self.young, self.poisson);
+        let q = (1.0 + nu) * (1.0 - 2.0 * nu);
+        [
+            d_mu / (2.0 * (1.0 + nu)) + d_lambda * nu / q,
+            -d_mu * e / (2.0 * (1.0 + nu) * (1.0 + nu))
+                + d_lambda * e * (1.0 + 2.0 * nu * nu) / (q * q),
+        ]
     }
 
     /// ψ(F) and the first Piola–Kirchhoff stress P = ∂ψ/∂F (row-major 2 × 2); `None` for an inverted element
     /// under the neo-Hookean model.
     pub fn stress(&self, f: &[f64; 4]) -> Option<(f64, [f64; 4])> {
-        match *self {
-            Material::Linear { mu, lambda } => {
-                let e = [
-                    f[0] - 1.0,
-                    0.5 * (f[1] + f[2]),
-                    0.5 * (f[1] + f[2]),
-                    f[3] - 1.0,
-                ];
+        let (mu, lambda) = (self.mu, self.lambda);
+        match self.law {
+            Law::Linear => {
+                let e = strain(f);
                 let tr = e[0] + e[3];
                 let ee: f64 = e.iter().map(|v| v * v).sum();
                 let p = [
@@ -55,14 +92,9 @@ impl Material {
                 ];
                 Some((mu * ee + 0.5 * lambda * tr * tr, p))
             }
-            Material::NeoHookean { mu, lambda } => {
-                let j = det(f);
-                if !(j.is_finite() && j > 0.0) {
-                    return None;
-                }
+            Law::NeoHookean => {
+                let (j, fit) = inverse_transpose(f)?;
                 let lj = j.ln();
-                // F⁻ᵀ = [f3, −f2; −f1, f0] / J.
-                let fit = [f[3] / j, -f[2] / j, -f[1] / j, f[0] / j];
                 let i1: f64 = f.iter().map(|v| v * v).sum();
                 let psi = 0.5 * mu * (i1 - 2.0) - mu * lj + 0.5 * lambda * lj * lj;
                 let mut p = [0.0; 4];
@@ -73,6 +105,57 @@ impl Material {
             }
         }
     }
+
+    /// The reverse of [`Material::stress`] for a cotangent G of P: ∂⟨P, G⟩/∂F = dP[G] (the Hessian of ψ is
+    /// symmetric), and ∂⟨P, G⟩/∂μ, ∂⟨P, G⟩/∂λ. `None` where `stress` is.
+    pub fn stress_vjp(&self, f: &[f64; 4], g: &[f64; 4]) -> Option<([f64; 4], f64, f64)> {
+        let (mu, lambda) = (self.mu, self.lambda);
+        let dot = |a: &[f64; 4], b: &[f64; 4]| (0..4).map(|k| a[k] * b[k]).sum::<f64>();
+        match self.law {
+            Law::Linear => {
+                let e = strain(f);
+                let (tr_e, tr_g) = (e[0] + e[3], g[0] + g[3]);
+                let sym = 0.5 * (g[1] + g[2]);
+                let df = [
+                    2.0 * mu * g[0] + lambda * tr_g,
+                    2.0 * mu * sym,
+                    2.0 * mu * sym,
+                    2.0 * mu * g[3] + lambda * tr_g,
+                ];
+                Some((df, 2.0 * dot(&e, g), tr_e * tr_g))
+            }
+            Law::NeoHookean => {
+                let (j, fit) = inverse_transpose(f)?;
+                let lj = j.ln();
+                // dF⁻ᵀ[G] = −F⁻ᵀ Gᵀ F⁻ᵀ.
+                let gt = [g[0], g[2], g[1], g[3]];
+                let m = mul(&mul(&fit, &gt), &fit);
+                let c = dot(&fit, g);
+                let mut df = [0.0; 4];
+                let mut d_mu = 0.0;
+                for k in 0..4 {
+                    df[k] = mu * g[k] + (mu - lambda * lj) * m[k] + lambda * c * fit[k];
+                    d_mu += (f[k] - fit[k]) * g[k];
+                }
+                Some((df, d_mu, lj * c))
+            }
+        }
+    }
+}
+
+/// The small strain ε = ½(F + Fᵀ) − I.
+fn strain(f: &[f64; 4]) -> [f64; 4] {
+    let s = 0.5 * (f[1] + f[2]);
+    [f[0] - 1.0, s, s, f[3] - 1.0]
+}
+
+/// det F and F⁻ᵀ, or `None` when det F is not positive.
+fn inverse_transpose(f: &[f64; 4]) -> Option<(f64, [f64; 4])> {
+    let j = det(f);
+    if !(j.is_finite() && j > 0.0) {
+        return None;
+    }
+    Some((j, [f[3] / j, -f[2] / j, -f[1] / j, f[0] / j]))
 }
 
 /// a · b for row-major 2 × 2 matrices.
@@ -85,7 +168,7 @@ fn mul(a: &[f64; 4], b: &[f64; 4]) -> [f64; 4] {
     ]
 }
 
-/// The pad: mesh, material and density.
+/// The pad: mesh, material, density and mass-proportional damping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pad {
     pub mesh: Mesh,
@@ -93,6 +176,8 @@ pub struct Pad {
     pub density: f64,
     /// Lumped nodal masses.
     pub mass: Vec<f64>,
+    /// Mass-proportional (viscous) damping α ≥ 0, in 1/time: the force −α m v on every node.
+    pub damping: f64,
 }
 
 impl Pad {
@@ -107,7 +192,19 @@ impl Pad {
             mesh,
             material,
             density,
+            damping: 0.0,
         })
+    }
+
+    /// The pad with damping α ≥ 0.
+    pub fn with_damping(mut self, alpha: f64) -> Result<Self> {
+        if !(alpha.is_finite() && alpha >= 0.0) {
+            return Err(Error::invalid(format!(
+                "the pad's damping must be >= 0, not {alpha}"
+            )));
+        }
+        self.damping = alpha;
+        Ok(self)
     }
 
     /// The deformation gradient of element `e` at positions `x`.
@@ -119,6 +216,25 @@ impl Pad {
         )
     }
 
+    /// Scatters M D_m⁻ᵀ of element `e` to its nodes: its columns to nodes 1 and 2, minus their sum to node 0.
+    fn scatter(&self, e: usize, m: &[f64; 4], out: &mut [[f64; 2]]) {
+        let t = self.mesh.tris[e];
+        let d = self.mesh.dm_inv[e];
+        let h = mul(m, &[d[0], d[2], d[1], d[3]]);
+        for k in 0..2 {
+            out[t[1]][k] += h[2 * k];
+            out[t[2]][k] += h[2 * k + 1];
+            out[t[0]][k] -= h[2 * k] + h[2 * k + 1];
+        }
+    }
+
+    fn inverted(&self, x: &[[f64; 2]], e: usize) -> Error {
+        Error::NonFinite(format!(
+            "the pad's element {e} inverted (det F = {:.3e}); lower the time step or the indentation",
+            det(&self.deformation(x, e))
+        ))
+    }
+
     /// The elastic energy at `x`, and the elastic forces −∂E/∂x written into `forces` when given. An element
     /// the neo-Hookean model cannot take (det F ≤ 0) is an error naming it.
     pub fn elastic(&self, x: &[[f64; 2]], mut forces: Option<&mut [[f64; 2]]>) -> Result<f64> {
@@ -126,30 +242,44 @@ impl Pad {
             f.iter_mut().for_each(|v| *v = [0.0; 2]);
         }
         let mut energy = 0.0;
-        for (e, t) in self.mesh.tris.iter().enumerate() {
-            let f = self.deformation(x, e);
-            let (psi, p) = self.material.stress(&f).ok_or_else(|| {
-                Error::NonFinite(format!(
-                    "the pad's element {e} inverted (det F = {:.3e}); lower the time step or the indentation",
-                    det(&f)
-                ))
-            })?;
+        for e in 0..self.mesh.tris.len() {
+            let (psi, p) = self
+                .material
+                .stress(&self.deformation(x, e))
+                .ok_or_else(|| self.inverted(x, e))?;
             let a = self.mesh.area[e];
             energy += a * psi;
             if let Some(out) = forces.as_deref_mut() {
-                // H = A P D_m⁻ᵀ; its columns are ∂E/∂x1 and ∂E/∂x2.
-                let d = self.mesh.dm_inv[e];
-                let h = mul(&p, &[d[0], d[2], d[1], d[3]]);
-                let g1 = [a * h[0], a * h[2]];
-                let g2 = [a * h[1], a * h[3]];
-                for k in 0..2 {
-                    out[t[1]][k] -= g1[k];
-                    out[t[2]][k] -= g2[k];
-                    out[t[0]][k] += g1[k] + g2[k];
-                }
+                // ∂E/∂x of the element's nodes is A P D_m⁻ᵀ, scattered.
+                self.scatter(e, &p.map(|v| -a * v), out);
             }
         }
         Ok(energy)
+    }
+
+    /// The reverse of the elastic forces f(x) = −∂E/∂x: for a cotangent `fbar` of the forces, adds
+    /// ∂⟨f̄, f⟩/∂x (that is −∇²E f̄) to `dx` and returns ∂⟨f̄, f⟩/∂(μ, λ).
+    pub fn elastic_vjp(
+        &self,
+        x: &[[f64; 2]],
+        fbar: &[[f64; 2]],
+        dx: &mut [[f64; 2]],
+    ) -> Result<[f64; 2]> {
+        let mut d_lame = [0.0; 2];
+        for e in 0..self.mesh.tris.len() {
+            // ⟨f̄, f⟩ over the element is ⟨G, P(F)⟩ with G = −A E(f̄) D_m⁻¹.
+            let a = self.mesh.area[e];
+            let g = self.deformation(fbar, e).map(|v| -a * v);
+            let (df, d_mu, d_lambda) = self
+                .material
+                .stress_vjp(&self.deformation(x, e), &g)
+                .ok_or_else(|| self.inverted(x, e))?;
+            d_lame[0] += d_mu;
+            d_lame[1] += d_lambda;
+            // F = D_s D_m⁻¹, so D̄_s = F̄ D_m⁻ᵀ.
+            self.scatter(e, &df, dx);
+        }
+        Ok(d_lame)
     }
 }
 
@@ -179,20 +309,22 @@ impl State {
     }
 }
 
-/// One symplectic Euler step of length `dt` under the elastic forces plus `external` (per node), with the base
-/// nodes clamped when `clamp_base`: v ← v + dt f/m, x ← x + dt v.
+/// One symplectic Euler step of length `dt`: `forces` holds the external forces per node on entry and the total
+/// (elastic added) on return; v ← (1 − α dt) v + dt f/m, the base nodes clamped when `clamp_base`, x ← x + dt v.
 pub fn step(
     pad: &Pad,
     s: &mut State,
     dt: f64,
-    external: &[[f64; 2]],
+    forces: &mut [[f64; 2]],
     clamp_base: bool,
+    elastic: &mut [[f64; 2]],
 ) -> Result<()> {
-    let mut f = vec![[0.0; 2]; s.x.len()];
-    pad.elastic(&s.x, Some(&mut f))?;
+    pad.elastic(&s.x, Some(elastic))?;
+    let keep = 1.0 - pad.damping * dt;
     for i in 0..s.x.len() {
         for k in 0..2 {
-            s.v[i][k] += dt * (f[i][k] + external[i][k]) / pad.mass[i];
+            forces[i][k] += elastic[i][k];
+            s.v[i][k] = keep * s.v[i][k] + dt * forces[i][k] / pad.mass[i];
         }
     }
     if clamp_base {
@@ -265,6 +397,78 @@ mod tests {
     }
 
     #[test]
+    fn the_reverse_of_the_forces_matches_finite_differences() {
+        for kind in ["linear", "neo-hookean"] {
+            let p = pad(kind);
+            let x = deformed(&p);
+            let n = x.len();
+            // A fixed cotangent of the forces.
+            let fbar: Vec<[f64; 2]> = (0..n)
+                .map(|i| [(0.7 * i as f64).sin(), (0.3 * i as f64 + 1.0).cos()])
+                .collect();
+            let scalar = |pad: &Pad, x: &[[f64; 2]]| {
+                let mut f = vec![[0.0; 2]; n];
+                pad.elastic(x, Some(&mut f)).unwrap();
+                f.iter()
+                    .zip(&fbar)
+                    .map(|(a, b)| a[0] * b[0] + a[1] * b[1])
+                    .sum::<f64>()
+            };
+            let mut dx = vec![[0.0; 2]; n];
+            let d_lame = p.elastic_vjp(&x, &fbar, &mut dx).unwrap();
+            let h = 1e-6;
+            for i in 0..n {
+                for k in 0..2 {
+                    let (mut a, mut b) = (x.clone(), x.clone());
+                    a[i][k] += h;
+                    b[i][k] -= h;
+                    let fd = (scalar(&p, &a) - scalar(&p, &b)) / (2.0 * h);
+                    assert!(
+                        (fd - dx[i][k]).abs() < 1e-6 * (1.0 + fd.abs()),
+                        "{kind} node {i}.{k}: {fd} vs {}",
+                        dx[i][k]
+                    );
+                }
+            }
+            // (μ, λ) and, through them, (E, ν).
+            let m = p.material;
+            let at = |e: f64, nu: f64| {
+                let mut q = p.clone();
+                q.material = Material::with_law(m.law, e, nu).unwrap();
+                scalar(&q, &x)
+            };
+            let d_young_poisson = m.lame_to_young_poisson(d_lame[0], d_lame[1]);
+            let fd_e = (at(m.young + h, m.poisson) - at(m.young - h, m.poisson)) / (2.0 * h);
+            let fd_nu = (at(m.young, m.poisson + h) - at(m.young, m.poisson - h)) / (2.0 * h);
+            assert!(
+                (fd_e - d_young_poisson[0]).abs() < 1e-7 * (1.0 + fd_e.abs()),
+                "{kind}: {fd_e} vs {d_young_poisson:?}"
+            );
+            assert!(
+                (fd_nu - d_young_poisson[1]).abs() < 1e-7 * (1.0 + fd_nu.abs()),
+                "{kind}: {fd_nu} vs {d_young_poisson:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn damping_drains_the_free_pad() {
+        let p = pad("neo-hookean").with_damping(2.0).unwrap();
+        let mut s = State::rest(&p);
+        s.x = deformed(&p);
+        let mut forces = vec![[0.0; 2]; s.x.len()];
+        let mut elastic = forces.clone();
+        let e0 = p.elastic(&s.x, None).unwrap();
+        for _ in 0..3000 {
+            forces.iter_mut().for_each(|f| *f = [0.0; 2]);
+            step(&p, &mut s, 2e-3, &mut forces, false, &mut elastic).unwrap();
+        }
+        let e = p.elastic(&s.x, None).unwrap() + s.kinetic(&p);
+        assert!(e < 1e-3 * e0, "{e} of {e0} left");
+        assert!(pad("linear").with_damping(-1.0).is_err());
+    }
+
+    #[test]
     fn an_inverted_element_is_one_clear_error() {
         let p = pad("neo-hookean");
         let mut x = p.mesh.rest.clone();
@@ -282,11 +486,13 @@ mod tests {
             let p = pad(kind);
             let mut s = State::rest(&p);
             s.x = deformed(&p);
-            let zero = vec![[0.0; 2]; s.x.len()];
+            let mut forces = vec![[0.0; 2]; s.x.len()];
+            let mut elastic = forces.clone();
             let e0 = p.elastic(&s.x, None).unwrap();
             let mut worst: f64 = 0.0;
             for _ in 0..4000 {
-                step(&p, &mut s, 2e-3, &zero, false).unwrap();
+                forces.iter_mut().for_each(|f| *f = [0.0; 2]);
+                step(&p, &mut s, 2e-3, &mut forces, false, &mut elastic).unwrap();
                 let e = p.elastic(&s.x, None).unwrap() + s.kinetic(&p);
                 worst = worst.max((e - e0).abs() / e0);
             }

@@ -17,14 +17,13 @@ pub struct Recording {
 /// The most steps one run takes.
 pub const MAX_STEPS: usize = 10_000_000;
 
-/// Runs the pad from rest with the indenter at `path[t]` during step t (its velocity by finite differences of the
-/// path), gravity off, time step `dt`. The stepping is explicit, so the friction's smoothing must resolve the time
-/// step: its damping μ f_n/ε on a node of mass m needs dt < 2m ε/(μ f_n), or the tangential force chatters (and
-/// a symmetric press turns asymmetric).
-pub fn simulate(pad: &Pad, indenter: &Indenter, path: &[[f64; 2]], dt: f64) -> Result<Recording> {
-    if !(dt.is_finite() && dt > 0.0) {
+/// Checks a run's time step and path: dt > 0 with the damping's factor 1 − α dt positive, 1 to [`MAX_STEPS`]
+/// finite centres.
+pub fn check_run(pad: &Pad, path: &[[f64; 2]], dt: f64) -> Result<()> {
+    if !(dt.is_finite() && dt > 0.0 && pad.damping * dt < 1.0) {
         return Err(Error::invalid(format!(
-            "the time step must be > 0, not {dt}"
+            "the time step must be > 0 and below 1/damping, not {dt} (damping {})",
+            pad.damping
         )));
     }
     if path.is_empty() || path.len() > MAX_STEPS || path.iter().flatten().any(|v| !v.is_finite()) {
@@ -33,33 +32,103 @@ pub fn simulate(pad: &Pad, indenter: &Indenter, path: &[[f64; 2]], dt: f64) -> R
             path.len()
         )));
     }
+    Ok(())
+}
+
+/// The indenter's velocity during step t: the backward difference of the path (zero at the first step).
+pub fn indenter_velocity(path: &[[f64; 2]], t: usize, dt: f64) -> [f64; 2] {
+    if t == 0 {
+        return [0.0; 2];
+    }
+    let (c, prev) = (path[t], path[t - 1]);
+    [(c[0] - prev[0]) / dt, (c[1] - prev[1]) / dt]
+}
+
+/// The forward step of a run, with its buffers: contact forces at the state, then one [`step`] with the base
+/// clamped.
+pub struct Stepper<'a> {
+    pub pad: &'a Pad,
+    pub indenter: &'a Indenter,
+    pub dt: f64,
+    forces: Vec<[f64; 2]>,
+    elastic: Vec<[f64; 2]>,
+}
+
+impl<'a> Stepper<'a> {
+    pub fn new(pad: &'a Pad, indenter: &'a Indenter, dt: f64) -> Self {
+        let n = pad.mesh.rest.len();
+        Stepper {
+            pad,
+            indenter,
+            dt,
+            forces: vec![[0.0; 2]; n],
+            elastic: vec![[0.0; 2]; n],
+        }
+    }
+
+    /// Advances `s` by one step with the indenter at `c` moving at `vc`; returns the force on the indenter.
+    pub fn advance(&mut self, s: &mut State, c: [f64; 2], vc: [f64; 2]) -> Result<[f64; 2]> {
+        self.forces.iter_mut().for_each(|f| *f = [0.0; 2]);
+        let force = self.indenter.forces(&s.x, &s.v, c, vc, &mut self.forces);
+        step(
+            self.pad,
+            s,
+            self.dt,
+            &mut self.forces,
+            true,
+            &mut self.elastic,
+        )?;
+        Ok(force)
+    }
+}
+
+/// Runs the pad from rest with the indenter at `path[t]` during step t, calling `visit(t, state after the step,
+/// force on the indenter)`.
+pub fn run(
+    pad: &Pad,
+    indenter: &Indenter,
+    path: &[[f64; 2]],
+    dt: f64,
+    mut visit: impl FnMut(usize, &State, [f64; 2]),
+) -> Result<()> {
+    check_run(pad, path, dt)?;
     let mut s = State::rest(pad);
-    let n = s.x.len();
+    let mut stepper = Stepper::new(pad, indenter, dt);
+    for (t, &c) in path.iter().enumerate() {
+        let force = stepper.advance(&mut s, c, indenter_velocity(path, t, dt))?;
+        visit(t, &s, force);
+    }
+    Ok(())
+}
+
+/// The markers' displacements at state `s`.
+pub fn markers(pad: &Pad, s: &State) -> Vec<[f64; 2]> {
+    pad.mesh
+        .surface
+        .iter()
+        .map(|&i| {
+            [
+                s.x[i][0] - pad.mesh.rest[i][0],
+                s.x[i][1] - pad.mesh.rest[i][1],
+            ]
+        })
+        .collect()
+}
+
+/// Runs the pad from rest with the indenter at `path[t]` during step t (its velocity by backward differences of
+/// the path), gravity off, time step `dt`, and records the reading. The stepping is explicit, so the friction's
+/// smoothing must resolve the time step: its damping μ f_n/ε on a node of mass m needs dt < 2m ε/(μ f_n), or the
+/// tangential force chatters (and a symmetric press turns asymmetric).
+pub fn simulate(pad: &Pad, indenter: &Indenter, path: &[[f64; 2]], dt: f64) -> Result<Recording> {
+    check_run(pad, path, dt)?;
     let mut rec = Recording {
         markers: Vec::with_capacity(path.len()),
         force: Vec::with_capacity(path.len()),
     };
-    let mut external = vec![[0.0; 2]; n];
-    for (t, &c) in path.iter().enumerate() {
-        let prev = if t == 0 { c } else { path[t - 1] };
-        let vc = [(c[0] - prev[0]) / dt, (c[1] - prev[1]) / dt];
-        external.iter_mut().for_each(|f| *f = [0.0; 2]);
-        let force = indenter.forces(&s.x, &s.v, c, vc, &mut external);
-        step(pad, &mut s, dt, &external, true)?;
+    run(pad, indenter, path, dt, |_, s, force| {
         rec.force.push(force);
-        rec.markers.push(
-            pad.mesh
-                .surface
-                .iter()
-                .map(|&i| {
-                    [
-                        s.x[i][0] - pad.mesh.rest[i][0],
-                        s.x[i][1] - pad.mesh.rest[i][1],
-                    ]
-                })
-                .collect(),
-        );
-    }
+        rec.markers.push(markers(pad, s));
+    })?;
     Ok(rec)
 }
 
