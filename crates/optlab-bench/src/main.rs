@@ -21,6 +21,7 @@ mod online;
 mod optim;
 mod pde;
 mod rl;
+mod sim;
 mod solvers;
 mod train;
 
@@ -76,6 +77,8 @@ enum Bench {
     Linsolve(linsolve::LinsolveBenchArgs),
     /// P22's Deep Ritz step against PyTorch (autograd with create_graph for ∇u) and the spectral solver's iteration.
     Pde(pde::PdeBenchArgs),
+    /// The tactile core of P20: simulation steps per second, forward and with the reverse pass.
+    Sim(sim::SimBenchArgs),
     /// Local Lipschitz bounds (P02) against auto_LiRPA's Jacobian bounds, LipSDP (P14) against cvxpy + Clarabel.
     Lipschitz(lipschitz::LipschitzBenchArgs),
 }
@@ -99,6 +102,7 @@ fn main() {
         Bench::Diffusion(d) => diffusion::run(d),
         Bench::Linsolve(l) => linsolve::run(l),
         Bench::Pde(p) => pde::run(p),
+        Bench::Sim(s) => sim::run(s),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

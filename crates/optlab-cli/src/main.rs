@@ -32,6 +32,7 @@ mod rl_run;
 mod run_args;
 mod scaling_cmd;
 mod schedule_cmd;
+mod sim_cmd;
 mod train_cmd;
 mod variational_cmd;
 
@@ -115,6 +116,9 @@ enum Cmd {
     /// Holomorphic equilibrium propagation with Jacobian homeostasis (P31): EP gradient estimates against the
     /// exact gradient, and training on the digits.
     Ep(ep_cmd::EpArgs),
+    /// A differentiable tactile sensor (P20): system identification and trajectory optimisation by gradients
+    /// through the simulator against CMA-ES, and the Hertz check of its contact.
+    Sim(sim_cmd::SimArgs),
     /// Counterfactual explanations that stay valid when the model changes (P07): the elastic-net base search and
     /// T-Rex on a run trained on an embedded table.
     Explain(explain_cmd::ExplainArgs),
@@ -182,6 +186,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Distill(a) => distill_cmd::run(a),
         Cmd::Linsolve(a) => linsolve_cmd::run(a),
         Cmd::Ep(a) => ep_cmd::run(a),
+        Cmd::Sim(a) => sim_cmd::run(a),
         Cmd::Explain(a) => explain_cmd::run(a),
         Cmd::ConvexRelu(a) => convex_relu_cmd::run(a),
         Cmd::Dag(a) => dag_cmd::run(a),

@@ -44,7 +44,10 @@ fn the_reverse_mode_gradient_equals_central_finite_differences() {
     for kind in ["linear", "neo-hookean"] {
         let (e, nu, alpha, k, mu) = (1.0, 0.3, 3.0, 60.0, 0.4);
         let p0 = pad(kind, e, nu, alpha);
-        let ind0 = Indenter::new(0.3, k, mu, 0.5).unwrap();
+        let ind0 = Indenter::new(0.3, k, mu, 0.5)
+            .unwrap()
+            .with_dissipation(5.0)
+            .unwrap();
         let target = simulate(&p0, &ind0, &press_and_slide(0.07, 0.08), DT).unwrap();
         let obj = ReadingMatch::new(target, 1.0, 0.3);
         // Away from the target's parameters, so every partial derivative is non-trivial.
@@ -53,7 +56,10 @@ fn the_reverse_mode_gradient_equals_central_finite_differences() {
         let j_at = |e: f64, nu: f64, alpha: f64, k: f64, mu: f64, path: &[[f64; 2]]| {
             value(
                 &pad(kind, e, nu, alpha),
-                &Indenter::new(0.3, k, mu, 0.5).unwrap(),
+                &Indenter::new(0.3, k, mu, 0.5)
+                    .unwrap()
+                    .with_dissipation(5.0)
+                    .unwrap(),
                 path,
                 DT,
                 &obj,
@@ -62,7 +68,10 @@ fn the_reverse_mode_gradient_equals_central_finite_differences() {
         };
         let (j, g) = value_and_gradient(
             &pad(kind, e, nu, alpha),
-            &Indenter::new(0.3, k, mu, 0.5).unwrap(),
+            &Indenter::new(0.3, k, mu, 0.5)
+                .unwrap()
+                .with_dissipation(5.0)
+                .unwrap(),
             &path,
             DT,
             &obj,
@@ -112,10 +121,35 @@ fn the_reverse_mode_gradient_equals_central_finite_differences() {
                 nonzero += usize::from(g.path[t][q] != 0.0);
             }
         }
+        // The centres in contact matter (the pad loses touch between some of them).
         assert!(
-            nonzero >= 10,
-            "{kind}: most controls matter ({nonzero} of 14)"
+            nonzero >= 8,
+            "{kind}: the controls in contact matter ({nonzero} of 14)"
         );
         assert!(g.friction != 0.0 && g.stiffness != 0.0);
     }
+}
+
+#[test]
+fn the_force_indentation_curve_follows_hertz_line_contact() {
+    use optlab::sim::statics::{hertz_curve, HertzSetup};
+    // A coarser mesh than the experiment's (spacing 0.02 instead of 0.01), so looser tolerances.
+    let setup = HertzSetup {
+        spacing: 0.02,
+        depths: vec![0.006, 0.01],
+        ..HertzSetup::default()
+    };
+    let curve = hertz_curve(&setup).unwrap();
+    for p in &curve {
+        let rel = |a: f64, b: f64| (a - b).abs() / b;
+        assert!(rel(p.delta, p.delta_hertz) < 0.02, "{p:?}");
+        assert!(rel(p.half_width, p.half_width_hertz) < 0.06, "{p:?}");
+    }
+    // The load grows faster than linearly in the indentation only through the logarithm: P/δ rises.
+    assert!(curve[1].force / curve[1].delta > curve[0].force / curve[0].delta);
+    assert!(hertz_curve(&HertzSetup {
+        depths: vec![0.6],
+        ..HertzSetup::default()
+    })
+    .is_err());
 }

@@ -34,4 +34,5 @@ mod reliability;
 mod rl;
 mod scaling;
 mod schedule;
+mod sim;
 mod train;

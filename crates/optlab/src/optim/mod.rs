@@ -106,6 +106,7 @@ pub mod chain;
 pub mod clip;
 pub mod csmd;
 pub mod diffgrad;
+pub mod flat;
 pub mod groups;
 pub mod hyper;
 pub mod kernel;

@@ -1,7 +1,9 @@
 //! Penalty contact between the pad and a rigid circular indenter (P20's contact model in 2-D): a node inside the
-//! indenter (gap g = |x − c| − R < 0) feels the normal force k (−g) n, n = (x − c)/|x − c|, the gradient of the
-//! penalty energy ½ k g²; and a smoothed Coulomb friction −μ |f_n| tanh(v_t/ε) t against its tangential velocity
-//! relative to the indenter, which tends to Coulomb's law as ε → 0 and stays differentiable.
+//! indenter (gap g = |x − c| − R < 0, penetration δ = −g) feels the normal force f_n n, n = (x − c)/|x − c|, with
+//! f_n = k δ max(0, 1 + h δ̇) — without dissipation (h = 0) the gradient of the penalty energy ½ k g², with it
+//! the Hunt–Crossley law, whose damping vanishes with the penetration so the force stays continuous at touch and
+//! a node does not bounce off the indenter; and a smoothed Coulomb friction −μ f_n tanh(v_t/ε) t against its
+//! tangential velocity relative to the indenter, which tends to Coulomb's law as ε → 0 and stays differentiable.
 
 use crate::{Error, Result};
 
@@ -15,6 +17,8 @@ pub struct Indenter {
     pub friction: f64,
     /// Velocity scale ε of the smoothed friction.
     pub smoothing: f64,
+    /// Hunt–Crossley dissipation h ≥ 0 (time per length).
+    pub dissipation: f64,
 }
 
 impl Indenter {
@@ -36,7 +40,19 @@ impl Indenter {
             stiffness,
             friction,
             smoothing,
+            dissipation: 0.0,
         })
+    }
+
+    /// The indenter with Hunt–Crossley dissipation h ≥ 0.
+    pub fn with_dissipation(mut self, h: f64) -> Result<Self> {
+        if !(h.is_finite() && h >= 0.0) {
+            return Err(Error::invalid(format!(
+                "indenter: the contact's dissipation must be >= 0, not {h}"
+            )));
+        }
+        self.dissipation = h;
+        Ok(self)
     }
 
     /// The penalty energy Σ ½ k g² over the nodes inside the indenter centred at `c`.
@@ -68,7 +84,9 @@ impl Indenter {
         }
         let n = [d[0] / r, d[1] / r];
         let t = [-n[1], n[0]];
-        let fnorm = self.stiffness * -g;
+        // δ̇ = −w·n.
+        let fnorm =
+            self.stiffness * -g * (1.0 - self.dissipation * (w[0] * n[0] + w[1] * n[1])).max(0.0);
         let vt = w[0] * t[0] + w[1] * t[1];
         let ft = -self.friction * fnorm * (vt / self.smoothing).tanh();
         Some([fnorm * n[0] + ft * t[0], fnorm * n[1] + ft * t[1]])
@@ -89,7 +107,9 @@ impl Indenter {
         }
         let n = [d[0] / r, d[1] / r];
         let t = [-n[1], n[0]];
-        let fnorm = self.stiffness * -g;
+        let wn = w[0] * n[0] + w[1] * n[1];
+        let damp = (1.0 - self.dissipation * wn).max(0.0);
+        let fnorm = self.stiffness * -g * damp;
         let vt = w[0] * t[0] + w[1] * t[1];
         let s = (vt / self.smoothing).tanh();
         let ft = -self.friction * fnorm * s;
@@ -101,15 +121,22 @@ impl Indenter {
         let fn_bar = a[0] * n[0] + a[1] * n[1] - self.friction * s * ft_bar;
         let d_mu = -fnorm * s * ft_bar;
         let vt_bar = -self.friction * fnorm * ft_bar * (1.0 - s * s) / self.smoothing;
-        let w_bar = [vt_bar * t[0], vt_bar * t[1]];
+        let mut w_bar = [vt_bar * t[0], vt_bar * t[1]];
         t_bar[0] += vt_bar * w[0];
         t_bar[1] += vt_bar * w[1];
         // t = (−n₁, n₀).
         n_bar[0] += t_bar[1];
         n_bar[1] -= t_bar[0];
-        // f_n = −k g, g = r − R, n = d/r.
-        let d_k = -g * fn_bar;
-        let r_bar = -self.stiffness * fn_bar;
+        // f_n = k δ max(0, 1 − h w·n), δ = −g = R − r, n = d/r.
+        let d_k = -g * damp * fn_bar;
+        let r_bar = -self.stiffness * damp * fn_bar;
+        if damp > 0.0 {
+            let wn_bar = -self.dissipation * self.stiffness * -g * fn_bar;
+            for q in 0..2 {
+                w_bar[q] += wn_bar * n[q];
+                n_bar[q] += wn_bar * w[q];
+            }
+        }
         let nn = n_bar[0] * n[0] + n_bar[1] * n[1];
         let d_bar = [
             (n_bar[0] - nn * n[0]) / r + r_bar * n[0],
@@ -192,40 +219,56 @@ mod tests {
 
     #[test]
     fn the_reverse_of_a_node_force_matches_finite_differences() {
-        let ind = Indenter::new(0.5, 40.0, 0.6, 0.3).unwrap();
-        let a = [0.8, -1.3];
-        let d0 = [0.12, -0.41];
-        let w0 = [0.2, 0.05];
-        let f = |ind: &Indenter, d: [f64; 2], w: [f64; 2]| {
-            let f = ind.node_force(d, w).unwrap();
-            a[0] * f[0] + a[1] * f[1]
-        };
-        let (d_bar, w_bar, dp) = ind.node_vjp(d0, w0, a);
-        let h = 1e-7;
-        let close = |fd: f64, an: f64| (fd - an).abs() < 1e-6 * (1.0 + fd.abs());
-        for k in 0..2 {
-            let (mut dp_, mut dm) = (d0, d0);
-            dp_[k] += h;
-            dm[k] -= h;
-            let fd = (f(&ind, dp_, w0) - f(&ind, dm, w0)) / (2.0 * h);
-            assert!(close(fd, d_bar[k]), "d{k}: {fd} vs {}", d_bar[k]);
-            let (mut wp, mut wm) = (w0, w0);
-            wp[k] += h;
-            wm[k] -= h;
-            let fd = (f(&ind, d0, wp) - f(&ind, d0, wm)) / (2.0 * h);
-            assert!(close(fd, w_bar[k]), "w{k}: {fd} vs {}", w_bar[k]);
+        for diss in [0.0, 2.5] {
+            let ind = Indenter::new(0.5, 40.0, 0.6, 0.3)
+                .unwrap()
+                .with_dissipation(diss)
+                .unwrap();
+            let a = [0.8, -1.3];
+            let d0 = [0.12, -0.41];
+            let w0 = [0.2, 0.05];
+            let f = |ind: &Indenter, d: [f64; 2], w: [f64; 2]| {
+                let f = ind.node_force(d, w).unwrap();
+                a[0] * f[0] + a[1] * f[1]
+            };
+            let (d_bar, w_bar, dp) = ind.node_vjp(d0, w0, a);
+            let h = 1e-7;
+            let close = |fd: f64, an: f64| (fd - an).abs() < 1e-6 * (1.0 + fd.abs());
+            for k in 0..2 {
+                let (mut dp_, mut dm) = (d0, d0);
+                dp_[k] += h;
+                dm[k] -= h;
+                let fd = (f(&ind, dp_, w0) - f(&ind, dm, w0)) / (2.0 * h);
+                assert!(close(fd, d_bar[k]), "d{k}: {fd} vs {}", d_bar[k]);
+                let (mut wp, mut wm) = (w0, w0);
+                wp[k] += h;
+                wm[k] -= h;
+                let fd = (f(&ind, d0, wp) - f(&ind, d0, wm)) / (2.0 * h);
+                assert!(close(fd, w_bar[k]), "w{k}: {fd} vs {}", w_bar[k]);
+            }
+            let with = |k: f64, mu: f64| {
+                Indenter::new(0.5, k, mu, 0.3)
+                    .unwrap()
+                    .with_dissipation(diss)
+                    .unwrap()
+            };
+            let fd_k =
+                (f(&with(40.0 + h, 0.6), d0, w0) - f(&with(40.0 - h, 0.6), d0, w0)) / (2.0 * h);
+            let fd_mu =
+                (f(&with(40.0, 0.6 + h), d0, w0) - f(&with(40.0, 0.6 - h), d0, w0)) / (2.0 * h);
+            assert!(
+                close(fd_k, dp[0]) && close(fd_mu, dp[1]),
+                "{fd_k} {fd_mu} vs {dp:?}"
+            );
+            assert_eq!(
+                ind.node_vjp([0.0, 0.6], w0, a),
+                ([0.0; 2], [0.0; 2], [0.0; 2])
+            );
         }
-        let with = |k: f64, mu: f64| Indenter::new(0.5, k, mu, 0.3).unwrap();
-        let fd_k = (f(&with(40.0 + h, 0.6), d0, w0) - f(&with(40.0 - h, 0.6), d0, w0)) / (2.0 * h);
-        let fd_mu = (f(&with(40.0, 0.6 + h), d0, w0) - f(&with(40.0, 0.6 - h), d0, w0)) / (2.0 * h);
-        assert!(
-            close(fd_k, dp[0]) && close(fd_mu, dp[1]),
-            "{fd_k} {fd_mu} vs {dp:?}"
-        );
-        assert_eq!(
-            ind.node_vjp([0.0, 0.6], w0, a),
-            ([0.0; 2], [0.0; 2], [0.0; 2])
-        );
+        assert!(Indenter::new(0.5, 40.0, 0.6, 0.3)
+            .unwrap()
+            .with_dissipation(-1.0)
+            .is_err());
     }
 
     #[test]

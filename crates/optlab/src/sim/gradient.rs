@@ -204,18 +204,20 @@ pub fn value_and_gradient(
     let keep = 1.0 - pad.damping * dt;
     let mut base = vec![false; n];
     pad.mesh.base.iter().for_each(|&i| base[i] = true);
-    let mut segment: Vec<State> = Vec::with_capacity(every + 1);
+    // The segment's states, allocated once and overwritten per segment.
+    let mut segment: Vec<State> = vec![State::rest(pad); (every + 1).min(steps + 1)];
     let mut forces: Vec<[f64; 2]> = Vec::with_capacity(every);
     for (k, start) in checkpoints.into_iter().enumerate().rev() {
         let t0 = k * every;
         let t1 = (t0 + every).min(steps);
-        segment.clear();
         forces.clear();
-        segment.push(start);
+        segment[0] = start;
         for t in t0..t1 {
-            let mut next = segment[t - t0].clone();
-            forces.push(stepper.advance(&mut next, path[t], indenter_velocity(path, t, dt))?);
-            segment.push(next);
+            let (done, rest) = segment.split_at_mut(t - t0 + 1);
+            let next = &mut rest[0];
+            next.x.copy_from_slice(&done[t - t0].x);
+            next.v.copy_from_slice(&done[t - t0].v);
+            forces.push(stepper.advance(next, path[t], indenter_velocity(path, t, dt))?);
         }
         for t in (t0..t1).rev() {
             let (before, after) = (&segment[t - t0], &segment[t - t0 + 1]);

@@ -46,11 +46,35 @@ impl Mesh {
                 "the pad needs 1 to {MAX_NODES} nodes' worth of cells, not {nx} x {ny}"
             )));
         }
+        let xs: Vec<f64> = (0..=nx).map(|i| width * i as f64 / nx as f64).collect();
+        let ys: Vec<f64> = (0..=ny).map(|j| height * j as f64 / ny as f64).collect();
+        Self::grid(&xs, &ys)
+    }
+
+    /// The tensor-product mesh on increasing coordinates `xs × ys` (cells cut as in [`Mesh::rectangle`]): a
+    /// graded mesh puts its nodes where the contact is.
+    pub fn grid(xs: &[f64], ys: &[f64]) -> Result<Self> {
+        let increasing = |v: &[f64]| {
+            v.len() >= 2 && v.windows(2).all(|w| w[0] < w[1]) && v.iter().all(|c| c.is_finite())
+        };
+        if !(increasing(xs) && increasing(ys)) {
+            return Err(Error::invalid(
+                "a grid mesh needs at least two strictly increasing, finite coordinates each way",
+            ));
+        }
+        let (nx, ny) = (xs.len() - 1, ys.len() - 1);
+        if xs.len().saturating_mul(ys.len()) > MAX_NODES {
+            return Err(Error::invalid(format!(
+                "the pad needs at most {MAX_NODES} nodes, not {} x {}",
+                xs.len(),
+                ys.len()
+            )));
+        }
         let id = |i: usize, j: usize| j * (nx + 1) + i;
         let mut rest = Vec::with_capacity((nx + 1) * (ny + 1));
-        for j in 0..=ny {
-            for i in 0..=nx {
-                rest.push([width * i as f64 / nx as f64, height * j as f64 / ny as f64]);
+        for &y in ys {
+            for &x in xs {
+                rest.push([x, y]);
             }
         }
         let mut tris = Vec::with_capacity(2 * nx * ny);
@@ -136,6 +160,11 @@ mod tests {
         assert_eq!(m.surface.len(), 5);
         assert!(m.surface.iter().all(|&v| m.rest[v][1] == 1.0));
         assert!(m.base.iter().all(|&v| m.rest[v][1] == 0.0));
+        let g = Mesh::grid(&[0.0, 0.1, 0.5], &[-1.0, 0.0]).unwrap();
+        assert_eq!((g.rest.len(), g.tris.len(), g.surface.len()), (6, 4, 3));
+        assert!((g.area.iter().sum::<f64>() - 0.5).abs() < 1e-15);
+        assert!(Mesh::grid(&[0.0, 0.0], &[0.0, 1.0]).is_err());
+        assert!(Mesh::grid(&[0.0], &[0.0, 1.0]).is_err());
         assert!((m.lumped_masses(3.0).iter().sum::<f64>() - 6.0).abs() < 1e-13);
     }
 

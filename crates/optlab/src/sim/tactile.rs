@@ -121,6 +121,11 @@ pub fn markers(pad: &Pad, s: &State) -> Vec<[f64; 2]> {
 /// tangential force chatters (and a symmetric press turns asymmetric).
 pub fn simulate(pad: &Pad, indenter: &Indenter, path: &[[f64; 2]], dt: f64) -> Result<Recording> {
     check_run(pad, path, dt)?;
+    crate::memory::check(
+        "the tactile recording",
+        path.len() as f64 * (pad.mesh.surface.len() + 2) as f64 * 16.0,
+        "record fewer steps or markers",
+    )?;
     let mut rec = Recording {
         markers: Vec::with_capacity(path.len()),
         force: Vec::with_capacity(path.len()),
