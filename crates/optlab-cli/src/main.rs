@@ -33,6 +33,7 @@ mod run_args;
 mod scaling_cmd;
 mod schedule_cmd;
 mod sim_cmd;
+mod summary;
 mod train_cmd;
 mod variational_cmd;
 

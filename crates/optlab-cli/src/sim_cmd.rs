@@ -4,7 +4,8 @@
 
 use crate::plot::{line_chart, Series};
 use crate::progress::bar;
-use anyhow::{bail, Context, Result};
+use crate::summary::report;
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use optlab::sim::fem::Law;
 use optlab::sim::fem::Pad;
@@ -13,9 +14,7 @@ use optlab::sim::statics::{hertz_curve, HertzSetup};
 use optlab::sim::tasks::{
     identify, knot_path, optimize, Comparison, Identify, Optimize, Scene, Search,
 };
-use optlab::tensor_io::write_atomic;
-use optlab::train::run_dir::RunDirLock;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -243,28 +242,13 @@ fn convergence_chart(out: &Path, title: &str, r: &Comparison) -> Result<()> {
     )
 }
 
-/// Writes summary.json (and the plots, by `plots`) into `out` when given; prints the summary or `line`.
-fn report(
-    c: &CommonArgs,
-    summary: Value,
-    line: String,
-    plots: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
-    if let Some(out) = &c.out {
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-        let _lock = RunDirLock::acquire(out)?;
-        write_atomic(
-            &out.join("summary.json"),
-            format!("{summary:#}\n").as_bytes(),
-        )?;
-        plots(out)?;
-    }
-    if c.json {
-        println!("{summary}");
-    } else {
-        println!("{line}");
-    }
-    Ok(())
+/// The lowest loss gradient descent reached (its iterates need not improve monotonically; CMA-ES reports its
+/// best point).
+fn best_loss(r: &Comparison) -> f64 {
+    r.gradient
+        .iter()
+        .map(|p| p.loss)
+        .fold(f64::INFINITY, f64::min)
 }
 
 fn final_params(r: &Comparison) -> (Vec<f64>, Vec<f64>) {
@@ -304,21 +288,25 @@ fn identify_cmd(a: IdentifyArgs) -> Result<()> {
         "experiment": "identify", "material": a.common.material, "truth": r.truth, "start": r.start, "noise": a.noise,
         "iterations": cfg.search.iterations, "optimizer": cfg.search.optimizer, "schedule": cfg.search.schedule,
         "sigma": cfg.search.sigma, "seed": cfg.search.seed, "dt": s.dt, "steps": s.steps,
-        "gradient": {"young": gd[0], "friction": gd[1], "relative_error": rel(&gd), "loss": gd_loss,
+        "gradient": {"young": gd[0], "friction": gd[1], "relative_error": rel(&gd), "loss": gd_loss, "best_loss": best_loss(&r),
                      "simulations": r.gradient.last().map_or(0, |p| p.simulations)},
         "cma_es": {"young": cma[0], "friction": cma[1], "relative_error": rel(&cma), "loss": cma_loss,
                    "simulations": r.cma.last().map_or(0, |p| p.simulations)},
         "seconds": seconds, "history": {"gradient": r.gradient, "cma_es": r.cma},
     });
     let line = format!(
-        "identify (truth E = {}, mu = {}; start {}, {}): gradient descent E = {:.4}, mu = {:.4} (loss {:.3e}); \
-         CMA-ES E = {:.4}, mu = {:.4} (loss {:.3e}); {} simulations each, {:.1} s",
-        r.truth[0], r.truth[1], r.start[0], r.start[1], gd[0], gd[1], gd_loss, cma[0], cma[1], cma_loss,
+        "identify (truth E = {}, mu = {}; start {}, {}): gradient descent E = {:.4}, mu = {:.4} (loss {:.3e}, best {:.3e}); \
+         CMA-ES E = {:.4}, mu = {:.4} (best loss {:.3e}); {} simulations each, {:.1} s",
+        r.truth[0], r.truth[1], r.start[0], r.start[1], gd[0], gd[1], gd_loss, best_loss(&r), cma[0], cma[1], cma_loss,
         cfg.search.iterations * optlab::sim::tasks::GRADIENT_COST, seconds
     );
-    report(&a.common, summary, line, |out| {
-        convergence_chart(out, "system identification: reading mismatch", &r)
-    })
+    report(
+        a.common.out.as_deref(),
+        a.common.json,
+        &summary,
+        &line,
+        |out| convergence_chart(out, "system identification: reading mismatch", &r),
+    )
 }
 
 fn optimize_cmd(a: OptimizeArgs) -> Result<()> {
@@ -352,42 +340,48 @@ fn optimize_cmd(a: OptimizeArgs) -> Result<()> {
         "iterations": cfg.search.iterations, "optimizer": cfg.search.optimizer, "schedule": cfg.search.schedule,
         "sigma": cfg.search.sigma, "seed": cfg.search.seed, "dt": s.dt, "steps": s.steps,
         "start_loss": r.gradient.first().map(|p| p.loss),
-        "gradient": {"knots": gd, "loss": gd_loss, "knot_rms_error": knot_error(&gd)},
+        "gradient": {"knots": gd, "loss": gd_loss, "best_loss": best_loss(&r), "knot_rms_error": knot_error(&gd)},
         "cma_es": {"knots": cma, "loss": cma_loss, "knot_rms_error": knot_error(&cma)},
         "seconds": seconds, "history": {"gradient": r.gradient, "cma_es": r.cma},
     });
     let line = format!(
-        "optimize ({} knots, target press {} slide {}): start loss {:.3e}; gradient descent {:.3e} (knot RMS error {:.4}); \
-         CMA-ES {:.3e} ({:.4}); {} simulations each, {:.1} s",
+        "optimize ({} knots, target press {} slide {}): start loss {:.3e}; gradient descent {:.3e} (best {:.3e}; knot RMS error {:.4}); \
+         CMA-ES best {:.3e} ({:.4}); {} simulations each, {:.1} s",
         cfg.knots, cfg.target[0], cfg.target[1], r.gradient.first().map_or(f64::NAN, |p| p.loss), gd_loss,
-        knot_error(&gd), cma_loss, knot_error(&cma), cfg.search.iterations * optlab::sim::tasks::GRADIENT_COST, seconds
+        best_loss(&r), knot_error(&gd), cma_loss, knot_error(&cma), cfg.search.iterations * optlab::sim::tasks::GRADIENT_COST, seconds
     );
-    report(&a.common, summary, line, |out| {
-        convergence_chart(out, "trajectory optimisation: reading mismatch", &r)?;
-        let path = |name: &str, k: &[f64]| Series {
-            name: name.into(),
-            points: knot_path(
-                &k.chunks(2).map(|c| [c[0], c[1]]).collect::<Vec<_>>(),
-                s.steps,
+    report(
+        a.common.out.as_deref(),
+        a.common.json,
+        &summary,
+        &line,
+        |out| {
+            convergence_chart(out, "trajectory optimisation: reading mismatch", &r)?;
+            let path = |name: &str, k: &[f64]| Series {
+                name: name.into(),
+                points: knot_path(
+                    &k.chunks(2).map(|c| [c[0], c[1]]).collect::<Vec<_>>(),
+                    s.steps,
+                )
+                .iter()
+                .map(|p| (p[0], p[1]))
+                .collect(),
+            };
+            line_chart(
+                &out.join("paths.png"),
+                "the indenter's path (centre)",
+                "x",
+                "y",
+                &[
+                    path("target", &r.truth),
+                    path("start", &r.start),
+                    path("gradient descent", &gd),
+                    path("CMA-ES", &cma),
+                ],
+                false,
             )
-            .iter()
-            .map(|p| (p[0], p[1]))
-            .collect(),
-        };
-        line_chart(
-            &out.join("paths.png"),
-            "the indenter's path (centre)",
-            "x",
-            "y",
-            &[
-                path("target", &r.truth),
-                path("start", &r.start),
-                path("gradient descent", &gd),
-                path("CMA-ES", &cma),
-            ],
-            false,
-        )
-    })
+        },
+    )
 }
 
 fn hertz_cmd(a: HertzArgs) -> Result<()> {
@@ -419,13 +413,14 @@ fn hertz_cmd(a: HertzArgs) -> Result<()> {
         "reference": curve.first().map(|p| p.reference), "points": curve,
         "max_relative_error": {"indentation": delta_error, "half_width": width_error}, "seconds": seconds,
     });
-    if let Some(out) = &a.out {
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-        let _lock = RunDirLock::acquire(out)?;
-        write_atomic(
-            &out.join("summary.json"),
-            format!("{summary:#}\n").as_bytes(),
-        )?;
+    let line = format!(
+        "Hertz check, {} depths: indentation within {:.2}% of Hertz's, contact half-width within {:.2}% ({:.1} s)",
+        curve.len(),
+        100.0 * delta_error,
+        100.0 * width_error,
+        seconds
+    );
+    report(a.out.as_deref(), a.json, &summary, &line, |out| {
         line_chart(
             &out.join("force_indentation.png"),
             "cylinder on an elastic body: load against indentation",
@@ -442,18 +437,6 @@ fn hertz_cmd(a: HertzArgs) -> Result<()> {
                 },
             ],
             false,
-        )?;
-    }
-    if a.json {
-        println!("{summary}");
-    } else {
-        println!(
-            "Hertz check, {} depths: indentation within {:.2}% of Hertz's, contact half-width within {:.2}% ({:.1} s)",
-            curve.len(),
-            100.0 * delta_error,
-            100.0 * width_error,
-            seconds
-        );
-    }
-    Ok(())
+        )
+    })
 }

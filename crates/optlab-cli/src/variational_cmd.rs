@@ -341,13 +341,19 @@ pub fn spectral(a: SpectralArgs) -> Result<()> {
         "iterations": a.iterations, "step_used": r.step, "rate": r.rate, "energy": last.energy, "l2_error": last.l2_error,
         "h1_error": last.h1_error, "rows": r.rows,
     });
-    if let Some(out) = &a.out {
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-        let _lock = RunDirLock::acquire(out)?;
-        write_atomic(
-            &out.join("summary.json"),
-            format!("{summary:#}\n").as_bytes(),
-        )?;
+    let line = format!(
+        "preconditioned GD, {}, d = {}, K = {}, step {:.4}: {} iterations, energy {:.10}, relative L2 error {:.3e}, H1 {:.3e}, energy gap rate {}",
+        a.lagrangian,
+        a.d,
+        a.modes,
+        r.step,
+        a.iterations,
+        last.energy,
+        last.l2_error,
+        last.h1_error,
+        r.rate.map_or("n/a (converged too fast to fit)".into(), |v| format!("{v:.4} per iteration"))
+    );
+    crate::summary::report(a.out.as_deref(), a.json, &summary, &line, |out| {
         let e_final = last.energy;
         line_chart(
             &out.join("energy.png"),
@@ -373,23 +379,6 @@ pub fn spectral(a: SpectralArgs) -> Result<()> {
                 },
             ],
             true,
-        )?;
-    }
-    if a.json {
-        println!("{summary}");
-    } else {
-        println!(
-            "preconditioned GD, {}, d = {}, K = {}, step {:.4}: {} iterations, energy {:.10}, relative L2 error {:.3e}, H1 {:.3e}, energy gap rate {}",
-            a.lagrangian,
-            a.d,
-            a.modes,
-            r.step,
-            a.iterations,
-            last.energy,
-            last.l2_error,
-            last.h1_error,
-            r.rate.map_or("n/a (converged too fast to fit)".into(), |v| format!("{v:.4} per iteration"))
-        );
-    }
-    Ok(())
+        )
+    })
 }

@@ -201,28 +201,15 @@ mod tests {
                 .map(|(i, v)| 1e6f64.powf(i as f64 / (n - 1.0)) * (v - 1.0).powi(2))
                 .sum::<f64>()
         };
-        let r = cma_es(
-            &ellipsoid,
-            &[0.0; 6],
-            &CmaConfig {
-                budget: 8000,
-                ..CmaConfig::default()
-            },
-        )
-        .unwrap();
+        let cfg = CmaConfig {
+            budget: 8000,
+            ..CmaConfig::default()
+        };
+        let r = cma_es(&ellipsoid, &[0.0; 6], &cfg).unwrap();
         assert!(r.f < 1e-10, "{}", r.f);
         assert!(r.evals <= 8000 && r.history.windows(2).all(|w| w[1].1 <= w[0].1));
         // Same seed, same run.
-        let again = cma_es(
-            &ellipsoid,
-            &[0.0; 6],
-            &CmaConfig {
-                budget: 8000,
-                ..CmaConfig::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(r, again);
+        assert_eq!(r, cma_es(&ellipsoid, &[0.0; 6], &cfg).unwrap());
         assert!(cma_es(&ellipsoid, &[], &CmaConfig::default()).is_err());
         assert!(cma_es(
             &ellipsoid,
