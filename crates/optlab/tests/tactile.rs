@@ -8,6 +8,9 @@ use optlab::sim::tactile::{ramp, simulate};
 
 const DT: f64 = 4e-3;
 
+/// J as a function of one parameter.
+type Loss<'a> = &'a dyn Fn(f64) -> f64;
+
 fn pad(kind: &str, e: f64, nu: f64, damping: f64) -> Pad {
     Pad::new(
         Mesh::rectangle(1.2, 0.4, 6, 2).unwrap(),
@@ -82,31 +85,16 @@ fn the_reverse_mode_gradient_equals_central_finite_differences() {
         assert!(j > 0.0);
         let c = |v: f64| 1e-6 * v.abs().max(1e-3);
         let d = |f: &dyn Fn(f64) -> f64, x: f64| (f(x + c(x)) - f(x - c(x))) / (2.0 * c(x));
-        close(
-            &format!("{kind} dJ/dE"),
-            d(&|v| j_at(v, nu, alpha, k, mu, &path), e),
-            g.young,
-        );
-        close(
-            &format!("{kind} dJ/dnu"),
-            d(&|v| j_at(e, v, alpha, k, mu, &path), nu),
-            g.poisson,
-        );
-        close(
-            &format!("{kind} dJ/dalpha"),
-            d(&|v| j_at(e, nu, v, k, mu, &path), alpha),
-            g.damping,
-        );
-        close(
-            &format!("{kind} dJ/dk"),
-            d(&|v| j_at(e, nu, alpha, v, mu, &path), k),
-            g.stiffness,
-        );
-        close(
-            &format!("{kind} dJ/dmu"),
-            d(&|v| j_at(e, nu, alpha, k, v, &path), mu),
-            g.friction,
-        );
+        let params: [(&str, Loss, f64, f64); 5] = [
+            ("E", &|v| j_at(v, nu, alpha, k, mu, &path), e, g.young),
+            ("nu", &|v| j_at(e, v, alpha, k, mu, &path), nu, g.poisson),
+            ("alpha", &|v| j_at(e, nu, v, k, mu, &path), alpha, g.damping),
+            ("k", &|v| j_at(e, nu, alpha, v, mu, &path), k, g.stiffness),
+            ("mu", &|v| j_at(e, nu, alpha, k, v, &path), mu, g.friction),
+        ];
+        for (name, f, at, reverse) in params {
+            close(&format!("{kind} dJ/d{name}"), d(f, at), reverse);
+        }
         // Controls: centres while pressing, holding and sliding, both coordinates.
         let mut nonzero = 0;
         for t in [6, 12, 24, 27, 31, 45, 59] {

@@ -196,7 +196,7 @@ impl RowKernel<1> for Softmax {
     fn run<T: Float + Send + Sync + Default>(&self, [x]: [&[T]; 1], n: usize) -> Vec<T> {
         map_rows(n, [x], |[x], o| {
             if let (Some(x), Some(o)) = (as_f32(x), as_f32_mut(o)) {
-                return softmax_f32(x, o);
+                return simd(|| softmax_loop(x, o));
             }
             let m = x.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
             let mut s = T::zero();
@@ -211,25 +211,7 @@ impl RowKernel<1> for Softmax {
 }
 
 /// One row's softmax in f32 with the branch-free exponential (x − max ≤ 0; a −∞ entry, a masked position,
-/// stays exactly 0), compiled for AVX2+FMA when the CPU has them.
-fn softmax_f32(x: &[f32], o: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the features were detected at run time.
-            return unsafe { softmax_f32_avx2(x, o) };
-        }
-    }
-    softmax_loop(x, o)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_f32_avx2(x: &[f32], o: &mut [f32]) {
-    softmax_loop(x, o)
-}
-
+/// stays exactly 0).
 #[inline(always)]
 fn softmax_loop(x: &[f32], o: &mut [f32]) {
     let m = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
@@ -525,25 +507,28 @@ fn as_f32_mut<T: Float>(v: &mut [T]) -> Option<&mut [f32]> {
         .then(|| unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<f32>(), v.len()) })
 }
 
-/// x Φ(x) over f32 slices, compiled for AVX2+FMA when the CPU has them (as the optimizer kernels are).
-fn gelu_f32(x: &[f32], o: &mut [f32]) {
+/// Runs `f` compiled for AVX2+FMA when the CPU has them (as the optimizer kernels run), so the f32 loops it
+/// inlines vectorize 8 lanes wide; otherwise as built.
+#[inline(always)]
+fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the features were detected at run time.
-            return unsafe { gelu_f32_avx2(x, o) };
+            return unsafe { simd_avx2(f) };
         }
     }
-    gelu_loop(x, o)
+    f()
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_f32_avx2(x: &[f32], o: &mut [f32]) {
-    gelu_loop(x, o)
+unsafe fn simd_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
+/// x Φ(x) over f32 slices.
 #[inline(always)]
 fn gelu_loop(x: &[f32], o: &mut [f32]) {
     for (o, &v) in o.iter_mut().zip(x) {
@@ -551,25 +536,7 @@ fn gelu_loop(x: &[f32], o: &mut [f32]) {
     }
 }
 
-/// g (Φ(x) + x φ(x)) over f32 slices, dispatched as [`gelu_f32`].
-fn gelu_grad_f32(x: &[f32], g: &[f32], o: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the features were detected at run time.
-            return unsafe { gelu_grad_f32_avx2(x, g, o) };
-        }
-    }
-    gelu_grad_loop(x, g, o)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_grad_f32_avx2(x: &[f32], g: &[f32], o: &mut [f32]) {
-    gelu_grad_loop(x, g, o)
-}
-
+/// g (Φ(x) + x φ(x)) over f32 slices.
 #[inline(always)]
 fn gelu_grad_loop(x: &[f32], g: &[f32], o: &mut [f32]) {
     let c = 0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2;
@@ -582,7 +549,7 @@ impl RowKernel<1> for Gelu {
     fn run<T: Float + Send + Sync + Default>(&self, [x]: [&[T]; 1], n: usize) -> Vec<T> {
         map_rows(n, [x], |[x], o| {
             if let (Some(x), Some(o)) = (as_f32(x), as_f32_mut(o)) {
-                return gelu_f32(x, o);
+                return simd(|| gelu_loop(x, o));
             }
             for (o, &v) in o.iter_mut().zip(*x) {
                 *o = v * normal_cdf(v);
@@ -595,7 +562,7 @@ impl RowKernel<2> for GeluGrad {
     fn run<T: Float + Send + Sync + Default>(&self, [x, g]: [&[T]; 2], n: usize) -> Vec<T> {
         map_rows(n, [x, g], |[x, g], o| {
             if let (Some(x), Some(g), Some(o)) = (as_f32(x), as_f32(g), as_f32_mut(o)) {
-                return gelu_grad_f32(x, g, o);
+                return simd(|| gelu_grad_loop(x, g, o));
             }
             for ((o, &v), &g) in o.iter_mut().zip(*x).zip(*g) {
                 *o = g * (normal_cdf(v) + v * normal_pdf(v));

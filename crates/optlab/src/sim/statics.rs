@@ -40,14 +40,15 @@ struct Problem<'a> {
     indenter: Indenter,
     c: [f64; 2],
     free: Vec<bool>,
+    /// Zero velocities (statics has no friction or dissipation to feed).
+    still: Vec<[f64; 2]>,
 }
 
 impl Problem<'_> {
     /// The net force on the free nodes (zero on the base), and the force on the indenter.
     fn residual(&self, x: &[[f64; 2]], r: &mut [[f64; 2]]) -> Result<[f64; 2]> {
         self.pad.elastic(x, Some(r))?;
-        let v = vec![[0.0; 2]; x.len()];
-        let force = self.indenter.forces(x, &v, self.c, [0.0; 2], r);
+        let force = self.indenter.forces(x, &self.still, self.c, [0.0; 2], r);
         self.mask(r);
         Ok(force)
     }
@@ -157,6 +158,7 @@ pub fn equilibrium(
         },
         c,
         free,
+        still: vec![[0.0; 2]; n],
     };
     let mut x = start.to_vec();
     let (mut r, mut hp) = (vec![[0.0; 2]; n], vec![[0.0; 2]; n]);
@@ -379,12 +381,11 @@ pub fn hertz_curve(setup: &HertzSetup) -> Result<Vec<HertzPoint>> {
         x = eq.x;
         let p = eq.force[1];
         let (mut m0, mut m2) = (0.0, 0.0);
-        let zero = vec![[0.0; 2]; x.len()];
-        let mut f = vec![[0.0; 2]; x.len()];
-        indenter.forces(&x, &zero, c, [0.0; 2], &mut f);
-        for (xi, fi) in x.iter().zip(&f) {
-            m0 += fi[1];
-            m2 += fi[1] * xi[0] * xi[0];
+        for xi in &x {
+            if let Some(f) = indenter.node_force([xi[0] - c[0], xi[1] - c[1]], [0.0; 2]) {
+                m0 += f[1];
+                m2 += f[1] * xi[0] * xi[0];
+            }
         }
         let a_hertz = 2.0 * (p * s.radius / (std::f64::consts::PI * e_star)).sqrt();
         out.push(HertzPoint {

@@ -141,13 +141,20 @@ pub fn press_and_slide(
 
 /// The reading mismatch with each part scaled by the target's mean square.
 pub fn normalized_match(target: Recording) -> ReadingMatch {
+    let [m, f] = mean_squares(&target).map(|v| v.max(1e-300));
+    ReadingMatch::new(target, 1.0 / (2.0 * m), 1.0 / (2.0 * f))
+}
+
+/// The mean squares of a recording's marker coordinates and of its force components.
+fn mean_squares(rec: &Recording) -> [f64; 2] {
     let ms = |v: &mut dyn Iterator<Item = f64>| {
         let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x * x, n + 1));
-        (s / n.max(1) as f64).max(1e-300)
+        s / n.max(1) as f64
     };
-    let m = ms(&mut target.markers.iter().flatten().flatten().copied());
-    let f = ms(&mut target.force.iter().flatten().copied());
-    ReadingMatch::new(target, 1.0 / (2.0 * m), 1.0 / (2.0 * f))
+    [
+        ms(&mut rec.markers.iter().flatten().flatten().copied()),
+        ms(&mut rec.force.iter().flatten().copied()),
+    ]
 }
 
 /// One logged point of a run: the simulations spent, the loss and the parameters.
@@ -348,12 +355,7 @@ fn add_noise(rec: &mut Recording, noise: f64, seed: u64) -> Result<()> {
             "the noise must be finite, not {noise}"
         )));
     }
-    let rms = |v: &mut dyn Iterator<Item = f64>| {
-        let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x * x, n + 1));
-        (s / n.max(1) as f64).sqrt()
-    };
-    let m = rms(&mut rec.markers.iter().flatten().flatten().copied());
-    let f = rms(&mut rec.force.iter().flatten().copied());
+    let [m, f] = mean_squares(rec).map(f64::sqrt);
     let mut rng = crate::rng::rng_for(seed, crate::rng::Stream::Data, 0);
     let mut z = crate::rng::Normals::default();
     for v in rec.markers.iter_mut().flatten().flatten() {
