@@ -21,6 +21,9 @@ pub struct DpBenchArgs {
     /// Rank counts for the data-parallel epoch, e.g. 1,2,4.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     pub ranks: Vec<usize>,
+    /// Only the step case with this name (all cases when absent).
+    #[arg(long)]
+    pub case: Option<String>,
     /// Skip the data-parallel epochs.
     #[arg(long)]
     pub no_epochs: bool,
@@ -150,20 +153,30 @@ pub fn run(a: DpBenchArgs) -> Result<()> {
         a.steps >= 1 && a.epochs >= 1,
         "--steps and --epochs must be at least 1"
     );
-    let ours: Vec<(f64, f64)> = CASES
+    let cases: Vec<&Case> = CASES
+        .iter()
+        .filter(|c| a.case.as_deref().is_none_or(|n| n == c.name))
+        .collect();
+    anyhow::ensure!(
+        !cases.is_empty(),
+        "no case named {:?} (cases: {})",
+        a.case.as_deref().unwrap_or(""),
+        CASES.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+    );
+    let ours: Vec<(f64, f64)> = cases
         .iter()
         .map(|c| optlab_ms(c, a.steps))
         .collect::<Result<_>>()?;
-    let cases = serde_json::json!(CASES
+    let names = serde_json::json!(cases
         .iter()
         .map(|c| serde_json::json!({"name": c.name, "dims": c.dims, "batch": c.batch}))
         .collect::<Vec<_>>());
     let torch = a.torch.run(
         "dp_step_opacus.py",
-        &[cases.to_string(), a.steps.to_string()],
+        &[names.to_string(), a.steps.to_string()],
     );
     let mut rows = Vec::new();
-    for (c, (plain, private)) in CASES.iter().zip(&ours) {
+    for (c, (plain, private)) in cases.iter().zip(&ours) {
         let t = torch.as_ref().map(|v| &v[c.name]);
         let tp = t.and_then(|t| t["plain_ms"].as_f64());
         let tq = t.and_then(|t| t["private_ms"].as_f64());
@@ -200,16 +213,18 @@ pub fn run(a: DpBenchArgs) -> Result<()> {
     let f = |v: &serde_json::Value, k: &str, p: usize| {
         v[k].as_f64().map_or("n/a".into(), |x| format!("{x:.p$}"))
     };
+    let ratio =
+        |v: &serde_json::Value, k: &str| v[k].as_f64().map_or("n/a".into(), |x| format!("{x:.2}x"));
     for r in &rows {
         println!(
-            "{:<28} {:>10} {:>10} {:>7}x {:>12} {:>12} {:>7}x",
+            "{:<28} {:>10} {:>10} {:>8} {:>12} {:>12} {:>8}",
             r["case"].as_str().unwrap_or(""),
             f(r, "optlab_plain_ms", 3),
             f(r, "optlab_private_ms", 3),
-            f(r, "optlab_private_over_plain", 2),
+            ratio(r, "optlab_private_over_plain"),
             f(r, "opacus_plain_ms", 3),
             f(r, "opacus_private_ms", 3),
-            f(r, "opacus_private_over_plain", 2),
+            ratio(r, "opacus_private_over_plain"),
         );
     }
     if !epochs.is_empty() {

@@ -186,33 +186,107 @@ pub fn fill_normals<R: rand::RngCore>(rng: &mut R, out: &mut [f64]) {
     }
 }
 
+/// Fills `out` with `scale` times standard normal draws, by the same ziggurat as [`ziggurat`] but a block at a
+/// time: each block's first 64-bit draws are taken together and tested for the rectangle (99% of them) in one
+/// branch-free pass, and each rejected draw then finishes its own wedge or tail test from fresh bits. Every value
+/// has exactly the ziggurat's distribution and the draws are independent; the stream is consumed in another
+/// order than by repeated [`ziggurat`] calls, so the values differ from those. Several times faster, for bulk
+/// noise such as that of private gradients.
+pub fn fill_scaled_normals<R, T>(rng: &mut R, scale: f64, out: &mut [T])
+where
+    R: rand::RngCore,
+    T: num_traits::Float,
+{
+    const BLOCK: usize = 64;
+    // f32 output takes 32 bits per draw (7 for the box, 24 for u: as many as an f32 holds), as numpy's f32
+    // ziggurat does; f64 output takes 64.
+    let narrow = std::mem::size_of::<T>() <= 4;
+    let t = zig_tables();
+    let mut bits = [0u64; BLOCK];
+    let mut draw = [0f64; BLOCK];
+    for chunk in out.chunks_mut(BLOCK) {
+        let bits = &mut bits[..chunk.len()];
+        if narrow {
+            for pair in bits.chunks_mut(2) {
+                let b = rng.next_u64();
+                pair[0] = b & 0xffff_ffff;
+                if let Some(hi) = pair.get_mut(1) {
+                    *hi = b >> 32;
+                }
+            }
+        } else {
+            for b in bits.iter_mut() {
+                *b = rng.next_u64();
+            }
+        }
+        let mut rejected = 0u64;
+        for (j, (&b, d)) in bits.iter().zip(draw.iter_mut()).enumerate() {
+            let (u, i) = if narrow { zig_split32(b) } else { zig_split(b) };
+            *d = u * t.x[i];
+            rejected |= u64::from(u.abs() >= t.ratio[i]) << j;
+        }
+        while rejected != 0 {
+            let j = rejected.trailing_zeros() as usize;
+            rejected &= rejected - 1;
+            let (u, i) = if narrow {
+                zig_split32(bits[j])
+            } else {
+                zig_split(bits[j])
+            };
+            draw[j] = zig_edge(t, rng, u, i).unwrap_or_else(|| zig_draw(t, rng));
+        }
+        for (o, d) in chunk.iter_mut().zip(&draw) {
+            *o = T::from(scale * d).unwrap_or_else(T::nan);
+        }
+    }
+}
+
+/// The uniform u in [-1, 1) (upper 53 bits) and the box index (lowest bits) of one 64-bit draw.
+#[inline(always)]
+fn zig_split(bits: u64) -> (f64, usize) {
+    let i = (bits & (ZIG_BOXES as u64 - 1)) as usize;
+    let u = 2.0 * ((bits >> 11) as f64 * (1.0 / (1u64 << 53) as f64)) - 1.0;
+    (u, i)
+}
+
+/// [`zig_split`] of a 32-bit draw: u from the upper 24 bits.
+#[inline(always)]
+fn zig_split32(bits: u64) -> (f64, usize) {
+    let i = (bits & (ZIG_BOXES as u64 - 1)) as usize;
+    let u = 2.0 * (((bits >> 8) & 0xff_ffff) as f64 * (1.0 / (1u64 << 24) as f64)) - 1.0;
+    (u, i)
+}
+
 #[inline(always)]
 fn zig_draw<R: rand::RngCore>(t: &ZigTables, rng: &mut R) -> f64 {
     loop {
         let bits = rng.next_u64();
-        let i = (bits & (ZIG_BOXES as u64 - 1)) as usize;
-        // u uniform in [-1, 1) from the upper 53 bits.
-        let u = 2.0 * ((bits >> 11) as f64 * (1.0 / (1u64 << 53) as f64)) - 1.0;
+        let (u, i) = zig_split(bits);
         if u.abs() < t.ratio[i] {
             return u * t.x[i];
         }
-        if i == 0 {
-            // The tail beyond R (Marsaglia 1964).
-            loop {
-                let x = (1.0 - unit(rng)).ln() / ZIG_R;
-                let y = (1.0 - unit(rng)).ln();
-                if -2.0 * y >= x * x {
-                    return if u < 0.0 { x - ZIG_R } else { ZIG_R - x };
-                }
-            }
-        }
-        let x = u * t.x[i];
-        let f0 = (-0.5 * (t.x[i] * t.x[i] - x * x)).exp();
-        let f1 = (-0.5 * (t.x[i + 1] * t.x[i + 1] - x * x)).exp();
-        if f1 + unit(rng) * (f0 - f1) < 1.0 {
-            return x;
+        if let Some(v) = zig_edge(t, rng, u, i) {
+            return v;
         }
     }
+}
+
+/// The rest of one ziggurat attempt whose u and box i missed the rectangle: the tail beyond R for box 0
+/// (Marsaglia 1964, always accepts), otherwise the wedge test (`None`: reject, draw again).
+fn zig_edge<R: rand::RngCore>(t: &ZigTables, rng: &mut R, u: f64, i: usize) -> Option<f64> {
+    if i == 0 {
+        loop {
+            let x = (1.0 - unit(rng)).ln() / ZIG_R;
+            let y = (1.0 - unit(rng)).ln();
+            if -2.0 * y >= x * x {
+                return Some(if u < 0.0 { x - ZIG_R } else { ZIG_R - x });
+            }
+        }
+    }
+    let x = u * t.x[i];
+    let f0 = (-0.5 * (t.x[i] * t.x[i] - x * x)).exp();
+    let f1 = (-0.5 * (t.x[i + 1] * t.x[i + 1] - x * x)).exp();
+    (f1 + unit(rng) * (f0 - f1) < 1.0).then_some(x)
 }
 
 #[cfg(test)]
@@ -253,22 +327,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ziggurat_normals_have_the_normal_distribution() {
-        let mut rng = rng_for(1, Stream::Probe, 0);
-        let n = 1_000_000;
-        let xs: Vec<f64> = (0..n).map(|_| ziggurat(&mut rng)).collect();
+    /// Moments and the CDF at a few points, the last two in the tail beyond R (each within 5 binomial
+    /// standard deviations).
+    fn assert_standard_normal(xs: &[f64]) {
+        let n = xs.len();
         let mean = xs.iter().sum::<f64>() / n as f64;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
         let kurt = xs.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / n as f64 / (var * var);
         assert!(mean.abs() < 0.005 && (var - 1.0).abs() < 0.005 && (kurt - 3.0).abs() < 0.03);
-        // The CDF at a few points, and the tail beyond R (each within 5 binomial standard deviations).
         for (at, p) in [
             (-2.0, 0.022750131948),
             (-0.5, 0.308537538726),
             (0.0, 0.5),
             (1.0, 0.841344746069),
             (3.5, 0.999767370921),
+            (-3.6, 0.000159108590),
         ] {
             let got = xs.iter().filter(|&&x| x < at).count() as f64 / n as f64;
             let sd = (p * (1.0 - p) / n as f64).sqrt();
@@ -277,6 +350,27 @@ mod tests {
                 "P(z < {at}) = {got}, want {p}"
             );
         }
+    }
+
+    #[test]
+    fn ziggurat_normals_have_the_normal_distribution() {
+        let mut rng = rng_for(1, Stream::Probe, 0);
+        let xs: Vec<f64> = (0..1_000_000).map(|_| ziggurat(&mut rng)).collect();
+        assert_standard_normal(&xs);
+    }
+
+    /// The block-wise ziggurat: the same distribution (rejected draws finish their own wedge or tail test), the
+    /// scale applied, a length that is not a multiple of the block; f32 output (32 bits a draw) likewise.
+    #[test]
+    fn block_normals_have_the_normal_distribution() {
+        let mut rng = rng_for(2, Stream::Probe, 0);
+        let mut xs = vec![0.0f64; 1_000_003];
+        fill_scaled_normals(&mut rng, 1.0, &mut xs);
+        assert_standard_normal(&xs);
+        let mut narrow = vec![0.0f32; 1_000_003];
+        fill_scaled_normals(&mut rng, 2.5, &mut narrow);
+        let xs: Vec<f64> = narrow.iter().map(|&v| v as f64 / 2.5).collect();
+        assert_standard_normal(&xs);
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn noise_calibration_matches_opacus() {
 }
 
 use candle_core::{DType, Device, Tensor};
-use optlab::nn::loss::cross_entropy;
+use optlab::nn::loss::{cross_entropy, mse};
 use optlab::nn::{ModelSpec, Sequential};
 use optlab::privacy::per_sample;
 
@@ -335,7 +335,9 @@ fn dp_sgd_without_noise_or_clipping_is_plain_training() {
 }
 
 /// With noise 0, the flat- and per-layer-clipped gradients equal a reference computed one example at a time
-/// (each example's gradient by its own backward pass, clipped, averaged over the expected batch size).
+/// (each example's gradient by its own backward pass, clipped, averaged over the expected batch size), for a
+/// cross-entropy and a mean-squared-error loss (whose example terms are a mean over the outputs), with every
+/// example clipped and with only some.
 #[test]
 fn clipped_mean_equals_sample_by_sample_reference() {
     let dev = Device::Cpu;
@@ -349,23 +351,9 @@ fn clipped_mean_equals_sample_by_sample_reference() {
     .unwrap();
     let b = 5;
     let x = Tensor::randn(0f64, 1.0, (b, 1, 4, 4), &dev).unwrap();
-    let y = Tensor::new(&[0u32, 1, 2, 0, 1], &dev).unwrap();
+    let labels = Tensor::new(&[0u32, 1, 2, 0, 1], &dev).unwrap();
+    let targets = Tensor::randn(0f64, 1.0, (b, 3), &dev).unwrap();
     let params = model.params();
-    let per_example: Vec<Vec<Tensor>> = (0..b)
-        .map(|i| {
-            let out = model
-                .forward_mode(&x.narrow(0, i, 1).unwrap(), true)
-                .unwrap();
-            let g = cross_entropy(&out, &y.narrow(0, i, 1).unwrap())
-                .unwrap()
-                .backward()
-                .unwrap();
-            params
-                .iter()
-                .map(|p| g.get(p.tensor()).unwrap().clone())
-                .collect()
-        })
-        .collect();
     let sq = |t: &Tensor| {
         t.sqr()
             .unwrap()
@@ -375,41 +363,79 @@ fn clipped_mean_equals_sample_by_sample_reference() {
             .unwrap()
     };
     let expected_batch = 4.0;
-    for clipping in [Clipping::Flat, Clipping::PerLayer] {
-        let clip = 0.05;
-        let per_layer = clip / (params.len() as f64).sqrt();
-        let mut want: Vec<Tensor> = params
-            .iter()
-            .map(|p| p.tensor().zeros_like().unwrap())
-            .collect();
-        for g in &per_example {
-            let total = g.iter().map(sq).sum::<f64>().sqrt();
-            for (k, gk) in g.iter().enumerate() {
-                let f = match clipping {
-                    Clipping::Flat => (clip / (total + 1e-6)).min(1.0),
-                    Clipping::PerLayer => (per_layer / (sq(gk).sqrt() + 1e-6)).min(1.0),
-                };
-                want[k] = (&want[k] + (gk * f).unwrap()).unwrap();
-            }
-        }
-        let step = DpSgdStep {
-            clip,
-            clipping,
-            noise_multiplier: 0.0,
-            expected_batch,
+    for kind in [ExampleLoss::CrossEntropy, ExampleLoss::Mse] {
+        let y = match kind {
+            ExampleLoss::CrossEntropy => &labels,
+            ExampleLoss::Mse => &targets,
         };
-        let mut rng = optlab::rng::rng_for(0, optlab::rng::Stream::PrivacyNoise, 0);
-        let got =
-            private_gradient(&model, &x, &y, ExampleLoss::CrossEntropy, &step, &mut rng).unwrap();
-        assert_eq!(
-            got.clipped_fraction, 1.0,
-            "{clipping:?}: every example is clipped at C = 0.05"
-        );
-        for (p, w) in params.iter().zip(&want) {
-            let w = (w / expected_batch).unwrap();
-            let g = got.grads.get(p.tensor()).unwrap();
-            let err = max_abs_diff(g, &w);
-            assert!(err < 1e-12, "{clipping:?} {}: {err:e}", p.name);
+        let per_example: Vec<Vec<Tensor>> = (0..b)
+            .map(|i| {
+                let out = model
+                    .forward_mode(&x.narrow(0, i, 1).unwrap(), true)
+                    .unwrap();
+                let yi = y.narrow(0, i, 1).unwrap();
+                let loss = match kind {
+                    ExampleLoss::CrossEntropy => cross_entropy(&out, &yi),
+                    ExampleLoss::Mse => mse(&out, &yi),
+                };
+                let g = loss.unwrap().backward().unwrap();
+                params
+                    .iter()
+                    .map(|p| g.get(p.tensor()).unwrap().clone())
+                    .collect()
+            })
+            .collect();
+        let norms: Vec<f64> = per_example
+            .iter()
+            .map(|g| g.iter().map(sq).sum::<f64>().sqrt())
+            .collect();
+        let mut sorted = norms.clone();
+        sorted.sort_by(f64::total_cmp);
+        // Every example clipped, then a clip between the norms (some clipped, some not).
+        for clip in [0.05 * sorted[0], 0.5 * (sorted[1] + sorted[2])] {
+            for clipping in [Clipping::Flat, Clipping::PerLayer] {
+                let per_layer = clip / (params.len() as f64).sqrt();
+                let mut want: Vec<Tensor> = params
+                    .iter()
+                    .map(|p| p.tensor().zeros_like().unwrap())
+                    .collect();
+                let mut clipped = 0;
+                for (g, total) in per_example.iter().zip(&norms) {
+                    let mut any = false;
+                    for (k, gk) in g.iter().enumerate() {
+                        let f = match clipping {
+                            Clipping::Flat => (clip / (total + 1e-6)).min(1.0),
+                            Clipping::PerLayer => (per_layer / (sq(gk).sqrt() + 1e-6)).min(1.0),
+                        };
+                        any |= f < 1.0;
+                        want[k] = (&want[k] + (gk * f).unwrap()).unwrap();
+                    }
+                    clipped += usize::from(any);
+                }
+                let step = DpSgdStep {
+                    clip,
+                    clipping,
+                    noise_multiplier: 0.0,
+                    expected_batch,
+                };
+                let mut rng = optlab::rng::rng_for(0, optlab::rng::Stream::PrivacyNoise, 0);
+                let got = private_gradient(&model, &x, y, kind, &step, &mut rng).unwrap();
+                assert_eq!(
+                    got.clipped_fraction,
+                    clipped as f64 / b as f64,
+                    "{kind:?} {clipping:?} C = {clip}"
+                );
+                for (p, w) in params.iter().zip(&want) {
+                    let w = (w / expected_batch).unwrap();
+                    let g = got.grads.get(p.tensor()).unwrap();
+                    let err = max_abs_diff(g, &w);
+                    assert!(
+                        err < 1e-12,
+                        "{kind:?} {clipping:?} C = {clip} {}: {err:e}",
+                        p.name
+                    );
+                }
+            }
         }
     }
 }

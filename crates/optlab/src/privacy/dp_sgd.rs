@@ -3,9 +3,10 @@
 //! sum, divided by the expected batch size qN; the RDP accountant ([`super::rdp`]) tracks ε. Works with every
 //! optimizer: the private gradient replaces the plain one.
 //!
-//! Flat clipping needs only per-sample norms: the clipped sum Σ_b c_b g_b is the gradient of Σ_b c_b ℓ_b, a
-//! second backward pass of the same graph (as "ghost clipping", Li et al. 2022). With c_b = 1 and no noise the
-//! second pass repeats the plain loss's operations, so the gradient equals the non-private one to the bit.
+//! One backward pass of the plain mean loss gives both the unclipped gradient and, through the per-sample tape,
+//! every example's norm (ghost norms for Linear layers, Goodfellow 2015; Li et al. 2022). The clipped sum
+//! Σ_b c_b g_b is that gradient plus Σ_b (c_b − 1) g_b, one weighted product per layer whose weights vanish for
+//! the unclipped examples; when none is clipped and there is no noise the gradient is the plain one to the bit.
 
 use super::per_sample;
 use crate::nn::{Param, Sequential};
@@ -247,47 +248,79 @@ pub fn private_gradient(
             clipped_fraction: 0.0,
         });
     }
-    let (out, tape) = per_sample::forward(model, x)?;
-    let t = terms(kind, &out, y)?;
-    let per_row = t.elem_count() / b;
-    // Σ_b ℓ_b: its per-sample gradients are each example's.
-    let sum = weighted(kind, &t, None, per_row as f64)?;
-    let first = sum.backward()?;
-    let (mut grads, clipped) = match step.clipping {
-        Clipping::Flat => {
-            let norms = per_sample::total_norms(&tape.squared_norms(&first, &params)?)?;
-            let c: Vec<f64> = norms.iter().map(|n| clip_factor(step.clip, *n)).collect();
-            let clipped = c.iter().filter(|&&f| f < 1.0).count();
-            let w = Tensor::from_vec(c, (b, 1), x.device())?.to_dtype(t.dtype())?;
-            // Σ_b c_b ℓ_b / (E·k): the same operations as the plain mean loss when c = 1 and E = B.
-            let loss = weighted(kind, &t, Some(&w), step.expected_batch * per_row as f64)?;
-            (loss.backward()?, clipped)
-        }
-        Clipping::PerLayer => {
-            let per = step.clip / (params.len() as f64).sqrt();
-            let norms = tape.squared_norms(&first, &params)?;
-            let mut any = vec![false; b];
-            let mut weights = Vec::with_capacity(params.len());
-            for (_, n) in &norms {
-                let n: Vec<f64> = n.to_dtype(DType::F64)?.to_vec1()?;
-                let c: Vec<f64> = n.iter().map(|s| clip_factor(per, s.sqrt())).collect();
-                for (a, f) in any.iter_mut().zip(&c) {
-                    *a |= *f < 1.0;
-                }
-                weights.push(Tensor::from_vec(c, b, x.device())?);
+    // The noise depends on the parameters' shapes alone: it is drawn on the pool while this thread computes the
+    // clipped sum (the seeds come from `rng` in the same order either way).
+    let shapes: Vec<(Vec<usize>, DType)> = params
+        .iter()
+        .map(|p| (p.tensor().dims().to_vec(), p.tensor().dtype()))
+        .collect();
+    let mut noise = Ok(Vec::new());
+    let clipped_sum = || -> Result<_> {
+        let (out, tape) = per_sample::forward(model, x)?;
+        let t = terms(kind, &out, y)?;
+        let per_row = t.elem_count() / b;
+        // Σ_b ℓ_b / E, the plain mean loss's operations when E = B: its parameter gradients are the unclipped sum,
+        // its probes' gradients give every example's gradient (of ℓ_b / E).
+        let first = weighted(kind, &t, None, step.expected_batch * per_row as f64)?.backward()?;
+        let norms = tape.squared_norms(&first, &params)?;
+        // Clip weights per parameter, or one per example (flat).
+        let factors: Vec<Vec<f64>> = match step.clipping {
+            Clipping::Flat => vec![per_sample::total_norms(&norms)?
+                .iter()
+                .map(|n| clip_factor(step.clip, n * step.expected_batch))
+                .collect()],
+            Clipping::PerLayer => {
+                let per = step.clip / (params.len() as f64).sqrt();
+                norms
+                    .iter()
+                    .map(|(_, n)| {
+                        let n: Vec<f64> = n.to_dtype(DType::F64)?.to_vec1()?;
+                        Ok(n.iter()
+                            .map(|s| clip_factor(per, s.sqrt() * step.expected_batch))
+                            .collect())
+                    })
+                    .collect::<Result<_>>()?
             }
-            let mut grads = GradStore::default();
+        };
+        let clipped = (0..b)
+            .filter(|&i| factors.iter().any(|c| c[i] < 1.0))
+            .count();
+        let mut grads = first;
+        // Σ_b c_b ∇ℓ_b / E = the unclipped sum + Σ_b (c_b − 1) ∇ℓ_b / E: the correction runs only over the clipped
+        // examples' weights (none clipped: the plain gradient, to the bit).
+        if clipped > 0 {
+            let per_factor = factors
+                .iter()
+                .map(|c| {
+                    let w: Vec<f64> = c.iter().map(|f| f - 1.0).collect();
+                    Ok(Tensor::from_vec(w, b, x.device())?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            // One shared weight tensor for every parameter under flat clipping.
+            let weights: Vec<Tensor> = (0..params.len())
+                .map(|k| per_factor[k.min(per_factor.len() - 1)].clone())
+                .collect();
             for ((_, s), p) in tape
-                .weighted_sums(&first, &params, &weights)?
+                .weighted_sums(&grads, &params, &weights)?
                 .into_iter()
                 .zip(&params)
             {
-                grads.insert(p.tensor(), (s / (step.expected_batch * per_row as f64))?);
+                let g = grads.get(p.tensor()).ok_or_else(|| {
+                    Error::invalid(format!("'{}' has no gradient in the recorded pass", p.name))
+                })?;
+                let sum = g.add(&s)?;
+                grads.insert(p.tensor(), sum);
             }
-            (grads, any.iter().filter(|&&a| a).count())
         }
+        Ok((grads, clipped, t, per_row))
     };
-    add_noise(&params, &mut grads, step, rng)?;
+    let mut sum = None;
+    rayon::in_place_scope(|s| {
+        s.spawn(|_| noise = draw_noise(&shapes, step, rng));
+        sum = Some(clipped_sum());
+    });
+    let (mut grads, clipped, t, per_row) = sum.expect("the scope ran the clipped sum")?;
+    add_drawn(&params, &mut grads, noise?)?;
     // The batch's mean loss, for the log.
     let loss_v = weighted(kind, &t, None, b as f64 * per_row as f64)?
         .to_dtype(DType::F64)?
@@ -309,13 +342,17 @@ fn noise_only(params: &[Param], step: &DpSgdStep, rng: &mut Rng) -> Result<GradS
     for p in params {
         grads.insert(p.tensor(), p.tensor().zeros_like()?);
     }
-    add_noise(params, &mut grads, step, rng)?;
+    let shapes: Vec<(Vec<usize>, DType)> = params
+        .iter()
+        .map(|p| (p.tensor().dims().to_vec(), p.tensor().dtype()))
+        .collect();
+    add_drawn(params, &mut grads, draw_noise(&shapes, step, rng)?)?;
     Ok(grads)
 }
 
 /// Elements of noise drawn by one generator: the chunks are filled in parallel, each from its own generator
 /// seeded in order from the step's stream, so the noise does not depend on the thread count.
-const NOISE_CHUNK: usize = 1 << 15;
+const NOISE_CHUNK: usize = 1 << 12;
 
 /// `n` draws of N(0, std²) as `T`.
 pub(crate) fn gaussian<T: num_traits::Float + Send>(n: usize, std: f64, rng: &mut Rng) -> Vec<T> {
@@ -326,23 +363,19 @@ pub(crate) fn gaussian<T: num_traits::Float + Send>(n: usize, std: f64, rng: &mu
     out.par_chunks_mut(NOISE_CHUNK)
         .zip(seeds)
         .for_each(|(chunk, seed)| {
-            let mut r = Rng::seed_from_u64(seed);
-            for v in chunk {
-                *v = T::from(std * crate::rng::ziggurat(&mut r)).expect("finite noise");
-            }
+            crate::rng::fill_scaled_normals(&mut Rng::seed_from_u64(seed), std, chunk);
         });
     out
 }
 
-/// Adds N(0, (σC)²) / E to every gradient element (nothing when σ = 0, so the gradient keeps its bits).
-fn add_noise(
-    params: &[Param],
-    grads: &mut GradStore,
+/// N(0, (σC)²) / E for a gradient of each shape, in order (none when σ = 0, so the gradient keeps its bits).
+fn draw_noise(
+    shapes: &[(Vec<usize>, DType)],
     step: &DpSgdStep,
     rng: &mut Rng,
-) -> Result<()> {
+) -> Result<Vec<Tensor>> {
     if step.noise_multiplier == 0.0 {
-        return Ok(());
+        return Ok(Vec::new());
     }
     if !step.clip.is_finite() {
         return Err(Error::invalid(
@@ -350,22 +383,36 @@ fn add_noise(
         ));
     }
     let std = step.noise_multiplier * step.clip / step.expected_batch;
-    for p in params {
+    let dev = candle_core::Device::Cpu;
+    shapes
+        .iter()
+        .map(|(dims, dtype)| {
+            let n = dims.iter().product();
+            Ok(match dtype {
+                DType::F32 => {
+                    Tensor::from_vec(gaussian::<f32>(n, std, rng), dims.as_slice(), &dev)?
+                }
+                DType::F64 => {
+                    Tensor::from_vec(gaussian::<f64>(n, std, rng), dims.as_slice(), &dev)?
+                }
+                other => {
+                    return Err(Error::invalid(format!(
+                        "privacy: gradients in {other:?} are not supported (f32 or f64)"
+                    )))
+                }
+            })
+        })
+        .collect()
+}
+
+/// Adds the drawn noise to each parameter's gradient (the noise alone where a parameter has none).
+fn add_drawn(params: &[Param], grads: &mut GradStore, noise: Vec<Tensor>) -> Result<()> {
+    for (p, z) in params.iter().zip(noise) {
         let g = match grads.get(p.tensor()) {
-            Some(g) => g.clone(),
-            None => p.tensor().zeros_like()?,
+            Some(g) => g.add(&z)?,
+            None => z,
         };
-        let (n, dev) = (g.elem_count(), g.device().clone());
-        let z = match g.dtype() {
-            DType::F32 => Tensor::from_vec(gaussian::<f32>(n, std, rng), g.dims(), &dev)?,
-            DType::F64 => Tensor::from_vec(gaussian::<f64>(n, std, rng), g.dims(), &dev)?,
-            other => {
-                return Err(Error::invalid(format!(
-                    "privacy: gradients in {other:?} are not supported (f32 or f64)"
-                )))
-            }
-        };
-        grads.insert(p.tensor(), g.add(&z)?);
+        grads.insert(p.tensor(), g);
     }
     Ok(())
 }

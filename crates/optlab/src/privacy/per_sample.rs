@@ -292,6 +292,10 @@ impl PerSampleTape {
             shape.extend(std::iter::repeat_n(1, g.rank() - 1));
             Ok(g.broadcast_mul(&w.reshape(shape)?.to_dtype(g.dtype())?)?)
         };
+        let same_weights = |p: TensorId, q: TensorId| match (by_param.get(&p), by_param.get(&q)) {
+            (Some(a), Some(b)) => a.id() == b.id(),
+            _ => false,
+        };
         let mut blocks: HashMap<TensorId, Vec<(usize, Tensor)>> = HashMap::new();
         let b = self.batch;
         for s in &self.sites {
@@ -315,7 +319,13 @@ impl PerSampleTape {
                     let gw = flat(scaled(&g, *weight)?)?;
                     put(*weight, rows.unwrap_or(0), gw.t()?.matmul(&a)?);
                     if let Some(bias) = bias {
-                        put(*bias, rows.unwrap_or(0), flat(scaled(&g, *bias)?)?.sum(0)?);
+                        // The weight's scaled signal serves the bias when both have the same weights (flat).
+                        let gb = if same_weights(*weight, *bias) {
+                            gw
+                        } else {
+                            flat(scaled(&g, *bias)?)?
+                        };
+                        put(*bias, rows.unwrap_or(0), column_sums(&gb)?);
                     }
                 }
                 Site::Conv2d {
@@ -465,6 +475,14 @@ impl PerSampleTape {
             })
             .collect()
     }
+}
+
+/// The column sums of a matrix `[rows, cols]` as `[cols]`, by a product with a row of ones (a reduction over
+/// the leading dimension is several times slower than the product on the CPU).
+fn column_sums(t: &Tensor) -> Result<Tensor> {
+    let (rows, cols) = t.dims2()?;
+    let ones = Tensor::ones((1, rows), t.dtype(), t.device())?;
+    Ok(ones.matmul(t)?.reshape(cols)?)
 }
 
 /// Each parameter's gradient from its row blocks (concatenated along `dim` in row order), in `params` order,
