@@ -19,8 +19,8 @@ pub enum NlpWhat {
     /// Solve one problem of the test set: status, objective against the published optimum, KKT residual, iterations,
     /// sketch steps, time.
     #[command(after_help = concat!(
-        "Examples:\n  optlab nlp solve --problem HS28\n  optlab nlp solve --problem logreg-eq --seed 1\n  optlab nlp solve --problem HS40 --method adasketch:sketch=gaussian --json\n  optlab nlp solve --problem BT9 --method newton\n\n",
-        "Methods:\n  adasketch[:sketch=kaczmarz|gaussian|blockK|exact,max_iter=10000,tol=1e-4,eta1=1,eta2=0.1,delta=0.1,xi_b=0.1,\n            beta=0.1,nu=1.5,max_sketch_steps=100000,reduced_hessian_tol=1e-6,seed=0]   (P19; the official defaults)\n  newton[:...]   the deterministic variant: the same method with an exact KKT solve"
+        "Examples:\n  optlab nlp solve --problem HS28\n  optlab nlp solve --problem HS40 --method adasketch:hessian=products\n  optlab nlp solve --problem logreg-eq --seed 1\n  optlab nlp solve --problem HS40 --method adasketch:sketch=gaussian --json\n  optlab nlp solve --problem BT9 --method newton\n\n",
+        "Methods:\n  adasketch[:sketch=kaczmarz|gaussian|blockK|exact,max_iter=10000,tol=1e-4,eta1=1,eta2=0.1,delta=0.1,xi_b=0.1,\n            beta=0.1,nu=1.5,max_sketch_steps=100000,reduced_hessian_tol=1e-6,seed=0,hessian=auto|dense|products]\n            (P19; the official defaults; hessian=products runs matrix-free, on Hessian-vector products only)\n  newton[:...]   the deterministic variant: the same method with an exact KKT solve"
     ))]
     Solve {
         /// A problem of the set (`optlab nlp suite` lists them), case-insensitive, or logreg-eq: logistic regression
@@ -39,8 +39,8 @@ pub enum NlpWhat {
     /// Every problem of the set with one method: a table of status, iterations, sketch steps, objective error and
     /// time, and the number solved.
     #[command(after_help = concat!(
-        "Examples:\n  optlab nlp suite\n  optlab nlp suite --method newton --json\n\n",
-        "Methods:\n  adasketch[:sketch=kaczmarz|gaussian|blockK|exact,...]   (P19)\n  newton[:...]   exact KKT solves"
+        "Examples:\n  optlab nlp suite\n  optlab nlp suite --method adasketch:hessian=products\n  optlab nlp suite --method newton --json\n\n",
+        "Methods:\n  adasketch[:sketch=kaczmarz|gaussian|blockK|exact,...,hessian=auto|dense|products]   (P19)\n  newton[:...]   exact KKT solves"
     ))]
     Suite {
         #[arg(long, default_value = "adasketch")]
@@ -57,7 +57,8 @@ fn record(p: &dyn Nlp, published: Option<f64>, o: &Outcome) -> serde_json::Value
         "objective": o.objective, "published": published,
         "objective_error": published.map(|f| (o.objective - f).abs()),
         "kkt": o.kkt, "infeasibility": o.infeasibility, "iterations": o.iterations,
-        "sketch_steps": o.sketch_steps, "seconds": o.seconds, "x": o.x, "lambda": o.lambda,
+        "sketch_steps": o.sketch_steps, "matrix_free": o.matrix_free, "hessian_products": o.hessian_products,
+        "seconds": o.seconds, "x": o.x, "lambda": o.lambda,
     })
 }
 
@@ -89,8 +90,16 @@ pub fn run(a: NlpArgs) -> Result<()> {
                 r["kkt_history"] = json!(o.kkt_history);
                 println!("{r}");
             } else {
+                let products = if o.matrix_free {
+                    format!(
+                        ", {} Hessian-vector products (matrix-free)",
+                        o.hessian_products
+                    )
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{} (n = {}, m = {}) by {}: {} after {} iterations, {} sketch steps, {:.3} s",
+                    "{} (n = {}, m = {}) by {}: {} after {} iterations, {} sketch steps{products}, {:.3} s",
                     p.name(),
                     p.n(),
                     p.m(),

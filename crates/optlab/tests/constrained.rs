@@ -268,3 +268,114 @@ fn constrained_logistic_regression_on_the_digits() {
     );
     assert!(ConstrainedLogreg::new("bad", vec![0.0; 3], vec![1.0, 2.0], 2, 0).is_err());
 }
+
+/// The matrix-free variant (Hessian-vector products only, the KKT matrix as an operator) solves what the dense
+/// one solves, to KKT residual 1e-4 near the published optima, with Kaczmarz, Gaussian and block sketches.
+#[test]
+fn matrix_free_runs_solve_the_set() {
+    use optlab::constrained::adasketch::HessianUse;
+    for p in problems::all() {
+        if UNSOLVED.iter().any(|(n, _)| *n == p.name) {
+            continue;
+        }
+        let sketches: &[Sketch] = if ["HS28", "HS40", "HS7", "HS56"].contains(&p.name) {
+            &[Sketch::Kaczmarz, Sketch::Gaussian, Sketch::Block(3)]
+        } else {
+            &[Sketch::Kaczmarz]
+        };
+        for &sketch in sketches {
+            let c = AdaSketchConfig {
+                hessian: HessianUse::Products,
+                ..cfg(sketch)
+            };
+            let out = solve(&p, &c).unwrap();
+            let scale = p.fstar.abs().max(1.0);
+            assert!(
+                out.converged() && out.matrix_free && out.hessian_products > 0,
+                "{} ({sketch}): {}",
+                p.name,
+                out.status.as_str()
+            );
+            let kkt = kkt_residual(&p, &out.x, &out.lambda).unwrap();
+            assert!(
+                kkt <= 1e-4 && (out.objective - p.fstar).abs() <= 1e-3 * scale,
+                "{} ({sketch}): KKT {kkt}, f = {}, published {}",
+                p.name,
+                out.objective,
+                p.fstar
+            );
+        }
+    }
+    // The exact variant needs the matrix.
+    let c = AdaSketchConfig {
+        hessian: HessianUse::Products,
+        ..cfg(Sketch::Exact)
+    };
+    assert!(c.validate().is_err());
+    assert!("adasketch:hessian=products,sketch=exact"
+        .parse::<AdaSketchConfig>()
+        .is_err());
+    assert!("adasketch:hessian=sparse"
+        .parse::<AdaSketchConfig>()
+        .is_err());
+}
+
+/// A problem given by f and c, its Hessian by products only (one double backward each): the products equal the
+/// dense Hessian's, a run is matrix-free on its own, and the dense variant is refused in one line when the
+/// Hessian would not fit in memory.
+#[test]
+fn problems_given_by_products_only() {
+    // min Σ (xᵢ − aᵢ)²/2 + Σ xᵢ⁴/4 s.t. Σ xᵢ = 1, Σ xᵢ² = 2 (a non-convex feasible set), n = 8.
+    let n = 8;
+    let a: Vec<f64> = (0..n).map(|i| ((i * 7 % 11) as f64 - 5.0) / 5.0).collect();
+    let at = Tensor::new(a.as_slice(), &candle_core::Device::Cpu).unwrap();
+    let make = || {
+        let at = at.clone();
+        AutoNlp::new(
+            "quartic-sphere",
+            (0..n)
+                .map(|i| if i % 2 == 0 { 0.3 } else { -0.2 })
+                .collect(),
+            2,
+            move |x: &Tensor| {
+                let d = x.sub(&at)?;
+                Ok((d.sqr()?.sum_all()? * 0.5)?.add(&(x.sqr()?.sqr()?.sum_all()? * 0.25)?)?)
+            },
+            |x: &Tensor| {
+                Ok(Tensor::stack(
+                    &[
+                        x.sum_all()?.affine(1.0, -1.0)?,
+                        x.sqr()?.sum_all()?.affine(1.0, -2.0)?,
+                    ],
+                    0,
+                )?)
+            },
+        )
+        .unwrap()
+    };
+    let dense = make();
+    let free = make().hessian_by_products();
+    assert!(free.products_only() && !dense.products_only());
+    let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
+    let lambda = [0.4, -0.7];
+    let v: Vec<f64> = (0..n).map(|i| (i as f64 * 1.3).cos()).collect();
+    let h = dense.lagrangian_hessian(&x, &lambda).unwrap();
+    let hv = free.lagrangian_hvp(&x, &lambda, &v).unwrap();
+    for (i, got) in hv.iter().enumerate() {
+        let want: f64 = (0..n).map(|j| h[(i, j)] * v[j]).sum();
+        assert!((got - want).abs() < 1e-12, "row {i}: {got} vs {want}");
+    }
+    // A block sketch: each step costs k + 1 products, far fewer steps than Kaczmarz's one row at a time.
+    let out = solve(&free, &cfg(Sketch::Block(8))).unwrap();
+    assert!(
+        out.converged() && out.matrix_free,
+        "{}",
+        out.status.as_str()
+    );
+    let r = kkt_residual(&free, &out.x, &out.lambda).unwrap();
+    assert!(r <= 1e-4, "KKT residual {r}");
+    // The dense run reaches the same KKT point's objective.
+    let d = solve(&dense, &cfg(Sketch::Exact)).unwrap();
+    assert!(d.converged() && !d.matrix_free && d.hessian_products == 0);
+    assert!((d.objective - out.objective).abs() < 1e-5 * d.objective.abs().max(1.0));
+}

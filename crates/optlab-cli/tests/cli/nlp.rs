@@ -1,6 +1,7 @@
 //! `optlab nlp` (P19).
 
 use crate::common::{argv, fails_with, ok};
+use serde_json::json;
 
 #[test]
 fn nlp_solve_and_suite() {
@@ -21,6 +22,16 @@ fn nlp_solve_and_suite() {
     .unwrap();
     assert_eq!(exact["sketch_steps"], 0);
     assert_eq!(exact["iterations"], 1);
+    let free: serde_json::Value = serde_json::from_str(&ok(&argv(
+        "nlp solve --problem hs40 --method adasketch:hessian=products --json",
+    )))
+    .unwrap();
+    assert_eq!(
+        (&free["status"], &free["matrix_free"]),
+        (&json!("converged"), &json!(true))
+    );
+    assert!(free["hessian_products"].as_u64().unwrap() > 0 && v["hessian_products"] == 0);
+    assert!((free["objective"].as_f64().unwrap() + 0.25).abs() < 1e-5);
     let text = ok(&argv(
         "nlp solve --problem BT9 --method adasketch:sketch=block2",
     ));
@@ -74,5 +85,13 @@ fn nlp_bad_input_is_one_line() {
     fails_with(
         &argv("nlp suite --method sqp"),
         "unknown constrained method",
+    );
+    fails_with(
+        &argv("nlp solve --problem HS28 --method adasketch:hessian=sparse"),
+        "use auto, dense or products",
+    );
+    fails_with(
+        &argv("nlp solve --problem HS28 --method newton:hessian=products"),
+        "needs a sketch",
     );
 }

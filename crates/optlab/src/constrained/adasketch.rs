@@ -14,12 +14,17 @@
 //!    δ ← max(min(δ/ν⁴, δ_trial), 1e-6), and more sketch steps from the current z (unless η₁ > 1e8 or η₂ < 1e-8).
 //! 6. Armijo backtracking on L_η (halving from α = 1): L_η(x + αΔx, λ + αΔλ) ≤ L_η + αβ ∇L_ηᵀz.
 //!
+//! With `hessian=products` (or a problem that gives only Hessian-vector products) the same iteration runs
+//! matrix-free ([`super::operator`]): K is applied by products, the Frobenius norms come from n unit products
+//! or Hutchinson's estimator and the reduced Hessian's smallest eigenvalue from Lanczos.
+//!
 //! Departures, each a defect of the reference code rather than of the method:
 //! - ∇L_η's x-part uses ∇²ₓL (the paper's gradient of the merit); the official code uses ∇²f, which drops
 //!   Σλᵢ∇²cᵢ.
 //! - The sketch starts from r = Kz − b = −b; the official code starts from +b (a sign slip on the first step).
 //! - Backtracking stops at α < 1e-12 with `LineSearchFailed`; the official loop has no floor.
 
+use super::operator::{self, KktOperator, OperatorSketch};
 use super::sketch::{Iterate, Sketch, SketchSolver};
 use super::{dot, lagrangian_gradient, Nlp};
 use crate::rng::{rng_for, Stream};
@@ -51,6 +56,49 @@ pub struct AdaSketchConfig {
     /// The reduced Hessian counts as positive definite above this eigenvalue.
     pub reduced_hessian_tol: f64,
     pub seed: u64,
+    /// How the Hessian of the Lagrangian is used: dense, as products (matrix-free), or as the problem gives it.
+    pub hessian: HessianUse,
+}
+
+/// Dense Hessian and KKT matrix, or the matrix-free variant ([`super::operator`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HessianUse {
+    /// Products when the problem gives only products ([`Nlp::products_only`]), the dense matrix otherwise.
+    Auto,
+    Dense,
+    Products,
+}
+
+impl HessianUse {
+    fn name(self) -> &'static str {
+        match self {
+            HessianUse::Auto => "auto",
+            HessianUse::Dense => "dense",
+            HessianUse::Products => "products",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => HessianUse::Auto,
+            "dense" => HessianUse::Dense,
+            "products" | "hvp" => HessianUse::Products,
+            other => {
+                return Err(Error::invalid(format!(
+                    "adasketch: hessian '{other}': use auto, dense or products"
+                )))
+            }
+        })
+    }
+
+    /// Whether a run on `nlp` is matrix-free.
+    pub fn matrix_free(self, nlp: &dyn Nlp) -> bool {
+        match self {
+            HessianUse::Auto => nlp.products_only(),
+            HessianUse::Dense => false,
+            HessianUse::Products => true,
+        }
+    }
 }
 
 impl Default for AdaSketchConfig {
@@ -68,6 +116,7 @@ impl Default for AdaSketchConfig {
             max_sketch_steps: 100_000,
             reduced_hessian_tol: 1e-6,
             seed: 0,
+            hessian: HessianUse::Auto,
         }
     }
 }
@@ -75,7 +124,7 @@ impl Default for AdaSketchConfig {
 impl std::str::FromStr for AdaSketchConfig {
     type Err = Error;
     /// `adasketch[:sketch=kaczmarz|gaussian|blockK|exact,max_iter,tol,eta1,eta2,delta,xi_b,beta,nu,max_sketch_steps,
-    /// reduced_hessian_tol,seed]`, or `newton[:...]` for the deterministic variant (an exact KKT solve).
+    /// reduced_hessian_tol,seed,hessian=auto|dense|products]`, or `newton[:...]` for the deterministic variant (an exact KKT solve).
     fn from_str(s: &str) -> Result<Self> {
         let mut spec = crate::Spec::parse(s)?;
         let d = AdaSketchConfig::default();
@@ -103,6 +152,7 @@ impl std::str::FromStr for AdaSketchConfig {
             max_sketch_steps: spec.usize("max_sketch_steps", d.max_sketch_steps)?,
             reduced_hessian_tol: spec.f64("reduced_hessian_tol", d.reduced_hessian_tol)?,
             seed: spec.usize("seed", d.seed as usize)? as u64,
+            hessian: HessianUse::parse(&spec.string("hessian", d.hessian.name()))?,
         };
         spec.finish()?;
         c.validate()?;
@@ -115,7 +165,7 @@ impl std::fmt::Display for AdaSketchConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "adasketch:sketch={},max_iter={},tol={:e},eta1={},eta2={},delta={},xi_b={},beta={},nu={},max_sketch_steps={},reduced_hessian_tol={:e},seed={}",
+            "adasketch:sketch={},max_iter={},tol={:e},eta1={},eta2={},delta={},xi_b={},beta={},nu={},max_sketch_steps={},reduced_hessian_tol={:e},seed={},hessian={}",
             self.sketch,
             self.max_iter,
             self.tol,
@@ -127,7 +177,8 @@ impl std::fmt::Display for AdaSketchConfig {
             self.nu,
             self.max_sketch_steps,
             self.reduced_hessian_tol,
-            self.seed
+            self.seed,
+            self.hessian.name()
         )
     }
 }
@@ -153,6 +204,11 @@ impl AdaSketchConfig {
                 "adasketch: tol, eta1, eta2, delta and xi_b must be positive, 0 < beta < 0.5, nu > 1, max_iter and \
                  max_sketch_steps at least 1 (got {self})"
             )));
+        }
+        if self.sketch == Sketch::Exact && self.hessian == HessianUse::Products {
+            return Err(Error::invalid(
+                "adasketch: the exact variant forms the KKT matrix; a matrix-free run (hessian=products) needs a sketch",
+            ));
         }
         if let Sketch::Block(0) = self.sketch {
             return Err(Error::invalid(
@@ -199,6 +255,9 @@ pub struct Outcome {
     pub iterations: usize,
     /// Sketch steps over the whole run.
     pub sketch_steps: usize,
+    /// Whether the run was matrix-free, and its Hessian-vector products (0 for a dense run).
+    pub matrix_free: bool,
+    pub hessian_products: usize,
     /// The KKT residual before each iteration and at the end.
     pub kkt_history: Vec<f64>,
     /// Final penalties.
@@ -307,6 +366,34 @@ fn modified_hessian(h: &Mat<f64>, jac: &Mat<f64>, cfg: &AdaSketchConfig) -> Resu
     }))
 }
 
+/// The sketch solver of one iteration: on the dense KKT matrix or on the operator.
+enum KktSolver<'a, 'b> {
+    Dense(SketchSolver<'a>),
+    Free(OperatorSketch<'a, 'b>),
+}
+
+impl KktSolver<'_, '_> {
+    fn start(&self) -> Iterate {
+        match self {
+            KktSolver::Dense(s) => s.start(),
+            KktSolver::Free(s) => s.start(),
+        }
+    }
+
+    fn run(
+        &self,
+        it: &mut Iterate,
+        stop: f64,
+        max_steps: usize,
+        rng: &mut crate::rng::Rng,
+    ) -> Result<usize> {
+        match self {
+            KktSolver::Dense(s) => s.run(it, stop, max_steps, rng),
+            KktSolver::Free(s) => s.run(it, stop, max_steps, rng),
+        }
+    }
+}
+
 /// Runs AdaSketch-Newton from the problem's starting point.
 pub fn solve(nlp: &dyn Nlp, cfg: &AdaSketchConfig) -> Result<Outcome> {
     solve_from(nlp, nlp.x0(), nlp.lambda0(), cfg)
@@ -329,8 +416,26 @@ pub fn solve_from(
             lambda0.len()
         )));
     }
+    let matrix_free = cfg.hessian.matrix_free(nlp);
+    if matrix_free && cfg.sketch == Sketch::Exact {
+        return Err(Error::invalid(format!(
+            "{}: its Hessian comes as products only; the exact variant needs the matrix (use a sketch)",
+            nlp.name()
+        )));
+    }
+    if !matrix_free {
+        let (n, k) = (n as f64, (n + m) as f64);
+        crate::memory::check(
+            &format!("{}: the dense Newton–KKT system", nlp.name()),
+            8.0 * (4.0 * k * k + 2.0 * n * n),
+            "use adasketch:hessian=products (matrix-free)",
+        )?;
+    }
     let start = Instant::now();
     let mut rng = rng_for(cfg.seed, Stream::Solver, 0);
+    // Hutchinson probes and Lanczos starts of a matrix-free run, apart from the sketches' stream.
+    let mut probe_rng = rng_for(cfg.seed, Stream::Probe, 19);
+    let mut hessian_products = 0;
     let mut p = Point::at(nlp, x0, lambda0)?;
     if !p.finite() {
         return Err(Error::NonFinite(format!(
@@ -348,48 +453,69 @@ pub fn solve_from(
             status = Status::Converged;
             break;
         }
+        let ggt = &p.jac * p.jac.transpose();
         let xi_g = if m == 0 {
             1.0
         } else {
-            smallest_eigenvalue(&(&p.jac * p.jac.transpose()))?
+            smallest_eigenvalue(&ggt)?
         };
         if xi_g < 1e-2 {
             status = Status::Singular;
             break;
         }
-        let h = nlp.lagrangian_hessian(&p.x, &p.lambda)?;
-        if h.nrows() != n || h.ncols() != n {
-            return Err(Error::Shape(format!(
-                "{}: the Hessian of the Lagrangian is {}×{}, not {n}×{n}",
-                nlp.name(),
-                h.nrows(),
-                h.ncols()
-            )));
-        }
-        let b_mat = modified_hessian(&h, &p.jac, cfg)?;
-        let psi = 20.0 * b_mat.norm_l2().powi(2).max(1.0) / (xi_g.min(1.0) * cfg.xi_b.min(1.0));
-        let upsilon = p.jac.norm_l2().max(h.norm_l2()).max(1.0);
+        // The Newton–KKT system K (Δx; Δλ) = −(∇ₓL; c), K dense or an operator, with ‖H‖_F, ‖B‖_F, ‖K‖_F and H∇ₓL.
+        let rhs: Vec<f64> = p.gl.iter().chain(&p.c).map(|v| -v).collect();
+        let (kkt_mat, mut op);
+        let (h_norm, b_norm, k_norm, h_gl, solver) = if matrix_free {
+            op = KktOperator::new(nlp, &p.x, &p.lambda, &p.jac);
+            let k = operator::prepare(
+                &mut op,
+                &ggt,
+                cfg.xi_b,
+                cfg.reduced_hessian_tol,
+                &mut probe_rng,
+            )?;
+            let h_gl = op.hvp(&p.gl)?;
+            let solver = KktSolver::Free(OperatorSketch::new(&op, &rhs, cfg.sketch)?);
+            (k.h_norm, k.b_norm, k.k_norm, h_gl, solver)
+        } else {
+            let h = nlp.lagrangian_hessian(&p.x, &p.lambda)?;
+            if h.nrows() != n || h.ncols() != n {
+                return Err(Error::Shape(format!(
+                    "{}: the Hessian of the Lagrangian is {}×{}, not {n}×{n}",
+                    nlp.name(),
+                    h.nrows(),
+                    h.ncols()
+                )));
+            }
+            let b_mat = modified_hessian(&h, &p.jac, cfg)?;
+            kkt_mat = Mat::from_fn(n + m, n + m, |i, j| match (i < n, j < n) {
+                (true, true) => b_mat[(i, j)],
+                (true, false) => p.jac[(j - n, i)],
+                (false, true) => p.jac[(i - n, j)],
+                (false, false) => 0.0,
+            });
+            let h_gl: Vec<f64> = (0..n)
+                .map(|i| (0..n).map(|j| h[(i, j)] * p.gl[j]).sum())
+                .collect();
+            let solver = KktSolver::Dense(SketchSolver::new(&kkt_mat, &rhs, cfg.sketch)?);
+            (
+                h.norm_l2(),
+                b_mat.norm_l2(),
+                kkt_mat.norm_l2(),
+                h_gl,
+                solver,
+            )
+        };
+        let psi = 20.0 * b_norm.powi(2).max(1.0) / (xi_g.min(1.0) * cfg.xi_b.min(1.0));
+        let upsilon = p.jac.norm_l2().max(h_norm).max(1.0);
         let delta_trial = |e1: f64, e2: f64| {
             (0.5 - cfg.beta) * e2 / ((1.0 + e1 + e2) * upsilon.powi(2) * psi.powi(2))
         };
         delta = delta.min(delta_trial(eta1, eta2)).max(1e-6);
-
-        // The Newton–KKT system K (Δx; Δλ) = −(∇ₓL; c).
-        let kkt_mat = Mat::from_fn(n + m, n + m, |i, j| match (i < n, j < n) {
-            (true, true) => b_mat[(i, j)],
-            (true, false) => p.jac[(j - n, i)],
-            (false, true) => p.jac[(i - n, j)],
-            (false, false) => 0.0,
-        });
-        let rhs: Vec<f64> = p.gl.iter().chain(&p.c).map(|v| -v).collect();
         let rhs_norm = dot(&rhs, &rhs).sqrt();
-        let k_norm = kkt_mat.norm_l2();
-        let solver = SketchSolver::new(&kkt_mat, &rhs, cfg.sketch)?;
         let mut it: Iterate = solver.start();
         // ∇L_η: x-part ∇ₓL + η₂ H ∇ₓL + η₁ Gᵀc, λ-part c + η₂ G ∇ₓL.
-        let h_gl: Vec<f64> = (0..n)
-            .map(|i| (0..n).map(|j| h[(i, j)] * p.gl[j]).sum())
-            .collect();
         let gt_c: Vec<f64> = (0..n)
             .map(|j| (0..m).map(|i| p.jac[(i, j)] * p.c[i]).sum())
             .collect();
@@ -416,6 +542,9 @@ pub fn solve_from(
                 .min(delta_trial(eta1, eta2))
                 .max(1e-6);
         };
+        if let KktSolver::Free(f) = &solver {
+            hessian_products += f.products();
+        }
         // Armijo backtracking on L_η.
         let merit0 = p.merit(eta1, eta2);
         let mut alpha = 1.0;
@@ -453,6 +582,8 @@ pub fn solve_from(
         status,
         iterations,
         sketch_steps,
+        matrix_free,
+        hessian_products,
         kkt_history: history,
         eta1,
         eta2,

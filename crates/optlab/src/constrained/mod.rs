@@ -4,7 +4,8 @@
 //! - [`Nlp`]: a problem by its derivatives — f, ∇f, c, the Jacobian G = ∂c/∂x and the Hessian of the Lagrangian
 //!   ∇²ₓL with L = f + λᵀc — as dense matrices (the methods here are for small and medium n).
 //! - [`AutoNlp`]: a problem from f and c alone as candle functions; every derivative comes from backward passes
-//!   (Hessians by double backward).
+//!   (Hessians by double backward, or only their products: [`AutoNlp::hessian_by_products`]).
+//! - [`operator`]: the matrix-free variant for problems whose Hessian comes as products alone.
 //! - [`adasketch`]: AdaSketch-Newton — the Newton–KKT system solved inexactly by randomized sketching
 //!   ([`sketch`]: Kaczmarz, Gaussian, block Gaussian, or an exact solve for the deterministic variant), the exact
 //!   augmented Lagrangian merit with adaptive penalties, Hessian modification and Armijo backtracking.
@@ -24,6 +25,7 @@
 pub mod adasketch;
 pub mod dual;
 pub mod logreg;
+pub mod operator;
 pub mod problems;
 pub mod sketch;
 
@@ -51,6 +53,28 @@ pub trait Nlp {
     fn jacobian(&self, x: &[f64]) -> Result<Mat<f64>>;
     /// ∇²ₓ(f + λᵀc), n × n, symmetric.
     fn lagrangian_hessian(&self, x: &[f64], lambda: &[f64]) -> Result<Mat<f64>>;
+    /// ∇²ₓ(f + λᵀc) v. The default multiplies the dense Hessian; a problem that has the products alone overrides
+    /// it and says so in [`Nlp::products_only`].
+    fn lagrangian_hvp(&self, x: &[f64], lambda: &[f64], v: &[f64]) -> Result<Vec<f64>> {
+        let h = self.lagrangian_hessian(x, lambda)?;
+        if h.ncols() != v.len() {
+            return Err(Error::Shape(format!(
+                "{}: the Hessian of the Lagrangian is {}×{}, v has {} entries",
+                self.name(),
+                h.nrows(),
+                h.ncols(),
+                v.len()
+            )));
+        }
+        Ok((0..h.nrows())
+            .map(|i| (0..v.len()).map(|j| h[(i, j)] * v[j]).sum())
+            .collect())
+    }
+    /// Whether the Hessian comes as products only (forming it would cost n products): AdaSketch-Newton then runs
+    /// matrix-free ([`operator`]).
+    fn products_only(&self) -> bool {
+        false
+    }
 }
 
 /// A function of x (a 1-D f64 tensor of n entries) built from candle ops.
@@ -63,6 +87,7 @@ pub struct AutoNlp {
     m: usize,
     f: TensorFn,
     c: TensorFn,
+    products: bool,
 }
 
 impl AutoNlp {
@@ -81,6 +106,7 @@ impl AutoNlp {
             m,
             f: Box::new(f),
             c: Box::new(c),
+            products: false,
         };
         if p.x0.is_empty() {
             return Err(Error::invalid(format!("{}: no variables", p.name)));
@@ -93,6 +119,31 @@ impl AutoNlp {
             &p.constraints(&x0)?,
         )?;
         Ok(p)
+    }
+
+    /// The same problem, its Hessian given by products only (one double backward each, never n of them): for large
+    /// n, where the dense Hessian costs n backward passes and n² memory.
+    pub fn hessian_by_products(mut self) -> Self {
+        self.products = true;
+        self
+    }
+
+    /// ∇ₓ(f + λᵀc) as a node of x's graph.
+    fn lagrangian_grad(&self, v: &Var, lambda: &[f64]) -> Result<Tensor> {
+        if lambda.len() != self.m {
+            return Err(Error::Shape(format!(
+                "{}: λ has {} entries for {} constraints",
+                self.name,
+                lambda.len(),
+                self.m
+            )));
+        }
+        let mut l = self.f_tensor(v.as_tensor())?;
+        if self.m > 0 {
+            let c = self.c_tensor(v.as_tensor())?;
+            l = l.add(&c.mul(&Tensor::new(lambda, &Device::Cpu)?)?.sum_all()?)?;
+        }
+        grad_of(&l, v)
     }
 
     fn var(&self, x: &[f64]) -> Result<Var> {
@@ -183,27 +234,38 @@ impl Nlp for AutoNlp {
     }
     fn lagrangian_hessian(&self, x: &[f64], lambda: &[f64]) -> Result<Mat<f64>> {
         crate::require_second_order()?;
-        if lambda.len() != self.m {
-            return Err(Error::Shape(format!(
-                "{}: λ has {} entries for {} constraints",
-                self.name,
-                lambda.len(),
-                self.m
-            )));
-        }
-        let v = self.var(x)?;
-        let mut l = self.f_tensor(v.as_tensor())?;
-        if self.m > 0 {
-            let c = self.c_tensor(v.as_tensor())?;
-            l = l.add(&c.mul(&Tensor::new(lambda, &Device::Cpu)?)?.sum_all()?)?;
-        }
-        let g = grad_of(&l, &v)?;
         let n = x.len();
+        crate::memory::check(
+            &format!("{}: the dense Hessian of the Lagrangian", self.name),
+            8.0 * (n as f64).powi(2),
+            "use AutoNlp::hessian_by_products (matrix-free AdaSketch-Newton)",
+        )?;
+        let v = self.var(x)?;
+        let g = self.lagrangian_grad(&v, lambda)?;
         let mut rows = Vec::with_capacity(n);
         for j in 0..n {
             rows.push(grad_of(&g.get(j)?, &v)?.to_vec1::<f64>()?);
         }
         Ok(Mat::from_fn(n, n, |i, j| 0.5 * (rows[i][j] + rows[j][i])))
+    }
+    /// One double backward: ∇ₓ(∇ₓL · v).
+    fn lagrangian_hvp(&self, x: &[f64], lambda: &[f64], v: &[f64]) -> Result<Vec<f64>> {
+        crate::require_second_order()?;
+        if v.len() != x.len() {
+            return Err(Error::Shape(format!(
+                "{}: v has {} entries, x {}",
+                self.name,
+                v.len(),
+                x.len()
+            )));
+        }
+        let xv = self.var(x)?;
+        let g = self.lagrangian_grad(&xv, lambda)?;
+        let gv = g.mul(&Tensor::new(v, &Device::Cpu)?)?.sum_all()?;
+        Ok(grad_of(&gv, &xv)?.to_vec1()?)
+    }
+    fn products_only(&self) -> bool {
+        self.products
     }
 }
 

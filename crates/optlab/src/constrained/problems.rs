@@ -32,6 +32,17 @@ impl std::fmt::Debug for TestProblem {
 impl TestProblem {
     /// f and c with ε₁ on x_i and ε₂ on x_j.
     fn eval(&self, x: &[f64], i: Option<usize>, j: Option<usize>) -> Result<(Dual, Vec<Dual>)> {
+        let one = |k: usize, d: Option<usize>| if d == Some(k) { 1.0 } else { 0.0 };
+        self.eval_dirs(x, |k| one(k, i), |k| one(k, j))
+    }
+
+    /// f and c with ε₁ along the direction `a` and ε₂ along `b` (given entry by entry).
+    fn eval_dirs(
+        &self,
+        x: &[f64],
+        a: impl Fn(usize) -> f64,
+        b: impl Fn(usize) -> f64,
+    ) -> Result<(Dual, Vec<Dual>)> {
         if x.len() != self.x0.len() {
             return Err(Error::Shape(format!(
                 "{}: x has {} entries, the problem {}",
@@ -40,20 +51,29 @@ impl TestProblem {
                 self.x0.len()
             )));
         }
-        let one = |k: usize, d: Option<usize>| if d == Some(k) { 1.0 } else { 0.0 };
         let xs: Vec<Dual> = x
             .iter()
             .enumerate()
             .map(|(k, &v)| Dual {
                 v,
-                a: one(k, i),
-                b: one(k, j),
+                a: a(k),
+                b: b(k),
                 ab: 0.0,
             })
             .collect();
         let (f, c) = (self.formula)(&xs);
         debug_assert_eq!(c.len(), self.m, "{}", self.name);
         Ok((f, c))
+    }
+
+    /// eᵢᵀ ∇²ₓL v for every i: n evaluations with ε₁ on xᵢ and ε₂ along v.
+    fn hvp(&self, x: &[f64], lambda: &[f64], v: &[f64]) -> Result<Vec<f64>> {
+        (0..x.len())
+            .map(|i| {
+                let (f, c) = self.eval_dirs(x, |k| if k == i { 1.0 } else { 0.0 }, |k| v[k])?;
+                Ok(f.ab + c.iter().zip(lambda).map(|(c, l)| c.ab * l).sum::<f64>())
+            })
+            .collect()
     }
 }
 
@@ -107,6 +127,20 @@ impl Nlp for TestProblem {
             }
         }
         Ok(h)
+    }
+    /// n hyper-dual evaluations (the dense Hessian takes n(n + 1)/2).
+    fn lagrangian_hvp(&self, x: &[f64], lambda: &[f64], v: &[f64]) -> Result<Vec<f64>> {
+        if lambda.len() != self.m || v.len() != x.len() {
+            return Err(Error::Shape(format!(
+                "{}: λ has {} entries for {} constraints, v {} for {} variables",
+                self.name,
+                lambda.len(),
+                self.m,
+                v.len(),
+                x.len()
+            )));
+        }
+        self.hvp(x, lambda, v)
     }
 }
 

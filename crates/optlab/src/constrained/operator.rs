@@ -1,0 +1,358 @@
+//! Matrix-free AdaSketch-Newton (P19) for problems whose Hessian of the Lagrangian comes only as products H v: the
+//! Newton–KKT matrix K = [[B, Gᵀ], [G, 0]] as an operator (one Hessian-vector product per application, the
+//! m × n Jacobian G kept dense), the sketch steps of [`super::sketch`] on it, and the constants the method needs
+//! without forming H:
+//! - ‖H‖_F² and tr H exactly from n products when n ≤ [`EXACT_MOMENTS`], otherwise by Hutchinson's estimator
+//!   (Rademacher probes, E‖Hv‖² = ‖H‖_F², E vᵀHv = tr H), which gives ‖H + sI‖_F² = ‖H‖_F² + 2s tr H + n s²;
+//! - the smallest eigenvalue of the reduced Hessian ZᵀHZ by Lanczos on P H P (P the projector onto null G, full
+//!   reorthogonalization), exact once the Krylov space spans null G (n − m ≤ [`LANCZOS_STEPS`]);
+//! - λ_min(GGᵀ) and ‖G‖_F exactly.
+//!
+//! Memory is O((n + m) · (m + Lanczos steps)): nothing n × n is allocated.
+
+use super::sketch::{Iterate, Sketch};
+use super::{dot, Nlp};
+use crate::rng::{normal, Rng};
+use crate::{Error, Result};
+use faer::linalg::solvers::Solve;
+use faer::{Mat, Side};
+use std::cell::Cell;
+
+/// Up to this many variables, the Hessian's moments come from n unit products (exact).
+pub const EXACT_MOMENTS: usize = 16;
+/// Rademacher probes of Hutchinson's estimator above [`EXACT_MOMENTS`] variables.
+pub const PROBES: usize = 16;
+/// Lanczos steps for the reduced Hessian's smallest eigenvalue.
+pub const LANCZOS_STEPS: usize = 30;
+/// Sketch steps between exact residual checks of a Kaczmarz run (each check is one application of K).
+const KACZMARZ_CHECK: usize = 8;
+
+/// The KKT operator at one primal-dual point: K (u; v) = (H u + s u + Gᵀ v; G u), s the Hessian modification.
+pub struct KktOperator<'a> {
+    nlp: &'a dyn Nlp,
+    x: &'a [f64],
+    lambda: &'a [f64],
+    jac: &'a Mat<f64>,
+    shift: f64,
+    products: Cell<usize>,
+}
+
+impl<'a> KktOperator<'a> {
+    pub fn new(nlp: &'a dyn Nlp, x: &'a [f64], lambda: &'a [f64], jac: &'a Mat<f64>) -> Self {
+        KktOperator {
+            nlp,
+            x,
+            lambda,
+            jac,
+            shift: 0.0,
+            products: Cell::new(0),
+        }
+    }
+
+    fn n(&self) -> usize {
+        self.x.len()
+    }
+
+    fn dim(&self) -> usize {
+        self.x.len() + self.lambda.len()
+    }
+
+    /// H v (the unmodified Hessian of the Lagrangian), counted.
+    pub fn hvp(&self, v: &[f64]) -> Result<Vec<f64>> {
+        self.products.set(self.products.get() + 1);
+        let hv = self.nlp.lagrangian_hvp(self.x, self.lambda, v)?;
+        if hv.len() != v.len() {
+            return Err(Error::Shape(format!(
+                "{}: a Hessian-vector product gave {} values for {} variables",
+                self.nlp.name(),
+                hv.len(),
+                v.len()
+            )));
+        }
+        Ok(hv)
+    }
+
+    /// Hessian-vector products so far.
+    pub fn products(&self) -> usize {
+        self.products.get()
+    }
+
+    /// K z.
+    fn apply(&self, z: &[f64]) -> Result<Vec<f64>> {
+        let (n, m) = (self.n(), self.lambda.len());
+        let (u, v) = z.split_at(n);
+        let mut out = self.hvp(u)?;
+        for j in 0..n {
+            out[j] += self.shift * u[j] + (0..m).map(|i| self.jac[(i, j)] * v[i]).sum::<f64>();
+        }
+        out.extend((0..m).map(|i| (0..n).map(|j| self.jac[(i, j)] * u[j]).sum::<f64>()));
+        Ok(out)
+    }
+
+    /// Row i of K, which is its column K eᵢ (K is symmetric); a constraint row needs no product.
+    fn row(&self, i: usize) -> Result<Vec<f64>> {
+        let (n, m) = (self.n(), self.lambda.len());
+        if i >= n {
+            let mut r: Vec<f64> = (0..n).map(|j| self.jac[(i - n, j)]).collect();
+            r.extend(std::iter::repeat_n(0.0, m));
+            return Ok(r);
+        }
+        let mut e = vec![0.0; n + m];
+        e[i] = 1.0;
+        self.apply(&e)
+    }
+}
+
+/// ‖H‖_F² and tr H: exact from unit products for small n, Hutchinson's estimates otherwise.
+fn hessian_moments(op: &KktOperator, rng: &mut Rng) -> Result<(f64, f64)> {
+    use rand::Rng as _;
+    let n = op.n();
+    let (mut fro2, mut trace) = (0.0, 0.0);
+    if n <= EXACT_MOMENTS {
+        for i in 0..n {
+            let mut e = vec![0.0; n];
+            e[i] = 1.0;
+            let col = op.hvp(&e)?;
+            fro2 += dot(&col, &col);
+            trace += col[i];
+        }
+        return Ok((fro2, trace));
+    }
+    for _ in 0..PROBES {
+        let v: Vec<f64> = (0..n)
+            .map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 })
+            .collect();
+        let hv = op.hvp(&v)?;
+        fro2 += dot(&hv, &hv) / PROBES as f64;
+        trace += dot(&v, &hv) / PROBES as f64;
+    }
+    Ok((fro2, trace))
+}
+
+/// The projector onto null G: v − Gᵀ (GGᵀ)⁻¹ G v, from a factorization of GGᵀ.
+struct NullProjector<'a> {
+    jac: &'a Mat<f64>,
+    ggt: faer::linalg::solvers::PartialPivLu<f64>,
+}
+
+impl NullProjector<'_> {
+    fn apply(&self, v: &[f64]) -> Vec<f64> {
+        let (m, n) = (self.jac.nrows(), self.jac.ncols());
+        if m == 0 {
+            return v.to_vec();
+        }
+        let gv = Mat::from_fn(m, 1, |i, _| (0..n).map(|j| self.jac[(i, j)] * v[j]).sum());
+        let y = self.ggt.solve(&gv);
+        (0..n)
+            .map(|j| v[j] - (0..m).map(|i| self.jac[(i, j)] * y[(i, 0)]).sum::<f64>())
+            .collect()
+    }
+}
+
+/// The smallest eigenvalue of the reduced Hessian ZᵀHZ by Lanczos on P H P restricted to null G (∞ when null G
+/// is trivial).
+fn reduced_min_eigenvalue(op: &KktOperator, ggt: &Mat<f64>, rng: &mut Rng) -> Result<f64> {
+    let (m, n) = (op.jac.nrows(), op.n());
+    if m >= n {
+        return Ok(f64::INFINITY);
+    }
+    let p = NullProjector {
+        jac: op.jac,
+        ggt: ggt.partial_piv_lu(),
+    };
+    let steps = (n - m).min(LANCZOS_STEPS);
+    let mut q = p.apply(&(0..n).map(|_| normal(rng)).collect::<Vec<_>>());
+    let q_norm = dot(&q, &q).sqrt();
+    if q_norm == 0.0 || !q_norm.is_finite() {
+        return Ok(f64::INFINITY);
+    }
+    q.iter_mut().for_each(|v| *v /= q_norm);
+    let mut basis: Vec<Vec<f64>> = vec![q];
+    let (mut alpha, mut beta) = (Vec::new(), Vec::new());
+    for j in 0..steps {
+        let mut w = p.apply(&op.hvp(&basis[j])?);
+        alpha.push(dot(&basis[j], &w));
+        // Full reorthogonalization (twice is enough).
+        for _ in 0..2 {
+            for b in &basis {
+                let c = dot(b, &w);
+                w.iter_mut().zip(b).for_each(|(w, b)| *w -= c * b);
+            }
+        }
+        let b = dot(&w, &w).sqrt();
+        let scale = alpha.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+        if j + 1 == steps || b <= 1e-12 * scale || !b.is_finite() {
+            break;
+        }
+        beta.push(b);
+        basis.push(w.iter().map(|v| v / b).collect());
+    }
+    let k = alpha.len();
+    let t = Mat::from_fn(k, k, |i, j| {
+        if i == j {
+            alpha[i]
+        } else if i.abs_diff(j) == 1 {
+            beta[i.min(j)]
+        } else {
+            0.0
+        }
+    });
+    let ev = t
+        .self_adjoint_eigenvalues(Side::Lower)
+        .map_err(|e| Error::invalid(format!("Lanczos eigenvalues: {e:?}")))?;
+    Ok(ev[0])
+}
+
+/// The constants of one matrix-free iteration.
+pub struct Constants {
+    /// ‖H‖_F.
+    pub h_norm: f64,
+    /// ‖B‖_F (B = H + shift I).
+    pub b_norm: f64,
+    /// ‖K‖_F.
+    pub k_norm: f64,
+    pub shift: f64,
+}
+
+/// Sets the Hessian modification of `op` (H, or H + (ξ_B + ‖H‖_F) I when the reduced Hessian's smallest
+/// eigenvalue is below `tol`) and returns the norms the accuracy condition uses. `ggt` = GGᵀ.
+pub fn prepare(
+    op: &mut KktOperator,
+    ggt: &Mat<f64>,
+    xi_b: f64,
+    tol: f64,
+    rng: &mut Rng,
+) -> Result<Constants> {
+    let (fro2, trace) = hessian_moments(op, rng)?;
+    let h_norm = fro2.max(0.0).sqrt();
+    let shift = if reduced_min_eigenvalue(op, ggt, rng)? >= tol {
+        0.0
+    } else {
+        xi_b + h_norm
+    };
+    op.shift = shift;
+    let b2 = (fro2 + 2.0 * shift * trace + op.n() as f64 * shift * shift).max(0.0);
+    let g2 = op.jac.norm_l2().powi(2);
+    Ok(Constants {
+        h_norm,
+        b_norm: b2.sqrt(),
+        k_norm: (b2 + 2.0 * g2).sqrt(),
+        shift,
+    })
+}
+
+/// Sketch steps on K z = b with K applied as an operator: the same projections as [`super::sketch`]
+/// (Kaczmarz: one row, i.e. one product, per step; Gaussian and block: k + 1 products per step).
+pub struct OperatorSketch<'a, 'b> {
+    op: &'a KktOperator<'b>,
+    b: &'a [f64],
+    kind: Sketch,
+}
+
+fn norm(v: &[f64]) -> f64 {
+    dot(v, v).sqrt()
+}
+
+impl<'a, 'b> OperatorSketch<'a, 'b> {
+    pub fn new(op: &'a KktOperator<'b>, b: &'a [f64], kind: Sketch) -> Result<Self> {
+        if b.len() != op.dim() {
+            return Err(Error::Shape(format!(
+                "matrix-free sketching: the right-hand side has {} entries, K is {}×{}",
+                b.len(),
+                op.dim(),
+                op.dim()
+            )));
+        }
+        if kind == Sketch::Exact {
+            return Err(Error::invalid(
+                "a matrix-free run cannot solve the KKT system exactly: use a sketch (kaczmarz, gaussian, blockK)",
+            ));
+        }
+        Ok(OperatorSketch { op, b, kind })
+    }
+
+    /// Hessian-vector products of the operator so far.
+    pub fn products(&self) -> usize {
+        self.op.products()
+    }
+
+    /// z = 0, r = −b.
+    pub fn start(&self) -> Iterate {
+        Iterate {
+            z: vec![0.0; self.b.len()],
+            r: self.b.iter().map(|v| -v).collect(),
+        }
+    }
+
+    fn residual(&self, z: &[f64]) -> Result<Vec<f64>> {
+        let kz = self.op.apply(z)?;
+        Ok(kz.iter().zip(self.b).map(|(a, b)| a - b).collect())
+    }
+
+    /// Sketch steps from `it` until ‖r‖ ≤ `stop` or `max_steps` steps; returns the steps taken.
+    pub fn run(
+        &self,
+        it: &mut Iterate,
+        stop: f64,
+        max_steps: usize,
+        rng: &mut Rng,
+    ) -> Result<usize> {
+        use rand::Rng as _;
+        let dim = it.z.len();
+        let mut steps = 0;
+        while steps < max_steps && norm(&it.r) > stop {
+            match self.kind {
+                Sketch::Kaczmarz => {
+                    // The residual is not carried (that would cost a second product): checked every few steps.
+                    for _ in 0..KACZMARZ_CHECK.min(max_steps - steps) {
+                        let i = rng.gen_range(0..dim);
+                        let row = self.op.row(i)?;
+                        let d = dot(&row, &row);
+                        steps += 1;
+                        if d <= 0.0 {
+                            continue;
+                        }
+                        let y = (dot(&row, &it.z) - self.b[i]) / d;
+                        it.z.iter_mut().zip(&row).for_each(|(z, a)| *z -= y * a);
+                    }
+                    it.r = self.residual(&it.z)?;
+                }
+                Sketch::Gaussian | Sketch::Block(_) => {
+                    let cols = match self.kind {
+                        Sketch::Block(k) => k.min(dim),
+                        _ => 1,
+                    };
+                    let s: Vec<Vec<f64>> = (0..cols)
+                        .map(|_| (0..dim).map(|_| normal(rng)).collect())
+                        .collect();
+                    // K S (= Kᵀ S), its Gram matrix and Sᵀ r.
+                    let ks: Vec<Vec<f64>> =
+                        s.iter().map(|c| self.op.apply(c)).collect::<Result<_>>()?;
+                    let gram = Mat::from_fn(cols, cols, |a, b| dot(&ks[a], &ks[b]));
+                    let str_ = Mat::from_fn(cols, 1, |a, _| dot(&s[a], &it.r));
+                    let y = gram.partial_piv_lu().solve(&str_);
+                    steps += 1;
+                    if (0..cols).any(|a| !y[(a, 0)].is_finite()) {
+                        continue;
+                    }
+                    let mut step = vec![0.0; dim];
+                    for (a, col) in ks.iter().enumerate() {
+                        step.iter_mut()
+                            .zip(col)
+                            .for_each(|(t, c)| *t += y[(a, 0)] * c);
+                    }
+                    it.z.iter_mut().zip(&step).for_each(|(z, t)| *z -= t);
+                    if steps % dim.max(1) == 0 {
+                        it.r = self.residual(&it.z)?;
+                    } else {
+                        let k_step = self.op.apply(&step)?;
+                        it.r.iter_mut().zip(&k_step).for_each(|(r, t)| *r -= t);
+                    }
+                }
+                Sketch::Exact => unreachable!("refused by OperatorSketch::new"),
+            }
+        }
+        it.r = self.residual(&it.z)?;
+        Ok(steps)
+    }
+}
