@@ -187,11 +187,12 @@ pub fn fill_normals<R: rand::RngCore>(rng: &mut R, out: &mut [f64]) {
 }
 
 /// Fills `out` with `scale` times standard normal draws, by the same ziggurat as [`ziggurat`] but a block at a
-/// time: each block's first 64-bit draws are taken together and tested for the rectangle (99% of them) in one
-/// branch-free pass, and each rejected draw then finishes its own wedge or tail test from fresh bits. Every value
-/// has exactly the ziggurat's distribution and the draws are independent; the stream is consumed in another
-/// order than by repeated [`ziggurat`] calls, so the values differ from those. Several times faster, for bulk
-/// noise such as that of private gradients.
+/// time: each block's first draws are taken together and tested for the rectangle (99% of them) in one
+/// branch-free pass, and each rejected draw then finishes its own wedge or tail test from fresh bits. f64 output
+/// takes 64 bits a draw and has exactly the ziggurat's distribution; f32 output takes 32 (u from 24 bits, as
+/// numpy's f32 ziggurat), so its values lie on a grid of about 2⁻²³ times the box edge before rounding to f32.
+/// The draws are independent; the stream is consumed in another order than by repeated [`ziggurat`] calls, so
+/// the values differ from those. Several times faster, for bulk noise such as that of private gradients.
 pub fn fill_scaled_normals<R, T>(rng: &mut R, scale: f64, out: &mut [T])
 where
     R: rand::RngCore,
@@ -236,7 +237,15 @@ where
             draw[j] = zig_edge(t, rng, u, i).unwrap_or_else(|| zig_draw(t, rng));
         }
         for (o, d) in chunk.iter_mut().zip(&draw) {
-            *o = T::from(scale * d).unwrap_or_else(T::nan);
+            let v = scale * d;
+            // Beyond T's range: the infinity of its sign (as `as` casts do).
+            *o = T::from(v).unwrap_or_else(|| {
+                if v < 0.0 {
+                    T::neg_infinity()
+                } else {
+                    T::infinity()
+                }
+            });
         }
     }
 }

@@ -440,6 +440,104 @@ fn clipped_mean_equals_sample_by_sample_reference() {
     }
 }
 
+/// In f32, an example whose gradient is a million times the clip contributes no more than C: the clipped sum is
+/// formed from the clip weights themselves, not as the plain sum minus the excess (whose rounding alone would
+/// exceed C).
+#[test]
+fn a_huge_example_is_clipped_in_f32() {
+    let dev = Device::Cpu;
+    let model = Sequential::new(
+        &ModelSpec::parse("mlp:hidden=8").unwrap(),
+        &[4],
+        3,
+        5,
+        DType::F32,
+    )
+    .unwrap();
+    let mut rows: Vec<f32> = (0..16).map(|i| ((i * 5 % 7) as f32 - 3.0) / 3.0).collect();
+    rows[..4].iter_mut().for_each(|v| *v *= 1e6);
+    let x = Tensor::from_vec(rows, (4, 4), &dev).unwrap();
+    // Example 0's label is its least likely class, so that its gradient does not vanish.
+    let least = model
+        .forward_mode(&x.narrow(0, 0, 1).unwrap(), true)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .argmin(0)
+        .unwrap()
+        .to_scalar::<u32>()
+        .unwrap();
+    let y = Tensor::new(&[least, 1, 2, 1], &dev).unwrap();
+    let params = model.params();
+    let (clip, expected_batch) = (1.0, 4.0);
+    let mut want: Vec<Vec<f64>> = params
+        .iter()
+        .map(|p| vec![0.0; p.tensor().elem_count()])
+        .collect();
+    let mut norms = Vec::new();
+    for i in 0..4 {
+        let out = model
+            .forward_mode(&x.narrow(0, i, 1).unwrap(), true)
+            .unwrap();
+        let g = cross_entropy(&out, &y.narrow(0, i, 1).unwrap())
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gs: Vec<Vec<f64>> = params
+            .iter()
+            .map(|p| {
+                g.get(p.tensor())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            })
+            .collect();
+        let norm = gs.iter().flatten().map(|v| v * v).sum::<f64>().sqrt();
+        let f = (clip / (norm + 1e-6)).min(1.0);
+        for (w, gk) in want.iter_mut().zip(&gs) {
+            w.iter_mut()
+                .zip(gk)
+                .for_each(|(w, g)| *w += f * g / expected_batch);
+        }
+        norms.push(norm);
+    }
+    assert!(
+        norms[0] > 1e5 * clip,
+        "example 0's gradient norm {}",
+        norms[0]
+    );
+    let step = DpSgdStep {
+        clip,
+        clipping: Clipping::Flat,
+        noise_multiplier: 0.0,
+        expected_batch,
+    };
+    let mut rng = optlab::rng::rng_for(0, optlab::rng::Stream::PrivacyNoise, 0);
+    let got = private_gradient(&model, &x, &y, ExampleLoss::CrossEntropy, &step, &mut rng).unwrap();
+    for (p, w) in params.iter().zip(&want) {
+        let g: Vec<f64> = got
+            .grads
+            .get(p.tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let err = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-5, "{}: {err:e}", p.name);
+    }
+}
+
 /// The noise added to a gradient has standard deviation σC/E (every example clipped to a tiny norm, so the
 /// gradient is almost all noise).
 #[test]

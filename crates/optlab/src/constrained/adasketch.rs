@@ -26,7 +26,7 @@
 
 use super::operator::{self, KktOperator, OperatorSketch};
 use super::sketch::{Iterate, Sketch, SketchSolver};
-use super::{dot, lagrangian_gradient, Nlp};
+use super::{dot, jac_mul, jac_t_mul, lagrangian_gradient, Nlp};
 use crate::rng::{rng_for, Stream};
 use crate::{Error, Result};
 use faer::{Mat, Side};
@@ -357,13 +357,25 @@ fn modified_hessian(h: &Mat<f64>, jac: &Mat<f64>, cfg: &AdaSketchConfig) -> Resu
         let z = q.subcols(m, n - m).to_owned();
         z.transpose() * h * &z
     };
-    if smallest_eigenvalue(&reduced)? >= cfg.reduced_hessian_tol {
-        return Ok(h.clone());
-    }
-    let shift = cfg.xi_b + h.norm_l2();
+    let shift = hessian_shift(
+        smallest_eigenvalue(&reduced)?,
+        h.norm_l2(),
+        cfg.xi_b,
+        cfg.reduced_hessian_tol,
+    );
     Ok(Mat::from_fn(n, n, |i, j| {
         h[(i, j)] + if i == j { shift } else { 0.0 }
     }))
+}
+
+/// The Hessian modification: none when the reduced Hessian's smallest eigenvalue reaches `tol`, otherwise the shift
+/// ξ_B + ‖H‖_F (as the official code).
+pub(crate) fn hessian_shift(reduced_min: f64, h_norm: f64, xi_b: f64, tol: f64) -> f64 {
+    if reduced_min >= tol {
+        0.0
+    } else {
+        xi_b + h_norm
+    }
 }
 
 /// The sketch solver of one iteration: on the dense KKT matrix or on the operator.
@@ -516,12 +528,8 @@ pub fn solve_from(
         let rhs_norm = dot(&rhs, &rhs).sqrt();
         let mut it: Iterate = solver.start();
         // ∇L_η: x-part ∇ₓL + η₂ H ∇ₓL + η₁ Gᵀc, λ-part c + η₂ G ∇ₓL.
-        let gt_c: Vec<f64> = (0..n)
-            .map(|j| (0..m).map(|i| p.jac[(i, j)] * p.c[i]).sum())
-            .collect();
-        let g_gl: Vec<f64> = (0..m)
-            .map(|i| (0..n).map(|j| p.jac[(i, j)] * p.gl[j]).sum())
-            .collect();
+        let gt_c = jac_t_mul(&p.jac, &p.c);
+        let g_gl = jac_mul(&p.jac, &p.gl);
         let slope = |z: &[f64], e1: f64, e2: f64| -> f64 {
             let dx: f64 = (0..n)
                 .map(|j| (p.gl[j] + e2 * h_gl[j] + e1 * gt_c[j]) * z[j])

@@ -280,12 +280,21 @@ pub fn kkt_residual(nlp: &dyn Nlp, x: &[f64], lambda: &[f64]) -> Result<f64> {
 
 /// ∇f + Gᵀλ.
 pub(crate) fn lagrangian_gradient(g: &[f64], jac: &Mat<f64>, lambda: &[f64]) -> Vec<f64> {
-    (0..g.len())
-        .map(|j| {
-            g[j] + (0..lambda.len())
-                .map(|i| jac[(i, j)] * lambda[i])
-                .sum::<f64>()
-        })
+    let gt_l = jac_t_mul(jac, lambda);
+    g.iter().zip(&gt_l).map(|(a, b)| a + b).collect()
+}
+
+/// G u (m values) for the m × n Jacobian G.
+pub(crate) fn jac_mul(jac: &Mat<f64>, u: &[f64]) -> Vec<f64> {
+    (0..jac.nrows())
+        .map(|i| (0..jac.ncols()).map(|j| jac[(i, j)] * u[j]).sum())
+        .collect()
+}
+
+/// Gᵀ v (n values).
+pub(crate) fn jac_t_mul(jac: &Mat<f64>, v: &[f64]) -> Vec<f64> {
+    (0..jac.ncols())
+        .map(|j| (0..jac.nrows()).map(|i| jac[(i, j)] * v[i]).sum())
         .collect()
 }
 

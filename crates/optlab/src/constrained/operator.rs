@@ -5,13 +5,14 @@
 //! - ‖H‖_F² and tr H exactly from n products when n ≤ [`EXACT_MOMENTS`], otherwise by Hutchinson's estimator
 //!   (Rademacher probes, E‖Hv‖² = ‖H‖_F², E vᵀHv = tr H), which gives ‖H + sI‖_F² = ‖H‖_F² + 2s tr H + n s²;
 //! - the smallest eigenvalue of the reduced Hessian ZᵀHZ by Lanczos on P H P (P the projector onto null G, full
-//!   reorthogonalization), exact once the Krylov space spans null G (n − m ≤ [`LANCZOS_STEPS`]);
+//!   reorthogonalization), exact once the Krylov space spans null G (n − m ≤ [`LANCZOS_STEPS`]), otherwise the
+//!   smallest Ritz value less its residual;
 //! - λ_min(GGᵀ) and ‖G‖_F exactly.
 //!
-//! Memory is O((n + m) · (m + Lanczos steps)): nothing n × n is allocated.
+//! Memory is O((n + m) · (m + Lanczos steps + block size)): nothing n × n is allocated.
 
-use super::sketch::{Iterate, Sketch};
-use super::{dot, Nlp};
+use super::sketch::{norm, Iterate, Sketch};
+use super::{dot, jac_mul, jac_t_mul, Nlp};
 use crate::rng::{normal, Rng};
 use crate::{Error, Result};
 use faer::linalg::solvers::Solve;
@@ -79,13 +80,14 @@ impl<'a> KktOperator<'a> {
 
     /// K z.
     fn apply(&self, z: &[f64]) -> Result<Vec<f64>> {
-        let (n, m) = (self.n(), self.lambda.len());
+        let n = self.n();
         let (u, v) = z.split_at(n);
         let mut out = self.hvp(u)?;
+        let gt_v = jac_t_mul(self.jac, v);
         for j in 0..n {
-            out[j] += self.shift * u[j] + (0..m).map(|i| self.jac[(i, j)] * v[i]).sum::<f64>();
+            out[j] += self.shift * u[j] + gt_v[j];
         }
-        out.extend((0..m).map(|i| (0..n).map(|j| self.jac[(i, j)] * u[j]).sum::<f64>()));
+        out.extend(jac_mul(self.jac, u));
         Ok(out)
     }
 
@@ -149,8 +151,8 @@ impl NullProjector<'_> {
     }
 }
 
-/// The smallest eigenvalue of the reduced Hessian ZᵀHZ by Lanczos on P H P restricted to null G (∞ when null G
-/// is trivial).
+/// The smallest eigenvalue of the reduced Hessian ZᵀHZ by Lanczos on P H P restricted to null G, less the Ritz
+/// residual (∞ when null G is trivial). Exact when the Krylov space spans null G.
 fn reduced_min_eigenvalue(op: &KktOperator, ggt: &Mat<f64>, rng: &mut Rng) -> Result<f64> {
     let (m, n) = (op.jac.nrows(), op.n());
     if m >= n {
@@ -169,18 +171,21 @@ fn reduced_min_eigenvalue(op: &KktOperator, ggt: &Mat<f64>, rng: &mut Rng) -> Re
     q.iter_mut().for_each(|v| *v /= q_norm);
     let mut basis: Vec<Vec<f64>> = vec![q];
     let (mut alpha, mut beta) = (Vec::new(), Vec::new());
+    let mut last_beta = 0.0;
     for j in 0..steps {
         let mut w = p.apply(&op.hvp(&basis[j])?);
         alpha.push(dot(&basis[j], &w));
-        // Full reorthogonalization (twice is enough).
+        // Full reorthogonalization (twice is enough), then back onto null G against rounding drift.
         for _ in 0..2 {
             for b in &basis {
                 let c = dot(b, &w);
                 w.iter_mut().zip(b).for_each(|(w, b)| *w -= c * b);
             }
         }
+        let w = p.apply(&w);
         let b = dot(&w, &w).sqrt();
         let scale = alpha.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+        last_beta = b;
         if j + 1 == steps || b <= 1e-12 * scale || !b.is_finite() {
             break;
         }
@@ -197,10 +202,14 @@ fn reduced_min_eigenvalue(op: &KktOperator, ggt: &Mat<f64>, rng: &mut Rng) -> Re
             0.0
         }
     });
-    let ev = t
-        .self_adjoint_eigenvalues(Side::Lower)
+    let eig = t
+        .self_adjoint_eigen(Side::Lower)
         .map_err(|e| Error::invalid(format!("Lanczos eigenvalues: {e:?}")))?;
-    Ok(ev[0])
+    // The smallest Ritz value less its residual β_k |s_k| (zero once the Krylov space is invariant): a Ritz value
+    // only bounds λ_min from above, so the margin leans towards modifying the Hessian when Lanczos stopped early.
+    let theta = eig.S().column_vector()[0];
+    let residual = last_beta * eig.U()[(k - 1, 0)].abs();
+    Ok(theta - residual)
 }
 
 /// The constants of one matrix-free iteration.
@@ -225,11 +234,8 @@ pub fn prepare(
 ) -> Result<Constants> {
     let (fro2, trace) = hessian_moments(op, rng)?;
     let h_norm = fro2.max(0.0).sqrt();
-    let shift = if reduced_min_eigenvalue(op, ggt, rng)? >= tol {
-        0.0
-    } else {
-        xi_b + h_norm
-    };
+    let shift =
+        super::adasketch::hessian_shift(reduced_min_eigenvalue(op, ggt, rng)?, h_norm, xi_b, tol);
     op.shift = shift;
     let b2 = (fro2 + 2.0 * shift * trace + op.n() as f64 * shift * shift).max(0.0);
     let g2 = op.jac.norm_l2().powi(2);
@@ -247,10 +253,6 @@ pub struct OperatorSketch<'a, 'b> {
     op: &'a KktOperator<'b>,
     b: &'a [f64],
     kind: Sketch,
-}
-
-fn norm(v: &[f64]) -> f64 {
-    dot(v, v).sqrt()
 }
 
 impl<'a, 'b> OperatorSketch<'a, 'b> {
@@ -300,7 +302,19 @@ impl<'a, 'b> OperatorSketch<'a, 'b> {
         use rand::Rng as _;
         let dim = it.z.len();
         let mut steps = 0;
-        while steps < max_steps && norm(&it.r) > stop {
+        // Whether it.r is exact (recomputed) or carried along by the updates.
+        let mut exact = false;
+        while steps < max_steps {
+            if norm(&it.r) <= stop {
+                if exact {
+                    break;
+                }
+                // The carried residual says done: confirm with the exact one.
+                it.r = self.residual(&it.z)?;
+                exact = true;
+                continue;
+            }
+            exact = false;
             match self.kind {
                 Sketch::Kaczmarz => {
                     // The residual is not carried (that would cost a second product): checked every few steps.
@@ -316,6 +330,7 @@ impl<'a, 'b> OperatorSketch<'a, 'b> {
                         it.z.iter_mut().zip(&row).for_each(|(z, a)| *z -= y * a);
                     }
                     it.r = self.residual(&it.z)?;
+                    exact = true;
                 }
                 Sketch::Gaussian | Sketch::Block(_) => {
                     let cols = match self.kind {
@@ -344,6 +359,7 @@ impl<'a, 'b> OperatorSketch<'a, 'b> {
                     it.z.iter_mut().zip(&step).for_each(|(z, t)| *z -= t);
                     if steps % dim.max(1) == 0 {
                         it.r = self.residual(&it.z)?;
+                        exact = true;
                     } else {
                         let k_step = self.op.apply(&step)?;
                         it.r.iter_mut().zip(&k_step).for_each(|(r, t)| *r -= t);
@@ -352,7 +368,100 @@ impl<'a, 'b> OperatorSketch<'a, 'b> {
                 Sketch::Exact => unreachable!("refused by OperatorSketch::new"),
             }
         }
-        it.r = self.residual(&it.z)?;
+        if !exact {
+            it.r = self.residual(&it.z)?;
+        }
         Ok(steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{rng_for, Stream};
+
+    /// min ½ xᵀHx s.t. Gx = 0 with H and G given as matrices (the products by the default H v).
+    struct Quadratic {
+        h: Mat<f64>,
+        g: Mat<f64>,
+    }
+
+    impl Nlp for Quadratic {
+        fn name(&self) -> &str {
+            "quadratic"
+        }
+        fn n(&self) -> usize {
+            self.h.nrows()
+        }
+        fn m(&self) -> usize {
+            self.g.nrows()
+        }
+        fn x0(&self) -> Vec<f64> {
+            vec![0.0; self.n()]
+        }
+        fn objective(&self, _: &[f64]) -> Result<f64> {
+            Ok(0.0)
+        }
+        fn gradient(&self, x: &[f64]) -> Result<Vec<f64>> {
+            Ok(vec![0.0; x.len()])
+        }
+        fn constraints(&self, _: &[f64]) -> Result<Vec<f64>> {
+            Ok(vec![0.0; self.m()])
+        }
+        fn jacobian(&self, _: &[f64]) -> Result<Mat<f64>> {
+            Ok(self.g.clone())
+        }
+        fn lagrangian_hessian(&self, _: &[f64], _: &[f64]) -> Result<Mat<f64>> {
+            Ok(self.h.clone())
+        }
+    }
+
+    /// n = 50, m = 2 (null space 48 > the Lanczos steps): the reduced Hessian's smallest eigenvalue by Lanczos
+    /// against the dense one (an isolated negative eigenvalue), and Hutchinson's Frobenius norm and trace.
+    #[test]
+    fn lanczos_and_hutchinson_beyond_the_exact_sizes() {
+        let n = 50;
+        let mut r = rng_for(3, Stream::Probe, 0);
+        let off = Mat::from_fn(n, n, |_, _| 0.01 * normal(&mut r));
+        let h = Mat::from_fn(n, n, |i, j| {
+            let d = if i == j {
+                if i == 7 {
+                    -3.0
+                } else {
+                    1.0 + i as f64 / 10.0
+                }
+            } else {
+                0.0
+            };
+            d + off[(i, j)] + off[(j, i)]
+        });
+        let g = Mat::from_fn(2, n, |i, j| ((i + 1) * (j + 3) % 7) as f64 - 3.0);
+        let q = Quadratic {
+            h: h.clone(),
+            g: g.clone(),
+        };
+        let (x, lambda) = (vec![0.0; n], vec![0.0; 2]);
+        let op = KktOperator::new(&q, &x, &lambda, &g);
+        let ggt = &g * g.transpose();
+        let lanczos = reduced_min_eigenvalue(&op, &ggt, &mut r).unwrap();
+        let qr = g.transpose().to_owned().qr().compute_Q();
+        let z = qr.subcols(2, n - 2).to_owned();
+        let exact = (z.transpose() * &h * &z)
+            .self_adjoint_eigenvalues(Side::Lower)
+            .unwrap()[0];
+        assert!(exact < -2.0, "{exact}");
+        assert!((lanczos - exact).abs() < 1e-6, "{lanczos} vs {exact}");
+        let (fro2, trace) = hessian_moments(&op, &mut r).unwrap();
+        let want_fro2 = h.norm_l2().powi(2);
+        let want_trace: f64 = (0..n).map(|i| h[(i, i)]).sum();
+        assert!(
+            (fro2 / want_fro2 - 1.0).abs() < 0.05,
+            "{fro2} vs {want_fro2}"
+        );
+        assert!(
+            (trace - want_trace).abs() < 0.05 * want_fro2.sqrt(),
+            "{trace} vs {want_trace}"
+        );
+        assert_eq!(op.products(), LANCZOS_STEPS + PROBES);
     }
 }

@@ -82,7 +82,7 @@ pub struct SketchSolver<'a> {
     kind: Sketch,
 }
 
-fn norm(v: &[f64]) -> f64 {
+pub(crate) fn norm(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 

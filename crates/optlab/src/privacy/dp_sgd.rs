@@ -4,9 +4,9 @@
 //! optimizer: the private gradient replaces the plain one.
 //!
 //! One backward pass of the plain mean loss gives both the unclipped gradient and, through the per-sample tape,
-//! every example's norm (ghost norms for Linear layers, Goodfellow 2015; Li et al. 2022). The clipped sum
-//! Σ_b c_b g_b is that gradient plus Σ_b (c_b − 1) g_b, one weighted product per layer whose weights vanish for
-//! the unclipped examples; when none is clipped and there is no noise the gradient is the plain one to the bit.
+//! every example's norm (ghost norms for Linear layers, Goodfellow 2015; Li et al. 2022). When an example is
+//! clipped, the clipped sum Σ_b c_b g_b is one weighted product per layer of the same pass's error signals and
+//! inputs; when none is and there is no noise, the gradient is the plain one to the bit.
 
 use super::per_sample;
 use crate::nn::{Param, Sequential};
@@ -250,10 +250,7 @@ pub fn private_gradient(
     }
     // The noise depends on the parameters' shapes alone: it is drawn on the pool while this thread computes the
     // clipped sum (the seeds come from `rng` in the same order either way).
-    let shapes: Vec<(Vec<usize>, DType)> = params
-        .iter()
-        .map(|p| (p.tensor().dims().to_vec(), p.tensor().dtype()))
-        .collect();
+    let shapes = noise_shapes(&params);
     let mut noise = Ok(Vec::new());
     let clipped_sum = || -> Result<_> {
         let (out, tape) = per_sample::forward(model, x)?;
@@ -285,31 +282,21 @@ pub fn private_gradient(
         let clipped = (0..b)
             .filter(|&i| factors.iter().any(|c| c[i] < 1.0))
             .count();
+        // None clipped: the plain gradient, to the bit. Otherwise Σ_b c_b ∇ℓ_b / E directly, one weighted product
+        // per layer (not the plain sum plus a correction, whose rounding would let a huge example leak past C).
         let mut grads = first;
-        // Σ_b c_b ∇ℓ_b / E = the unclipped sum + Σ_b (c_b − 1) ∇ℓ_b / E: the correction runs only over the clipped
-        // examples' weights (none clipped: the plain gradient, to the bit).
         if clipped > 0 {
             let per_factor = factors
-                .iter()
-                .map(|c| {
-                    let w: Vec<f64> = c.iter().map(|f| f - 1.0).collect();
-                    Ok(Tensor::from_vec(w, b, x.device())?)
-                })
+                .into_iter()
+                .map(|c| Ok(Tensor::from_vec(c, b, x.device())?))
                 .collect::<Result<Vec<_>>>()?;
             // One shared weight tensor for every parameter under flat clipping.
             let weights: Vec<Tensor> = (0..params.len())
                 .map(|k| per_factor[k.min(per_factor.len() - 1)].clone())
                 .collect();
-            for ((_, s), p) in tape
-                .weighted_sums(&grads, &params, &weights)?
-                .into_iter()
-                .zip(&params)
-            {
-                let g = grads.get(p.tensor()).ok_or_else(|| {
-                    Error::invalid(format!("'{}' has no gradient in the recorded pass", p.name))
-                })?;
-                let sum = g.add(&s)?;
-                grads.insert(p.tensor(), sum);
+            let sums = tape.weighted_sums(&grads, &params, &weights)?;
+            for ((_, s), p) in sums.into_iter().zip(&params) {
+                grads.insert(p.tensor(), s);
             }
         }
         Ok((grads, clipped, t, per_row))
@@ -342,11 +329,11 @@ fn noise_only(params: &[Param], step: &DpSgdStep, rng: &mut Rng) -> Result<GradS
     for p in params {
         grads.insert(p.tensor(), p.tensor().zeros_like()?);
     }
-    let shapes: Vec<(Vec<usize>, DType)> = params
-        .iter()
-        .map(|p| (p.tensor().dims().to_vec(), p.tensor().dtype()))
-        .collect();
-    add_drawn(params, &mut grads, draw_noise(&shapes, step, rng)?)?;
+    add_drawn(
+        params,
+        &mut grads,
+        draw_noise(&noise_shapes(params), step, rng)?,
+    )?;
     Ok(grads)
 }
 
@@ -366,6 +353,14 @@ pub(crate) fn gaussian<T: num_traits::Float + Send>(n: usize, std: f64, rng: &mu
             crate::rng::fill_scaled_normals(&mut Rng::seed_from_u64(seed), std, chunk);
         });
     out
+}
+
+/// The shape and dtype of each parameter, all the noise depends on.
+fn noise_shapes(params: &[Param]) -> Vec<(Vec<usize>, DType)> {
+    params
+        .iter()
+        .map(|p| (p.tensor().dims().to_vec(), p.tensor().dtype()))
+        .collect()
 }
 
 /// N(0, (σC)²) / E for a gradient of each shape, in order (none when σ = 0, so the gradient keeps its bits).
