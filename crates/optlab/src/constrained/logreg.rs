@@ -4,7 +4,7 @@
 //! are the embedded digits, even against odd (N = 1797, n = 64 pixels in [0, 1]; the paper uses LIBSVM sets).
 //! Derivatives in closed form: ∇²ₓL = (1/N) Xᵀ diag(σ(1 − σ)) X + 2 λ₁₁ I.
 
-use super::Nlp;
+use super::{check_multipliers, Nlp};
 use crate::rng::{normal, rng_for, Stream};
 use crate::scalar::{sigmoid, softplus};
 use crate::{Error, Result};
@@ -160,13 +160,7 @@ impl Nlp for ConstrainedLogreg {
         }))
     }
     fn lagrangian_hessian(&self, w: &[f64], lambda: &[f64]) -> Result<Mat<f64>> {
-        if lambda.len() != self.m() {
-            return Err(Error::Shape(format!(
-                "{}: λ has {} entries",
-                self.name,
-                lambda.len()
-            )));
-        }
+        check_multipliers(&self.name, lambda, self.m())?;
         let s = self.margins(w)?;
         let n = self.n;
         let mut h = Mat::<f64>::zeros(n, n);

@@ -130,14 +130,7 @@ impl AutoNlp {
 
     /// ∇ₓ(f + λᵀc) as a node of x's graph.
     fn lagrangian_grad(&self, v: &Var, lambda: &[f64]) -> Result<Tensor> {
-        if lambda.len() != self.m {
-            return Err(Error::Shape(format!(
-                "{}: λ has {} entries for {} constraints",
-                self.name,
-                lambda.len(),
-                self.m
-            )));
-        }
+        check_multipliers(&self.name, lambda, self.m)?;
         let mut l = self.f_tensor(v.as_tensor())?;
         if self.m > 0 {
             let c = self.c_tensor(v.as_tensor())?;
@@ -182,6 +175,17 @@ impl AutoNlp {
         }
         Ok(f.flatten_all()?.sum_all()?)
     }
+}
+
+/// Refuses multipliers λ that do not match the problem's m constraints.
+pub(crate) fn check_multipliers(name: &str, lambda: &[f64], m: usize) -> Result<()> {
+    if lambda.len() != m {
+        return Err(Error::Shape(format!(
+            "{name}: λ has {} entries for {m} constraints",
+            lambda.len()
+        )));
+    }
+    Ok(())
 }
 
 fn check_finite(name: &str, what: &str, v: &[f64]) -> Result<()> {

@@ -13,10 +13,11 @@
 
 use super::sketch::{norm, Iterate, Sketch};
 use super::{dot, jac_mul, jac_t_mul, Nlp};
+use crate::curvature::{lanczos_basis, tridiagonal_eigen, HessianOperator};
 use crate::rng::{normal, Rng};
 use crate::{Error, Result};
 use faer::linalg::solvers::Solve;
-use faer::{Mat, Side};
+use faer::Mat;
 use std::cell::Cell;
 
 /// Up to this many variables, the Hessian's moments come from n unit products (exact).
@@ -151,6 +152,21 @@ impl NullProjector<'_> {
     }
 }
 
+/// P H P: the Hessian seen on null G.
+struct Projected<'a, 'b> {
+    op: &'a KktOperator<'b>,
+    p: NullProjector<'a>,
+}
+
+impl HessianOperator for Projected<'_, '_> {
+    fn dim(&self) -> usize {
+        self.op.n()
+    }
+    fn hvp(&self, v: &[f64]) -> Result<Vec<f64>> {
+        Ok(self.p.apply(&self.op.hvp(v)?))
+    }
+}
+
 /// The smallest eigenvalue of the reduced Hessian ZᵀHZ by Lanczos on P H P restricted to null G, less the Ritz
 /// residual (∞ when null G is trivial). Exact when the Krylov space spans null G.
 fn reduced_min_eigenvalue(op: &KktOperator, ggt: &Mat<f64>, rng: &mut Rng) -> Result<f64> {
@@ -158,58 +174,27 @@ fn reduced_min_eigenvalue(op: &KktOperator, ggt: &Mat<f64>, rng: &mut Rng) -> Re
     if m >= n {
         return Ok(f64::INFINITY);
     }
-    let p = NullProjector {
-        jac: op.jac,
-        ggt: ggt.partial_piv_lu(),
+    let projected = Projected {
+        op,
+        p: NullProjector {
+            jac: op.jac,
+            ggt: ggt.partial_piv_lu(),
+        },
     };
-    let steps = (n - m).min(LANCZOS_STEPS);
-    let mut q = p.apply(&(0..n).map(|_| normal(rng)).collect::<Vec<_>>());
-    let q_norm = dot(&q, &q).sqrt();
-    if q_norm == 0.0 || !q_norm.is_finite() {
+    let start = projected
+        .p
+        .apply(&(0..n).map(|_| normal(rng)).collect::<Vec<_>>());
+    let s = norm(&start);
+    if s == 0.0 || !s.is_finite() {
         return Ok(f64::INFINITY);
     }
-    q.iter_mut().for_each(|v| *v /= q_norm);
-    let mut basis: Vec<Vec<f64>> = vec![q];
-    let (mut alpha, mut beta) = (Vec::new(), Vec::new());
-    let mut last_beta = 0.0;
-    for j in 0..steps {
-        let mut w = p.apply(&op.hvp(&basis[j])?);
-        alpha.push(dot(&basis[j], &w));
-        // Full reorthogonalization (twice is enough), then back onto null G against rounding drift.
-        for _ in 0..2 {
-            for b in &basis {
-                let c = dot(b, &w);
-                w.iter_mut().zip(b).for_each(|(w, b)| *w -= c * b);
-            }
-        }
-        let w = p.apply(&w);
-        let b = dot(&w, &w).sqrt();
-        let scale = alpha.iter().fold(1.0f64, |a, v| a.max(v.abs()));
-        last_beta = b;
-        if j + 1 == steps || b <= 1e-12 * scale || !b.is_finite() {
-            break;
-        }
-        beta.push(b);
-        basis.push(w.iter().map(|v| v / b).collect());
-    }
-    let k = alpha.len();
-    let t = Mat::from_fn(k, k, |i, j| {
-        if i == j {
-            alpha[i]
-        } else if i.abs_diff(j) == 1 {
-            beta[i.min(j)]
-        } else {
-            0.0
-        }
-    });
-    let eig = t
-        .self_adjoint_eigen(Side::Lower)
-        .map_err(|e| Error::invalid(format!("Lanczos eigenvalues: {e:?}")))?;
-    // The smallest Ritz value less its residual β_k |s_k| (zero once the Krylov space is invariant): a Ritz value
-    // only bounds λ_min from above, so the margin leans towards modifying the Hessian when Lanczos stopped early.
-    let theta = eig.S().column_vector()[0];
-    let residual = last_beta * eig.U()[(k - 1, 0)].abs();
-    Ok(theta - residual)
+    let (alphas, betas, _, residual) =
+        lanczos_basis(&projected, (n - m).min(LANCZOS_STEPS), start)?;
+    let (values, vectors) = tridiagonal_eigen(&alphas, &betas)?;
+    // The smallest Ritz value less its residual β_k |s_k| (about 0 once the Krylov space is invariant): a Ritz
+    // value only bounds λ_min from above, so the margin leans towards modifying the Hessian when Lanczos stopped
+    // early.
+    Ok(values[0] - residual * vectors[(alphas.len() - 1, 0)].abs())
 }
 
 /// The constants of one matrix-free iteration.
@@ -379,6 +364,7 @@ impl<'a, 'b> OperatorSketch<'a, 'b> {
 mod tests {
     use super::*;
     use crate::rng::{rng_for, Stream};
+    use faer::Side;
 
     /// min ½ xᵀHx s.t. Gx = 0 with H and G given as matrices (the products by the default H v).
     struct Quadratic {

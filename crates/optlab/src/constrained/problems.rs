@@ -2,6 +2,7 @@
 //! equations written as feasibility problems with f = 0), hand-coded from their SIF definitions with the standard
 //! starting points and published optimal values. Derivatives are exact, by hyper-dual numbers ([`super::dual`]).
 
+use super::check_multipliers;
 use super::dual::Dual;
 use super::Nlp;
 use crate::{Error, Result};
@@ -108,14 +109,7 @@ impl Nlp for TestProblem {
         Ok(Mat::from_fn(self.m, x.len(), |i, j| cols[j][i].a))
     }
     fn lagrangian_hessian(&self, x: &[f64], lambda: &[f64]) -> Result<Mat<f64>> {
-        if lambda.len() != self.m {
-            return Err(Error::Shape(format!(
-                "{}: λ has {} entries for {} constraints",
-                self.name,
-                lambda.len(),
-                self.m
-            )));
-        }
+        check_multipliers(self.name, lambda, self.m)?;
         let n = x.len();
         let mut h = Mat::zeros(n, n);
         for i in 0..n {
@@ -130,12 +124,11 @@ impl Nlp for TestProblem {
     }
     /// n hyper-dual evaluations (the dense Hessian takes n(n + 1)/2).
     fn lagrangian_hvp(&self, x: &[f64], lambda: &[f64], v: &[f64]) -> Result<Vec<f64>> {
-        if lambda.len() != self.m || v.len() != x.len() {
+        check_multipliers(self.name, lambda, self.m)?;
+        if v.len() != x.len() {
             return Err(Error::Shape(format!(
-                "{}: λ has {} entries for {} constraints, v {} for {} variables",
+                "{}: v has {} entries for {} variables",
                 self.name,
-                lambda.len(),
-                self.m,
                 v.len(),
                 x.len()
             )));

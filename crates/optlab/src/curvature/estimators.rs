@@ -167,8 +167,9 @@ pub struct Lanczos {
     pub weights: Vec<f64>,
 }
 
-/// The diagonal (alphas) and off-diagonal (betas) of the Lanczos tridiagonal T and the orthonormal basis Q.
-pub(crate) type LanczosBasis = (Vec<f64>, Vec<f64>, Vec<Vec<f64>>);
+/// The diagonal (alphas) and off-diagonal (betas) of the Lanczos tridiagonal T, the orthonormal basis Q and the
+/// norm of the last step's residual (the β that would follow T; about 0 on an invariant subspace).
+pub(crate) type LanczosBasis = (Vec<f64>, Vec<f64>, Vec<Vec<f64>>, f64);
 
 /// `m` Lanczos steps with full reorthogonalization from `start` (one basis vector per step); stops early on an
 /// invariant subspace.
@@ -185,6 +186,7 @@ pub(crate) fn lanczos_basis(
     }
     let mut qs: Vec<Vec<f64>> = vec![start.into_iter().map(|x| x / s).collect()];
     let (mut alphas, mut betas) = (Vec::with_capacity(m), Vec::with_capacity(m));
+    let mut residual = 0.0;
     for j in 0..m {
         let mut w = op.hvp(&qs[j])?;
         let a = dot(&w, &qs[j]);
@@ -196,10 +198,11 @@ pub(crate) fn lanczos_basis(
                 w.iter_mut().zip(q).for_each(|(x, y)| *x -= c * y);
             }
         }
+        let b = norm(&w);
+        residual = b;
         if j + 1 == m {
             break;
         }
-        let b = norm(&w);
         let scale = alphas.iter().map(|a| a.abs()).fold(0.0, f64::max).max(1.0);
         if b <= 1e-12 * scale {
             break; // an invariant subspace: T is exact
@@ -207,11 +210,36 @@ pub(crate) fn lanczos_basis(
         betas.push(b);
         qs.push(w.into_iter().map(|x| x / b).collect());
     }
-    Ok((alphas, betas, qs))
+    Ok((alphas, betas, qs, residual))
+}
+
+/// The eigenvalues (ascending) and eigenvectors (columns) of the symmetric tridiagonal matrix with `alphas` on
+/// the diagonal and `betas` beside it.
+pub(crate) fn tridiagonal_eigen(
+    alphas: &[f64],
+    betas: &[f64],
+) -> Result<(Vec<f64>, faer::Mat<f64>)> {
+    let k = alphas.len();
+    let t = faer::Mat::from_fn(k, k, |i, j| {
+        if i == j {
+            alphas[i]
+        } else if i.abs_diff(j) == 1 {
+            betas[i.min(j)]
+        } else {
+            0.0
+        }
+    });
+    let e = t.self_adjoint_eigen(faer::Side::Lower).map_err(|e| {
+        Error::invalid(format!(
+            "eigendecomposition of the Lanczos tridiagonal: {e:?}"
+        ))
+    })?;
+    let values = (0..k).map(|c| e.S().column_vector()[c]).collect();
+    Ok((values, e.U().to_owned()))
 }
 
 fn lanczos_from(op: &dyn HessianOperator, m: usize, start: Vec<f64>) -> Result<Lanczos> {
-    let (alphas, betas, _) = lanczos_basis(op, m, start)?;
+    let (alphas, betas, _, _) = lanczos_basis(op, m, start)?;
     let k = alphas.len();
     let mut t = vec![0.0; k * k];
     for i in 0..k {

@@ -20,11 +20,11 @@ mod operators;
 mod stability;
 
 pub use eigen::{jacobi_eigen, SymmetricEigen};
-pub(crate) use estimators::lanczos_basis;
 pub use estimators::{
     hutchinson_diagonal, hutchinson_trace, lanczos, power_iteration, slq_density, Estimate,
     Lanczos, Probe, SpectralDensity,
 };
+pub(crate) use estimators::{lanczos_basis, tridiagonal_eigen};
 pub use operators::{
     DenseHessian, FiniteDifferenceHessian, FunctionHessian, HessianOperator, ModelHessian,
 };

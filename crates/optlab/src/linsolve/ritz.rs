@@ -4,10 +4,9 @@
 //! last), normalized to unit length. Ritz values below 1e-8 (a null space) are skipped as in the reference.
 
 use super::csr::{norm, Csr};
-use crate::curvature::{lanczos_basis, HessianOperator};
+use crate::curvature::{lanczos_basis, tridiagonal_eigen, HessianOperator};
 use crate::rng::{normal, rng_for, Stream};
 use crate::{Error, Result};
-use faer::{Mat, Side};
 
 /// A symmetric sparse matrix is an operator for Lanczos.
 impl HessianOperator for Csr {
@@ -76,22 +75,9 @@ pub fn ritz_pairs_from(a: &Csr, start: Vec<f64>, m: usize) -> Result<RitzPairs> 
             a.n
         )));
     }
-    let (alphas, betas, q) = lanczos_basis(a, m, start)?;
+    let (alphas, betas, q, _) = lanczos_basis(a, m, start)?;
     let k = alphas.len();
-    let t = Mat::from_fn(k, k, |i, j| {
-        if i == j {
-            alphas[i]
-        } else if i.abs_diff(j) == 1 {
-            betas[i.min(j)]
-        } else {
-            0.0
-        }
-    });
-    let evd = t
-        .self_adjoint_eigen(Side::Lower)
-        .map_err(|e| Error::invalid(format!("Ritz vectors: eigendecomposition of T: {e:?}")))?;
-    let (s, u) = (evd.S().column_vector(), evd.U());
-    let values = (0..k).map(|c| s[c]).collect();
+    let (values, u) = tridiagonal_eigen(&alphas, &betas)?;
     let vectors = (0..k)
         .map(|c| {
             let mut v = vec![0.0; a.n];
