@@ -4,7 +4,7 @@
 use crate::plot::{image_row, line_chart, Series};
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use optlab::pde::hard::{train, Constraint, Pde, TrainConfig, GRID};
+use optlab::pde::hard::{train, BasisKind, Constraint, Pde, TrainConfig};
 use optlab::tensor_io::write_atomic;
 use optlab::train::run_dir::RunDirLock;
 use serde_json::json;
@@ -23,7 +23,7 @@ pub enum PdeWhat {
     /// or hard constraints; report the relative L2 error against a finite-difference reference, the PDE residual on
     /// held-out points and the time per step.
     #[command(
-        after_help = "Examples:\n  optlab pde train --constraint soft --out runs/soft\n  optlab pde train --constraint hard --out runs/hard\n  optlab pde train --pde diffusion-sorption --constraint hard --out runs/sorption\n  optlab pde train --constraint hard --experts 4 --steps 100 --seed 1 --out runs/moe4 --json\n  optlab pde train --constraint hard --experts 4 --points 4096 --steps 20 --out runs/moe4-big\n\nWrites DIR/metrics.json, DIR/curve.csv and curve.png (the physics loss per step) and DIR/field.png\n(prediction, reference and |error| on a 32 x 32 grid of x by t)."
+        after_help = "Examples:\n  optlab pde train --constraint soft --out runs/soft\n  optlab pde train --constraint hard --out runs/hard\n  optlab pde train --pde diffusion-sorption --constraint hard --out runs/sorption\n  optlab pde train --constraint hard --experts 4 --steps 100 --seed 1 --out runs/moe4 --json\n  optlab pde train --constraint hard --experts 4 --points 4096 --grid 64 --steps 20 --out runs/moe4-big\n  optlab pde train --basis mlp --constraint hard --out runs/hard-mlp\n\nWrites DIR/metrics.json, DIR/curve.csv and curve.png (the physics loss per step) and DIR/field.png\n(prediction, reference and |error| on the grid of x by t: the FNO's, or 32 x 32 for the MLP)."
     )]
     Train(TrainArgs),
     /// Deep Ritz with two-layer networks on a nonlinear elliptic variational PDE over [0, 1]^d (P22): the
@@ -56,9 +56,19 @@ pub struct TrainArgs {
     steps: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Constraint points per step for the hard layer (interior; a quarter as many on the initial line).
+    /// Constraint points per step for the hard layer (interior; a quarter as many on the initial line for the MLP,
+    /// every initial and boundary node for the FNO).
     #[arg(long, default_value_t = 256)]
     points: usize,
+    /// The basis network: fno (the paper's, on a --grid x --grid grid of (t, x)) or mlp (tanh, 2 x 32).
+    #[arg(long, default_value = "fno")]
+    basis: String,
+    /// The FNO's grid side (nodes in t and in x).
+    #[arg(long, default_value_t = 32)]
+    grid: usize,
+    /// Fourier modes the FNO keeps in t (per sign) and in x.
+    #[arg(long, default_value_t = 8)]
+    modes: usize,
     /// Diffusion ν and growth ρ.
     #[arg(long, default_value_t = 0.01)]
     nu: f64,
@@ -87,6 +97,9 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         steps,
         seed,
         points,
+        basis,
+        grid,
+        modes,
         nu,
         rho,
         out,
@@ -111,9 +124,21 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         "hard" => Constraint::Hard { experts },
         other => anyhow::bail!("unknown --constraint '{other}': use soft or hard"),
     };
+    let basis_kind = match basis.as_str() {
+        "fno" => {
+            anyhow::ensure!(
+                (3..=512).contains(&grid),
+                "--grid must be between 3 and 512"
+            );
+            BasisKind::Fno { modes, grid }
+        }
+        "mlp" => BasisKind::Mlp,
+        other => anyhow::bail!("unknown --basis '{other}': use fno or mlp"),
+    };
     let cfg = TrainConfig {
         constraint,
         pde: equation,
+        basis: basis_kind,
         steps,
         seed,
         interior: points,
@@ -161,8 +186,8 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             o.reference.clone(),
             err.iter().map(|e| e / max_err).collect(),
         ],
-        GRID,
-        6,
+        o.grid,
+        (192 / o.grid).max(1) as u32,
         &[
             "prediction".into(),
             "reference".into(),
@@ -171,7 +196,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     )?;
     let metrics = json!({
         "pde": pde, "constraint": format!("{constraint:?}"), "experts": experts, "nu": nu, "rho": rho,
-        "steps": steps, "seed": seed, "points": points, "rel_l2": o.rel_l2, "residual_rms": o.residual_rms,
+        "steps": steps, "seed": seed, "points": points, "basis": basis, "rel_l2": o.rel_l2, "residual_rms": o.residual_rms,
         "seconds_per_step": o.seconds_per_step, "final_loss": o.curve.last(),
     });
     write_atomic(

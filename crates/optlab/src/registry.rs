@@ -37,10 +37,7 @@ pub static PAPERS: &[Paper] = &[
         missing: Some("the guarantee's bound printed beside each counterfactual (the theorem's text was not reachable)"),
         ..paper("P07", "Robust Counterfactual Explanations for Neural Networks With Probabilistic Guarantees", "a stability measure and search for counterfactuals that stay valid when the model changes")
     },
-    Paper {
-        missing: Some("the FNO basis network (a tanh MLP stands in)"),
-        ..paper("P08", "Scaling physics-informed hard constraints with mixture-of-experts", "hard PDE constraints enforced per subdomain by experts differentiated implicitly")
-    },
+    paper("P08", "Scaling physics-informed hard constraints with mixture-of-experts", "hard PDE constraints enforced per subdomain by experts differentiated implicitly"),
     Paper {
         missing: Some("the BVR-L-SGD subroutine (DIFF2 with the GD subroutine is built)"),
         ..paper("P09", "DIFF2: Differential Private Optimization via Gradient Differences for Nonconvex Distributed Learning", "private distributed optimization that communicates noisy gradient differences")
@@ -125,7 +122,7 @@ pub static METHODS: &[Method] = &[
     method("implicit", Kind::Solver, "P10", "implicit differentiation of a solution through its optimality condition (root, fixed point, KKT, proximal gradient) with matrix-free linear solvers", "optlab::implicit", "optlab bilevel --problem ridge-hparam|logreg-hparam|distill --method implicit[:solver=..]"),
     method("deep-ritz", Kind::Solver, "P22", "Deep Ritz with a two-layer tanh network on a nonlinear elliptic variational energy over the unit cube (Monte-Carlo quadrature, boundary by a Robin-consistent penalty or a distance ansatz), beside the paper's preconditioned gradient descent u <- u - eta (I - Laplacian)^-1 DE(u) on a sine Galerkin basis", "optlab::pde::ritz", "optlab pde ritz | optlab pde spectral"),
     method("difftactile", Kind::Solver, "P20", "a differentiable 2-D tactile sensor: finite-element elastomer pad (linear or neo-Hookean), rigid indenter with Hunt-Crossley penalty contact and smoothed Coulomb friction, markers and force as the reading; reverse-mode gradients through time (checkpointed) for system identification and trajectory optimisation against CMA-ES, and a Hertz line-contact check", "optlab::sim", "optlab sim tactile identify|optimize | optlab sim hertz"),
-    method("hard-constraint", Kind::Solver, "P08", "a hard-constraint layer: basis functions combined by weights a differentiable Levenberg-Marquardt solve fits to the PDE and initial condition on sampled points, per expert of a domain split", "optlab::pde", "optlab pde train --constraint soft|hard [--experts K]"),
+    method("hard-constraint", Kind::Solver, "P08", "a hard-constraint layer: basis functions from an FNO (or an MLP) combined by weights a differentiable Levenberg-Marquardt solve fits to the PDE, initial and boundary conditions on sampled points, per expert of a domain split", "optlab::pde", "optlab pde train --constraint soft|hard [--experts K] [--basis fno|mlp]"),
     method("adasketch", Kind::Solver, "P19", "AdaSketch-Newton: Newton-KKT steps solved by randomized sketching (Kaczmarz, Gaussian, block) under the exact augmented Lagrangian merit, on a dense KKT matrix or matrix-free on Hessian-vector products, and its exact-solve variant", "optlab::constrained", "optlab nlp solve|suite [--method adasketch[:hessian=products]|newton]"),
     method("diff2", Kind::Solver, "P09", "DIFF2 with the GD subroutine: clipped, noised full gradients every T rounds and clipped, noised gradient differences (radius C2 times the step) in between, over workers that hold shards (threads or MPI ranks), RDP-accounted", "optlab::privacy::dp_methods", "optlab dp run --algo diff2 [--workers W | --distributed]"),
     method("private-spiderboost", Kind::Solver, "P21", "private SpiderBoost: full-gradient anchors every q rounds, Poisson-sampled gradient differences whose noise scales with the step (capped at 2 C1), uniformly drawn output iterate", "optlab::privacy::dp_methods", "optlab dp run --algo spider"),

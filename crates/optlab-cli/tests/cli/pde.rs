@@ -10,6 +10,8 @@ fn pde_train_soft_hard_and_experts() {
         ("--constraint soft", 1),
         ("--constraint hard", 1),
         ("--constraint hard --experts 2", 2),
+        ("--constraint hard --basis mlp", 1),
+        ("--constraint hard --grid 16 --modes 4", 1),
     ] {
         let v: serde_json::Value = serde_json::from_str(&ok(&argv(&format!(
             "pde train {args} --steps 3 --out {out} --json"
@@ -41,6 +43,25 @@ fn pde_bad_input_is_one_line() {
             "pde train --pde burgers --constraint hard --out {out}"
         )),
         "unknown --pde",
+    );
+    fails_with(
+        &argv(&format!(
+            "pde train --constraint hard --basis fourier --out {out}"
+        )),
+        "unknown --basis",
+    );
+    // The FNO's default 32 x 32 grid has 1024 nodes.
+    fails_with(
+        &argv(&format!(
+            "pde train --constraint hard --points 2000 --out {out}"
+        )),
+        "1024 nodes",
+    );
+    fails_with(
+        &argv(&format!(
+            "pde train --constraint hard --modes 17 --out {out}"
+        )),
+        "modes",
     );
     fails_with(
         &argv(&format!(

@@ -1,19 +1,26 @@
 //! P08's hard-constraint layer: a basis network φ(x, τ) ∈ R^K and, per expert, the combination weights
 //! w* = argmin_w ½‖r(w)‖² of the PDE residual, the initial condition and the boundary conditions on sampled points,
 //! for u = Σₖ wₖ φₖ (official code: `HardConstraintLayer`, Levenberg–Marquardt, w₀ = 0 for Fisher–KPP and 1 for
-//! diffusion–sorption; a tanh MLP stands in for the FNO here). The mixture of experts splits x into equal intervals,
-//! each with its own weights solved on its own points ([`super::lm::lm_batch`], in parallel); the soft baseline
-//! learns w as a parameter under the same physics loss.
+//! diffusion–sorption). The mixture of experts splits x into equal intervals, each with its own weights solved on
+//! its own points ([`super::lm::lm_batch`], in parallel); the soft baseline learns w as a parameter under the same
+//! physics loss.
+//!
+//! Two basis networks ([`Basis`]):
+//! - the paper's FNO ([`super::fno`]) on a fixed grid, derivatives by finite differences there; as in the official
+//!   code the residual is taken on randomly sampled grid nodes and the initial and boundary conditions on all of
+//!   theirs (the initial row; both ends for τ > 0);
+//! - a tanh MLP of (x, τ), evaluated anywhere, its derivatives exact (forward mode); points sampled uniformly.
 //!
 //! Time is scaled to τ = t / T ∈ [0, 1] (T = 1 for Fisher–KPP, 500 for diffusion–sorption), so the residuals are
 //! - Fisher–KPP (periodic in x): u_τ − T(ν u_xx + ρ u(1 − u));
 //! - diffusion–sorption: R(u) u_τ − T D u_xx (multiplied through by the retardation R, u clamped at 1e-6 inside R),
 //!   with u(0, τ) = 1 and u(1, τ) − D u_x(1, τ) = 0, u(x, 0) = 0.1.
 //!
-//! The network's derivatives in x and τ come forward-mode with the values (a "jet" through each layer), so the
+//! The MLP's derivatives in x and τ come forward-mode with the values (a "jet" through each layer), so the
 //! residual stays a first-order graph in the network's parameters.
 
 use super::fd::{Boundary, Field};
+use super::fno::{Fno, FnoConfig, GridJet};
 use super::lm::{lm_batch, LmOptions, ResidualFn};
 use crate::rng::{normal, rng_for, Stream};
 use crate::{Error, Result};
@@ -126,6 +133,73 @@ impl BasisNet {
             xx: dxx,
             t: dt,
         })
+    }
+}
+
+/// The basis network of a hard (or soft) model.
+pub enum Basis {
+    /// A tanh MLP of (x, τ).
+    Mlp(BasisNet),
+    /// P08's FNO on its grid.
+    Fno(Fno),
+}
+
+/// A basis evaluated once per step: the MLP's jets come at any point, the FNO's from its grid.
+pub enum Evaluated<'a> {
+    Mlp(&'a BasisNet),
+    Grid(GridJet),
+}
+
+impl Evaluated<'_> {
+    /// φ and its derivatives at `pts` (x, τ); grid nodes only for the FNO.
+    pub fn jet(&self, pts: &[[f64; 2]]) -> Result<Jet> {
+        match self {
+            Evaluated::Mlp(net) => net.jet(&tensor_of(pts)?),
+            Evaluated::Grid(g) => g.at(pts),
+        }
+    }
+}
+
+impl Basis {
+    pub fn vars(&self) -> Vec<Var> {
+        match self {
+            Basis::Mlp(n) => n.vars(),
+            Basis::Fno(f) => f.vars(),
+        }
+    }
+
+    pub fn k(&self) -> usize {
+        match self {
+            Basis::Mlp(n) => n.k(),
+            Basis::Fno(f) => f.config().k,
+        }
+    }
+
+    pub fn evaluate(&self) -> Result<Evaluated<'_>> {
+        Ok(match self {
+            Basis::Mlp(n) => Evaluated::Mlp(n),
+            Basis::Fno(f) => Evaluated::Grid(f.evaluate()?),
+        })
+    }
+
+    /// Constraint or loss points: `n` interior and `n0` initial uniform points (and `n0 / 2` on each end when not
+    /// periodic) for the MLP; `n` distinct interior nodes and every initial and boundary node for the FNO.
+    pub fn sample(&self, pde: &Pde, n: usize, n0: usize, rng: &mut crate::rng::Rng) -> Points {
+        let Basis::Fno(f) = self else {
+            return Points::sample(pde, n, n0, rng);
+        };
+        let g = f.grid();
+        let ends: Vec<f64> = if pde.periodic() {
+            vec![]
+        } else {
+            (1..g.nt).map(|j| g.point(j * g.nx)[1]).collect()
+        };
+        Points {
+            interior: g.sample(n, 0..g.nt, rng),
+            initial: (0..g.nx).map(|i| g.point(i)[0]).collect(),
+            left: ends.clone(),
+            right: ends,
+        }
     }
 }
 
@@ -291,17 +365,17 @@ struct Stacked {
     nb: (usize, usize),
 }
 
-fn stack(net: &BasisNet, p: &Points) -> Result<Stacked> {
-    let jet = net.jet(&tensor_of(&p.interior)?)?;
+fn stack(net: &Evaluated, p: &Points) -> Result<Stacked> {
+    let jet = net.jet(&p.interior)?;
     let init: Vec<[f64; 2]> = p.initial.iter().map(|&x| [x, 0.0]).collect();
-    let mut parts = vec![jet.v, jet.t, jet.xx, net.jet(&tensor_of(&init)?)?.v];
+    let mut parts = vec![jet.v, jet.t, jet.xx, net.jet(&init)?.v];
     if !p.left.is_empty() {
         let l: Vec<[f64; 2]> = p.left.iter().map(|&t| [0.0, t]).collect();
-        parts.push(net.jet(&tensor_of(&l)?)?.v);
+        parts.push(net.jet(&l)?.v);
     }
     if !p.right.is_empty() {
         let r: Vec<[f64; 2]> = p.right.iter().map(|&t| [1.0, t]).collect();
-        let jr = net.jet(&tensor_of(&r)?)?;
+        let jr = net.jet(&r)?;
         parts.push(jr.v);
         parts.push(jr.x);
     }
@@ -355,7 +429,7 @@ fn expert_residual(pde: Pde, s: &Stacked, u0: Vec<f64>) -> ResidualFn {
 
 /// The hard-constrained model: a basis network and the experts' LM solves.
 pub struct HardModel {
-    pub net: BasisNet,
+    pub net: Basis,
     pub pde: Pde,
     pub experts: usize,
     pub lm: LmOptions,
@@ -364,7 +438,7 @@ pub struct HardModel {
 impl HardModel {
     /// Solves every expert's weights on its share of the constraint points; one weight node per expert,
     /// differentiable in the network.
-    pub fn weights(&self, pts: &Points) -> Result<Vec<Tensor>> {
+    pub fn weights(&self, basis: &Evaluated, pts: &Points) -> Result<Vec<Tensor>> {
         let k = self.net.k();
         let mut problems = Vec::with_capacity(self.experts);
         for e in 0..self.experts {
@@ -375,7 +449,7 @@ impl HardModel {
                     self.experts
                 )));
             }
-            let s = stack(&self.net, &mine)?;
+            let s = stack(basis, &mine)?;
             let u0: Vec<f64> = mine.initial.iter().map(|&x| self.pde.u0(x)).collect();
             problems.push((
                 expert_residual(self.pde, &s, u0),
@@ -391,7 +465,7 @@ impl HardModel {
 
     /// The physics loss at `pts`: mean PDE residual² + mean initial residual² + mean boundary residual², with each
     /// point through its expert's weights (a single weight vector for the soft model).
-    pub fn loss(&self, weights: &[Tensor], pts: &Points) -> Result<Tensor> {
+    pub fn loss(&self, basis: &Evaluated, weights: &[Tensor], pts: &Points) -> Result<Tensor> {
         let (mut pde, mut ic, mut bc) = (Vec::new(), Vec::new(), Vec::new());
         for (e, w) in weights.iter().enumerate() {
             let mine = if weights.len() == 1 {
@@ -400,15 +474,12 @@ impl HardModel {
                 pts.of(&self.pde, e, weights.len())
             };
             if !mine.interior.is_empty() {
-                pde.push(
-                    self.pde
-                        .residual(&self.net.jet(&tensor_of(&mine.interior)?)?, w)?,
-                );
+                pde.push(self.pde.residual(&basis.jet(&mine.interior)?, w)?);
             }
             if !mine.initial.is_empty() {
                 let init: Vec<[f64; 2]> = mine.initial.iter().map(|&x| [x, 0.0]).collect();
                 let u0: Vec<f64> = mine.initial.iter().map(|&x| self.pde.u0(x)).collect();
-                let v = mv(&self.net.jet(&tensor_of(&init)?)?.v, w)?;
+                let v = mv(&basis.jet(&init)?.v, w)?;
                 ic.push(v.sub(&Tensor::from_vec(u0, mine.initial.len(), &Device::Cpu)?)?);
             }
             let side = |x: f64, ts: &[f64]| -> Result<Option<Jet>> {
@@ -416,7 +487,7 @@ impl HardModel {
                     return Ok(None);
                 }
                 let p: Vec<[f64; 2]> = ts.iter().map(|&t| [x, t]).collect();
-                Ok(Some(self.net.jet(&tensor_of(&p)?)?))
+                Ok(Some(basis.jet(&p)?))
             };
             let (l, r) = (side(0.0, &mine.left)?, side(1.0, &mine.right)?);
             bc.extend(self.pde.boundary(l.as_ref(), r.as_ref(), w)?);
@@ -439,7 +510,12 @@ impl HardModel {
     }
 
     /// u at `pts` (x, τ) in the order given, each point through its expert's weights; also the PDE residual there.
-    pub fn field(&self, weights: &[Tensor], pts: &[[f64; 2]]) -> Result<(Vec<f64>, Vec<f64>)> {
+    pub fn field(
+        &self,
+        basis: &Evaluated,
+        weights: &[Tensor],
+        pts: &[[f64; 2]],
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
         let (mut u, mut r) = (vec![0.0; pts.len()], vec![0.0; pts.len()]);
         for (e, w) in weights.iter().enumerate() {
             let idx: Vec<usize> = (0..pts.len())
@@ -449,7 +525,7 @@ impl HardModel {
                 continue;
             }
             let mine: Vec<[f64; 2]> = idx.iter().map(|&i| pts[i]).collect();
-            let jet = self.net.jet(&tensor_of(&mine)?)?;
+            let jet = basis.jet(&mine)?;
             let (uv, rv): (Vec<f64>, Vec<f64>) = (
                 mv(&jet.v, w)?.to_vec1()?,
                 self.pde.residual(&jet, w)?.to_vec1()?,
@@ -472,18 +548,30 @@ pub enum Constraint {
     Hard { experts: usize },
 }
 
+/// Which basis network a run trains.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BasisKind {
+    /// A tanh MLP with `depth` hidden layers of `width`.
+    Mlp,
+    /// The paper's FNO: `width` channels, `depth` spectral blocks keeping `modes` modes in τ (per sign) and in x,
+    /// a projection of 2 `width` channels, on a `grid` × `grid` grid of (τ, x).
+    Fno { modes: usize, grid: usize },
+}
+
 /// A training run.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
     pub constraint: Constraint,
     pub pde: Pde,
-    /// Basis functions K, network width and hidden layers.
+    pub basis: BasisKind,
+    /// Basis functions K, network width and hidden layers (spectral blocks for the FNO).
     pub k: usize,
     pub width: usize,
     pub depth: usize,
     pub steps: usize,
     pub lr: f64,
-    /// Constraint points per step (hard): interior and initial (half as many on each end when not periodic).
+    /// Constraint points per step (hard): interior and initial (half as many on each end when not periodic; for
+    /// the FNO every initial and boundary node instead).
     pub interior: usize,
     pub initial: usize,
     /// Fresh interior points per step for the physics loss (a quarter as many initial ones).
@@ -496,6 +584,10 @@ impl Default for TrainConfig {
         TrainConfig {
             constraint: Constraint::Hard { experts: 1 },
             pde: Pde::Fisher { nu: 0.01, rho: 1.0 },
+            basis: BasisKind::Fno {
+                modes: 8,
+                grid: GRID,
+            },
             k: 16,
             width: 32,
             depth: 2,
@@ -512,25 +604,26 @@ impl Default for TrainConfig {
 /// The end of a run.
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
-    /// ‖u − u_ref‖/‖u_ref‖ on the [`GRID`] × [`GRID`] grid of (x, t), against the finite-difference reference.
+    /// ‖u − u_ref‖/‖u_ref‖ on the evaluation grid (`grid` × `grid` nodes of (x, t)), against the finite-difference
+    /// reference.
     pub rel_l2: f64,
-    /// RMS of the PDE residual (in τ) at 1000 held-out points.
+    /// RMS of the PDE residual (in τ) at 1000 held-out points (at most every grid node for the FNO).
     pub residual_rms: f64,
     pub seconds_per_step: f64,
     /// The physics loss per step.
     pub curve: Vec<f64>,
+    /// The side of the evaluation grid: [`GRID`] for the MLP, the FNO's own grid otherwise.
+    pub grid: usize,
     /// The model and the reference on the grid, row-major with rows in t and columns in x.
     pub prediction: Vec<f64>,
     pub reference: Vec<f64>,
 }
 
-/// The evaluation grid's side: x_i = i/GRID (periodic) or i/(GRID − 1), t_j = j T/(GRID − 1).
+/// The MLP's evaluation grid side (and the FNO's default grid): x_i = i/GRID (periodic) or i/(GRID − 1),
+/// t_j = j T/(GRID − 1).
 pub const GRID: usize = 32;
 
-/// Trains the basis network (Adam) on the physics loss at fresh points, with the weights soft or hard; evaluates
-/// against the finite-difference reference.
-pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
-    crate::require_second_order()?;
+fn check(cfg: &TrainConfig) -> Result<usize> {
     if cfg.steps == 0
         || cfg.interior == 0
         || cfg.initial == 0
@@ -558,8 +651,41 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
             cfg.interior, cfg.initial
         )));
     }
+    if let BasisKind::Fno { grid, .. } = cfg.basis {
+        let nodes = grid.saturating_mul(grid);
+        if cfg.interior.max(cfg.loss_points) > nodes || experts > grid {
+            return Err(Error::invalid(format!(
+                "pde train: the FNO's {grid} × {grid} grid has {nodes} nodes, fewer than the {} points asked per step \
+                 (or fewer columns than {experts} experts): use a finer --grid or fewer points",
+                cfg.interior.max(cfg.loss_points)
+            )));
+        }
+    }
+    Ok(experts)
+}
+
+/// Trains the basis network (Adam) on the physics loss at fresh points, with the weights soft or hard; evaluates
+/// against the finite-difference reference.
+pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
+    crate::require_second_order()?;
+    let experts = check(cfg)?;
     let periodic = cfg.pde.periodic();
-    let net = BasisNet::new(cfg.width, cfg.depth, cfg.k, cfg.seed, periodic)?;
+    let net = match cfg.basis {
+        BasisKind::Mlp => Basis::Mlp(BasisNet::new(
+            cfg.width, cfg.depth, cfg.k, cfg.seed, periodic,
+        )?),
+        BasisKind::Fno { modes, grid } => {
+            let fno = FnoConfig {
+                width: cfg.width,
+                layers: cfg.depth,
+                modes: (modes, modes),
+                fc: 2 * cfg.width,
+                k: cfg.k,
+                grid: (grid, grid),
+            };
+            Basis::Fno(Fno::new(fno, periodic, &|x| cfg.pde.u0(x), cfg.seed)?)
+        }
+    };
     let soft_w = Var::from_tensor(&Tensor::full(
         cfg.pde.w0() / cfg.k as f64,
         cfg.k,
@@ -588,24 +714,26 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
     };
     let mut rng = rng_for(cfg.seed, Stream::Data, 8);
     let mut curve = Vec::with_capacity(cfg.steps.min(1 << 16));
-    let weights_now = |rng: &mut crate::rng::Rng| -> Result<Vec<Tensor>> {
+    let weights_now = |basis: &Evaluated, rng: &mut crate::rng::Rng| -> Result<Vec<Tensor>> {
         match cfg.constraint {
             Constraint::Soft => Ok(vec![soft_w.as_tensor().clone()]),
-            Constraint::Hard { .. } => {
-                model.weights(&Points::sample(&cfg.pde, cfg.interior, cfg.initial, rng))
-            }
+            Constraint::Hard { .. } => model.weights(
+                basis,
+                &model.net.sample(&cfg.pde, cfg.interior, cfg.initial, rng),
+            ),
         }
     };
     let start = std::time::Instant::now();
     for _ in 0..cfg.steps {
-        let w = weights_now(&mut rng)?;
-        let pts = Points::sample(
+        let basis = model.net.evaluate()?;
+        let w = weights_now(&basis, &mut rng)?;
+        let pts = model.net.sample(
             &cfg.pde,
             cfg.loss_points,
             (cfg.loss_points / 4).max(1),
             &mut rng,
         );
-        let loss = model.loss(&w, &pts)?;
+        let loss = model.loss(&basis, &w, &pts)?;
         let value = loss.to_scalar::<f64>()?;
         if !value.is_finite() {
             return Err(Error::NonFinite(format!(
@@ -617,14 +745,22 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
         opt.step(&params, &grads)?;
     }
     let seconds_per_step = start.elapsed().as_secs_f64() / cfg.steps as f64;
-    let weights: Vec<Tensor> = weights_now(&mut rng)?.iter().map(|w| w.detach()).collect();
+    let basis = model.net.evaluate()?;
+    let weights: Vec<Tensor> = weights_now(&basis, &mut rng)?
+        .iter()
+        .map(|w| w.detach())
+        .collect();
     let reference = cfg.pde.reference()?;
     let t_end = cfg.pde.time_scale();
-    let xdiv = if periodic { GRID } else { GRID - 1 } as f64;
-    let grid: Vec<[f64; 2]> = (0..GRID)
-        .flat_map(|j| (0..GRID).map(move |i| [i as f64 / xdiv, j as f64 / (GRID - 1) as f64]))
+    let side = match cfg.basis {
+        BasisKind::Mlp => GRID,
+        BasisKind::Fno { grid, .. } => grid,
+    };
+    let xdiv = if periodic { side } else { side - 1 } as f64;
+    let grid: Vec<[f64; 2]> = (0..side)
+        .flat_map(|j| (0..side).map(move |i| [i as f64 / xdiv, j as f64 / (side - 1) as f64]))
         .collect();
-    let (prediction, _) = model.field(&weights, &grid)?;
+    let (prediction, _) = model.field(&basis, &weights, &grid)?;
     let reference_grid: Vec<f64> = grid
         .iter()
         .map(|p| reference.at(p[0], p[1] * t_end))
@@ -634,14 +770,21 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
         num += (v - r).powi(2);
         den += r * r;
     }
-    let held = Points::sample(&cfg.pde, 1000, 1, &mut rng_for(cfg.seed, Stream::Data, 9));
-    let (_, r) = model.field(&weights, &held.interior)?;
+    let held_n = match cfg.basis {
+        BasisKind::Mlp => 1000,
+        BasisKind::Fno { grid, .. } => 1000.min(grid * grid),
+    };
+    let held = model
+        .net
+        .sample(&cfg.pde, held_n, 1, &mut rng_for(cfg.seed, Stream::Data, 9));
+    let (_, r) = model.field(&basis, &weights, &held.interior)?;
     let residual_rms = (r.iter().map(|v| v * v).sum::<f64>() / r.len() as f64).sqrt();
     Ok(TrainOutcome {
         rel_l2: (num / den).sqrt(),
         residual_rms,
         seconds_per_step,
         curve,
+        grid: side,
         prediction,
         reference: reference_grid,
     })

@@ -10,6 +10,7 @@
 //! two-layer network ([`ritz`]) and preconditioned gradient descent on a sine basis ([`spectral`]).
 
 pub mod fd;
+pub mod fno;
 pub mod hard;
 pub mod lm;
 pub mod ritz;
