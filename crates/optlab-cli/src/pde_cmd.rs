@@ -63,12 +63,12 @@ pub struct TrainArgs {
     /// The basis network: fno (the paper's, on a --grid x --grid grid of (t, x)) or mlp (tanh, 2 x 32).
     #[arg(long, default_value = "fno")]
     basis: String,
-    /// The FNO's grid side (nodes in t and in x).
-    #[arg(long, default_value_t = 32)]
-    grid: usize,
-    /// Fourier modes the FNO keeps in t (per sign) and in x.
-    #[arg(long, default_value_t = 8)]
-    modes: usize,
+    /// The FNO's grid side (nodes in t and in x) [default: 32].
+    #[arg(long)]
+    grid: Option<usize>,
+    /// Fourier modes the FNO keeps in t (per sign) and in x [default: 8].
+    #[arg(long)]
+    modes: Option<usize>,
     /// Diffusion ν and growth ρ.
     #[arg(long, default_value_t = 0.01)]
     nu: f64,
@@ -126,11 +126,15 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     };
     let basis_kind = match basis.as_str() {
         "fno" => {
+            let (grid, modes) = (grid.unwrap_or(32), modes.unwrap_or(8));
             anyhow::ensure!(
                 (3..=512).contains(&grid),
                 "--grid must be between 3 and 512"
             );
             BasisKind::Fno { modes, grid }
+        }
+        "mlp" if grid.is_some() || modes.is_some() => {
+            anyhow::bail!("--grid and --modes apply to the FNO basis only (--basis fno)")
         }
         "mlp" => BasisKind::Mlp,
         other => anyhow::bail!("unknown --basis '{other}': use fno or mlp"),
@@ -196,7 +200,9 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     )?;
     let metrics = json!({
         "pde": pde, "constraint": format!("{constraint:?}"), "experts": experts, "nu": nu, "rho": rho,
-        "steps": steps, "seed": seed, "points": points, "basis": basis, "rel_l2": o.rel_l2, "residual_rms": o.residual_rms,
+        "steps": steps, "seed": seed, "points": points, "basis": basis,
+        "grid": match basis_kind { BasisKind::Fno { grid, .. } => Some(grid), BasisKind::Mlp => None },
+        "modes": match basis_kind { BasisKind::Fno { modes, .. } => Some(modes), BasisKind::Mlp => None }, "rel_l2": o.rel_l2, "residual_rms": o.residual_rms,
         "seconds_per_step": o.seconds_per_step, "final_loss": o.curve.last(),
     });
     write_atomic(

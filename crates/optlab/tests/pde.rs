@@ -331,7 +331,7 @@ mod hard {
             lm: LmOptions::default(),
         };
         let mut rng = optlab::rng::rng_for(3, optlab::rng::Stream::Data, 0);
-        let pts = Points::sample(&pde, 64, 16, &mut rng);
+        let pts = Points::sample(&pde, 64, 16, 2, &mut rng);
         let basis = model.net.evaluate().unwrap();
         let w = model.weights(&basis, &pts).unwrap();
         assert_eq!(w.len(), 2);
@@ -503,7 +503,7 @@ mod fno {
             }
             // The jet at nodes is the grid's rows; a point off the grid is refused.
             let grid = net.grid();
-            let row = 3 * grid.nx + 2;
+            let row = 3 * grid.nx() + 2;
             let jet = g.at(&[grid.point(row)]).unwrap();
             let want = g.jet.v.narrow(0, row, 1).unwrap();
             assert_eq!(
@@ -511,7 +511,36 @@ mod fno {
                 want.flatten_all().unwrap().to_vec1::<f64>().unwrap()
             );
             assert!(g.at(&[[0.01234, 0.0]]).is_err());
+            assert!(g.at(&[[f64::NAN, 0.0]]).is_err());
+            assert!(g.at(&[[0.0, 1.5]]).is_err());
         }
+    }
+
+    #[test]
+    fn every_expert_owns_grid_columns() {
+        // Node x = i/n on an interval's left end must not round into the previous expert (n = 22 with 11
+        // experts, 43 with ...): below the grid's side, every expert owns a column.
+        use optlab::pde::fno::Grid;
+        use optlab::pde::hard::Pde;
+        for (pde, periodic) in [
+            (Pde::Fisher { nu: 0.01, rho: 1.0 }, true),
+            (Pde::Sorption, false),
+        ] {
+            for n in 3..=80 {
+                let g = Grid::new(n, n, periodic).unwrap();
+                for experts in 1..n {
+                    let mut owned = vec![false; experts];
+                    for i in 0..n {
+                        owned[pde.owner(g.point(i)[0], experts)] = true;
+                    }
+                    assert!(
+                        owned.iter().all(|&o| o),
+                        "{n} columns, {experts} experts, periodic {periodic}"
+                    );
+                }
+            }
+        }
+        assert!(Grid::new(2, 8, true).is_err());
     }
 
     #[test]

@@ -11,13 +11,18 @@
 //!   complex C × O weights (`weights1` for the low k_τ block, `weights2` for the high one), irfft2 back. The kept
 //!   modes are few, so both transforms are dense real matrices (2M × P and P × 2M for M = 2 m₁ m₂ modes and
 //!   P = n_τ n_x nodes) applied by matmul: the same numbers as the FFT, differentiable by the engine.
-//! - Derivatives: central differences inside, one-sided at the ends (τ, and x when not periodic; wrapped when
-//!   periodic), and φ_xx as the difference of φ_x, exactly the official stencils.
+//! - Derivatives: central differences inside, one-sided at the ends (τ, and x when not periodic), and φ_xx as the
+//!   difference of φ_x: the official stencils. On a periodic x the central difference wraps around (optlab's; the
+//!   official experiments have no periodic case).
+//!
+//! One `width` serves every block, so the official config (lifting to 32 channels, then blocks of 64) is
+//! approximated by a uniform width; the spectral weights' scale is then 1/√width, the official 1/√((C + O)/2).
 
 use super::hard::Jet;
-use crate::rng::{normal, rng_for, Stream};
+use crate::nn::Init;
+use crate::rng::{rng_for, Stream};
 use crate::{Error, Result};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng as _;
 use std::f64::consts::TAU;
 
@@ -42,12 +47,30 @@ pub struct FnoConfig {
 /// j n_x + i of every grid tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Grid {
-    pub nt: usize,
-    pub nx: usize,
-    pub periodic: bool,
+    nt: usize,
+    nx: usize,
+    periodic: bool,
 }
 
 impl Grid {
+    /// An n_τ × n_x grid, each side at least 3.
+    pub fn new(nt: usize, nx: usize, periodic: bool) -> Result<Self> {
+        if nt < 3 || nx < 3 {
+            return Err(Error::invalid(format!(
+                "a grid needs at least 3 nodes on each side, not {nt} × {nx}"
+            )));
+        }
+        Ok(Grid { nt, nx, periodic })
+    }
+
+    pub fn nt(&self) -> usize {
+        self.nt
+    }
+
+    pub fn nx(&self) -> usize {
+        self.nx
+    }
+
     fn x_div(&self) -> f64 {
         (if self.periodic { self.nx } else { self.nx - 1 }) as f64
     }
@@ -67,7 +90,11 @@ impl Grid {
         let (fi, fj) = (p[0] * self.x_div(), p[1] * (self.nt - 1) as f64);
         let (i, j) = (fi.round(), fj.round());
         let i_max = if self.periodic { self.nx } else { self.nx - 1 } as f64;
-        if (fi - i).abs() > 1e-6 || (fj - j).abs() > 1e-6 || i < 0.0 || j < 0.0 || i > i_max {
+        let on_grid = (fi - i).abs() <= 1e-6
+            && (fj - j).abs() <= 1e-6
+            && (0.0..=i_max).contains(&i)
+            && j >= 0.0;
+        if !on_grid {
             return Err(Error::invalid(format!(
                 "the FNO basis is evaluated at its grid nodes only; (x, τ) = ({}, {}) is not one of its {} × {} nodes",
                 p[0], p[1], self.nx, self.nt
@@ -81,15 +108,17 @@ impl Grid {
         Ok(j * self.nx + i)
     }
 
-    /// `n` distinct random nodes with row index j in `rows` (all of x), as (x, τ), in random order.
+    /// `n` distinct random nodes, of all rows, in the columns whose x `mine` accepts, as (x, τ), in random order.
     pub fn sample(
         &self,
         n: usize,
-        rows: std::ops::Range<usize>,
+        mine: impl Fn(f64) -> bool,
         rng: &mut crate::rng::Rng,
     ) -> Vec<[f64; 2]> {
-        let first = rows.start * self.nx;
-        let mut pool: Vec<usize> = (first..rows.end * self.nx).collect();
+        let columns: Vec<usize> = (0..self.nx).filter(|&i| mine(self.point(i)[0])).collect();
+        let mut pool: Vec<usize> = (0..self.nt)
+            .flat_map(|j| columns.iter().map(move |&i| j * self.nx + i))
+            .collect();
         let n = n.min(pool.len());
         for k in 0..n {
             let pick = rng.gen_range(k..pool.len());
@@ -236,23 +265,26 @@ impl Fno {
                 "FNO basis: width {width}, layers {layers}, fc {fc} and K {k} must be positive (width ≤ 1024, fc ≤ 4096, K ≤ 1024)"
             )));
         }
-        if nt < 3 || nx < 3 || m1 == 0 || m2 == 0 || 2 * m1 > nt || m2 > nx / 2 {
+        if nt < 3 || nx < 3 || m1 == 0 || m2 == 0 || m1 > nt / 2 || m2 > nx / 2 {
             return Err(Error::invalid(format!(
                 "FNO basis: a {nt} × {nx} grid (each ≥ 3) keeps at most {} modes in τ and {} in x; {m1} and {m2} asked",
                 nt / 2,
                 nx / 2
             )));
         }
-        let (p, m) = (nt * nx, 2 * m1 * m2);
-        let floats = 4.0 * (p as f64) * (m as f64)
-            + (p as f64) * ((width + fc + 4 * k + 4) as f64) * (layers as f64 + 4.0)
-            + 2.0 * (m as f64) * (width * width) as f64 * layers as f64;
+        // Sizes in f64 (no overflow) before anything is allocated: the transforms, the activations of every layer
+        // and their gradients, and the spectral weights with their block copies, gradients and Adam state.
+        let (p, m) = (nt as f64 * nx as f64, 2.0 * m1 as f64 * m2 as f64);
+        let floats = 4.0 * p * m
+            + 3.0 * p * (width + fc + 4 * k + 4) as f64 * (layers as f64 + 4.0)
+            + 14.0 * m * (width * width) as f64 * layers as f64;
         crate::memory::check(
             "the FNO basis (its transforms, weights and activations)",
             8.0 * floats,
             "use a smaller grid, fewer modes or a narrower network",
         )?;
-        let grid = Grid { nt, nx, periodic };
+        let (p, m) = (nt * nx, 2 * m1 * m2);
+        let grid = Grid::new(nt, nx, periodic)?;
         let dft = Dft::new(grid, (m1, m2))?;
         let mut input = Vec::with_capacity(p * 4);
         for row in 0..p {
@@ -268,17 +300,15 @@ impl Fno {
         }
         let channels = if periodic { 4 } else { 3 };
         let input = Tensor::from_vec(input, (p, channels), &Device::Cpu)?;
-        let mut rng = rng_for(seed, Stream::Init, 9);
-        let mut uniform = |n: usize, bound: f64| -> Vec<f64> {
-            (0..n)
-                .map(|_| bound * (2.0 * rng.gen::<f64>() - 1.0))
-                .collect()
+        let mut init = Init {
+            rng: rng_for(seed, Stream::Init, 9),
+            dtype: DType::F64,
         };
         let mut lin = |i: usize, o: usize| -> Result<Linear> {
             let b = 1.0 / (i as f64).sqrt();
             Ok((
-                Var::from_vec(uniform(i * o, b), (i, o), &Device::Cpu)?,
-                Var::from_vec(uniform(o, b), o, &Device::Cpu)?,
+                init.uniform(String::new(), &[i, o], b)?.var,
+                init.uniform(String::new(), &[o], b)?.var,
             ))
         };
         let fc0 = lin(channels, width)?;
@@ -288,14 +318,13 @@ impl Fno {
         }
         let fc1 = lin(width, fc)?;
         let fc2 = lin(fc, k)?;
-        let mut rng = rng_for(seed, Stream::Init, 10);
-        let scale = 1.0 / (width as f64).sqrt(); // (C + O)/2 = width
-        let mut complex = || -> Result<Var> {
-            let v: Vec<f64> = (0..m * width * width)
-                .map(|_| scale * normal(&mut rng))
-                .collect();
-            Ok(Var::from_vec(v, (m, width, width), &Device::Cpu)?)
+        let mut init = Init {
+            rng: rng_for(seed, Stream::Init, 10),
+            dtype: DType::F64,
         };
+        let scale = 1.0 / (width as f64).sqrt(); // (C + O)/2 = width
+        let mut complex =
+            || -> Result<Var> { Ok(init.normal(String::new(), &[m, width, width], scale)?.var) };
         let blocks = pointwise
             .into_iter()
             .map(|pw| {
@@ -380,7 +409,12 @@ impl Fno {
 /// The first difference along `axis` with spacing h: central inside, forward at the first node and backward at
 /// the last (the official `fdm_first_order_derivative`), or central throughout with wrap-around when periodic.
 pub fn difference(u: &Tensor, axis: usize, h: f64, periodic: bool) -> Result<Tensor> {
-    let n = u.dims()[axis];
+    let n = u.dims().get(axis).copied().unwrap_or(0);
+    if n < 3 {
+        return Err(Error::Shape(format!(
+            "a finite difference needs at least 3 nodes along axis {axis}, not {n}"
+        )));
+    }
     if periodic {
         let next = Tensor::cat(&[&u.narrow(axis, 1, n - 1)?, &u.narrow(axis, 0, 1)?], axis)?;
         let prev = Tensor::cat(

@@ -20,7 +20,7 @@
 //! residual stays a first-order graph in the network's parameters.
 
 use super::fd::{Boundary, Field};
-use super::fno::{Fno, FnoConfig, GridJet};
+use super::fno::{Fno, FnoConfig, Grid, GridJet};
 use super::lm::{lm_batch, LmOptions, ResidualFn};
 use crate::rng::{normal, rng_for, Stream};
 use crate::{Error, Result};
@@ -182,21 +182,35 @@ impl Basis {
         })
     }
 
-    /// Constraint or loss points: `n` interior and `n0` initial uniform points (and `n0 / 2` on each end when not
-    /// periodic) for the MLP; `n` distinct interior nodes and every initial and boundary node for the FNO.
-    pub fn sample(&self, pde: &Pde, n: usize, n0: usize, rng: &mut crate::rng::Rng) -> Points {
+    /// Constraint or loss points, `n` interior ones shared evenly by `experts` equal intervals of x: uniform
+    /// points (and `n0` initial ones, and `n0 / 2` on each end when not periodic) for the MLP; distinct grid nodes
+    /// (of any row and column, as the official mask) and every initial and boundary node for the FNO.
+    pub fn sample(
+        &self,
+        pde: &Pde,
+        n: usize,
+        n0: usize,
+        experts: usize,
+        rng: &mut crate::rng::Rng,
+    ) -> Points {
         let Basis::Fno(f) = self else {
-            return Points::sample(pde, n, n0, rng);
+            return Points::sample(pde, n, n0, experts, rng);
         };
         let g = f.grid();
         let ends: Vec<f64> = if pde.periodic() {
             vec![]
         } else {
-            (1..g.nt).map(|j| g.point(j * g.nx)[1]).collect()
+            (1..g.nt()).map(|j| g.point(j * g.nx())[1]).collect()
         };
+        let interior = (0..experts)
+            .flat_map(|e| {
+                let share = n / experts + usize::from(e < n % experts);
+                g.sample(share, |x| pde.owner(x, experts) == e, rng)
+            })
+            .collect();
         Points {
-            interior: g.sample(n, 0..g.nt, rng),
-            initial: (0..g.nx).map(|i| g.point(i)[0]).collect(),
+            interior,
+            initial: (0..g.nx()).map(|i| g.point(i)[0]).collect(),
             left: ends.clone(),
             right: ends,
         }
@@ -295,14 +309,15 @@ impl Pde {
         }
     }
 
-    /// The expert owning x when [0, 1] is split in `experts` equal intervals (x = 1 wraps to 0 when periodic).
+    /// The expert owning x when [0, 1] is split in `experts` equal intervals (x = 1 wraps to 0 when periodic);
+    /// a grid node on an interval's left end belongs to it despite the rounding of i/n (the 1e-9).
     pub fn owner(&self, x: f64, experts: usize) -> usize {
         let x = if self.periodic() {
             x.rem_euclid(1.0)
         } else {
             x.clamp(0.0, 1.0)
         };
-        ((x * experts as f64) as usize).min(experts - 1)
+        ((x * experts as f64 + 1e-9) as usize).min(experts - 1)
     }
 }
 
@@ -316,15 +331,25 @@ pub struct Points {
 }
 
 impl Points {
-    /// Uniform points: `n` interior, `n0` initial and, when not periodic, `n0 / 2` on each end.
-    pub fn sample(pde: &Pde, n: usize, n0: usize, rng: &mut crate::rng::Rng) -> Self {
+    /// Uniform points: `n` interior, `n0` initial and, when not periodic, `n0 / 2` on each end; the k-th interior
+    /// and initial points lie in the (k mod `experts`)-th of `experts` equal intervals of x, so every expert has
+    /// its share.
+    pub fn sample(
+        pde: &Pde,
+        n: usize,
+        n0: usize,
+        experts: usize,
+        rng: &mut crate::rng::Rng,
+    ) -> Self {
         use rand::Rng as _;
         let nb = if pde.periodic() { 0 } else { (n0 / 2).max(1) };
+        let e = experts.max(1) as f64;
+        let x = |k: usize, rng: &mut crate::rng::Rng| {
+            ((k % experts.max(1)) as f64 + rng.gen::<f64>()) / e
+        };
         Points {
-            interior: (0..n)
-                .map(|_| [rng.gen::<f64>(), rng.gen::<f64>()])
-                .collect(),
-            initial: (0..n0).map(|_| rng.gen::<f64>()).collect(),
+            interior: (0..n).map(|k| [x(k, rng), rng.gen::<f64>()]).collect(),
+            initial: (0..n0).map(|k| x(k, rng)).collect(),
             left: (0..nb).map(|_| rng.gen::<f64>()).collect(),
             right: (0..nb).map(|_| rng.gen::<f64>()).collect(),
         }
@@ -574,7 +599,8 @@ pub struct TrainConfig {
     /// the FNO every initial and boundary node instead).
     pub interior: usize,
     pub initial: usize,
-    /// Fresh interior points per step for the physics loss (a quarter as many initial ones).
+    /// Fresh interior points per step for the physics loss (a quarter as many initial ones for the MLP; every
+    /// initial and boundary node for the FNO).
     pub loss_points: usize,
     pub seed: u64,
 }
@@ -607,7 +633,8 @@ pub struct TrainOutcome {
     /// ‖u − u_ref‖/‖u_ref‖ on the evaluation grid (`grid` × `grid` nodes of (x, t)), against the finite-difference
     /// reference.
     pub rel_l2: f64,
-    /// RMS of the PDE residual (in τ) at 1000 held-out points (at most every grid node for the FNO).
+    /// RMS of the PDE residual (in τ) at 1000 fresh points: held out for the MLP, with its exact derivatives; for
+    /// the FNO, 1000 of its grid nodes (all when fewer), which training also sampled, with its finite differences.
     pub residual_rms: f64,
     pub seconds_per_step: f64,
     /// The physics loss per step.
@@ -645,21 +672,31 @@ fn check(cfg: &TrainConfig) -> Result<usize> {
         Constraint::Soft => 1,
         Constraint::Hard { experts } => experts,
     };
-    if experts == 0 || experts > cfg.initial || experts > cfg.interior {
-        return Err(Error::invalid(format!(
-            "pde train: {experts} experts need at least one constraint point each ({} interior, {} initial)",
-            cfg.interior, cfg.initial
-        )));
-    }
-    if let BasisKind::Fno { grid, .. } = cfg.basis {
-        let nodes = grid.saturating_mul(grid);
-        if cfg.interior.max(cfg.loss_points) > nodes || experts > grid {
+    match cfg.basis {
+        BasisKind::Mlp if experts == 0 || experts > cfg.initial || experts > cfg.interior => {
             return Err(Error::invalid(format!(
-                "pde train: the FNO's {grid} × {grid} grid has {nodes} nodes, fewer than the {} points asked per step \
-                 (or fewer columns than {experts} experts): use a finer --grid or fewer points",
-                cfg.interior.max(cfg.loss_points)
+                "pde train: {experts} experts need at least one constraint point each ({} interior, {} initial)",
+                cfg.interior, cfg.initial
             )));
         }
+        BasisKind::Fno { grid, .. } => {
+            let nodes = grid.saturating_mul(grid);
+            if experts == 0 || experts >= grid || experts > cfg.interior {
+                return Err(Error::invalid(format!(
+                    "pde train: {experts} experts need a column of the FNO's {grid} × {grid} grid and a constraint \
+                     point each (at most {} experts)",
+                    grid.saturating_sub(1).min(cfg.interior)
+                )));
+            }
+            if cfg.interior.max(cfg.loss_points) > nodes {
+                return Err(Error::invalid(format!(
+                    "pde train: the FNO's {grid} × {grid} grid has {nodes} nodes, fewer than the {} points asked \
+                     per step: use a finer --grid or fewer points",
+                    cfg.interior.max(cfg.loss_points)
+                )));
+            }
+        }
+        BasisKind::Mlp => {}
     }
     Ok(experts)
 }
@@ -719,7 +756,9 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
             Constraint::Soft => Ok(vec![soft_w.as_tensor().clone()]),
             Constraint::Hard { .. } => model.weights(
                 basis,
-                &model.net.sample(&cfg.pde, cfg.interior, cfg.initial, rng),
+                &model
+                    .net
+                    .sample(&cfg.pde, cfg.interior, cfg.initial, experts, rng),
             ),
         }
     };
@@ -731,6 +770,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
             &cfg.pde,
             cfg.loss_points,
             (cfg.loss_points / 4).max(1),
+            experts,
             &mut rng,
         );
         let loss = model.loss(&basis, &w, &pts)?;
@@ -756,10 +796,8 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
         BasisKind::Mlp => GRID,
         BasisKind::Fno { grid, .. } => grid,
     };
-    let xdiv = if periodic { side } else { side - 1 } as f64;
-    let grid: Vec<[f64; 2]> = (0..side)
-        .flat_map(|j| (0..side).map(move |i| [i as f64 / xdiv, j as f64 / (side - 1) as f64]))
-        .collect();
+    let eval = Grid::new(side, side, periodic)?;
+    let grid: Vec<[f64; 2]> = (0..eval.nodes()).map(|r| eval.point(r)).collect();
     let (prediction, _) = model.field(&basis, &weights, &grid)?;
     let reference_grid: Vec<f64> = grid
         .iter()
@@ -774,9 +812,13 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
         BasisKind::Mlp => 1000,
         BasisKind::Fno { grid, .. } => 1000.min(grid * grid),
     };
-    let held = model
-        .net
-        .sample(&cfg.pde, held_n, 1, &mut rng_for(cfg.seed, Stream::Data, 9));
+    let held = model.net.sample(
+        &cfg.pde,
+        held_n,
+        1,
+        experts,
+        &mut rng_for(cfg.seed, Stream::Data, 9),
+    );
     let (_, r) = model.field(&basis, &weights, &held.interior)?;
     let residual_rms = (r.iter().map(|v| v * v).sum::<f64>() / r.len() as f64).sqrt();
     Ok(TrainOutcome {
