@@ -88,10 +88,18 @@ impl ScoreNet {
         })
     }
 
-    /// The network's input for points `x` `[n, dim]` at per-row times `t`.
+    /// The network's input for points `x` `[n, dim]` at per-row times `t` (the features computed once when every
+    /// row has the same time, as in a sampler's step).
     fn inputs(&self, x: &Tensor, t: &[f64]) -> Result<Tensor> {
-        let f = Tensor::from_vec(time_features(t), (t.len(), TIME_FEATURES), &Device::Cpu)?
-            .to_dtype(x.dtype())?;
+        let shared = t.windows(2).all(|w| w[0] == w[1]);
+        let rows = if shared { &t[..t.len().min(1)] } else { t };
+        let f = Tensor::from_vec(
+            time_features(rows),
+            (rows.len(), TIME_FEATURES),
+            &Device::Cpu,
+        )?
+        .to_dtype(x.dtype())?
+        .broadcast_as((t.len(), TIME_FEATURES))?;
         Ok(Tensor::cat(&[x, &f], 1)?)
     }
 
