@@ -3,6 +3,7 @@
 //! of 1 + |value|); the categorical
 //! policy trained on the population loss reaches the closed-form optimum.
 
+use crate::common::numbers;
 use candle_core::{DType, Device, Tensor, Var};
 use optlab::alignment::bandit::{FitConfig, PreferenceBandit};
 use optlab::alignment::{Divergence, DpoLoss};
@@ -15,14 +16,6 @@ fn fixture() -> serde_json::Value {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alignment/fdpo.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
 }
 
 /// max |got − want| / (floor + |want|).
@@ -46,7 +39,7 @@ fn case_loss(c: &serde_json::Value) -> DpoLoss {
 /// Losses, chosen and rejected rewards, and the gradients in the chosen and rejected policy log-probabilities.
 fn run(c: &serde_json::Value, dtype: DType) -> [Vec<f64>; 5] {
     let t = |k: &str| {
-        Tensor::new(floats(&c[k]).as_slice(), &Device::Cpu)
+        Tensor::new(numbers(&c[k]).as_slice(), &Device::Cpu)
             .unwrap()
             .to_dtype(dtype)
             .unwrap()
@@ -94,7 +87,7 @@ fn fdpo_losses_rewards_and_gradients_equal_the_official_code() {
         for (dtype, tol, floor) in [(DType::F64, 1e-12, 1e-3), (DType::F32, 1e-5, 1.0)] {
             let got_all = run(c, dtype);
             for (k, got) in keys.iter().zip(got_all) {
-                let mut want = floats(&c[*k]);
+                let mut want = numbers(&c[*k]);
                 if c["divergence"] == "js" && k.ends_with("rewards") {
                     // The official code writes log 2 as 0.6931471806; optlab uses ln 2 (the loss is unaffected).
                     let shift =

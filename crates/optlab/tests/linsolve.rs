@@ -2,6 +2,7 @@
 //! set and the training loss against the official code (fixtures from tools/reference/dcdm_fixtures.py); the
 //! discretization's second order; IC(0) and the solvers against dense solves; training and saving the network.
 
+use crate::common::numbers;
 use candle_core::{Device, Tensor};
 use faer::linalg::solvers::Solve;
 use optlab::linsolve::csr::Csr;
@@ -16,14 +17,6 @@ fn fixture() -> serde_json::Value {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linsolve/dcdm.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
 }
 
 fn fixture_grid(f: &serde_json::Value) -> Grid {
@@ -97,22 +90,22 @@ fn dcdm_cg_and_pcg_follow_the_official_residual_histories() {
     let f = fixture();
     let g = fixture_grid(&f);
     let a = g.laplacian().unwrap();
-    let b = floats(&f["b"]);
+    let b = numbers(&f["b"]);
     let stop = Stop {
         tol: 1e-12,
         max_iters: 40,
     };
     let d = dcdm(&a, &b, &Oracle(g.fluid_mask()), stop).unwrap();
-    let want = floats(&f["dcdm_residuals"]);
+    let want = numbers(&f["dcdm_residuals"]);
     assert_eq!(d.residuals.len(), want.len());
     let e = history_err(&d.residuals, &want, 0.0);
     assert!(e < 1e-9, "DCDM residuals differ by {e:e}");
     // CG and PCG: ours are the recurrence residuals, the reference's the true ones; they agree until rounding.
     let c = cg(&a, &b, stop).unwrap();
-    let e = history_err(&c.residuals, &floats(&f["cg_residuals"]), 1e-9);
+    let e = history_err(&c.residuals, &numbers(&f["cg_residuals"]), 1e-9);
     assert!(e < 1e-7, "CG residuals differ by {e:e}");
     let p = pcg(&a, &b, &Jacobi(a.diagonal()), stop).unwrap();
-    let e = history_err(&p.residuals, &floats(&f["jacobi_pcg_residuals"]), 1e-9);
+    let e = history_err(&p.residuals, &numbers(&f["jacobi_pcg_residuals"]), 1e-9);
     assert!(e < 1e-7, "PCG residuals differ by {e:e}");
 }
 
@@ -122,8 +115,8 @@ fn ritz_values_and_loss_match_the_reference() {
     let g = fixture_grid(&f);
     let system = PoissonSystem::new(g.clone()).unwrap();
     let m = f["lanczos_steps"].as_u64().unwrap() as usize;
-    let pairs = ritz_pairs_from(&system.matrix, floats(&f["lanczos_start"]), m).unwrap();
-    let want = floats(&f["ritz_values"]);
+    let pairs = ritz_pairs_from(&system.matrix, numbers(&f["lanczos_start"]), m).unwrap();
+    let want = numbers(&f["ritz_values"]);
     assert_eq!(pairs.values.len(), want.len());
     for (v, w) in pairs.values.iter().zip(&want) {
         assert!(
@@ -150,7 +143,7 @@ fn ritz_values_and_loss_match_the_reference() {
         .as_array()
         .unwrap()
         .iter()
-        .map(floats)
+        .map(numbers)
         .collect();
     let oracle = Oracle(g.fluid_mask());
     let mut loss = 0.0;

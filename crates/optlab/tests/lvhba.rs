@@ -1,6 +1,7 @@
 //! LV-HBA (P13) against the official toy script (`fixtures/lvhba/toy.json`, made by
 //! `tools/reference/lvhba_fixtures.py`), and its pieces on problems with known answers.
 
+use crate::common::numbers;
 use optlab::bilevel::lvhba::{solve, ConstrainedBilevel, LvHbaConfig};
 use optlab::bilevel::toy::Toy;
 
@@ -13,20 +14,12 @@ fn fixture() -> serde_json::Value {
     serde_json::from_str(&text).expect("json")
 }
 
-fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
 /// The official defaults on the official toy, iteration by iteration: the same trajectory as the reference script
 /// (which does not converge: the relative error of x ends near 118).
 #[test]
 fn the_official_toy_run_is_reproduced_step_by_step() {
     let f = fixture();
-    let want = floats(&f["log_rel_error"]);
+    let want = numbers(&f["log_rel_error"]);
     let cfg = LvHbaConfig {
         z0: -1.0,
         ..LvHbaConfig::default()
@@ -50,7 +43,7 @@ fn the_official_toy_run_is_reproduced_step_by_step() {
     assert!((lambda[0] - f["lambda"].as_f64().unwrap()).abs() < 1e-6 * (1.0 + lambda[0].abs()));
     assert!((z[0] - f["z"].as_f64().unwrap()).abs() < 1e-6 * (1.0 + z[0].abs()));
     let x: Vec<f64> = run.x.to_vec1().unwrap();
-    let xw = floats(&f["x"]);
+    let xw = numbers(&f["x"]);
     let scale = xw.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     assert!(x.iter().zip(&xw).all(|(a, b)| (a - b).abs() < 1e-6 * scale));
     // The projection keeps (x, y) on the constraint 1ᵀx + 1ᵀy = 0.

@@ -428,16 +428,9 @@ mod hard {
 mod fno {
     //! P08's FNO basis against the official code (`fixtures/fno/golden.json`, made by
     //! `tools/reference/fno_fixtures.py` from ASK-Berkeley/physics-NNs-hard-constraints).
+    use crate::common::{fixture_json, numbers};
     use candle_core::{Device, Tensor};
     use optlab::pde::fno::{Fno, FnoConfig};
-
-    fn floats(v: &serde_json::Value) -> Vec<f64> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect()
-    }
 
     fn max_diff(t: &Tensor, want: &[f64]) -> f64 {
         let got = t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
@@ -462,15 +455,15 @@ mod fno {
             grid: (n("nt"), n("nx")),
         };
         let net = Fno::new(cfg, false, &|x| (3.0 * x).sin() + 0.2, 0).unwrap();
-        let mut values = vec![floats(&case["fc0"]["w"]), floats(&case["fc0"]["b"])];
+        let mut values = vec![numbers(&case["fc0"]["w"]), numbers(&case["fc0"]["b"])];
         for b in case["blocks"].as_array().unwrap() {
             for part in ["re", "im", "w", "b"] {
-                values.push(floats(&b[part]));
+                values.push(numbers(&b[part]));
             }
         }
         for l in ["fc1", "fc2"] {
-            values.push(floats(&case[l]["w"]));
-            values.push(floats(&case[l]["b"]));
+            values.push(numbers(&case[l]["w"]));
+            values.push(numbers(&case[l]["b"]));
         }
         let vars = net.vars();
         assert_eq!(vars.len(), values.len());
@@ -483,12 +476,7 @@ mod fno {
 
     #[test]
     fn the_basis_and_its_differences_equal_the_official_fno() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/fno/golden.json"
-        ))
-        .unwrap();
-        let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let golden = fixture_json("fno/golden.json");
         for case in golden["cases"].as_array().unwrap() {
             let net = official(case);
             let g = net.evaluate().unwrap();
@@ -498,7 +486,7 @@ mod fno {
                 (&g.jet.xx, "phi_xx"),
                 (&g.jet.t, "phi_t"),
             ] {
-                let d = max_diff(got, &floats(&case[key]));
+                let d = max_diff(got, &numbers(&case[key]));
                 assert!(d < 1e-12, "{key}: {d}");
             }
             // The jet at nodes is the grid's rows; a point off the grid is refused.
