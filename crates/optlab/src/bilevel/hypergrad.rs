@@ -1,6 +1,7 @@
 //! Hypergradient descent through implicit differentiation (P10): each upper step solves the lower level to its
 //! optimality condition (inexact Newton, warm-started), differentiates the upper objective through the solution
-//! with [`Optimality::vjp`] and steps θ with any registered optimizer (Adam by default, as jaxopt's examples).
+//! with [`Optimality::vjp_from`] (its linear solve warm-started from the previous step's adjoint) and steps θ with
+//! any registered optimizer (Adam by default, as jaxopt's examples).
 
 use super::{CurvePoint, Progress};
 use crate::implicit::linear::SolveOptions;
@@ -96,6 +97,8 @@ pub fn hypergradient_descent(
     }];
     let mut outer = cfg.outer.build();
     let mut w = w0.detach();
+    // The last step's adjoint: the next linear solve starts from it.
+    let mut adjoint = None;
     let mut curve = Vec::with_capacity(cfg.steps.min(1 << 16) + 1);
     for step in 0..=cfg.steps {
         let th = theta.as_tensor().detach();
@@ -123,7 +126,10 @@ pub fn hypergradient_descent(
         if step == cfg.steps {
             break;
         }
-        let hyper = problem.optimality.vjp(&w, &th, &v, &cfg.solve)?;
+        let (hyper, u) = problem
+            .optimality
+            .vjp_from(&w, &th, &v, adjoint.as_ref(), &cfg.solve)?;
+        adjoint = Some(u);
         outer.step(&params, &grads_for(&params, &[hyper])?)?;
     }
     Ok(ImplicitRun {

@@ -8,12 +8,15 @@
 //! custom op whose own backward (needed only for second-order derivatives: Hessian-vector products, AdaHessian)
 //! is the vector-Jacobian product of the composed reference formula, so double backward stays exact.
 
+mod cross_entropy;
+
 use crate::optim::kernel::exp_nonpositive_f32;
 use crate::Result;
 use candle_core::{
     backprop::GradStore, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape,
 };
 use candle_core::{DType, Tensor, Var, D};
+pub(crate) use cross_entropy::{cross_entropy_rows, cross_entropy_rows_composed, fusable};
 use num_traits::Float;
 use rayon::prelude::*;
 

@@ -1,6 +1,7 @@
 //! Losses with PyTorch's reductions.
 
 use crate::data::IGNORE;
+use crate::nn::fused;
 use crate::Result;
 use candle_core::{Tensor, D};
 
@@ -20,26 +21,19 @@ fn per_position(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
 /// [`crate::data::IGNORE`] (padding) are left out of the mean, as PyTorch's `ignore_index`.
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     let (logits, labels) = per_position(logits, labels)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let ids: Vec<u32> = labels.to_vec1()?;
-    if !ids.contains(&IGNORE) {
-        let picked = logp.gather(&labels.unsqueeze(1)?, 1)?;
-        return Ok(picked.mean_all()?.neg()?);
+    let count = ids.iter().filter(|&&l| l != IGNORE).count().max(1);
+    Ok((cross_entropy_rows(&logits, &ids)?.sum_all()? / count as f64)?)
+}
+
+/// The cross-entropy of each row of `logits` `[N, classes]` against `labels` (0 for [`IGNORE`]), `[N]`: one fused op
+/// on the CPU in f32 and f64 (differentiable to any order), candle's composed ops elsewhere.
+pub(crate) fn cross_entropy_rows(logits: &Tensor, labels: &[u32]) -> Result<Tensor> {
+    if fused::fusable(logits) {
+        fused::cross_entropy_rows(logits, labels)
+    } else {
+        fused::cross_entropy_rows_composed(logits, labels)
     }
-    let keep: Vec<f64> = ids
-        .iter()
-        .map(|&l| f64::from(u8::from(l != IGNORE)))
-        .collect();
-    let count = keep.iter().sum::<f64>().max(1.0);
-    let safe: Vec<u32> = ids
-        .iter()
-        .map(|&l| if l == IGNORE { 0 } else { l })
-        .collect();
-    let dev = logits.device();
-    let safe = Tensor::from_vec(safe, (ids.len(), 1), dev)?;
-    let keep = Tensor::from_vec(keep, (ids.len(), 1), dev)?.to_dtype(logp.dtype())?;
-    let picked = (logp.gather(&safe, 1)? * keep)?;
-    Ok((picked.sum_all()? / count)?.neg()?)
 }
 
 /// Mean squared error over all elements (PyTorch's `F.mse_loss`).

@@ -14,7 +14,7 @@ use crate::rng::Rng;
 use crate::spec::Spec;
 use crate::{Error, Result};
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 use std::fmt;
 use std::str::FromStr;
 
@@ -175,8 +175,10 @@ pub enum ExampleLoss {
 pub(crate) fn terms(kind: ExampleLoss, out: &Tensor, y: &Tensor) -> Result<Tensor> {
     Ok(match kind {
         ExampleLoss::CrossEntropy => {
-            let logp = candle_nn::ops::log_softmax(out, D::Minus1)?;
-            logp.gather(&y.unsqueeze(1)?, 1)?
+            let labels: Vec<u32> = y.to_vec1()?;
+            crate::nn::loss::cross_entropy_rows(out, &labels)?
+                .neg()?
+                .unsqueeze(1)?
         }
         ExampleLoss::Mse => {
             if out.dims() != y.dims() {
