@@ -225,6 +225,13 @@ fn theta_vjp<T: Real + WithDType>(
     Ok((btu, u))
 }
 
+/// Whether the products of a VJP or JVP solve hold θ constant (a second linearization, F evaluated once more):
+/// yes unless θ is a single number, whose side of each product is a few vector operations, less than that second
+/// evaluation of F costs.
+fn holds_theta(theta: &Tensor) -> bool {
+    theta.elem_count() > 1
+}
+
 /// Runs `f32` or `f64` by x's dtype.
 fn by_dtype<R>(
     lin: &Linearized,
@@ -301,9 +308,7 @@ impl<'a> Optimality<'a> {
         if let Some(u0) = u0 {
             check_same(u0, x_star, "the warm start")?;
         }
-        // θ is held constant in the products unless it is a single number, whose side of each product is a few
-        // vector operations: less than the second evaluation of F (for Bᵀu) that holding it constant costs.
-        let hold = theta.elem_count() > 1;
+        let hold = holds_theta(theta);
         let lin = if hold {
             Linearized::in_x(self, x_star, theta)?
         } else {
@@ -329,8 +334,13 @@ impl<'a> Optimality<'a> {
         opts: &SolveOptions,
     ) -> Result<Tensor> {
         check_same(dtheta, theta, "the tangent")?;
-        let b = Linearized::new(self, x_star, theta)?.jvp(dtheta, false)?;
-        solve_dispatch(&Linearized::in_x(self, x_star, theta)?, &b.neg()?, opts)
+        let full = Linearized::new(self, x_star, theta)?;
+        let b = full.jvp(dtheta, false)?.neg()?;
+        if holds_theta(theta) {
+            solve_dispatch(&Linearized::in_x(self, x_star, theta)?, &b, opts)
+        } else {
+            solve_dispatch(&full, &b, opts)
+        }
     }
 }
 
@@ -354,8 +364,9 @@ impl Optimality<'_> {
     /// keeps Newton's convergence at a fraction of the products; never below tol/(2‖F‖), the reduction that lands
     /// the step under `tol` (no oversolving on the last step). scipy's Newton-CG uses min(0.5, √‖F‖), which took
     /// 25-35% more time on the digits distillation problem's warm-started solves to 1e-9; the floor saves another
-    /// fifth of the products there (42 to 34 per solve). A direction that fails the line search is recomputed with `opts.tol`. Prefer
-    /// [`Optimality::newton`] where F is only piecewise smooth (a squared hinge): inexact steps can stall there.
+    /// fifth of the products there (42 to 34 per solve). A direction that fails the line search is recomputed with
+    /// `opts.tol`. Prefer [`Optimality::newton`] where F is only piecewise smooth (a squared hinge): inexact steps
+    /// can stall there.
     pub fn inexact_newton(
         &self,
         x0: &Tensor,
