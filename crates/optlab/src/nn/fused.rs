@@ -634,16 +634,11 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    /// max |a − b| over all entries, in f64 (for f32 and f64 tensors; shared with the cross-entropy tests).
+    pub(super) fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f64>()
+            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F64))
+            .and_then(|d| d.to_scalar::<f64>())
             .unwrap()
     }
 

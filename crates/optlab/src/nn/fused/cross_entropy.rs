@@ -388,20 +388,9 @@ pub(crate) fn cross_entropy_rows(logits: &Tensor, labels: &[u32]) -> Result<Tens
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::max_diff;
     use super::*;
     use candle_core::{backprop::GradStore, Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .and_then(|d| {
-                d.abs()?
-                    .flatten_all()?
-                    .max(0)?
-                    .to_dtype(candle_core::DType::F64)
-            })
-            .and_then(|d| d.to_scalar::<f64>())
-            .unwrap()
-    }
 
     fn composed(x: &Tensor, labels: &[u32]) -> Tensor {
         cross_entropy_rows_composed(x, labels).unwrap()
