@@ -8,10 +8,12 @@
 //! custom op whose own backward (needed only for second-order derivatives: Hessian-vector products, AdaHessian)
 //! is the vector-Jacobian product of the composed reference formula, so double backward stays exact.
 
+mod attention;
 mod cross_entropy;
 
 use crate::optim::kernel::exp_nonpositive_f32;
 use crate::Result;
+pub use attention::causal_attention;
 use candle_core::{
     backprop::GradStore, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape,
 };
@@ -511,35 +513,70 @@ fn as_f32_mut<T: Float>(v: &mut [T]) -> Option<&mut [f32]> {
         .then(|| unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<f32>(), v.len()) })
 }
 
+/// eᵛ for v ≤ 0: f32 through the project's branch-free exponential (as the fused softmax), f64 exactly.
+#[inline(always)]
+fn exp_nonpositive<T: Float>(v: T) -> T {
+    if std::mem::size_of::<T>() == 4 {
+        let e = exp_nonpositive_f32(v.to_f32().unwrap_or(f32::NAN));
+        T::from(e).unwrap_or_else(T::nan)
+    } else {
+        v.exp()
+    }
+}
+
 /// Runs `f` compiled for AVX-512 (16 f32 lanes) or AVX2+FMA (8 lanes) when the CPU has them, so the f32 loops
 /// it inlines vectorize that wide; otherwise as built.
 #[inline(always)]
 fn simd<R>(f: impl FnOnce() -> R) -> R {
+    simd_body(Call(f))
+}
+
+/// A kernel body for [`simd_body`]. Its `#[inline(always)]` `run` is compiled into the wide entry point whole; a
+/// closure as large is not inlined there, and its `mul_add`s would become library calls.
+trait SimdBody {
+    type Out;
+    fn run(self) -> Self::Out;
+}
+
+/// A closure as a [`SimdBody`] (what [`simd`] runs).
+struct Call<F>(F);
+
+impl<R, F: FnOnce() -> R> SimdBody for Call<F> {
+    type Out = R;
+    #[inline(always)]
+    fn run(self) -> R {
+        (self.0)()
+    }
+}
+
+/// Runs `b` compiled for AVX-512 or AVX2+FMA when the CPU has them; otherwise as built.
+#[inline(always)]
+fn simd_body<B: SimdBody>(b: B) -> B::Out {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the feature was detected at run time (it implies AVX2 and FMA).
-            return unsafe { simd_avx512(f) };
+            return unsafe { simd_avx512(b) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the features were detected at run time.
-            return unsafe { simd_avx2(f) };
+            return unsafe { simd_avx2(b) };
         }
     }
-    f()
+    b.run()
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn simd_avx512<R>(f: impl FnOnce() -> R) -> R {
-    f()
+unsafe fn simd_avx512<B: SimdBody>(b: B) -> B::Out {
+    b.run()
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn simd_avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
+unsafe fn simd_avx2<B: SimdBody>(b: B) -> B::Out {
+    b.run()
 }
 
 /// x Φ(x) over f32 slices.

@@ -14,12 +14,10 @@ use std::cell::RefCell;
 /// One use of parameters in a recorded forward pass. Inputs are detached copies (values only).
 #[derive(Debug, Clone)]
 pub enum Site {
-    /// y = x Wᵀ + b over the last dimension; `input` is `[B, ..., in]`, the probe `[B, ..., out]`. With
-    /// `rows`, W and b are the rows `rows..rows + out` of the parameters (attention's q, k, v blocks).
+    /// y = x Wᵀ + b over the last dimension; `input` is `[B, ..., in]`, the probe `[B, ..., out]`.
     Linear {
         weight: TensorId,
         bias: Option<TensorId>,
-        rows: Option<usize>,
         input: Tensor,
         probe: Var,
     },

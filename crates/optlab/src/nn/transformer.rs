@@ -273,7 +273,6 @@ pub fn linear_nd(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     tape::probe(y, |probe| Site::Linear {
         weight: w.id(),
         bias: b.map(Tensor::id),
-        rows: None,
         input: x.detach(),
         probe,
     })
@@ -290,48 +289,9 @@ pub struct Attention {
     pub scale: f64,
 }
 
-/// The additive causal mask (0 on and below the diagonal, −∞ above) of size t×t.
-fn causal_mask(t: usize, dtype: DType) -> Result<Tensor> {
-    let v: Vec<f32> = (0..t * t)
-        .map(|i| {
-            if i % t > i / t {
-                f32::NEG_INFINITY
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    Ok(Tensor::from_vec(v, (t, t), &Device::Cpu)?.to_dtype(dtype)?)
-}
-
 impl Attention {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, c) = x.dims3()?;
-        let (h, hd) = (self.heads, c / self.heads);
-        let x2 = x.reshape((b * t, c))?;
-        let (w, bias) = (self.qkv.weight.tensor(), self.qkv.bias.tensor());
-        // Queries, keys and values as three products with row blocks of the qkv weight: slicing the (small)
-        // weight is far cheaper in the backward pass than slicing the (B·T, 3C) product.
-        let part = |i: usize| -> Result<Tensor> {
-            let y = linear(
-                &x2,
-                &w.narrow(0, i * c, c)?,
-                Some(&bias.narrow(0, i * c, c)?),
-            )?;
-            let y = tape::probe(y.reshape((b, t, c))?, |probe| Site::Linear {
-                weight: w.id(),
-                bias: Some(bias.id()),
-                rows: Some(i * c),
-                input: x.detach(),
-                probe,
-            })?;
-            Ok(y.reshape((b, t, h, hd))?.transpose(1, 2)?.contiguous()?)
-        };
-        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-        let logits = (q.matmul(&k.t()?.contiguous()?)? * self.scale)?
-            .broadcast_add(&causal_mask(t, x.dtype())?)?;
-        let y = super::fused::softmax_last(&logits)?.matmul(&v)?;
-        let y = y.transpose(1, 2)?.reshape((b, t, c))?;
+        let y = super::fused::causal_attention(&self.qkv.forward(x)?, self.heads, self.scale)?;
         self.proj.forward(&y)
     }
 }
@@ -519,7 +479,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn softmax_and_mask() {
+    fn softmax_rows() {
         let x = Tensor::new(&[[1.0f64, 2.0, 3.0], [0.0, 0.0, 0.0]], &Device::Cpu).unwrap();
         let s = super::super::fused::softmax_last(&x)
             .unwrap()
@@ -528,12 +488,5 @@ mod tests {
         let z: f64 = [1f64, 2.0, 3.0].iter().map(|v| v.exp()).sum();
         assert!((s[0][2] - 3f64.exp() / z).abs() < 1e-15);
         assert!((s[1][0] - 1.0 / 3.0).abs() < 1e-15);
-        let m = causal_mask(3, DType::F32)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
-        assert_eq!(m[0][0], 0.0);
-        assert!(m[0][1].is_infinite() && m[1][2].is_infinite());
-        assert_eq!(m[2][0], 0.0);
     }
 }

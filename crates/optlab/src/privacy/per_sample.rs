@@ -72,12 +72,9 @@ pub fn forward(model: &Sequential, x: &Tensor) -> Result<(Tensor, PerSampleTape)
     check_model(model)?;
     let batch = x.dims().first().copied().unwrap_or(0);
     let (out, sites) = tape::record(|| model.forward_mode(x, true))?;
-    // Uses of each parameter (row blocks of one weight count once).
+    // Uses of each parameter.
     let mut seen: HashMap<TensorId, usize> = HashMap::new();
     for s in &sites {
-        if matches!(s, Site::Linear { rows: Some(r), .. } if *r > 0) {
-            continue;
-        }
         for id in site_params(s) {
             *seen.entry(id).or_default() += 1;
         }
@@ -173,24 +170,22 @@ impl PerSampleTape {
         }
     }
 
-    /// Each site's per-sample gradients `(param id, first row, [B, rows...])`.
-    fn site_grads(&self, s: &Site, grads: &GradStore) -> Result<Vec<(TensorId, usize, Tensor)>> {
+    /// Each site's per-sample gradients `(param id, [B, shape...])`.
+    fn site_grads(&self, s: &Site, grads: &GradStore) -> Result<Vec<(TensorId, Tensor)>> {
         let g = self.signal(s, grads)?;
         let b = self.batch;
         Ok(match s {
             Site::Linear {
                 weight,
                 bias,
-                rows,
                 input,
                 ..
             } => {
                 let (a, g) = (as_rows(input)?, as_rows(&g)?);
                 let gw = g.transpose(1, 2)?.contiguous()?.matmul(&a.contiguous()?)?;
-                let r = rows.unwrap_or(0);
-                let mut v = vec![(*weight, r, gw)];
+                let mut v = vec![(*weight, gw)];
                 if let Some(bias) = bias {
-                    v.push((*bias, r, g.sum(1)?));
+                    v.push((*bias, g.sum(1)?));
                 }
                 v
             }
@@ -214,9 +209,9 @@ impl PerSampleTape {
                     );
                 }
                 let gw = Tensor::cat(&taps, 3)?.reshape((b, cout, cin, k, k))?;
-                let mut v = vec![(*weight, 0, gw)];
+                let mut v = vec![(*weight, gw)];
                 if let Some(bias) = bias {
-                    v.push((*bias, 0, g2.sum(2)?));
+                    v.push((*bias, g2.sum(2)?));
                 }
                 v
             }
@@ -240,8 +235,8 @@ impl PerSampleTape {
                     })
                 };
                 vec![
-                    (*weight, 0, per_channel(g.mul(normalized)?)?),
-                    (*bias, 0, per_channel(g)?),
+                    (*weight, per_channel(g.mul(normalized)?)?),
+                    (*bias, per_channel(g)?),
                 ]
             }
             Site::Embedding {
@@ -261,10 +256,7 @@ impl PerSampleTape {
                 let tok =
                     scatter_tokens(&rows, ids, batch * v, |r, id| (r / seq) * v + id as usize)?;
                 let pos = g.pad_with_zeros(1, 0, ctx - seq)?;
-                vec![
-                    (*token, 0, tok.reshape((*batch, v, c))?),
-                    (*position, 0, pos),
-                ]
+                vec![(*token, tok.reshape((*batch, v, c))?), (*position, pos)]
             }
         })
     }
@@ -296,17 +288,17 @@ impl PerSampleTape {
             (Some(a), Some(b)) => a.id() == b.id(),
             _ => false,
         };
-        let mut blocks: HashMap<TensorId, Vec<(usize, Tensor)>> = HashMap::new();
+        let mut by_id: HashMap<TensorId, Tensor> = HashMap::new();
         let b = self.batch;
         for s in &self.sites {
             let g = self.signal(s, grads)?;
-            let mut put =
-                |id: TensorId, row: usize, t: Tensor| blocks.entry(id).or_default().push((row, t));
+            let mut put = |id: TensorId, t: Tensor| {
+                by_id.insert(id, t);
+            };
             match s {
                 Site::Linear {
                     weight,
                     bias,
-                    rows,
                     input,
                     ..
                 } => {
@@ -317,7 +309,7 @@ impl PerSampleTape {
                         Ok(t.reshape((t.elem_count() / o.max(1), o))?)
                     };
                     let gw = flat(scaled(&g, *weight)?)?;
-                    put(*weight, rows.unwrap_or(0), gw.t()?.matmul(&a)?);
+                    put(*weight, gw.t()?.matmul(&a)?);
                     if let Some(bias) = bias {
                         // The weight's scaled signal serves the bias when both have the same weights (flat).
                         let gb = if same_weights(*weight, *bias) {
@@ -325,7 +317,7 @@ impl PerSampleTape {
                         } else {
                             flat(scaled(&g, *bias)?)?
                         };
-                        put(*bias, rows.unwrap_or(0), column_sums(&gb)?);
+                        put(*bias, column_sums(&gb)?);
                     }
                 }
                 Site::Conv2d {
@@ -352,13 +344,9 @@ impl PerSampleTape {
                             .reshape((b * ho * wo, cin))?;
                         taps.push(gw.matmul(&win)?.unsqueeze(2)?);
                     }
-                    put(
-                        *weight,
-                        0,
-                        Tensor::cat(&taps, 2)?.reshape((cout, cin, k, k))?,
-                    );
+                    put(*weight, Tensor::cat(&taps, 2)?.reshape((cout, cin, k, k))?);
                     if let Some(bias) = bias {
-                        put(*bias, 0, scaled(&g, *bias)?.sum((0, 2, 3))?);
+                        put(*bias, scaled(&g, *bias)?.sum((0, 2, 3))?);
                     }
                 }
                 Site::Affine {
@@ -373,12 +361,8 @@ impl PerSampleTape {
                         let c = t.dims()[0];
                         Ok(t.reshape((c, t.elem_count() / c.max(1)))?.sum(1)?)
                     };
-                    put(
-                        *weight,
-                        0,
-                        per_channel(scaled(&g, *weight)?.mul(normalized)?)?,
-                    );
-                    put(*bias, 0, per_channel(scaled(&g, *bias)?)?);
+                    put(*weight, per_channel(scaled(&g, *weight)?.mul(normalized)?)?);
+                    put(*bias, per_channel(scaled(&g, *bias)?)?);
                 }
                 Site::Embedding {
                     token,
@@ -394,30 +378,27 @@ impl PerSampleTape {
                     let rows = scaled(&g, *token)?.reshape((batch * seq, c))?;
                     put(
                         *token,
-                        0,
                         scatter_tokens(&rows, ids, *vocab, |_, id| id as usize)?,
                     );
                     let pos = scaled(&g, *position)?
                         .sum(0)?
                         .pad_with_zeros(0, 0, context - seq)?;
-                    put(*position, 0, pos);
+                    put(*position, pos);
                 }
             }
         }
-        assemble(blocks, params, 0, |p| p.tensor().dims().to_vec())
+        assemble(by_id, params, |p| p.tensor().dims().to_vec())
     }
 
     /// Per-sample gradients of every parameter, `(name, [B, shape...])` in `params` order, from the gradients
     /// of a backward pass of Σ_b ℓ_b (any loss whose b-th term depends on example b alone; for a mean, the
     /// per-sample gradients are those of ℓ_b / B).
     pub fn gradients(&self, grads: &GradStore, params: &[Param]) -> Result<Vec<(String, Tensor)>> {
-        let mut blocks: HashMap<TensorId, Vec<(usize, Tensor)>> = HashMap::new();
+        let mut by_id: HashMap<TensorId, Tensor> = HashMap::new();
         for s in &self.sites {
-            for (id, row, t) in self.site_grads(s, grads)? {
-                blocks.entry(id).or_default().push((row, t));
-            }
+            by_id.extend(self.site_grads(s, grads)?);
         }
-        assemble(blocks, params, 1, |p| {
+        assemble(by_id, params, |p| {
             let mut want = vec![self.batch];
             want.extend_from_slice(p.tensor().dims());
             want
@@ -431,15 +412,6 @@ impl PerSampleTape {
         params: &[Param],
     ) -> Result<Vec<(String, Tensor)>> {
         let mut by_id: HashMap<TensorId, Tensor> = HashMap::new();
-        let mut add = |id: TensorId, t: Tensor| -> Result<()> {
-            // Row blocks of one parameter add up.
-            let t = match by_id.remove(&id) {
-                Some(prev) => prev.add(&t)?,
-                None => t,
-            };
-            by_id.insert(id, t);
-            Ok(())
-        };
         for s in &self.sites {
             match s {
                 Site::Linear {
@@ -451,14 +423,14 @@ impl PerSampleTape {
                     // One row per example: ‖g aᵀ‖² = ‖g‖²‖a‖².
                     let g = self.signal(s, grads)?;
                     let gg = g.sqr()?.sum(1)?;
-                    add(*weight, gg.mul(&input.sqr()?.sum(1)?)?)?;
+                    by_id.insert(*weight, gg.mul(&input.sqr()?.sum(1)?)?);
                     if let Some(bias) = bias {
-                        add(*bias, gg)?;
+                        by_id.insert(*bias, gg);
                     }
                 }
                 _ => {
-                    for (id, _, t) in self.site_grads(s, grads)? {
-                        add(id, t.sqr()?.flatten_from(1)?.sum(1)?)?;
+                    for (id, t) in self.site_grads(s, grads)? {
+                        by_id.insert(id, t.sqr()?.flatten_from(1)?.sum(1)?);
                     }
                 }
             }
@@ -485,26 +457,18 @@ fn column_sums(t: &Tensor) -> Result<Tensor> {
     Ok(ones.matmul(t)?.reshape(cols)?)
 }
 
-/// Each parameter's gradient from its row blocks (concatenated along `dim` in row order), in `params` order,
-/// checked against the shape `want` gives.
+/// Each parameter's gradient, in `params` order, checked against the shape `want` gives.
 fn assemble(
-    mut blocks: HashMap<TensorId, Vec<(usize, Tensor)>>,
+    mut by_id: HashMap<TensorId, Tensor>,
     params: &[Param],
-    dim: usize,
     want: impl Fn(&Param) -> Vec<usize>,
 ) -> Result<Vec<(String, Tensor)>> {
     params
         .iter()
         .map(|p| {
-            let mut parts = blocks.remove(&p.tensor().id()).ok_or_else(|| {
+            let t = by_id.remove(&p.tensor().id()).ok_or_else(|| {
                 Error::invalid(format!("'{}' was not in the recorded pass", p.name))
             })?;
-            parts.sort_by_key(|(row, _)| *row);
-            let t = if parts.len() == 1 {
-                parts.pop().expect("one part").1
-            } else {
-                Tensor::cat(&parts.into_iter().map(|(_, t)| t).collect::<Vec<_>>(), dim)?
-            };
             let want = want(p);
             if t.dims() != want.as_slice() {
                 return Err(Error::Shape(format!(

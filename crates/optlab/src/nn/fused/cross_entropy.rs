@@ -6,9 +6,8 @@
 //! walks some forty graph nodes; here it walks three. Third derivatives fall back to the composed formulas, so every
 //! order stays exact. Rows labelled [`crate::data::IGNORE`] have a zero loss and zero derivatives.
 
-use super::{composed_vjp, cpu_rows, simd, RowKernel};
+use super::{composed_vjp, cpu_rows, exp_nonpositive, simd, RowKernel};
 use crate::data::IGNORE;
-use crate::optim::kernel::exp_nonpositive_f32;
 use crate::{Error, Result};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, D};
 use num_traits::Float;
@@ -55,17 +54,6 @@ fn for_rows<T: Copy + Send + Sync + Default>(
             });
     }
     out
-}
-
-/// eᵛ for v ≤ 0: f32 through the project's branch-free exponential (as the fused softmax), f64 exactly.
-#[inline(always)]
-fn exp_nonpositive<T: Float>(v: T) -> T {
-    if std::mem::size_of::<T>() == 4 {
-        let e = exp_nonpositive_f32(v.to_f32().unwrap_or(f32::NAN));
-        T::from(e).unwrap_or_else(T::nan)
-    } else {
-        v.exp()
-    }
 }
 
 /// (max, Σ e^{x − max}) of a row.

@@ -1,0 +1,622 @@
+//! Fused causal multi-head self-attention (issue 24): softmax(scale · q kᵀ + causal mask) v for every head, read
+//! straight from the packed `qkv` projection (B, T, 3C) and written as (B, T, C), as one candle op; its backward
+//! (dq, dk, dv packed the same way) is a second op, and that backward's own derivative (second order: the
+//! Hessian-vector products of the curvature tools and AdaHessian) is the vector-Jacobian product of the composed
+//! formula, so every order stays exact.
+//!
+//! Composed from candle's ops, one head's (T, T) logits pass through a transposed copy of k, a product, a scale, a
+//! mask and a softmax, each a fresh (B, H, T, T) tensor with its own backward and gradient accumulation. Here each
+//! head's scores live one row at a time in a buffer of T entries (recomputed in the backward pass, as
+//! FlashAttention does), positions above the diagonal are never computed, and heads run in parallel.
+
+use super::{composed_vjp, exp_nonpositive, fusable, simd_body, SimdBody};
+use crate::{Error, Result};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, D};
+use num_traits::Float;
+use rayon::prelude::*;
+
+/// Below this many multiply-adds a kernel runs on the calling thread (a parallel dispatch costs more).
+const PARALLEL_MIN: usize = 1 << 16;
+
+/// The sizes of one attention call and its logit scale.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    /// The head width C / H.
+    width: usize,
+    scale: f64,
+}
+
+impl Dims {
+    /// From a packed (B, T, 3C) `qkv`, with H dividing C.
+    fn of(qkv: &Tensor, heads: usize, scale: f64) -> Result<Dims> {
+        let (batch, seq, c3) = qkv.dims3().map_err(|_| {
+            Error::Shape(format!(
+                "attention: qkv must be (batch, sequence, 3·width), got {:?}",
+                qkv.dims()
+            ))
+        })?;
+        if heads == 0 || !c3.is_multiple_of(3 * heads) {
+            return Err(Error::Shape(format!(
+                "attention: the qkv width {c3} is not 3 × a multiple of {heads} heads"
+            )));
+        }
+        if !scale.is_finite() {
+            return Err(Error::invalid(format!(
+                "attention: the logit scale must be finite, got {scale}"
+            )));
+        }
+        Ok(Dims {
+            batch,
+            seq,
+            heads,
+            width: c3 / (3 * heads),
+            scale,
+        })
+    }
+
+    /// The model width C.
+    fn c(&self) -> usize {
+        self.heads * self.width
+    }
+
+    /// Multiply-adds of one pass (about T²/2 · width per head and product).
+    fn work(&self) -> usize {
+        self.batch * self.heads * self.seq * self.seq * self.width
+    }
+}
+
+/// The vector block: sequences and head widths are padded to multiples of it, so every inner loop is a whole
+/// number of fixed-size blocks kept in registers (one AVX-512 vector of f32, two of f64).
+const L: usize = 16;
+
+fn padded(n: usize) -> usize {
+    n.div_ceil(L) * L
+}
+
+/// One head's operands, gathered from a sequence's packed (T, 3C) rows and zero-padded (T to T', width to W',
+/// multiples of [`L`]): q, k, v and (backward) dy as (T', W'), kᵀ and vᵀ as (width, T').
+struct Head<T> {
+    t: usize,
+    w: usize,
+    tp: usize,
+    wp: usize,
+    q: Vec<T>,
+    k: Vec<T>,
+    v: Vec<T>,
+    kt: Vec<T>,
+    vt: Vec<T>,
+}
+
+impl<T: Float> Head<T> {
+    /// Head `h` of the sequence `rows` ((T, 3C), row-major).
+    #[inline(always)]
+    fn gather(d: &Dims, rows: &[T], h: usize) -> Self {
+        let (t, w, c) = (d.seq, d.width, d.c());
+        let (tp, wp) = (padded(t), padded(w));
+        let z = |n: usize| vec![T::zero(); n];
+        let mut head = Head {
+            t,
+            w,
+            tp,
+            wp,
+            q: z(tp * wp),
+            k: z(tp * wp),
+            v: z(tp * wp),
+            kt: z(w * tp),
+            vt: z(w * tp),
+        };
+        for i in 0..t {
+            let row = &rows[i * 3 * c..(i + 1) * 3 * c];
+            let at = |part: usize| &row[part * c + h * w..part * c + (h + 1) * w];
+            head.q[i * wp..i * wp + w].copy_from_slice(at(0));
+            head.k[i * wp..i * wp + w].copy_from_slice(at(1));
+            head.v[i * wp..i * wp + w].copy_from_slice(at(2));
+            for e in 0..w {
+                head.kt[e * tp + i] = at(1)[e];
+                head.vt[e * tp + i] = at(2)[e];
+            }
+        }
+        head
+    }
+
+    /// Rows (T', W') of `src` ((T, C) row-major, columns h·width..) zero-padded, as `q` is.
+    #[inline(always)]
+    fn rows_of(&self, src: &[T], c: usize, h: usize) -> Vec<T> {
+        let mut out = vec![T::zero(); self.tp * self.wp];
+        for i in 0..self.t {
+            let at = i * c + h * self.w;
+            out[i * self.wp..i * self.wp + self.w].copy_from_slice(&src[at..at + self.w]);
+        }
+        out
+    }
+}
+
+/// The `L` entries of `v` from `at`, as a fixed-size array.
+#[inline(always)]
+fn block<T>(v: &[T], at: usize) -> &[T; L] {
+    v[at..at + L].try_into().expect("a block of L")
+}
+
+/// Independent accumulators per block of outputs: a multiply-add waits for the previous one on the same
+/// register, so a single chain runs at a quarter of the unit's rate.
+const CHAINS: usize = 4;
+
+/// Σₖ a[k] · rows(k) for one block of outputs, over [`CHAINS`] interleaved partial sums.
+#[inline(always)]
+fn weighted_rows<'r, T: Float + 'r>(a: &[T], rows: impl Fn(usize) -> &'r [T; L]) -> [T; L] {
+    let mut acc = [[T::zero(); L]; CHAINS];
+    let whole = a.len() / CHAINS * CHAINS;
+    for k0 in (0..whole).step_by(CHAINS) {
+        for (c, acc) in acc.iter_mut().enumerate() {
+            let (ak, r) = (a[k0 + c], rows(k0 + c));
+            for l in 0..L {
+                acc[l] = ak.mul_add(r[l], acc[l]);
+            }
+        }
+    }
+    for (k, &ak) in a.iter().enumerate().skip(whole) {
+        let r = rows(k);
+        for l in 0..L {
+            acc[0][l] = ak.mul_add(r[l], acc[0][l]);
+        }
+    }
+    let mut out = acc[0];
+    for a in &acc[1..] {
+        for l in 0..L {
+            out[l] = out[l] + a[l];
+        }
+    }
+    out
+}
+
+/// out[j] = Σₑ a[e] · mt[e, j] for j < out.len() (a multiple of [`L`]), `mt` (a.len(), tp) row-major: a row of
+/// a product with a transposed matrix.
+#[inline(always)]
+fn row_times<T: Float>(a: &[T], mt: &[T], tp: usize, out: &mut [T]) {
+    for (cb, o) in out.chunks_exact_mut(L).enumerate() {
+        o.copy_from_slice(&weighted_rows(a, |e| block(mt, e * tp + cb * L)));
+    }
+}
+
+/// out = Σⱼ p[j] · rows[j] with `rows` (≥ p.len(), wp) row-major and out.len() = wp.
+#[inline(always)]
+fn combine<T: Float>(p: &[T], rows: &[T], wp: usize, out: &mut [T]) {
+    for (cb, o) in out.chunks_exact_mut(L).enumerate() {
+        o.copy_from_slice(&weighted_rows(p, |j| block(rows, j * wp + cb * L)));
+    }
+}
+
+/// y += a · x over whole blocks (each loaded into a local array and stored back: updated in place, the block is
+/// not vectorized).
+#[inline(always)]
+fn axpy<T: Float>(a: T, x: &[T], y: &mut [T]) {
+    for (yb, xb) in y.chunks_exact_mut(L).zip(x.chunks_exact(L)) {
+        let yb: &mut [T; L] = yb.try_into().expect("a block of L");
+        let mut acc = *yb;
+        for l in 0..L {
+            acc[l] = a.mul_add(xb[l], acc[l]);
+        }
+        *yb = acc;
+    }
+}
+
+/// Σ a[j] b[j] over whole blocks, with one partial sum per lane (so the loop vectorizes).
+#[inline(always)]
+fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); L];
+    for (ab, bb) in a.chunks_exact(L).zip(b.chunks_exact(L)) {
+        for l in 0..L {
+            acc[l] = ab[l].mul_add(bb[l], acc[l]);
+        }
+    }
+    acc.iter().fold(T::zero(), |s, &v| s + v)
+}
+
+/// Σ a[j] over whole blocks, one partial sum per lane.
+#[inline(always)]
+fn sum<T: Float>(a: &[T]) -> T {
+    let mut acc = [T::zero(); L];
+    for ab in a.chunks_exact(L) {
+        for l in 0..L {
+            acc[l] = acc[l] + ab[l];
+        }
+    }
+    acc.iter().fold(T::zero(), |s, &v| s + v)
+}
+
+/// The largest entry, over whole blocks, one running maximum per lane.
+#[inline(always)]
+fn max<T: Float>(a: &[T]) -> T {
+    let mut acc = [T::neg_infinity(); L];
+    for ab in a.chunks_exact(L) {
+        for l in 0..L {
+            acc[l] = acc[l].max(ab[l]);
+        }
+    }
+    acc.iter().fold(T::neg_infinity(), |m, &v| m.max(v))
+}
+
+/// Row i's attention probabilities: softmax over keys j ≤ i of scale · qᵢ · kⱼ, into `p` (length ⌈i + 1⌉ to a
+/// multiple of [`L`]; entries past i are 0).
+#[inline(always)]
+fn probs<T: Float>(head: &Head<T>, i: usize, scale: T, p: &mut [T]) {
+    let q_i = &head.q[i * head.wp..i * head.wp + head.w];
+    row_times(q_i, &head.kt, head.tp, p);
+    for (j, s) in p.iter_mut().enumerate() {
+        *s = if j <= i {
+            *s * scale
+        } else {
+            T::neg_infinity()
+        };
+    }
+    let m = max(p);
+    for (j, s) in p.iter_mut().enumerate() {
+        let e = exp_nonpositive((*s - m).min(T::zero()));
+        *s = if j <= i { e } else { T::zero() };
+    }
+    let inv = sum(p).recip();
+    p.iter_mut().for_each(|s| *s = *s * inv);
+}
+
+/// yᵢ = Σ_{j ≤ i} pᵢⱼ vⱼ for one head, into `out` (T, width).
+#[inline(always)]
+fn head_forward<T: Float>(d: &Dims, head: &Head<T>, out: &mut [T]) {
+    let scale = T::from(d.scale).unwrap_or_else(T::nan);
+    let (mut p, mut y) = (vec![T::zero(); head.tp], vec![T::zero(); head.wp]);
+    for (i, o) in out.chunks_exact_mut(head.w).enumerate() {
+        let p = &mut p[..padded(i + 1)];
+        probs(head, i, scale, p);
+        combine(p, &head.v, head.wp, &mut y);
+        o.copy_from_slice(&y[..head.w]);
+    }
+}
+
+/// One head's (dq, dk, dv) from dy (padded as q), into `out` (3, T, width): with dpᵢⱼ = dyᵢ · vⱼ and
+/// dsᵢⱼ = pᵢⱼ (dpᵢⱼ − Σₖ pᵢₖ dpᵢₖ), dqᵢ = scale Σⱼ dsᵢⱼ kⱼ, dkⱼ = scale Σᵢ dsᵢⱼ qᵢ, dvⱼ = Σᵢ pᵢⱼ dyᵢ.
+#[inline(always)]
+fn head_backward<T: Float>(d: &Dims, head: &Head<T>, dy: &[T], out: &mut [T]) {
+    let (t, w, wp) = (head.t, head.w, head.wp);
+    let scale = T::from(d.scale).unwrap_or_else(T::nan);
+    let z = |n: usize| vec![T::zero(); n];
+    let (mut p, mut ds, mut dq_i) = (z(head.tp), z(head.tp), z(wp));
+    let (mut dk, mut dv) = (z(t * wp), z(t * wp));
+    let (dq, rest) = out.split_at_mut(t * w);
+    for i in 0..t {
+        let n = padded(i + 1);
+        let (p, ds) = (&mut p[..n], &mut ds[..n]);
+        let (q_i, dy_i) = (&head.q[i * wp..(i + 1) * wp], &dy[i * wp..(i + 1) * wp]);
+        probs(head, i, scale, p);
+        row_times(&dy_i[..w], &head.vt, head.tp, ds);
+        let mean = dot(p, ds);
+        for (s, &pj) in ds.iter_mut().zip(p.iter()) {
+            *s = pj * (*s - mean) * scale;
+        }
+        combine(ds, &head.k, wp, &mut dq_i);
+        dq[i * w..(i + 1) * w].copy_from_slice(&dq_i[..w]);
+        for j in 0..=i {
+            axpy(ds[j], q_i, &mut dk[j * wp..(j + 1) * wp]);
+            axpy(p[j], dy_i, &mut dv[j * wp..(j + 1) * wp]);
+        }
+    }
+    for (o, src) in rest.chunks_exact_mut(t * w).zip([&dk, &dv]) {
+        for (o, s) in o.chunks_exact_mut(w).zip(src.chunks_exact(wp)) {
+            o.copy_from_slice(&s[..w]);
+        }
+    }
+}
+
+/// Runs `f(b, h, out)` for every head of every sequence, each on its own `per_head` slice of a head-major buffer,
+/// in parallel when the pass is large enough.
+fn per_head<T: Float + Send + Sync>(
+    d: &Dims,
+    per_head: usize,
+    f: impl Fn(usize, usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); d.batch * d.heads * per_head];
+    if per_head == 0 {
+        return out;
+    }
+    let run = |(n, o): (usize, &mut [T])| f(n / d.heads, n % d.heads, o);
+    if d.work() < PARALLEL_MIN {
+        out.chunks_mut(per_head).enumerate().for_each(run);
+    } else {
+        out.par_chunks_mut(per_head).enumerate().for_each(run);
+    }
+    out
+}
+
+/// One head of one sequence: its forward output (T, width), or with `dy` its (dq, dk, dv) as (3, T, width).
+struct HeadPass<'a, T> {
+    d: &'a Dims,
+    /// The sequence's packed (T, 3C) rows.
+    seq: &'a [T],
+    head: usize,
+    /// The sequence's (T, C) output gradient, for the backward pass.
+    dy: Option<&'a [T]>,
+    out: &'a mut [T],
+}
+
+impl<T: Float> SimdBody for HeadPass<'_, T> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self) {
+        let head = Head::gather(self.d, self.seq, self.head);
+        match self.dy {
+            None => head_forward(self.d, &head, self.out),
+            Some(dy) => {
+                let dy = head.rows_of(dy, self.d.c(), self.head);
+                head_backward(self.d, &head, &dy, self.out)
+            }
+        }
+    }
+}
+
+impl Dims {
+    /// Runs every head of every sequence (forward, or backward with `dy` (B, T, C)) and packs the results, each
+    /// `parts` blocks of (T, width), into rows of `parts`·C.
+    fn heads<T: Float + Send + Sync>(&self, qkv: &[T], dy: Option<&[T]>, parts: usize) -> Vec<T> {
+        let (t, w, c) = (self.seq, self.width, self.c());
+        let heads = per_head(self, parts * t * w, |b, h, out| {
+            simd_body(HeadPass {
+                d: self,
+                seq: &qkv[b * t * 3 * c..(b + 1) * t * 3 * c],
+                head: h,
+                dy: dy.map(|g| &g[b * t * c..(b + 1) * t * c]),
+                out,
+            })
+        });
+        let mut packed = vec![T::zero(); self.batch * t * parts * c];
+        for (n, o) in heads.chunks(parts * t * w).enumerate() {
+            let (b, h) = (n / self.heads, n % self.heads);
+            for (part, o) in o.chunks(t * w).enumerate() {
+                for (i, o) in o.chunks(w).enumerate() {
+                    let at = (b * t + i) * parts * c + part * c + h * w;
+                    packed[at..at + w].copy_from_slice(o);
+                }
+            }
+        }
+        packed
+    }
+
+    /// The attention output (B, T, C) of a packed `qkv`.
+    fn forward<T: Float + Send + Sync>(&self, qkv: &[T]) -> Vec<T> {
+        self.heads(qkv, None, 1)
+    }
+
+    /// d qkv (B, T, 3C) from a packed `qkv` and dy (B, T, C).
+    fn backward<T: Float + Send + Sync>(&self, qkv: &[T], dy: &[T]) -> Vec<T> {
+        self.heads(qkv, Some(dy), 3)
+    }
+}
+
+/// The contiguous f32 or f64 data of a storage, or a clear error.
+fn data<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<Data<'a>> {
+    let (a, b) = l.contiguous_offsets().ok_or_else(|| {
+        candle_core::Error::Msg("attention: the inputs must be contiguous".into())
+    })?;
+    match s {
+        CpuStorage::F32(v) => Ok(Data::F32(&v[a..b])),
+        CpuStorage::F64(v) => Ok(Data::F64(&v[a..b])),
+        _ => Err(candle_core::Error::Msg(
+            "attention runs in f32 or f64".into(),
+        )),
+    }
+}
+
+enum Data<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+/// The forward op on a packed qkv.
+struct Attention(Dims);
+/// Its backward, d qkv from (qkv, dy).
+struct AttentionGrad(Dims);
+
+impl CustomOp1 for Attention {
+    fn name(&self) -> &'static str {
+        "optlab-causal-attention"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let d = &self.0;
+        let out = match data(s, l)? {
+            Data::F32(x) => CpuStorage::F32(d.forward(x)),
+            Data::F64(x) => CpuStorage::F64(d.forward(x)),
+        };
+        Ok((out, Shape::from((d.batch, d.seq, d.c()))))
+    }
+
+    fn bwd(&self, qkv: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(
+            qkv.apply_op2(&g.contiguous()?, AttentionGrad(self.0))?,
+        ))
+    }
+}
+
+impl CustomOp2 for AttentionGrad {
+    fn name(&self) -> &'static str {
+        "optlab-causal-attention-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let d = &self.0;
+        let out = match (data(s1, l1)?, data(s2, l2)?) {
+            (Data::F32(x), Data::F32(g)) => CpuStorage::F32(d.backward(x, g)),
+            (Data::F64(x), Data::F64(g)) => CpuStorage::F64(d.backward(x, g)),
+            _ => {
+                return Err(candle_core::Error::Msg(
+                    "attention: qkv and its gradient must have one dtype".into(),
+                ))
+            }
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        qkv: &Tensor,
+        dy: &Tensor,
+        _out: &Tensor,
+        h: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = self.0;
+        let v = composed_vjp(&[qkv, dy], h, |t| {
+            grad_composed(&d, &t[0], &t[1]).map_err(|e| candle_core::Error::Msg(e.to_string()))
+        })?;
+        Ok((Some(v[0].clone()), Some(v[1].clone())))
+    }
+}
+
+/// Causal multi-head self-attention of a packed projection `qkv` (B, T, 3C: queries, keys, values in that order
+/// along the last dimension, head h at columns h·C/H..(h+1)·C/H of each) with logit `scale`: (B, T, C), each
+/// position attending to itself and the positions before it. Fused on the CPU in f32 and f64; other devices and
+/// dtypes take the composed formula.
+pub fn causal_attention(qkv: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
+    let d = Dims::of(qkv, heads, scale)?;
+    if !fusable(qkv) {
+        return forward_composed(&d, qkv);
+    }
+    Ok(qkv.contiguous()?.apply_op1(Attention(d))?)
+}
+
+/// q, k, v as (B, H, T, width), contiguous.
+fn split(d: &Dims, qkv: &Tensor) -> Result<[Tensor; 3]> {
+    let c = d.c();
+    let part = |i: usize| -> Result<Tensor> {
+        Ok(qkv
+            .narrow(2, i * c, c)?
+            .reshape((d.batch, d.seq, d.heads, d.width))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    };
+    Ok([part(0)?, part(1)?, part(2)?])
+}
+
+/// (B, H, T, width) back to (B, T, C).
+fn merge(d: &Dims, x: &Tensor) -> Result<Tensor> {
+    Ok(x.transpose(1, 2)?.reshape((d.batch, d.seq, d.c()))?)
+}
+
+/// The attention probabilities softmax(scale · q kᵀ + causal mask), (B, H, T, T), in composed ops.
+fn probs_composed(d: &Dims, q: &Tensor, k: &Tensor) -> Result<Tensor> {
+    let t = d.seq;
+    let mask: Vec<f64> = (0..t * t)
+        .map(|i| {
+            if i % t > i / t {
+                f64::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::from_vec(mask, (t, t), q.device())?.to_dtype(q.dtype())?;
+    let s = (q.matmul(&k.t()?.contiguous()?)? * d.scale)?.broadcast_add(&mask)?;
+    let e = s
+        .broadcast_sub(&s.max_keepdim(D::Minus1)?.detach())?
+        .exp()?;
+    Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
+}
+
+/// [`causal_attention`] in candle's composed ops (any device and dtype; the reference in tests).
+fn forward_composed(d: &Dims, qkv: &Tensor) -> Result<Tensor> {
+    let [q, k, v] = split(d, qkv)?;
+    merge(d, &probs_composed(d, &q, &k)?.matmul(&v)?)
+}
+
+/// The backward formula in composed ops, d qkv (B, T, 3C) from (qkv, dy): the reference for second order.
+fn grad_composed(d: &Dims, qkv: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let [q, k, v] = split(d, qkv)?;
+    let dy = dy
+        .reshape((d.batch, d.seq, d.heads, d.width))?
+        .transpose(1, 2)?
+        .contiguous()?;
+    let p = probs_composed(d, &q, &k)?;
+    let dv = p.t()?.matmul(&dy)?;
+    let dp = dy.matmul(&v.t()?.contiguous()?)?;
+    let ds = (&p * dp.broadcast_sub(&(&p * &dp)?.sum_keepdim(D::Minus1)?)?)?;
+    let dq = (ds.matmul(&k)? * d.scale)?;
+    let dk = (ds.t()?.matmul(&q)? * d.scale)?;
+    Ok(Tensor::cat(
+        &[merge(d, &dq)?, merge(d, &dk)?, merge(d, &dv)?],
+        2,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::max_diff;
+    use super::*;
+    use candle_core::{backprop::GradStore, DType, Device, Var};
+
+    /// x-gradient of `g`'s entry for x dotted with v (one more order).
+    fn dot_grad(g: &GradStore, x: &Var, v: &Tensor) -> GradStore {
+        (g.get(x).unwrap() * v)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+    }
+
+    /// Value, gradient and Hessian-vector product equal the composed formula in f64, with uneven sizes (T not a
+    /// multiple of the vector width, a head width of 3) and a parallel and a sequential shape.
+    #[test]
+    fn fused_attention_matches_composed_to_second_order() {
+        crate::require_second_order().unwrap();
+        let dev = Device::Cpu;
+        for (b, t, heads, w) in [(2, 5, 2, 3), (3, 37, 4, 8)] {
+            let c = heads * w;
+            let qkv = Var::randn(0f64, 1.0, (b, t, 3 * c), &dev).unwrap();
+            let r = Tensor::randn(0f64, 1.0, (b, t, c), &dev).unwrap();
+            let v = Tensor::randn(0f64, 1.0, (b, t, 3 * c), &dev).unwrap();
+            let d = Dims::of(&qkv, heads, 0.7).unwrap();
+            let fused = causal_attention(&qkv, heads, 0.7).unwrap();
+            let composed = forward_composed(&d, &qkv).unwrap();
+            assert!(max_diff(&fused, &composed) < 1e-12, "forward {t}");
+            // A loss with curvature in the output: sum(r · y²).
+            let loss = |y: &Tensor| (y.sqr().unwrap() * &r).unwrap().sum_all().unwrap();
+            let (gf, gc) = (
+                loss(&fused).backward().unwrap(),
+                loss(&composed).backward().unwrap(),
+            );
+            let (a, e) = (gf.get(&qkv).unwrap(), gc.get(&qkv).unwrap());
+            assert!(max_diff(a, e) < 1e-11, "grad {t}: {}", max_diff(a, e));
+            let (hf, hc) = (dot_grad(&gf, &qkv, &v), dot_grad(&gc, &qkv, &v));
+            let (a, e) = (hf.get(&qkv).unwrap(), hc.get(&qkv).unwrap());
+            assert!(max_diff(a, e) < 1e-10, "hvp {t}: {}", max_diff(a, e));
+        }
+    }
+
+    /// f32 against f64 (the fast exponential, the vector loops), and shapes that cannot be attention.
+    #[test]
+    fn fused_attention_f32_and_bad_shapes() {
+        let dev = Device::Cpu;
+        let qkv = Var::randn(0f64, 2.0, (4, 64, 3 * 64), &dev).unwrap();
+        let y64 = causal_attention(&qkv, 4, 0.25).unwrap();
+        let g64 = y64.sum_all().unwrap().backward().unwrap();
+        let q32 = Var::from_tensor(&qkv.to_dtype(DType::F32).unwrap()).unwrap();
+        let y32 = causal_attention(&q32, 4, 0.25).unwrap();
+        let g32 = y32.sum_all().unwrap().backward().unwrap();
+        let up = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        assert!(max_diff(&up(&y32), &y64) < 1e-5);
+        let (a, e) = (up(g32.get(&q32).unwrap()), g64.get(&qkv).unwrap().clone());
+        assert!(max_diff(&a, &e) < 1e-4, "{}", max_diff(&a, &e));
+        // The first position sees only itself: y₀ = v₀.
+        let v0 = qkv.narrow(1, 0, 1).unwrap().narrow(2, 128, 64).unwrap();
+        assert!(max_diff(&y64.narrow(1, 0, 1).unwrap(), &v0) < 1e-12);
+        let bad = Tensor::zeros((2, 3, 10), DType::F32, &dev).unwrap();
+        assert!(causal_attention(&bad, 2, 1.0).is_err());
+        assert!(causal_attention(&bad.flatten_all().unwrap(), 1, 1.0).is_err());
+        assert!(causal_attention(&q32, 4, f64::NAN).is_err());
+    }
+}
