@@ -74,7 +74,8 @@ impl<'a, T> Strided<'a, T> {
     }
 }
 
-/// dst (m × n, row-major, contiguous) ← [dst +] a (m × k) · b (k × n), multi-threaded over rayon's pool.
+/// dst (m × n, row-major, contiguous) ← [dst +] a (m × k) · b (k × n), multi-threaded over rayon's pool unless
+/// called from inside it.
 /// Matrix-vector products (n = 1, or m = 1 by transposition) go to [`gemv`].
 pub(crate) fn gemm_into<T: Float + Send + Sync + 'static>(
     dst: &mut [T],
@@ -104,7 +105,13 @@ pub(crate) fn gemm_into<T: Float + Send + Sync + 'static>(
     if m == 1 && gemv(dst, n, k, b.t(), a.t(), accumulate) {
         return Ok(());
     }
-    let threads = rayon::current_num_threads();
+    // Called from a task of rayon's pool (a kernel already parallel over heads or examples), the product stays on
+    // that thread.
+    let threads = if rayon::current_thread_index().is_some() {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
     let par = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {

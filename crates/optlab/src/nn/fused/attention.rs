@@ -10,6 +10,7 @@
 //! FlashAttention does), positions above the diagonal are never computed, and heads run in parallel.
 
 use super::{composed_vjp, exp_nonpositive, fusable, simd_body, SimdBody};
+use crate::nn::matmul::{gemm_into, Strided};
 use crate::{Error, Result};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, D};
 use num_traits::Float;
@@ -68,142 +69,100 @@ impl Dims {
     }
 }
 
-/// The vector block: sequences and head widths are padded to multiples of it, so every inner loop is a whole
-/// number of fixed-size blocks kept in registers (one AVX-512 vector of f32, two of f64).
+/// The vector block: key positions are padded to a multiple of it, so every row loop is a whole number of
+/// fixed-size blocks (one AVX-512 vector of f32, two of f64).
 const L: usize = 16;
 
 fn padded(n: usize) -> usize {
     n.div_ceil(L) * L
 }
 
-/// One head's operands, gathered from a sequence's packed (T, 3C) rows and zero-padded (T to T', width to W',
-/// multiples of [`L`]): q, k, v and (backward) dy as (T', W'), kᵀ and vᵀ as (width, T').
+/// One head's operands, gathered from a sequence's packed (T, 3C) rows: q as (T, width), k and v as (T', width)
+/// with T' = T padded to a multiple of [`L`] by zero rows.
 struct Head<T> {
     t: usize,
     w: usize,
     tp: usize,
-    wp: usize,
     q: Vec<T>,
     k: Vec<T>,
     v: Vec<T>,
-    kt: Vec<T>,
-    vt: Vec<T>,
 }
 
-impl<T: Float> Head<T> {
+impl<T: Float + Send + Sync + 'static> Head<T> {
     /// Head `h` of the sequence `rows` ((T, 3C), row-major).
     #[inline(always)]
     fn gather(d: &Dims, rows: &[T], h: usize) -> Self {
         let (t, w, c) = (d.seq, d.width, d.c());
-        let (tp, wp) = (padded(t), padded(w));
-        let z = |n: usize| vec![T::zero(); n];
+        let tp = padded(t);
         let mut head = Head {
             t,
             w,
             tp,
-            wp,
-            q: z(tp * wp),
-            k: z(tp * wp),
-            v: z(tp * wp),
-            kt: z(w * tp),
-            vt: z(w * tp),
+            q: vec![T::zero(); t * w],
+            k: vec![T::zero(); tp * w],
+            v: vec![T::zero(); tp * w],
         };
         for i in 0..t {
             let row = &rows[i * 3 * c..(i + 1) * 3 * c];
             let at = |part: usize| &row[part * c + h * w..part * c + (h + 1) * w];
-            head.q[i * wp..i * wp + w].copy_from_slice(at(0));
-            head.k[i * wp..i * wp + w].copy_from_slice(at(1));
-            head.v[i * wp..i * wp + w].copy_from_slice(at(2));
-            for e in 0..w {
-                head.kt[e * tp + i] = at(1)[e];
-                head.vt[e * tp + i] = at(2)[e];
-            }
+            head.q[i * w..(i + 1) * w].copy_from_slice(at(0));
+            head.k[i * w..(i + 1) * w].copy_from_slice(at(1));
+            head.v[i * w..(i + 1) * w].copy_from_slice(at(2));
         }
         head
     }
 
-    /// Rows (T', W') of `src` ((T, C) row-major, columns h·width..) zero-padded, as `q` is.
+    /// The attention probabilities P (T, T'), row i softmax over keys j ≤ i of scale · qᵢ · kⱼ (zero past i).
     #[inline(always)]
-    fn rows_of(&self, src: &[T], c: usize, h: usize) -> Vec<T> {
-        let mut out = vec![T::zero(); self.tp * self.wp];
-        for i in 0..self.t {
-            let at = i * c + h * self.w;
-            out[i * self.wp..i * self.wp + self.w].copy_from_slice(&src[at..at + self.w]);
+    fn probs(&self, scale: T) -> candle_core::Result<Vec<T>> {
+        let (t, w, tp) = (self.t, self.w, self.tp);
+        let mut p = vec![T::zero(); t * tp];
+        gemm_into(
+            &mut p,
+            (t, tp, w),
+            Strided::row_major(&self.q, w),
+            Strided::row_major(&self.k, w).t(),
+            false,
+        )?;
+        for (i, row) in p.chunks_exact_mut(tp).enumerate() {
+            softmax_causal(row, i, scale);
         }
-        out
+        Ok(p)
     }
 }
 
-/// The `L` entries of `v` from `at`, as a fixed-size array.
+/// Row i of the scores (T' entries) → softmax over j ≤ i of scale · s, zero past i. The maximum and the sum run
+/// one partial per lane (a plain comparison vectorizes; a NaN score reaches the output through its exponential).
 #[inline(always)]
-fn block<T>(v: &[T], at: usize) -> &[T; L] {
-    v[at..at + L].try_into().expect("a block of L")
-}
-
-/// Independent accumulators per block of outputs: a multiply-add waits for the previous one on the same
-/// register, so a single chain runs at a quarter of the unit's rate.
-const CHAINS: usize = 4;
-
-/// Σₖ a[k] · rows(k) for one block of outputs, over [`CHAINS`] interleaved partial sums.
-#[inline(always)]
-fn weighted_rows<'r, T: Float + 'r>(a: &[T], rows: impl Fn(usize) -> &'r [T; L]) -> [T; L] {
-    let mut acc = [[T::zero(); L]; CHAINS];
-    let whole = a.len() / CHAINS * CHAINS;
-    for k0 in (0..whole).step_by(CHAINS) {
-        for (c, acc) in acc.iter_mut().enumerate() {
-            let (ak, r) = (a[k0 + c], rows(k0 + c));
-            for l in 0..L {
-                acc[l] = ak.mul_add(r[l], acc[l]);
-            }
-        }
-    }
-    for (k, &ak) in a.iter().enumerate().skip(whole) {
-        let r = rows(k);
+fn softmax_causal<T: Float>(row: &mut [T], i: usize, scale: T) {
+    let mut top = [T::neg_infinity(); L];
+    for (b, blk) in row.chunks_exact_mut(L).enumerate() {
+        let blk: &mut [T; L] = blk.try_into().expect("a block of L");
         for l in 0..L {
-            acc[0][l] = ak.mul_add(r[l], acc[0][l]);
+            let s = if b * L + l <= i {
+                blk[l] * scale
+            } else {
+                T::neg_infinity()
+            };
+            blk[l] = s;
+            top[l] = if s > top[l] { s } else { top[l] };
         }
     }
-    let mut out = acc[0];
-    for a in &acc[1..] {
+    let m = top.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+    let mut total = [T::zero(); L];
+    for (b, blk) in row.chunks_exact_mut(L).enumerate() {
+        let blk: &mut [T; L] = blk.try_into().expect("a block of L");
         for l in 0..L {
-            out[l] = out[l] + a[l];
+            let e = exp_nonpositive((blk[l] - m).min(T::zero()));
+            blk[l] = if b * L + l <= i { e } else { T::zero() };
+            total[l] = total[l] + blk[l];
         }
     }
-    out
+    let inv = total.iter().fold(T::zero(), |a, &v| a + v).recip();
+    row.iter_mut().for_each(|v| *v = *v * inv);
 }
 
-/// out[j] = Σₑ a[e] · mt[e, j] for j < out.len() (a multiple of [`L`]), `mt` (a.len(), tp) row-major: a row of
-/// a product with a transposed matrix.
-#[inline(always)]
-fn row_times<T: Float>(a: &[T], mt: &[T], tp: usize, out: &mut [T]) {
-    for (cb, o) in out.chunks_exact_mut(L).enumerate() {
-        o.copy_from_slice(&weighted_rows(a, |e| block(mt, e * tp + cb * L)));
-    }
-}
-
-/// out = Σⱼ p[j] · rows[j] with `rows` (≥ p.len(), wp) row-major and out.len() = wp.
-#[inline(always)]
-fn combine<T: Float>(p: &[T], rows: &[T], wp: usize, out: &mut [T]) {
-    for (cb, o) in out.chunks_exact_mut(L).enumerate() {
-        o.copy_from_slice(&weighted_rows(p, |j| block(rows, j * wp + cb * L)));
-    }
-}
-
-/// y += a · x over whole blocks (each loaded into a local array and stored back: updated in place, the block is
-/// not vectorized).
-#[inline(always)]
-fn axpy<T: Float>(a: T, x: &[T], y: &mut [T]) {
-    for (yb, xb) in y.chunks_exact_mut(L).zip(x.chunks_exact(L)) {
-        let yb: &mut [T; L] = yb.try_into().expect("a block of L");
-        let mut acc = *yb;
-        for l in 0..L {
-            acc[l] = a.mul_add(xb[l], acc[l]);
-        }
-        *yb = acc;
-    }
-}
-
-/// Σ a[j] b[j] over whole blocks, with one partial sum per lane (so the loop vectorizes).
+/// Σ a[j] b[j] over whole blocks, one partial sum per lane (so the loop vectorizes).
 #[inline(always)]
 fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     let mut acc = [T::zero(); L];
@@ -215,97 +174,63 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     acc.iter().fold(T::zero(), |s, &v| s + v)
 }
 
-/// Σ a[j] over whole blocks, one partial sum per lane.
+/// Y = P V for one head, into `out` (T, width).
 #[inline(always)]
-fn sum<T: Float>(a: &[T]) -> T {
-    let mut acc = [T::zero(); L];
-    for ab in a.chunks_exact(L) {
-        for l in 0..L {
-            acc[l] = acc[l] + ab[l];
-        }
-    }
-    acc.iter().fold(T::zero(), |s, &v| s + v)
+fn head_forward<T: Float + Send + Sync + 'static>(
+    d: &Dims,
+    head: &Head<T>,
+    out: &mut [T],
+) -> candle_core::Result<()> {
+    let (t, w, tp) = (head.t, head.w, head.tp);
+    let p = head.probs(T::from(d.scale).unwrap_or_else(T::nan))?;
+    gemm_into(
+        out,
+        (t, w, tp),
+        Strided::row_major(&p, tp),
+        Strided::row_major(&head.v, w),
+        false,
+    )
 }
 
-/// The largest entry, over whole blocks, one running maximum per lane.
+/// One head's (dq, dk, dv) from dy (T, width), into `out` (3, T, width): dV = Pᵀ dY, dP = dY Vᵀ,
+/// dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale, dQ = dS K, dK = dSᵀ Q.
 #[inline(always)]
-fn max<T: Float>(a: &[T]) -> T {
-    let mut acc = [T::neg_infinity(); L];
-    for ab in a.chunks_exact(L) {
-        for l in 0..L {
-            acc[l] = acc[l].max(ab[l]);
-        }
-    }
-    acc.iter().fold(T::neg_infinity(), |m, &v| m.max(v))
-}
-
-/// Row i's attention probabilities: softmax over keys j ≤ i of scale · qᵢ · kⱼ, into `p` (length ⌈i + 1⌉ to a
-/// multiple of [`L`]; entries past i are 0).
-#[inline(always)]
-fn probs<T: Float>(head: &Head<T>, i: usize, scale: T, p: &mut [T]) {
-    let q_i = &head.q[i * head.wp..i * head.wp + head.w];
-    row_times(q_i, &head.kt, head.tp, p);
-    for (j, s) in p.iter_mut().enumerate() {
-        *s = if j <= i {
-            *s * scale
-        } else {
-            T::neg_infinity()
-        };
-    }
-    let m = max(p);
-    for (j, s) in p.iter_mut().enumerate() {
-        let e = exp_nonpositive((*s - m).min(T::zero()));
-        *s = if j <= i { e } else { T::zero() };
-    }
-    let inv = sum(p).recip();
-    p.iter_mut().for_each(|s| *s = *s * inv);
-}
-
-/// yᵢ = Σ_{j ≤ i} pᵢⱼ vⱼ for one head, into `out` (T, width).
-#[inline(always)]
-fn head_forward<T: Float>(d: &Dims, head: &Head<T>, out: &mut [T]) {
+fn head_backward<T: Float + Send + Sync + 'static>(
+    d: &Dims,
+    head: &Head<T>,
+    dy: &[T],
+    out: &mut [T],
+) -> candle_core::Result<()> {
+    let (t, w, tp) = (head.t, head.w, head.tp);
     let scale = T::from(d.scale).unwrap_or_else(T::nan);
-    let (mut p, mut y) = (vec![T::zero(); head.tp], vec![T::zero(); head.wp]);
-    for (i, o) in out.chunks_exact_mut(head.w).enumerate() {
-        let p = &mut p[..padded(i + 1)];
-        probs(head, i, scale, p);
-        combine(p, &head.v, head.wp, &mut y);
-        o.copy_from_slice(&y[..head.w]);
-    }
-}
-
-/// One head's (dq, dk, dv) from dy (padded as q), into `out` (3, T, width): with dpᵢⱼ = dyᵢ · vⱼ and
-/// dsᵢⱼ = pᵢⱼ (dpᵢⱼ − Σₖ pᵢₖ dpᵢₖ), dqᵢ = scale Σⱼ dsᵢⱼ kⱼ, dkⱼ = scale Σᵢ dsᵢⱼ qᵢ, dvⱼ = Σᵢ pᵢⱼ dyᵢ.
-#[inline(always)]
-fn head_backward<T: Float>(d: &Dims, head: &Head<T>, dy: &[T], out: &mut [T]) {
-    let (t, w, wp) = (head.t, head.w, head.wp);
-    let scale = T::from(d.scale).unwrap_or_else(T::nan);
-    let z = |n: usize| vec![T::zero(); n];
-    let (mut p, mut ds, mut dq_i) = (z(head.tp), z(head.tp), z(wp));
-    let (mut dk, mut dv) = (z(t * wp), z(t * wp));
+    let p = head.probs(scale)?;
     let (dq, rest) = out.split_at_mut(t * w);
-    for i in 0..t {
-        let n = padded(i + 1);
-        let (p, ds) = (&mut p[..n], &mut ds[..n]);
-        let (q_i, dy_i) = (&head.q[i * wp..(i + 1) * wp], &dy[i * wp..(i + 1) * wp]);
-        probs(head, i, scale, p);
-        row_times(&dy_i[..w], &head.vt, head.tp, ds);
+    let (dk, dv) = rest.split_at_mut(t * w);
+    let (pm, dym) = (Strided::row_major(&p, tp), Strided::row_major(dy, w));
+    gemm_into(dv, (t, w, t), pm.t(), dym, false)?;
+    let mut ds = vec![T::zero(); t * tp];
+    gemm_into(
+        &mut ds,
+        (t, tp, w),
+        dym,
+        Strided::row_major(&head.v, w).t(),
+        false,
+    )?;
+    for (ds, p) in ds.chunks_exact_mut(tp).zip(p.chunks_exact(tp)) {
         let mean = dot(p, ds);
-        for (s, &pj) in ds.iter_mut().zip(p.iter()) {
-            *s = pj * (*s - mean) * scale;
-        }
-        combine(ds, &head.k, wp, &mut dq_i);
-        dq[i * w..(i + 1) * w].copy_from_slice(&dq_i[..w]);
-        for j in 0..=i {
-            axpy(ds[j], q_i, &mut dk[j * wp..(j + 1) * wp]);
-            axpy(p[j], dy_i, &mut dv[j * wp..(j + 1) * wp]);
+        for (g, &p) in ds.iter_mut().zip(p) {
+            *g = p * (*g - mean) * scale;
         }
     }
-    for (o, src) in rest.chunks_exact_mut(t * w).zip([&dk, &dv]) {
-        for (o, s) in o.chunks_exact_mut(w).zip(src.chunks_exact(wp)) {
-            o.copy_from_slice(&s[..w]);
-        }
-    }
+    let dsm = Strided::row_major(&ds, tp);
+    gemm_into(dq, (t, w, tp), dsm, Strided::row_major(&head.k, w), false)?;
+    gemm_into(
+        dk,
+        (t, w, t),
+        dsm.t(),
+        Strided::row_major(&head.q, w),
+        false,
+    )
 }
 
 /// Runs `f(b, h, out)` for every head of every sequence, each on its own `per_head` slice of a head-major buffer,
@@ -313,19 +238,19 @@ fn head_backward<T: Float>(d: &Dims, head: &Head<T>, dy: &[T], out: &mut [T]) {
 fn per_head<T: Float + Send + Sync>(
     d: &Dims,
     per_head: usize,
-    f: impl Fn(usize, usize, &mut [T]) + Sync,
-) -> Vec<T> {
+    f: impl Fn(usize, usize, &mut [T]) -> candle_core::Result<()> + Sync,
+) -> candle_core::Result<Vec<T>> {
     let mut out = vec![T::zero(); d.batch * d.heads * per_head];
     if per_head == 0 {
-        return out;
+        return Ok(out);
     }
     let run = |(n, o): (usize, &mut [T])| f(n / d.heads, n % d.heads, o);
     if d.work() < PARALLEL_MIN {
-        out.chunks_mut(per_head).enumerate().for_each(run);
+        out.chunks_mut(per_head).enumerate().try_for_each(run)?;
     } else {
-        out.par_chunks_mut(per_head).enumerate().for_each(run);
+        out.par_chunks_mut(per_head).enumerate().try_for_each(run)?;
     }
-    out
+    Ok(out)
 }
 
 /// One head of one sequence: its forward output (T, width), or with `dy` its (dq, dk, dv) as (3, T, width).
@@ -339,16 +264,21 @@ struct HeadPass<'a, T> {
     out: &'a mut [T],
 }
 
-impl<T: Float> SimdBody for HeadPass<'_, T> {
-    type Out = ();
+impl<T: Float + Send + Sync + 'static> SimdBody for HeadPass<'_, T> {
+    type Out = candle_core::Result<()>;
     #[inline(always)]
-    fn run(self) {
-        let head = Head::gather(self.d, self.seq, self.head);
+    fn run(self) -> candle_core::Result<()> {
+        let (d, h) = (self.d, self.head);
+        let head = Head::gather(d, self.seq, h);
         match self.dy {
-            None => head_forward(self.d, &head, self.out),
+            None => head_forward(d, &head, self.out),
             Some(dy) => {
-                let dy = head.rows_of(dy, self.d.c(), self.head);
-                head_backward(self.d, &head, &dy, self.out)
+                let (c, w) = (d.c(), d.width);
+                let mut dy_h = vec![T::zero(); d.seq * w];
+                for (i, o) in dy_h.chunks_exact_mut(w).enumerate() {
+                    o.copy_from_slice(&dy[i * c + h * w..i * c + (h + 1) * w]);
+                }
+                head_backward(d, &head, &dy_h, self.out)
             }
         }
     }
@@ -357,7 +287,12 @@ impl<T: Float> SimdBody for HeadPass<'_, T> {
 impl Dims {
     /// Runs every head of every sequence (forward, or backward with `dy` (B, T, C)) and packs the results, each
     /// `parts` blocks of (T, width), into rows of `parts`·C.
-    fn heads<T: Float + Send + Sync>(&self, qkv: &[T], dy: Option<&[T]>, parts: usize) -> Vec<T> {
+    fn heads<T: Float + Send + Sync + 'static>(
+        &self,
+        qkv: &[T],
+        dy: Option<&[T]>,
+        parts: usize,
+    ) -> candle_core::Result<Vec<T>> {
         let (t, w, c) = (self.seq, self.width, self.c());
         let heads = per_head(self, parts * t * w, |b, h, out| {
             simd_body(HeadPass {
@@ -367,7 +302,7 @@ impl Dims {
                 dy: dy.map(|g| &g[b * t * c..(b + 1) * t * c]),
                 out,
             })
-        });
+        })?;
         let mut packed = vec![T::zero(); self.batch * t * parts * c];
         for (n, o) in heads.chunks(parts * t * w).enumerate() {
             let (b, h) = (n / self.heads, n % self.heads);
@@ -378,16 +313,20 @@ impl Dims {
                 }
             }
         }
-        packed
+        Ok(packed)
     }
 
     /// The attention output (B, T, C) of a packed `qkv`.
-    fn forward<T: Float + Send + Sync>(&self, qkv: &[T]) -> Vec<T> {
+    fn forward<T: Float + Send + Sync + 'static>(&self, qkv: &[T]) -> candle_core::Result<Vec<T>> {
         self.heads(qkv, None, 1)
     }
 
     /// d qkv (B, T, 3C) from a packed `qkv` and dy (B, T, C).
-    fn backward<T: Float + Send + Sync>(&self, qkv: &[T], dy: &[T]) -> Vec<T> {
+    fn backward<T: Float + Send + Sync + 'static>(
+        &self,
+        qkv: &[T],
+        dy: &[T],
+    ) -> candle_core::Result<Vec<T>> {
         self.heads(qkv, Some(dy), 3)
     }
 }
@@ -424,8 +363,8 @@ impl CustomOp1 for Attention {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = &self.0;
         let out = match data(s, l)? {
-            Data::F32(x) => CpuStorage::F32(d.forward(x)),
-            Data::F64(x) => CpuStorage::F64(d.forward(x)),
+            Data::F32(x) => CpuStorage::F32(d.forward(x)?),
+            Data::F64(x) => CpuStorage::F64(d.forward(x)?),
         };
         Ok((out, Shape::from((d.batch, d.seq, d.c()))))
     }
@@ -451,8 +390,8 @@ impl CustomOp2 for AttentionGrad {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = &self.0;
         let out = match (data(s1, l1)?, data(s2, l2)?) {
-            (Data::F32(x), Data::F32(g)) => CpuStorage::F32(d.backward(x, g)),
-            (Data::F64(x), Data::F64(g)) => CpuStorage::F64(d.backward(x, g)),
+            (Data::F32(x), Data::F32(g)) => CpuStorage::F32(d.backward(x, g)?),
+            (Data::F64(x), Data::F64(g)) => CpuStorage::F64(d.backward(x, g)?),
             _ => {
                 return Err(candle_core::Error::Msg(
                     "attention: qkv and its gradient must have one dtype".into(),
