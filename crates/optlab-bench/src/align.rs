@@ -19,6 +19,9 @@ pub struct AlignBenchArgs {
     pub steps: usize,
     #[command(flatten)]
     pub torch: crate::harness::TorchSide,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 const DIMS: [usize; 5] = [62, 64, 64, 4, 2];
@@ -79,6 +82,26 @@ pub fn run(a: AlignBenchArgs) -> Result<()> {
     let torch = a
         .torch
         .run("dpo_torch.py", &[cfg.to_string(), a.steps.to_string()]);
+    let side = |key: &str| torch.as_ref().and_then(|v| v[key].as_f64());
+    if a.json {
+        let case = |key: &str| {
+            serde_json::json!({
+                "torch_ms_per_step": side(key),
+                "ratio_optlab_over_torch": side(key).map(|t| ours / t),
+            })
+        };
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "align",
+                "config": cfg,
+                "optlab_ms_per_step": ours,
+                "torch_trimmed": case("trimmed"),
+                "torch_padded": case("padded"),
+            })
+        );
+        return Ok(());
+    }
     println!(
         "optlab-bench align (f-DPO step, reverse KL: concatenated forward of {PAIRS} pairs, backward, Adam; best of 3 x {} steps)",
         a.steps
@@ -89,7 +112,7 @@ pub fn run(a: AlignBenchArgs) -> Result<()> {
         ("trimmed", "PyTorch (40 tokens)"),
         ("padded", "PyTorch, padded to the context (64 tokens)"),
     ] {
-        match torch.as_ref().and_then(|v| v[key].as_f64()) {
+        match side(key) {
             Some(t) => println!("{label:<44} {t:>10.3} {:>15.2}x", ours / t),
             None => println!("{label:<44} {:>10} {:>16}", "n/a", "n/a (no torch)"),
         }

@@ -15,6 +15,9 @@ pub struct CurvatureBenchArgs {
     pub reps: usize,
     #[command(flatten)]
     pub torch: crate::harness::TorchSide,
+    /// Print one JSON object instead of the tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn best_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -28,12 +31,11 @@ fn best_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(best * 1e3)
 }
 
-/// M-FAC step time (replace one window gradient + one inverse-Hessian-vector product) against d and m: the
-/// cost should grow linearly in d (O(dm + m³)).
-fn mfac_scaling(reps: usize) -> Result<()> {
+/// M-FAC step time (replace one window gradient + one inverse-Hessian-vector product) against d and m, as
+/// `(d, m, ms)`: the cost should grow linearly in d (O(dm + m³)).
+fn mfac_scaling(reps: usize) -> Result<Vec<(usize, usize, f64)>> {
     use optlab::optim::mfac::MfacInverse;
-    println!("M-FAC step (push + IHVP), best of {reps}:");
-    println!("{:>10} {:>6} {:>12} {:>16}", "d", "m", "ms", "ns per d*m");
+    let mut rows = Vec::new();
     for &m in &[16usize, 64] {
         for &d in &[10_000usize, 100_000, 1_000_000] {
             let g: Vec<f64> = (0..d)
@@ -48,16 +50,10 @@ fn mfac_scaling(reps: usize) -> Result<()> {
                 inv.ihvp(&g)?;
                 Ok(())
             })?;
-            println!(
-                "{:>10} {:>6} {:>12.3} {:>16.3}",
-                d,
-                m,
-                ms,
-                ms * 1e6 / (d * m) as f64
-            );
+            rows.push((d, m, ms));
         }
     }
-    Ok(())
+    Ok(rows)
 }
 
 pub fn run(a: CurvatureBenchArgs) -> Result<()> {
@@ -88,7 +84,26 @@ pub fn run(a: CurvatureBenchArgs) -> Result<()> {
         h.hvp(&v)?;
         Ok(())
     })?;
+    let mfac = mfac_scaling(a.reps)?;
     let torch = a.torch.run("torch_curvature.py", &[a.reps.to_string()]);
+    let torch_ms = |key: &str| torch.as_ref().and_then(|t| t[key].as_f64());
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "curvature",
+                "parameters": h.dim(),
+                "optlab": {"grad_ms": grad_ms, "hvp_ms": hvp_ms, "hvp_over_grad": hvp_ms / grad_ms},
+                "torch": torch.as_ref().map(|_| serde_json::json!({
+                    "grad_ms": torch_ms("grad_ms"),
+                    "hvp_ms": torch_ms("hvp_ms"),
+                })),
+                "ratio_hvp_optlab_over_torch": torch_ms("hvp_ms").map(|t| hvp_ms / t),
+                "mfac": mfac.iter().map(|&(d, m, ms)| serde_json::json!({"d": d, "m": m, "ms": ms})).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(());
+    }
     println!(
         "optlab-bench curvature: MLP 784-1024-1024-10, batch 256, f32 ({} parameters), best of {}",
         h.dim(),
@@ -105,16 +120,23 @@ pub fn run(a: CurvatureBenchArgs) -> Result<()> {
         hvp_ms,
         hvp_ms / grad_ms
     );
-    mfac_scaling(a.reps)?;
-    if let Some(t) = torch {
-        let (g, hv) = (
-            t["grad_ms"].as_f64().unwrap_or(f64::NAN),
-            t["hvp_ms"].as_f64().unwrap_or(f64::NAN),
+    println!("M-FAC step (push + IHVP), best of {}:", a.reps);
+    println!("{:>10} {:>6} {:>12} {:>16}", "d", "m", "ms", "ns per d*m");
+    for (d, m, ms) in &mfac {
+        println!(
+            "{:>10} {:>6} {:>12.3} {:>16.3}",
+            d,
+            m,
+            ms,
+            ms * 1e6 / (d * m) as f64
         );
-        println!("{:<10} {:>12.3} {:>12.3} {:>11.2}x", "torch", g, hv, hv / g);
-        println!("optlab HVP / torch HVP: {:.2}x", hvp_ms / hv);
-    } else {
-        println!("torch      n/a (python3 -c \"import torch\" failed or --no-torch)");
+    }
+    match (torch_ms("grad_ms"), torch_ms("hvp_ms")) {
+        (Some(g), Some(hv)) => {
+            println!("{:<10} {:>12.3} {:>12.3} {:>11.2}x", "torch", g, hv, hv / g);
+            println!("optlab HVP / torch HVP: {:.2}x", hvp_ms / hv);
+        }
+        _ => println!("torch      n/a (python3 -c \"import torch\" failed or --no-torch)"),
     }
     Ok(())
 }

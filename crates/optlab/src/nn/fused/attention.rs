@@ -135,6 +135,8 @@ impl<T: Float + Send + Sync + 'static> Head<T> {
 /// one partial per lane (a plain comparison vectorizes; a NaN score reaches the output through its exponential).
 #[inline(always)]
 fn softmax_causal<T: Float>(row: &mut [T], i: usize, scale: T) {
+    let (row, past) = row.split_at_mut(padded(i + 1));
+    past.fill(T::zero());
     let mut top = [T::neg_infinity(); L];
     for (b, blk) in row.chunks_exact_mut(L).enumerate() {
         let blk: &mut [T; L] = blk.try_into().expect("a block of L");
@@ -216,7 +218,11 @@ fn head_backward<T: Float + Send + Sync + 'static>(
         Strided::row_major(&head.v, w).t(),
         false,
     )?;
-    for (ds, p) in ds.chunks_exact_mut(tp).zip(p.chunks_exact(tp)) {
+    for (i, (ds, p)) in ds.chunks_exact_mut(tp).zip(p.chunks_exact(tp)).enumerate() {
+        // Row i of P is zero past key i, and so is row i of dS.
+        let (ds, past) = ds.split_at_mut(padded(i + 1));
+        past.fill(T::zero());
+        let p = &p[..ds.len()];
         let mean = dot(p, ds);
         for (g, &p) in ds.iter_mut().zip(p) {
             *g = p * (*g - mean) * scale;
