@@ -20,7 +20,16 @@ fn forward<T: num_traits::Float + Send + Sync + 'static>(
     b: &[T],
     bl: &Layout,
 ) -> candle_core::Result<(Vec<T>, Shape)> {
-    let (m, k, xv) = Strided::of(x, xl, "linear: the input")?;
+    // An input of rank > 2 is contiguous (see `linear`): its leading dimensions are the rows.
+    let (m, k, xv) = match xl.dims() {
+        [.., k] if xl.dims().len() > 2 => {
+            let (a, e) = xl.contiguous_offsets().ok_or_else(|| {
+                candle_core::Error::Msg("linear: an input of rank > 2 must be contiguous".into())
+            })?;
+            ((e - a) / (*k).max(1), *k, Strided::row_major(&x[a..e], *k))
+        }
+        _ => Strided::of(x, xl, "linear: the input")?,
+    };
     let (n, k2, wv) = Strided::of(w, wl, "linear: the weight")?;
     if k != k2 || bl.dims() != [n] {
         return Err(candle_core::Error::Msg(format!(
@@ -38,7 +47,9 @@ fn forward<T: num_traits::Float + Send + Sync + 'static>(
     }
     // The bias is pre-loaded: accumulate x Wᵀ onto it (Wᵀ by swapping the weight's strides).
     gemm_into(&mut dst, (m, n, k), xv, wv.t(), true)?;
-    Ok((dst, Shape::from((m, n))))
+    let mut dims = xl.dims().to_vec();
+    *dims.last_mut().expect("rank >= 2") = n;
+    Ok((dst, Shape::from(dims)))
 }
 
 impl CustomOp3 for Linear {
@@ -78,25 +89,35 @@ impl CustomOp3 for Linear {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // Through the lean product, a second backward (Hessian-vector products) skips the data's gradient too.
         let lean = |a: &Tensor, b: &Tensor| matmul(a, b).map_err(candle_core::Error::wrap);
+        // The products run on rows: leading dimensions flattened (views; nodes only in a second-order graph).
+        let (k, n) = (w.dim(1)?, w.dim(0)?);
+        let (x2, g2) = (x.reshape(((), k))?, grad.reshape(((), n))?);
         let dx = if x.track_op() {
-            Some(lean(grad, w)?)
+            Some(lean(&g2, w)?.reshape(x.dims())?)
         } else {
             None
         };
-        let dw = lean(&grad.t()?, x)?;
+        let dw = lean(&g2.t()?, &x2)?;
         Ok((dx, Some(dw), Some(super::fused::sum_rows(grad)?)))
     }
 }
 
-/// y = x Wᵀ + b (PyTorch's `F.linear`) for x of shape `[batch, in]`, W `[out, in]`, b `[out]`.
+/// y = x Wᵀ + b (PyTorch's `F.linear`) for x of shape `[batch, in]` or `[..., in]`, W `[out, in]`, b `[out]`.
+/// With a bias on the CPU it is one op whatever the rank (no reshape nodes, each of which would cost the backward
+/// pass a zero-filled gradient and an addition).
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     match b {
         Some(b)
-            if x.rank() == 2
+            if x.rank() >= 2
                 && x.device().is_cpu()
                 && x.dtype() == w.dtype()
                 && w.dtype() == b.dtype() =>
         {
+            let x = if x.rank() > 2 {
+                x.contiguous()?
+            } else {
+                x.clone()
+            };
             Ok(x.apply_op3(w, b, Linear)?)
         }
         _ => {
@@ -143,6 +164,19 @@ mod tests {
         let gp = plain.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         for v in [&x, &w, &b] {
             assert!(d(gf.get(v).unwrap(), gp.get(v).unwrap()) < 1e-12);
+        }
+        // A rank-3 input is one op; values and gradients equal those of its rows.
+        let x3 = Var::randn(0f64, 1.0, (2, 5, 7), &dev).unwrap();
+        let y3 = linear(x3.as_tensor(), w.as_tensor(), Some(b.as_tensor())).unwrap();
+        assert_eq!(y3.dims(), [2, 5, 3]);
+        let rows = x3.reshape((10, 7)).unwrap();
+        let y2 = linear(&rows, w.as_tensor(), Some(b.as_tensor())).unwrap();
+        assert!(d(&y3.reshape((10, 3)).unwrap(), &y2) < 1e-12);
+        let g3 = y3.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = y2.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x3, &w, &b] {
+            assert_eq!(g3.get(v).unwrap().dims(), v.dims());
+            assert!(d(g3.get(v).unwrap(), g2.get(v).unwrap()) < 1e-12);
         }
         // A transposed (strided) input goes through the same path.
         let xt = Tensor::randn(0f32, 1.0, (7, 5), &dev).unwrap().t().unwrap();

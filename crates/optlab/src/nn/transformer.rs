@@ -261,15 +261,7 @@ impl Dense {
 
 /// [`linear`] over the last dimension of an input of any rank ≥ 2 (a per-sample [`tape`] site).
 pub fn linear_nd(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let y = if x.rank() == 2 {
-        linear(x, w, b)?
-    } else {
-        let mut dims = x.dims().to_vec();
-        let k = dims[dims.len() - 1];
-        let y = linear(&x.reshape((x.elem_count() / k.max(1), k))?, w, b)?;
-        *dims.last_mut().expect("rank >= 2") = w.dims()[0];
-        y.reshape(dims)?
-    };
+    let y = linear(x, w, b)?;
     tape::probe(y, |probe| Site::Linear {
         weight: w.id(),
         bias: b.map(Tensor::id),
