@@ -28,6 +28,9 @@ pub struct DiffusionBenchArgs {
     pub em_steps: usize,
     #[command(flatten)]
     pub torch: crate::harness::TorchSide,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 const HIDDEN: [usize; 3] = [128, 128, 128];
@@ -67,6 +70,34 @@ pub fn run(a: DiffusionBenchArgs) -> Result<()> {
         "diffusion_torch.py",
         &[cfg.to_string(), a.steps.to_string()],
     );
+    let t_dsm = torch.as_ref().and_then(|v| v["dsm_ms"].as_f64());
+    let t_em = torch.as_ref().and_then(|v| v["em_samples_per_s"].as_f64());
+    if a.json {
+        use crate::harness::ratio;
+        // The sampling run's time in ms.
+        let em_ms = |rate: f64| 1e3 * a.n as f64 / rate;
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "diffusion",
+                "config": cfg,
+                "steps": a.steps,
+                "dsm": {
+                    "optlab_ms_per_step": dsm,
+                    "torch_ms_per_step": t_dsm,
+                    "ratio_optlab_over_torch": ratio(Some(dsm), t_dsm),
+                },
+                "em": {
+                    "optlab_samples_per_s": em,
+                    "torch_samples_per_s": t_em,
+                    "optlab_ms": em_ms(em),
+                    "torch_ms": t_em.map(em_ms),
+                    "ratio_optlab_over_torch": ratio(Some(em_ms(em)), t_em.map(em_ms)),
+                },
+            })
+        );
+        return Ok(());
+    }
     println!(
         "optlab-bench diffusion (score MLP 10-128-128-128-2 GELU, VP; DSM batch {BATCH} + Adam, best of 3 x {} steps; Euler-Maruyama {} samples x {} steps)",
         a.steps, a.n, a.em_steps
@@ -75,8 +106,6 @@ pub fn run(a: DiffusionBenchArgs) -> Result<()> {
         "{:<28} {:>14} {:>14} {:>16}",
         "case", "optlab", "PyTorch", "optlab / torch"
     );
-    let t_dsm = torch.as_ref().and_then(|v| v["dsm_ms"].as_f64());
-    let t_em = torch.as_ref().and_then(|v| v["em_samples_per_s"].as_f64());
     let show = |v: Option<f64>| v.map_or("n/a".to_string(), |x| format!("{x:.3}"));
     println!(
         "{:<28} {:>14.3} {:>14} {:>16}",

@@ -29,6 +29,9 @@ pub struct ExplainBenchArgs {
     /// Skip the official side.
     #[arg(long)]
     pub no_official: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn best_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -78,6 +81,31 @@ pub fn run(a: ExplainBenchArgs) -> Result<()> {
         a.no_official,
     );
     let theirs = |key: &str| official.as_ref().and_then(|v| v[key].as_f64());
+    if a.json {
+        let case = |name: &str, ours: f64, key: Option<&str>| {
+            let t = key.and_then(theirs);
+            serde_json::json!({
+                "case": name,
+                "optlab_ms": ours,
+                "official_ms": t,
+                "ratio_optlab_over_official": crate::harness::ratio(Some(ours), t),
+            })
+        };
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "explain",
+                "k": a.k,
+                "points": a.points,
+                "cases": [
+                    case("stability", value, Some("stability_ms")),
+                    case("stability_and_gradient", stab, None),
+                    case("trex_per_point", search, Some("trex_ms_per_point")),
+                ],
+            })
+        );
+        return Ok(());
+    }
     println!(
         "MLP {d}-128-128-2, f32; Stability best of 5; T-Rex over {} points of 20 steps each",
         a.points

@@ -91,6 +91,11 @@ pub(crate) fn python_script(
     serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).ok()
 }
 
+/// `ours / theirs` when both sides were measured; `None` (JSON null) otherwise.
+pub fn ratio(ours: Option<f64>, theirs: Option<f64>) -> Option<f64> {
+    Some(ours? / theirs?)
+}
+
 /// Milliseconds per call of `step`: five warm-up calls, then the best of 3 repetitions of `steps` calls.
 pub fn best_ms(steps: usize, mut step: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
     for _ in 0..5 {

@@ -39,6 +39,9 @@ pub struct ImplicitBenchArgs {
     /// Skip jaxopt.
     #[arg(long)]
     pub no_python: bool,
+    /// Print one JSON object instead of the tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// X_ij = sin(0.7 i + 1.3 j) + 0.1 cos(0.05 i j mod 2π), y_i = sin(0.3 i), for rows offset..offset+n.
@@ -231,14 +234,6 @@ pub fn run(a: ImplicitBenchArgs) -> Result<()> {
         a.no_python,
     );
     let err = |h: f64| (h - exact).abs() / exact.abs();
-    println!(
-        "Ridge hypergradient, n={} d={} (f64, CPU), normal-equation CG to relative residual tol; error against a dense solve",
-        a.n, a.d
-    );
-    println!(
-        "{:<8} {:>12} {:>12} {:>12} {:>12}",
-        "tol", "optlab s", "rel. error", "jaxopt s", "rel. error"
-    );
     let jax_runs: Vec<(f64, f64)> = jax
         .as_ref()
         .and_then(|j| j["runs"].as_array().cloned())
@@ -251,6 +246,102 @@ pub fn run(a: ImplicitBenchArgs) -> Result<()> {
             )
         })
         .collect();
+    // Equal accuracy: at each error level jaxopt reached, the fastest run of each side at most that wrong, in seconds
+    // (optlab's infinite when none is); None past UNUSABLE.
+    let mut levels: Vec<f64> = jax_runs
+        .iter()
+        .map(|r| r.1)
+        .filter(|e| e.is_finite())
+        .collect();
+    levels.sort_by(f64::total_cmp);
+    levels.dedup_by(|a, b| (*a - *b).abs() <= 0.01 * b.abs());
+    let equal: Vec<(f64, Option<(f64, f64)>)> = levels
+        .into_iter()
+        .map(|e| {
+            if e > UNUSABLE {
+                return (e, None);
+            }
+            let within = |err: f64| err <= e * 1.01;
+            let theirs = jax_runs
+                .iter()
+                .filter(|r| within(r.1))
+                .map(|r| r.0)
+                .fold(f64::INFINITY, f64::min);
+            let mine = ours
+                .iter()
+                .filter(|r| within(err(r.2)))
+                .map(|r| r.1)
+                .fold(f64::INFINITY, f64::min);
+            (e, Some((mine, theirs)))
+        })
+        .collect();
+    let jax_pass = jax.as_ref().and_then(|j| j["product_seconds"].as_f64());
+    let jax_distill = jax
+        .as_ref()
+        .and_then(|j| j["distill_seconds_per_step"].as_f64());
+    if a.json {
+        use crate::harness::ratio;
+        let ms = |s: f64| Some(s * 1e3).filter(|m| m.is_finite());
+        // Per tolerance the two sides stop at different errors, so the ratio is only given at equal error.
+        let ridge: Vec<_> = ours
+            .iter()
+            .enumerate()
+            .map(|(i, &(tol, secs, hyper))| {
+                let theirs = jax_runs.get(i);
+                serde_json::json!({
+                    "tol": tol,
+                    "optlab_ms": secs * 1e3,
+                    "optlab_rel_error": err(hyper),
+                    "jaxopt_ms": theirs.and_then(|r| ms(r.0)),
+                    "jaxopt_rel_error": theirs.map(|r| r.1),
+                })
+            })
+            .collect();
+        let equal: Vec<_> = equal
+            .iter()
+            .map(|&(e, times)| {
+                let (mine, theirs) = times.map_or((None, None), |(m, t)| (ms(m), ms(t)));
+                serde_json::json!({
+                    "max_rel_error": e,
+                    "compared": times.is_some(),
+                    "optlab_ms": mine,
+                    "jaxopt_ms": theirs,
+                    "ratio_optlab_over_jaxopt": ratio(mine, theirs),
+                })
+            })
+            .collect();
+        let jax_pass = jax_pass.map(|s| s * 1e3);
+        let jax_distill = jax_distill.map(|s| s * 1e3);
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "implicit",
+                "n": a.n,
+                "d": a.d,
+                "ridge": ridge,
+                "equal_error": equal,
+                "product": {
+                    "optlab_ms": pass * 1e3,
+                    "jax_ms": jax_pass,
+                    "ratio_optlab_over_jax": ratio(Some(pass * 1e3), jax_pass),
+                },
+                "distill": {
+                    "optlab_ms_per_step": distill * 1e3,
+                    "jaxopt_ms_per_step": jax_distill,
+                    "ratio_optlab_over_jaxopt": ratio(Some(distill * 1e3), jax_distill),
+                },
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "Ridge hypergradient, n={} d={} (f64, CPU), normal-equation CG to relative residual tol; error against a dense solve",
+        a.n, a.d
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>12} {:>12}",
+        "tol", "optlab s", "rel. error", "jaxopt s", "rel. error"
+    );
     for (i, &(tol, secs, hyper)) in ours.iter().enumerate() {
         let theirs = jax_runs
             .get(i)
@@ -263,47 +354,23 @@ pub fn run(a: ImplicitBenchArgs) -> Result<()> {
             theirs
         );
     }
-    // Equal accuracy: at each error level jaxopt reached, the fastest run of each side at most that wrong.
-    let mut levels: Vec<f64> = jax_runs
-        .iter()
-        .map(|r| r.1)
-        .filter(|e| e.is_finite())
-        .collect();
-    levels.sort_by(f64::total_cmp);
-    levels.dedup_by(|a, b| (*a - *b).abs() <= 0.01 * b.abs());
-    for e in levels {
-        if e > UNUSABLE {
-            println!(
+    for &(e, times) in &equal {
+        match times {
+            None => println!(
                 "at error ≤ {e:.2e}: not compared (a hypergradient that far off is no use to an optimizer)"
-            );
-            continue;
-        }
-        let within = |err: f64| err <= e * 1.01;
-        let theirs = jax_runs
-            .iter()
-            .filter(|r| within(r.1))
-            .map(|r| r.0)
-            .fold(f64::INFINITY, f64::min);
-        let mine = ours
-            .iter()
-            .filter(|r| within(err(r.2)))
-            .map(|r| r.1)
-            .fold(f64::INFINITY, f64::min);
-        if mine.is_finite() {
-            println!(
+            ),
+            Some((mine, theirs)) if mine.is_finite() => println!(
                 "at error ≤ {e:.2e}: optlab {mine:.4} s, jaxopt {theirs:.4} s: optlab / jaxopt {:.2}x",
                 mine / theirs
-            );
-        } else {
-            println!(
+            ),
+            Some(_) => println!(
                 "at error ≤ {e:.2e}: no optlab run that accurate (add a smaller --tols value)"
-            );
+            ),
         }
     }
     if jax.is_none() {
         println!("jaxopt   n/a (pip install jax jaxopt, or --no-python)");
     }
-    let jax_pass = jax.as_ref().and_then(|j| j["product_seconds"].as_f64());
     println!(
         "one XᵀX·p product (two passes over X): optlab {:.4} s, jax {}",
         pass,
@@ -312,10 +379,7 @@ pub fn run(a: ImplicitBenchArgs) -> Result<()> {
     println!("\nDistillation step (1000 digits, 10 synthetic images, inner logistic regression to ‖∇‖ ≤ 1e-9, CG 1e-10)");
     println!("{:<8} {:>14}", "", "s per step");
     println!("{:<8} {:>14.5}", "optlab", distill);
-    match jax
-        .as_ref()
-        .and_then(|j| j["distill_seconds_per_step"].as_f64())
-    {
+    match jax_distill {
         Some(s) => {
             println!("{:<8} {:>14.5}", "jaxopt", s);
             println!(

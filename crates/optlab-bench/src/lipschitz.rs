@@ -5,7 +5,7 @@
 use crate::harness::python_script as python;
 use anyhow::{Context, Result};
 use clap::Args;
-use optlab::lipschitz::bab::{local_lipschitz, BabOptions};
+use optlab::lipschitz::bab::{local_lipschitz, BabOptions, LocalResult};
 use optlab::lipschitz::local::{LocalOptions, SlopeOpt};
 use optlab::lipschitz::network::Network;
 use serde_json::Value;
@@ -32,7 +32,31 @@ pub struct LipschitzBenchArgs {
     /// Skip the Python side (auto_LiRPA, cvxpy).
     #[arg(long)]
     pub no_python: bool,
+    /// Print one JSON object instead of the tables.
+    #[arg(long)]
+    pub json: bool,
 }
+
+/// One local-Lipschitz problem: optlab's result, auto_LiRPA's JSON line (when run), and the seconds optlab takes to
+/// get as tight as auto_LiRPA's best bound next to auto_LiRPA's seconds for that bound (when it does).
+struct Local {
+    eps: f64,
+    ours: LocalResult,
+    lirpa: Option<Value>,
+    reach: Option<(f64, f64)>,
+}
+
+impl Local {
+    /// auto_LiRPA's value `k` of mode `m`; null when absent.
+    fn mode(&self, m: &str, k: &str) -> Value {
+        self.lirpa
+            .as_ref()
+            .map_or(Value::Null, |v| v["modes"][m][k].clone())
+    }
+}
+
+/// One LipSDP network: its name, optlab's bound and seconds, and cvxpy's JSON line (when run).
+type Sdp = (&'static str, f64, f64, Option<Value>);
 
 /// A 16-W-W-10 MLP with PyTorch's default Linear init (U(±1/√fan_in) for weights and biases) and a centre in
 /// [−1, 2]^16, from optlab's generator (used when PyTorch is not there to make the same model).
@@ -74,26 +98,8 @@ fn secs(v: &Value) -> String {
 pub fn run(a: LipschitzBenchArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("optlab-bench-lipschitz-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    println!(
-        "local Lipschitz (l-inf box, l1 of the gradient, max over 10 classes); optlab: CROWN forward bounds + Jacobian \
-         relaxation, then branch and bound ({} s); auto_LiRPA: CROWN and CROWN-Optimized Jacobian bounds (float64)",
-        a.timeout
-    );
-    println!(
-        "{:>5} {:>6} | {:>12} {:>8} | {:>12} {:>8} {:>6} | {:>12} {:>8} | {:>12} {:>8} | {:>22}",
-        "width",
-        "eps",
-        "optlab relax",
-        "s",
-        "optlab BaB",
-        "s",
-        "exact",
-        "LiRPA CROWN",
-        "s",
-        "LiRPA opt",
-        "s",
-        "optlab time to LiRPA's"
-    );
+    // Per width: the model's source and each radius's results.
+    let mut widths = Vec::new();
     for &w in &a.widths {
         let (model, center) = (
             dir.join(format!("m{w}.safetensors")),
@@ -120,6 +126,7 @@ pub fn run(a: LipschitzBenchArgs) -> Result<()> {
         let net = Network::load(&model, None)?;
         let x0: Vec<f64> =
             serde_json::from_str(&std::fs::read_to_string(&center)?).context("centre")?;
+        let mut rows = Vec::new();
         for &eps in &a.eps {
             let opts = LocalOptions {
                 slopes: SlopeOpt {
@@ -133,7 +140,6 @@ pub fn run(a: LipschitzBenchArgs) -> Result<()> {
                 ..BabOptions::default()
             };
             let r = local_lipschitz(&net, &x0, &opts, Some(bab))?;
-            let (relax, last) = (&r.phases[0], r.phases.last().expect("phases"));
             let mut args = vec![
                 "--model".to_string(),
                 model.display().to_string(),
@@ -153,21 +159,27 @@ pub fn run(a: LipschitzBenchArgs) -> Result<()> {
                     a.timeout.to_string(),
                 ]);
             }
-            let lirpa = python("lipschitz_autolirpa.py", &args, a.no_python);
-            let mode = |m: &str, k: &str| {
-                lirpa
-                    .as_ref()
-                    .map_or(Value::Null, |v| v["modes"][m][k].clone())
+            let mut row = Local {
+                eps,
+                ours: r,
+                lirpa: python("lipschitz_autolirpa.py", &args, a.no_python),
+                reach: None,
             };
             let best = ["CROWN", "CROWN-Optimized", "BaB-old-repo"]
                 .iter()
-                .filter_map(|m| Some((mode(m, "bound").as_f64()?, mode(m, "seconds").as_f64()?)))
+                .filter_map(|m| {
+                    Some((
+                        row.mode(m, "bound").as_f64()?,
+                        row.mode(m, "seconds").as_f64()?,
+                    ))
+                })
                 .fold(None, |acc: Option<(f64, f64)>, (b, s)| match acc {
                     Some((ab, _)) if ab <= b => acc,
                     _ => Some((b, s)),
                 });
             // The time optlab needs to get at least as tight as auto_LiRPA's best bound.
-            let reach = best.and_then(|(b, s)| {
+            let (r, relax) = (&row.ours, &row.ours.phases[0]);
+            row.reach = best.and_then(|(b, s)| {
                 // Equal up to optlab's 1e-12 rounding guard counts as reached.
                 let b = b * (1.0 + 1e-9);
                 let t = if relax.bound <= b {
@@ -175,8 +187,102 @@ pub fn run(a: LipschitzBenchArgs) -> Result<()> {
                 } else {
                     r.history.iter().find(|(_, v)| *v <= b).map(|(t, _)| *t)
                 };
-                t.map(|t| format!("{t:.4} s ({:.0}x faster)", s / t.max(1e-9)))
+                t.map(|t| (t, s))
             });
+            rows.push(row);
+        }
+        widths.push((w, source, rows));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    let sdp = lipsdp(&a)?;
+    if a.json {
+        use crate::harness::ratio;
+        let ms = |v: Value| v.as_f64().map(|s| s * 1e3);
+        let local: Vec<_> = widths
+            .iter()
+            .flat_map(|(w, source, rows)| {
+                rows.iter().map(move |row| {
+                    let (r, relax) = (&row.ours, &row.ours.phases[0]);
+                    let reach = row.reach.map(|(t, s)| (t * 1e3, s * 1e3));
+                    serde_json::json!({
+                        "width": w,
+                        "eps": row.eps,
+                        "model_init": source,
+                        "optlab_relax_bound": relax.bound,
+                        "optlab_relax_ms": relax.seconds * 1e3,
+                        "optlab_bab_bound": r.bound,
+                        "optlab_bab_ms": r.phases.last().map(|p| p.seconds * 1e3),
+                        "optlab_bab_exhausted": r.exhausted,
+                        "lirpa_crown_bound": row.mode("CROWN", "bound"),
+                        "lirpa_crown_ms": ms(row.mode("CROWN", "seconds")),
+                        "lirpa_crown_optimized_bound": row.mode("CROWN-Optimized", "bound"),
+                        "lirpa_crown_optimized_ms": ms(row.mode("CROWN-Optimized", "seconds")),
+                        "old_repo_bab_bound": row.mode("BaB-old-repo", "bound"),
+                        "old_repo_bab_ms": ms(row.mode("BaB-old-repo", "seconds")),
+                        // optlab's time to auto_LiRPA's best bound, and auto_LiRPA's time for it.
+                        "optlab_ms_to_lirpa_best": reach.map(|r| r.0),
+                        "lirpa_best_ms": reach.map(|r| r.1),
+                        "ratio_optlab_over_lirpa": ratio(reach.map(|r| r.0), reach.map(|r| r.1)),
+                    })
+                })
+            })
+            .collect();
+        let sdp = sdp.map(|rows| {
+            rows.into_iter()
+                .map(|(name, bound, secs, cvx)| {
+                    let get = |k: &str| cvx.as_ref().and_then(|v| v[k].as_f64());
+                    let total = get("seconds_total").map(|s| s * 1e3);
+                    serde_json::json!({
+                        "network": name,
+                        "optlab_bound": bound,
+                        "optlab_ms": secs * 1e3,
+                        "cvxpy_bound": get("bound"),
+                        "cvxpy_ms": total,
+                        "cvxpy_solver_ms": get("seconds_solver").map(|s| s * 1e3),
+                        "ratio_optlab_over_cvxpy": ratio(Some(secs * 1e3), total),
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "lipschitz",
+                "seed": a.seed,
+                "timeout_s": a.timeout,
+                "local": local,
+                "lipsdp": sdp,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "local Lipschitz (l-inf box, l1 of the gradient, max over 10 classes); optlab: CROWN forward bounds + Jacobian \
+         relaxation, then branch and bound ({} s); auto_LiRPA: CROWN and CROWN-Optimized Jacobian bounds (float64)",
+        a.timeout
+    );
+    println!(
+        "{:>5} {:>6} | {:>12} {:>8} | {:>12} {:>8} {:>6} | {:>12} {:>8} | {:>12} {:>8} | {:>22}",
+        "width",
+        "eps",
+        "optlab relax",
+        "s",
+        "optlab BaB",
+        "s",
+        "exact",
+        "LiRPA CROWN",
+        "s",
+        "LiRPA opt",
+        "s",
+        "optlab time to LiRPA's"
+    );
+    for (w, source, rows) in &widths {
+        for row in rows {
+            let (r, eps) = (&row.ours, row.eps);
+            let (relax, last) = (&r.phases[0], r.phases.last().expect("phases"));
+            let reach = row
+                .reach
+                .map(|(t, s)| format!("{t:.4} s ({:.0}x faster)", s / t.max(1e-9)));
             println!(
                 "{w:>5} {eps:>6} | {:>12.6} {:>8.4} | {:>12.6} {:>8.3} {:>6} | {:>12} {:>8} | {:>12} {:>8} | {:>22}",
                 relax.bound,
@@ -184,36 +290,52 @@ pub fn run(a: LipschitzBenchArgs) -> Result<()> {
                 r.bound,
                 last.seconds,
                 if r.exhausted { "yes" } else { "no" },
-                mode("CROWN", "bound").as_f64().map_or("-".into(), |b| format!("{b:.6}")),
-                secs(&mode("CROWN", "seconds")),
-                mode("CROWN-Optimized", "bound").as_f64().map_or("-".into(), |b| format!("{b:.6}")),
-                secs(&mode("CROWN-Optimized", "seconds")),
-                reach.unwrap_or_else(|| if lirpa.is_some() { "not reached".into() } else { "-".into() }),
+                row.mode("CROWN", "bound").as_f64().map_or("-".into(), |b| format!("{b:.6}")),
+                secs(&row.mode("CROWN", "seconds")),
+                row.mode("CROWN-Optimized", "bound").as_f64().map_or("-".into(), |b| format!("{b:.6}")),
+                secs(&row.mode("CROWN-Optimized", "seconds")),
+                reach.unwrap_or_else(|| if row.lirpa.is_some() { "not reached".into() } else { "-".into() }),
             );
-            if let Some(b) = mode("BaB-old-repo", "bound").as_f64() {
+            if let Some(b) = row.mode("BaB-old-repo", "bound").as_f64() {
                 println!(
                     "{:>14}   old repo BaB (float32): {b:.6} in {} s",
                     "",
-                    secs(&mode("BaB-old-repo", "seconds"))
+                    secs(&row.mode("BaB-old-repo", "seconds"))
                 );
             }
         }
         println!("{:>14}   (model W={w}: {source} init, seed {})", "", a.seed);
     }
-    lipsdp(&a)?;
-    std::fs::remove_dir_all(&dir).ok();
-    Ok(())
-}
-
-#[cfg(feature = "lipsdp")]
-fn lipsdp(a: &LipschitzBenchArgs) -> Result<()> {
-    let fixtures =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../optlab/tests/fixtures/lipsdp");
+    let Some(sdp) = sdp else {
+        println!("\nLipSDP: not in this build (rebuild with --features lipsdp)");
+        return Ok(());
+    };
     println!("\nLipSDP (l2): optlab (clarabel, in-process) vs cvxpy + Clarabel (same formulation and tolerances 1e-10)");
     println!(
         "{:>20} | {:>12} {:>8} | {:>12} {:>8} {:>8} | {:>8}",
         "network", "optlab", "s", "cvxpy", "s total", "s solver", "ratio"
     );
+    for (name, bound, seconds, cvx) in sdp {
+        let get = |k: &str| cvx.as_ref().and_then(|v| v[k].as_f64());
+        println!(
+            "{name:>20} | {:>12.6} {:>8.3} | {:>12} {:>8} {:>8} | {:>8}",
+            bound,
+            seconds,
+            get("bound").map_or("-".into(), |b| format!("{b:.6}")),
+            get("seconds_total").map_or("-".into(), |s| format!("{s:.3}")),
+            get("seconds_solver").map_or("-".into(), |s| format!("{s:.3}")),
+            get("seconds_total").map_or("-".into(), |s| format!("{:.2}x", s / seconds)),
+        );
+    }
+    Ok(())
+}
+
+/// LipSDP on the fixtures' networks, optlab (best of 3) and cvxpy; `None` when not built in.
+#[cfg(feature = "lipsdp")]
+fn lipsdp(a: &LipschitzBenchArgs) -> Result<Option<Vec<Sdp>>> {
+    let fixtures =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../optlab/tests/fixtures/lipsdp");
+    let mut rows = Vec::new();
     for name in [
         "weights_l2_2fc_16",
         "weights_l2_2fc_32",
@@ -243,23 +365,13 @@ fn lipsdp(a: &LipschitzBenchArgs) -> Result<()> {
             ],
             a.no_python,
         );
-        let get = |k: &str| cvx.as_ref().and_then(|v| v[k].as_f64());
-        println!(
-            "{name:>20} | {:>12.6} {:>8.3} | {:>12} {:>8} {:>8} | {:>8}",
-            r.bound,
-            r.seconds,
-            get("bound").map_or("-".into(), |b| format!("{b:.6}")),
-            get("seconds_total").map_or("-".into(), |s| format!("{s:.3}")),
-            get("seconds_solver").map_or("-".into(), |s| format!("{s:.3}")),
-            get("seconds_total").map_or("-".into(), |s| format!("{:.2}x", s / r.seconds)),
-        );
+        rows.push((name, r.bound, r.seconds, cvx));
     }
-    Ok(())
+    Ok(Some(rows))
 }
 
 #[cfg(not(feature = "lipsdp"))]
-fn lipsdp(_: &LipschitzBenchArgs) -> Result<()> {
+fn lipsdp(_: &LipschitzBenchArgs) -> Result<Option<Vec<Sdp>>> {
     let _ = PathBuf::new();
-    println!("\nLipSDP: not in this build (rebuild with --features lipsdp)");
-    Ok(())
+    Ok(None)
 }

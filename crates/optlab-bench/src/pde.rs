@@ -19,6 +19,9 @@ pub struct PdeBenchArgs {
     pub points: usize,
     #[command(flatten)]
     pub torch: crate::harness::TorchSide,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 const CASES: [(usize, usize); 3] = [(2, 32), (8, 64), (16, 128)];
@@ -58,29 +61,6 @@ pub fn run(a: PdeBenchArgs) -> Result<()> {
             a.steps.to_string(),
         ],
     );
-    println!(
-        "optlab-bench pde (Deep Ritz step, f64: {} interior + {} boundary points, two-layer tanh, Adam; best of 3 x {} steps)",
-        a.points,
-        a.points / 4,
-        a.steps
-    );
-    println!(
-        "{:<22} {:>12} {:>12} {:>16}",
-        "case", "optlab ms", "PyTorch ms", "optlab / torch"
-    );
-    for (i, &(d, width)) in CASES.iter().enumerate() {
-        let t = torch.as_ref().and_then(|v| v["cases"][i]["ms"].as_f64());
-        println!(
-            "{:<22} {:>12.3} {:>12} {:>16}",
-            format!("d {d}, width {width}"),
-            ours[i],
-            t.map_or("n/a".into(), |t| format!("{t:.3}")),
-            t.map_or("n/a (no torch)".into(), |t| format!(
-                "{:.2}x time",
-                ours[i] / t
-            ))
-        );
-    }
     // The spectral solver: one iteration (synthesis of u and ∇u, the quadrature, the analysis) at d = 3.
     let start = std::time::Instant::now();
     let iters = 20;
@@ -94,10 +74,61 @@ pub fn run(a: PdeBenchArgs) -> Result<()> {
         },
         &mut |_| {},
     )?;
+    let spectral = 1e3 * start.elapsed().as_secs_f64() / (iters + 1) as f64;
+    let torch_ms = |i: usize| torch.as_ref().and_then(|v| v["cases"][i]["ms"].as_f64());
+    if a.json {
+        let cases: Vec<_> = CASES
+            .iter()
+            .enumerate()
+            .map(|(i, &(d, width))| {
+                serde_json::json!({
+                    "d": d,
+                    "width": width,
+                    "optlab_ms_per_step": ours[i],
+                    "torch_ms_per_step": torch_ms(i),
+                    "ratio_optlab_over_torch": crate::harness::ratio(Some(ours[i]), torch_ms(i)),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "pde",
+                "points": a.points,
+                "boundary_points": a.points / 4,
+                "steps": a.steps,
+                "ritz": cases,
+                "spectral": {"d": 3, "modes_per_axis": 8, "gauss_points_per_axis": 24, "optlab_ms_per_iteration": spectral},
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "optlab-bench pde (Deep Ritz step, f64: {} interior + {} boundary points, two-layer tanh, Adam; best of 3 x {} steps)",
+        a.points,
+        a.points / 4,
+        a.steps
+    );
+    println!(
+        "{:<22} {:>12} {:>12} {:>16}",
+        "case", "optlab ms", "PyTorch ms", "optlab / torch"
+    );
+    for (i, &(d, width)) in CASES.iter().enumerate() {
+        let t = torch_ms(i);
+        println!(
+            "{:<22} {:>12.3} {:>12} {:>16}",
+            format!("d {d}, width {width}"),
+            ours[i],
+            t.map_or("n/a".into(), |t| format!("{t:.3}")),
+            t.map_or("n/a (no torch)".into(), |t| format!(
+                "{:.2}x time",
+                ours[i] / t
+            ))
+        );
+    }
     println!(
         "{:<22} {:>12.3} ms per iteration (d 3, 8^3 modes, 24^3 Gauss points)",
-        "spectral PGD",
-        1e3 * start.elapsed().as_secs_f64() / (iters + 1) as f64
+        "spectral PGD", spectral
     );
     Ok(())
 }

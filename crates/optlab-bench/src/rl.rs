@@ -30,6 +30,9 @@ pub struct RlBenchArgs {
     pub updates: usize,
     #[command(flatten)]
     pub torch: crate::harness::TorchSide,
+    /// Print one JSON object instead of the tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Milliseconds per TD3 update with CleanRL's sizes on Pendulum-v1 (MLPs 256-256, batch 256), best of 3, after a
@@ -106,6 +109,57 @@ pub fn run(a: RlBenchArgs) -> Result<()> {
     let cart64 = vec_steps_per_s(CartPole::default(), 64, &discrete)?;
     let pend64 = vec_steps_per_s(Pendulum::default(), 64, &torques)?;
     let gym = python_script("rl_gymnasium.py", &[a.gym_steps.to_string()], a.no_gym);
+    let envs = [
+        ("CartPole-v1", cart),
+        ("Pendulum-v1", pend),
+        ("CartPole-v1 x64", cart64),
+        ("Pendulum-v1 x64", pend64),
+    ];
+    let theirs = |name: &str| gym.as_ref().and_then(|g| g[name].as_f64());
+    // TD3: optlab's and PyTorch's ms per update.
+    let td3 = if a.updates > 0 {
+        let ours = td3_update_ms(a.updates)?;
+        let torch = a
+            .torch
+            .run("td3_torch.py", &[a.updates.to_string()])
+            .and_then(|v| v["ms_per_update"].as_f64());
+        Some((ours, torch))
+    } else {
+        None
+    };
+    if a.json {
+        let ms = |rate: f64| 1e3 / rate;
+        let envs: Vec<_> = envs
+            .iter()
+            .map(|&(name, ours)| {
+                let t = theirs(name);
+                serde_json::json!({
+                    "env": name,
+                    "optlab_steps_per_s": ours,
+                    "gymnasium_steps_per_s": t,
+                    "optlab_ms_per_step": ms(ours),
+                    "gymnasium_ms_per_step": t.map(ms),
+                    "ratio_optlab_over_gymnasium": crate::harness::ratio(Some(ms(ours)), t.map(ms)),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "rl",
+                "steps": a.steps,
+                "gym_steps": a.gym_steps,
+                "envs": envs,
+                "td3": td3.map(|(ours, torch)| serde_json::json!({
+                    "updates": a.updates,
+                    "optlab_ms_per_update": ours,
+                    "torch_ms_per_update": torch,
+                    "ratio_optlab_over_torch": crate::harness::ratio(Some(ours), torch),
+                })),
+            })
+        );
+        return Ok(());
+    }
     println!(
         "random actions, best of 3 ({} optlab steps, {} Gymnasium steps); x64: 64 copies stepped together\n(optlab's VecEnv against gym.make_vec(..., 64, vectorization_mode=\"sync\"), steps counted per copy)",
         a.steps, a.gym_steps
@@ -114,13 +168,8 @@ pub fn run(a: RlBenchArgs) -> Result<()> {
         "{:<16} {:>16} {:>20} {:>8}",
         "env", "optlab steps/s", "Gymnasium steps/s", "ratio"
     );
-    for (name, ours) in [
-        ("CartPole-v1", cart),
-        ("Pendulum-v1", pend),
-        ("CartPole-v1 x64", cart64),
-        ("Pendulum-v1 x64", pend64),
-    ] {
-        match gym.as_ref().and_then(|g| g[name].as_f64()) {
+    for (name, ours) in envs {
+        match theirs(name) {
             Some(theirs) => println!(
                 "{name:<16} {ours:>16.3e} {theirs:>20.3e} {:>7.0}x",
                 ours / theirs
@@ -131,12 +180,7 @@ pub fn run(a: RlBenchArgs) -> Result<()> {
     if gym.is_none() && !a.no_gym {
         println!("(pip install gymnasium for the Gymnasium side)");
     }
-    if a.updates > 0 {
-        let ours = td3_update_ms(a.updates)?;
-        let torch = a
-            .torch
-            .run("td3_torch.py", &[a.updates.to_string()])
-            .and_then(|v| v["ms_per_update"].as_f64());
+    if let Some((ours, torch)) = td3 {
         println!(
             "\nTD3 update, Pendulum-v1 sizes (MLPs 256-256, batch 256; critics every update, actor every 2nd), best of 3 x {}",
             a.updates
