@@ -679,6 +679,16 @@ mod tests {
             .unwrap()
     }
 
+    /// The x-gradient of ⟨g's entry for x, v⟩: one more order of derivative (shared with the child modules' tests).
+    pub(super) fn dot_grad(g: &GradStore, x: &Var, v: &Tensor) -> GradStore {
+        (g.get(x).unwrap() * v)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+    }
+
     fn composed_softmax(x: &Tensor) -> Tensor {
         let m = x.max_keepdim(D::Minus1).unwrap().detach();
         let e = x.broadcast_sub(&m).unwrap().exp().unwrap();

@@ -499,19 +499,9 @@ fn grad_composed(d: &Dims, qkv: &Tensor, dy: &Tensor) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::max_diff;
+    use super::super::tests::{dot_grad, max_diff};
     use super::*;
-    use candle_core::{backprop::GradStore, DType, Device, Var};
-
-    /// x-gradient of `g`'s entry for x dotted with v (one more order).
-    fn dot_grad(g: &GradStore, x: &Var, v: &Tensor) -> GradStore {
-        (g.get(x).unwrap() * v)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap()
-    }
+    use candle_core::{DType, Device, Var};
 
     /// Value, gradient and Hessian-vector product equal the composed formula in f64, with uneven sizes (T not a
     /// multiple of the vector width, a head width of 3) and a parallel and a sequential shape.

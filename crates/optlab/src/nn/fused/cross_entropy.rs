@@ -376,22 +376,12 @@ pub(crate) fn cross_entropy_rows(logits: &Tensor, labels: &[u32]) -> Result<Tens
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::max_diff;
+    use super::super::tests::{dot_grad, max_diff};
     use super::*;
     use candle_core::{backprop::GradStore, Device, Var};
 
     fn composed(x: &Tensor, labels: &[u32]) -> Tensor {
         cross_entropy_rows_composed(x, labels).unwrap()
-    }
-
-    /// x-gradient of `g`'s x entry dotted with v (one more order).
-    fn dot_grad(g: &GradStore, x: &Var, v: &Tensor) -> GradStore {
-        (g.get(x).unwrap() * v)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap()
     }
 
     /// Value, gradient, Hessian-vector product and a third derivative equal the composed formulas, with an
