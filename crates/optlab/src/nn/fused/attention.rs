@@ -5,9 +5,10 @@
 //! formula, so every order stays exact.
 //!
 //! Composed from candle's ops, one head's (T, T) logits pass through a transposed copy of k, a product, a scale, a
-//! mask and a softmax, each a fresh (B, H, T, T) tensor with its own backward and gradient accumulation. Here each
-//! head's scores live one row at a time in a buffer of T entries (recomputed in the backward pass, as
-//! FlashAttention does), positions above the diagonal are never computed, and heads run in parallel.
+//! mask and a softmax, each a fresh (B, H, T, T) tensor with its own backward and gradient accumulation. Here heads
+//! run in parallel, each on its own thread: its products are single-threaded gemm calls on (T, T) buffers that stay
+//! in cache, the causal softmax runs between them and stops at the diagonal's block, and the probabilities are
+//! recomputed in the backward pass rather than kept (as FlashAttention does).
 
 use super::{composed_vjp, exp_nonpositive, fusable, simd_body, SimdBody};
 use crate::nn::matmul::{gemm_into, Strided};
