@@ -1,5 +1,6 @@
 # The PyTorch side of `optlab-bench train`: the same training step (forward, cross-entropy, backward, AdamW
-# fused where available) on the same shapes, 2 threads: MLPs on random data, and the pre-norm transformer of
+# fused where available) on the same shapes, 2 threads: MLPs and CNNs (Conv 3x3 pad 1, ReLU, MaxPool 2 per stage,
+# Linear) on random data, and the pre-norm transformer of
 # optlab's `transformer:` model (LayerNorm, causal attention by F.scaled_dot_product_attention, exact GELU).
 # Prints one JSON object: {"case": ms_per_step}.
 import json, sys, time
@@ -56,11 +57,20 @@ def main():
     for case in cases:
         dims, batch = case["dims"], case["batch"]
         torch.manual_seed(0)
-        if case.get("lm"):
+        if case["kind"] == "lm":
             vocab, ctx, c, heads, nl = dims
             model = Lm(vocab, ctx, c, heads, nl)
             x = torch.randint(0, vocab, (batch, ctx))
             y = torch.randint(0, vocab, (batch * ctx,))
+        elif case["kind"] == "cnn":
+            (c, h, w), stages, classes = dims[:3], dims[3:-1], dims[-1]
+            x = torch.randn(batch, c, h, w)
+            layers = []
+            for co in stages:
+                layers += [nn.Conv2d(c, co, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+                c, h, w = co, h // 2, w // 2
+            model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * h * w, classes))
+            y = torch.randint(0, classes, (batch,))
         else:
             layers = []
             for i in range(len(dims) - 1):

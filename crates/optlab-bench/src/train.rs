@@ -1,5 +1,6 @@
-//! `optlab-bench train`: one training step of MLP 64-256-256-10 (batch 128), 784-1024-1024-10 (batch 256) and
-//! the `charlm` task's transformer (2 pre-norm layers, dim 64, 4 heads, LayerNorm; 32 windows of 64 tokens over
+//! `optlab-bench train`: one training step of MLP 64-256-256-10 (batch 128), 784-1024-1024-10 (batch 256), a CNN
+//! on digits-size (1×8×8, channels 8-16) and MNIST-size (1×28×28, channels 32-64) images (batch 128; Conv 3×3 pad 1,
+//! ReLU, MaxPool 2 per stage, Linear), and the `charlm` task's transformer (2 pre-norm layers, dim 64, 4 heads, LayerNorm; 32 windows of 64 tokens over
 //! 62 characters), optlab against PyTorch (2 threads) in the same run.
 
 use anyhow::Result;
@@ -21,12 +22,31 @@ pub struct TrainBenchArgs {
     pub json: bool,
 }
 
+/// The model family of a case.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Mlp,
+    Cnn,
+    Lm,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Mlp => "mlp",
+            Kind::Cnn => "cnn",
+            Kind::Lm => "lm",
+        }
+    }
+}
+
 struct Case {
     name: &'static str,
-    /// MLP layer widths; for the language model [vocab, context, dim, heads, layers].
+    /// MLP layer widths; for a CNN [channels, height, width, stage channels..., classes]; for the language model
+    /// [vocab, context, dim, heads, layers].
     dims: &'static [usize],
     batch: usize,
-    lm: bool,
+    kind: Kind,
 }
 
 const CASES: &[Case] = &[
@@ -34,25 +54,37 @@ const CASES: &[Case] = &[
         name: "mlp-64-256-256-10/b128",
         dims: &[64, 256, 256, 10],
         batch: 128,
-        lm: false,
+        kind: Kind::Mlp,
     },
     Case {
         name: "mlp-784-1024-1024-10/b256",
         dims: &[784, 1024, 1024, 10],
         batch: 256,
-        lm: false,
+        kind: Kind::Mlp,
+    },
+    Case {
+        name: "cnn-8-16/1x8x8/b128",
+        dims: &[1, 8, 8, 8, 16, 10],
+        batch: 128,
+        kind: Kind::Cnn,
+    },
+    Case {
+        name: "cnn-32-64/1x28x28/b128",
+        dims: &[1, 28, 28, 32, 64, 10],
+        batch: 128,
+        kind: Kind::Cnn,
     },
     Case {
         name: "charlm-transformer-2x64/b32x64",
         dims: &[62, 64, 64, 4, 2],
         batch: 32,
-        lm: true,
+        kind: Kind::Lm,
     },
 ];
 
 /// The model, an input batch and its labels for a case.
 fn setup(c: &Case) -> Result<(Sequential, Tensor, Tensor)> {
-    if c.lm {
+    if c.kind == Kind::Lm {
         let [vocab, ctx, dim, heads, layers] = c.dims else {
             anyhow::bail!("language-model case needs 5 sizes")
         };
@@ -68,16 +100,29 @@ fn setup(c: &Case) -> Result<(Sequential, Tensor, Tensor)> {
         let y = Tensor::from_vec(labels, (c.batch, *ctx), &Device::Cpu)?;
         return Ok((model, x, y));
     }
+    let out = *c.dims.last().expect("dims");
+    let labels: Vec<u32> = (0..c.batch).map(|i| (i * 7 % out) as u32).collect();
+    let y = Tensor::from_vec(labels, c.batch, &Device::Cpu)?;
+    if c.kind == Kind::Cnn {
+        let (image, stages) = c.dims[..c.dims.len() - 1].split_at(3);
+        let stages: Vec<String> = stages.iter().map(|d| d.to_string()).collect();
+        let spec = ModelSpec::parse(&format!("cnn:channels={}", stages.join("-")))?;
+        let model = Sequential::new(&spec, image, out, 0, DType::F32)?;
+        let x = Tensor::randn(
+            0f32,
+            1.0,
+            (c.batch, image[0], image[1], image[2]),
+            &Device::Cpu,
+        )?;
+        return Ok((model, x, y));
+    }
     let hidden: Vec<String> = c.dims[1..c.dims.len() - 1]
         .iter()
         .map(|d| d.to_string())
         .collect();
     let spec = ModelSpec::parse(&format!("mlp:hidden={},act=relu", hidden.join("-")))?;
-    let out = *c.dims.last().expect("dims");
     let model = Sequential::new(&spec, &c.dims[..1], out, 0, DType::F32)?;
     let x = Tensor::randn(0f32, 1.0, (c.batch, c.dims[0]), &Device::Cpu)?;
-    let labels: Vec<u32> = (0..c.batch).map(|i| (i * 7 % out) as u32).collect();
-    let y = Tensor::from_vec(labels, c.batch, &Device::Cpu)?;
     Ok((model, x, y))
 }
 
@@ -101,7 +146,7 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     let cases = serde_json::json!(CASES
         .iter()
-        .map(|c| serde_json::json!({"name": c.name, "dims": c.dims, "batch": c.batch, "lm": c.lm}))
+        .map(|c| serde_json::json!({"name": c.name, "dims": c.dims, "batch": c.batch, "kind": c.kind.name()}))
         .collect::<Vec<_>>());
     let torch = a
         .torch
