@@ -10,7 +10,7 @@
 //! in cache, the causal softmax runs between them and stops at the diagonal's block, and the probabilities are
 //! recomputed in the backward pass rather than kept (as FlashAttention does).
 
-use super::{composed_vjp, exp_nonpositive, fusable, simd_body, SimdBody};
+use super::{composed_vjp, contiguous, exp_nonpositive, fusable, simd_body, SimdBody};
 use crate::nn::matmul::{gemm_into, Strided};
 use crate::{Error, Result};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, D};
@@ -64,7 +64,7 @@ impl Dims {
         self.heads * self.width
     }
 
-    /// Multiply-adds of one pass (about T²/2 · width per head and product).
+    /// Multiply-adds of one pass (T² · width per head and product).
     fn work(&self) -> usize {
         self.batch * self.heads * self.seq * self.seq * self.width
     }
@@ -340,12 +340,9 @@ impl Dims {
 
 /// The contiguous f32 or f64 data of a storage, or a clear error.
 fn data<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<Data<'a>> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| {
-        candle_core::Error::Msg("attention: the inputs must be contiguous".into())
-    })?;
     match s {
-        CpuStorage::F32(v) => Ok(Data::F32(&v[a..b])),
-        CpuStorage::F64(v) => Ok(Data::F64(&v[a..b])),
+        CpuStorage::F32(v) => Ok(Data::F32(contiguous(v, l, "attention")?)),
+        CpuStorage::F64(v) => Ok(Data::F64(contiguous(v, l, "attention")?)),
         _ => Err(candle_core::Error::Msg(
             "attention runs in f32 or f64".into(),
         )),
