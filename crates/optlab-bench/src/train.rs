@@ -20,6 +20,9 @@ pub struct TrainBenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Run only the cases whose name contains this text (for example `cnn`).
+    #[arg(long)]
+    pub only: Option<String>,
 }
 
 /// The model family of a case.
@@ -140,11 +143,23 @@ fn optlab_ms(c: &Case, steps: usize) -> Result<f64> {
 
 pub fn run(a: TrainBenchArgs) -> Result<()> {
     anyhow::ensure!(a.steps >= 1, "--steps must be at least 1");
-    let ours: Vec<f64> = CASES
+    let selected: Vec<&Case> = CASES
+        .iter()
+        .filter(|c| a.only.as_ref().is_none_or(|o| c.name.contains(o.as_str())))
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+        anyhow::bail!(
+            "--only {:?} matches no case; the cases are {}",
+            a.only.as_deref().unwrap_or(""),
+            names.join(", ")
+        );
+    }
+    let ours: Vec<f64> = selected
         .iter()
         .map(|c| optlab_ms(c, a.steps))
         .collect::<Result<_>>()?;
-    let cases = serde_json::json!(CASES
+    let cases = serde_json::json!(selected
         .iter()
         .map(|c| serde_json::json!({"name": c.name, "dims": c.dims, "batch": c.batch, "kind": c.kind.name()}))
         .collect::<Vec<_>>());
@@ -152,7 +167,7 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
         .torch
         .run("torch_train.py", &[cases.to_string(), a.steps.to_string()]);
     let mut rows = Vec::new();
-    for (c, ms) in CASES.iter().zip(&ours) {
+    for (c, ms) in selected.iter().zip(&ours) {
         let t = torch.as_ref().and_then(|v| v[c.name].as_f64());
         rows.push(serde_json::json!({
             "case": c.name,

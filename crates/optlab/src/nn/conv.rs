@@ -2,12 +2,12 @@
 //! input gradient is the same convolution of the output gradient with the kernel flipped and its channels swapped,
 //! the kernel gradient one gemm per sample against the same columns. candle's CPU `conv2d` runs these shapes at a
 //! few GFLOP/s and its backward (a direct transposed convolution) 4-5x slower than its forward; this runs both as
-//! gemms. Differentiable once (the backward's own ops have no backward): use candle's `conv2d` where a
-//! Hessian-vector product must pass through a convolution.
+//! gemms. The backward is built from the same two ops, each with its own backward, so second-order passes
+//! (Hessian-vector products, AdaHessian) go through it exactly.
 
 use super::matmul::{gemm_into, Strided};
 use crate::Result;
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 use num_traits::Float;
 use rayon::prelude::*;
 
@@ -15,6 +15,31 @@ use rayon::prelude::*;
 /// the CPU; the same values as candle's `conv2d` (and PyTorch's `F.conv2d(x, w, padding=k//2)`).
 pub fn conv2d_same(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(x.contiguous()?.apply_op2(&w.contiguous()?, ConvSame)?)
+}
+
+/// `nn.Conv2d` with stride 1, zero `padding` and an optional per-channel bias `[out]`: one op ([`conv2d_same`] with
+/// the bias loaded into the output, its gradient a per-channel sum) where the padding is k/2 (odd k) on the CPU in
+/// f32/f64; candle's `conv2d` and a broadcast addition otherwise.
+pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, padding: usize) -> Result<Tensor> {
+    let k = w.dim(3)?;
+    let same = k % 2 == 1 && padding == k / 2 && w.dim(2)? == k;
+    let native = x.device().is_cpu()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && x.dtype() == w.dtype()
+        && bias.is_none_or(|b| b.dtype() == x.dtype() && b.dims() == [w.dim(0).unwrap_or(0)]);
+    if same && native {
+        return Ok(match bias {
+            Some(b) => x
+                .contiguous()?
+                .apply_op3(&w.contiguous()?, &b.contiguous()?, ConvSame)?,
+            None => conv2d_same(x, w)?,
+        });
+    }
+    let y = x.conv2d(w, padding, 1, 1, 1)?;
+    Ok(match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+        None => y,
+    })
 }
 
 /// The shapes of a convolution: (batch, c, h, w, out, k).
@@ -62,30 +87,91 @@ fn im2col<T: Float>(x: &[T], (c, h, w, k): (usize, usize, usize, usize), cols: &
     }
 }
 
+/// The convolution of contiguous `x` and `wt`, each sample's output plane of channel o starting from `bias[o]`
+/// (the rows given by `lb`) when there is one.
 fn forward<T: Float + Send + Sync + 'static>(
-    x: &[T],
-    lx: &Layout,
-    wt: &[T],
-    lw: &Layout,
+    (x, lx): (&[T], &Layout),
+    (wt, lw): (&[T], &Layout),
+    bias: Option<(&[T], &Layout)>,
 ) -> candle_core::Result<(Vec<T>, Shape)> {
     let (b, c, h, w, o, k) = dims(lx, lw)?;
     let (x, wt) = (slice(x, lx)?, slice(wt, lw)?);
+    let bias = match bias {
+        Some((v, l)) if l.dims() == [o] => Some(slice(v, l)?),
+        Some((_, l)) => {
+            return Err(candle_core::Error::Msg(format!(
+                "conv2d: bias of shape {:?} for {o} output channels",
+                l.dims()
+            )))
+        }
+        None => None,
+    };
     let (hw, ckk) = (h * w, c * k * k);
     let mut out = vec![T::zero(); b * o * hw];
-    if hw == 0 || o == 0 || c == 0 {
-        return Ok((out, Shape::from((b, o, h, w))));
+    let shape = Shape::from((b, o, h, w));
+    if hw == 0 || o == 0 {
+        return Ok((out, shape));
     }
     out.par_chunks_mut(o * hw)
         .zip(x.par_chunks(c * hw))
-        .try_for_each(|(y, xs)| {
-            let mut cols = vec![T::zero(); ckk * hw];
-            im2col(xs, (c, h, w, k), &mut cols);
-            let a = Strided::row_major(wt, ckk);
-            let bv = Strided::row_major(&cols[..], hw);
-            gemm_into(y, (o, hw, ckk), a, bv, false)
-        })?;
-    Ok((out, Shape::from((b, o, h, w))))
+        .try_for_each_init(
+            || vec![T::zero(); ckk * hw],
+            |cols, (y, xs)| {
+                if let Some(bias) = bias {
+                    for (plane, &v) in y.chunks_mut(hw).zip(bias) {
+                        plane.fill(v);
+                    }
+                }
+                if c == 0 {
+                    return Ok(());
+                }
+                im2col(xs, (c, h, w, k), cols);
+                let a = Strided::row_major(wt, ckk);
+                let bv = Strided::row_major(&cols[..], hw);
+                gemm_into(y, (o, hw, ckk), a, bv, bias.is_some())
+            },
+        )?;
+    Ok((out, shape))
 }
+
+/// Σ v in eight interleaved partial sums (a sequential sum is bound by the addition's latency).
+fn lane_sum<T: Float>(v: &[T]) -> T {
+    let mut lanes = [T::zero(); 8];
+    let mut blocks = v.chunks_exact(8);
+    for block in &mut blocks {
+        for (l, &x) in lanes.iter_mut().zip(block) {
+            *l = *l + x;
+        }
+    }
+    let tail = blocks.remainder().iter().fold(T::zero(), |a, &x| a + x);
+    lanes.iter().fold(tail, |a, &l| a + l)
+}
+
+/// Σ over samples and positions of `[batch, c, h, w]`: the per-channel bias gradient `[c]`.
+fn channel_sum<T: Float + Send + Sync>(
+    g: &[T],
+    lg: &Layout,
+) -> candle_core::Result<(Vec<T>, Shape)> {
+    let [b, c, h, w] = *lg.dims() else {
+        return Err(candle_core::Error::Msg(format!(
+            "conv2d: bias gradient of shape {:?}",
+            lg.dims()
+        )));
+    };
+    let (g, hw) = (slice(g, lg)?, h * w);
+    let sums = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            (0..b).fold(T::zero(), |acc, s| {
+                acc + lane_sum(&g[(s * c + ch) * hw..][..hw])
+            })
+        })
+        .collect();
+    Ok((sums, Shape::from(c)))
+}
+
+/// Partial sums of the kernel gradient, each over a fixed share of the batch.
+const WEIGHT_GRAD_PARTS: usize = 8;
 
 /// dW = Σ_samples dy (out × hw) · colsᵀ (hw × c·k·k).
 fn weight_grad<T: Float + Send + Sync + 'static>(
@@ -95,8 +181,8 @@ fn weight_grad<T: Float + Send + Sync + 'static>(
     lx: &Layout,
     k: usize,
 ) -> candle_core::Result<(Vec<T>, Shape)> {
-    let (c, h, w, o) = match (lx.dims(), ldy.dims()) {
-        ([b, c, h, w], [b2, o, h2, w2]) if b == b2 && h == h2 && w == w2 => (*c, *h, *w, *o),
+    let (b, c, h, w, o) = match (lx.dims(), ldy.dims()) {
+        ([b, c, h, w], [b2, o, h2, w2]) if b == b2 && h == h2 && w == w2 => (*b, *c, *h, *w, *o),
         _ => {
             return Err(candle_core::Error::Msg(
                 "conv2d_same: gradient shape".into(),
@@ -109,21 +195,27 @@ fn weight_grad<T: Float + Send + Sync + 'static>(
     if hw == 0 || o == 0 || c == 0 {
         return Ok((zero(), Shape::from((o, c, k, k))));
     }
-    let dw = dy
-        .par_chunks(o * hw)
-        .zip(x.par_chunks(c * hw))
-        .try_fold(zero, |mut acc, (g, xs)| {
-            let mut cols = vec![T::zero(); ckk * hw];
-            im2col(xs, (c, h, w, k), &mut cols);
-            let a = Strided::row_major(g, hw);
-            let bt = Strided::row_major(&cols[..], hw).t();
-            gemm_into(&mut acc, (o, ckk, hw), a, bt, true)?;
-            Ok::<_, candle_core::Error>(acc)
+    // A fixed split of the batch into partial sums, added in order: the same bits for any thread count and
+    // schedule (a resumed run must repeat the original to the bit).
+    let per = b.div_ceil(WEIGHT_GRAD_PARTS).max(1);
+    let partials = dy
+        .par_chunks(per * o * hw)
+        .zip(x.par_chunks(per * c * hw))
+        .map(|(gs, xs)| {
+            let (mut acc, mut cols) = (zero(), vec![T::zero(); ckk * hw]);
+            for (g, xs) in gs.chunks(o * hw).zip(xs.chunks(c * hw)) {
+                im2col(xs, (c, h, w, k), &mut cols);
+                let a = Strided::row_major(g, hw);
+                let bt = Strided::row_major(&cols[..], hw).t();
+                gemm_into(&mut acc, (o, ckk, hw), a, bt, true)?;
+            }
+            Ok(acc)
         })
-        .try_reduce(zero, |mut a, b| {
-            a.iter_mut().zip(b).for_each(|(a, b)| *a = *a + b);
-            Ok(a)
-        })?;
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let mut dw = zero();
+    for part in partials {
+        dw.iter_mut().zip(part).for_each(|(a, p)| *a = *a + p);
+    }
     Ok((dw, Shape::from((o, c, k, k))))
 }
 
@@ -143,10 +235,10 @@ impl CustomOp2 for ConvSame {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         match (s1, s2) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                forward(a, l1, b, l2).map(|(v, s)| (CpuStorage::F32(v), s))
+                forward((a, l1), (b, l2), None).map(|(v, s)| (CpuStorage::F32(v), s))
             }
             (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                forward(a, l1, b, l2).map(|(v, s)| (CpuStorage::F64(v), s))
+                forward((a, l1), (b, l2), None).map(|(v, s)| (CpuStorage::F64(v), s))
             }
             _ => Err(candle_core::Error::Msg(
                 "conv2d_same: input and kernel must be both f32 or both f64".into(),
@@ -161,27 +253,110 @@ impl CustomOp2 for ConvSame {
         _out: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let k = w.dim(2)?;
-        let grad = grad.contiguous()?;
         let dx = if x.track_op() {
-            // The kernel flipped in both spatial axes, input and output channels swapped.
-            let rev = Tensor::new((0..k as u32).rev().collect::<Vec<_>>(), w.device())?;
-            let wf = w
-                .index_select(&rev, 2)?
-                .index_select(&rev, 3)?
-                .transpose(0, 1)?
-                .contiguous()?;
-            Some(grad.apply_op2(&wf, ConvSame)?)
+            Some(input_grad(grad, w)?)
         } else {
             None
         };
         let dw = if w.track_op() {
-            Some(grad.apply_op2(&x.contiguous()?, WeightGrad { k })?)
+            Some(weight_grad_op(grad, x, w.dim(2)?)?)
         } else {
             None
         };
         Ok((dx, dw))
     }
+}
+
+/// The convolution with a bias: input, kernel, bias.
+impl CustomOp3 for ConvSame {
+    fn name(&self) -> &'static str {
+        "optlab-conv2d-same-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        match (s1, s2, s3) {
+            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
+                forward((a, l1), (b, l2), Some((c, l3))).map(|(v, s)| (CpuStorage::F32(v), s))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
+                forward((a, l1), (b, l2), Some((c, l3))).map(|(v, s)| (CpuStorage::F64(v), s))
+            }
+            _ => Err(candle_core::Error::Msg(
+                "conv2d: input, kernel and bias must be all f32 or all f64".into(),
+            )),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        out: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = CustomOp2::bwd(self, x, w, out, grad)?;
+        let db = if b.track_op() {
+            Some(grad.contiguous()?.apply_op1(ChannelSum)?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
+    }
+}
+
+/// The per-channel sum of a `[batch, c, h, w]` gradient; its own backward broadcasts back.
+struct ChannelSum;
+
+impl CustomOp1 for ChannelSum {
+    fn name(&self) -> &'static str {
+        "optlab-conv2d-bias-grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        match s {
+            CpuStorage::F32(v) => channel_sum(v, l).map(|(v, s)| (CpuStorage::F32(v), s)),
+            CpuStorage::F64(v) => channel_sum(v, l).map(|(v, s)| (CpuStorage::F64(v), s)),
+            _ => Err(candle_core::Error::Msg(
+                "conv2d: bias gradient in f32 or f64".into(),
+            )),
+        }
+    }
+
+    fn bwd(&self, g: &Tensor, _out: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(
+            grad.reshape((1, (), 1, 1))?
+                .broadcast_as(g.shape())?
+                .contiguous()?,
+        ))
+    }
+}
+
+/// The input gradient of `conv2d_same(·, w)` at output gradient `g`: the same convolution of `g` with the kernel
+/// flipped in both spatial axes and its input and output channels swapped.
+fn input_grad(g: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let k = w.dim(2)?;
+    let rev = Tensor::new((0..k as u32).rev().collect::<Vec<_>>(), w.device())?;
+    let flipped = w
+        .index_select(&rev, 2)?
+        .index_select(&rev, 3)?
+        .transpose(0, 1)?
+        .contiguous()?;
+    g.contiguous()?.apply_op2(&flipped, ConvSame)
+}
+
+/// The kernel gradient of `conv2d_same(x, ·)` (a `k`×`k` kernel) at output gradient `g`.
+fn weight_grad_op(g: &Tensor, x: &Tensor, k: usize) -> candle_core::Result<Tensor> {
+    g.contiguous()?
+        .apply_op2(&x.contiguous()?, WeightGrad { k })
 }
 
 struct WeightGrad {
@@ -209,6 +384,28 @@ impl CustomOp2 for WeightGrad {
             }
             _ => Err(candle_core::Error::Msg("conv2d_same: mixed dtypes".into())),
         }
+    }
+
+    /// dW(g, x) is bilinear: its derivative along g is conv2d_same(x, ḡ) and along x the input gradient of a
+    /// convolution with kernel ḡ at output gradient g, for the incoming kernel-shaped gradient ḡ.
+    fn bwd(
+        &self,
+        g: &Tensor,
+        x: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let dg = if g.track_op() {
+            Some(x.contiguous()?.apply_op2(&grad.contiguous()?, ConvSame)?)
+        } else {
+            None
+        };
+        let dx = if x.track_op() {
+            Some(input_grad(g, grad)?)
+        } else {
+            None
+        };
+        Ok((dg, dx))
     }
 }
 
@@ -272,5 +469,117 @@ mod tests {
             .unwrap();
         assert!(g.get(&x).is_some() && g.get(&wt).is_none());
         assert!(conv2d_same(&x, &Tensor::ones((1, 1, 2, 2), DType::F32, &dev).unwrap()).is_err());
+    }
+
+    /// Hessian-vector products through `conv2d_same` equal those through candle's `conv2d` (f64), so the
+    /// backward's own backward is exact.
+    #[test]
+    fn second_order_matches_candle_conv2d() {
+        let dev = Device::Cpu;
+        for &(b, c, h, w, o, k) in &[(2, 3, 5, 4, 2, 3), (1, 2, 3, 3, 3, 1), (2, 1, 6, 5, 2, 5)] {
+            let x = Var::randn(0f64, 1., (b, c, h, w), &dev).unwrap();
+            let wt = Var::randn(0f64, 1., (o, c, k, k), &dev).unwrap();
+            let g = Tensor::randn(0f64, 1., (b, o, h, w), &dev).unwrap();
+            let (vx, vw) = (
+                Tensor::randn(0f64, 1., (b, c, h, w), &dev).unwrap(),
+                Tensor::randn(0f64, 1., (o, c, k, k), &dev).unwrap(),
+            );
+            let hvp = |y: Tensor| {
+                let loss = (y.sqr().unwrap() * &g).unwrap().sum_all().unwrap();
+                let gr = loss.backward().unwrap();
+                let dot = ((gr.get(&x).unwrap() * &vx).unwrap().sum_all().unwrap()
+                    + (gr.get(&wt).unwrap() * &vw).unwrap().sum_all().unwrap())
+                .unwrap();
+                let h = dot.backward().unwrap();
+                (h.get(&x).unwrap().clone(), h.get(&wt).unwrap().clone())
+            };
+            let ours = hvp(conv2d_same(&x, &wt).unwrap());
+            let theirs = hvp(x.conv2d(&wt, k / 2, 1, 1, 1).unwrap());
+            assert!(max_diff(&ours.0, &theirs.0) < 1e-10);
+            assert!(max_diff(&ours.1, &theirs.1) < 1e-10);
+        }
+    }
+
+    /// With a bias, the one op's values, gradients and Hessian-vector products (input, kernel, bias) equal candle's
+    /// `conv2d` followed by a broadcast addition, in f64; other paddings take candle's path.
+    #[test]
+    fn bias_matches_broadcast_add() {
+        let dev = Device::Cpu;
+        for &(b, c, h, w, o, k, pad) in &[
+            (2, 3, 5, 4, 2, 3, 1),
+            (3, 1, 4, 4, 4, 1, 0),
+            (2, 2, 5, 5, 3, 3, 0),
+        ] {
+            let x = Var::randn(0f64, 1., (b, c, h, w), &dev).unwrap();
+            let wt = Var::randn(0f64, 1., (o, c, k, k), &dev).unwrap();
+            let bias = Var::randn(0f64, 1., o, &dev).unwrap();
+            let vars = [&x, &wt, &bias];
+            let dirs: Vec<Tensor> = vars
+                .iter()
+                .map(|v| Tensor::randn(0f64, 1., v.shape(), &dev).unwrap())
+                .collect();
+            let reference = x
+                .conv2d(&wt, pad, 1, 1, 1)
+                .unwrap()
+                .broadcast_add(&bias.reshape((1, o, 1, 1)).unwrap())
+                .unwrap();
+            let g = Tensor::randn(0f64, 1., reference.shape(), &dev).unwrap();
+            let run = |y: Tensor| {
+                let loss = (y.sqr().unwrap() * &g).unwrap().sum_all().unwrap();
+                let gr = loss.backward().unwrap();
+                let mut dot = Tensor::zeros((), DType::F64, &dev).unwrap();
+                for (v, d) in vars.iter().zip(&dirs) {
+                    dot = (dot + (gr.get(v).unwrap() * d).unwrap().sum_all().unwrap()).unwrap();
+                }
+                let hv = dot.backward().unwrap();
+                let firsts: Vec<Tensor> = vars.iter().map(|v| gr.get(v).unwrap().clone()).collect();
+                let seconds: Vec<Tensor> =
+                    vars.iter().map(|v| hv.get(v).unwrap().clone()).collect();
+                (y, firsts, seconds)
+            };
+            let ours = run(conv2d(&x, &wt, Some(&bias), pad).unwrap());
+            let theirs = run(reference);
+            assert!(max_diff(&ours.0, &theirs.0) < 1e-12);
+            for (a, t) in ours
+                .1
+                .iter()
+                .chain(&ours.2)
+                .zip(theirs.1.iter().chain(&theirs.2))
+            {
+                assert!(max_diff(a, t) < 1e-10, "{:?}", (b, c, h, w, o, k, pad));
+            }
+        }
+    }
+
+    /// The gradients are the same bits on 1 and 3 threads (resumed runs repeat the original to the bit).
+    #[test]
+    fn gradients_do_not_depend_on_the_thread_count() {
+        let dev = Device::Cpu;
+        let x = Var::randn(0f32, 1., (37, 3, 6, 5), &dev).unwrap();
+        let wt = Var::randn(0f32, 1., (4, 3, 3, 3), &dev).unwrap();
+        let bias = Var::randn(0f32, 1., 4, &dev).unwrap();
+        let g = Tensor::randn(0f32, 1., (37, 4, 6, 5), &dev).unwrap();
+        let grads = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let y = conv2d(&x, &wt, Some(&bias), 1).unwrap();
+                let gr = (y * &g).unwrap().sum_all().unwrap().backward().unwrap();
+                [&x, &wt, &bias].map(|v| {
+                    gr.get(v)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                })
+            })
+        };
+        let (one, three) = (grads(1), grads(3));
+        for (a, b) in one.iter().zip(&three) {
+            assert!(a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()));
+        }
     }
 }

@@ -90,7 +90,8 @@ fn cpu_rows<const K: usize>(
     what: &str,
     inputs: [(&CpuStorage, &Layout); K],
 ) -> candle_core::Result<CpuStorage> {
-    let n = inputs[0].1.dims().last().copied().unwrap_or(1);
+    // An empty last dimension means no rows at all; 1 keeps the chunking valid.
+    let n = inputs[0].1.dims().last().copied().unwrap_or(1).max(1);
     fn f32s(s: &CpuStorage) -> Option<&[f32]> {
         match s {
             CpuStorage::F32(v) => Some(v),
@@ -527,13 +528,13 @@ fn exp_nonpositive<T: Float>(v: T) -> T {
 /// Runs `f` compiled for AVX-512 (16 f32 lanes) or AVX2+FMA (8 lanes) when the CPU has them, so the f32 loops
 /// it inlines vectorize that wide; otherwise as built.
 #[inline(always)]
-fn simd<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     simd_body(Call(f))
 }
 
 /// A kernel body for [`simd_body`]. Its `#[inline(always)]` `run` is compiled into the wide entry point whole; a
 /// closure as large is not inlined there, and its `mul_add`s would become library calls.
-trait SimdBody {
+pub(crate) trait SimdBody {
     type Out;
     fn run(self) -> Self::Out;
 }
@@ -551,7 +552,7 @@ impl<R, F: FnOnce() -> R> SimdBody for Call<F> {
 
 /// Runs `b` compiled for AVX-512 or AVX2+FMA when the CPU has them; otherwise as built.
 #[inline(always)]
-fn simd_body<B: SimdBody>(b: B) -> B::Out {
+pub(crate) fn simd_body<B: SimdBody>(b: B) -> B::Out {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -666,6 +667,66 @@ pub(crate) fn gelu_exact(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(Gelu)
 }
 
+// ------------------------------------------------------------------------------------------------- ReLU
+
+struct Relu;
+/// dx = g ⊙ [x > 0] from (x, g).
+struct ReluGrad;
+
+impl RowKernel<1> for Relu {
+    fn run<T: Float + Send + Sync + Default>(&self, [x]: [&[T]; 1], n: usize) -> Vec<T> {
+        map_rows(n, [x], |[x], o| {
+            for (o, &v) in o.iter_mut().zip(*x) {
+                // NaN passes through, as in PyTorch.
+                *o = if v <= T::zero() { T::zero() } else { v };
+            }
+        })
+    }
+}
+
+impl RowKernel<2> for ReluGrad {
+    fn run<T: Float + Send + Sync + Default>(&self, [x, g]: [&[T]; 2], n: usize) -> Vec<T> {
+        map_rows(n, [x, g], |[x, g], o| {
+            for ((o, &v), &g) in o.iter_mut().zip(*x).zip(*g) {
+                *o = if v > T::zero() { g } else { T::zero() };
+            }
+        })
+    }
+}
+
+impl Backward2 for ReluGrad {
+    const NAME: &'static str = "optlab-relu-grad";
+    const WHAT: &'static str = "relu";
+    fn composed(x: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
+        g * x.gt(0.0)?.to_dtype(g.dtype())?
+    }
+}
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "optlab-relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        Ok((cpu_rows(self, "relu", [(s, l)])?, l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2(&g.contiguous()?, Backward2Op(ReluGrad))?))
+    }
+}
+
+/// max(x, 0) elementwise with PyTorch's gradient g ⊙ [x > 0] (none at 0; candle's `relu` passes it there): one
+/// op each way on the CPU in f32/f64 (candle's `relu` costs its backward four passes and three allocations),
+/// candle's `relu` elsewhere.
+pub(crate) fn relu(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        x.contiguous()?.apply_op1(Relu)
+    } else {
+        x.relu()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -715,7 +776,7 @@ mod tests {
         let r = Tensor::randn(0f64, 1.0, (3, 5, 7), &dev).unwrap();
         let v = Tensor::randn(0f64, 1.0, (3, 5, 7), &dev).unwrap();
         type F<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
-        let cases: [(&str, F, F); 3] = [
+        let cases: [(&str, F, F); 4] = [
             (
                 "softmax",
                 Box::new(|x: &Tensor| softmax_last(x).unwrap()),
@@ -740,6 +801,11 @@ mod tests {
                         * 0.5;
                     (x * cdf.unwrap()).unwrap()
                 }),
+            ),
+            (
+                "relu",
+                Box::new(|x: &Tensor| relu(x).unwrap()),
+                Box::new(|x: &Tensor| x.relu().unwrap()),
             ),
         ];
         for (name, fused, composed) in cases {
@@ -835,5 +901,25 @@ mod tests {
             "{worst_y:e} {worst_dy:e}"
         );
         assert!(gelu(&x.as_tensor().to_dtype(DType::U32).unwrap()).is_err());
+    }
+
+    /// ReLU's gradient is PyTorch's: none at 0 and at NaN, which passes through; f32 takes the same op.
+    #[test]
+    fn relu_at_zero_and_nan() {
+        let x = Var::from_vec(vec![-1f32, 0.0, 2.0, f32::NAN], 4, &Device::Cpu).unwrap();
+        let y = relu(x.as_tensor()).unwrap();
+        let v: Vec<f32> = y.to_vec1().unwrap();
+        assert_eq!(&v[..3], &[0.0, 0.0, 2.0]);
+        assert!(v[3].is_nan());
+        let g = (y * Tensor::new(&[1f32, 2., 3., 4.], &Device::Cpu).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let dx: Vec<f32> = g.get(&x).unwrap().to_vec1().unwrap();
+        assert_eq!(dx, vec![0.0, 0.0, 3.0, 0.0]);
+        let empty = Tensor::zeros((3, 0), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(relu(&empty).unwrap().dims(), &[3, 0]);
     }
 }

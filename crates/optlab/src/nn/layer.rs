@@ -1,5 +1,6 @@
 //! The layers of a [`super::Sequential`] model, each with PyTorch's semantics.
 
+use super::conv::conv2d;
 use super::norm::{
     batch_norm, bcn, group_norm, load_stats_buffer, stats_buffers, weight_standardize, BcnParams,
     ChannelStats, RunningStats, WsVariant,
@@ -43,7 +44,7 @@ impl Activation {
 
     fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Activation::Relu => x.relu(),
+            Activation::Relu => super::fused::relu(x),
             Activation::Tanh => x.tanh(),
             Activation::Gelu => super::fused::gelu_exact(x),
         }
@@ -187,11 +188,7 @@ impl Layer {
                 } else {
                     weight.tensor().clone()
                 };
-                let y = x.conv2d(&w, *padding, 1, 1, 1)?;
-                let y = match bias {
-                    Some(b) => y.broadcast_add(&b.tensor().reshape((1, (), 1, 1))?)?,
-                    None => y,
-                };
+                let y = conv2d(x, &w, bias.as_ref().map(Param::tensor), *padding)?;
                 if *standardize {
                     // The per-sample gradient of a standardized weight is not recorded: the privacy layer
                     // refuses the model.

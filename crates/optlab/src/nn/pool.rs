@@ -2,54 +2,174 @@
 //! row-major order. candle 0.11's own `max_pool2d` backward multiplies the gradient by the fraction of maxima in
 //! the window (1/4 for a unique maximum), so every layer below a pooling layer received a gradient 4x too small
 //! per pooling layer; this op replaces it.
+//!
+//! Two kernels do the work, both keyed by the input x (whose window maxima pick the positions): `select` reads one
+//! value per window at its maximum (the forward pass: x at x's maxima) and `scatter` writes one value per window
+//! there (the backward pass). Each is linear in its values and the derivative of the other, so gradients of
+//! gradients (Hessian-vector products) pass through pooling exactly; the positions themselves have no derivative.
 
+use super::fused::{simd_body, SimdBody};
 use crate::Result;
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use num_traits::Float;
 use rayon::prelude::*;
+use std::hint::select_unpredictable;
 
-struct MaxPool2;
+/// Input elements per parallel task (whole planes).
+const TASK_ELEMS: usize = 16 * 1024;
 
-/// The index, within plane `p` of width `w`, of the first maximum of the 2×2 window at output (i, j).
-fn argmax<T: Float>(p: &[T], w: usize, i: usize, j: usize) -> usize {
-    let mut best = (2 * i) * w + 2 * j;
-    for (di, dj) in [(0, 1), (1, 0), (1, 1)] {
-        let k = (2 * i + di) * w + 2 * j + dj;
-        // NaN propagates, as in PyTorch.
-        if p[k] > p[best] || (p[k].is_nan() && !p[best].is_nan()) {
-            best = k;
-        }
-    }
-    best
+/// Whether `v` replaces `best` as a window's first maximum: larger, or NaN where `best` is not (PyTorch's rule).
+#[inline(always)]
+fn beats<T: Float>(v: T, best: T) -> bool {
+    (v > best) | (v.is_nan() & !best.is_nan())
 }
 
-fn fwd<T: Float + Send + Sync>(x: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
-    let (ho, wo) = (h / 2, w / 2);
-    let mut out = vec![T::zero(); planes * ho * wo];
-    out.par_chunks_mut((ho * wo).max(1))
-        .zip(x.par_chunks((h * w).max(1)))
-        .for_each(|(o, p)| {
+/// The window codes of one output row: the position (0..4, row-major) of each window's first maximum, from the
+/// windows' two input rows `k0` and `k1` (2 × `codes.len()` long each). The picks are `select_unpredictable`: on
+/// random data a branch per comparison mispredicts half the time.
+#[inline(always)]
+fn row_codes<T: Float>(k0: &[T], k1: &[T], codes: &mut [u8]) {
+    for ((c, a), b) in codes
+        .iter_mut()
+        .zip(k0.chunks_exact(2))
+        .zip(k1.chunks_exact(2))
+    {
+        let (mut best, mut at) = (a[0], 0u8);
+        for (n, k) in [a[1], b[0], b[1]].into_iter().enumerate() {
+            let take = beats(k, best);
+            best = select_unpredictable(take, k, best);
+            at = select_unpredictable(take, n as u8 + 1, at);
+        }
+        *c = at;
+    }
+}
+
+/// `out[j]` = the value of window j of rows `v0`, `v1` at position `codes[j]`.
+#[inline(always)]
+fn select_row<T: Float>(v0: &[T], v1: &[T], codes: &[u8], out: &mut [T]) {
+    for (((o, &c), a), b) in out
+        .iter_mut()
+        .zip(codes)
+        .zip(v0.chunks_exact(2))
+        .zip(v1.chunks_exact(2))
+    {
+        let top = select_unpredictable(c & 1 == 1, a[1], a[0]);
+        let bottom = select_unpredictable(c & 1 == 1, b[1], b[0]);
+        *o = select_unpredictable(c >= 2, bottom, top);
+    }
+}
+
+/// Window j of rows `d0`, `d1` gets `g[j]` at position `codes[j]` and zero at its other three.
+#[inline(always)]
+fn scatter_row<T: Float>(g: &[T], codes: &[u8], d0: &mut [T], d1: &mut [T]) {
+    let windows = d0.chunks_exact_mut(2).zip(d1.chunks_exact_mut(2));
+    for ((&g, &c), (a, b)) in g.iter().zip(codes).zip(windows) {
+        let put = |n: u8| select_unpredictable(c == n, g, T::zero());
+        (a[0], a[1], b[0], b[1]) = (put(0), put(1), put(2), put(3));
+    }
+}
+
+/// One task's planes, run by [`simd_body`] so the row loops above vectorize to the CPU's width: the key's window
+/// maxima pick where `vals` is read (`select`: vals has the key's shape, out one value per window) or where
+/// `vals` is written (`scatter`: vals has one value per window, out the key's shape).
+struct Planes<'a, T> {
+    key: &'a [T],
+    vals: &'a [T],
+    out: &'a mut [T],
+    /// Input plane height and width.
+    hw: (usize, usize),
+    scatter: bool,
+}
+
+impl<T: Float> SimdBody for Planes<'_, T> {
+    type Out = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let (h, w) = self.hw;
+        let (ho, wo) = (h / 2, w / 2);
+        let n = 2 * wo;
+        let mut codes = vec![0u8; wo];
+        let (window_len, plane_len) = (ho * wo, h * w);
+        let planes = self.key.len() / plane_len;
+        for p in 0..planes {
+            let key = &self.key[p * plane_len..][..plane_len];
             for i in 0..ho {
-                for j in 0..wo {
-                    o[i * wo + j] = p[argmax(p, w, i, j)];
+                let (r0, r1) = (2 * i * w, (2 * i + 1) * w);
+                row_codes(&key[r0..][..n], &key[r1..][..n], &mut codes);
+                if self.scatter {
+                    let g = &self.vals[p * window_len + i * wo..][..wo];
+                    let plane = &mut self.out[p * plane_len..][..plane_len];
+                    let (top, bottom) = plane[r0..].split_at_mut(w);
+                    scatter_row(g, &codes, &mut top[..n], &mut bottom[..n]);
+                } else {
+                    let v = &self.vals[p * plane_len..][..plane_len];
+                    let out = &mut self.out[p * window_len + i * wo..][..wo];
+                    select_row(&v[r0..][..n], &v[r1..][..n], &codes, out);
                 }
             }
+        }
+    }
+}
+
+/// The plane geometry of `[N, C, H, W]`: (planes, h, w).
+fn planes(l: &Layout) -> candle_core::Result<(usize, usize, usize)> {
+    let (n, c, h, w) = l.shape().dims4()?;
+    Ok((n * c, h, w))
+}
+
+/// One value of `vals` (the key's shape) per window, at the key's maximum: `[N, C, H/2, W/2]`.
+fn select<T: Float + Send + Sync>(
+    key: &[T],
+    vals: &[T],
+    (planes, h, w): (usize, usize, usize),
+) -> Vec<T> {
+    let mut out = vec![T::zero(); planes * (h / 2) * (w / 2)];
+    if out.is_empty() {
+        return out;
+    }
+    let per = (TASK_ELEMS / (h * w)).max(1);
+    out.par_chunks_mut(per * (h / 2) * (w / 2))
+        .zip(
+            key.par_chunks(per * h * w)
+                .zip(vals.par_chunks(per * h * w)),
+        )
+        .for_each(|(out, (key, vals))| {
+            simd_body(Planes {
+                key,
+                vals,
+                out,
+                hw: (h, w),
+                scatter: false,
+            })
         });
     out
 }
 
-fn bwd<T: Float + Send + Sync>(x: &[T], g: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
-    let (ho, wo) = (h / 2, w / 2);
+/// The key's shape, zero except one value of `g` (`[N, C, H/2, W/2]`) per window at the key's maximum.
+fn scatter<T: Float + Send + Sync>(
+    key: &[T],
+    g: &[T],
+    (planes, h, w): (usize, usize, usize),
+) -> Vec<T> {
     let mut dx = vec![T::zero(); planes * h * w];
-    dx.par_chunks_mut((h * w).max(1))
-        .zip(x.par_chunks((h * w).max(1)))
-        .zip(g.par_chunks((ho * wo).max(1)))
-        .for_each(|((d, p), gp)| {
-            for i in 0..ho {
-                for j in 0..wo {
-                    d[argmax(p, w, i, j)] = gp[i * wo + j];
-                }
-            }
+    if (h / 2) * (w / 2) == 0 {
+        return dx;
+    }
+    let per = (TASK_ELEMS / (h * w)).max(1);
+    dx.par_chunks_mut(per * h * w)
+        .zip(
+            key.par_chunks(per * h * w)
+                .zip(g.par_chunks(per * (h / 2) * (w / 2))),
+        )
+        .for_each(|(out, (key, vals))| {
+            simd_body(Planes {
+                key,
+                vals,
+                out,
+                hw: (h, w),
+                scatter: true,
+            })
         });
     dx
 }
@@ -61,24 +181,59 @@ fn contiguous<'a, T: Copy>(v: &'a [T], l: &Layout) -> candle_core::Result<&'a [T
     }
 }
 
-/// The input gradient `[N, C, H, W]` from the input `x` (values `a`) and the output gradient `g` (values `b`).
-fn grad_tensor<T: Float + Send + Sync + candle_core::WithDType>(
-    a: &[T],
-    b: &[T],
-    x: &Tensor,
-    g: &Tensor,
-    dev: &candle_core::Device,
-) -> candle_core::Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let dx = bwd(
-        contiguous(a, x.layout())?,
-        contiguous(b, g.layout())?,
-        n * c,
-        h,
-        w,
-    );
-    Tensor::from_vec(dx, (n, c, h, w), dev)
+/// Runs `select` (or `scatter`) on CPU storages in f32 or f64; the geometry is the key's.
+fn run2(
+    scatter_values: bool,
+    (sk, lk): (&CpuStorage, &Layout),
+    (sv, lv): (&CpuStorage, &Layout),
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let geo = planes(lk)?;
+    let (n, c, h, w) = lk.shape().dims4()?;
+    let (want, shape) = if scatter_values {
+        (Shape::from((n, c, h / 2, w / 2)), lk.shape().clone())
+    } else {
+        (lk.shape().clone(), Shape::from((n, c, h / 2, w / 2)))
+    };
+    if lv.shape() != &want {
+        candle_core::bail!(
+            "max_pool2: values of shape {:?}, expected {:?}",
+            lv.dims(),
+            want.dims()
+        );
+    }
+    fn go<T: Float + Send + Sync>(s: bool, k: &[T], v: &[T], geo: (usize, usize, usize)) -> Vec<T> {
+        if s {
+            scatter(k, v, geo)
+        } else {
+            select(k, v, geo)
+        }
+    }
+    let out = match (sk, sv) {
+        (CpuStorage::F32(k), CpuStorage::F32(v)) => CpuStorage::F32(go(
+            scatter_values,
+            contiguous(k, lk)?,
+            contiguous(v, lv)?,
+            geo,
+        )),
+        (CpuStorage::F64(k), CpuStorage::F64(v)) => CpuStorage::F64(go(
+            scatter_values,
+            contiguous(k, lk)?,
+            contiguous(v, lv)?,
+            geo,
+        )),
+        _ => candle_core::bail!("max_pool2 runs on the CPU in f32 or f64"),
+    };
+    Ok((out, shape))
 }
+
+/// The pooling itself: x at x's window maxima.
+struct MaxPool2;
+
+/// (key, values) → values at the key's window maxima.
+struct Select;
+
+/// (key, window values) → the key's shape with each window value at the key's maximum.
+struct Scatter;
 
 impl CustomOp1 for MaxPool2 {
     fn name(&self) -> &'static str {
@@ -86,33 +241,63 @@ impl CustomOp1 for MaxPool2 {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = l.shape().dims4()?;
-        let shape = Shape::from((n, c, h / 2, w / 2));
-        Ok(match s {
-            CpuStorage::F32(v) => (CpuStorage::F32(fwd(contiguous(v, l)?, n * c, h, w)), shape),
-            CpuStorage::F64(v) => (CpuStorage::F64(fwd(contiguous(v, l)?, n * c, h, w)), shape),
-            _ => candle_core::bail!("max_pool2 runs in f32 or f64"),
-        })
+        run2(false, (s, l), (s, l))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2(&grad.contiguous()?, Scatter)?))
+    }
+}
+
+impl CustomOp2 for Select {
+    fn name(&self) -> &'static str {
+        "max-pool-2x2-select"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        run2(false, (s1, l1), (s2, l2))
     }
 
     fn bwd(
         &self,
-        arg: &Tensor,
+        key: &Tensor,
+        _vals: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let (x, g) = (arg.contiguous()?, grad.contiguous()?);
-        let dev = arg.device();
-        let dx = match (&*x.storage_and_layout().0, &*g.storage_and_layout().0) {
-            (Storage::Cpu(CpuStorage::F32(a)), Storage::Cpu(CpuStorage::F32(b))) => {
-                grad_tensor(a, b, &x, &g, dev)?
-            }
-            (Storage::Cpu(CpuStorage::F64(a)), Storage::Cpu(CpuStorage::F64(b))) => {
-                grad_tensor(a, b, &x, &g, dev)?
-            }
-            _ => candle_core::bail!("max_pool2 backward runs on the CPU in f32 or f64"),
-        };
-        Ok(Some(dx))
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((None, Some(key.apply_op2(&grad.contiguous()?, Scatter)?)))
+    }
+}
+
+impl CustomOp2 for Scatter {
+    fn name(&self) -> &'static str {
+        "max-pool-2x2-scatter"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        run2(true, (s1, l1), (s2, l2))
+    }
+
+    fn bwd(
+        &self,
+        key: &Tensor,
+        _g: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((None, Some(key.apply_op2(&grad.contiguous()?, Select)?)))
     }
 }
 
@@ -170,5 +355,96 @@ mod tests {
             dx,
             [0.0, 10.0, 0.0, 0.0, 0.0, 0.0, 20.0, 0.0, 0.0, 0.0, 0.0, 0.0]
         );
+    }
+
+    /// A Hessian-vector product through pooling equals the one through the same windows written as a gather
+    /// (the maxima are unique, so the two functions agree near x), in f64, with odd sizes.
+    #[test]
+    fn second_order_passes_through() {
+        let dev = Device::Cpu;
+        let x = Var::randn(0f64, 1., (2, 3, 5, 7), &dev).unwrap();
+        let v = Tensor::randn(0f64, 1., (2, 3, 5, 7), &dev).unwrap();
+        let r = Tensor::randn(0f64, 1., (2, 3, 2, 3), &dev).unwrap();
+        // The same pooling as a reduction over explicit windows: gradients go to the unique maxima.
+        let reference = |x: &Tensor| {
+            x.narrow(2, 0, 4)
+                .unwrap()
+                .narrow(3, 0, 6)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .reshape((2, 3, 2, 2, 3, 2))
+                .unwrap()
+                .max(5)
+                .unwrap()
+                .max(3)
+                .unwrap()
+        };
+        let hvp = |y: Tensor| {
+            let g = (y.sqr().unwrap().exp().unwrap() * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let first = g.get(&x).unwrap().clone();
+            let h = (&first * &v)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            (first, h.get(&x).unwrap().clone())
+        };
+        let (g1, h1) = hvp(max_pool2(x.as_tensor()).unwrap());
+        let (g2, h2) = hvp(reference(x.as_tensor()));
+        for (a, b) in [(&g1, &g2), (&h1, &h2)] {
+            let d = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
+            assert!(d < 1e-12, "{d}");
+        }
+        assert!(
+            h1.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+                > 0.0
+        );
+    }
+
+    /// NaN counts as the maximum (the first NaN takes the gradient), as in PyTorch; -0.0 ties with 0.0.
+    #[test]
+    fn nan_and_signed_zero_windows() {
+        let x = Var::from_vec(
+            vec![1.0f32, f32::NAN, -0.0, 0.0, f32::NAN, 2.0, -1.0, -2.0],
+            (1, 1, 2, 4),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let y: Vec<f32> = max_pool2(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(y[0].is_nan());
+        assert_eq!(y[1].to_bits(), (-0.0f32).to_bits());
+        let g = (max_pool2(x.as_tensor()).unwrap()
+            * Tensor::new(&[[[[3f32, 5.]]]], &Device::Cpu).unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+        let dx: Vec<f32> = g.get(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(dx, vec![0.0, 3.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
     }
 }
