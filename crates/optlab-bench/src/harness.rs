@@ -97,6 +97,33 @@ pub fn ratio(ours: Option<f64>, theirs: Option<f64>) -> Option<f64> {
 }
 
 /// Milliseconds per call of `step`: five warm-up calls, then the best of 3 repetitions of `steps` calls.
+/// A field of /proc/self/status in KiB (Linux), or `None`.
+fn status_kib(field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    line[field.len() + 1..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Peak resident memory that `run` adds to this process, in MiB: the high-water mark while it runs (reset first
+/// through /proc/self/clear_refs) less the resident size before; `None` where /proc does not say (not Linux).
+/// PyTorch's side (`torch_train.py memory`) measures the same way.
+pub fn peak_added_mib(run: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Option<f64>> {
+    let before = status_kib("VmRSS");
+    // Without the reset the mark may predate `run` (then the figure is an upper bound).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    run()?;
+    let peak = status_kib("VmHWM");
+    Ok(before
+        .zip(peak)
+        .map(|(b, p)| p.saturating_sub(b) as f64 / 1024.0))
+}
+
 pub fn best_ms(steps: usize, mut step: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
     for _ in 0..5 {
         step()?;

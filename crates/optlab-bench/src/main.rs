@@ -44,7 +44,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Bench {
-    /// Time of one training step (forward, cross-entropy, backward, AdamW) of two MLPs, optlab vs PyTorch.
+    /// Time and peak memory of one training step (forward, cross-entropy, backward, AdamW) of two MLPs, two CNNs
+    /// and the char-LM transformer, optlab vs PyTorch.
     Train(train::TrainBenchArgs),
     /// Step time of every optimizer over 10M f32 parameters against the measured memory-bandwidth floor and
     /// PyTorch's fused/foreach step.

@@ -1,7 +1,9 @@
 //! `optlab-bench train`: one training step of MLP 64-256-256-10 (batch 128), 784-1024-1024-10 (batch 256), a CNN
 //! on digits-size (1×8×8, channels 8-16) and MNIST-size (1×28×28, channels 32-64) images (batch 128; Conv 3×3 pad 1,
-//! ReLU, MaxPool 2 per stage, Linear), and the `charlm` task's transformer (2 pre-norm layers, dim 64, 4 heads, LayerNorm; 32 windows of 64 tokens over
-//! 62 characters), optlab against PyTorch (2 threads) in the same run.
+//! ReLU, MaxPool 2 per stage, Linear), and the `charlm` task's transformer (2 pre-norm layers, dim 64, 4 heads,
+//! LayerNorm; 32 windows of 64 tokens over 62 characters), optlab against PyTorch (2 threads) in the same run: the
+//! time per step, and the peak resident memory each side adds to a fresh process (after a tiny warm-up case of the
+//! same kind) while building the case and taking a few steps.
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
@@ -23,6 +25,12 @@ pub struct TrainBenchArgs {
     /// Run only the cases whose name contains this text (for example `cnn`).
     #[arg(long)]
     pub only: Option<String>,
+    /// Skip the peak-memory column (each case's memory is measured in a process of its own, on both sides).
+    #[arg(long)]
+    pub no_memory: bool,
+    /// Internal: measure one case's peak memory in this process and print it as JSON.
+    #[arg(long, hide = true)]
+    pub memory_case: Option<String>,
 }
 
 /// The model family of a case.
@@ -85,6 +93,29 @@ const CASES: &[Case] = &[
     },
 ];
 
+impl Case {
+    /// The case as the PyTorch script reads it.
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({"name": self.name, "dims": self.dims, "batch": self.batch, "kind": self.kind.name()})
+    }
+
+    /// A tiny case of the same kind, stepped before a memory measurement so that both sides have loaded the
+    /// code they run (PyTorch maps in over 100 MiB of kernels on its first step).
+    fn warm_up(&self) -> Case {
+        let (dims, batch): (&'static [usize], usize) = match self.kind {
+            Kind::Mlp => (&[4, 8, 2], 4),
+            Kind::Cnn => (&[1, 4, 4, 2, 2], 2),
+            Kind::Lm => (&[5, 4, 8, 2, 1], 2),
+        };
+        Case {
+            name: "warm-up",
+            dims,
+            batch,
+            kind: self.kind,
+        }
+    }
+}
+
 /// The model, an input batch and its labels for a case.
 fn setup(c: &Case) -> Result<(Sequential, Tensor, Tensor)> {
     if c.kind == Kind::Lm {
@@ -129,20 +160,71 @@ fn setup(c: &Case) -> Result<(Sequential, Tensor, Tensor)> {
     Ok((model, x, y))
 }
 
-fn optlab_ms(c: &Case, steps: usize) -> Result<f64> {
+/// The case's model and data with an AdamW step over them.
+fn stepper(c: &Case) -> Result<impl FnMut() -> Result<()>> {
     let (model, x, y) = setup(c)?;
-    let params = model.params();
     let mut opt = from_spec("adamw:lr=1e-3")?;
-    crate::harness::best_ms(steps, || {
+    Ok(move || {
         let loss = cross_entropy(&model.forward_mode(&x, true)?, &y)?;
         let grads = loss.backward()?;
-        opt.step(&params, &grads)?;
+        opt.step(&model.params(), &grads)?;
         Ok(())
     })
 }
 
+fn optlab_ms(c: &Case, steps: usize) -> Result<f64> {
+    crate::harness::best_ms(steps, stepper(c)?)
+}
+
+/// Steps per peak-memory measurement (the peak settles after the first: optimizer state and gradients exist).
+const MEMORY_STEPS: usize = 3;
+
+/// Peak memory (MiB) of building a case and taking [`MEMORY_STEPS`] steps, measured in a fresh process of this
+/// program (`--memory-case`), so earlier cases' allocator caches do not hide it; `None` when it cannot say.
+fn optlab_peak_mib(c: &Case) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new(exe)
+        .args(["train", "--memory-case", c.name])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "warning: the memory probe of {} failed: {}",
+            c.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["peak_mib"].as_f64()
+}
+
+/// The `--memory-case` child: one case's peak memory as `{"peak_mib": ...}`.
+fn memory_child(name: &str) -> Result<()> {
+    let c = CASES
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| anyhow::anyhow!("no case named {name:?}"))?;
+    let mut warm = stepper(&c.warm_up())?;
+    warm()?;
+    warm()?;
+    drop(warm);
+    let peak = crate::harness::peak_added_mib(|| {
+        let mut step = stepper(c)?;
+        for _ in 0..MEMORY_STEPS {
+            step()?;
+        }
+        Ok(())
+    })?;
+    println!("{}", serde_json::json!({ "peak_mib": peak }));
+    Ok(())
+}
+
 pub fn run(a: TrainBenchArgs) -> Result<()> {
     anyhow::ensure!(a.steps >= 1, "--steps must be at least 1");
+    if let Some(name) = &a.memory_case {
+        return memory_child(name);
+    }
     let selected: Vec<&Case> = CASES
         .iter()
         .filter(|c| a.only.as_ref().is_none_or(|o| c.name.contains(o.as_str())))
@@ -159,21 +241,31 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
         .iter()
         .map(|c| optlab_ms(c, a.steps))
         .collect::<Result<_>>()?;
-    let cases = serde_json::json!(selected
-        .iter()
-        .map(|c| serde_json::json!({"name": c.name, "dims": c.dims, "batch": c.batch, "kind": c.kind.name()}))
-        .collect::<Vec<_>>());
+    let cases = serde_json::json!(selected.iter().map(|c| c.json()).collect::<Vec<_>>());
     let torch = a
         .torch
         .run("torch_train.py", &[cases.to_string(), a.steps.to_string()]);
     let mut rows = Vec::new();
     for (c, ms) in selected.iter().zip(&ours) {
         let t = torch.as_ref().and_then(|v| v[c.name].as_f64());
+        let (mem, torch_mem) = if a.no_memory {
+            (None, None)
+        } else {
+            let case = serde_json::json!([c.warm_up().json(), c.json()]);
+            let theirs = a.torch.run(
+                "torch_train.py",
+                &[case.to_string(), MEMORY_STEPS.to_string(), "memory".into()],
+            );
+            (optlab_peak_mib(c), theirs.and_then(|v| v[c.name].as_f64()))
+        };
         rows.push(serde_json::json!({
             "case": c.name,
             "optlab_ms_per_step": ms,
             "torch_ms_per_step": t,
             "ratio_optlab_over_torch": t.map(|t| ms / t),
+            "optlab_peak_mib": mem,
+            "torch_peak_mib": torch_mem,
+            "memory_ratio_optlab_over_torch": mem.zip(torch_mem).map(|(m, t)| m / t),
         }));
     }
     if a.json {
@@ -183,23 +275,28 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
         );
         return Ok(());
     }
-    println!("optlab-bench train (AdamW step incl. forward/backward; best of 3 x {} steps; optlab threads {})", a.steps, rayon_threads());
+    println!("optlab-bench train (AdamW step incl. forward/backward; best of 3 x {} steps; optlab threads {}; n/a: no PyTorch or no /proc)", a.steps, rayon_threads());
     println!(
-        "{:<32} {:>12} {:>12} {:>16}",
-        "case", "optlab ms", "torch ms", "optlab / torch"
+        "{:<32} {:>10} {:>10} {:>9} {:>11} {:>11} {:>9}",
+        "case", "optlab ms", "torch ms", "ratio", "optlab MiB", "torch MiB", "ratio"
     );
+    let num = |v: &serde_json::Value, digits: usize| {
+        v.as_f64().map_or("n/a".into(), |x| format!("{x:.digits$}"))
+    };
+    let times = |v: &serde_json::Value| v.as_f64().map_or("n/a".into(), |x| format!("{x:.2}x"));
     for r in &rows {
-        let t = r["torch_ms_per_step"].as_f64();
         println!(
-            "{:<32} {:>12.3} {:>12} {:>16}",
+            "{:<32} {:>10} {:>10} {:>9} {:>11} {:>11} {:>9}",
             r["case"].as_str().unwrap_or(""),
-            r["optlab_ms_per_step"].as_f64().unwrap_or(f64::NAN),
-            t.map_or("n/a".into(), |t| format!("{t:.3}")),
-            r["ratio_optlab_over_torch"]
-                .as_f64()
-                .map_or("n/a (no torch)".into(), |x| format!("{x:.2}x")),
+            num(&r["optlab_ms_per_step"], 3),
+            num(&r["torch_ms_per_step"], 3),
+            times(&r["ratio_optlab_over_torch"]),
+            num(&r["optlab_peak_mib"], 1),
+            num(&r["torch_peak_mib"], 1),
+            times(&r["memory_ratio_optlab_over_torch"]),
         );
     }
+    println!("peak MiB: resident memory a fresh process adds while building the case and taking {MEMORY_STEPS} steps");
     Ok(())
 }
 
