@@ -229,11 +229,12 @@ fn run2(
 /// The pooling itself: x at x's window maxima.
 struct MaxPool2;
 
-/// (key, values) → values at the key's window maxima.
-struct Select;
-
-/// (key, window values) → the key's shape with each window value at the key's maximum.
-struct Scatter;
+/// A two-input window op keyed by its first input: `Windows { scatter: false }` maps (key, values) to the values
+/// at the key's window maxima; `Windows { scatter: true }` maps (key, window values) to the key's shape with each
+/// window value at the key's maximum. Each is the other's derivative in the values.
+struct Windows {
+    scatter: bool,
+}
 
 impl CustomOp1 for MaxPool2 {
     fn name(&self) -> &'static str {
@@ -245,13 +246,20 @@ impl CustomOp1 for MaxPool2 {
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2(&grad.contiguous()?, Scatter)?))
+        Ok(Some(x.apply_op2(
+            &grad.contiguous()?,
+            Windows { scatter: true },
+        )?))
     }
 }
 
-impl CustomOp2 for Select {
+impl CustomOp2 for Windows {
     fn name(&self) -> &'static str {
-        "max-pool-2x2-select"
+        if self.scatter {
+            "max-pool-2x2-scatter"
+        } else {
+            "max-pool-2x2-select"
+        }
     }
 
     fn cpu_fwd(
@@ -261,9 +269,10 @@ impl CustomOp2 for Select {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        run2(false, (s1, l1), (s2, l2))
+        run2(self.scatter, (s1, l1), (s2, l2))
     }
 
+    /// Linear in the values, piecewise constant in the key.
     fn bwd(
         &self,
         key: &Tensor,
@@ -271,33 +280,10 @@ impl CustomOp2 for Select {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((None, Some(key.apply_op2(&grad.contiguous()?, Scatter)?)))
-    }
-}
-
-impl CustomOp2 for Scatter {
-    fn name(&self) -> &'static str {
-        "max-pool-2x2-scatter"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        run2(true, (s1, l1), (s2, l2))
-    }
-
-    fn bwd(
-        &self,
-        key: &Tensor,
-        _g: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((None, Some(key.apply_op2(&grad.contiguous()?, Select)?)))
+        let other = Windows {
+            scatter: !self.scatter,
+        };
+        Ok((None, Some(key.apply_op2(&grad.contiguous()?, other)?)))
     }
 }
 
