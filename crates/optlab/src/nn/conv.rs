@@ -5,6 +5,7 @@
 //! gemms. The backward is built from the same two ops, each with its own backward, so second-order passes
 //! (Hessian-vector products, AdaHessian) go through it exactly.
 
+use super::fused::{cpu_float, FloatKernel};
 use super::matmul::{gemm_into, Strided};
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
@@ -55,12 +56,6 @@ fn dims(
     }
 }
 
-fn slice<'a, T>(s: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
-    l.contiguous_offsets()
-        .map(|(a, b)| &s[a..b])
-        .ok_or_else(|| candle_core::Error::Msg("conv2d_same: operands must be contiguous".into()))
-}
-
 /// The columns of one sample: row (ci, ky, kx), column (y, x) holds x[ci, y + ky − p, x + kx − p] (0 outside).
 fn im2col<T: Float>(x: &[T], (c, h, w, k): (usize, usize, usize, usize), cols: &mut [T]) {
     let (p, hw) = (k / 2, h * w);
@@ -88,16 +83,15 @@ fn im2col<T: Float>(x: &[T], (c, h, w, k): (usize, usize, usize, usize), cols: &
 }
 
 /// The convolution of contiguous `x` and `wt`, each sample's output plane of channel o starting from `bias[o]`
-/// (the rows given by `lb`) when there is one.
+/// when there is a bias.
 fn forward<T: Float + Send + Sync + 'static>(
     (x, lx): (&[T], &Layout),
     (wt, lw): (&[T], &Layout),
     bias: Option<(&[T], &Layout)>,
 ) -> candle_core::Result<(Vec<T>, Shape)> {
     let (b, c, h, w, o, k) = dims(lx, lw)?;
-    let (x, wt) = (slice(x, lx)?, slice(wt, lw)?);
     let bias = match bias {
-        Some((v, l)) if l.dims() == [o] => Some(slice(v, l)?),
+        Some((v, l)) if l.dims() == [o] => Some(v),
         Some((_, l)) => {
             return Err(candle_core::Error::Msg(format!(
                 "conv2d: bias of shape {:?} for {o} output channels",
@@ -158,7 +152,7 @@ fn channel_sum<T: Float + Send + Sync>(
             lg.dims()
         )));
     };
-    let (g, hw) = (slice(g, lg)?, h * w);
+    let hw = h * w;
     let sums = (0..c)
         .into_par_iter()
         .map(|ch| {
@@ -189,7 +183,6 @@ fn weight_grad<T: Float + Send + Sync + 'static>(
             ))
         }
     };
-    let (dy, x) = (slice(dy, ldy)?, slice(x, lx)?);
     let (hw, ckk) = (h * w, c * k * k);
     let zero = || vec![T::zero(); o * ckk];
     if hw == 0 || o == 0 || c == 0 {
@@ -221,6 +214,42 @@ fn weight_grad<T: Float + Send + Sync + 'static>(
 
 struct ConvSame;
 
+impl FloatKernel<2> for ConvSame {
+    fn run<T: Float + Send + Sync + 'static>(
+        &self,
+        [x, w]: [(&[T], &Layout); 2],
+    ) -> candle_core::Result<(Vec<T>, Shape)> {
+        forward(x, w, None)
+    }
+}
+
+impl FloatKernel<3> for ConvSame {
+    fn run<T: Float + Send + Sync + 'static>(
+        &self,
+        [x, w, b]: [(&[T], &Layout); 3],
+    ) -> candle_core::Result<(Vec<T>, Shape)> {
+        forward(x, w, Some(b))
+    }
+}
+
+impl FloatKernel<1> for ChannelSum {
+    fn run<T: Float + Send + Sync + 'static>(
+        &self,
+        [(g, l)]: [(&[T], &Layout); 1],
+    ) -> candle_core::Result<(Vec<T>, Shape)> {
+        channel_sum(g, l)
+    }
+}
+
+impl FloatKernel<2> for WeightGrad {
+    fn run<T: Float + Send + Sync + 'static>(
+        &self,
+        [(dy, ldy), (x, lx)]: [(&[T], &Layout); 2],
+    ) -> candle_core::Result<(Vec<T>, Shape)> {
+        weight_grad(dy, ldy, x, lx, self.k)
+    }
+}
+
 impl CustomOp2 for ConvSame {
     fn name(&self) -> &'static str {
         "optlab-conv2d-same"
@@ -233,17 +262,7 @@ impl CustomOp2 for ConvSame {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                forward((a, l1), (b, l2), None).map(|(v, s)| (CpuStorage::F32(v), s))
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                forward((a, l1), (b, l2), None).map(|(v, s)| (CpuStorage::F64(v), s))
-            }
-            _ => Err(candle_core::Error::Msg(
-                "conv2d_same: input and kernel must be both f32 or both f64".into(),
-            )),
-        }
+        cpu_float(self, "conv2d", [(s1, l1), (s2, l2)])
     }
 
     fn bwd(
@@ -282,17 +301,7 @@ impl CustomOp3 for ConvSame {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        match (s1, s2, s3) {
-            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
-                forward((a, l1), (b, l2), Some((c, l3))).map(|(v, s)| (CpuStorage::F32(v), s))
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
-                forward((a, l1), (b, l2), Some((c, l3))).map(|(v, s)| (CpuStorage::F64(v), s))
-            }
-            _ => Err(candle_core::Error::Msg(
-                "conv2d: input, kernel and bias must be all f32 or all f64".into(),
-            )),
-        }
+        cpu_float(self, "conv2d", [(s1, l1), (s2, l2), (s3, l3)])
     }
 
     fn bwd(
@@ -322,13 +331,7 @@ impl CustomOp1 for ChannelSum {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        match s {
-            CpuStorage::F32(v) => channel_sum(v, l).map(|(v, s)| (CpuStorage::F32(v), s)),
-            CpuStorage::F64(v) => channel_sum(v, l).map(|(v, s)| (CpuStorage::F64(v), s)),
-            _ => Err(candle_core::Error::Msg(
-                "conv2d: bias gradient in f32 or f64".into(),
-            )),
-        }
+        cpu_float(self, "conv2d bias gradient", [(s, l)])
     }
 
     fn bwd(&self, g: &Tensor, _out: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -375,15 +378,7 @@ impl CustomOp2 for WeightGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                weight_grad(a, l1, b, l2, self.k).map(|(v, s)| (CpuStorage::F32(v), s))
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                weight_grad(a, l1, b, l2, self.k).map(|(v, s)| (CpuStorage::F64(v), s))
-            }
-            _ => Err(candle_core::Error::Msg("conv2d_same: mixed dtypes".into())),
-        }
+        cpu_float(self, "conv2d weight gradient", [(s1, l1), (s2, l2)])
     }
 
     /// dW(g, x) is bilinear: its derivative along g is conv2d_same(x, ḡ) and along x the input gradient of a

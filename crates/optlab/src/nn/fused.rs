@@ -68,6 +68,22 @@ trait RowKernel<const K: usize> {
     fn run<T: Float + Send + Sync + Default>(&self, inputs: [&[T]; K], n: usize) -> Vec<T>;
 }
 
+/// The f32 values of a storage, `None` for another type.
+fn f32s(s: &CpuStorage) -> Option<&[f32]> {
+    match s {
+        CpuStorage::F32(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// The f64 values of a storage, `None` for another type.
+fn f64s(s: &CpuStorage) -> Option<&[f64]> {
+    match s {
+        CpuStorage::F64(v) => Some(v),
+        _ => None,
+    }
+}
+
 /// The inputs as contiguous slices of one type, `None` when one of them has another type.
 fn slices<'a, T, const K: usize>(
     inputs: &[(&'a CpuStorage, &Layout); K],
@@ -84,6 +100,44 @@ fn slices<'a, T, const K: usize>(
     Ok(Some(out))
 }
 
+/// A CPU kernel over K contiguous inputs of one float type, each with its layout (for its dims), returning the
+/// output values and shape; [`cpu_float`] runs it on candle storages.
+pub(crate) trait FloatKernel<const K: usize> {
+    fn run<T: Float + Send + Sync + 'static>(
+        &self,
+        inputs: [(&[T], &Layout); K],
+    ) -> candle_core::Result<(Vec<T>, Shape)>;
+}
+
+/// K contiguous inputs of one type, each with its layout.
+type Inputs<'a, T, const K: usize> = [(&'a [T], &'a Layout); K];
+
+/// The inputs as contiguous slices of one type with their layouts, `None` when one has another type.
+fn typed<'a, T, const K: usize>(
+    inputs: &[(&'a CpuStorage, &'a Layout); K],
+    what: &str,
+    get: impl Fn(&'a CpuStorage) -> Option<&'a [T]>,
+) -> candle_core::Result<Option<Inputs<'a, T, K>>> {
+    Ok(slices(inputs, what, get)?.map(|v| std::array::from_fn(|i| (v[i], inputs[i].1))))
+}
+
+/// Runs `k` on CPU storages that are all f32 or all f64 (one error line otherwise, or for a non-contiguous input).
+pub(crate) fn cpu_float<const K: usize>(
+    k: &impl FloatKernel<K>,
+    what: &str,
+    inputs: [(&CpuStorage, &Layout); K],
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    if let Some(v) = typed(&inputs, what, f32s)? {
+        return k.run(v).map(|(o, s)| (CpuStorage::F32(o), s));
+    }
+    if let Some(v) = typed(&inputs, what, f64s)? {
+        return k.run(v).map(|(o, s)| (CpuStorage::F64(o), s));
+    }
+    Err(candle_core::Error::Msg(format!(
+        "{what}: the inputs must all be f32 or all f64"
+    )))
+}
+
 /// Runs `k` in f32 or f64 on rows of the first input's last dimension.
 fn cpu_rows<const K: usize>(
     k: &impl RowKernel<K>,
@@ -92,18 +146,6 @@ fn cpu_rows<const K: usize>(
 ) -> candle_core::Result<CpuStorage> {
     // An empty last dimension means no rows at all; 1 keeps the chunking valid.
     let n = inputs[0].1.dims().last().copied().unwrap_or(1).max(1);
-    fn f32s(s: &CpuStorage) -> Option<&[f32]> {
-        match s {
-            CpuStorage::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn f64s(s: &CpuStorage) -> Option<&[f64]> {
-        match s {
-            CpuStorage::F64(v) => Some(v),
-            _ => None,
-        }
-    }
     if let Some(v) = slices(&inputs, what, f32s)? {
         return Ok(CpuStorage::F32(k.run(v, n)));
     }

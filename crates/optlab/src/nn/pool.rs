@@ -8,7 +8,7 @@
 //! there (the backward pass). Each is linear in its values and the derivative of the other, so gradients of
 //! gradients (Hessian-vector products) pass through pooling exactly; the positions themselves have no derivative.
 
-use super::fused::{simd_body, SimdBody};
+use super::fused::{cpu_float, simd_body, FloatKernel, SimdBody};
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use num_traits::Float;
@@ -174,25 +174,19 @@ fn scatter<T: Float + Send + Sync>(
     dx
 }
 
-fn contiguous<'a, T: Copy>(v: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("max_pool2: non-contiguous input"),
-    }
-}
-
-/// Runs `select` (or `scatter`) on CPU storages in f32 or f64; the geometry is the key's.
-fn run2(
+/// `select` (or `scatter`) keyed by the first input; the geometry is the key's and the values' shape is checked.
+fn run2<T: Float + Send + Sync>(
     scatter_values: bool,
-    (sk, lk): (&CpuStorage, &Layout),
-    (sv, lv): (&CpuStorage, &Layout),
-) -> candle_core::Result<(CpuStorage, Shape)> {
+    (key, lk): (&[T], &Layout),
+    (vals, lv): (&[T], &Layout),
+) -> candle_core::Result<(Vec<T>, Shape)> {
     let geo = planes(lk)?;
     let (n, c, h, w) = lk.shape().dims4()?;
+    let windows = Shape::from((n, c, h / 2, w / 2));
     let (want, shape) = if scatter_values {
-        (Shape::from((n, c, h / 2, w / 2)), lk.shape().clone())
+        (windows, lk.shape().clone())
     } else {
-        (lk.shape().clone(), Shape::from((n, c, h / 2, w / 2)))
+        (lk.shape().clone(), windows)
     };
     if lv.shape() != &want {
         candle_core::bail!(
@@ -201,27 +195,10 @@ fn run2(
             want.dims()
         );
     }
-    fn go<T: Float + Send + Sync>(s: bool, k: &[T], v: &[T], geo: (usize, usize, usize)) -> Vec<T> {
-        if s {
-            scatter(k, v, geo)
-        } else {
-            select(k, v, geo)
-        }
-    }
-    let out = match (sk, sv) {
-        (CpuStorage::F32(k), CpuStorage::F32(v)) => CpuStorage::F32(go(
-            scatter_values,
-            contiguous(k, lk)?,
-            contiguous(v, lv)?,
-            geo,
-        )),
-        (CpuStorage::F64(k), CpuStorage::F64(v)) => CpuStorage::F64(go(
-            scatter_values,
-            contiguous(k, lk)?,
-            contiguous(v, lv)?,
-            geo,
-        )),
-        _ => candle_core::bail!("max_pool2 runs on the CPU in f32 or f64"),
+    let out = if scatter_values {
+        scatter(key, vals, geo)
+    } else {
+        select(key, vals, geo)
     };
     Ok((out, shape))
 }
@@ -236,13 +213,31 @@ struct Windows {
     scatter: bool,
 }
 
+impl FloatKernel<1> for MaxPool2 {
+    fn run<T: Float + Send + Sync + 'static>(
+        &self,
+        [x]: [(&[T], &Layout); 1],
+    ) -> candle_core::Result<(Vec<T>, Shape)> {
+        run2(false, x, x)
+    }
+}
+
+impl FloatKernel<2> for Windows {
+    fn run<T: Float + Send + Sync + 'static>(
+        &self,
+        [key, vals]: [(&[T], &Layout); 2],
+    ) -> candle_core::Result<(Vec<T>, Shape)> {
+        run2(self.scatter, key, vals)
+    }
+}
+
 impl CustomOp1 for MaxPool2 {
     fn name(&self) -> &'static str {
         "max-pool-2x2"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        run2(false, (s, l), (s, l))
+        cpu_float(self, "max_pool2", [(s, l)])
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -269,7 +264,7 @@ impl CustomOp2 for Windows {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        run2(self.scatter, (s1, l1), (s2, l2))
+        cpu_float(self, "max_pool2", [(s1, l1), (s2, l2)])
     }
 
     /// Linear in the values, piecewise constant in the key.
