@@ -166,8 +166,7 @@ fn stepper(c: &Case) -> Result<impl FnMut() -> Result<()>> {
     let mut opt = from_spec("adamw:lr=1e-3")?;
     Ok(move || {
         let loss = cross_entropy(&model.forward_mode(&x, true)?, &y)?;
-        let grads = loss.backward()?;
-        opt.step(&model.params(), &grads)?;
+        opt.backward_step(&model.params(), &loss)?;
         Ok(())
     })
 }

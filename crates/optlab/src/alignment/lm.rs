@@ -477,8 +477,7 @@ impl LmDpo {
                     self.step
                 )));
             }
-            let grads = loss.backward()?;
-            self.opt.step(&params, &grads)?;
+            self.opt.backward_step(&params, &loss)?;
             self.step += 1;
             let mean = |t: &Tensor| -> Result<f64> {
                 Ok(t.to_dtype(DType::F64)?.mean_all()?.to_scalar::<f64>()?)

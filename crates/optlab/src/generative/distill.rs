@@ -267,7 +267,7 @@ impl<'a> Distiller<'a> {
         let loss = super::dsm::dsm_loss(&self.fake, &x, self.cfg.batch_size, &mut self.rng)?;
         let v = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         self.fake_opt
-            .step(&self.fake.net.params(), &loss.backward()?)?;
+            .backward_step(&self.fake.net.params(), &loss)?;
         Ok(v)
     }
 
@@ -293,7 +293,7 @@ impl<'a> Distiller<'a> {
         .affine(1.0, 0.0)?;
         let v = loss.to_scalar::<f32>()? as f64;
         self.disc_opt
-            .step(&self.discriminator.params(), &loss.backward()?)?;
+            .backward_step(&self.discriminator.params(), &loss)?;
         Ok(v)
     }
 
@@ -332,8 +332,8 @@ impl<'a> Distiller<'a> {
             let gan = softplus(&self.disc_logit(&xt, &t)?.neg()?)?.mean_all()?;
             loss = (loss + (gan * self.cfg.gan_weight)?)?;
         }
-        let grads = loss.backward()?;
-        self.gen_opt.step(&self.generator.params(), &grads)?;
+        self.gen_opt
+            .backward_step(&self.generator.params(), &loss)?;
         Ok((score_gap, w.iter().cloned().fold(0.0, f64::max)))
     }
 

@@ -85,7 +85,7 @@ pub fn train(
                 "dsm: the loss became {v} at step {step}; lower the learning rate"
             )));
         }
-        opt.step(&params, &loss.backward()?)?;
+        opt.backward_step(&params, &loss)?;
         on_step(step, v);
     }
     Ok(())

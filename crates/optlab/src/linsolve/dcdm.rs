@@ -172,7 +172,7 @@ impl<'a> Trainer<'a> {
                 self.step + 1
             )));
         }
-        self.opt.step(self.net.params(), &loss.backward()?)?;
+        self.opt.backward_step(self.net.params(), &loss)?;
         self.step += 1;
         Ok(v)
     }

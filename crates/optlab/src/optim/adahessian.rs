@@ -182,6 +182,10 @@ impl Optimizer for AdaHessian {
         })
     }
 
+    fn differentiates_gradients(&self) -> bool {
+        true
+    }
+
     fn step(&mut self, params: &[Param], grads: &GradStore) -> Result<()> {
         self.state.step += 1;
         let t = self.state.step;

@@ -164,6 +164,19 @@ pub trait Optimizer: Send + std::fmt::Debug {
     /// A new optimizer with the same hyperparameters and groups and no state.
     fn fresh(&self) -> Box<dyn Optimizer>;
 
+    /// Whether [`Optimizer::step`] differentiates the gradients it is given (AdaHessian's Hessian-vector
+    /// products): the backward pass that makes them must then keep their graph ([`crate::gradients`]).
+    fn differentiates_gradients(&self) -> bool {
+        false
+    }
+
+    /// One step on the gradients of `loss` (candle-nn's `backward_step`); the backward pass keeps their
+    /// graph only when the step differentiates them.
+    fn backward_step(&mut self, params: &[Param], loss: &Tensor) -> Result<()> {
+        let grads = crate::gradients(loss, self.differentiates_gradients())?;
+        self.step(params, &grads)
+    }
+
     /// The method's name as written in spec strings.
     fn name(&self) -> &'static str {
         self.hypers().owner()

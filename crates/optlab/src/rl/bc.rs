@@ -219,7 +219,7 @@ pub fn fit(demos: &Demonstrations, cfg: &BcConfig) -> Result<BcRun> {
         let x = Tensor::from_vec(x, (batch, demos.n), &Device::Cpu)?;
         let u = Tensor::from_vec(u, (batch, demos.m), &Device::Cpu)?;
         let loss = net.forward(&x)?.sub(&u)?.sqr()?.mean_all()?;
-        opt.step(&params, &loss.backward()?)?;
+        opt.backward_step(&params, &loss)?;
         if let Some(b) = layer_bound {
             project(&linear_weights(&net), b)?;
         }

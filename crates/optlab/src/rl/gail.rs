@@ -226,7 +226,7 @@ impl Discriminator {
             loss = loss.add(&pen)?;
         }
         let params = self.net.params();
-        self.opt.step(&params, &loss.backward()?)?;
+        self.opt.backward_step(&params, &loss)?;
         self.last = [
             bce.to_scalar::<f32>()? as f64,
             ent.to_scalar::<f32>()? as f64,

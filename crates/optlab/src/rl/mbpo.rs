@@ -164,7 +164,7 @@ impl DynamicsModel {
                 .add(&lv)?
                 .mean_all()?;
             last = nll.to_scalar::<f32>()? as f64;
-            self.opt.step(&params, &nll.backward()?)?;
+            self.opt.backward_step(&params, &nll)?;
         }
         if !last.is_finite() {
             return Err(Error::NonFinite(

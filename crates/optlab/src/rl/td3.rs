@@ -664,15 +664,14 @@ impl Td3Agent {
         } else {
             td(&bs)?
         };
-        self.critic_opt
-            .step(&self.critic_params, &loss.backward()?)?;
+        self.critic_opt.backward_step(&self.critic_params, &loss)?;
         if self.update.is_multiple_of(cfg.policy_delay) {
             let actor_loss = q(&self.critic1, &bs, &actor_out(&self.actor, &bs, bound)?)?
                 .mean_all()?
                 .neg()?;
             // The actor's step reads only its own parameters' gradients.
             self.actor_opt
-                .step(&self.actor.params(), &actor_loss.backward()?)?;
+                .backward_step(&self.actor.params(), &actor_loss)?;
             polyak(&self.actor_t, &self.actor, cfg.tau)?;
             polyak(&self.critic1_t, &self.critic1, cfg.tau)?;
             polyak(&self.critic2_t, &self.critic2, cfg.tau)?;

@@ -647,7 +647,7 @@ impl Trainer {
             })?;
             let loss = self.loss(&out, &y)?;
             let loss_v = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            let grads = loss.backward()?;
+            let grads = crate::gradients(&loss, self.opt.differentiates_gradients())?;
             let stats = linear_grad_stats(&traces, &grads, idx.len())?;
             return Ok((loss_v, grads, Some(stats)));
         }
@@ -668,7 +668,7 @@ impl Trainer {
             } else {
                 loss
             };
-            let g = loss.backward()?;
+            let g = crate::gradients(&loss, self.opt.differentiates_gradients())?;
             acc = Some(match acc {
                 None => g,
                 Some(mut a) => {
@@ -743,7 +743,8 @@ impl Trainer {
             } else {
                 loss
             };
-            (v, Some(loss.backward()?))
+            let grads = crate::gradients(&loss, self.opt.differentiates_gradients())?;
+            (v, Some(grads))
         };
         // Every parameter's gradient, flattened in order (zeros where this rank has none).
         let mut flat: Vec<f64> = Vec::new();
