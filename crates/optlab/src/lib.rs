@@ -67,5 +67,5 @@ pub mod tensor_io;
 pub mod train;
 
 pub use error::{Error, Result};
-pub use second_order::{gradients, require_second_order, second_order_enabled};
+pub use second_order::{grad_of_inner, gradients, hvp, require_second_order, second_order_enabled};
 pub use spec::Spec;

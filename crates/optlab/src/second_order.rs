@@ -3,7 +3,8 @@
 //! candle detaches gradients from the graph unless `CANDLE_GRAD_DO_NOT_DETACH=1` is set before the first
 //! backward pass of a thread; without it a gradient of a gradient is silently wrong (d²/dx² of sum(x³) comes
 //! back as 4x instead of 6x). Every second-order API calls [`require_second_order`] first. First-order passes
-//! call [`gradients`], which detaches their gradients whatever the variable says.
+//! call [`gradients`], which detaches their gradients whatever the variable says; [`hvp`] and [`grad_of_inner`]
+//! are the double backward of Hessian-vector products.
 
 use crate::{Error, Result};
 use candle_core::backprop::GradStore;
@@ -40,6 +41,51 @@ fn probe() -> candle_core::Result<bool> {
     Ok(d2.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-9))
 }
 
+/// The second backward pass of a Hessian-vector product: the gradients of Σ⟨g, v⟩ over `pairs`, each g a gradient
+/// that kept its graph ([`gradients`] with `keep_graph`) and v a constant of its shape, which is H·v for every
+/// variable the g depend on. `None` when there are no pairs.
+pub fn grad_of_inner<'a>(
+    pairs: impl IntoIterator<Item = (&'a Tensor, &'a Tensor)>,
+) -> Result<Option<GradStore>> {
+    require_second_order()?;
+    let mut dot: Option<Tensor> = None;
+    for (g, v) in pairs {
+        let term = crate::nn::fused::inner_with_constant(g, v)?;
+        dot = Some(match dot {
+            Some(d) => d.add(&term)?,
+            None => term,
+        });
+    }
+    dot.map(|d| Ok(d.backward()?)).transpose()
+}
+
+/// H·v for the Hessian of `loss` in `params`, `v` one direction per parameter (checked against their shapes),
+/// by one double backward. `None` when the loss depends on none of them; a parameter it does not reach gets zeros.
+pub fn hvp(loss: &Tensor, params: &[&Tensor], v: &[Tensor]) -> Result<Option<Vec<Tensor>>> {
+    if v.len() != params.len() || v.iter().zip(params).any(|(a, p)| a.dims() != p.dims()) {
+        return Err(Error::Shape(
+            "hvp: one direction per parameter, of its shape".into(),
+        ));
+    }
+    require_second_order()?;
+    let g = gradients(loss, true)?;
+    let pairs = params
+        .iter()
+        .zip(v)
+        .filter_map(|(p, vp)| g.get(p).map(|gp| (gp, vp)));
+    let Some(h) = grad_of_inner(pairs)? else {
+        return Ok(None);
+    };
+    params
+        .iter()
+        .map(|p| match h.get(p) {
+            Some(t) => Ok(t.clone()),
+            None => Ok(p.zeros_like()?),
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
 /// Returns [`Error::SecondOrderDisabled`] unless [`second_order_enabled`].
 pub fn require_second_order() -> Result<()> {
     if second_order_enabled() {
@@ -73,6 +119,36 @@ mod tests {
         let h = kept.sum_all().unwrap().backward().unwrap();
         let h = h.get(x.as_tensor()).unwrap().to_vec1::<f64>().unwrap();
         assert_eq!(h, vec![8.0, 14.0, -16.0]);
+    }
+
+    #[test]
+    fn hvp_equals_the_hessian_times_v() {
+        // L = x₀² x₁ + x₁³ : H = [[2x₁, 2x₀], [2x₀, 6x₁]]; at (1, 2), v = (1, -1): Hv = (4 - 2, 2 - 12) = (2, -10).
+        let x = Var::from_slice(&[1.0f64, 2.0], 2, &Device::Cpu).unwrap();
+        let t = x.as_tensor();
+        let (x0, x1) = (t.narrow(0, 0, 1).unwrap(), t.narrow(0, 1, 1).unwrap());
+        let loss = (x0.sqr().unwrap().mul(&x1).unwrap() + x1.powf(3.0).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let v = Tensor::new(&[1.0f64, -1.0], &Device::Cpu).unwrap();
+        let hv = hvp(&loss, &[t], std::slice::from_ref(&v)).unwrap().unwrap();
+        let hv = hv[0].to_vec1::<f64>().unwrap();
+        assert!(
+            (hv[0] - 2.0).abs() < 1e-12 && (hv[1] + 10.0).abs() < 1e-12,
+            "{hv:?}"
+        );
+        // A parameter the loss does not reach gets zeros; none reached at all is None; shapes are checked.
+        let other = Var::from_slice(&[5.0f64], 1, &Device::Cpu).unwrap();
+        let w = Tensor::new(&[1.0f64], &Device::Cpu).unwrap();
+        let both = hvp(&loss, &[t, other.as_tensor()], &[v.clone(), w.clone()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(both[1].to_vec1::<f64>().unwrap(), vec![0.0]);
+        assert!(hvp(&loss, &[other.as_tensor()], std::slice::from_ref(&w))
+            .unwrap()
+            .is_none());
+        assert!(hvp(&loss, &[t], std::slice::from_ref(&w)).is_err());
     }
 
     #[test]

@@ -198,7 +198,7 @@ pub fn second_order_products(
     let Some(gy) = first.get(yv.as_tensor()) else {
         return Ok((y.zeros_like()?, x.zeros_like()?));
     };
-    let second = gy.mul(&z.detach())?.sum_all()?.backward()?;
+    let second = crate::grad_of_inner([(gy, z)])?.expect("one pair");
     Ok((grad_or_zero(&second, &yv)?, grad_or_zero(&second, &xv)?))
 }
 

@@ -4,6 +4,7 @@
 use crate::functions::TestFunction;
 use crate::nn::loss::{cross_entropy, mse};
 use crate::nn::{Param, Sequential};
+use crate::optim::kernel::SliceRef;
 use crate::{require_second_order, Error, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
@@ -100,6 +101,18 @@ impl Gradient for FunctionHessian {
     }
 }
 
+/// Appends the values of `t` as f64 (one pass for an f32 or f64 tensor on the CPU).
+fn extend_f64(out: &mut Vec<f64>, t: &Tensor) -> Result<()> {
+    if t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64) {
+        return crate::optim::kernel::with_slice(t, |s| match s {
+            SliceRef::F32(v) => out.extend(v.iter().map(|&x| x as f64)),
+            SliceRef::F64(v) => out.extend_from_slice(v),
+        });
+    }
+    out.extend(t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+    Ok(())
+}
+
 /// The Hessian of a model's mean loss on one batch with respect to all its parameters (state-dict order,
 /// flattened).
 pub struct ModelHessian {
@@ -142,23 +155,30 @@ impl ModelHessian {
         let mut out = Vec::with_capacity(self.n);
         for p in &self.params {
             match g.get(p.tensor()) {
-                Some(t) => out.extend(t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?),
+                Some(t) => extend_f64(&mut out, t)?,
                 None => out.extend(std::iter::repeat_n(0.0, p.numel())),
             }
         }
         Ok(out)
     }
 
+    /// `v` cut into one tensor per parameter, of its shape and dtype (one pass: the f64 to f32 conversion).
     fn split(&self, v: &[f64]) -> Result<Vec<Tensor>> {
         let mut off = 0;
         self.params
             .iter()
             .map(|p| {
-                let k = p.numel();
-                let t = Tensor::from_slice(&v[off..off + k], p.var.dims(), &Device::Cpu)?
-                    .to_dtype(p.var.dtype())?;
-                off += k;
-                Ok(t)
+                let part = &v[off..off + p.numel()];
+                off += part.len();
+                let dims = p.var.dims();
+                Ok(match p.var.dtype() {
+                    DType::F32 => Tensor::from_vec(
+                        part.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+                        dims,
+                        &Device::Cpu,
+                    )?,
+                    d => Tensor::from_slice(part, dims, &Device::Cpu)?.to_dtype(d)?,
+                })
             })
             .collect()
     }
@@ -178,21 +198,14 @@ impl HessianOperator for ModelHessian {
 
     fn hvp(&self, v: &[f64]) -> Result<Vec<f64>> {
         check_len(v, self.n)?;
-        let g = self.loss()?.backward()?;
-        let mut dot: Option<Tensor> = None;
-        for (p, vp) in self.params.iter().zip(self.split(v)?) {
-            if let Some(gp) = g.get(p.tensor()) {
-                let term = gp.mul(&vp)?.sum_all()?;
-                dot = Some(match dot {
-                    Some(d) => d.add(&term)?,
-                    None => term,
-                });
-            }
+        let params: Vec<&Tensor> = self.params.iter().map(Param::tensor).collect();
+        let h = crate::hvp(&self.loss()?, &params, &self.split(v)?)?
+            .ok_or_else(|| Error::invalid("the loss does not depend on the parameters"))?;
+        let mut out = Vec::with_capacity(self.n);
+        for t in &h {
+            extend_f64(&mut out, t)?;
         }
-        let dot =
-            dot.ok_or_else(|| Error::invalid("the loss does not depend on the parameters"))?;
-        let h = dot.backward()?;
-        self.flatten(&h)
+        Ok(out)
     }
 }
 

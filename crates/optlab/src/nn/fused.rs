@@ -10,6 +10,7 @@
 
 mod attention;
 mod cross_entropy;
+mod inner;
 
 use crate::optim::kernel::exp_nonpositive_f32;
 use crate::Result;
@@ -19,6 +20,7 @@ use candle_core::{
 };
 use candle_core::{DType, Tensor, Var, D};
 pub(crate) use cross_entropy::{cross_entropy_rows, cross_entropy_rows_composed, fusable};
+pub use inner::inner_with_constant;
 use num_traits::Float;
 use rayon::prelude::*;
 

@@ -204,16 +204,13 @@ impl Optimizer for AdaHessian {
             for p in &with_grad {
                 probes.push(self.probe(t, p, &mut rng)?);
             }
-            let mut dot: Option<Tensor> = None;
-            for (p, z) in with_grad.iter().zip(&probes) {
-                let term = grads.get(p.tensor()).expect("filtered").mul(z)?.sum_all()?;
-                dot = Some(match dot {
-                    Some(d) => d.add(&term)?,
-                    None => term,
-                });
-            }
-            let Some(dot) = dot else { return Ok(()) };
-            let hv = dot.backward()?;
+            let pairs = with_grad
+                .iter()
+                .zip(&probes)
+                .map(|(p, z)| (grads.get(p.tensor()).expect("filtered"), z));
+            let Some(hv) = crate::grad_of_inner(pairs)? else {
+                return Ok(());
+            };
             for (p, z) in with_grad.iter().zip(&probes) {
                 let hz = hv.get(p.tensor()).cloned().unwrap_or(z.zeros_like()?);
                 let d = Self::averaged(&hz.mul(z)?.abs()?, block)?;

@@ -289,39 +289,16 @@ impl Policy {
         objective: impl Fn(&Policy) -> Result<Tensor>,
         v: &[Tensor],
     ) -> Result<Vec<Tensor>> {
-        crate::require_second_order()?;
         let params = self.params();
-        if v.len() != params.len()
-            || v.iter()
-                .zip(&params)
-                .any(|(a, p)| a.dims() != p.tensor().dims())
-        {
+        let ts: Vec<&Tensor> = params.iter().map(Param::tensor).collect();
+        if v.len() != params.len() {
             return Err(Error::Shape(
                 "policy hvp: one direction per parameter, of its shape".into(),
             ));
         }
-        let g = objective(self)?.backward()?;
-        let mut dot: Option<Tensor> = None;
-        for (p, vp) in params.iter().zip(v) {
-            if let Some(gp) = g.get(p.tensor()) {
-                let t = gp.mul(vp)?.sum_all()?;
-                dot = Some(match dot {
-                    Some(d) => d.add(&t)?,
-                    None => t,
-                });
-            }
-        }
-        let dot = dot.ok_or_else(|| {
+        crate::hvp(&objective(self)?, &ts, v)?.ok_or_else(|| {
             Error::invalid("policy hvp: the objective does not depend on the parameters")
-        })?;
-        let h = dot.backward()?;
-        params
-            .iter()
-            .map(|p| match h.get(p.tensor()) {
-                Some(t) => Ok(t.clone()),
-                None => Ok(p.tensor().zeros_like()?),
-            })
-            .collect()
+        })
     }
 }
 
