@@ -6,6 +6,7 @@
 //! (Hessian-vector products, AdaHessian) go through it exactly.
 
 use super::fused::{cpu_float, FloatKernel};
+use super::lanes;
 use super::matmul::{gemm_into, Strided};
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
@@ -128,19 +129,6 @@ fn forward<T: Float + Send + Sync + 'static>(
     Ok((out, shape))
 }
 
-/// Σ v in eight interleaved partial sums (a sequential sum is bound by the addition's latency).
-fn lane_sum<T: Float>(v: &[T]) -> T {
-    let mut lanes = [T::zero(); 8];
-    let mut blocks = v.chunks_exact(8);
-    for block in &mut blocks {
-        for (l, &x) in lanes.iter_mut().zip(block) {
-            *l = *l + x;
-        }
-    }
-    let tail = blocks.remainder().iter().fold(T::zero(), |a, &x| a + x);
-    lanes.iter().fold(tail, |a, &l| a + l)
-}
-
 /// Σ over samples and positions of `[batch, c, h, w]`: the per-channel bias gradient `[c]`.
 fn channel_sum<T: Float + Send + Sync>(
     g: &[T],
@@ -157,7 +145,7 @@ fn channel_sum<T: Float + Send + Sync>(
         .into_par_iter()
         .map(|ch| {
             (0..b).fold(T::zero(), |acc, s| {
-                acc + lane_sum(&g[(s * c + ch) * hw..][..hw])
+                acc + lanes::sum(&g[(s * c + ch) * hw..][..hw])
             })
         })
         .collect();

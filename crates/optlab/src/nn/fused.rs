@@ -12,6 +12,7 @@ mod attention;
 mod cross_entropy;
 mod inner;
 
+use crate::nn::lanes;
 use crate::optim::kernel::exp_nonpositive_f32;
 use crate::Result;
 pub use attention::causal_attention;
@@ -248,13 +249,11 @@ impl RowKernel<1> for Softmax {
             if let (Some(x), Some(o)) = (as_f32(x), as_f32_mut(o)) {
                 return simd(|| softmax_loop(x, o));
             }
-            let m = x.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
-            let mut s = T::zero();
+            let m = lanes::max(x);
             for (o, &v) in o.iter_mut().zip(*x) {
                 *o = (v - m).exp();
-                s = s + *o;
             }
-            let inv = s.recip();
+            let inv = lanes::sum(o).recip();
             o.iter_mut().for_each(|v| *v = *v * inv);
         })
     }
@@ -264,12 +263,12 @@ impl RowKernel<1> for Softmax {
 /// stays exactly 0).
 #[inline(always)]
 fn softmax_loop(x: &[f32], o: &mut [f32]) {
-    let m = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+    let m = lanes::max(x);
     for (o, &v) in o.iter_mut().zip(x) {
         let e = exp_nonpositive_f32(v - m);
         *o = if v == f32::NEG_INFINITY { 0.0 } else { e };
     }
-    let inv = 1.0 / o.iter().sum::<f32>();
+    let inv = 1.0 / lanes::sum(o);
     o.iter_mut().for_each(|v| *v *= inv);
 }
 

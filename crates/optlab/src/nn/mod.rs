@@ -5,6 +5,7 @@
 mod build;
 pub mod conv;
 pub mod fused;
+mod lanes;
 mod layer;
 pub mod linear;
 pub mod matmul;
