@@ -44,6 +44,24 @@ pub(crate) fn max<T: Float>(x: &[T]) -> T {
     acc.iter().fold(tail, |a, &v| a.max(v))
 }
 
+/// ⟨a, b⟩ with eight partial sums.
+pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: T = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .fold(T::zero(), |s, (&x, &y)| s + x * y);
+    for (x, y) in ca.zip(cb) {
+        let (x, y): (&[T; 8], &[T; 8]) = (x.try_into().expect("8"), y.try_into().expect("8"));
+        for l in 0..8 {
+            acc[l] = acc[l] + x[l] * y[l];
+        }
+    }
+    acc.iter().fold(tail, |s, &v| s + v)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

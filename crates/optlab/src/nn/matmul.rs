@@ -7,6 +7,7 @@
 //! part in the graph, built from [`matmul`] again so second-order passes stay as lean. [`gemm_into`] is the strided
 //! gemm call it shares with the fused linear layer.
 
+use super::lanes;
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use num_traits::Float;
@@ -232,7 +233,7 @@ fn gemv<T: Float + Send + Sync>(
         let rows = |start: usize, out: &mut [T]| {
             for (i, o) in out.iter_mut().enumerate() {
                 let row = a.off + (start + i) * a.rs as usize;
-                let d = dot(&a.data[row..row + k], &xs);
+                let d = lanes::dot(&a.data[row..row + k], &xs);
                 *o = if accumulate { *o + d } else { d };
             }
         };
@@ -288,24 +289,6 @@ fn gemv<T: Float + Send + Sync>(
     } else {
         false
     }
-}
-
-/// ⟨a, b⟩ with eight partial sums, so the loop vectorizes.
-pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: T = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .fold(T::zero(), |s, (&x, &y)| s + x * y);
-    for (x, y) in ca.zip(cb) {
-        let (x, y): (&[T; 8], &[T; 8]) = (x.try_into().expect("8"), y.try_into().expect("8"));
-        for l in 0..8 {
-            acc[l] = acc[l] + x[l] * y[l];
-        }
-    }
-    acc.iter().fold(tail, |s, &v| s + v)
 }
 
 struct Matmul;

@@ -118,21 +118,29 @@ fn planes(l: &Layout) -> candle_core::Result<(usize, usize, usize)> {
     Ok((n * c, h, w))
 }
 
-/// One value of `vals` (the key's shape) per window, at the key's maximum: `[N, C, H/2, W/2]`.
-fn select<T: Float + Send + Sync>(
+/// Without `scatter`, one value of `vals` (the key's shape) per window at the key's maximum: `[N, C, H/2, W/2]`.
+/// With it, the key's shape, zero except one value of `vals` (`[N, C, H/2, W/2]`) per window at the key's maximum.
+fn windows<T: Float + Send + Sync>(
     key: &[T],
     vals: &[T],
     (planes, h, w): (usize, usize, usize),
+    scatter: bool,
 ) -> Vec<T> {
-    let mut out = vec![T::zero(); planes * (h / 2) * (w / 2)];
-    if out.is_empty() {
+    let (full, pooled) = (h * w, (h / 2) * (w / 2));
+    let (out_plane, vals_plane) = if scatter {
+        (full, pooled)
+    } else {
+        (pooled, full)
+    };
+    let mut out = vec![T::zero(); planes * out_plane];
+    if planes * pooled == 0 {
         return out;
     }
-    let per = (TASK_ELEMS / (h * w)).max(1);
-    out.par_chunks_mut(per * (h / 2) * (w / 2))
+    let per = (TASK_ELEMS / full).max(1);
+    out.par_chunks_mut(per * out_plane)
         .zip(
-            key.par_chunks(per * h * w)
-                .zip(vals.par_chunks(per * h * w)),
+            key.par_chunks(per * full)
+                .zip(vals.par_chunks(per * vals_plane)),
         )
         .for_each(|(out, (key, vals))| {
             simd_body(Planes {
@@ -140,38 +148,10 @@ fn select<T: Float + Send + Sync>(
                 vals,
                 out,
                 hw: (h, w),
-                scatter: false,
+                scatter,
             })
         });
     out
-}
-
-/// The key's shape, zero except one value of `g` (`[N, C, H/2, W/2]`) per window at the key's maximum.
-fn scatter<T: Float + Send + Sync>(
-    key: &[T],
-    g: &[T],
-    (planes, h, w): (usize, usize, usize),
-) -> Vec<T> {
-    let mut dx = vec![T::zero(); planes * h * w];
-    if (h / 2) * (w / 2) == 0 {
-        return dx;
-    }
-    let per = (TASK_ELEMS / (h * w)).max(1);
-    dx.par_chunks_mut(per * h * w)
-        .zip(
-            key.par_chunks(per * h * w)
-                .zip(g.par_chunks(per * (h / 2) * (w / 2))),
-        )
-        .for_each(|(out, (key, vals))| {
-            simd_body(Planes {
-                key,
-                vals,
-                out,
-                hw: (h, w),
-                scatter: true,
-            })
-        });
-    dx
 }
 
 /// `select` (or `scatter`) keyed by the first input; the geometry is the key's and the values' shape is checked.
@@ -182,11 +162,11 @@ fn run2<T: Float + Send + Sync>(
 ) -> candle_core::Result<(Vec<T>, Shape)> {
     let geo = planes(lk)?;
     let (n, c, h, w) = lk.shape().dims4()?;
-    let windows = Shape::from((n, c, h / 2, w / 2));
+    let pooled = Shape::from((n, c, h / 2, w / 2));
     let (want, shape) = if scatter_values {
-        (windows, lk.shape().clone())
+        (pooled, lk.shape().clone())
     } else {
-        (lk.shape().clone(), windows)
+        (lk.shape().clone(), pooled)
     };
     if lv.shape() != &want {
         candle_core::bail!(
@@ -195,12 +175,7 @@ fn run2<T: Float + Send + Sync>(
             want.dims()
         );
     }
-    let out = if scatter_values {
-        scatter(key, vals, geo)
-    } else {
-        select(key, vals, geo)
-    };
-    Ok((out, shape))
+    Ok((windows(key, vals, geo, scatter_values), shape))
 }
 
 /// The pooling itself: x at x's window maxima.

@@ -9,7 +9,6 @@
 use super::{composed_vjp, cpu_rows, exp_nonpositive, simd_body, RowKernel, SimdBody};
 use crate::data::IGNORE;
 use crate::nn::lanes;
-use crate::nn::matmul::dot;
 use crate::{Error, Result};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, D};
 use num_traits::Float;
@@ -124,7 +123,7 @@ impl<T: Float> SimdBody for DxRow<'_, T> {
     fn run(self) {
         let (h, g) = (self.h, self.g);
         softmax_into(self.x, self.o);
-        let s = dot(self.o, g);
+        let s = lanes::dot(self.o, g);
         for (o, &g) in self.o.iter_mut().zip(g) {
             *o = h * *o * (g - s);
         }

@@ -3,7 +3,7 @@
 //! broadcast, a copy of it and a product per tensor, and a gradient for v nobody reads.
 
 use super::{cpu_float, FloatKernel};
-use crate::nn::matmul::dot;
+use crate::nn::lanes;
 use crate::{Error, Result};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
 use num_traits::Float;
@@ -35,7 +35,7 @@ impl FloatKernel<2> for Dot {
         &self,
         [(g, _), (v, _)]: [(&[T], &Layout); 2],
     ) -> candle_core::Result<(Vec<T>, Shape)> {
-        Ok((vec![dot(g, v)], Shape::from(())))
+        Ok((vec![lanes::dot(g, v)], Shape::from(())))
     }
 }
 
