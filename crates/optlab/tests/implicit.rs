@@ -451,6 +451,14 @@ fn jvp_and_vjp_are_adjoint() {
     });
     let jv_plain = plain.jvp(&w, &th, &v, &opts).unwrap();
     assert!(rel(&values(&jv), &values(&jv_plain)) < 1e-9);
+    // The double-VJP route's adjoint solve (normal-equation CG, its A-products' graph built at the solve's start)
+    // gives the same VJP cold, warm-started at the adjoint, and warm-started off it.
+    let (jtu_plain, adjoint) = plain.vjp_from(&w, &th, &u, None, &opts).unwrap();
+    assert!(rel(&values(&jtu_plain), &values(&jtu)) < 1e-9);
+    for u0 in [adjoint.clone(), adjoint.affine(1.01, 1e-3).unwrap()] {
+        let (again, _) = plain.vjp_from(&w, &th, &u, Some(&u0), &opts).unwrap();
+        assert!(rel(&values(&again), &values(&jtu)) < 1e-9);
+    }
 }
 
 /// The Jacobian of the simplex projection z*(θ) three ways: KKT conditions of min ½‖z − θ‖² s.t. Σz = 1, z ≥ 0; the

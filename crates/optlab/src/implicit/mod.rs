@@ -110,17 +110,32 @@ impl Linearized {
         Ok((zero_or(&self.x)?, zero_or(&self.theta)?))
     }
 
+    /// Builds the graph of (∂ₓFᵀu, ∂_θFᵀu) in a variable u that the JVPs differentiate, at u = `at` (the products
+    /// are linear in u, so any value serves), and returns ∂ₓFᵀ`at`: the pass that builds the graph computes that
+    /// VJP anyway. Once built, a plain VJP.
+    fn transposed_at(&self, at: &Tensor) -> Result<Tensor> {
+        if self.transposed.get().is_some() {
+            return Ok(self.vjp(at)?.0);
+        }
+        crate::require_second_order()?;
+        let u = Var::from_tensor(&at.detach())?;
+        let grads = self.fx.mul(u.as_tensor())?.sum_all()?.backward()?;
+        let (gx, gt) = (
+            grads.get(self.x.as_tensor()).cloned(),
+            grads.get(self.theta.as_tensor()).cloned(),
+        );
+        let atu = match &gx {
+            Some(g) => g.detach(),
+            None => self.x.as_tensor().zeros_like()?,
+        };
+        let _ = self.transposed.set((u, gx, gt));
+        Ok(atu)
+    }
+
     /// ∂ₓF·w (`wrt_x`) or ∂_θF·w by the double-VJP trick: the gradient with respect to u of ⟨(∂F)ᵀu, w⟩.
     fn jvp(&self, w: &Tensor, wrt_x: bool) -> Result<Tensor> {
         if self.transposed.get().is_none() {
-            crate::require_second_order()?;
-            let u = Var::from_tensor(&self.fx.detach().zeros_like()?)?;
-            let grads = self.fx.mul(u.as_tensor())?.sum_all()?.backward()?;
-            let (gx, gt) = (
-                grads.get(self.x.as_tensor()).cloned(),
-                grads.get(self.theta.as_tensor()).cloned(),
-            );
-            let _ = self.transposed.set((u, gx, gt));
+            self.transposed_at(&self.fx.detach().zeros_like()?)?;
         }
         let (u, gx, gt) = self.transposed.get().expect("set above");
         let Some(g) = (if wrt_x { gx } else { gt }) else {
@@ -137,14 +152,15 @@ impl Linearized {
 /// ∂ₓF as a linear operator on flat vectors of x's dtype.
 struct XOperator<'a, T> {
     lin: &'a Linearized,
-    _t: std::marker::PhantomData<T>,
+    /// (v, ∂ₓFᵀv) computed in passing, returned (once) when the solver asks for that product.
+    known: std::cell::RefCell<Option<(Vec<T>, Vec<T>)>>,
 }
 
 impl<'a, T: Real + WithDType> XOperator<'a, T> {
     fn new(lin: &'a Linearized) -> Self {
         XOperator {
             lin,
-            _t: std::marker::PhantomData,
+            known: std::cell::RefCell::new(None),
         }
     }
     fn tensor(&self, v: &[T]) -> Result<Tensor> {
@@ -170,6 +186,11 @@ impl<T: Real + WithDType> LinearOperator<T> for XOperator<'_, T> {
         Self::flat(&self.lin.jvp(&self.tensor(v)?, true)?)
     }
     fn rmatvec(&self, v: &[T]) -> Result<Vec<T>> {
+        let same =
+            |(v0, _): &mut (Vec<T>, Vec<T>)| v0.iter().zip(v).all(|(a, b)| a.to64() == b.to64());
+        if let Some((_, atv)) = self.known.borrow_mut().take_if(same) {
+            return Ok(atv);
+        }
         Self::flat(&self.lin.vjp(&self.tensor(v)?)?.0)
     }
 }
@@ -196,7 +217,13 @@ fn solve_x<T: Real + WithDType>(
     opts: &SolveOptions,
 ) -> Result<Tensor> {
     let op = XOperator::<T>::new(lin);
-    op.tensor(&solve(&op, &XOperator::<T>::flat(rhs)?, opts)?.x)
+    let b = XOperator::<T>::flat(rhs)?;
+    if opts.solver == linear::Solver::NormalCg && !lin.symmetric {
+        // Normal-equation CG starts with Aᵀb, which the pass that builds the graph of its A-products computes.
+        let atb = XOperator::<T>::flat(&lin.transposed_at(rhs)?)?;
+        *op.known.borrow_mut() = Some((b.clone(), atb));
+    }
+    op.tensor(&solve(&op, &b, opts)?.x)
 }
 
 /// Solves Aᵀu = −v (products on `in_x`) and returns Bᵀu (from `full`, or `in_x` itself when it gives `None`). The
@@ -210,11 +237,18 @@ fn theta_vjp<T: Real + WithDType>(
 ) -> Result<(Tensor, Tensor)> {
     let op = XOperator::<T>::new(in_x);
     let b = XOperator::<T>::flat(&v.neg()?)?;
-    let sol = match u0 {
-        Some(u0) => {
-            linear::solve_unverified_from(&Transposed(&op), &b, &XOperator::<T>::flat(u0)?, opts)?
+    let sol = if opts.solver == linear::Solver::NormalCg && !in_x.symmetric {
+        normal_cg_adjoint(in_x, &op, &b, u0, opts)?
+    } else {
+        match u0 {
+            Some(u0) => linear::solve_unverified_from(
+                &Transposed(&op),
+                &b,
+                &XOperator::<T>::flat(u0)?,
+                opts,
+            )?,
+            None => linear::solve_unverified(&Transposed(&op), &b, opts)?,
         }
-        None => linear::solve_unverified(&Transposed(&op), &b, opts)?,
     };
     let u = op.tensor(&sol.x)?;
     let (atu, btu) = match full()? {
@@ -223,6 +257,44 @@ fn theta_vjp<T: Real + WithDType>(
     };
     linear::verify(sol, &b, &XOperator::<T>::flat(&atu)?, opts)?;
     Ok((btu, u))
+}
+
+/// The adjoint solve Aᵀu = b by normal-equation CG, which needs products with A as well, through the graph that
+/// [`Linearized::transposed_at`] builds. The backward pass that builds it also yields one product Aᵀz, spent on the
+/// start: z = the warm start u0 when given (whose residual needs that product), else z = b, starting from the
+/// minimal-residual multiple γb, γ = ⟨b, Aᵀb⟩/‖Aᵀb‖² (a product a graph built at z = 0 would have wasted).
+fn normal_cg_adjoint<T: Real + WithDType>(
+    in_x: &Linearized,
+    op: &XOperator<'_, T>,
+    b: &[T],
+    u0: Option<&Tensor>,
+    opts: &SolveOptions,
+) -> Result<linear::Solution<T>> {
+    let start = match u0 {
+        Some(u0) => u0.clone(),
+        None => op.tensor(b)?,
+    };
+    let x0 = XOperator::<T>::flat(&start)?;
+    // (Aᵀ + ridge·I) x0.
+    let ax0: Vec<f64> = XOperator::<T>::flat(&in_x.transposed_at(&start)?)?
+        .iter()
+        .zip(&x0)
+        .map(|(a, x)| a.to64() + opts.ridge * x.to64())
+        .collect();
+    let gamma = if u0.is_some() {
+        1.0
+    } else {
+        let ab_b: f64 = ax0.iter().zip(b).map(|(a, bi)| a * bi.to64()).sum();
+        let ab_ab: f64 = ax0.iter().map(|a| a * a).sum();
+        if ab_ab > 0.0 && ab_b.is_finite() {
+            ab_b / ab_ab
+        } else {
+            0.0
+        }
+    };
+    let x0: Vec<T> = x0.iter().map(|x| T::of(gamma * x.to64())).collect();
+    let ax0: Vec<T> = ax0.iter().map(|a| T::of(gamma * a)).collect();
+    linear::solve_unverified_from_product(&Transposed(op), b, &x0, &ax0, opts)
 }
 
 /// Whether the products of a VJP or JVP solve hold θ constant (a second linearization, F evaluated once more):
