@@ -86,7 +86,12 @@ pub fn run(a: CurvatureBenchArgs) -> Result<()> {
         optlab::gradients(&h.loss()?, false)?;
         Ok(())
     })?;
+    // The R-operator (an MLP's products), and double backward, the general path PyTorch's side also takes.
     let hvp_ms = best_ms(a.reps, || {
+        h.hvp_tensors(&vs)?;
+        Ok(())
+    })?;
+    let double_ms = best_ms(a.reps, || {
         optlab::hvp(&h.loss()?, &ts, &vs)?;
         Ok(())
     })?;
@@ -103,7 +108,7 @@ pub fn run(a: CurvatureBenchArgs) -> Result<()> {
             serde_json::json!({
                 "bench": "curvature",
                 "parameters": h.dim(),
-                "optlab": {"grad_ms": grad_ms, "hvp_ms": hvp_ms, "hvp_over_grad": hvp_ms / grad_ms, "hvp_f64_api_ms": api_ms},
+                "optlab": {"grad_ms": grad_ms, "hvp_ms": hvp_ms, "hvp_method": h.method(), "hvp_over_grad": hvp_ms / grad_ms, "hvp_double_backward_ms": double_ms, "hvp_f64_api_ms": api_ms},
                 "torch": torch.as_ref().map(|_| serde_json::json!({
                     "grad_ms": torch_ms("grad_ms"),
                     "hvp_ms": torch_ms("hvp_ms"),
@@ -137,7 +142,10 @@ pub fn run(a: CurvatureBenchArgs) -> Result<()> {
         }
         _ => println!("torch      n/a (python3 -c \"import torch\" failed or --no-torch)"),
     }
-    println!("optlab HVP through the flat f64 vectors of HessianOperator::hvp: {api_ms:.3} ms");
+    println!(
+        "optlab HVP by {}; by double backward: {double_ms:.3} ms; through the flat f64 vectors of HessianOperator::hvp: {api_ms:.3} ms",
+        h.method()
+    );
     println!("M-FAC step (push + IHVP), best of {}:", a.reps);
     println!("{:>10} {:>6} {:>12} {:>16}", "d", "m", "ms", "ns per d*m");
     for (d, m, ms) in &mfac {

@@ -59,34 +59,39 @@ pub fn run(a: CurvatureArgs) -> Result<()> {
         a.probes >= 1,
         "--probes 0: the trace estimate needs at least one probe"
     );
-    let (op, lr, what): (Box<dyn HessianOperator>, f64, String) = match (&a.run, &a.function) {
-        (Some(dir), _) => {
-            let cfg = TrainConfig::from_toml_file(&dir.join("config.toml"))?;
-            let base_lr = cfg.optimizer.hyperparam("lr")?;
-            let t = Trainer::new(cfg)?;
-            t.model().load(&dir.join("model.safetensors"))?;
-            let data = t.train_data();
-            let idx: Vec<usize> = (0..a.batch.min(data.len())).collect();
-            anyhow::ensure!(!idx.is_empty(), "--batch must be at least 1");
-            let (x, y) = data.batch(&idx, t.dtype(), &candle_core::Device::Cpu)?;
-            let op = ModelHessian::new(t.model(), x, y, t.is_classification())?;
-            (
-                Box::new(op),
-                a.lr.unwrap_or(base_lr),
-                format!("{} ({} examples)", dir.display(), idx.len()),
-            )
-        }
-        (None, Some(name)) => {
-            let f = TestFunction::parse(name)?;
-            let op = FunctionHessian::new(f, &a.at)?;
-            (
-                Box::new(op),
-                a.lr.unwrap_or(0.01),
-                format!("{name} at {:?}", a.at),
-            )
-        }
-        (None, None) => bail!("give --run DIR or --function NAME --at=x,y"),
-    };
+    // `products`: how the Hessian-vector products are computed.
+    let (op, lr, what, products): (Box<dyn HessianOperator>, f64, String, &str) =
+        match (&a.run, &a.function) {
+            (Some(dir), _) => {
+                let cfg = TrainConfig::from_toml_file(&dir.join("config.toml"))?;
+                let base_lr = cfg.optimizer.hyperparam("lr")?;
+                let t = Trainer::new(cfg)?;
+                t.model().load(&dir.join("model.safetensors"))?;
+                let data = t.train_data();
+                let idx: Vec<usize> = (0..a.batch.min(data.len())).collect();
+                anyhow::ensure!(!idx.is_empty(), "--batch must be at least 1");
+                let (x, y) = data.batch(&idx, t.dtype(), &candle_core::Device::Cpu)?;
+                let op = ModelHessian::new(t.model(), x, y, t.is_classification())?;
+                let products = op.method();
+                (
+                    Box::new(op),
+                    a.lr.unwrap_or(base_lr),
+                    format!("{} ({} examples)", dir.display(), idx.len()),
+                    products,
+                )
+            }
+            (None, Some(name)) => {
+                let f = TestFunction::parse(name)?;
+                let op = FunctionHessian::new(f, &a.at)?;
+                (
+                    Box::new(op),
+                    a.lr.unwrap_or(0.01),
+                    format!("{name} at {:?}", a.at),
+                    "analytic",
+                )
+            }
+            (None, None) => bail!("give --run DIR or --function NAME --at=x,y"),
+        };
     let n = op.dim();
     // More steps than the dimension add nothing: n steps already span the whole space (exact).
     let m = a.lanczos_steps.min(n);
@@ -129,12 +134,13 @@ pub fn run(a: CurvatureArgs) -> Result<()> {
         let mut v = serde_json::to_value(report)?;
         v["trace_stderr"] = serde_json::json!(trace.stderr);
         v["dim"] = serde_json::json!(n);
+        v["products"] = serde_json::json!(products);
         v["ritz_values"] = serde_json::json!(top.ritz_values);
         v["slq"] = serde_json::to_value(&slq)?;
         println!("{v}");
         return Ok(());
     }
-    println!("curvature of {what}: {n} parameters");
+    println!("curvature of {what}: {n} parameters, Hessian-vector products by {products}");
     println!(
         "lambda_max  {:.6e}   (Lanczos, {m} steps)",
         report.lambda_max

@@ -1,4 +1,5 @@
-//! Curvature of a loss: exact Hessian-vector products by double backward, and the estimators built on them —
+//! Curvature of a loss: exact Hessian-vector products (by Pearlmutter's R-operator for an MLP, by double backward
+//! for any other model), and the estimators built on them —
 //! Hutchinson's trace and diagonal, power iteration and Lanczos for extreme eigenvalues, stochastic Lanczos
 //! quadrature for the spectral density (P36) — plus the stability criteria of P27/P36.
 //!
@@ -17,6 +18,7 @@
 mod eigen;
 mod estimators;
 mod operators;
+mod rop;
 mod stability;
 
 pub use eigen::{jacobi_eigen, SymmetricEigen};

@@ -1,5 +1,6 @@
-//! Hessian-vector products: exact by double backward (candle with `CANDLE_GRAD_DO_NOT_DETACH=1`, checked by
-//! [`crate::require_second_order`]), by central differences of the gradient, or from a dense matrix.
+//! Hessian-vector products: exact by the R-operator for an MLP ([`super::rop`]) or by double backward (candle with
+//! `CANDLE_GRAD_DO_NOT_DETACH=1`, checked by [`crate::require_second_order`]), by central differences of the
+//! gradient, or from a dense matrix.
 
 use crate::functions::TestFunction;
 use crate::nn::loss::{cross_entropy, mse};
@@ -183,6 +184,37 @@ impl ModelHessian {
             .collect()
     }
 
+    /// H v with v and the result one tensor per parameter (state-dict order, the parameters' shapes): by
+    /// Pearlmutter's R-operator when every layer is one it covers (Linear, muP's readout, ReLU, tanh, GELU,
+    /// Flatten: an MLP), by double backward otherwise.
+    pub fn hvp_tensors(&self, v: &[Tensor]) -> Result<Vec<Tensor>> {
+        let target = if self.classification {
+            super::rop::Target::Classes(&self.y)
+        } else {
+            super::rop::Target::Values(&self.y)
+        };
+        match super::rop::hvp(&self.model, &self.x, &target, v)? {
+            Some(h) => Ok(h),
+            None => self.hvp_double_backward(v),
+        }
+    }
+
+    /// H v by double backward whatever the layers: the general path, and the R-operator's cross-check.
+    pub fn hvp_double_backward(&self, v: &[Tensor]) -> Result<Vec<Tensor>> {
+        let params: Vec<&Tensor> = self.params.iter().map(Param::tensor).collect();
+        crate::hvp(&self.loss()?, &params, v)?
+            .ok_or_else(|| Error::invalid("the loss does not depend on the parameters"))
+    }
+
+    /// How [`ModelHessian::hvp_tensors`] computes its products: `r-operator` or `double-backward`.
+    pub fn method(&self) -> &'static str {
+        if super::rop::covers(&self.model, self.x.rank()) {
+            "r-operator"
+        } else {
+            "double-backward"
+        }
+    }
+
     fn set_params(&self, at: &[f64]) -> Result<()> {
         for (p, t) in self.params.iter().zip(self.split(at)?) {
             p.var.set(&t)?;
@@ -198,9 +230,7 @@ impl HessianOperator for ModelHessian {
 
     fn hvp(&self, v: &[f64]) -> Result<Vec<f64>> {
         check_len(v, self.n)?;
-        let params: Vec<&Tensor> = self.params.iter().map(Param::tensor).collect();
-        let h = crate::hvp(&self.loss()?, &params, &self.split(v)?)?
-            .ok_or_else(|| Error::invalid("the loss does not depend on the parameters"))?;
+        let h = self.hvp_tensors(&self.split(v)?)?;
         let mut out = Vec::with_capacity(self.n);
         for t in &h {
             extend_f64(&mut out, t)?;

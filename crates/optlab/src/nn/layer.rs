@@ -42,7 +42,7 @@ impl Activation {
         }
     }
 
-    fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Activation::Relu => super::fused::relu(x),
             Activation::Tanh => x.tanh(),

@@ -1,0 +1,301 @@
+//! Exact Hessian-vector products of an MLP's mean loss by Pearlmutter's R-operator (forward-mode derivatives
+//! carried through the forward and the backward pass), for the curvature analyses of P27/P36: no second graph is
+//! built, and H·v costs about two gradients' worth of matrix products (double backward costs about three).
+//!
+//! R(·) is the directional derivative along the parameter direction v. For an affine step y = (c·x) Wᵀ + b with
+//! direction (V, v_b): R(y) = (c·x) Vᵀ + c·R(x) Wᵀ + v_b going forward; going back, with g = ∂L/∂y,
+//! (H v)_W = R(g)ᵀ (c·x) + gᵀ c·R(x), (H v)_b = Σ_rows R(g), and R(∂L/∂x) = c·(R(g) W + g V). An activation
+//! y = σ(a) gives R(y) = σ′(a) R(a) forward and R(∂L/∂a) = σ′(a) R(g) + σ″(a) R(a) g back. The loss closes the
+//! loop: for the mean cross-entropy R(∂L/∂z) = (p ⊙ R(z) − p ⟨p, R(z)⟩)/count per row, for the MSE 2 R(z)/N.
+//!
+//! Models of other layers (convolutions, normalization, attention) keep double backward; the two are tested
+//! against each other to 1e-10 in f64.
+
+use crate::data::IGNORE;
+use crate::nn::fused::sum_rows;
+use crate::nn::linear::linear;
+use crate::nn::matmul::matmul;
+use crate::nn::{Activation, Layer, Sequential};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+
+/// One step of the model as the R-operator sees it (the parameters detached: nothing here is recorded).
+enum Step {
+    /// y = (mult·x) Wᵀ + b.
+    Affine {
+        w: Tensor,
+        b: Option<Tensor>,
+        mult: f64,
+    },
+    Act(Activation),
+    Flatten,
+}
+
+/// The model's steps, or `None` when a layer is not one the R-operator covers (Linear, muP's readout, ReLU,
+/// tanh, GELU, Flatten).
+fn steps(model: &Sequential) -> Option<Vec<Step>> {
+    model
+        .layers()
+        .iter()
+        .map(|l| match l {
+            Layer::Linear { weight, bias } => Some(Step::Affine {
+                w: weight.tensor().detach(),
+                b: bias.as_ref().map(|b| b.tensor().detach()),
+                mult: 1.0,
+            }),
+            Layer::Readout { weight, bias, mult } => Some(Step::Affine {
+                w: weight.tensor().detach(),
+                b: bias.as_ref().map(|b| b.tensor().detach()),
+                mult: *mult,
+            }),
+            Layer::Act(a) => Some(Step::Act(*a)),
+            Layer::Flatten => Some(Step::Flatten),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether [`hvp`] covers `model` on inputs of rank `rank`: every layer is one it covers, and each affine step
+/// sees a batch of rows.
+pub(crate) fn covers(model: &Sequential, rank: usize) -> bool {
+    steps(model).is_some_and(|steps| {
+        let mut rank = rank;
+        steps.iter().all(|s| match s {
+            Step::Flatten => {
+                rank = 2;
+                true
+            }
+            Step::Affine { .. } => rank == 2,
+            Step::Act(_) => true,
+        })
+    })
+}
+
+/// What the loss compares the model's output with.
+pub(crate) enum Target<'a> {
+    /// Class labels `[batch]` (u32, [`IGNORE`] left out): the mean cross-entropy.
+    Classes(&'a Tensor),
+    /// Values of the output's shape: the mean squared error over all entries.
+    Values(&'a Tensor),
+}
+
+/// What the backward pass needs of one step: its input and the input's R-derivative (`None`: zero).
+struct Saved {
+    input: Tensor,
+    r_input: Option<Tensor>,
+}
+
+/// σ′(a) and σ″(a) (`None`: zero).
+fn derivatives(act: Activation, a: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+    Ok(match act {
+        // PyTorch's and the fused op's gradient: [a > 0], none at 0.
+        Activation::Relu => (a.gt(0.0)?.to_dtype(a.dtype())?, None),
+        Activation::Tanh => {
+            let t = a.tanh()?;
+            let d1 = t.sqr()?.affine(-1.0, 1.0)?;
+            let d2 = (&t * &d1)?.affine(-2.0, 0.0)?;
+            (d1, Some(d2))
+        }
+        Activation::Gelu => {
+            // σ = a Φ(a): σ′ = Φ + a φ, σ″ = φ (2 − a²).
+            let cdf = (a * std::f64::consts::FRAC_1_SQRT_2)?
+                .erf()?
+                .affine(0.5, 0.5)?;
+            let a2 = a.sqr()?;
+            let pdf = a2.affine(-0.5, 0.0)?.exp()?.affine(
+                0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2,
+                0.0,
+            )?;
+            let d1 = (cdf + (a * &pdf)?)?;
+            let d2 = (pdf * a2.affine(-1.0, 2.0)?)?;
+            (d1, Some(d2))
+        }
+    })
+}
+
+/// ∂L/∂z and R(∂L/∂z) for the output z and its R-derivative `rz`.
+fn loss_derivatives(z: &Tensor, rz: &Tensor, target: &Target<'_>) -> Result<(Tensor, Tensor)> {
+    match target {
+        Target::Values(y) => {
+            if y.dims() != z.dims() {
+                return Err(Error::Shape(format!(
+                    "targets of shape {:?} for outputs of shape {:?}",
+                    y.dims(),
+                    z.dims()
+                )));
+            }
+            let scale = 2.0 / z.elem_count().max(1) as f64;
+            Ok((
+                (z - y.to_dtype(z.dtype())?)?.affine(scale, 0.0)?,
+                rz.affine(scale, 0.0)?,
+            ))
+        }
+        Target::Classes(labels) => {
+            let (rows, classes) = z.dims2()?;
+            let ids: Vec<u32> = labels.to_vec1()?;
+            if ids.len() != rows {
+                return Err(Error::Shape(format!(
+                    "{} labels for {rows} outputs",
+                    ids.len()
+                )));
+            }
+            if let Some(bad) = ids.iter().find(|&&l| l != IGNORE && l as usize >= classes) {
+                return Err(Error::invalid(format!(
+                    "label {bad} is out of range for {classes} classes"
+                )));
+            }
+            let count = ids.iter().filter(|&&l| l != IGNORE).count().max(1) as f64;
+            let zs: Vec<f64> = z.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+            let rs: Vec<f64> = rz.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+            let (mut g, mut rg) = (vec![0.0; rows * classes], vec![0.0; rows * classes]);
+            for (i, &label) in ids.iter().enumerate() {
+                if label == IGNORE {
+                    continue;
+                }
+                let span = i * classes..(i + 1) * classes;
+                let (z, r) = (&zs[span.clone()], &rs[span.clone()]);
+                let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = z.iter().map(|v| (v - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                let p_r: f64 = e.iter().zip(r).map(|(e, r)| e / sum * r).sum();
+                for (k, (&ek, &rk)) in e.iter().zip(r).enumerate() {
+                    let p = ek / sum;
+                    g[i * classes + k] = (p - f64::from(k == label as usize)) / count;
+                    rg[i * classes + k] = p * (rk - p_r) / count;
+                }
+            }
+            let back = |v: Vec<f64>| -> Result<Tensor> {
+                Ok(Tensor::from_vec(v, (rows, classes), &Device::Cpu)?.to_dtype(z.dtype())?)
+            };
+            Ok((back(g)?, back(rg)?))
+        }
+    }
+}
+
+/// H v of the model's mean loss on (x, target), with v and the result one tensor per parameter in state-dict
+/// order; `None` when the model has a layer the R-operator does not cover.
+pub(crate) fn hvp(
+    model: &Sequential,
+    x: &Tensor,
+    target: &Target<'_>,
+    v: &[Tensor],
+) -> Result<Option<Vec<Tensor>>> {
+    let steps = match steps(model) {
+        Some(steps) if covers(model, x.rank()) => steps,
+        _ => return Ok(None),
+    };
+    let params = model.params();
+    if v.len() != params.len() || v.iter().zip(&params).any(|(v, p)| v.dims() != p.var.dims()) {
+        return Err(Error::Shape(
+            "the direction needs one tensor per parameter, of its shape".into(),
+        ));
+    }
+    let v: Vec<Tensor> = v
+        .iter()
+        .map(|t| t.detach().to_dtype(model.dtype()))
+        .collect::<candle_core::Result<_>>()?;
+    // The forward pass with R-derivatives; `first[i]` is the index in v of step i's weight.
+    let (mut h, mut rh) = (x.detach(), None::<Tensor>);
+    let mut saved = Vec::with_capacity(steps.len());
+    let mut first = Vec::with_capacity(steps.len());
+    let mut next = 0;
+    for step in &steps {
+        first.push(next);
+        saved.push(match step {
+            Step::Affine { w, b, mult } => {
+                let (input, r_input) = if *mult == 1.0 {
+                    (h.clone(), rh.clone())
+                } else {
+                    ((&h * *mult)?, rh.as_ref().map(|r| r * *mult).transpose()?)
+                };
+                let (vw, vb) = (&v[next], b.as_ref().map(|_| &v[next + 1]));
+                next += 1 + usize::from(b.is_some());
+                h = linear(&input, w, b.as_ref())?;
+                let mut r = linear(&input, vw, vb)?;
+                if let Some(ri) = &r_input {
+                    r = (r + matmul(ri, &w.t()?)?)?;
+                }
+                rh = Some(r);
+                Saved { input, r_input }
+            }
+            Step::Act(act) => {
+                let s = Saved {
+                    input: h.clone(),
+                    r_input: rh.clone(),
+                };
+                if let Some(r) = &rh {
+                    rh = Some((r * derivatives(*act, &h)?.0)?);
+                }
+                h = act.apply(&h)?;
+                s
+            }
+            Step::Flatten => {
+                let s = Saved {
+                    input: h.clone(),
+                    r_input: rh.clone(),
+                };
+                h = h.flatten_from(1)?;
+                rh = rh.map(|r| r.flatten_from(1)).transpose()?;
+                s
+            }
+        });
+    }
+    let rz = match rh {
+        Some(r) => r,
+        None => h.zeros_like()?,
+    };
+    let (mut g, mut rg) = loss_derivatives(&h, &rz, target)?;
+    // Back through the steps; inputs' derivatives only while a parameter lies further back.
+    let mut out: Vec<Option<Tensor>> = vec![None; v.len()];
+    for (i, (step, s)) in steps.iter().zip(&saved).enumerate().rev() {
+        let needs_input = i > 0 && first[i] > 0;
+        match step {
+            Step::Affine { w, b, mult } => {
+                let k = first[i];
+                // R(g)ᵀ x + gᵀ R(x) as one product over the stacked batch.
+                out[k] = Some(match &s.r_input {
+                    Some(ri) => matmul(
+                        &Tensor::cat(&[&rg, &g], 0)?.t()?,
+                        &Tensor::cat(&[&s.input, ri], 0)?,
+                    )?,
+                    None => matmul(&rg.t()?, &s.input)?,
+                });
+                if b.is_some() {
+                    out[k + 1] = Some(sum_rows(&rg)?);
+                }
+                if needs_input {
+                    let gi = matmul(&g, w)?;
+                    let rgi = (matmul(&rg, w)? + matmul(&g, &v[k])?)?;
+                    (g, rg) = if *mult == 1.0 {
+                        (gi, rgi)
+                    } else {
+                        ((gi * *mult)?, (rgi * *mult)?)
+                    };
+                }
+            }
+            Step::Act(act) if needs_input => {
+                let (d1, d2) = derivatives(*act, &s.input)?;
+                let mut r = (&rg * &d1)?;
+                if let (Some(d2), Some(ra)) = (d2, &s.r_input) {
+                    r = (r + (&g * d2)?.mul(ra)?)?;
+                }
+                g = (g * d1)?;
+                rg = r;
+            }
+            Step::Flatten if needs_input => {
+                g = g.reshape(s.input.dims())?;
+                rg = rg.reshape(s.input.dims())?;
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(
+        out.into_iter()
+            .zip(&params)
+            .map(|(t, p)| match t {
+                Some(t) => Ok(t),
+                None => Ok(p.tensor().zeros_like()?),
+            })
+            .collect::<Result<_>>()?,
+    ))
+}
