@@ -101,6 +101,16 @@ fn small_mlp() -> (Sequential, candle_core::Tensor, candle_core::Tensor) {
     (model, x, y)
 }
 
+/// (max |a − b|, max |b|): the largest error of `a` against the reference `b`, and the reference's scale.
+fn max_error(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let err = a
+        .iter()
+        .zip(b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max);
+    (err, b.iter().map(|v| v.abs()).fold(0.0, f64::max))
+}
+
 #[test]
 fn mlp_hvp_matches_central_differences() {
     let (model, x, y) = small_mlp();
@@ -110,12 +120,7 @@ fn mlp_hvp_matches_central_differences() {
         .map(|i| ((i * 7 % 11) as f64 - 5.0) / 5.0)
         .collect();
     let (exact, approx) = (h.hvp(&v).unwrap(), fd.hvp(&v).unwrap());
-    let scale = exact.iter().map(|a| a.abs()).fold(0.0, f64::max);
-    let err = exact
-        .iter()
-        .zip(&approx)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let (err, scale) = max_error(&approx, &exact);
     eprintln!("MLP HVP vs central differences: max abs error {err:.2e} (scale {scale:.2e})");
     assert!(err < 1e-6 * scale.max(1.0), "{err}");
     // The parameters are restored after the finite differences.
@@ -212,13 +217,7 @@ fn r_operator_hvp_matches_double_backward() {
                 })
                 .collect()
         };
-        let (a, b) = (flat(&rop), flat(&db));
-        let scale = b.iter().map(|v| v.abs()).fold(0.0, f64::max);
-        let err = a
-            .iter()
-            .zip(&b)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0, f64::max);
+        let (err, scale) = max_error(&flat(&rop), &flat(&db));
         assert!(
             scale > 0.0 && err <= tol * scale,
             "{spec}: error {err:e}, scale {scale:e}"
