@@ -13,8 +13,7 @@
 
 use crate::data::IGNORE;
 use crate::nn::fused::sum_rows;
-use crate::nn::linear::linear;
-use crate::nn::matmul::matmul;
+use crate::nn::matmul::{matmul, transpose};
 use crate::nn::{Activation, Layer, Sequential};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -172,6 +171,14 @@ fn loss_derivatives(z: &Tensor, rz: &Tensor, target: &Target<'_>) -> Result<(Ten
     }
 }
 
+/// y + b broadcast over rows.
+fn with_bias(y: Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    Ok(match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    })
+}
+
 /// H v of the model's mean loss on (x, target), with v and the result one tensor per parameter in state-dict
 /// order; `None` when the model has a layer the R-operator does not cover.
 pub(crate) fn hvp(
@@ -210,10 +217,12 @@ pub(crate) fn hvp(
                 };
                 let (vw, vb) = (&v[next], b.as_ref().map(|_| &v[next + 1]));
                 next += 1 + usize::from(b.is_some());
-                h = linear(&input, w, b.as_ref())?;
-                let mut r = linear(&input, vw, vb)?;
+                // Wᵀ and Vᵀ row-major: up to three products with each (see `transpose`).
+                let wt = transpose(w)?;
+                h = with_bias(matmul(&input, &wt)?, b.as_ref())?;
+                let mut r = with_bias(matmul(&input, &transpose(vw)?)?, vb)?;
                 if let Some(ri) = &r_input {
-                    r = (r + matmul(ri, &w.t()?)?)?;
+                    r = (r + matmul(ri, &wt)?)?;
                 }
                 rh = Some(r);
                 Saved { input, r_input }
