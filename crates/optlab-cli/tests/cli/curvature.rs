@@ -16,6 +16,7 @@ fn curvature_of_a_function_and_of_a_run() {
     );
     assert!((v["trace"].as_f64().unwrap() - 1002.0).abs() < 1e-9);
     assert_eq!(v["gd_stable"], true);
+    assert_eq!(v["products"], "analytic");
     let o = run(&argv(
         "curvature --function rosenbrock --at=1,1 --lr 0.01 --json",
     ));
@@ -51,7 +52,9 @@ fn curvature_of_a_function_and_of_a_run() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(
-        out.contains("lambda_max") && out.contains("GD  criterion"),
+        out.contains("lambda_max")
+            && out.contains("GD  criterion")
+            && out.contains("Hessian-vector products by r-operator"),
         "{out}"
     );
     assert!(is_png(&png));
