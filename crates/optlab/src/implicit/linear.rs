@@ -274,28 +274,9 @@ pub(crate) fn solve_unverified_from<T: Real>(
         )));
     }
     let ax0 = apply(op, x0, opts.ridge)?;
-    solve_unverified_from_product(op, b, x0, &ax0, opts)
-}
-
-/// [`solve_unverified_from`] given `ax0` = (A + ridge·I)·x0, for a caller that has that product already.
-pub(crate) fn solve_unverified_from_product<T: Real>(
-    op: &dyn LinearOperator<T>,
-    b: &[T],
-    x0: &[T],
-    ax0: &[T],
-    opts: &SolveOptions,
-) -> Result<Solution<T>> {
-    if x0.len() != b.len() || ax0.len() != b.len() {
-        return Err(Error::Shape(format!(
-            "the warm start has {} values and its product {}, the right-hand side {}",
-            x0.len(),
-            ax0.len(),
-            b.len()
-        )));
-    }
     let r0: Vec<T> = b
         .iter()
-        .zip(ax0)
+        .zip(&ax0)
         .map(|(bi, ai)| T::of(bi.to64() - ai.to64()))
         .collect();
     let (bn, rn) = (norm(b), norm(&r0));

@@ -262,7 +262,8 @@ fn theta_vjp<T: Real + WithDType>(
 /// The adjoint solve Aᵀu = b by normal-equation CG, which needs products with A as well, through the graph that
 /// [`Linearized::transposed_at`] builds. The backward pass that builds it also yields one product Aᵀz, spent on the
 /// start: z = the warm start u0 when given (whose residual needs that product), else z = b, starting from the
-/// minimal-residual multiple γb, γ = ⟨b, Aᵀb⟩/‖Aᵀb‖² (a product a graph built at z = 0 would have wasted).
+/// minimal-residual multiple γb, γ = ⟨b, Aᵀb⟩/‖Aᵀb‖² (a product a graph built at z = 0 would have wasted). The
+/// operator hands the product to the solver as a known one.
 fn normal_cg_adjoint<T: Real + WithDType>(
     in_x: &Linearized,
     op: &XOperator<'_, T>,
@@ -274,27 +275,29 @@ fn normal_cg_adjoint<T: Real + WithDType>(
         Some(u0) => u0.clone(),
         None => op.tensor(b)?,
     };
-    let x0 = XOperator::<T>::flat(&start)?;
-    // (Aᵀ + ridge·I) x0.
-    let ax0: Vec<f64> = XOperator::<T>::flat(&in_x.transposed_at(&start)?)?
-        .iter()
-        .zip(&x0)
-        .map(|(a, x)| a.to64() + opts.ridge * x.to64())
-        .collect();
+    let z = XOperator::<T>::flat(&start)?;
+    let atz = XOperator::<T>::flat(&in_x.transposed_at(&start)?)?;
     let gamma = if u0.is_some() {
         1.0
     } else {
-        let ab_b: f64 = ax0.iter().zip(b).map(|(a, bi)| a * bi.to64()).sum();
-        let ab_ab: f64 = ax0.iter().map(|a| a * a).sum();
+        // The residual b − γ(Aᵀ + ridge·I)b is smallest at this γ.
+        let abz: Vec<f64> = atz
+            .iter()
+            .zip(&z)
+            .map(|(a, x)| a.to64() + opts.ridge * x.to64())
+            .collect();
+        let ab_b: f64 = abz.iter().zip(b).map(|(a, bi)| a * bi.to64()).sum();
+        let ab_ab: f64 = abz.iter().map(|a| a * a).sum();
         if ab_ab > 0.0 && ab_b.is_finite() {
             ab_b / ab_ab
         } else {
             0.0
         }
     };
-    let x0: Vec<T> = x0.iter().map(|x| T::of(gamma * x.to64())).collect();
-    let ax0: Vec<T> = ax0.iter().map(|a| T::of(gamma * a)).collect();
-    linear::solve_unverified_from_product(&Transposed(op), b, &x0, &ax0, opts)
+    let scale = |v: &[T]| -> Vec<T> { v.iter().map(|x| T::of(gamma * x.to64())).collect() };
+    let x0 = scale(&z);
+    *op.known.borrow_mut() = Some((x0.clone(), scale(&atz)));
+    linear::solve_unverified_from(&Transposed(op), b, &x0, opts)
 }
 
 /// Whether the products of a VJP or JVP solve hold θ constant (a second linearization, F evaluated once more):

@@ -151,35 +151,30 @@ const SPLIT_MIN_ROWS: usize = 64;
 const SPLIT_MAX_ROWS: usize = 512;
 const SPLIT_MIN_COLS: usize = 256;
 
-/// The k × n column-major view `b` (unit row stride) as a row-major matrix. Strips of 8 output rows: each column
-/// gives 8 contiguous values, written one to each row, so the 8 rows being filled stay in the cache even when n is
-/// a multiple of 1024 (rows 4 KiB apart share one cache set, which taller strips would thrash). Strips in parallel
-/// when `parallel`.
-fn transposed_copy<T: Float + Send + Sync>(
-    b: Strided<'_, T>,
-    k: usize,
-    n: usize,
-    parallel: bool,
-) -> Vec<T> {
+/// The row-major `rows × cols` matrix `w` transposed, row-major. Strips of 8 output rows: each row of `w` gives 8
+/// contiguous values, written one to each output row, so the 8 rows being filled stay in the cache even when their
+/// length is a multiple of 1024 (rows 4 KiB apart share one cache set, which taller strips would thrash). Strips in
+/// parallel from 2^16 entries.
+fn transposed<T: Float + Send + Sync>(w: &[T], rows: usize, cols: usize) -> Vec<T> {
     const STRIP: usize = 8;
-    let mut out = vec![T::zero(); k * n];
-    let fill = |i0: usize, rows: &mut [T]| {
-        let r = rows.len() / n;
-        for j in 0..n {
-            let col = &b.data[b.off + j * b.cs as usize + i0..][..r];
-            for (q, &v) in col.iter().enumerate() {
-                rows[q * n + j] = v;
+    let mut out = vec![T::zero(); rows * cols];
+    // `strip` holds output rows i0.. (columns i0.. of w), each `rows` long.
+    let fill = |i0: usize, strip: &mut [T]| {
+        let r = strip.len() / rows;
+        for (j, row) in w.chunks_exact(cols).enumerate() {
+            for (q, &v) in row[i0..i0 + r].iter().enumerate() {
+                strip[q * rows + j] = v;
             }
         }
     };
-    if parallel {
-        out.par_chunks_mut(STRIP * n)
+    if rows * cols >= 1 << 16 {
+        out.par_chunks_mut(STRIP * rows)
             .enumerate()
-            .for_each(|(c, rows)| fill(c * STRIP, rows));
+            .for_each(|(c, strip)| fill(c * STRIP, strip));
     } else {
-        out.chunks_mut(STRIP * n)
+        out.chunks_mut(STRIP * rows)
             .enumerate()
-            .for_each(|(c, rows)| fill(c * STRIP, rows));
+            .for_each(|(c, strip)| fill(c * STRIP, strip));
     }
     out
 }
@@ -190,22 +185,12 @@ fn transposed_copy<T: Float + Send + Sync>(
 /// about a third of the difference). For operands reused by several products.
 pub(crate) fn transpose(w: &Tensor) -> Result<Tensor> {
     let (rows, cols) = w.dims2()?;
-    let parallel = rows * cols >= 1 << 16;
-    let dims = (cols, rows);
     crate::optim::kernel::with_slice(w, |s| -> Result<Tensor> {
         use crate::optim::kernel::SliceRef;
-        // Wᵀ as a view of W's storage: element (i, j) at j·cols + i.
+        let dev = w.device();
         Ok(match s {
-            SliceRef::F32(v) => Tensor::from_vec(
-                transposed_copy(Strided::row_major(v, cols).t(), cols, rows, parallel),
-                dims,
-                w.device(),
-            )?,
-            SliceRef::F64(v) => Tensor::from_vec(
-                transposed_copy(Strided::row_major(v, cols).t(), cols, rows, parallel),
-                dims,
-                w.device(),
-            )?,
+            SliceRef::F32(v) => Tensor::from_vec(transposed(v, rows, cols), (cols, rows), dev)?,
+            SliceRef::F64(v) => Tensor::from_vec(transposed(v, rows, cols), (cols, rows), dev)?,
         })
     })?
 }
