@@ -61,6 +61,7 @@ pub mod scaling;
 pub mod schedule;
 pub mod second_order;
 pub mod sim;
+pub(crate) mod simd;
 pub mod solvers;
 pub mod spec;
 pub mod tensor_io;

@@ -14,6 +14,7 @@ mod inner;
 
 use crate::nn::lanes;
 use crate::optim::kernel::exp_nonpositive_f32;
+pub(crate) use crate::simd::{simd, simd_body, SimdBody};
 use crate::Result;
 pub use attention::causal_attention;
 use candle_core::{
@@ -566,61 +567,6 @@ fn exp_nonpositive<T: Float>(v: T) -> T {
     } else {
         v.exp()
     }
-}
-
-/// Runs `f` compiled for AVX-512 (16 f32 lanes) or AVX2+FMA (8 lanes) when the CPU has them, so the f32 loops
-/// it inlines vectorize that wide; otherwise as built.
-#[inline(always)]
-pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
-    simd_body(Call(f))
-}
-
-/// A kernel body for [`simd_body`]. Its `#[inline(always)]` `run` is compiled into the wide entry point whole; a
-/// closure as large is not inlined there, and its `mul_add`s would become library calls.
-pub(crate) trait SimdBody {
-    type Out;
-    fn run(self) -> Self::Out;
-}
-
-/// A closure as a [`SimdBody`] (what [`simd`] runs).
-struct Call<F>(F);
-
-impl<R, F: FnOnce() -> R> SimdBody for Call<F> {
-    type Out = R;
-    #[inline(always)]
-    fn run(self) -> R {
-        (self.0)()
-    }
-}
-
-/// Runs `b` compiled for AVX-512 or AVX2+FMA when the CPU has them; otherwise as built.
-#[inline(always)]
-pub(crate) fn simd_body<B: SimdBody>(b: B) -> B::Out {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was detected at run time (it implies AVX2 and FMA).
-            return unsafe { simd_avx512(b) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the features were detected at run time.
-            return unsafe { simd_avx2(b) };
-        }
-    }
-    b.run()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn simd_avx512<B: SimdBody>(b: B) -> B::Out {
-    b.run()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn simd_avx2<B: SimdBody>(b: B) -> B::Out {
-    b.run()
 }
 
 /// x Φ(x) over f32 slices.

@@ -8,7 +8,7 @@
 //! x_i ← x_i − λ·dt·(x_i − c_α) + σ·√dt·‖x_i − c_α‖·ξ_i        (isotropic)
 //! x_i ← x_i − λ·dt·(x_i − c_α) + σ·√dt·(x_i − c_α) ⊙ ξ_i      (anisotropic, scales to high dimension)
 //!
-//! with ξ_i standard normal. The consensus may be computed on a mini-batch of particles each step, and α grows
+//! with ξ_i standard normal (drawn a step at a time by the block ziggurat, [`fill_scaled_normals`]). The consensus may be computed on a mini-batch of particles each step, and α grows
 //! geometrically (`alpha_factor`, CBXpy's default scheduler ×1.05 per step up to 1e5). The paper's consensus hopping scheme — every step, the new iterate is the
 //! consensus point of N samples drawn around the current one, with a shrinking spread — is [`consensus_hopping`].
 //!
@@ -20,7 +20,7 @@
 //! assert!(r.x.iter().all(|v| (v - 1.0).abs() < 0.05));
 //! ```
 
-use crate::rng::{permutation, rng_for, Normals, Rng, Stream};
+use crate::rng::{fill_scaled_normals, permutation, rng_for, Rng, Stream};
 use crate::{Error, Result};
 use rand::Rng as _;
 use rayon::prelude::*;
@@ -170,7 +170,15 @@ pub fn consensus(points: &[f64], values: &[f64], dim: usize, alpha: f64, out: &m
     out.iter_mut().for_each(|c| *c = 0.0);
     let mut total = 0.0;
     for (row, v) in points.chunks_exact(dim).zip(values) {
-        let w = if m_finite { (log_w(*v) - m).exp() } else { 1.0 };
+        // Below e^-746 the weight is 0 in f64; libm's exp takes a slow path to say so.
+        let lw = log_w(*v) - m;
+        let w = if !m_finite {
+            1.0
+        } else if lw < -746.0 {
+            0.0
+        } else {
+            lw.exp()
+        };
         total += w;
         out.iter_mut().zip(row).for_each(|(c, x)| *c += w * x);
     }
@@ -209,7 +217,7 @@ pub fn cbo_seeded(
     let mut evals = 0u64;
     let (mut best_x, mut best_f) = (x[..dim].to_vec(), f64::INFINITY);
     let sqrt_dt = cfg.dt.sqrt();
-    let mut z = Normals::default();
+    let mut noise = vec![0.0; n * dim];
     let (mut order, mut cursor) = ((0..n).collect::<Vec<usize>>(), n);
     for _ in 0..cfg.max_iters {
         let idx: &[usize] = if m == n {
@@ -233,7 +241,7 @@ pub fn cbo_seeded(
         }
         consensus(&batch_x, &batch_f, dim, alpha, &mut c);
         if m == n || !cfg.partial {
-            step_particles(&mut x, &c, cfg, sqrt_dt, &mut rng, &mut z);
+            step_particles(&mut x, &c, cfg, sqrt_dt, &mut rng, &mut noise);
         } else {
             for &i in idx {
                 step_particles(
@@ -242,7 +250,7 @@ pub fn cbo_seeded(
                     cfg,
                     sqrt_dt,
                     &mut rng,
-                    &mut z,
+                    &mut noise,
                 );
             }
         }
@@ -260,23 +268,26 @@ pub fn cbo_seeded(
     })
 }
 
-/// The drift and diffusion step of every particle towards consensus `c`.
+/// The drift and diffusion step of every particle towards consensus `c`; `noise` is scratch of at least
+/// `x.len()`, filled with σ√dt·ξ by the block ziggurat.
 fn step_particles(
     x: &mut [f64],
     c: &[f64],
     cfg: &CboConfig,
     sqrt_dt: f64,
     rng: &mut Rng,
-    z: &mut Normals,
+    noise: &mut [f64],
 ) {
     let dim = c.len();
     let drift = cfg.lambda * cfg.dt;
-    for row in x.chunks_exact_mut(dim) {
+    let noise = &mut noise[..x.len()];
+    fill_scaled_normals(rng, cfg.sigma * sqrt_dt, noise);
+    for (row, z) in x.chunks_exact_mut(dim).zip(noise.chunks_exact(dim)) {
         match cfg.noise {
             Noise::Anisotropic => {
-                for (xj, cj) in row.iter_mut().zip(c) {
+                for ((xj, cj), z) in row.iter_mut().zip(c).zip(z) {
                     let diff = *xj - cj;
-                    *xj -= drift * diff - cfg.sigma * sqrt_dt * diff * z.next(rng);
+                    *xj -= drift * diff - diff * z;
                 }
             }
             Noise::Isotropic => {
@@ -286,9 +297,8 @@ fn step_particles(
                     .map(|(a, b)| (a - b) * (a - b))
                     .sum::<f64>()
                     .sqrt();
-                let scale = cfg.sigma * sqrt_dt * dist;
-                for (xj, cj) in row.iter_mut().zip(c) {
-                    *xj -= drift * (*xj - cj) - scale * z.next(rng);
+                for ((xj, cj), z) in row.iter_mut().zip(c).zip(z) {
+                    *xj -= drift * (*xj - cj) - dist * z;
                 }
             }
         }
@@ -392,12 +402,10 @@ pub fn consensus_hopping(
     let mut samples = vec![0.0; cfg.samples * dim];
     let mut values = vec![0.0; cfg.samples];
     let (mut best_x, mut best_f) = (x.clone(), f64::INFINITY);
-    let mut z = Normals::default();
     for k in 0..cfg.max_iters {
+        fill_scaled_normals(&mut rng, sigma, &mut samples);
         for (row, v) in samples.chunks_exact_mut(dim).zip(values.iter_mut()) {
-            row.iter_mut()
-                .zip(&x)
-                .for_each(|(s, xj)| *s = xj + sigma * z.next(&mut rng));
+            row.iter_mut().zip(&x).for_each(|(s, xj)| *s += xj);
             *v = value(f, row, &mut evals);
             if *v < best_f {
                 best_f = *v;
