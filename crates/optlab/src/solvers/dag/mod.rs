@@ -6,6 +6,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod colide;
+mod dense;
 
 use crate::rng::{permutation, rng_for, Normals, Stream};
 use crate::{Error, Result};
