@@ -298,15 +298,14 @@ impl Problem<'_> {
         min.is_none_or(|m| m < bound)
     }
 
-    /// μ(S + λ₁‖W‖₁) + h_s(W), h_s = −log|det(sI − W∘W)| + d log s.
-    fn objective(&self, st: &State, mu: f64, s: f64, work: &mut Work) -> f64 {
+    /// μ(S + λ₁‖W‖₁) + h_s(W), h_s = −log|det(sI − W∘W)| + d log s, with `dif` = I − W as the last refresh left it.
+    fn objective(&self, st: &State, mu: f64, s: f64, dif: &[f64]) -> f64 {
         let d = self.d;
         let mut m = vec![0.0; d * d];
         self.m_matrix(&st.w, s, false, &mut m, d);
         let logdet = dense::log_abs_det(&m, d);
         let l1: f64 = st.w.iter().map(|v| v.abs()).sum();
-        identity_minus(&mut work.dif, &st.w, d);
-        let diag = self.residual_diag(&work.dif, &st.rhs);
+        let diag = self.residual_diag(dif, &st.rhs);
         mu * (self.score_value(&diag, &st.sigma) + self.opts.lambda1 * l1) - logdet
             + d as f64 * s.ln()
     }
@@ -372,7 +371,7 @@ impl Problem<'_> {
             self.adam_step(&mut st, mu, lr, it, &mut work);
             min = self.refresh_and_invert(&mut st, s, &mut work);
             if it % o.checkpoint == 0 || it == max_iter {
-                let obj = self.objective(&st, mu, s, &mut work);
+                let obj = self.objective(&st, mu, s, &work.dif);
                 if ((obj_prev - obj) / obj_prev).abs() <= o.tol {
                     return (Some(st), it);
                 }

@@ -163,8 +163,7 @@ fn eliminate_pair<const N: usize>(a: &mut [f64], ld: usize, p: &PairStep, u: &[f
             .try_into()
             .expect("rows are N vectors");
         for t in 0..N {
-            let (a, b, c) = (x[t], uu[t], vv[t]);
-            x[t] = std::array::from_fn(|l| (a[l] - f1 * b[l]) - f2 * c[l]);
+            x[t] = pair_update(x[t], f1, uu[t], f2, vv[t]);
         }
         fix(row, f1, f2);
     }
@@ -210,9 +209,15 @@ fn eliminate_one(a: &mut [f64], ld: usize, k: usize, u: &[f64], inv_k: f64) {
 #[inline(always)]
 fn sub_scaled2(x: &mut [[f64; 8]], f: f64, u: &[[f64; 8]], g: f64, v: &[[f64; 8]]) {
     for ((x, u), v) in x.iter_mut().zip(u).zip(v) {
-        let (a, b, c) = (*x, *u, *v);
-        *x = std::array::from_fn(|t| (a[t] - f * b[t]) - g * c[t]);
+        *x = pair_update(*x, f, *u, g, *v);
     }
+}
+
+/// (x − f·u) − g·v on one vector, every operand loaded before the result is stored (no question of order for the
+/// vectorizer).
+#[inline(always)]
+fn pair_update(x: [f64; 8], f: f64, u: [f64; 8], g: f64, v: [f64; 8]) -> [f64; 8] {
+    std::array::from_fn(|t| (x[t] - f * u[t]) - g * v[t])
 }
 
 /// x −= f·y, a whole vector at a time. A function of its own so that x and y are known apart (arguments are
