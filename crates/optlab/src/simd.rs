@@ -57,8 +57,8 @@ unsafe fn simd_avx2<B: SimdBody>(b: B) -> B::Out {
 }
 
 /// Σᵢ g(xᵢ), compiled wide: eight partial sums (one f64 vector register's worth under AVX-512), so that `g` runs
-/// on a vector of elements at a time, then the partial sums and the tail (padded to a vector) in order. `g` should be small and
-/// `#[inline(always)]` all through.
+/// on a vector of elements at a time, then the partial sums and the tail (padded to a vector) in order. `g`
+/// should be small and `#[inline(always)]` all through.
 #[inline(always)]
 pub(crate) fn sum_wide(x: &[f64], g: impl Fn(f64) -> f64) -> f64 {
     simd_body(SumWide { x, g })

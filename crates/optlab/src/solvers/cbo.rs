@@ -8,9 +8,11 @@
 //! x_i ← x_i − λ·dt·(x_i − c_α) + σ·√dt·‖x_i − c_α‖·ξ_i        (isotropic)
 //! x_i ← x_i − λ·dt·(x_i − c_α) + σ·√dt·(x_i − c_α) ⊙ ξ_i      (anisotropic, scales to high dimension)
 //!
-//! with ξ_i standard normal (drawn a step at a time by the block ziggurat, [`fill_scaled_normals`]). The consensus may be computed on a mini-batch of particles each step, and α grows
-//! geometrically (`alpha_factor`, CBXpy's default scheduler ×1.05 per step up to 1e5). The paper's consensus hopping scheme — every step, the new iterate is the
-//! consensus point of N samples drawn around the current one, with a shrinking spread — is [`consensus_hopping`].
+//! with ξ_i standard normal (drawn a step at a time by the block ziggurat, [`fill_scaled_normals`]). The consensus
+//! may be computed on a mini-batch of particles each step, and α grows geometrically (`alpha_factor`, CBXpy's
+//! default scheduler ×1.05 per step up to 1e5). The paper's consensus hopping scheme — every step, the new iterate
+//! is the consensus point of N samples drawn around the current one, with a shrinking spread — is
+//! [`consensus_hopping`].
 //!
 //! ```
 //! use optlab::solvers::cbo::{cbo, CboConfig, Noise};

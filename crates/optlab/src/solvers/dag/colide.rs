@@ -213,10 +213,11 @@ struct Problem<'a> {
 }
 
 impl Problem<'_> {
-    /// The diagonal of (I − W)ᵀ C (I − W) from `dif` = I − W and `rhs` = C (I − W): Σᵢ difᵢⱼ rhsᵢⱼ.
-    fn residual_diag(&self, dif: &[f64], rhs: &[f64]) -> Vec<f64> {
+    /// The diagonal of (I − W)ᵀ C (I − W) from `dif` = I − W and `rhs` = C (I − W), Σᵢ difᵢⱼ rhsᵢⱼ, into `diag`.
+    fn residual_diag(&self, dif: &[f64], rhs: &[f64], diag: &mut Vec<f64>) {
         let d = self.d;
-        let mut diag = vec![0.0; d];
+        diag.clear();
+        diag.resize(d, 0.0);
         simd(|| {
             for (a, b) in dif.chunks_exact(d).zip(rhs.chunks_exact(d)) {
                 diag.iter_mut()
@@ -224,20 +225,23 @@ impl Problem<'_> {
                     .for_each(|(o, (x, y))| *o += x * y);
             }
         });
-        diag
     }
 
-    /// Updates the cached C (I − W) and σ after W changed.
+    /// Updates the cached C (I − W) and σ after W changed (σ's buffer first holds the residual diagonal).
     fn refresh(&self, w: &[f64], rhs: &mut [f64], sigma: &mut Vec<f64>, dif: &mut [f64]) {
         let d = self.d;
         identity_minus(dif, w, d);
         dense::matmul_into(rhs, self.cov, dif, d);
-        let diag = self.residual_diag(dif, rhs);
-        *sigma = match self.score {
-            Score::ColideEv => vec![(diag.iter().sum::<f64>() / d as f64).sqrt()],
-            Score::ColideNv => diag.iter().map(|v| v.sqrt()).collect(),
-            Score::Dagma => Vec::new(),
-        };
+        self.residual_diag(dif, rhs, sigma);
+        match self.score {
+            Score::ColideEv => {
+                let ev = (sigma.iter().sum::<f64>() / d as f64).sqrt();
+                sigma.clear();
+                sigma.push(ev);
+            }
+            Score::ColideNv => sigma.iter_mut().for_each(|v| *v = v.sqrt()),
+            Score::Dagma => sigma.clear(),
+        }
     }
 
     /// [`Problem::refresh`] and [`Problem::m_inverse`] after W changed. (Both read W only; run side by side on
@@ -305,7 +309,8 @@ impl Problem<'_> {
         self.m_matrix(&st.w, s, false, &mut m, d);
         let logdet = dense::log_abs_det(&m, d);
         let l1: f64 = st.w.iter().map(|v| v.abs()).sum();
-        let diag = self.residual_diag(dif, &st.rhs);
+        let mut diag = Vec::with_capacity(d);
+        self.residual_diag(dif, &st.rhs, &mut diag);
         mu * (self.score_value(&diag, &st.sigma) + self.opts.lambda1 * l1) - logdet
             + d as f64 * s.ln()
     }
