@@ -29,7 +29,8 @@ use clap::{Parser, Subcommand};
 
 // The allocator the optlab binary uses, so the timings are the user's.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: optlab::alloc::BufferArena<mimalloc::MiMalloc> =
+    optlab::alloc::BufferArena::new(mimalloc::MiMalloc);
 
 #[derive(Parser)]
 #[command(

@@ -27,6 +27,7 @@
 //! ```
 
 pub mod alignment;
+pub mod alloc;
 pub mod anneal_law;
 pub mod bilevel;
 pub mod constrained;

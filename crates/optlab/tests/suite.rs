@@ -6,6 +6,7 @@ mod common;
 
 mod alignment;
 mod anneal_law;
+mod backward;
 mod batch_tests_golden;
 mod bc;
 mod bilevel;

@@ -163,19 +163,28 @@ impl Tensor {
     }
 
     pub fn backward(&self) -> Result<GradStore> {
-        self.backward_with(!CANDLE_GRAD_DO_NOT_DETACH.with(|b| *b))
+        self.backward_with(!CANDLE_GRAD_DO_NOT_DETACH.with(|b| *b), false)
     }
 
     /// optlab patch: the gradients of a first-order backward pass, detached from the graph whatever
     /// `CANDLE_GRAD_DO_NOT_DETACH` says, so that each intermediate gradient is freed as soon as it has
-    /// been consumed (with the variable set, every one stays alive until the pass ends).
+    /// been consumed (with the variable set, every one stays alive until the pass ends). Like PyTorch's
+    /// `backward()` without `retain_graph`, it also frees the values the graph saved for it: the storage
+    /// of each intermediate tensor once its backward step has run, when nothing but the graph refers to
+    /// it (see [`Release`]). A second backward pass through the same graph is then an error.
     pub fn backward_detached(&self) -> Result<GradStore> {
-        self.backward_with(true)
+        self.backward_with(true, true)
     }
 
-    fn backward_with(&self, detach: bool) -> Result<GradStore> {
+    fn backward_with(&self, detach: bool, release: bool) -> Result<GradStore> {
         let sorted_nodes = self.sorted_nodes();
+        let mut release = if release {
+            Some(Release::new(self, &sorted_nodes)?)
+        } else {
+            None
+        };
         let mut grads = GradStore::new();
+        grads.1 = release.is_some();
         grads.insert(self, self.ones_like()?.contiguous()?);
         for node in sorted_nodes.iter() {
             if node.is_variable() {
@@ -669,14 +678,135 @@ impl Tensor {
                     }
                 };
             }
+            if let Some(release) = release.as_mut() {
+                release.done(node)?;
+            }
         }
         Ok(grads)
     }
 }
 
+/// optlab patch: every tensor an op holds.
+fn op_args(op: &Op) -> Vec<&Tensor> {
+    match op {
+        Op::IndexAdd(t1, t2, t3, _)
+        | Op::Scatter(t1, t2, t3, _)
+        | Op::ScatterAdd(t1, t2, t3, _)
+        | Op::CustomOp3(t1, t2, t3, _)
+        | Op::WhereCond(t1, t2, t3) => vec![t1, t2, t3],
+        Op::Conv1D { arg, kernel, .. }
+        | Op::ConvTranspose1D { arg, kernel, .. }
+        | Op::Conv2D { arg, kernel, .. }
+        | Op::ConvTranspose2D { arg, kernel, .. } => vec![arg, kernel],
+        Op::CustomOp2(lhs, rhs, _)
+        | Op::Binary(lhs, rhs, _)
+        | Op::Gather(lhs, rhs, _)
+        | Op::IndexSelect(lhs, rhs, _)
+        | Op::Matmul(lhs, rhs)
+        | Op::SliceScatter0(lhs, rhs, _) => vec![lhs, rhs],
+        Op::Cat(args, _) => args.iter().collect(),
+        Op::Affine { arg, .. }
+        | Op::Reshape(arg)
+        | Op::UpsampleNearest1D { arg, .. }
+        | Op::UpsampleNearest2D { arg, .. }
+        | Op::UpsampleBilinear2D { arg, .. }
+        | Op::AvgPool2D { arg, .. }
+        | Op::MaxPool2D { arg, .. }
+        | Op::Copy(arg)
+        | Op::Broadcast(arg)
+        | Op::Cmp(arg, _)
+        | Op::Reduce(arg, _, _)
+        | Op::ToDevice(arg)
+        | Op::Transpose(arg, _, _)
+        | Op::Permute(arg, _)
+        | Op::Narrow(arg, _, _, _)
+        | Op::Unary(arg, _)
+        | Op::Elu(arg, _)
+        | Op::Powf(arg, _)
+        | Op::ToDType(arg)
+        | Op::CustomOp1(arg, _) => vec![arg],
+    }
+}
+
+/// optlab patch: what a releasing backward pass ([`Tensor::backward_detached`]) may free.
+///
+/// Nodes come in topological order, consumers first, so once a node's own backward step has run nothing in this
+/// pass reads its value again. A node is private to the pass when it is the root (whose graph the pass consumes;
+/// its own value stays), or when the only references to it are the ones this graph's ops hold (counted before
+/// the pass) and every node whose op holds it is private: then nothing can read it after the pass either. The
+/// storage of a private node that is not a variable is freed after its backward step, once every tensor sharing
+/// the storage (views: reshapes, transposes, narrows) is such a node and done, and nothing else holds it.
+///
+/// A freed storage is left empty (on the CPU; other devices keep theirs), and a later backward pass through the
+/// graph stops with an error instead of reading it.
+struct Release {
+    root: TensorId,
+    /// References the graph's ops hold to each node.
+    refs: HashMap<TensorId, usize>,
+    /// Nodes held by the op of a node that is not private.
+    blocked: std::collections::HashSet<TensorId>,
+    /// Per storage: graph nodes that share it, and how many of them are private and done.
+    shared: HashMap<usize, (usize, usize)>,
+}
+
+impl Release {
+    fn new(root: &Tensor, nodes: &[&Tensor]) -> Result<Self> {
+        let mut refs = HashMap::new();
+        let mut shared = HashMap::new();
+        for node in nodes {
+            if !node.is_variable() && node.storage_released() {
+                Err(Error::Msg(
+                    "backward through a graph whose saved values a first-order pass (backward_detached) \
+                     already freed; use backward() to keep them"
+                        .to_string(),
+                ))?
+            }
+            shared.entry(node.storage_key()).or_insert((0, 0)).0 += 1;
+            if let Some(op) = node.op() {
+                for arg in op_args(op) {
+                    *refs.entry(arg.id()).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(Self {
+            root: root.id(),
+            refs,
+            blocked: Default::default(),
+            shared,
+        })
+    }
+
+    /// After `node`'s backward step: frees its storage when the rules above allow.
+    fn done(&mut self, node: &Tensor) -> Result<()> {
+        let root = node.id() == self.root;
+        let refs = self.refs.get(&node.id()).copied().unwrap_or(0);
+        let (tensor_refs, storage_refs) = node.strong_counts();
+        let private = root || (!self.blocked.contains(&node.id()) && tensor_refs == refs);
+        if !private {
+            if let Some(op) = node.op() {
+                self.blocked.extend(op_args(op).into_iter().map(|a| a.id()));
+            }
+            return Ok(());
+        }
+        if root || node.is_variable() {
+            return Ok(());
+        }
+        let Some((sharers, done)) = self.shared.get_mut(&node.storage_key()) else {
+            return Ok(());
+        };
+        *done += 1;
+        if *done == *sharers && storage_refs == *sharers {
+            node.release_storage()?;
+        }
+        Ok(())
+    }
+}
+
 /// A store for gradients, associating a tensor id to the corresponding gradient tensor, used for back propagation.
+/// optlab patch: the flag says whether gradients are stored detached (a releasing pass: no stored gradient holds a
+/// reference to the forward graph, so that [`Release`] sees only the graph's own references).
 #[derive(Default, Debug)]
-pub struct GradStore(HashMap<TensorId, Tensor>);
+pub struct GradStore(HashMap<TensorId, Tensor>, bool);
 
 impl GradStore {
     /// Create a new gradient store
@@ -725,18 +855,20 @@ impl GradStore {
     /// optlab patch: adds `grad` to the gradient of `tensor`, storing it as it is (contiguous from offset 0,
     /// copied if it is not) when there is none yet. Upstream adds every gradient to a zero-filled tensor.
     fn accumulate(&mut self, tensor: &Tensor, grad: &Tensor) -> Result<()> {
+        let detach = self.1;
+        let stored = |g: Tensor| if detach { g.detach() } else { g };
         match self.0.entry(tensor.id()) {
             Entry::Occupied(mut entry) => {
                 let sum = entry.get().add(grad)?;
-                *entry.get_mut() = sum;
+                *entry.get_mut() = stored(sum);
             }
             Entry::Vacant(entry) => {
                 let fresh = grad.is_contiguous() && grad.layout().start_offset() == 0;
-                entry.insert(if fresh {
+                entry.insert(stored(if fresh {
                     grad.clone()
                 } else {
                     grad.force_contiguous()?
-                });
+                }));
             }
         }
         Ok(())
@@ -747,6 +879,9 @@ impl GradStore {
         match self.0.get_mut(&tensor.id()) {
             Some(sum) => {
                 *sum = sum.sub(grad)?;
+                if self.1 {
+                    *sum = sum.detach();
+                }
                 Ok(())
             }
             None => self.accumulate(tensor, &grad.neg()?),

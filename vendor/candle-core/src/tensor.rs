@@ -2781,6 +2781,30 @@ impl Tensor {
         (storage, &self.layout)
     }
 
+    /// optlab patch: strong references to this tensor and to its storage.
+    pub(crate) fn strong_counts(&self) -> (usize, usize) {
+        (Arc::strong_count(&self.0), Arc::strong_count(&self.storage))
+    }
+
+    /// optlab patch: empties a CPU storage (the backward pass's release of saved values); other devices keep
+    /// theirs.
+    pub(crate) fn release_storage(&self) -> Result<()> {
+        let mut storage = self.storage.write();
+        if let Storage::Cpu(cpu) = &*storage {
+            let empty = crate::cpu_backend::CpuDevice.zeros_impl(&Shape::from(0usize), cpu.dtype())?;
+            *storage = Storage::Cpu(empty);
+        }
+        Ok(())
+    }
+
+    /// optlab patch: whether the storage was released although the layout still needs elements.
+    pub(crate) fn storage_released(&self) -> bool {
+        match &*self.storage.read() {
+            Storage::Cpu(cpu) => self.elem_count() > 0 && cpu.is_empty_storage(),
+            _ => false,
+        }
+    }
+
     /// Unique key for this tensor's storage. Equal keys mean the tensors share the same allocation.
     #[inline]
     pub(crate) fn storage_key(&self) -> usize {

@@ -32,34 +32,45 @@ pub(crate) struct Init {
 }
 
 impl Init {
-    fn param(&self, name: String, shape: &[usize], v: Vec<f64>) -> crate::Result<Param> {
-        let t = Tensor::from_vec(v, shape, &candle_core::Device::Cpu)?.to_dtype(self.dtype)?;
-        Ok(Param {
-            name,
-            var: Var::from_tensor(&t)?,
-        })
+    /// A parameter of `shape` whose values are `draw()` in order, rounded to the dtype: drawn straight into
+    /// the variable's buffer, with no f64 copy of a large weight.
+    fn param(
+        dtype: candle_core::DType,
+        name: String,
+        shape: &[usize],
+        mut draw: impl FnMut() -> f64,
+    ) -> crate::Result<Param> {
+        let n: usize = shape.iter().product();
+        let dev = &candle_core::Device::Cpu;
+        let var = match dtype {
+            candle_core::DType::F32 => {
+                Var::from_vec((0..n).map(|_| draw() as f32).collect(), shape, dev)?
+            }
+            candle_core::DType::F64 => Var::from_vec((0..n).map(|_| draw()).collect(), shape, dev)?,
+            other => {
+                let t = Tensor::from_vec((0..n).map(|_| draw()).collect(), shape, dev)?;
+                Var::from_tensor(&t.to_dtype(other)?)?
+            }
+        };
+        Ok(Param { name, var })
     }
 
     /// Uniform in ±bound (`nn.Linear`/`nn.Conv2d` weights and biases use bound 1/√fan_in).
     pub fn uniform(&mut self, name: String, shape: &[usize], bound: f64) -> crate::Result<Param> {
         use rand::Rng as _;
-        let n: usize = shape.iter().product();
-        let v = (0..n).map(|_| self.rng.gen_range(-bound..bound)).collect();
-        self.param(name, shape, v)
+        let rng = &mut self.rng;
+        Init::param(self.dtype, name, shape, || rng.gen_range(-bound..bound))
     }
 
     /// Standard normal times `std` (`nn.Embedding`'s N(0, 1)).
     pub fn normal(&mut self, name: String, shape: &[usize], std: f64) -> crate::Result<Param> {
-        let n: usize = shape.iter().product();
-        let v = (0..n)
-            .map(|_| std * crate::rng::normal(&mut self.rng))
-            .collect();
-        self.param(name, shape, v)
+        let rng = &mut self.rng;
+        Init::param(self.dtype, name, shape, || std * crate::rng::normal(rng))
     }
 
     /// All zeros (muP's zero-initialised readout and queries).
     pub fn zeros(&self, name: String, shape: &[usize]) -> crate::Result<Param> {
-        self.param(name, shape, vec![0.0; shape.iter().product()])
+        Init::param(self.dtype, name, shape, || 0.0)
     }
 }
 

@@ -38,6 +38,24 @@ pub enum CpuStorage {
     F8E8M0(Vec<u8>),
 }
 
+impl CpuStorage {
+    /// optlab patch: whether the storage holds no elements (a backward pass released it).
+    pub(crate) fn is_empty_storage(&self) -> bool {
+        match self {
+            Self::U8(v) | Self::F6E2M3(v) | Self::F6E3M2(v) | Self::F4(v) | Self::F8E8M0(v) => v.is_empty(),
+            Self::U32(v) => v.is_empty(),
+            Self::I16(v) => v.is_empty(),
+            Self::I32(v) => v.is_empty(),
+            Self::I64(v) => v.is_empty(),
+            Self::BF16(v) => v.is_empty(),
+            Self::F16(v) => v.is_empty(),
+            Self::F32(v) => v.is_empty(),
+            Self::F64(v) => v.is_empty(),
+            Self::F8E4M3(v) => v.is_empty(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum CpuStorageRef<'a> {
     U8(&'a [u8]),
