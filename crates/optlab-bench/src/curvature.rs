@@ -1,5 +1,6 @@
 //! `optlab-bench curvature`: the cost of one exact Hessian-vector product as a multiple of one gradient on MLP
-//! 784-1024-1024-10 (batch 256), with PyTorch's double backward measured in the same run when installed.
+//! 784-1024-1024-10 (batch 256) and on the MNIST-size CNN of `optlab-bench train` (channels 32-64, batch 128),
+//! with PyTorch's double backward measured in the same run when installed.
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
@@ -56,96 +57,141 @@ fn mfac_scaling(reps: usize) -> Result<Vec<(usize, usize, f64)>> {
     Ok(rows)
 }
 
-pub fn run(a: CurvatureBenchArgs) -> Result<()> {
-    anyhow::ensure!(a.reps >= 1, "--reps must be at least 1");
-    optlab::require_second_order()?;
-    let model = Sequential::new(
-        &ModelSpec::parse("mlp:hidden=1024-1024")?,
-        &[784],
-        10,
-        0,
-        DType::F32,
-    )?;
-    let x = Tensor::randn(0f32, 1.0, (256, 784), &Device::Cpu)?;
+/// A model of `spec` (10 classes, f32) with a batch of `batch` inputs of `shape` and its Hessian operator.
+fn case(spec: &str, shape: &[usize], batch: usize) -> Result<(ModelHessian, Sequential)> {
+    let model = Sequential::new(&ModelSpec::parse(spec)?, shape, 10, 0, DType::F32)?;
+    let dims: Vec<usize> = std::iter::once(batch)
+        .chain(shape.iter().copied())
+        .collect();
+    let x = Tensor::randn(0f32, 1.0, dims, &Device::Cpu)?;
     let y = Tensor::from_vec(
-        (0..256u32).map(|i| i % 10).collect::<Vec<_>>(),
-        256,
+        (0..batch as u32).map(|i| i % 10).collect::<Vec<_>>(),
+        batch,
         &Device::Cpu,
     )?;
-    let h = ModelHessian::new(&model, x, y, true)?;
-    // As PyTorch's side: a first-order gradient, and H·v with v in the parameters' own tensors (its
-    // `grad_outputs`); `api_ms` adds the flat f64 vectors of [`HessianOperator::hvp`].
+    Ok((ModelHessian::new(&model, x, y, true)?, model))
+}
+
+/// One model's costs (ms): a first-order gradient, H·v by the operator's own method, and by double backward
+/// (the general path, which PyTorch's side also takes); v in the parameters' own tensors (its `grad_outputs`).
+struct Costs {
+    grad: f64,
+    hvp: f64,
+    double: f64,
+    method: &'static str,
+}
+
+fn costs((h, model): &(ModelHessian, Sequential), reps: usize) -> Result<Costs> {
     let params = model.params();
     let ts: Vec<&Tensor> = params.iter().map(|p| p.tensor()).collect();
     let vs = ts
         .iter()
         .map(|t| t.ones_like())
         .collect::<candle_core::Result<Vec<_>>>()?;
-    let v: Vec<f64> = vec![1.0; h.dim()];
-    let grad_ms = best_ms(a.reps, || {
-        optlab::gradients(&h.loss()?, false)?;
-        Ok(())
-    })?;
-    // The R-operator (an MLP's products), and double backward, the general path PyTorch's side also takes.
-    let hvp_ms = best_ms(a.reps, || {
-        h.hvp_tensors(&vs)?;
-        Ok(())
-    })?;
-    let double_ms = best_ms(a.reps, || {
-        optlab::hvp(&h.loss()?, &ts, &vs)?;
-        Ok(())
-    })?;
+    Ok(Costs {
+        grad: best_ms(reps, || {
+            optlab::gradients(&h.loss()?, false)?;
+            Ok(())
+        })?,
+        hvp: best_ms(reps, || {
+            h.hvp_tensors(&vs)?;
+            Ok(())
+        })?,
+        double: best_ms(reps, || {
+            optlab::hvp(&h.loss()?, &ts, &vs)?;
+            Ok(())
+        })?,
+        method: h.method(),
+    })
+}
+
+impl Costs {
+    fn json(&self, torch: Option<(f64, f64)>) -> serde_json::Value {
+        serde_json::json!({
+            "grad_ms": self.grad,
+            "hvp_ms": self.hvp,
+            "hvp_method": self.method,
+            "hvp_over_grad": self.hvp / self.grad,
+            "hvp_double_backward_ms": self.double,
+            "torch": torch.map(|(g, h)| serde_json::json!({"grad_ms": g, "hvp_ms": h})),
+            "ratio_hvp_optlab_over_torch": torch.map(|(_, h)| self.hvp / h),
+        })
+    }
+
+    fn print(&self, name: &str, torch: Option<(f64, f64)>) {
+        println!(
+            "{:<14} {:>12.3} {:>12.3} {:>11.2}x   (H v by {}; by double backward {:.3} ms)",
+            format!("optlab {name}"),
+            self.grad,
+            self.hvp,
+            self.hvp / self.grad,
+            self.method,
+            self.double
+        );
+        match torch {
+            Some((g, h)) => println!(
+                "{:<14} {:>12.3} {:>12.3} {:>11.2}x   optlab H v / torch H v: {:.2}x",
+                format!("torch {name}"),
+                g,
+                h,
+                h / g,
+                self.hvp / h
+            ),
+            None => {
+                println!("torch {name:<8} n/a (python3 -c \"import torch\" failed or --no-torch)")
+            }
+        }
+    }
+}
+
+pub fn run(a: CurvatureBenchArgs) -> Result<()> {
+    anyhow::ensure!(a.reps >= 1, "--reps must be at least 1");
+    optlab::require_second_order()?;
+    let mlp = case("mlp:hidden=1024-1024", &[784], 256)?;
+    let cnn = case("cnn:channels=32-64", &[1, 28, 28], 128)?;
+    let (h, _) = &mlp;
     let api_ms = best_ms(a.reps, || {
-        h.hvp(&v)?;
+        h.hvp(&vec![1.0; h.dim()])?;
         Ok(())
     })?;
+    let (mlp, cnn) = (costs(&mlp, a.reps)?, costs(&cnn, a.reps)?);
     let mfac = mfac_scaling(a.reps)?;
     let torch = a.torch.run("torch_curvature.py", &[a.reps.to_string()]);
-    let torch_ms = |key: &str| torch.as_ref().and_then(|t| t[key].as_f64());
+    let torch_pair = |g: &str, h: &str| {
+        let t = torch.as_ref()?;
+        Some((t[g].as_f64()?, t[h].as_f64()?))
+    };
+    let (torch_mlp, torch_cnn) = (
+        torch_pair("grad_ms", "hvp_ms"),
+        torch_pair("cnn_grad_ms", "cnn_hvp_ms"),
+    );
     if a.json {
         println!(
             "{}",
             serde_json::json!({
                 "bench": "curvature",
                 "parameters": h.dim(),
-                "optlab": {"grad_ms": grad_ms, "hvp_ms": hvp_ms, "hvp_method": h.method(), "hvp_over_grad": hvp_ms / grad_ms, "hvp_double_backward_ms": double_ms, "hvp_f64_api_ms": api_ms},
-                "torch": torch.as_ref().map(|_| serde_json::json!({
-                    "grad_ms": torch_ms("grad_ms"),
-                    "hvp_ms": torch_ms("hvp_ms"),
-                })),
-                "ratio_hvp_optlab_over_torch": torch_ms("hvp_ms").map(|t| hvp_ms / t),
+                "mlp": mlp.json(torch_mlp),
+                "cnn": cnn.json(torch_cnn),
+                "mlp_hvp_f64_api_ms": api_ms,
                 "mfac": mfac.iter().map(|&(d, m, ms)| serde_json::json!({"d": d, "m": m, "ms": ms})).collect::<Vec<_>>(),
             })
         );
         return Ok(());
     }
     println!(
-        "optlab-bench curvature: MLP 784-1024-1024-10, batch 256, f32 ({} parameters), best of {}",
+        "optlab-bench curvature: MLP 784-1024-1024-10 (batch 256, {} parameters) and CNN 1x28x28 channels 32-64 \
+         (batch 128), f32, best of {}",
         h.dim(),
         a.reps
     );
     println!(
-        "{:<10} {:>12} {:>12} {:>12}",
+        "{:<14} {:>12} {:>12} {:>12}",
         "", "gradient ms", "HVP ms", "HVP / grad"
     );
-    println!(
-        "{:<10} {:>12.3} {:>12.3} {:>11.2}x",
-        "optlab",
-        grad_ms,
-        hvp_ms,
-        hvp_ms / grad_ms
-    );
-    match (torch_ms("grad_ms"), torch_ms("hvp_ms")) {
-        (Some(g), Some(hv)) => {
-            println!("{:<10} {:>12.3} {:>12.3} {:>11.2}x", "torch", g, hv, hv / g);
-            println!("optlab HVP / torch HVP: {:.2}x", hvp_ms / hv);
-        }
-        _ => println!("torch      n/a (python3 -c \"import torch\" failed or --no-torch)"),
-    }
-    println!(
-        "optlab HVP by {}; by double backward: {double_ms:.3} ms; through the flat f64 vectors of HessianOperator::hvp: {api_ms:.3} ms",
-        h.method()
-    );
+    mlp.print("MLP", torch_mlp);
+    cnn.print("CNN", torch_cnn);
+    println!("MLP H v through the flat f64 vectors of HessianOperator::hvp: {api_ms:.3} ms");
     println!("M-FAC step (push + IHVP), best of {}:", a.reps);
     println!("{:>10} {:>6} {:>12} {:>16}", "d", "m", "ms", "ns per d*m");
     for (d, m, ms) in &mfac {

@@ -153,8 +153,55 @@ fn slq_moments_match_the_dense_mlp_hessian() {
     assert_eq!(curve.len(), 100);
 }
 
-/// The R-operator's products (MLPs) against double backward's, in f64 to 1e-10: ReLU, GELU and tanh layers,
-/// muP's readout, the cross-entropy with a padded row left out and the MSE; f32 to 1e-4. Other models keep double
+/// The R-operator's H v against double backward's on `h`, with a direction of the model's parameter shapes.
+fn check_against_double_backward(
+    h: &ModelHessian,
+    model: &Sequential,
+    dtype: DType,
+    tol: f64,
+    what: &str,
+) {
+    use candle_core::Tensor;
+    let v: Vec<Tensor> = model
+        .params()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Tensor::randn(0f64, 1.0, p.var.dims(), &Device::Cpu)
+                .unwrap()
+                .affine(1.0, 0.1 * i as f64)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap()
+        })
+        .collect();
+    let (rop, db) = (
+        h.hvp_tensors(&v).unwrap(),
+        h.hvp_double_backward(&v).unwrap(),
+    );
+    assert_eq!(rop.len(), db.len());
+    let flat = |ts: &[Tensor]| -> Vec<f64> {
+        ts.iter()
+            .flat_map(|t| {
+                t.flatten_all()
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let (err, scale) = max_error(&flat(&rop), &flat(&db));
+    assert!(
+        scale > 0.0 && err <= tol * scale,
+        "{what}: error {err:e}, scale {scale:e}"
+    );
+}
+
+/// The R-operator's products against double backward's, in f64 to 1e-10: MLPs with ReLU, GELU and tanh layers,
+/// muP's readout, the cross-entropy with a padded row left out and the MSE (f32 to 1e-4); CNNs of "same"
+/// convolutions, ReLU and max pooling. A normalized CNN keeps double
 /// backward.
 #[test]
 fn r_operator_hvp_matches_double_backward() {
@@ -187,57 +234,25 @@ fn r_operator_hvp_matches_double_backward() {
         };
         let h = ModelHessian::new(&model, x.to_dtype(dtype).unwrap(), y, classification).unwrap();
         assert_eq!(h.method(), "r-operator", "{spec}");
-        let v: Vec<Tensor> = model
-            .params()
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                Tensor::randn(0f64, 1.0, p.var.dims(), &Device::Cpu)
-                    .unwrap()
-                    .affine(1.0, 0.1 * i as f64)
-                    .unwrap()
-                    .to_dtype(dtype)
-                    .unwrap()
-            })
-            .collect();
-        let (rop, db) = (
-            h.hvp_tensors(&v).unwrap(),
-            h.hvp_double_backward(&v).unwrap(),
-        );
-        assert_eq!(rop.len(), db.len());
-        let flat = |ts: &[Tensor]| -> Vec<f64> {
-            ts.iter()
-                .flat_map(|t| {
-                    t.flatten_all()
-                        .unwrap()
-                        .to_dtype(DType::F64)
-                        .unwrap()
-                        .to_vec1::<f64>()
-                        .unwrap()
-                })
-                .collect()
-        };
-        let (err, scale) = max_error(&flat(&rop), &flat(&db));
-        assert!(
-            scale > 0.0 && err <= tol * scale,
-            "{spec}: error {err:e}, scale {scale:e}"
-        );
+        check_against_double_backward(&h, &model, dtype, tol, spec);
     }
-    let cnn = Sequential::new(
-        &ModelSpec::parse("cnn:channels=2").unwrap(),
-        &[1, 4, 4],
-        2,
-        0,
-        DType::F64,
-    )
-    .unwrap();
     let images = Tensor::randn(0f64, 1.0, (3, 1, 4, 4), &Device::Cpu).unwrap();
-    let h = ModelHessian::new(
-        &cnn,
-        images,
-        Tensor::new(&[0u32, 1, 0], &Device::Cpu).unwrap(),
-        true,
-    )
-    .unwrap();
-    assert_eq!(h.method(), "double-backward");
+    let image_labels = Tensor::new(&[0u32, 1, 0], &Device::Cpu).unwrap();
+    for (spec, method) in [
+        ("cnn:channels=2-3", "r-operator"),
+        ("cnn:channels=2", "r-operator"),
+        ("cnn:channels=2,norm=gn,groups=1", "double-backward"),
+    ] {
+        let cnn = Sequential::new(
+            &ModelSpec::parse(spec).unwrap(),
+            &[1, 4, 4],
+            2,
+            0,
+            DType::F64,
+        )
+        .unwrap();
+        let h = ModelHessian::new(&cnn, images.clone(), image_labels.clone(), true).unwrap();
+        assert_eq!(h.method(), method, "{spec}");
+        check_against_double_backward(&h, &cnn, DType::F64, 1e-10, spec);
+    }
 }

@@ -1,4 +1,4 @@
-//! Hessian-vector products: exact by the R-operator for an MLP ([`super::rop`]) or by double backward (candle with
+//! Hessian-vector products: exact by the R-operator for an MLP or a CNN ([`super::rop`]) or by double backward (candle with
 //! `CANDLE_GRAD_DO_NOT_DETACH=1`, checked by [`crate::require_second_order`]), by central differences of the
 //! gradient, or from a dense matrix.
 
@@ -185,8 +185,8 @@ impl ModelHessian {
     }
 
     /// H v with v and the result one tensor per parameter (state-dict order, the parameters' shapes): by
-    /// Pearlmutter's R-operator when every layer is one it covers (Linear, muP's readout, ReLU, tanh, GELU,
-    /// Flatten: an MLP), by double backward otherwise.
+    /// Pearlmutter's R-operator when every layer is one it covers (Linear, muP's readout, "same" Conv2d, ReLU,
+    /// tanh, GELU, 2×2 max pooling, Flatten: MLPs and CNNs without normalization), by double backward otherwise.
     pub fn hvp_tensors(&self, v: &[Tensor]) -> Result<Vec<Tensor>> {
         let target = if self.classification {
             super::rop::Target::Classes(&self.y)

@@ -1,19 +1,24 @@
-//! Exact Hessian-vector products of an MLP's mean loss by Pearlmutter's R-operator (forward-mode derivatives
-//! carried through the forward and the backward pass), for the curvature analyses of P27/P36: no second graph is
-//! built, and H·v costs about two gradients' worth of matrix products (double backward costs about three).
+//! Exact Hessian-vector products of an MLP's or a CNN's mean loss by Pearlmutter's R-operator (forward-mode
+//! derivatives carried through the forward and the backward pass), for the curvature analyses of P27/P36: no second
+//! graph is built, and H·v costs about two gradients' worth of matrix products (double backward costs about three).
 //!
 //! R(·) is the directional derivative along the parameter direction v. For an affine step y = (c·x) Wᵀ + b with
 //! direction (V, v_b): R(y) = (c·x) Vᵀ + c·R(x) Wᵀ + v_b going forward; going back, with g = ∂L/∂y,
 //! (H v)_W = R(g)ᵀ (c·x) + gᵀ c·R(x), (H v)_b = Σ_rows R(g), and R(∂L/∂x) = c·(R(g) W + g V). An activation
 //! y = σ(a) gives R(y) = σ′(a) R(a) forward and R(∂L/∂a) = σ′(a) R(g) + σ″(a) R(a) g back. The loss closes the
 //! loop: for the mean cross-entropy R(∂L/∂z) = (p ⊙ R(z) − p ⟨p, R(z)⟩)/count per row, for the MSE 2 R(z)/N.
+//! A convolution is bilinear in (x, W) like the affine step, with the convolution, its input gradient and its
+//! kernel gradient in place of the three products; 2×2 max pooling picks (and its gradient scatters to) the
+//! input's window maxima, the same positions for the values and their R-derivatives (no second-order term).
 //!
-//! Models of other layers (convolutions, normalization, attention) keep double backward; the two are tested
-//! against each other to 1e-10 in f64.
+//! Models of other layers (normalization, attention, weight-standardized or non-"same" convolutions) keep double
+//! backward; the two are tested against each other to 1e-10 in f64.
 
 use crate::data::IGNORE;
-use crate::nn::fused::sum_rows;
+use crate::nn::conv::{bias_grad, conv2d, conv2d_same, input_grad, is_same, weight_grad_op};
+use crate::nn::fused::{relu_grad, sum_rows};
 use crate::nn::matmul::{matmul, transpose};
+use crate::nn::pool::{max_pool2, scatter_to_maxima, select_at_maxima};
 use crate::nn::{Activation, Layer, Sequential};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -26,12 +31,19 @@ enum Step {
         b: Option<Tensor>,
         mult: f64,
     },
+    /// y = conv(x, W) + b, stride 1, "same" zero padding.
+    Conv {
+        w: Tensor,
+        b: Option<Tensor>,
+        padding: usize,
+    },
     Act(Activation),
+    Pool,
     Flatten,
 }
 
-/// The model's steps, or `None` when a layer is not one the R-operator covers (Linear, muP's readout, ReLU,
-/// tanh, GELU, Flatten).
+/// The model's steps, or `None` when a layer is not one the R-operator covers (Linear, muP's readout, "same"
+/// Conv2d, ReLU, tanh, GELU, 2×2 max pooling, Flatten).
 fn steps(model: &Sequential) -> Option<Vec<Step>> {
     model
         .layers()
@@ -47,15 +59,26 @@ fn steps(model: &Sequential) -> Option<Vec<Step>> {
                 b: bias.as_ref().map(|b| b.tensor().detach()),
                 mult: *mult,
             }),
+            Layer::Conv2d {
+                weight,
+                bias,
+                padding,
+                standardize: false,
+            } if is_same(weight.tensor(), *padding).ok()? => Some(Step::Conv {
+                w: weight.tensor().detach(),
+                b: bias.as_ref().map(|b| b.tensor().detach()),
+                padding: *padding,
+            }),
             Layer::Act(a) => Some(Step::Act(*a)),
+            Layer::MaxPool2 => Some(Step::Pool),
             Layer::Flatten => Some(Step::Flatten),
             _ => None,
         })
         .collect()
 }
 
-/// Whether [`hvp`] covers `model` on inputs of rank `rank`: every layer is one it covers, and each affine step
-/// sees a batch of rows.
+/// Whether [`hvp`] covers `model` on inputs of rank `rank`: every layer is one it covers, each affine step sees a
+/// batch of rows and each convolution or pooling a batch of images.
 pub(crate) fn covers(model: &Sequential, rank: usize) -> bool {
     steps(model).is_some_and(|steps| {
         let mut rank = rank;
@@ -65,6 +88,7 @@ pub(crate) fn covers(model: &Sequential, rank: usize) -> bool {
                 true
             }
             Step::Affine { .. } => rank == 2,
+            Step::Conv { .. } | Step::Pool => rank == 4,
             Step::Act(_) => true,
         })
     })
@@ -109,6 +133,14 @@ fn derivatives(act: Activation, a: &Tensor) -> Result<(Tensor, Option<Tensor>)> 
             let d2 = (pdf * a2.affine(-1.0, 2.0)?)?;
             (d1, Some(d2))
         }
+    })
+}
+
+/// σ′(a) ⊙ t (for ReLU in one pass).
+fn times_derivative(act: Activation, a: &Tensor, t: &Tensor) -> Result<Tensor> {
+    Ok(match act {
+        Activation::Relu => relu_grad(a, t)?,
+        _ => (t * derivatives(act, a)?.0)?,
     })
 }
 
@@ -227,15 +259,43 @@ pub(crate) fn hvp(
                 rh = Some(r);
                 Saved { input, r_input }
             }
+            Step::Conv { w, b, padding } => {
+                let s = Saved {
+                    input: h.clone(),
+                    r_input: rh.take(),
+                };
+                let (vw, vb) = (&v[next], b.as_ref().map(|_| &v[next + 1]));
+                next += 1 + usize::from(b.is_some());
+                h = conv2d(&s.input, w, b.as_ref(), *padding)?;
+                let mut r = conv2d(&s.input, vw, vb, *padding)?;
+                if let Some(ri) = &s.r_input {
+                    r = (r + conv2d_same(ri, w)?)?;
+                }
+                rh = Some(r);
+                s
+            }
             Step::Act(act) => {
                 let s = Saved {
                     input: h.clone(),
                     r_input: rh.clone(),
                 };
                 if let Some(r) = &rh {
-                    rh = Some((r * derivatives(*act, &h)?.0)?);
+                    rh = Some(times_derivative(*act, &h, r)?);
                 }
                 h = act.apply(&h)?;
+                s
+            }
+            Step::Pool => {
+                let s = Saved {
+                    input: h.clone(),
+                    r_input: rh.take(),
+                };
+                rh = s
+                    .r_input
+                    .as_ref()
+                    .map(|r| select_at_maxima(&s.input, r))
+                    .transpose()?;
+                h = max_pool2(&s.input)?;
                 s
             }
             Step::Flatten => {
@@ -281,6 +341,32 @@ pub(crate) fn hvp(
                         ((gi * *mult)?, (rgi * *mult)?)
                     };
                 }
+            }
+            Step::Conv { w, b, .. } => {
+                let (k, size) = (first[i], w.dim(3)?);
+                // R(g) against x and g against R(x), as for the affine step.
+                let mut gw = weight_grad_op(&rg, &s.input, size)?;
+                if let Some(ri) = &s.r_input {
+                    gw = (gw + weight_grad_op(&g, ri, size)?)?;
+                }
+                out[k] = Some(gw);
+                if b.is_some() {
+                    out[k + 1] = Some(bias_grad(&rg)?);
+                }
+                if needs_input {
+                    let gi = input_grad(&g, w)?;
+                    rg = (input_grad(&rg, w)? + input_grad(&g, &v[k])?)?;
+                    g = gi;
+                }
+            }
+            Step::Pool if needs_input => {
+                g = scatter_to_maxima(&s.input, &g)?;
+                rg = scatter_to_maxima(&s.input, &rg)?;
+            }
+            Step::Act(Activation::Relu) if needs_input => {
+                // σ″ = 0: both in one pass each.
+                rg = relu_grad(&s.input, &rg)?;
+                g = relu_grad(&s.input, &g)?;
             }
             Step::Act(act) if needs_input => {
                 let (d1, d2) = derivatives(*act, &s.input)?;

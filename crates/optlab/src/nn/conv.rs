@@ -23,8 +23,7 @@ pub fn conv2d_same(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// the bias loaded into the output, its gradient a per-channel sum) where the padding is k/2 (odd k) on the CPU in
 /// f32/f64; candle's `conv2d` and a broadcast addition otherwise.
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, padding: usize) -> Result<Tensor> {
-    let k = w.dim(3)?;
-    let same = k % 2 == 1 && padding == k / 2 && w.dim(2)? == k;
+    let same = is_same(w, padding)?;
     let native = x.device().is_cpu()
         && matches!(x.dtype(), DType::F32 | DType::F64)
         && x.dtype() == w.dtype()
@@ -42,6 +41,12 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, padding: usize) -> 
         Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
         None => y,
     })
+}
+
+/// Whether a kernel `[out, in, k, k]` with odd k and zero `padding` k/2 is a "same" convolution.
+pub(crate) fn is_same(w: &Tensor, padding: usize) -> Result<bool> {
+    let k = w.dim(3)?;
+    Ok(k % 2 == 1 && padding == k / 2 && w.dim(2)? == k)
 }
 
 /// The shapes of a convolution: (batch, c, h, w, out, k).
@@ -302,7 +307,7 @@ impl CustomOp3 for ConvSame {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (dx, dw) = CustomOp2::bwd(self, x, w, out, grad)?;
         let db = if b.track_op() {
-            Some(grad.contiguous()?.apply_op1(ChannelSum)?)
+            Some(bias_grad(grad)?)
         } else {
             None
         };
@@ -312,6 +317,11 @@ impl CustomOp3 for ConvSame {
 
 /// The per-channel sum of a `[batch, c, h, w]` gradient; its own backward broadcasts back.
 struct ChannelSum;
+
+/// The bias gradient of a convolution at output gradient `g` `[batch, out, h, w]`: its sum per channel.
+pub(crate) fn bias_grad(g: &Tensor) -> candle_core::Result<Tensor> {
+    g.contiguous()?.apply_op1(ChannelSum)
+}
 
 impl CustomOp1 for ChannelSum {
     fn name(&self) -> &'static str {
@@ -333,7 +343,7 @@ impl CustomOp1 for ChannelSum {
 
 /// The input gradient of `conv2d_same(·, w)` at output gradient `g`: the same convolution of `g` with the kernel
 /// flipped in both spatial axes and its input and output channels swapped.
-fn input_grad(g: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn input_grad(g: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     let k = w.dim(2)?;
     let rev = Tensor::new((0..k as u32).rev().collect::<Vec<_>>(), w.device())?;
     let flipped = w
@@ -345,7 +355,7 @@ fn input_grad(g: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// The kernel gradient of `conv2d_same(x, ·)` (a `k`×`k` kernel) at output gradient `g`.
-fn weight_grad_op(g: &Tensor, x: &Tensor, k: usize) -> candle_core::Result<Tensor> {
+pub(crate) fn weight_grad_op(g: &Tensor, x: &Tensor, k: usize) -> candle_core::Result<Tensor> {
     g.contiguous()?
         .apply_op2(&x.contiguous()?, WeightGrad { k })
 }

@@ -701,7 +701,17 @@ impl CustomOp1 for Relu {
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2(&g.contiguous()?, Backward2Op(ReluGrad))?))
+        Ok(Some(relu_grad(x, g)?))
+    }
+}
+
+/// g ⊙ [x > 0] in one pass (ReLU's gradient at x; on the CPU in f32/f64, composed elsewhere).
+pub(crate) fn relu_grad(x: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        x.contiguous()?
+            .apply_op2(&g.contiguous()?, Backward2Op(ReluGrad))
+    } else {
+        ReluGrad::composed(x, g)
     }
 }
 

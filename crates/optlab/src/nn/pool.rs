@@ -257,6 +257,21 @@ impl CustomOp2 for Windows {
     }
 }
 
+/// `vals` (the key's shape) at the key's window maxima: the pooled R-derivative of a pooled input (CPU, f32/f64).
+pub(crate) fn select_at_maxima(key: &Tensor, vals: &Tensor) -> Result<Tensor> {
+    Ok(key
+        .contiguous()?
+        .apply_op2(&vals.contiguous()?, Windows { scatter: false })?)
+}
+
+/// The key's shape, zero but for `vals` (`[N, C, H/2, W/2]`) at the key's window maxima: the gradient (and its
+/// R-derivative) of a pooled input (CPU, f32/f64).
+pub(crate) fn scatter_to_maxima(key: &Tensor, vals: &Tensor) -> Result<Tensor> {
+    Ok(key
+        .contiguous()?
+        .apply_op2(&vals.contiguous()?, Windows { scatter: true })?)
+}
+
 /// 2×2 max pooling with stride 2 over `[N, C, H, W]` (odd trailing rows and columns dropped, as PyTorch).
 /// On the CPU in f32/f64 the gradient is PyTorch's; elsewhere the window maximum is a reduction whose
 /// gradient reaches every tied maximum.
