@@ -11,8 +11,8 @@
 //! free ranges beside it, and with the unused top of the range. A loop that repeats its allocations (a training
 //! step) runs without page faults after its first turn, and what stays resident is close to the most the program
 //! held at once. A free range that nothing has reused for [`PURGE_AFTER_NS`] goes back to the OS (its pages, not
-//! its addresses) at the next large request, so memory freed for good (a data set loaded once) does not stay with
-//! the process.
+//! its addresses) at the next large request or free, so memory freed for good (a data set loaded once) does not
+//! stay with the process.
 //!
 //! Smaller requests, those with an alignment above a page, and any the range cannot hold go to the inner
 //! allocator; off Linux everything does.
@@ -32,7 +32,7 @@ pub const THRESHOLD: usize = 1 << 16;
 /// round a few MiB of buffers up by as much again. Beyond, transparent huge pages are advised (the MNIST-size
 /// CNN's step is 8% faster with them).
 pub const SMALL_PAGES: usize = 32 << 20;
-/// A free range unused this long (ns) is purged at the next large request.
+/// A free range unused this long (ns) is purged at the next large request or free.
 pub const PURGE_AFTER_NS: u64 = 1_000_000_000;
 /// Free ranges tracked at most; beyond, the smallest is purged and forgotten (its addresses are not reused).
 const SLOTS: usize = 256;
@@ -255,6 +255,30 @@ struct State {
     checked: u64,
 }
 
+impl State {
+    /// Whether `ptr` lies in the arena.
+    fn owns(&self, ptr: *mut u8) -> bool {
+        let base = self.base;
+        base != 0 && base != usize::MAX && (base..base + RESERVE).contains(&(ptr as usize))
+    }
+
+    /// Gives back the pages of free ranges unused for [`PURGE_AFTER_NS`], looking at most every
+    /// [`CHECK_EVERY_NS`].
+    fn purge_stale(&mut self, now: u64) {
+        if now.saturating_sub(self.checked) <= CHECK_EVERY_NS {
+            return;
+        }
+        self.checked = now;
+        // Small (at most one entry per slot and the top), so it comes from the inner allocator.
+        let mut purged = Vec::new();
+        self.arena
+            .purge(now.saturating_sub(PURGE_AFTER_NS), &mut purged);
+        for r in purged {
+            os::purge(self.base + r.off, r.len);
+        }
+    }
+}
+
 /// Reserved address range (nothing resident until used).
 const RESERVE: usize = 64 << 30;
 /// How often (ns) a large request looks for ranges to purge.
@@ -313,16 +337,7 @@ impl<A> BufferArena<A> {
             return None;
         }
         let base = s.base;
-        if now.saturating_sub(s.checked) > CHECK_EVERY_NS {
-            s.checked = now;
-            // Small (at most one entry per slot and the top), so it comes from the inner allocator.
-            let mut purged = Vec::new();
-            s.arena
-                .purge(now.saturating_sub(PURGE_AFTER_NS), &mut purged);
-            for r in purged {
-                os::purge(base + r.off, r.len);
-            }
-        }
+        s.purge_stale(now);
         let t = s.arena.take(bytes)?;
         if let Some(c) = &t.commit {
             if !os::commit(base + c.from, c.to - c.from) {
@@ -340,9 +355,9 @@ impl<A> BufferArena<A> {
     }
 
     /// Whether `ptr` lies in the arena.
+    #[cfg(test)]
     fn owns(&self, ptr: *mut u8) -> bool {
-        let base = self.lock().base;
-        base != 0 && base != usize::MAX && (base..base + RESERVE).contains(&(ptr as usize))
+        self.lock().owns(ptr)
     }
 }
 
@@ -381,17 +396,19 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for BufferArena<A> {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if Self::large(&layout) && self.owns(ptr) {
+        if Self::large(&layout) {
             let mut s = self.lock();
-            let base = s.base;
-            let lost = s
-                .arena
-                .put(ptr as usize - base, capacity(layout.size()), os::now_ns());
-            drop(s);
-            if let Some(r) = lost {
-                os::purge(base + r.off, r.len);
+            if s.owns(ptr) {
+                let (base, now) = (s.base, os::now_ns());
+                if let Some(r) = s
+                    .arena
+                    .put(ptr as usize - base, capacity(layout.size()), now)
+                {
+                    os::purge(base + r.off, r.len);
+                }
+                s.purge_stale(now);
+                return;
             }
-            return;
         }
         // SAFETY: not from the arena, so from `inner` with this layout.
         unsafe { self.inner.dealloc(ptr, layout) }
@@ -400,7 +417,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for BufferArena<A> {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller guarantees `new_size` with `layout.align()` is a valid layout.
         let new = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        let ours = Self::large(&layout) && self.owns(ptr);
+        let ours = Self::large(&layout) && self.lock().owns(ptr);
         if !ours && !Self::large(&new) {
             // SAFETY: both the block and the new layout belong to `inner`.
             return unsafe { self.inner.realloc(ptr, layout, new_size) };
@@ -544,6 +561,45 @@ mod tests {
             assert!(!t.is_null() && !a.owns(t));
             a.dealloc(t, small);
         }
+    }
+
+    #[test]
+    fn threads_get_disjoint_blocks() {
+        let a = std::sync::Arc::new(BufferArena::new(System));
+        let workers: Vec<_> = (0..4u8)
+            .map(|t| {
+                let a = a.clone();
+                std::thread::spawn(move || {
+                    let mut held: Vec<(*mut u8, Layout)> = Vec::new();
+                    for i in 0..300usize {
+                        let size = THRESHOLD + (i * 7919 + t as usize * 104_729) % (8 * THRESHOLD);
+                        let l = Layout::from_size_align(size, 64).unwrap();
+                        // SAFETY: each block is written, checked and freed with its own layout, by this thread.
+                        unsafe {
+                            let p = a.alloc(l);
+                            assert!(!p.is_null());
+                            p.write_bytes(t, size);
+                            held.push((p, l));
+                            if i % 3 == 2 {
+                                for (p, l) in held.drain(..) {
+                                    let bytes = std::slice::from_raw_parts(p, l.size());
+                                    assert!(bytes.iter().all(|&b| b == t), "a block was shared");
+                                    a.dealloc(p, l);
+                                }
+                            }
+                        }
+                    }
+                    for (p, l) in held {
+                        // SAFETY: as above.
+                        unsafe { a.dealloc(p, l) };
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(a.stats().live, 0);
     }
 
     fn arena() -> Arena {
