@@ -1,9 +1,13 @@
 # The PyTorch side of `optlab-bench curvature`: gradient and exact Hessian-vector product (double backward) of
 # the mean cross-entropy of MLP 784-1024-1024-10 on a batch of 256, and of the MNIST-size CNN (Conv 3x3 pad 1,
-# ReLU, MaxPool 2 per stage, channels 32-64, Linear; batch 128). Prints {"grad_ms", "hvp_ms", "cnn_grad_ms",
-# "cnn_hvp_ms"}.
-import json, sys, time
+# ReLU, MaxPool 2 per stage, channels 32-64, Linear; batch 128), and of the char-LM transformer of
+# `optlab-bench train` (torch_train.Lm: 2 layers, dim 64, 4 heads; 32 windows of 64 tokens over 62 characters; its
+# attention by SDPA's math backend, the one with a double backward on the CPU). Prints {"grad_ms", "hvp_ms",
+# "cnn_grad_ms", "cnn_hvp_ms", "lm_grad_ms", "lm_hvp_ms"}.
+import contextlib, json, sys, time
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch_train import Lm
 
 torch.set_num_threads(int(sys.argv[1]))
 reps = int(sys.argv[2])
@@ -11,18 +15,21 @@ torch.manual_seed(0)
 nn = torch.nn
 
 
-def case(model, x, y):
+def case(model, x, y, second_order=contextlib.nullcontext):
     params = list(model.parameters())
     v = [torch.ones_like(p) for p in params]
 
+    def loss():
+        out = model(x)
+        return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y)
+
     def grad():
-        loss = nn.functional.cross_entropy(model(x), y)
-        return torch.autograd.grad(loss, params)
+        return torch.autograd.grad(loss(), params)
 
     def hvp():
-        loss = nn.functional.cross_entropy(model(x), y)
-        g = torch.autograd.grad(loss, params, create_graph=True)
-        return torch.autograd.grad(g, params, grad_outputs=v)
+        with second_order():
+            g = torch.autograd.grad(loss(), params, create_graph=True)
+            return torch.autograd.grad(g, params, grad_outputs=v)
 
     return grad, hvp
 
@@ -41,6 +48,13 @@ cnn = case(
     torch.randn(128, 1, 28, 28),
     torch.arange(128) % 10,
 )
+torch.manual_seed(0)
+lm = case(
+    Lm(62, 64, 64, 4, 2),
+    torch.randint(0, 62, (32, 64)),
+    torch.randint(0, 62, (32 * 64,)),
+    lambda: sdpa_kernel(SDPBackend.MATH),
+)
 
 
 def best(f):
@@ -53,4 +67,5 @@ def best(f):
     return b * 1e3
 
 
-print(json.dumps({"grad_ms": best(mlp[0]), "hvp_ms": best(mlp[1]), "cnn_grad_ms": best(cnn[0]), "cnn_hvp_ms": best(cnn[1])}))
+print(json.dumps({"grad_ms": best(mlp[0]), "hvp_ms": best(mlp[1]), "cnn_grad_ms": best(cnn[0]), "cnn_hvp_ms": best(cnn[1]),
+                  "lm_grad_ms": best(lm[0]), "lm_hvp_ms": best(lm[1])}))

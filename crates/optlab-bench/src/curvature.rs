@@ -1,6 +1,7 @@
 //! `optlab-bench curvature`: the cost of one exact Hessian-vector product as a multiple of one gradient on MLP
-//! 784-1024-1024-10 (batch 256) and on the MNIST-size CNN of `optlab-bench train` (channels 32-64, batch 128),
-//! with PyTorch's double backward measured in the same run when installed.
+//! 784-1024-1024-10 (batch 256), on the MNIST-size CNN of `optlab-bench train` (channels 32-64, batch 128) and on
+//! its char-LM transformer (2 layers, dim 64, 4 heads, LayerNorm; 32 windows of 64 tokens over 62 characters), with
+//! PyTorch's double backward measured in the same run when installed.
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
@@ -55,6 +56,18 @@ fn mfac_scaling(reps: usize) -> Result<Vec<(usize, usize, f64)>> {
         }
     }
     Ok(rows)
+}
+
+/// The char-LM transformer of `optlab-bench train` on 32 windows of 64 tokens (ids and next-token labels as there).
+fn lm_case() -> Result<(ModelHessian, Sequential)> {
+    let (vocab, ctx, batch) = (62, 64, 32);
+    let spec = ModelSpec::parse("transformer:layers=2,dim=64,heads=4,mlp=4,norm=ln")?;
+    let model = Sequential::new(&spec, &[ctx], vocab, 0, DType::F32)?;
+    let ids: Vec<f32> = (0..batch * ctx).map(|i| (i * 7 % vocab) as f32).collect();
+    let labels: Vec<u32> = (0..batch * ctx).map(|i| (i * 11 % vocab) as u32).collect();
+    let x = Tensor::from_vec(ids, (batch, ctx), &Device::Cpu)?;
+    let y = Tensor::from_vec(labels, (batch, ctx), &Device::Cpu)?;
+    Ok((ModelHessian::new(&model, x, y, true)?, model))
 }
 
 /// A model of `spec` (10 classes, f32) with a batch of `batch` inputs of `shape` and its Hessian operator.
@@ -154,16 +167,22 @@ pub fn run(a: CurvatureBenchArgs) -> Result<()> {
         h.hvp(&vec![1.0; h.dim()])?;
         Ok(())
     })?;
-    let (mlp, cnn) = (costs(&mlp, a.reps)?, costs(&cnn, a.reps)?);
+    let lm = lm_case()?;
+    let (mlp, cnn, lm) = (
+        costs(&mlp, a.reps)?,
+        costs(&cnn, a.reps)?,
+        costs(&lm, a.reps)?,
+    );
     let mfac = mfac_scaling(a.reps)?;
     let torch = a.torch.run("torch_curvature.py", &[a.reps.to_string()]);
     let torch_pair = |g: &str, h: &str| {
         let t = torch.as_ref()?;
         Some((t[g].as_f64()?, t[h].as_f64()?))
     };
-    let (torch_mlp, torch_cnn) = (
+    let (torch_mlp, torch_cnn, torch_lm) = (
         torch_pair("grad_ms", "hvp_ms"),
         torch_pair("cnn_grad_ms", "cnn_hvp_ms"),
+        torch_pair("lm_grad_ms", "lm_hvp_ms"),
     );
     if a.json {
         println!(
@@ -173,6 +192,7 @@ pub fn run(a: CurvatureBenchArgs) -> Result<()> {
                 "parameters": h.dim(),
                 "mlp": mlp.json(torch_mlp),
                 "cnn": cnn.json(torch_cnn),
+                "lm": lm.json(torch_lm),
                 "mlp_hvp_f64_api_ms": api_ms,
                 "mfac": mfac.iter().map(|&(d, m, ms)| serde_json::json!({"d": d, "m": m, "ms": ms})).collect::<Vec<_>>(),
             })
@@ -180,8 +200,8 @@ pub fn run(a: CurvatureBenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "optlab-bench curvature: MLP 784-1024-1024-10 (batch 256, {} parameters) and CNN 1x28x28 channels 32-64 \
-         (batch 128), f32, best of {}",
+        "optlab-bench curvature: MLP 784-1024-1024-10 (batch 256, {} parameters), CNN 1x28x28 channels 32-64 \
+         (batch 128) and the char-LM transformer 2x64 (batch 32x64), f32, best of {}",
         h.dim(),
         a.reps
     );
@@ -191,6 +211,7 @@ pub fn run(a: CurvatureBenchArgs) -> Result<()> {
     );
     mlp.print("MLP", torch_mlp);
     cnn.print("CNN", torch_cnn);
+    lm.print("LM", torch_lm);
     println!("MLP H v through the flat f64 vectors of HessianOperator::hvp: {api_ms:.3} ms");
     println!("M-FAC step (push + IHVP), best of {}:", a.reps);
     println!("{:>10} {:>6} {:>12} {:>16}", "d", "m", "ms", "ns per d*m");

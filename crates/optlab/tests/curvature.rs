@@ -201,8 +201,9 @@ fn check_against_double_backward(
 
 /// The R-operator's products against double backward's, in f64 to 1e-10: MLPs with ReLU, GELU and tanh layers,
 /// muP's readout, the cross-entropy with a padded row left out and the MSE (f32 to 1e-4); CNNs of "same"
-/// convolutions, ReLU and max pooling. A normalized CNN keeps double
-/// backward.
+/// convolutions, ReLU and max pooling; transformer language models (embeddings, LayerNorm or none, causal
+/// attention, the GELU MLP, muP's readout and attention scale). A normalized CNN and a PowerNorm transformer keep
+/// double backward.
 #[test]
 fn r_operator_hvp_matches_double_backward() {
     use candle_core::Tensor;
@@ -255,4 +256,51 @@ fn r_operator_hvp_matches_double_backward() {
         assert_eq!(h.method(), method, "{spec}");
         check_against_double_backward(&h, &cnn, DType::F64, 1e-10, spec);
     }
+    // Language models: 3 sequences of 5 tokens over 7 characters, context 6, one label left out.
+    let ids = Tensor::from_vec(
+        (0..15)
+            .map(|i| ((i * 5 + 2) % 7) as f64)
+            .collect::<Vec<_>>(),
+        (3, 5),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut next: Vec<u32> = (0..15).map(|i| (i * 3 % 7) as u32).collect();
+    next[4] = optlab::data::IGNORE;
+    let next = Tensor::from_vec(next, (3, 5), &Device::Cpu).unwrap();
+    for (spec, method) in [
+        (
+            "transformer:layers=2,dim=8,heads=2,mlp=2,norm=ln",
+            "r-operator",
+        ),
+        (
+            "transformer:layers=1,dim=6,heads=3,mlp=2,norm=none",
+            "r-operator",
+        ),
+        (
+            "transformer:layers=1,dim=8,heads=2,mlp=2,norm=ln,param=mup,base=4",
+            "r-operator",
+        ),
+        (
+            "transformer:layers=1,dim=8,heads=2,mlp=2,norm=pn",
+            "double-backward",
+        ),
+    ] {
+        let lm = Sequential::new(&ModelSpec::parse(spec).unwrap(), &[6], 7, 5, DType::F64).unwrap();
+        let h = ModelHessian::new(&lm, ids.clone(), next.clone(), true).unwrap();
+        assert_eq!(h.method(), method, "{spec}");
+        check_against_double_backward(&h, &lm, DType::F64, 1e-10, spec);
+    }
+    // A padded batch (id 7 = padding at the end of the first sequence) keeps double backward, and says so.
+    let spec = "transformer:layers=1,dim=8,heads=2,mlp=2,norm=ln";
+    let lm = Sequential::new(&ModelSpec::parse(spec).unwrap(), &[6], 7, 5, DType::F64).unwrap();
+    let padded = ids
+        .slice_assign(
+            &[0..1, 4..5],
+            &Tensor::new(&[[7.0f64]], &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+    let h = ModelHessian::new(&lm, padded, next.clone(), true).unwrap();
+    assert_eq!(h.method(), "double-backward");
+    check_against_double_backward(&h, &lm, DType::F64, 1e-10, "padded");
 }

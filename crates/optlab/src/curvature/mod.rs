@@ -19,6 +19,7 @@ mod eigen;
 mod estimators;
 mod operators;
 mod rop;
+mod rop_transformer;
 mod stability;
 
 pub use eigen::{jacobi_eigen, SymmetricEigen};

@@ -1,6 +1,6 @@
-//! Hessian-vector products: exact by the R-operator for an MLP or a CNN ([`super::rop`]) or by double backward (candle with
-//! `CANDLE_GRAD_DO_NOT_DETACH=1`, checked by [`crate::require_second_order`]), by central differences of the
-//! gradient, or from a dense matrix.
+//! Hessian-vector products: exact by the R-operator for an MLP, a CNN or a transformer ([`super::rop`]) or by
+//! double backward (candle with `CANDLE_GRAD_DO_NOT_DETACH=1`, checked by [`crate::require_second_order`]), by
+//! central differences of the gradient, or from a dense matrix.
 
 use crate::functions::TestFunction;
 use crate::nn::loss::{cross_entropy, mse};
@@ -186,7 +186,8 @@ impl ModelHessian {
 
     /// H v with v and the result one tensor per parameter (state-dict order, the parameters' shapes): by
     /// Pearlmutter's R-operator when every layer is one it covers (Linear, muP's readout, "same" Conv2d, ReLU,
-    /// tanh, GELU, 2×2 max pooling, Flatten: MLPs and CNNs without normalization), by double backward otherwise.
+    /// tanh, GELU, 2×2 max pooling, Flatten, embeddings, LayerNorm and LayerNorm transformer blocks: MLPs, CNNs
+    /// without normalization, transformer language models on unpadded batches), by double backward otherwise.
     pub fn hvp_tensors(&self, v: &[Tensor]) -> Result<Vec<Tensor>> {
         let target = if self.classification {
             super::rop::Target::Classes(&self.y)
@@ -208,7 +209,7 @@ impl ModelHessian {
 
     /// How [`ModelHessian::hvp_tensors`] computes its products: `r-operator` or `double-backward`.
     pub fn method(&self) -> &'static str {
-        if super::rop::covers(&self.model, self.x.rank()) {
+        if super::rop::applies(&self.model, &self.x) {
             "r-operator"
         } else {
             "double-backward"

@@ -1,6 +1,7 @@
-//! Exact Hessian-vector products of an MLP's or a CNN's mean loss by Pearlmutter's R-operator (forward-mode
-//! derivatives carried through the forward and the backward pass), for the curvature analyses of P27/P36: no second
-//! graph is built, and H·v costs about two gradients' worth of matrix products (double backward costs about three).
+//! Exact Hessian-vector products of an MLP's, a CNN's or a transformer language model's mean loss by Pearlmutter's
+//! R-operator (forward-mode derivatives carried through the forward and the backward pass), for the curvature
+//! analyses of P27/P36: no second graph is built, and H·v costs about two gradients' worth of matrix products
+//! (double backward costs about three). The transformer's layers are in [`super::rop_transformer`].
 //!
 //! R(·) is the directional derivative along the parameter direction v. For an affine step y = (c·x) Wᵀ + b with
 //! direction (V, v_b): R(y) = (c·x) Vᵀ + c·R(x) Wᵀ + v_b going forward; going back, with g = ∂L/∂y,
@@ -11,17 +12,22 @@
 //! kernel gradient in place of the three products; 2×2 max pooling picks (and its gradient scatters to) the
 //! input's window maxima, the same positions for the values and their R-derivatives (no second-order term).
 //!
-//! Models of other layers (normalization, attention, weight-standardized or non-"same" convolutions) keep double
-//! backward; the two are tested against each other to 1e-10 in f64.
+//! Models of other layers (batch, group and power normalization, weight-standardized or non-"same" convolutions)
+//! and padded token batches keep double backward; the two are tested against each other to 1e-10 in f64.
 
+use super::rop_transformer::{
+    block_backward, block_covered, block_forward, block_params, layer_norm_params, norm_backward,
+    norm_forward, BlockSaved, Dual, NormSaved,
+};
 use crate::data::IGNORE;
 use crate::nn::conv::{bias_grad, conv2d, conv2d_same, input_grad, is_same, weight_grad_op};
 use crate::nn::fused::{relu_grad, sum_rows};
 use crate::nn::matmul::{matmul, transpose};
 use crate::nn::pool::{max_pool2, scatter_to_maxima, select_at_maxima};
+use crate::nn::transformer::Block;
 use crate::nn::{Activation, Layer, Sequential};
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, D};
 
 /// One step of the model as the R-operator sees it (the parameters detached: nothing here is recorded).
 enum Step {
@@ -40,10 +46,19 @@ enum Step {
     Act(Activation),
     Pool,
     Flatten,
+    /// Token and position embeddings of P12's language model (ids `[B, T]` to `[B, T, C]`).
+    Embed {
+        tok: Tensor,
+        pos: Tensor,
+    },
+    /// LayerNorm over the last axis: weight, bias.
+    Norm(Tensor, Tensor),
+    /// A pre-norm transformer block with LayerNorm (or none).
+    Block(Box<Block>),
 }
 
 /// The model's steps, or `None` when a layer is not one the R-operator covers (Linear, muP's readout, "same"
-/// Conv2d, ReLU, tanh, GELU, 2×2 max pooling, Flatten).
+/// Conv2d, ReLU, tanh, GELU, 2×2 max pooling, Flatten, the embeddings, LayerNorm and LayerNorm blocks).
 fn steps(model: &Sequential) -> Option<Vec<Step>> {
     model
         .layers()
@@ -72,25 +87,52 @@ fn steps(model: &Sequential) -> Option<Vec<Step>> {
             Layer::Act(a) => Some(Step::Act(*a)),
             Layer::MaxPool2 => Some(Step::Pool),
             Layer::Flatten => Some(Step::Flatten),
+            Layer::Embed(e) => Some(Step::Embed {
+                tok: e.tok.tensor().detach(),
+                pos: e.pos.tensor().detach(),
+            }),
+            Layer::SeqNorm(n) => layer_norm_params(n).map(|(w, b)| Step::Norm(w, b)),
+            Layer::Block(b) if block_covered(b) => Some(Step::Block(b.clone())),
             _ => None,
         })
         .collect()
 }
 
-/// Whether [`hvp`] covers `model` on inputs of rank `rank`: every layer is one it covers, each affine step sees a
-/// batch of rows and each convolution or pooling a batch of images.
-pub(crate) fn covers(model: &Sequential, rank: usize) -> bool {
+/// Whether [`hvp`] computes the products of `model` on `x` (it returns `None` otherwise): every layer is one it
+/// covers, each convolution or pooling sees a batch of images, each block a batch of sequences, each affine step
+/// rows (a last affine step may see sequences: its positions are the rows), and token ids hold no padding.
+pub(crate) fn applies(model: &Sequential, x: &Tensor) -> bool {
     steps(model).is_some_and(|steps| {
-        let mut rank = rank;
-        steps.iter().all(|s| match s {
-            Step::Flatten => {
-                rank = 2;
-                true
+        covers(&steps, x.rank())
+            && match steps.first() {
+                Some(Step::Embed { tok, pos }) => matches!(embedding_ids(x, tok, pos), Ok(Some(_))),
+                _ => true,
             }
-            Step::Affine { .. } => rank == 2,
-            Step::Conv { .. } | Step::Pool => rank == 4,
-            Step::Act(_) => true,
-        })
+    })
+}
+
+/// Whether the steps fit inputs of rank `rank` (see [`applies`]).
+fn covers(steps: &[Step], rank: usize) -> bool {
+    let mut rank = rank;
+    let last = steps.len().saturating_sub(1);
+    steps.iter().enumerate().all(|(i, s)| match s {
+        Step::Flatten => {
+            rank = 2;
+            true
+        }
+        Step::Affine { .. } => {
+            let ok = rank == 2 || (i == last && rank > 2);
+            rank = 2;
+            ok
+        }
+        Step::Conv { .. } | Step::Pool => rank == 4,
+        Step::Act(_) | Step::Norm(..) => rank >= 2,
+        Step::Embed { .. } => {
+            let ok = rank == 2;
+            rank = 3;
+            ok
+        }
+        Step::Block(_) => rank == 3,
     })
 }
 
@@ -102,14 +144,24 @@ pub(crate) enum Target<'a> {
     Values(&'a Tensor),
 }
 
-/// What the backward pass needs of one step: its input and the input's R-derivative (`None`: zero).
+/// What the backward pass needs of one step: its input and the input's R-derivative (`None`: zero), and what a
+/// step of several operations keeps.
 struct Saved {
     input: Tensor,
     r_input: Option<Tensor>,
+    extra: Extra,
+}
+
+enum Extra {
+    None,
+    /// The input's dims, where an affine step saw its positions as rows.
+    Dims(Vec<usize>),
+    Norm(NormSaved),
+    Block(Box<BlockSaved>),
 }
 
 /// σ′(a) and σ″(a) (`None`: zero).
-fn derivatives(act: Activation, a: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+pub(super) fn derivatives(act: Activation, a: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
     Ok(match act {
         // PyTorch's and the fused op's gradient: [a > 0], none at 0.
         Activation::Relu => (a.gt(0.0)?.to_dtype(a.dtype())?, None),
@@ -148,13 +200,14 @@ fn times_derivative(act: Activation, a: &Tensor, t: &Tensor) -> Result<Tensor> {
 fn loss_derivatives(z: &Tensor, rz: &Tensor, target: &Target<'_>) -> Result<(Tensor, Tensor)> {
     match target {
         Target::Values(y) => {
-            if y.dims() != z.dims() {
+            if y.elem_count() != z.elem_count() {
                 return Err(Error::Shape(format!(
                     "targets of shape {:?} for outputs of shape {:?}",
                     y.dims(),
                     z.dims()
                 )));
             }
+            let y = &y.reshape(z.dims())?;
             let scale = 2.0 / z.elem_count().max(1) as f64;
             Ok((
                 (z - y.to_dtype(z.dtype())?)?.affine(scale, 0.0)?,
@@ -163,7 +216,7 @@ fn loss_derivatives(z: &Tensor, rz: &Tensor, target: &Target<'_>) -> Result<(Ten
         }
         Target::Classes(labels) => {
             let (rows, classes) = z.dims2()?;
-            let ids: Vec<u32> = labels.to_vec1()?;
+            let ids: Vec<u32> = labels.flatten_all()?.to_vec1()?;
             if ids.len() != rows {
                 return Err(Error::Shape(format!(
                     "{} labels for {rows} outputs",
@@ -203,6 +256,34 @@ fn loss_derivatives(z: &Tensor, rz: &Tensor, target: &Target<'_>) -> Result<(Ten
     }
 }
 
+/// A value and its R-derivative (zero when `None`).
+fn dual(h: &Tensor, rh: &Option<Tensor>) -> Result<Dual> {
+    Ok(Dual {
+        v: h.clone(),
+        r: match rh {
+            Some(r) => r.clone(),
+            None => h.zeros_like()?,
+        },
+    })
+}
+
+/// The token ids of a batch `[B, T]` as `[B·T]` u32, or `None` when one is padding or not a token of the
+/// vocabulary, or the sequences are longer than the context.
+fn embedding_ids(x: &Tensor, tok: &Tensor, pos: &Tensor) -> Result<Option<Tensor>> {
+    let (vocab, (_, t)) = (tok.dim(0)?, x.dims2()?);
+    let ids: Vec<f64> = x.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
+    if t > pos.dim(0)?
+        || ids
+            .iter()
+            .any(|&i| i.fract() != 0.0 || !(0.0..vocab as f64).contains(&i))
+    {
+        return Ok(None);
+    }
+    let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+    let n = ids.len();
+    Ok(Some(Tensor::from_vec(ids, n, x.device())?))
+}
+
 /// y + b broadcast over rows.
 fn with_bias(y: Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     Ok(match b {
@@ -220,7 +301,7 @@ pub(crate) fn hvp(
     v: &[Tensor],
 ) -> Result<Option<Vec<Tensor>>> {
     let steps = match steps(model) {
-        Some(steps) if covers(model, x.rank()) => steps,
+        Some(steps) if covers(&steps, x.rank()) => steps,
         _ => return Ok(None),
     };
     let params = model.params();
@@ -242,6 +323,13 @@ pub(crate) fn hvp(
         first.push(next);
         saved.push(match step {
             Step::Affine { w, b, mult } => {
+                // A sequence model's readout: positions as rows.
+                let dims = (h.rank() > 2).then(|| h.dims().to_vec());
+                if dims.is_some() {
+                    let c = h.dim(D::Minus1)?;
+                    h = h.reshape(((), c))?;
+                    rh = rh.map(|r| r.reshape(((), c))).transpose()?;
+                }
                 let (input, r_input) = if *mult == 1.0 {
                     (h.clone(), rh.clone())
                 } else {
@@ -257,12 +345,17 @@ pub(crate) fn hvp(
                     r = (r + matmul(ri, &wt)?)?;
                 }
                 rh = Some(r);
-                Saved { input, r_input }
+                Saved {
+                    input,
+                    r_input,
+                    extra: dims.map_or(Extra::None, Extra::Dims),
+                }
             }
             Step::Conv { w, b, padding } => {
                 let s = Saved {
                     input: h.clone(),
                     r_input: rh.take(),
+                    extra: Extra::None,
                 };
                 let (vw, vb) = (&v[next], b.as_ref().map(|_| &v[next + 1]));
                 next += 1 + usize::from(b.is_some());
@@ -278,6 +371,7 @@ pub(crate) fn hvp(
                 let s = Saved {
                     input: h.clone(),
                     r_input: rh.clone(),
+                    extra: Extra::None,
                 };
                 if let Some(r) = &rh {
                     rh = Some(times_derivative(*act, &h, r)?);
@@ -289,6 +383,7 @@ pub(crate) fn hvp(
                 let s = Saved {
                     input: h.clone(),
                     r_input: rh.take(),
+                    extra: Extra::None,
                 };
                 rh = s
                     .r_input
@@ -302,10 +397,56 @@ pub(crate) fn hvp(
                 let s = Saved {
                     input: h.clone(),
                     r_input: rh.clone(),
+                    extra: Extra::None,
                 };
                 h = h.flatten_from(1)?;
                 rh = rh.map(|r| r.flatten_from(1)).transpose()?;
                 s
+            }
+            Step::Embed { tok, pos } => {
+                let Some(ids) = embedding_ids(&h, tok, pos)? else {
+                    // Padding, or ids the model refuses: double backward (and the model's own error).
+                    return Ok(None);
+                };
+                let (batch, t) = h.dims2()?;
+                let c = tok.dim(1)?;
+                let embed = |tok: &Tensor, pos: &Tensor| -> Result<Tensor> {
+                    Ok(tok
+                        .index_select(&ids, 0)?
+                        .reshape((batch, t, c))?
+                        .broadcast_add(&pos.narrow(0, 0, t)?)?)
+                };
+                h = embed(tok, pos)?;
+                rh = Some(embed(&v[next], &v[next + 1])?);
+                next += 2;
+                Saved {
+                    input: ids,
+                    r_input: None,
+                    extra: Extra::None,
+                }
+            }
+            Step::Norm(w, b) => {
+                let x = dual(&h, &rh)?;
+                let (y, saved) = norm_forward(&x, &(w.clone(), b.clone()), &v[next..next + 2])?;
+                next += 2;
+                (h, rh) = (y.v, Some(y.r));
+                Saved {
+                    input: x.v,
+                    r_input: None,
+                    extra: Extra::Norm(saved),
+                }
+            }
+            Step::Block(b) => {
+                let n = block_params(b);
+                let x = dual(&h, &rh)?;
+                let (y, saved) = block_forward(b, &v[next..next + n], &x)?;
+                next += n;
+                (h, rh) = (y.v, Some(y.r));
+                Saved {
+                    input: x.v,
+                    r_input: None,
+                    extra: Extra::Block(Box::new(saved)),
+                }
             }
         });
     }
@@ -340,6 +481,9 @@ pub(crate) fn hvp(
                     } else {
                         ((gi * *mult)?, (rgi * *mult)?)
                     };
+                    if let Extra::Dims(dims) = &s.extra {
+                        (g, rg) = (g.reshape(dims.as_slice())?, rg.reshape(dims.as_slice())?);
+                    }
                 }
             }
             Step::Conv { w, b, .. } => {
@@ -376,6 +520,50 @@ pub(crate) fn hvp(
                 }
                 g = (g * d1)?;
                 rg = r;
+            }
+            Step::Embed { tok, pos } => {
+                let k = first[i];
+                let (batch, t, c) = rg.dims3()?;
+                out[k] = Some(tok.zeros_like()?.index_add(
+                    &s.input,
+                    &rg.reshape((batch * t, c))?,
+                    0,
+                )?);
+                let per_position = rg.sum(0)?;
+                let ctx = pos.dim(0)?;
+                out[k + 1] = Some(if ctx > t {
+                    Tensor::cat(
+                        &[&per_position, &pos.narrow(0, t, ctx - t)?.zeros_like()?],
+                        0,
+                    )?
+                } else {
+                    per_position
+                });
+            }
+            Step::Norm(..) => {
+                let Extra::Norm(saved) = &s.extra else {
+                    return Err(Error::invalid(
+                        "R-operator: a norm step without its statistics",
+                    ));
+                };
+                let k = first[i];
+                let ([hg, hb], gi) = norm_backward(saved, &Dual { v: g, r: rg })?;
+                (out[k], out[k + 1]) = (Some(hg), Some(hb));
+                (g, rg) = (gi.v, gi.r);
+            }
+            Step::Block(b) => {
+                let Extra::Block(saved) = &s.extra else {
+                    return Err(Error::invalid(
+                        "R-operator: a block step without its values",
+                    ));
+                };
+                let k = first[i];
+                let n = block_params(b);
+                let (hv, gi) = block_backward(b, &v[k..k + n], saved, &Dual { v: g, r: rg })?;
+                for (j, t) in hv.into_iter().enumerate() {
+                    out[k + j] = Some(t);
+                }
+                (g, rg) = (gi.v, gi.r);
             }
             Step::Flatten if needs_input => {
                 g = g.reshape(s.input.dims())?;

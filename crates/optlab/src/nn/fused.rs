@@ -17,6 +17,7 @@ use crate::optim::kernel::exp_nonpositive_f32;
 pub(crate) use crate::simd::{simd, simd_body, SimdBody};
 use crate::Result;
 pub use attention::causal_attention;
+pub(crate) use attention::AttentionR;
 use candle_core::{
     backprop::GradStore, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape,
 };

@@ -495,6 +495,91 @@ fn grad_composed(d: &Dims, qkv: &Tensor, dy: &Tensor) -> Result<Tensor> {
     )?)
 }
 
+/// Causal attention carried with Pearlmutter's R-operator (the directional derivative R(·) along a parameter
+/// direction), in composed ops: the curvature module's exact Hessian-vector products of a transformer. With
+/// S = scale·q kᵀ + mask, P = softmax(S), y = P v:
+/// R(S) = scale (R(q) kᵀ + q R(k)ᵀ), R(P) = P ⊙ (R(S) − rowsum(P ⊙ R(S))), R(y) = R(P) v + P R(v);
+/// and back, from dy and R(dy), the R-derivative of each factor of the gradient ([`grad_composed`]).
+pub(crate) struct AttentionR {
+    d: Dims,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    rq: Tensor,
+    rk: Tensor,
+    rv: Tensor,
+    p: Tensor,
+    rp: Tensor,
+}
+
+/// softmax's R-derivative (and its gradient's): P ⊙ (X − rowsum(P ⊙ X)).
+fn softmax_jvp(p: &Tensor, x: &Tensor) -> Result<Tensor> {
+    Ok((p * x.broadcast_sub(&(p * x)?.sum_keepdim(D::Minus1)?)?)?)
+}
+
+impl AttentionR {
+    /// y = [`causal_attention`]`(qkv)` and R(y) from R(qkv), keeping what the backward pass needs.
+    pub(crate) fn forward(
+        qkv: &Tensor,
+        rqkv: &Tensor,
+        heads: usize,
+        scale: f64,
+    ) -> Result<(Tensor, Tensor, AttentionR)> {
+        let d = Dims::of(qkv, heads, scale)?;
+        let [q, k, v] = split(&d, qkv)?;
+        let [rq, rk, rv] = split(&d, rqkv)?;
+        let p = probs_composed(&d, &q, &k)?;
+        let rs =
+            ((rq.matmul(&k.t()?.contiguous()?)? + q.matmul(&rk.t()?.contiguous()?)?)? * scale)?;
+        let rp = softmax_jvp(&p, &rs)?;
+        let y = merge(&d, &p.matmul(&v)?)?;
+        let ry = merge(&d, &(rp.matmul(&v)? + p.matmul(&rv)?)?)?;
+        let saved = AttentionR {
+            d,
+            q,
+            k,
+            v,
+            rq,
+            rk,
+            rv,
+            p,
+            rp,
+        };
+        Ok((y, ry, saved))
+    }
+
+    /// d qkv and R(d qkv) (B, T, 3C) from dy and R(dy) (B, T, C).
+    pub(crate) fn backward(&self, dy: &Tensor, rdy: &Tensor) -> Result<(Tensor, Tensor)> {
+        let d = &self.d;
+        let heads = |t: &Tensor| -> Result<Tensor> {
+            Ok(t.reshape((d.batch, d.seq, d.heads, d.width))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let (dy, rdy) = (heads(dy)?, heads(rdy)?);
+        let (p, rp) = (&self.p, &self.rp);
+        let t = |x: &Tensor| -> Result<Tensor> { Ok(x.t()?.contiguous()?) };
+        let dv = t(p)?.matmul(&dy)?;
+        let rdv = (t(rp)?.matmul(&dy)? + t(p)?.matmul(&rdy)?)?;
+        let dp = dy.matmul(&t(&self.v)?)?;
+        let rdp = (rdy.matmul(&t(&self.v)?)? + dy.matmul(&t(&self.rv)?)?)?;
+        let ds = softmax_jvp(p, &dp)?;
+        // R(P ⊙ (dP − rowsum(P ⊙ dP))) = R(P) ⊙ (dP − rowsum(P ⊙ dP)) + P ⊙ (R(dP) − rowsum(R(P) ⊙ dP + P ⊙ R(dP))).
+        let centred = dp.broadcast_sub(&(p * &dp)?.sum_keepdim(D::Minus1)?)?;
+        let inner = ((rp * &dp)? + (p * &rdp)?)?.sum_keepdim(D::Minus1)?;
+        let rds = ((rp * centred)? + (p * rdp.broadcast_sub(&inner)?)?)?;
+        let scale = d.scale;
+        let dq = (ds.matmul(&self.k)? * scale)?;
+        let rdq = ((rds.matmul(&self.k)? + ds.matmul(&self.rk)?)? * scale)?;
+        let dk = (t(&ds)?.matmul(&self.q)? * scale)?;
+        let rdk = ((t(&rds)?.matmul(&self.q)? + t(&ds)?.matmul(&self.rq)?)? * scale)?;
+        let pack = |a: &Tensor, b: &Tensor, c: &Tensor| -> Result<Tensor> {
+            Ok(Tensor::cat(&[merge(d, a)?, merge(d, b)?, merge(d, c)?], 2)?)
+        };
+        Ok((pack(&dq, &dk, &dv)?, pack(&rdq, &rdk, &rdv)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{dot_grad, max_diff};

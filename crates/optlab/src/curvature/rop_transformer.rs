@@ -1,0 +1,323 @@
+//! The transformer's layers under Pearlmutter's R-operator ([`super::rop`]): LayerNorm, the pre-norm block (causal
+//! attention, the GELU MLP, two residuals) and the token and position embeddings. A [`Dual`] carries a value and
+//! its R-derivative; dense layers see rows (positions), attention (B, T, C).
+//!
+//! LayerNorm, per row of width C: with xc = x − mean(x), s = (mean(xc²) + ε)^(−1/2), x̂ = s·xc, y = γ x̂ + β:
+//! R(x̂) = s R(xc) − k x̂ with k = s·mean(x̂ R(xc)) (and R(s) = −k s); back, with gx̂ = γ g,
+//! gx = s (gx̂ − mean(gx̂) − x̂ mean(gx̂ x̂)) and R(gx) = −k gx + s (R(gx̂) − mean(R(gx̂)) − R(x̂) mean(gx̂ x̂)
+//! − x̂ mean(R(gx̂) x̂ + gx̂ R(x̂))); (H v)_γ = Σ (R(g) x̂ + g R(x̂)), (H v)_β = Σ R(g).
+
+use crate::nn::fused::{AttentionR, LN_EPS};
+use crate::nn::matmul::{matmul, transpose};
+use crate::nn::transformer::{Block, Dense, SeqNorm};
+use crate::{Error, Result};
+use candle_core::{Tensor, D};
+
+/// A value and its R-derivative, of one shape.
+#[derive(Clone)]
+pub(super) struct Dual {
+    pub v: Tensor,
+    pub r: Tensor,
+}
+
+impl Dual {
+    fn rows(&self) -> Result<Dual> {
+        let c = self.v.dim(D::Minus1)?;
+        Ok(Dual {
+            v: self.v.reshape(((), c))?,
+            r: self.r.reshape(((), c))?,
+        })
+    }
+
+    fn reshape(&self, dims: &[usize]) -> Result<Dual> {
+        Ok(Dual {
+            v: self.v.reshape(dims)?,
+            r: self.r.reshape(dims)?,
+        })
+    }
+
+    fn add(&self, o: &Dual) -> Result<Dual> {
+        Ok(Dual {
+            v: (&self.v + &o.v)?,
+            r: (&self.r + &o.r)?,
+        })
+    }
+}
+
+/// Sums over every axis but the last.
+fn sum_rows(t: &Tensor) -> Result<Tensor> {
+    let c = t.dim(D::Minus1)?;
+    Ok(t.reshape(((), c))?.sum(0)?)
+}
+
+/// A dense layer's weight and bias with their directions.
+struct DenseDir {
+    w: Tensor,
+    b: Tensor,
+    vw: Tensor,
+    vb: Tensor,
+}
+
+impl DenseDir {
+    fn of(d: &Dense, v: &[Tensor]) -> DenseDir {
+        DenseDir {
+            w: d.weight.tensor().detach(),
+            b: d.bias.tensor().detach(),
+            vw: v[0].clone(),
+            vb: v[1].clone(),
+        }
+    }
+
+    /// y = x Wᵀ + b on rows, R(y) = x Vᵀ + v_b + R(x) Wᵀ.
+    fn forward(&self, x: &Dual) -> Result<Dual> {
+        let wt = transpose(&self.w)?;
+        Ok(Dual {
+            v: matmul(&x.v, &wt)?.broadcast_add(&self.b)?,
+            r: ((matmul(&x.v, &transpose(&self.vw)?)? + matmul(&x.r, &wt)?)?
+                .broadcast_add(&self.vb))?,
+        })
+    }
+
+    /// (H v)_W, (H v)_b and the input's (g, R(g)).
+    fn backward(&self, x: &Dual, g: &Dual) -> Result<([Tensor; 2], Dual)> {
+        let hw = matmul(
+            &Tensor::cat(&[&g.r, &g.v], 0)?.t()?,
+            &Tensor::cat(&[&x.v, &x.r], 0)?,
+        )?;
+        let hb = g.r.sum(0)?;
+        let gi = Dual {
+            v: matmul(&g.v, &self.w)?,
+            r: (matmul(&g.r, &self.w)? + matmul(&g.v, &self.vw)?)?,
+        };
+        Ok(([hw, hb], gi))
+    }
+}
+
+/// What LayerNorm's backward pass needs.
+pub(super) struct NormSaved {
+    xhat: Tensor,
+    rxhat: Tensor,
+    s: Tensor,
+    k: Tensor,
+    gamma: Tensor,
+    vgamma: Tensor,
+}
+
+/// LayerNorm's weight and bias when `n` is one (not PowerNorm or BatchNorm).
+pub(super) fn layer_norm_params(n: &SeqNorm) -> Option<(Tensor, Tensor)> {
+    match n {
+        SeqNorm::Layer { weight, bias } => Some((weight.tensor().detach(), bias.tensor().detach())),
+        _ => None,
+    }
+}
+
+/// LayerNorm over the last axis with weight γ, bias β and their directions `v` = [V_γ, V_β].
+pub(super) fn norm_forward(
+    x: &Dual,
+    (gamma, beta): &(Tensor, Tensor),
+    v: &[Tensor],
+) -> Result<(Dual, NormSaved)> {
+    let mean = |t: &Tensor| t.mean_keepdim(D::Minus1);
+    let xc = x.v.broadcast_sub(&mean(&x.v)?)?;
+    let s = (mean(&xc.sqr()?)? + LN_EPS)?.sqrt()?.recip()?;
+    let xhat = xc.broadcast_mul(&s)?;
+    let rxc = x.r.broadcast_sub(&mean(&x.r)?)?;
+    let k = (mean(&(&xhat * &rxc)?)? * &s)?;
+    let rxhat = (rxc.broadcast_mul(&s)? - xhat.broadcast_mul(&k)?)?;
+    let y = Dual {
+        v: xhat.broadcast_mul(gamma)?.broadcast_add(beta)?,
+        r: ((rxhat.broadcast_mul(gamma)? + xhat.broadcast_mul(&v[0])?)?.broadcast_add(&v[1]))?,
+    };
+    let saved = NormSaved {
+        xhat,
+        rxhat,
+        s,
+        k,
+        gamma: gamma.clone(),
+        vgamma: v[0].clone(),
+    };
+    Ok((y, saved))
+}
+
+/// (H v)_γ, (H v)_β and the input's (g, R(g)).
+pub(super) fn norm_backward(n: &NormSaved, g: &Dual) -> Result<([Tensor; 2], Dual)> {
+    let mean = |t: &Tensor| t.mean_keepdim(D::Minus1);
+    let hg = sum_rows(&((&g.r * &n.xhat)? + (&g.v * &n.rxhat)?)?)?;
+    let hb = sum_rows(&g.r)?;
+    let gx = g.v.broadcast_mul(&n.gamma)?;
+    let rgx = (g.r.broadcast_mul(&n.gamma)? + g.v.broadcast_mul(&n.vgamma)?)?;
+    let gx_xhat = mean(&(&gx * &n.xhat)?)?;
+    let v = ((&gx.broadcast_sub(&mean(&gx)?)? - n.xhat.broadcast_mul(&gx_xhat)?)?)
+        .broadcast_mul(&n.s)?;
+    let cross = mean(&((&rgx * &n.xhat)? + (&gx * &n.rxhat)?)?)?;
+    let r = ((rgx.broadcast_sub(&mean(&rgx)?)? - n.rxhat.broadcast_mul(&gx_xhat)?)?
+        - n.xhat.broadcast_mul(&cross)?)?
+    .broadcast_mul(&n.s)?;
+    let r = (r - v.broadcast_mul(&n.k)?)?;
+    Ok(([hg, hb], Dual { v, r }))
+}
+
+/// What a block's backward pass needs.
+pub(super) struct BlockSaved {
+    dims: Vec<usize>,
+    norm1: Option<NormSaved>,
+    n1: Dual,
+    attn: AttentionR,
+    a: Dual,
+    norm2: Option<NormSaved>,
+    n2: Dual,
+    u: Dual,
+    act: Dual,
+}
+
+/// The block's parameters with their directions (in [`Block::params`] order), or `None` when a normalization is
+/// not LayerNorm.
+struct BlockDirs {
+    norm1: Option<(Tensor, Tensor)>,
+    v_norm1: Vec<Tensor>,
+    qkv: DenseDir,
+    proj: DenseDir,
+    norm2: Option<(Tensor, Tensor)>,
+    v_norm2: Vec<Tensor>,
+    fc: DenseDir,
+    out: DenseDir,
+}
+
+/// Parameters a block holds: 8, and 2 more per LayerNorm.
+pub(super) fn block_params(b: &Block) -> usize {
+    b.params().len()
+}
+
+/// Whether the R-operator covers the block (its normalizations are LayerNorm or none).
+pub(super) fn block_covered(b: &Block) -> bool {
+    b.norms()
+        .into_iter()
+        .all(|n| layer_norm_params(n).is_some())
+}
+
+fn dirs(b: &Block, v: &[Tensor]) -> Result<BlockDirs> {
+    let norm = |n: &Option<SeqNorm>| -> Result<Option<(Tensor, Tensor)>> {
+        n.as_ref()
+            .map(|n| {
+                layer_norm_params(n)
+                    .ok_or_else(|| Error::invalid("the R-operator covers LayerNorm blocks only"))
+            })
+            .transpose()
+    };
+    let (norm1, norm2) = (norm(&b.norm1)?, norm(&b.norm2)?);
+    let mut at = 0;
+    let mut take = |n: usize| {
+        let s = v[at..at + n].to_vec();
+        at += n;
+        s
+    };
+    let v_norm1 = take(if norm1.is_some() { 2 } else { 0 });
+    let qkv = DenseDir::of(&b.attn.qkv, &take(2));
+    let proj = DenseDir::of(&b.attn.proj, &take(2));
+    let v_norm2 = take(if norm2.is_some() { 2 } else { 0 });
+    let fc = DenseDir::of(&b.fc, &take(2));
+    let out = DenseDir::of(&b.proj, &take(2));
+    Ok(BlockDirs {
+        norm1,
+        v_norm1,
+        qkv,
+        proj,
+        norm2,
+        v_norm2,
+        fc,
+        out,
+    })
+}
+
+/// `x + attn(norm1(x))`, then `h + mlp(norm2(h))`, on (B, T, C) with the directions `v` of the block's parameters.
+pub(super) fn block_forward(b: &Block, v: &[Tensor], x: &Dual) -> Result<(Dual, BlockSaved)> {
+    let p = dirs(b, v)?;
+    let dims = x.v.dims().to_vec();
+    let x = x.rows()?;
+    let (n1, norm1) = match &p.norm1 {
+        Some(g) => {
+            let (y, s) = norm_forward(&x, g, &p.v_norm1)?;
+            (y, Some(s))
+        }
+        None => (x.clone(), None),
+    };
+    let qkv = p.qkv.forward(&n1)?;
+    let (c3, bt) = (qkv.v.dim(1)?, [dims[0], dims[1]]);
+    let qkv = qkv.reshape(&[bt[0], bt[1], c3])?;
+    let (y, ry, attn) = AttentionR::forward(&qkv.v, &qkv.r, b.attn.heads, b.attn.scale)?;
+    let a = Dual { v: y, r: ry }.rows()?;
+    let h = x.add(&p.proj.forward(&a)?)?;
+    let (n2, norm2) = match &p.norm2 {
+        Some(g) => {
+            let (y, s) = norm_forward(&h, g, &p.v_norm2)?;
+            (y, Some(s))
+        }
+        None => (h.clone(), None),
+    };
+    let u = p.fc.forward(&n2)?;
+    let (d1, _) = super::rop::derivatives(crate::nn::Activation::Gelu, &u.v)?;
+    let act = Dual {
+        v: crate::nn::fused::gelu(&u.v)?,
+        r: (&u.r * &d1)?,
+    };
+    let y = h.add(&p.out.forward(&act)?)?.reshape(&dims)?;
+    let saved = BlockSaved {
+        dims,
+        norm1,
+        n1,
+        attn,
+        a,
+        norm2,
+        n2,
+        u,
+        act,
+    };
+    Ok((y, saved))
+}
+
+/// The block's H v (in [`Block::params`] order) and its input's (g, R(g)), from the output's.
+pub(super) fn block_backward(
+    b: &Block,
+    v: &[Tensor],
+    s: &BlockSaved,
+    g: &Dual,
+) -> Result<(Vec<Tensor>, Dual)> {
+    let p = dirs(b, v)?;
+    let g = g.rows()?;
+    let ([ow, ob], g_act) = p.out.backward(&s.act, &g)?;
+    let (d1, d2) = super::rop::derivatives(crate::nn::Activation::Gelu, &s.u.v)?;
+    let d2 = d2.expect("GELU has a second derivative");
+    let g_u = Dual {
+        v: (&g_act.v * &d1)?,
+        r: ((&g_act.r * &d1)? + ((&g_act.v * d2)? * &s.u.r)?)?,
+    };
+    let ([fw, fb], g_n2) = p.fc.backward(&s.n2, &g_u)?;
+    let (h_norm2, g_h) = match &s.norm2 {
+        Some(n) => {
+            let (h, gi) = norm_backward(n, &g_n2)?;
+            (h.to_vec(), gi)
+        }
+        None => (Vec::new(), g_n2),
+    };
+    let g_h = g.add(&g_h)?;
+    let ([pw, pb], g_a) = p.proj.backward(&s.a, &g_h)?;
+    let (c, [bb, tt]) = (g_a.v.dim(1)?, [s.dims[0], s.dims[1]]);
+    let (gq, rgq) = s
+        .attn
+        .backward(&g_a.v.reshape((bb, tt, c))?, &g_a.r.reshape((bb, tt, c))?)?;
+    let g_qkv = Dual { v: gq, r: rgq }.rows()?;
+    let ([qw, qb], g_n1) = p.qkv.backward(&s.n1, &g_qkv)?;
+    let (h_norm1, g_x) = match &s.norm1 {
+        Some(n) => {
+            let (h, gi) = norm_backward(n, &g_n1)?;
+            (h.to_vec(), gi)
+        }
+        None => (Vec::new(), g_n1),
+    };
+    let g_x = g_h.add(&g_x)?.reshape(&s.dims)?;
+    let mut hv = h_norm1;
+    hv.extend([qw, qb, pw, pb]);
+    hv.extend(h_norm2);
+    hv.extend([fw, fb, ow, ob]);
+    Ok((hv, g_x))
+}
