@@ -292,36 +292,23 @@ fn with_bias(y: Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     })
 }
 
-/// H v of the model's mean loss on (x, target), with v and the result one tensor per parameter in state-dict
-/// order; `None` when the model has a layer the R-operator does not cover.
-pub(crate) fn hvp(
-    model: &Sequential,
-    x: &Tensor,
-    target: &Target<'_>,
-    v: &[Tensor],
-) -> Result<Option<Vec<Tensor>>> {
-    let steps = match steps(model) {
-        Some(steps) if covers(&steps, x.rank()) => steps,
-        _ => return Ok(None),
-    };
-    let params = model.params();
-    if v.len() != params.len() || v.iter().zip(&params).any(|(v, p)| v.dims() != p.var.dims()) {
-        return Err(Error::Shape(
-            "the direction needs one tensor per parameter, of its shape".into(),
-        ));
-    }
-    let v: Vec<Tensor> = v
-        .iter()
-        .map(|t| t.detach().to_dtype(model.dtype()))
-        .collect::<candle_core::Result<_>>()?;
-    // The forward pass with R-derivatives; `first[i]` is the index in v of step i's weight.
-    let (mut h, mut rh) = (x.detach(), None::<Tensor>);
-    let mut saved = Vec::with_capacity(steps.len());
-    let mut first = Vec::with_capacity(steps.len());
-    let mut next = 0;
-    for step in &steps {
-        first.push(next);
-        saved.push(match step {
+/// A step's saved values, and the value and R-derivative it passes on.
+type Stepped = (Saved, Tensor, Option<Tensor>);
+
+impl Step {
+    /// One step forward with R-derivatives on the value `h` and its R-derivative `rh` (`None`: zero), its
+    /// parameters' directions from `v[*next]` on (`next` moves past them): what its backward step needs, and the
+    /// new value and R-derivative; `None` when the input is one the R-operator leaves to double backward (padded
+    /// token ids).
+    fn forward(
+        &self,
+        h: Tensor,
+        rh: Option<Tensor>,
+        v: &[Tensor],
+        next: &mut usize,
+    ) -> Result<Option<Stepped>> {
+        let (mut h, mut rh) = (h, rh);
+        let saved = match self {
             Step::Affine { w, b, mult } => {
                 // A sequence model's readout: positions as rows.
                 let dims = (h.rank() > 2).then(|| h.dims().to_vec());
@@ -335,8 +322,8 @@ pub(crate) fn hvp(
                 } else {
                     ((&h * *mult)?, rh.as_ref().map(|r| r * *mult).transpose()?)
                 };
-                let (vw, vb) = (&v[next], b.as_ref().map(|_| &v[next + 1]));
-                next += 1 + usize::from(b.is_some());
+                let (vw, vb) = (&v[*next], b.as_ref().map(|_| &v[*next + 1]));
+                *next += 1 + usize::from(b.is_some());
                 // Wᵀ and Vᵀ row-major: up to three products with each (see `transpose`).
                 let wt = transpose(w)?;
                 h = with_bias(matmul(&input, &wt)?, b.as_ref())?;
@@ -357,8 +344,8 @@ pub(crate) fn hvp(
                     r_input: rh.take(),
                     extra: Extra::None,
                 };
-                let (vw, vb) = (&v[next], b.as_ref().map(|_| &v[next + 1]));
-                next += 1 + usize::from(b.is_some());
+                let (vw, vb) = (&v[*next], b.as_ref().map(|_| &v[*next + 1]));
+                *next += 1 + usize::from(b.is_some());
                 h = conv2d(&s.input, w, b.as_ref(), *padding)?;
                 let mut r = conv2d(&s.input, vw, vb, *padding)?;
                 if let Some(ri) = &s.r_input {
@@ -417,8 +404,8 @@ pub(crate) fn hvp(
                         .broadcast_add(&pos.narrow(0, 0, t)?)?)
                 };
                 h = embed(tok, pos)?;
-                rh = Some(embed(&v[next], &v[next + 1])?);
-                next += 2;
+                rh = Some(embed(&v[*next], &v[*next + 1])?);
+                *next += 2;
                 Saved {
                     input: ids,
                     r_input: None,
@@ -427,8 +414,8 @@ pub(crate) fn hvp(
             }
             Step::Norm(w, b) => {
                 let x = dual(&h, &rh)?;
-                let (y, saved) = norm_forward(&x, &(w.clone(), b.clone()), &v[next..next + 2])?;
-                next += 2;
+                let (y, saved) = norm_forward(&x, &(w.clone(), b.clone()), &v[*next..*next + 2])?;
+                *next += 2;
                 (h, rh) = (y.v, Some(y.r));
                 Saved {
                     input: x.v,
@@ -439,8 +426,8 @@ pub(crate) fn hvp(
             Step::Block(b) => {
                 let n = block_params(b);
                 let x = dual(&h, &rh)?;
-                let (y, saved) = block_forward(b, &v[next..next + n], &x)?;
-                next += n;
+                let (y, saved) = block_forward(b, &v[*next..*next + n], &x)?;
+                *next += n;
                 (h, rh) = (y.v, Some(y.r));
                 Saved {
                     input: x.v,
@@ -448,20 +435,24 @@ pub(crate) fn hvp(
                     extra: Extra::Block(Box::new(saved)),
                 }
             }
-        });
+        };
+        Ok(Some((saved, h, rh)))
     }
-    let rz = match rh {
-        Some(r) => r,
-        None => h.zeros_like()?,
-    };
-    let (mut g, mut rg) = loss_derivatives(&h, &rz, target)?;
-    // Back through the steps; inputs' derivatives only while a parameter lies further back.
-    let mut out: Vec<Option<Tensor>> = vec![None; v.len()];
-    for (i, (step, s)) in steps.iter().zip(&saved).enumerate().rev() {
-        let needs_input = i > 0 && first[i] > 0;
-        match step {
+
+    /// One step back: its parameters' H v into `out` (from index `k`) from the output's gradient and its
+    /// R-derivative, and the input's when `needs_input`.
+    fn backward(
+        &self,
+        s: &Saved,
+        k: usize,
+        v: &[Tensor],
+        (g, rg): (Tensor, Tensor),
+        needs_input: bool,
+        out: &mut [Option<Tensor>],
+    ) -> Result<(Tensor, Tensor)> {
+        let (mut g, mut rg) = (g, rg);
+        match self {
             Step::Affine { w, b, mult } => {
-                let k = first[i];
                 // R(g)ᵀ x + gᵀ R(x) as one product over the stacked batch.
                 out[k] = Some(match &s.r_input {
                     Some(ri) => matmul(
@@ -487,7 +478,7 @@ pub(crate) fn hvp(
                 }
             }
             Step::Conv { w, b, .. } => {
-                let (k, size) = (first[i], w.dim(3)?);
+                let size = w.dim(3)?;
                 // R(g) against x and g against R(x), as for the affine step.
                 let mut gw = weight_grad_op(&rg, &s.input, size)?;
                 if let Some(ri) = &s.r_input {
@@ -522,7 +513,6 @@ pub(crate) fn hvp(
                 rg = r;
             }
             Step::Embed { tok, pos } => {
-                let k = first[i];
                 let (batch, t, c) = rg.dims3()?;
                 out[k] = Some(tok.zeros_like()?.index_add(
                     &s.input,
@@ -546,7 +536,6 @@ pub(crate) fn hvp(
                         "R-operator: a norm step without its statistics",
                     ));
                 };
-                let k = first[i];
                 let ([hg, hb], gi) = norm_backward(saved, &Dual { v: g, r: rg })?;
                 (out[k], out[k + 1]) = (Some(hg), Some(hb));
                 (g, rg) = (gi.v, gi.r);
@@ -557,7 +546,6 @@ pub(crate) fn hvp(
                         "R-operator: a block step without its values",
                     ));
                 };
-                let k = first[i];
                 let n = block_params(b);
                 let (hv, gi) = block_backward(b, &v[k..k + n], saved, &Dual { v: g, r: rg })?;
                 for (j, t) in hv.into_iter().enumerate() {
@@ -571,6 +559,55 @@ pub(crate) fn hvp(
             }
             _ => {}
         }
+        Ok((g, rg))
+    }
+}
+
+/// H v of the model's mean loss on (x, target), with v and the result one tensor per parameter in state-dict
+/// order; `None` when the model has a layer the R-operator does not cover.
+pub(crate) fn hvp(
+    model: &Sequential,
+    x: &Tensor,
+    target: &Target<'_>,
+    v: &[Tensor],
+) -> Result<Option<Vec<Tensor>>> {
+    let steps = match steps(model) {
+        Some(steps) if covers(&steps, x.rank()) => steps,
+        _ => return Ok(None),
+    };
+    let params = model.params();
+    if v.len() != params.len() || v.iter().zip(&params).any(|(v, p)| v.dims() != p.var.dims()) {
+        return Err(Error::Shape(
+            "the direction needs one tensor per parameter, of its shape".into(),
+        ));
+    }
+    let v: Vec<Tensor> = v
+        .iter()
+        .map(|t| t.detach().to_dtype(model.dtype()))
+        .collect::<candle_core::Result<_>>()?;
+    // The forward pass with R-derivatives; `first[i]` is the index in v of step i's weight.
+    let (mut h, mut rh) = (x.detach(), None::<Tensor>);
+    let mut saved = Vec::with_capacity(steps.len());
+    let mut first = Vec::with_capacity(steps.len());
+    let mut next = 0;
+    for step in &steps {
+        first.push(next);
+        let Some((s, h2, rh2)) = step.forward(h, rh, &v, &mut next)? else {
+            return Ok(None);
+        };
+        (h, rh) = (h2, rh2);
+        saved.push(s);
+    }
+    let rz = match rh {
+        Some(r) => r,
+        None => h.zeros_like()?,
+    };
+    let (mut g, mut rg) = loss_derivatives(&h, &rz, target)?;
+    // Back through the steps; inputs' derivatives only while a parameter lies further back.
+    let mut out: Vec<Option<Tensor>> = vec![None; v.len()];
+    for (i, (step, s)) in steps.iter().zip(&saved).enumerate().rev() {
+        let needs_input = i > 0 && first[i] > 0;
+        (g, rg) = step.backward(s, first[i], &v, (g, rg), needs_input, &mut out)?;
     }
     Ok(Some(
         out.into_iter()

@@ -167,6 +167,9 @@ pub(super) struct BlockSaved {
     norm2: Option<NormSaved>,
     n2: Dual,
     u: Dual,
+    /// GELU's σ′(u) and σ″(u).
+    d1: Tensor,
+    d2: Tensor,
     act: Dual,
 }
 
@@ -229,33 +232,48 @@ fn dirs(b: &Block, v: &[Tensor]) -> Result<BlockDirs> {
     })
 }
 
+/// LayerNorm when the block has one, the identity otherwise.
+fn maybe_norm_forward(
+    x: &Dual,
+    norm: &Option<(Tensor, Tensor)>,
+    v: &[Tensor],
+) -> Result<(Dual, Option<NormSaved>)> {
+    Ok(match norm {
+        Some(gb) => {
+            let (y, saved) = norm_forward(x, gb, v)?;
+            (y, Some(saved))
+        }
+        None => (x.clone(), None),
+    })
+}
+
+/// [`maybe_norm_forward`]'s H v (none without a norm) and input gradient.
+fn maybe_norm_backward(saved: &Option<NormSaved>, g: Dual) -> Result<(Vec<Tensor>, Dual)> {
+    Ok(match saved {
+        Some(n) => {
+            let (h, gi) = norm_backward(n, &g)?;
+            (h.to_vec(), gi)
+        }
+        None => (Vec::new(), g),
+    })
+}
+
 /// `x + attn(norm1(x))`, then `h + mlp(norm2(h))`, on (B, T, C) with the directions `v` of the block's parameters.
 pub(super) fn block_forward(b: &Block, v: &[Tensor], x: &Dual) -> Result<(Dual, BlockSaved)> {
     let p = dirs(b, v)?;
     let dims = x.v.dims().to_vec();
     let x = x.rows()?;
-    let (n1, norm1) = match &p.norm1 {
-        Some(g) => {
-            let (y, s) = norm_forward(&x, g, &p.v_norm1)?;
-            (y, Some(s))
-        }
-        None => (x.clone(), None),
-    };
+    let (n1, norm1) = maybe_norm_forward(&x, &p.norm1, &p.v_norm1)?;
     let qkv = p.qkv.forward(&n1)?;
     let (c3, bt) = (qkv.v.dim(1)?, [dims[0], dims[1]]);
     let qkv = qkv.reshape(&[bt[0], bt[1], c3])?;
     let (y, ry, attn) = AttentionR::forward(&qkv.v, &qkv.r, b.attn.heads, b.attn.scale)?;
     let a = Dual { v: y, r: ry }.rows()?;
     let h = x.add(&p.proj.forward(&a)?)?;
-    let (n2, norm2) = match &p.norm2 {
-        Some(g) => {
-            let (y, s) = norm_forward(&h, g, &p.v_norm2)?;
-            (y, Some(s))
-        }
-        None => (h.clone(), None),
-    };
+    let (n2, norm2) = maybe_norm_forward(&h, &p.norm2, &p.v_norm2)?;
     let u = p.fc.forward(&n2)?;
-    let (d1, _) = super::rop::derivatives(crate::nn::Activation::Gelu, &u.v)?;
+    let (d1, d2) = super::rop::derivatives(crate::nn::Activation::Gelu, &u.v)?;
+    let d2 = d2.ok_or_else(|| Error::invalid("GELU has a second derivative"))?;
     let act = Dual {
         v: crate::nn::fused::gelu(&u.v)?,
         r: (&u.r * &d1)?,
@@ -270,6 +288,8 @@ pub(super) fn block_forward(b: &Block, v: &[Tensor], x: &Dual) -> Result<(Dual, 
         norm2,
         n2,
         u,
+        d1,
+        d2,
         act,
     };
     Ok((y, saved))
@@ -285,20 +305,12 @@ pub(super) fn block_backward(
     let p = dirs(b, v)?;
     let g = g.rows()?;
     let ([ow, ob], g_act) = p.out.backward(&s.act, &g)?;
-    let (d1, d2) = super::rop::derivatives(crate::nn::Activation::Gelu, &s.u.v)?;
-    let d2 = d2.expect("GELU has a second derivative");
     let g_u = Dual {
-        v: (&g_act.v * &d1)?,
-        r: ((&g_act.r * &d1)? + ((&g_act.v * d2)? * &s.u.r)?)?,
+        v: (&g_act.v * &s.d1)?,
+        r: ((&g_act.r * &s.d1)? + ((&g_act.v * &s.d2)? * &s.u.r)?)?,
     };
     let ([fw, fb], g_n2) = p.fc.backward(&s.n2, &g_u)?;
-    let (h_norm2, g_h) = match &s.norm2 {
-        Some(n) => {
-            let (h, gi) = norm_backward(n, &g_n2)?;
-            (h.to_vec(), gi)
-        }
-        None => (Vec::new(), g_n2),
-    };
+    let (h_norm2, g_h) = maybe_norm_backward(&s.norm2, g_n2)?;
     let g_h = g.add(&g_h)?;
     let ([pw, pb], g_a) = p.proj.backward(&s.a, &g_h)?;
     let (c, [bb, tt]) = (g_a.v.dim(1)?, [s.dims[0], s.dims[1]]);
@@ -307,13 +319,7 @@ pub(super) fn block_backward(
         .backward(&g_a.v.reshape((bb, tt, c))?, &g_a.r.reshape((bb, tt, c))?)?;
     let g_qkv = Dual { v: gq, r: rgq }.rows()?;
     let ([qw, qb], g_n1) = p.qkv.backward(&s.n1, &g_qkv)?;
-    let (h_norm1, g_x) = match &s.norm1 {
-        Some(n) => {
-            let (h, gi) = norm_backward(n, &g_n1)?;
-            (h.to_vec(), gi)
-        }
-        None => (Vec::new(), g_n1),
-    };
+    let (h_norm1, g_x) = maybe_norm_backward(&s.norm1, g_n1)?;
     let g_x = g_h.add(&g_x)?.reshape(&s.dims)?;
     let mut hv = h_norm1;
     hv.extend([qw, qb, pw, pb]);
