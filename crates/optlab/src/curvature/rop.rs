@@ -24,7 +24,7 @@ use crate::nn::conv::{bias_grad, conv2d, conv2d_same, input_grad, is_same, weigh
 use crate::nn::fused::{relu_grad, sum_rows};
 use crate::nn::matmul::{matmul, transpose};
 use crate::nn::pool::{max_pool2, scatter_to_maxima, select_at_maxima};
-use crate::nn::transformer::Block;
+use crate::nn::transformer::{Block, Embedding};
 use crate::nn::{Activation, Layer, Sequential};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -47,10 +47,7 @@ enum Step {
     Pool,
     Flatten,
     /// Token and position embeddings of P12's language model (ids `[B, T]` to `[B, T, C]`).
-    Embed {
-        tok: Tensor,
-        pos: Tensor,
-    },
+    Embed(Embedding),
     /// LayerNorm over the last axis: weight, bias.
     Norm(Tensor, Tensor),
     /// A pre-norm transformer block with LayerNorm (or none).
@@ -87,10 +84,7 @@ fn steps(model: &Sequential) -> Option<Vec<Step>> {
             Layer::Act(a) => Some(Step::Act(*a)),
             Layer::MaxPool2 => Some(Step::Pool),
             Layer::Flatten => Some(Step::Flatten),
-            Layer::Embed(e) => Some(Step::Embed {
-                tok: e.tok.tensor().detach(),
-                pos: e.pos.tensor().detach(),
-            }),
+            Layer::Embed(e) => Some(Step::Embed(e.clone())),
             Layer::SeqNorm(n) => layer_norm_params(n).map(|(w, b)| Step::Norm(w, b)),
             Layer::Block(b) if block_covered(b) => Some(Step::Block(b.clone())),
             _ => None,
@@ -105,7 +99,7 @@ pub(crate) fn applies(model: &Sequential, x: &Tensor) -> bool {
     steps(model).is_some_and(|steps| {
         covers(&steps, x.rank())
             && match steps.first() {
-                Some(Step::Embed { tok, pos }) => matches!(embedding_ids(x, tok, pos), Ok(Some(_))),
+                Some(Step::Embed(e)) => embedding_ids(e, x).is_some(),
                 _ => true,
             }
     })
@@ -127,7 +121,7 @@ fn covers(steps: &[Step], rank: usize) -> bool {
         }
         Step::Conv { .. } | Step::Pool => rank == 4,
         Step::Act(_) | Step::Norm(..) => rank >= 2,
-        Step::Embed { .. } => {
+        Step::Embed(_) => {
             let ok = rank == 2;
             rank = 3;
             ok
@@ -267,21 +261,16 @@ fn dual(h: &Tensor, rh: &Option<Tensor>) -> Result<Dual> {
     })
 }
 
-/// The token ids of a batch `[B, T]` as `[B·T]` u32, or `None` when one is padding or not a token of the
-/// vocabulary, or the sequences are longer than the context.
-fn embedding_ids(x: &Tensor, tok: &Tensor, pos: &Tensor) -> Result<Option<Tensor>> {
-    let (vocab, (_, t)) = (tok.dim(0)?, x.dims2()?);
-    let ids: Vec<f64> = x.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
-    if t > pos.dim(0)?
-        || ids
-            .iter()
-            .any(|&i| i.fract() != 0.0 || !(0.0..vocab as f64).contains(&i))
-    {
-        return Ok(None);
+/// The token ids of a batch `[B, T]` as `[B·T]` u32, or `None` when the model refuses them (its own check) or one
+/// is padding.
+fn embedding_ids(e: &Embedding, x: &Tensor) -> Option<Tensor> {
+    let (ids, _, _) = e.ids(x).ok()?;
+    let vocab = e.tok.var.dims()[0];
+    if ids.iter().any(|&i| i as usize >= vocab) {
+        return None;
     }
-    let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
     let n = ids.len();
-    Ok(Some(Tensor::from_vec(ids, n, x.device())?))
+    Tensor::from_vec(ids, n, x.device()).ok()
 }
 
 /// y + b broadcast over rows.
@@ -390,11 +379,12 @@ impl Step {
                 rh = rh.map(|r| r.flatten_from(1)).transpose()?;
                 s
             }
-            Step::Embed { tok, pos } => {
-                let Some(ids) = embedding_ids(&h, tok, pos)? else {
+            Step::Embed(e) => {
+                let Some(ids) = embedding_ids(e, &h) else {
                     // Padding, or ids the model refuses: double backward (and the model's own error).
                     return Ok(None);
                 };
+                let (tok, pos) = (&e.tok.tensor().detach(), &e.pos.tensor().detach());
                 let (batch, t) = h.dims2()?;
                 let c = tok.dim(1)?;
                 let embed = |tok: &Tensor, pos: &Tensor| -> Result<Tensor> {
@@ -512,7 +502,8 @@ impl Step {
                 g = (g * d1)?;
                 rg = r;
             }
-            Step::Embed { tok, pos } => {
+            Step::Embed(e) => {
+                let (tok, pos) = (e.tok.tensor(), e.pos.tensor());
                 let (batch, t, c) = rg.dims3()?;
                 out[k] = Some(tok.zeros_like()?.index_add(
                     &s.input,

@@ -388,7 +388,7 @@ pub struct Embedding {
 impl Embedding {
     /// The ids of a batch, checked: integers in 0..=V (V = padding), padding only after the last real token of a
     /// sequence, sequences no longer than the context.
-    fn ids(&self, x: &Tensor) -> Result<(Vec<u32>, usize, usize)> {
+    pub(crate) fn ids(&self, x: &Tensor) -> Result<(Vec<u32>, usize, usize)> {
         let (b, t) = x.dims2()?;
         let vocab = self.tok.var.dims()[0];
         let ctx = self.pos.var.dims()[0];
