@@ -202,7 +202,7 @@ fn check_against_double_backward(
 /// The R-operator's products against double backward's, in f64 to 1e-10: MLPs with ReLU, GELU and tanh layers,
 /// muP's readout, the cross-entropy with a padded row left out and the MSE (f32 to 1e-4); CNNs of "same"
 /// convolutions, ReLU and max pooling; transformer language models (embeddings, LayerNorm or none, causal
-/// attention, the GELU MLP, muP's readout and attention scale). A normalized CNN and a PowerNorm transformer keep
+/// attention, the GELU MLP, muP's readout and attention scale; one in f32 to 1e-4). A normalized CNN and a PowerNorm transformer keep
 /// double backward.
 #[test]
 fn r_operator_hvp_matches_double_backward() {
@@ -291,6 +291,12 @@ fn r_operator_hvp_matches_double_backward() {
         assert_eq!(h.method(), method, "{spec}");
         check_against_double_backward(&h, &lm, DType::F64, 1e-10, spec);
     }
+    // The f32 kernels (the fast exponential and erf) against f32 double backward.
+    let spec = "transformer:layers=2,dim=8,heads=2,mlp=2,norm=ln";
+    let lm = Sequential::new(&ModelSpec::parse(spec).unwrap(), &[6], 7, 5, DType::F32).unwrap();
+    let h = ModelHessian::new(&lm, ids.to_dtype(DType::F32).unwrap(), next.clone(), true).unwrap();
+    assert_eq!(h.method(), "r-operator");
+    check_against_double_backward(&h, &lm, DType::F32, 1e-4, "f32 transformer");
     // A padded batch (id 7 = padding at the end of the first sequence) keeps double backward, and says so.
     let spec = "transformer:layers=1,dim=8,heads=2,mlp=2,norm=ln";
     let lm = Sequential::new(&ModelSpec::parse(spec).unwrap(), &[6], 7, 5, DType::F64).unwrap();

@@ -22,7 +22,7 @@ use super::rop_transformer::{
 use crate::data::IGNORE;
 use crate::nn::conv::{bias_grad, conv2d, conv2d_same, input_grad, is_same, weight_grad_op};
 use crate::nn::fused::{relu_grad, sum_rows};
-use crate::nn::matmul::{matmul, transpose};
+use crate::nn::matmul::{matmul_sum, transpose};
 use crate::nn::pool::{max_pool2, scatter_to_maxima, select_at_maxima};
 use crate::nn::transformer::{Block, Embedding};
 use crate::nn::{Activation, Layer, Sequential};
@@ -94,15 +94,22 @@ fn steps(model: &Sequential) -> Option<Vec<Step>> {
 
 /// Whether [`hvp`] computes the products of `model` on `x` (it returns `None` otherwise): every layer is one it
 /// covers, each convolution or pooling sees a batch of images, each block a batch of sequences, each affine step
-/// rows (a last affine step may see sequences: its positions are the rows), and token ids hold no padding.
+/// rows (a last affine step may see sequences: its positions are the rows), token ids hold no padding, and the
+/// model runs in f32 or f64 on the CPU.
 pub(crate) fn applies(model: &Sequential, x: &Tensor) -> bool {
     steps(model).is_some_and(|steps| {
         covers(&steps, x.rank())
+            && on_cpu(model, x)
             && match steps.first() {
                 Some(Step::Embed(e)) => embedding_ids(e, x).is_some(),
                 _ => true,
             }
     })
+}
+
+/// Whether the model and its input are f32 or f64 on the CPU, where the fused steps run.
+fn on_cpu(model: &Sequential, x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(model.dtype(), DType::F32 | DType::F64)
 }
 
 /// Whether the steps fit inputs of rank `rank` (see [`applies`]).
@@ -273,12 +280,46 @@ fn embedding_ids(e: &Embedding, x: &Tensor) -> Option<Tensor> {
     Tensor::from_vec(ids, n, x.device()).ok()
 }
 
-/// y + b broadcast over rows.
-fn with_bias(y: Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    Ok(match b {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
+/// An affine map on rows under R: y = x Wᵀ + b and R(y) = x Vᵀ + v_b + R(x) Wᵀ (R(x) `None`: zero), from
+/// [W, V] and [b, v_b]; each output is one buffer the products accumulate into.
+pub(super) fn affine_forward(
+    x: &Tensor,
+    rx: Option<&Tensor>,
+    [w, vw]: [&Tensor; 2],
+    [b, vb]: [Option<&Tensor>; 2],
+) -> Result<(Tensor, Tensor)> {
+    // Wᵀ and Vᵀ row-major (see `transpose`).
+    let (wt, vt) = (transpose(w)?, transpose(vw)?);
+    let y = matmul_sum(&[(x, &wt)], b)?;
+    let r = match rx {
+        Some(rx) => matmul_sum(&[(x, &vt), (rx, &wt)], vb)?,
+        None => matmul_sum(&[(x, &vt)], vb)?,
+    };
+    Ok((y, r))
+}
+
+/// An affine map's weight block of H v, R(g)ᵀ x + gᵀ R(x), from its input x, R(x) and the output's [g, R(g)].
+pub(super) fn affine_weight_hv(
+    x: &Tensor,
+    rx: Option<&Tensor>,
+    [g, rg]: [&Tensor; 2],
+) -> Result<Tensor> {
+    let rgt = rg.t()?;
+    Ok(match rx {
+        Some(rx) => matmul_sum(&[(&rgt, x), (&g.t()?, rx)], None)?,
+        None => matmul_sum(&[(&rgt, x)], None)?,
     })
+}
+
+/// An affine map's input [g W, R(g) W + g V] from the output's [g, R(g)] and [W, V].
+pub(super) fn affine_input_grad(
+    [w, vw]: [&Tensor; 2],
+    [g, rg]: [&Tensor; 2],
+) -> Result<[Tensor; 2]> {
+    Ok([
+        matmul_sum(&[(g, w)], None)?,
+        matmul_sum(&[(rg, w), (g, vw)], None)?,
+    ])
 }
 
 /// A step's saved values, and the value and R-derivative it passes on.
@@ -313,14 +354,8 @@ impl Step {
                 };
                 let (vw, vb) = (&v[*next], b.as_ref().map(|_| &v[*next + 1]));
                 *next += 1 + usize::from(b.is_some());
-                // Wᵀ and Vᵀ row-major: up to three products with each (see `transpose`).
-                let wt = transpose(w)?;
-                h = with_bias(matmul(&input, &wt)?, b.as_ref())?;
-                let mut r = with_bias(matmul(&input, &transpose(vw)?)?, vb)?;
-                if let Some(ri) = &r_input {
-                    r = (r + matmul(ri, &wt)?)?;
-                }
-                rh = Some(r);
+                let (y, r) = affine_forward(&input, r_input.as_ref(), [w, vw], [b.as_ref(), vb])?;
+                (h, rh) = (y, Some(r));
                 Saved {
                     input,
                     r_input,
@@ -443,20 +478,12 @@ impl Step {
         let (mut g, mut rg) = (g, rg);
         match self {
             Step::Affine { w, b, mult } => {
-                // R(g)ᵀ x + gᵀ R(x) as one product over the stacked batch.
-                out[k] = Some(match &s.r_input {
-                    Some(ri) => matmul(
-                        &Tensor::cat(&[&rg, &g], 0)?.t()?,
-                        &Tensor::cat(&[&s.input, ri], 0)?,
-                    )?,
-                    None => matmul(&rg.t()?, &s.input)?,
-                });
+                out[k] = Some(affine_weight_hv(&s.input, s.r_input.as_ref(), [&g, &rg])?);
                 if b.is_some() {
                     out[k + 1] = Some(sum_rows(&rg)?);
                 }
                 if needs_input {
-                    let gi = matmul(&g, w)?;
-                    let rgi = (matmul(&rg, w)? + matmul(&g, &v[k])?)?;
+                    let [gi, rgi] = affine_input_grad([w, &v[k]], [&g, &rg])?;
                     (g, rg) = if *mult == 1.0 {
                         (gi, rgi)
                     } else {
@@ -563,7 +590,7 @@ pub(crate) fn hvp(
     v: &[Tensor],
 ) -> Result<Option<Vec<Tensor>>> {
     let steps = match steps(model) {
-        Some(steps) if covers(&steps, x.rank()) => steps,
+        Some(steps) if covers(&steps, x.rank()) && on_cpu(model, x) => steps,
         _ => return Ok(None),
     };
     let params = model.params();

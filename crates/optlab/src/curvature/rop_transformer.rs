@@ -7,8 +7,10 @@
 //! gx = s (gx̂ − mean(gx̂) − x̂ mean(gx̂ x̂)) and R(gx) = −k gx + s (R(gx̂) − mean(R(gx̂)) − R(x̂) mean(gx̂ x̂)
 //! − x̂ mean(R(gx̂) x̂ + gx̂ R(x̂))); (H v)_γ = Σ (R(g) x̂ + g R(x̂)), (H v)_β = Σ R(g).
 
-use crate::nn::fused::{AttentionR, LN_EPS};
-use crate::nn::matmul::{matmul, transpose};
+use super::rop::{affine_forward, affine_input_grad, affine_weight_hv};
+use crate::nn::fused::{
+    gelu_r, gelu_r_grad, layer_norm_r, layer_norm_r_grad, sum_rows, AttentionR,
+};
 use crate::nn::transformer::{Block, Dense, SeqNorm};
 use crate::{Error, Result};
 use candle_core::{Tensor, D};
@@ -44,12 +46,6 @@ impl Dual {
     }
 }
 
-/// Sums over every axis but the last.
-fn sum_rows(t: &Tensor) -> Result<Tensor> {
-    let c = t.dim(D::Minus1)?;
-    Ok(t.reshape(((), c))?.sum(0)?)
-}
-
 /// A dense layer's weight and bias with their directions.
 struct DenseDir {
     w: Tensor,
@@ -70,35 +66,28 @@ impl DenseDir {
 
     /// y = x Wᵀ + b on rows, R(y) = x Vᵀ + v_b + R(x) Wᵀ.
     fn forward(&self, x: &Dual) -> Result<Dual> {
-        let wt = transpose(&self.w)?;
-        Ok(Dual {
-            v: matmul(&x.v, &wt)?.broadcast_add(&self.b)?,
-            r: ((matmul(&x.v, &transpose(&self.vw)?)? + matmul(&x.r, &wt)?)?
-                .broadcast_add(&self.vb))?,
-        })
+        let (v, r) = affine_forward(
+            &x.v,
+            Some(&x.r),
+            [&self.w, &self.vw],
+            [Some(&self.b), Some(&self.vb)],
+        )?;
+        Ok(Dual { v, r })
     }
 
     /// (H v)_W, (H v)_b and the input's (g, R(g)).
     fn backward(&self, x: &Dual, g: &Dual) -> Result<([Tensor; 2], Dual)> {
-        let hw = matmul(
-            &Tensor::cat(&[&g.r, &g.v], 0)?.t()?,
-            &Tensor::cat(&[&x.v, &x.r], 0)?,
-        )?;
-        let hb = g.r.sum(0)?;
-        let gi = Dual {
-            v: matmul(&g.v, &self.w)?,
-            r: (matmul(&g.r, &self.w)? + matmul(&g.v, &self.vw)?)?,
-        };
-        Ok(([hw, hb], gi))
+        let hw = affine_weight_hv(&x.v, Some(&x.r), [&g.v, &g.r])?;
+        let [v, r] = affine_input_grad([&self.w, &self.vw], [&g.v, &g.r])?;
+        Ok(([hw, sum_rows(&g.r)?], Dual { v, r }))
     }
 }
 
-/// What LayerNorm's backward pass needs.
+/// What LayerNorm's backward pass needs: x̂, R(x̂) and each row's [s, k].
 pub(super) struct NormSaved {
     xhat: Tensor,
     rxhat: Tensor,
-    s: Tensor,
-    k: Tensor,
+    sk: Tensor,
     gamma: Tensor,
     vgamma: Tensor,
 }
@@ -117,44 +106,26 @@ pub(super) fn norm_forward(
     (gamma, beta): &(Tensor, Tensor),
     v: &[Tensor],
 ) -> Result<(Dual, NormSaved)> {
-    let mean = |t: &Tensor| t.mean_keepdim(D::Minus1);
-    let xc = x.v.broadcast_sub(&mean(&x.v)?)?;
-    let s = (mean(&xc.sqr()?)? + LN_EPS)?.sqrt()?.recip()?;
-    let xhat = xc.broadcast_mul(&s)?;
-    let rxc = x.r.broadcast_sub(&mean(&x.r)?)?;
-    let k = (mean(&(&xhat * &rxc)?)? * &s)?;
-    let rxhat = (rxc.broadcast_mul(&s)? - xhat.broadcast_mul(&k)?)?;
-    let y = Dual {
-        v: xhat.broadcast_mul(gamma)?.broadcast_add(beta)?,
-        r: ((rxhat.broadcast_mul(gamma)? + xhat.broadcast_mul(&v[0])?)?.broadcast_add(&v[1]))?,
-    };
+    let [y, ry, xhat, rxhat, sk] = layer_norm_r(&x.v, &x.r, [gamma, beta, &v[0], &v[1]])?;
     let saved = NormSaved {
         xhat,
         rxhat,
-        s,
-        k,
+        sk,
         gamma: gamma.clone(),
         vgamma: v[0].clone(),
     };
-    Ok((y, saved))
+    Ok((Dual { v: y, r: ry }, saved))
 }
 
 /// (H v)_γ, (H v)_β and the input's (g, R(g)).
 pub(super) fn norm_backward(n: &NormSaved, g: &Dual) -> Result<([Tensor; 2], Dual)> {
-    let mean = |t: &Tensor| t.mean_keepdim(D::Minus1);
-    let hg = sum_rows(&((&g.r * &n.xhat)? + (&g.v * &n.rxhat)?)?)?;
-    let hb = sum_rows(&g.r)?;
-    let gx = g.v.broadcast_mul(&n.gamma)?;
-    let rgx = (g.r.broadcast_mul(&n.gamma)? + g.v.broadcast_mul(&n.vgamma)?)?;
-    let gx_xhat = mean(&(&gx * &n.xhat)?)?;
-    let v = ((&gx.broadcast_sub(&mean(&gx)?)? - n.xhat.broadcast_mul(&gx_xhat)?)?)
-        .broadcast_mul(&n.s)?;
-    let cross = mean(&((&rgx * &n.xhat)? + (&gx * &n.rxhat)?)?)?;
-    let r = ((rgx.broadcast_sub(&mean(&rgx)?)? - n.rxhat.broadcast_mul(&gx_xhat)?)?
-        - n.xhat.broadcast_mul(&cross)?)?
-    .broadcast_mul(&n.s)?;
-    let r = (r - v.broadcast_mul(&n.k)?)?;
-    Ok(([hg, hb], Dual { v, r }))
+    let [v, r, hg] = layer_norm_r_grad(
+        &g.v,
+        &g.r,
+        [&n.xhat, &n.rxhat, &n.sk],
+        [&n.gamma, &n.vgamma],
+    )?;
+    Ok(([sum_rows(&hg)?, sum_rows(&g.r)?], Dual { v, r }))
 }
 
 /// What a block's backward pass needs.
@@ -272,12 +243,8 @@ pub(super) fn block_forward(b: &Block, v: &[Tensor], x: &Dual) -> Result<(Dual, 
     let h = x.add(&p.proj.forward(&a)?)?;
     let (n2, norm2) = maybe_norm_forward(&h, &p.norm2, &p.v_norm2)?;
     let u = p.fc.forward(&n2)?;
-    let (d1, d2) = super::rop::derivatives(crate::nn::Activation::Gelu, &u.v)?;
-    let d2 = d2.ok_or_else(|| Error::invalid("GELU has a second derivative"))?;
-    let act = Dual {
-        v: crate::nn::fused::gelu(&u.v)?,
-        r: (&u.r * &d1)?,
-    };
+    let [act, ract, d1, d2] = gelu_r(&u.v, &u.r)?;
+    let act = Dual { v: act, r: ract };
     let y = h.add(&p.out.forward(&act)?)?.reshape(&dims)?;
     let saved = BlockSaved {
         dims,
@@ -305,10 +272,8 @@ pub(super) fn block_backward(
     let p = dirs(b, v)?;
     let g = g.rows()?;
     let ([ow, ob], g_act) = p.out.backward(&s.act, &g)?;
-    let g_u = Dual {
-        v: (&g_act.v * &s.d1)?,
-        r: ((&g_act.r * &s.d1)? + ((&g_act.v * &s.d2)? * &s.u.r)?)?,
-    };
+    let [gu, rgu] = gelu_r_grad(&g_act.v, &g_act.r, [&s.d1, &s.d2], &s.u.r)?;
+    let g_u = Dual { v: gu, r: rgu };
     let ([fw, fb], g_n2) = p.fc.backward(&s.n2, &g_u)?;
     let (h_norm2, g_h) = maybe_norm_backward(&s.norm2, g_n2)?;
     let g_h = g.add(&g_h)?;

@@ -11,6 +11,8 @@
 mod attention;
 mod cross_entropy;
 mod inner;
+mod rop;
+mod rows;
 
 use crate::nn::lanes;
 use crate::optim::kernel::exp_nonpositive_f32;
@@ -26,6 +28,7 @@ pub(crate) use cross_entropy::{cross_entropy_rows, cross_entropy_rows_composed, 
 pub use inner::inner_with_constant;
 use num_traits::Float;
 use rayon::prelude::*;
+pub(crate) use rop::{gelu_r, gelu_r_grad, layer_norm_r, layer_norm_r_grad};
 
 /// LayerNorm's ε (PyTorch's default).
 pub const LN_EPS: f64 = 1e-5;

@@ -8,8 +8,8 @@
 //! gemm call it shares with the fused linear layer.
 
 use super::lanes;
-use crate::Result;
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use crate::{Error, Result};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Storage, Tensor};
 use num_traits::Float;
 use rayon::prelude::*;
 
@@ -193,6 +193,82 @@ pub(crate) fn transpose(w: &Tensor) -> Result<Tensor> {
             SliceRef::F64(v) => Tensor::from_vec(transposed(v, rows, cols), (cols, rows), dev)?,
         })
     })?
+}
+
+/// Σᵢ aᵢ bᵢ, plus `bias` (a row of n) on every row, for 2-D operands (views such as `w.t()` included): on the
+/// CPU in f32/f64 one output that each product is accumulated into by gemm (no intermediate products, no sums);
+/// composed candle ops elsewhere. Untracked: the R-operator's sums of products (`curvature::rop`).
+pub(crate) fn matmul_sum(terms: &[(&Tensor, &Tensor)], bias: Option<&Tensor>) -> Result<Tensor> {
+    let Some(&(a0, b0)) = terms.first() else {
+        return Err(Error::invalid("matmul_sum: no products"));
+    };
+    let (m, n) = (a0.dims2()?.0, b0.dims2()?.1);
+    let all = terms.iter().flat_map(|&(a, b)| [a, b]).chain(bias);
+    let fused = all.clone().all(|t| {
+        t.device().is_cpu()
+            && t.dtype() == a0.dtype()
+            && matches!(t.dtype(), DType::F32 | DType::F64)
+    });
+    for &(a, b) in terms {
+        let ((ma, k), (kb, nb)) = (a.dims2()?, b.dims2()?);
+        if (ma, nb) != (m, n) || k != kb {
+            return Err(Error::Shape(format!(
+                "matmul_sum: a sum of {m}×{n} products has a {:?} · {:?} term",
+                a.dims(),
+                b.dims()
+            )));
+        }
+    }
+    if bias.is_some_and(|b| b.dims() != [n]) {
+        return Err(Error::Shape(format!(
+            "matmul_sum: the bias must have {n} entries"
+        )));
+    }
+    if !fused {
+        let mut sum = match bias {
+            Some(b) => b.broadcast_as((m, n))?.contiguous()?,
+            None => Tensor::zeros((m, n), a0.dtype(), a0.device())?,
+        };
+        for &(a, b) in terms {
+            sum = (sum + a.matmul(b)?)?;
+        }
+        return Ok(sum);
+    }
+    let guards: Vec<_> = all.map(|t| t.storage_and_layout()).collect();
+    fn run<T: candle_core::WithDType + Float + Send + Sync + 'static>(
+        guards: &[(impl std::ops::Deref<Target = Storage>, &Layout)],
+        products: usize,
+        (m, n): (usize, usize),
+    ) -> Result<Vec<T>> {
+        let slices = guards
+            .iter()
+            .map(|(s, l)| match &**s {
+                Storage::Cpu(s) => Ok((T::cpu_storage_as_slice(s)?, *l)),
+                _ => Err(Error::invalid(
+                    "matmul_sum: the operands must be on the CPU",
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut dst = vec![T::zero(); m * n];
+        let biased = slices.len() > 2 * products;
+        if biased {
+            let (b, l) = slices[2 * products];
+            let b = &b[l.start_offset()..l.start_offset() + n];
+            dst.chunks_exact_mut(n)
+                .for_each(|row| row.copy_from_slice(b));
+        }
+        for (i, pair) in slices[..2 * products].chunks_exact(2).enumerate() {
+            let (_, k, a) = Strided::of(pair[0].0, pair[0].1, "matmul_sum")?;
+            let (_, _, b) = Strided::of(pair[1].0, pair[1].1, "matmul_sum")?;
+            gemm_into(&mut dst, (m, n, k), a, b, biased || i > 0)?;
+        }
+        Ok(dst)
+    }
+    let dev = a0.device();
+    Ok(match a0.dtype() {
+        DType::F32 => Tensor::from_vec(run::<f32>(&guards, terms.len(), (m, n))?, (m, n), dev)?,
+        _ => Tensor::from_vec(run::<f64>(&guards, terms.len(), (m, n))?, (m, n), dev)?,
+    })
 }
 
 /// The destination of [`gemm_into`], shared by the threads that write its disjoint blocks.

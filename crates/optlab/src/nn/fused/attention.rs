@@ -10,12 +10,15 @@
 //! in cache, the causal softmax runs between them and stops at the diagonal's block, and the probabilities are
 //! recomputed in the backward pass rather than kept (as FlashAttention does).
 
+mod rop;
+
 use super::{composed_vjp, contiguous, exp_nonpositive, fusable, simd_body, SimdBody};
 use crate::nn::matmul::{gemm_into, Strided};
 use crate::{Error, Result};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, D};
 use num_traits::Float;
 use rayon::prelude::*;
+pub(crate) use rop::AttentionR;
 
 /// Below this many multiply-adds a kernel runs on the calling thread (a parallel dispatch costs more).
 const PARALLEL_MIN: usize = 1 << 16;
@@ -116,10 +119,17 @@ impl<T: Float + Send + Sync + 'static> Head<T> {
     /// The attention probabilities P (T, T'), row i softmax over keys j ≤ i of scale · qᵢ · kⱼ (zero past i).
     #[inline(always)]
     fn probs(&self, scale: T) -> candle_core::Result<Vec<T>> {
+        let mut p = vec![T::zero(); self.t * self.tp];
+        self.probs_into(scale, &mut p)?;
+        Ok(p)
+    }
+
+    /// [`Head::probs`] into `p` (T, T').
+    #[inline(always)]
+    fn probs_into(&self, scale: T, p: &mut [T]) -> candle_core::Result<()> {
         let (t, w, tp) = (self.t, self.w, self.tp);
-        let mut p = vec![T::zero(); t * tp];
         gemm_into(
-            &mut p,
+            p,
             (t, tp, w),
             Strided::row_major(&self.q, w),
             Strided::row_major(&self.k, w).t(),
@@ -128,7 +138,7 @@ impl<T: Float + Send + Sync + 'static> Head<T> {
         for (i, row) in p.chunks_exact_mut(tp).enumerate() {
             softmax_causal(row, i, scale);
         }
-        Ok(p)
+        Ok(())
     }
 }
 
@@ -260,6 +270,17 @@ fn per_head<T: Float + Send + Sync>(
     Ok(out)
 }
 
+/// Head `h`'s columns (T, width) of a sequence's (T, C) rows.
+#[inline(always)]
+fn per_head_data<T: Float>(d: &Dims, x: &[T], h: usize) -> Vec<T> {
+    let (c, w) = (d.c(), d.width);
+    let mut out = vec![T::zero(); d.seq * w];
+    for (i, o) in out.chunks_exact_mut(w).enumerate() {
+        o.copy_from_slice(&x[i * c + h * w..i * c + (h + 1) * w]);
+    }
+    out
+}
+
 /// One head of one sequence: its forward output (T, width), or with `dy` its (dq, dk, dv) as (3, T, width).
 struct HeadPass<'a, T> {
     d: &'a Dims,
@@ -279,14 +300,7 @@ impl<T: Float + Send + Sync + 'static> SimdBody for HeadPass<'_, T> {
         let head = Head::gather(d, self.seq, h);
         match self.dy {
             None => head_forward(d, &head, self.out),
-            Some(dy) => {
-                let (c, w) = (d.c(), d.width);
-                let mut dy_h = vec![T::zero(); d.seq * w];
-                for (i, o) in dy_h.chunks_exact_mut(w).enumerate() {
-                    o.copy_from_slice(&dy[i * c + h * w..i * c + (h + 1) * w]);
-                }
-                head_backward(d, &head, &dy_h, self.out)
-            }
+            Some(dy) => head_backward(d, &head, &per_head_data(d, dy, h), self.out),
         }
     }
 }
@@ -300,8 +314,8 @@ impl Dims {
         dy: Option<&[T]>,
         parts: usize,
     ) -> candle_core::Result<Vec<T>> {
-        let (t, w, c) = (self.seq, self.width, self.c());
-        let heads = per_head(self, parts * t * w, |b, h, out| {
+        let (t, c) = (self.seq, self.c());
+        self.pack_heads(parts, |b, h, out| {
             simd_body(HeadPass {
                 d: self,
                 seq: &qkv[b * t * 3 * c..(b + 1) * t * 3 * c],
@@ -309,18 +323,38 @@ impl Dims {
                 dy: dy.map(|g| &g[b * t * c..(b + 1) * t * c]),
                 out,
             })
-        })?;
+        })
+    }
+
+    /// Runs `f(b, h, out)` for every head of every sequence, `out` being `parts` blocks of (T, width), and packs
+    /// the blocks into rows of `parts`·C (B, T, parts·C).
+    fn pack_heads<T: Float + Send + Sync + 'static>(
+        &self,
+        parts: usize,
+        f: impl Fn(usize, usize, &mut [T]) -> candle_core::Result<()> + Sync,
+    ) -> candle_core::Result<Vec<T>> {
+        let per = parts * self.seq * self.width;
+        Ok(self.pack(&per_head(self, per, f)?, per, parts))
+    }
+
+    /// The first `parts` blocks of (T, width) of each head's `per` values in `heads` (head-major), packed into
+    /// rows of `parts`·C (B, T, parts·C).
+    fn pack<T: Float>(&self, heads: &[T], per: usize, parts: usize) -> Vec<T> {
+        let (t, w, c) = (self.seq, self.width, self.c());
         let mut packed = vec![T::zero(); self.batch * t * parts * c];
-        for (n, o) in heads.chunks(parts * t * w).enumerate() {
+        if per == 0 {
+            return packed;
+        }
+        for (n, o) in heads.chunks(per).enumerate() {
             let (b, h) = (n / self.heads, n % self.heads);
-            for (part, o) in o.chunks(t * w).enumerate() {
+            for (part, o) in o[..parts * t * w].chunks(t * w).enumerate() {
                 for (i, o) in o.chunks(w).enumerate() {
                     let at = (b * t + i) * parts * c + part * c + h * w;
                     packed[at..at + w].copy_from_slice(o);
                 }
             }
         }
-        Ok(packed)
+        packed
     }
 
     /// The attention output (B, T, C) of a packed `qkv`.
@@ -493,91 +527,6 @@ fn grad_composed(d: &Dims, qkv: &Tensor, dy: &Tensor) -> Result<Tensor> {
         &[merge(d, &dq)?, merge(d, &dk)?, merge(d, &dv)?],
         2,
     )?)
-}
-
-/// Causal attention carried with Pearlmutter's R-operator (the directional derivative R(·) along a parameter
-/// direction), in composed ops: the curvature module's exact Hessian-vector products of a transformer. With
-/// S = scale·q kᵀ + mask, P = softmax(S), y = P v:
-/// R(S) = scale (R(q) kᵀ + q R(k)ᵀ), R(P) = P ⊙ (R(S) − rowsum(P ⊙ R(S))), R(y) = R(P) v + P R(v);
-/// and back, from dy and R(dy), the R-derivative of each factor of the gradient ([`grad_composed`]).
-pub(crate) struct AttentionR {
-    d: Dims,
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    rq: Tensor,
-    rk: Tensor,
-    rv: Tensor,
-    p: Tensor,
-    rp: Tensor,
-}
-
-/// softmax's R-derivative (and its gradient's): P ⊙ (X − rowsum(P ⊙ X)).
-fn softmax_jvp(p: &Tensor, x: &Tensor) -> Result<Tensor> {
-    Ok((p * x.broadcast_sub(&(p * x)?.sum_keepdim(D::Minus1)?)?)?)
-}
-
-impl AttentionR {
-    /// y = [`causal_attention`]`(qkv)` and R(y) from R(qkv), keeping what the backward pass needs.
-    pub(crate) fn forward(
-        qkv: &Tensor,
-        rqkv: &Tensor,
-        heads: usize,
-        scale: f64,
-    ) -> Result<(Tensor, Tensor, AttentionR)> {
-        let d = Dims::of(qkv, heads, scale)?;
-        let [q, k, v] = split(&d, qkv)?;
-        let [rq, rk, rv] = split(&d, rqkv)?;
-        let p = probs_composed(&d, &q, &k)?;
-        let rs =
-            ((rq.matmul(&k.t()?.contiguous()?)? + q.matmul(&rk.t()?.contiguous()?)?)? * scale)?;
-        let rp = softmax_jvp(&p, &rs)?;
-        let y = merge(&d, &p.matmul(&v)?)?;
-        let ry = merge(&d, &(rp.matmul(&v)? + p.matmul(&rv)?)?)?;
-        let saved = AttentionR {
-            d,
-            q,
-            k,
-            v,
-            rq,
-            rk,
-            rv,
-            p,
-            rp,
-        };
-        Ok((y, ry, saved))
-    }
-
-    /// d qkv and R(d qkv) (B, T, 3C) from dy and R(dy) (B, T, C).
-    pub(crate) fn backward(&self, dy: &Tensor, rdy: &Tensor) -> Result<(Tensor, Tensor)> {
-        let d = &self.d;
-        let heads = |t: &Tensor| -> Result<Tensor> {
-            Ok(t.reshape((d.batch, d.seq, d.heads, d.width))?
-                .transpose(1, 2)?
-                .contiguous()?)
-        };
-        let (dy, rdy) = (heads(dy)?, heads(rdy)?);
-        let (p, rp) = (&self.p, &self.rp);
-        let t = |x: &Tensor| -> Result<Tensor> { Ok(x.t()?.contiguous()?) };
-        let dv = t(p)?.matmul(&dy)?;
-        let rdv = (t(rp)?.matmul(&dy)? + t(p)?.matmul(&rdy)?)?;
-        let dp = dy.matmul(&t(&self.v)?)?;
-        let rdp = (rdy.matmul(&t(&self.v)?)? + dy.matmul(&t(&self.rv)?)?)?;
-        let ds = softmax_jvp(p, &dp)?;
-        // R(P ⊙ (dP − rowsum(P ⊙ dP))) = R(P) ⊙ (dP − rowsum(P ⊙ dP)) + P ⊙ (R(dP) − rowsum(R(P) ⊙ dP + P ⊙ R(dP))).
-        let centred = dp.broadcast_sub(&(p * &dp)?.sum_keepdim(D::Minus1)?)?;
-        let inner = ((rp * &dp)? + (p * &rdp)?)?.sum_keepdim(D::Minus1)?;
-        let rds = ((rp * centred)? + (p * rdp.broadcast_sub(&inner)?)?)?;
-        let scale = d.scale;
-        let dq = (ds.matmul(&self.k)? * scale)?;
-        let rdq = ((rds.matmul(&self.k)? + ds.matmul(&self.rk)?)? * scale)?;
-        let dk = (t(&ds)?.matmul(&self.q)? * scale)?;
-        let rdk = ((t(&rds)?.matmul(&self.q)? + t(&ds)?.matmul(&self.rq)?)? * scale)?;
-        let pack = |a: &Tensor, b: &Tensor, c: &Tensor| -> Result<Tensor> {
-            Ok(Tensor::cat(&[merge(d, a)?, merge(d, b)?, merge(d, c)?], 2)?)
-        };
-        Ok((pack(&dq, &dk, &dv)?, pack(&rdq, &rdk, &rdv)?))
-    }
 }
 
 #[cfg(test)]
