@@ -408,6 +408,20 @@ impl SimdBody for AdamRows<'_> {
     type Out = ();
     #[inline(always)]
     fn run(self) {
+        // DAGMA's scales are all 1: r/1 is r exactly, and the division (a third of the pass's divisions and
+        // square roots, which bound it) is left out.
+        if self.scale.iter().all(|&s| s == 1.0) {
+            self.rows::<false>()
+        } else {
+            self.rows::<true>()
+        }
+    }
+}
+
+impl AdamRows<'_> {
+    /// The pass, dividing the score's gradient by σⱼ when `DIVIDE`.
+    #[inline(always)]
+    fn rows<const DIVIDE: bool>(self) {
         let [mu, mul, b1, b2, c1, c2, lr] = self.k;
         let d = self.d;
         let rows = self
@@ -426,7 +440,8 @@ impl SimdBody for AdamRows<'_> {
                 .iter_mut()
                 .zip(rhs.iter().zip(minv.iter().zip(self.scale)));
             for ((w, (m1, m2)), (step, (&r, (&mi, &sc)))) in cols.zip(inputs) {
-                let g = -mu * r / sc + mul * sign(*w) + 2.0 * *w * mi;
+                let score = if DIVIDE { -mu * r / sc } else { -mu * r };
+                let g = score + mul * sign(*w) + 2.0 * *w * mi;
                 *m1 = b1 * *m1 + (1.0 - b1) * g;
                 *m2 = b2 * *m2 + (1.0 - b2) * g * g;
                 *step = (*m1 * c1) / ((*m2 * c2).sqrt() + 1e-8);
