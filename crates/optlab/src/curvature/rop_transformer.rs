@@ -2,10 +2,9 @@
 //! attention, the GELU MLP, two residuals) and the token and position embeddings. A [`Dual`] carries a value and
 //! its R-derivative; dense layers see rows (positions), attention (B, T, C).
 //!
-//! LayerNorm, per row of width C: with xc = x − mean(x), s = (mean(xc²) + ε)^(−1/2), x̂ = s·xc, y = γ x̂ + β:
-//! R(x̂) = s R(xc) − k x̂ with k = s·mean(x̂ R(xc)) (and R(s) = −k s); back, with gx̂ = γ g,
-//! gx = s (gx̂ − mean(gx̂) − x̂ mean(gx̂ x̂)) and R(gx) = −k gx + s (R(gx̂) − mean(R(gx̂)) − R(x̂) mean(gx̂ x̂)
-//! − x̂ mean(R(gx̂) x̂ + gx̂ R(x̂))); (H v)_γ = Σ (R(g) x̂ + g R(x̂)), (H v)_β = Σ R(g).
+//! LayerNorm and GELU run as single-pass kernels (`nn::fused::{layer_norm_r, gelu_r}` and their backward
+//! passes, formulas there), attention as a fused pass per head ([`AttentionR`]), dense layers as products
+//! accumulated into one buffer each (`super::rop::affine_forward` and its backward).
 
 use super::rop::{affine_forward, affine_input_grad, affine_weight_hv};
 use crate::nn::fused::{

@@ -5,7 +5,8 @@
 //! and again on every double backward (each Hessian-vector product, each implicit-differentiation mat-vec of P10).
 //! [`matmul`] is the same product as one candle op whose backward returns a gradient only for an operand that takes
 //! part in the graph, built from [`matmul`] again so second-order passes stay as lean. [`gemm_into`] is the strided
-//! gemm call it shares with the fused linear layer.
+//! gemm call it shares with the fused linear layer; `matmul_sum` accumulates a sum of products (and a bias) into
+//! one output through it, for the R-operator's untracked products.
 
 use super::lanes;
 use crate::{Error, Result};

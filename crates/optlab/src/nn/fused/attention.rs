@@ -229,16 +229,7 @@ fn head_backward<T: Float + Send + Sync + 'static>(
         Strided::row_major(&head.v, w).t(),
         false,
     )?;
-    for (i, (ds, p)) in ds.chunks_exact_mut(tp).zip(p.chunks_exact(tp)).enumerate() {
-        // Row i of P is zero past key i, and so is row i of dS.
-        let (ds, past) = ds.split_at_mut(padded(i + 1));
-        past.fill(T::zero());
-        let p = &p[..ds.len()];
-        let mean = dot(p, ds);
-        for (g, &p) in ds.iter_mut().zip(p) {
-            *g = p * (*g - mean) * scale;
-        }
-    }
+    softmax_jvp_rows(&p, &mut ds, tp, scale);
     let dsm = Strided::row_major(&ds, tp);
     gemm_into(dq, (t, w, tp), dsm, Strided::row_major(&head.k, w), false)?;
     gemm_into(
@@ -248,6 +239,21 @@ fn head_backward<T: Float + Send + Sync + 'static>(
         Strided::row_major(&head.q, w),
         false,
     )
+}
+
+/// Each row i (T' wide) of `x` ← scale · P ⊙ (X − rowsum(P ⊙ X)) with row i of `p`: the softmax's Jacobian
+/// (its JVP and its VJP alike) at the causal probabilities, zero past key i as P is.
+#[inline(always)]
+fn softmax_jvp_rows<T: Float>(p: &[T], x: &mut [T], tp: usize, scale: T) {
+    for (i, (x, p)) in x.chunks_exact_mut(tp).zip(p.chunks_exact(tp)).enumerate() {
+        let (x, past) = x.split_at_mut(padded(i + 1));
+        past.fill(T::zero());
+        let p = &p[..x.len()];
+        let mean = dot(p, x);
+        for (g, &p) in x.iter_mut().zip(p) {
+            *g = p * (*g - mean) * scale;
+        }
+    }
 }
 
 /// Runs `f(b, h, out)` for every head of every sequence, each on its own `per_head` slice of a head-major buffer,

@@ -7,7 +7,7 @@
 //! stacked factors (R(q) kᵀ + q R(k)ᵀ = [R(q) | q] [k | R(k)]ᵀ, and so on), and each head keeps [P; R(P)] for
 //! the backward pass.
 
-use super::{dot, padded, per_head, per_head_data, Dims, Head};
+use super::{dot, padded, per_head, per_head_data, softmax_jvp_rows, Dims, Head};
 use crate::nn::fused::{simd_body, SimdBody};
 use crate::nn::matmul::{gemm_into, Strided};
 use crate::{Error, Result};
@@ -45,6 +45,25 @@ fn beside<T: Float>(a: &[T], b: &[T], w: usize) -> Vec<T> {
     out
 }
 
+/// dst (m × n) ← [a | b] [c | d]ᵀ = a cᵀ + b dᵀ, with a, b (m × w) and c, d (n × w) row-major: one product over
+/// the doubled width.
+#[inline(always)]
+fn beside_product<T: Float + Send + Sync + 'static>(
+    dst: &mut [T],
+    (m, n, w): (usize, usize, usize),
+    [a, b]: [&[T]; 2],
+    [c, d]: [&[T]; 2],
+) -> candle_core::Result<()> {
+    let (ab, cd) = (beside(a, b, w), beside(c, d, w));
+    gemm_into(
+        dst,
+        (m, n, 2 * w),
+        rm(&ab, 2 * w),
+        rm(&cd, 2 * w).t(),
+        false,
+    )
+}
+
 /// [a; b]: two row-major matrices of the same width stacked.
 #[inline(always)]
 fn stacked<T: Float>(a: &[T], b: &[T]) -> Vec<T> {
@@ -62,23 +81,8 @@ impl<T: Float + Send + Sync + 'static> HeadR<T> {
         let (t, w, tp) = (x.t, x.w, x.tp);
         let (p, rp) = probs.split_at_mut(t * tp);
         x.probs_into(scale, p)?;
-        let (qq, kk) = (beside(&r.q, &x.q, w), beside(&x.k, &r.k, w));
-        gemm_into(
-            rp,
-            (t, tp, 2 * w),
-            rm(&qq, 2 * w),
-            rm(&kk, 2 * w).t(),
-            false,
-        )?;
-        for (i, (rp, p)) in rp.chunks_exact_mut(tp).zip(p.chunks_exact(tp)).enumerate() {
-            let (rp, past) = rp.split_at_mut(padded(i + 1));
-            past.fill(T::zero());
-            let p = &p[..rp.len()];
-            let mean = dot(p, rp);
-            for (r, &p) in rp.iter_mut().zip(p) {
-                *r = p * (*r - mean) * scale;
-            }
-        }
+        beside_product(rp, (t, tp, w), [&r.q, &x.q], [&x.k, &r.k])?;
+        softmax_jvp_rows(p, rp, tp, scale);
         let (y, ry) = out.split_at_mut(t * w);
         gemm_into(y, (t, w, tp), rm(p, tp), rm(&x.v, w), false)?;
         gemm_into(ry, (t, w, tp), rm(rp, tp), rm(&x.v, w), false)?;
@@ -109,14 +113,7 @@ impl<T: Float + Send + Sync + 'static> HeadR<T> {
         let mut z = vec![T::zero(); 2 * t * tp];
         let (rds, ds) = z.split_at_mut(t * tp);
         gemm_into(ds, (t, tp, w), rm(dy, w), rm(&x.v, w).t(), false)?;
-        let (yy, vv) = (beside(rdy, dy, w), beside(&x.v, &r.v, w));
-        gemm_into(
-            rds,
-            (t, tp, 2 * w),
-            rm(&yy, 2 * w),
-            rm(&vv, 2 * w).t(),
-            false,
-        )?;
+        beside_product(rds, (t, tp, w), [rdy, dy], [&x.v, &r.v])?;
         for i in 0..t {
             let (row, n) = (i * tp, padded(i + 1));
             let (p, rp) = (&p[row..row + n], &rp[row..row + n]);
