@@ -92,17 +92,7 @@ fn run<T: Float + WithDType, const K: usize, const S: usize, const M: usize>(
     wout: [usize; M],
 ) -> Result<Vec<Tensor>> {
     let guards: Vec<_> = all.iter().map(|t| t.storage_and_layout()).collect();
-    let mut data: Vec<&[T]> = Vec::with_capacity(all.len());
-    for (s, l) in &guards {
-        let Storage::Cpu(s) = &**s else {
-            return Err(Error::invalid("rows: the inputs must be on the CPU"));
-        };
-        let v: &[T] = T::cpu_storage_as_slice(s)?;
-        let (a, b) = l
-            .contiguous_offsets()
-            .ok_or_else(|| Error::invalid("rows: an input is not contiguous"))?;
-        data.push(&v[a..b]);
-    }
+    let data = cpu_values::<T, _>(&guards, "rows")?;
     let (xs, shared) = data.split_at(K);
     let shared: [&[T]; S] = std::array::from_fn(|i| shared[i]);
     let mut outs: Vec<Vec<T>> = wout.iter().map(|w| vec![T::zero(); rows * w]).collect();
@@ -141,6 +131,28 @@ fn run<T: Float + WithDType, const K: usize, const S: usize, const M: usize>(
     outs.into_iter()
         .zip(wout)
         .map(|(o, w)| Ok(Tensor::from_vec(o, (rows, w), &Device::Cpu)?))
+        .collect()
+}
+
+/// The values of contiguous CPU tensors of one float type, from their storage guards (`what` names the caller in
+/// errors).
+pub(crate) fn cpu_values<'a, T: WithDType, G: std::ops::Deref<Target = Storage>>(
+    guards: &'a [(G, &candle_core::Layout)],
+    what: &str,
+) -> Result<Vec<&'a [T]>> {
+    guards
+        .iter()
+        .map(|(s, l)| {
+            let Storage::Cpu(s) = &**s else {
+                return Err(Error::invalid(format!(
+                    "{what}: the inputs must be on the CPU"
+                )));
+            };
+            let (a, b) = l
+                .contiguous_offsets()
+                .ok_or_else(|| Error::invalid(format!("{what}: an input is not contiguous")))?;
+            Ok(&T::cpu_storage_as_slice(s)?[a..b])
+        })
         .collect()
 }
 

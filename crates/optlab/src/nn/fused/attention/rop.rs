@@ -8,10 +8,11 @@
 //! the backward pass.
 
 use super::{dot, padded, per_head, per_head_data, softmax_jvp_rows, Dims, Head};
+use crate::nn::fused::rows::cpu_values;
 use crate::nn::fused::{simd_body, SimdBody};
 use crate::nn::matmul::{gemm_into, Strided};
 use crate::{Error, Result};
-use candle_core::{DType, Device, Storage, Tensor, WithDType};
+use candle_core::{DType, Device, Tensor, WithDType};
 use num_traits::Float;
 
 /// What the backward pass needs: the packed qkv (B, T, 3C), its R-derivative, and the forward pass's head-major
@@ -178,24 +179,6 @@ impl<T: Float + Send + Sync + 'static> SimdBody for HeadPassR<'_, T> {
     }
 }
 
-/// The contiguous values of CPU tensors of one float type.
-fn values<'a, T: WithDType, G: std::ops::Deref<Target = Storage>>(
-    guards: &'a [(G, &candle_core::Layout)],
-) -> Result<Vec<&'a [T]>> {
-    guards
-        .iter()
-        .map(|(s, l)| {
-            let Storage::Cpu(s) = &**s else {
-                return Err(Error::invalid("attention: the R-operator runs on the CPU"));
-            };
-            let (a, b) = l
-                .contiguous_offsets()
-                .ok_or_else(|| Error::invalid("attention: an input is not contiguous"))?;
-            Ok(&T::cpu_storage_as_slice(s)?[a..b])
-        })
-        .collect()
-}
-
 impl AttentionR {
     /// One pass over every head of every sequence, packed and head-major: forward, `[y | R(y)]` (B, T, 2C) and
     /// each head's (y, R(y), [P; R(P)]); backward (with `grads` = [dy, R(dy)] and the forward pass's head-major
@@ -232,6 +215,25 @@ impl AttentionR {
         Ok((d.pack(&heads, per, parts), heads))
     }
 
+    /// [`AttentionR::pass`] on tensors of one float type: forward on [qkv, R(qkv)], backward on
+    /// [qkv, R(qkv), dy, R(dy), the forward pass's buffers]; the packed result (B, T, parts·C) and the head-major
+    /// buffers (1-D).
+    fn pass_tensors<T: WithDType + Float + Send + Sync>(
+        d: &Dims,
+        ts: &[&Tensor],
+    ) -> Result<(Tensor, Tensor)> {
+        let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+        let v = cpu_values::<T, _>(&guards, "attention")?;
+        let grads = (v.len() == 5).then(|| ([v[2], v[3]], v[4]));
+        let parts = if grads.is_some() { 6 } else { 2 };
+        let (packed, heads) = Self::pass(d, [v[0], v[1]], grads)?;
+        let n = heads.len();
+        Ok((
+            Tensor::from_vec(packed, (d.batch, d.seq, parts * d.c()), &Device::Cpu)?,
+            Tensor::from_vec(heads, n, &Device::Cpu)?,
+        ))
+    }
+
     /// y = [`super::causal_attention`]`(qkv)` and R(y) from R(qkv) (B, T, 3C each), keeping what the backward
     /// pass needs.
     pub(crate) fn forward(
@@ -252,33 +254,10 @@ impl AttentionR {
             ));
         }
         let (qkv, rqkv) = (qkv.contiguous()?, rqkv.contiguous()?);
-        let guards = [qkv.storage_and_layout(), rqkv.storage_and_layout()];
-        let dims = (d.batch, d.seq, 2 * d.c());
         let (packed, probs) = match qkv.dtype() {
-            DType::F32 => {
-                let v = values::<f32, _>(&guards)?;
-                let (y, p) = Self::pass(&d, [v[0], v[1]], None)?;
-                {
-                    let n = p.len();
-                    (
-                        Tensor::from_vec(y, dims, &Device::Cpu)?,
-                        Tensor::from_vec(p, n, &Device::Cpu)?,
-                    )
-                }
-            }
-            _ => {
-                let v = values::<f64, _>(&guards)?;
-                let (y, p) = Self::pass(&d, [v[0], v[1]], None)?;
-                {
-                    let n = p.len();
-                    (
-                        Tensor::from_vec(y, dims, &Device::Cpu)?,
-                        Tensor::from_vec(p, n, &Device::Cpu)?,
-                    )
-                }
-            }
+            DType::F32 => Self::pass_tensors::<f32>(&d, &[&qkv, &rqkv])?,
+            _ => Self::pass_tensors::<f64>(&d, &[&qkv, &rqkv])?,
         };
-        drop(guards);
         let c = d.c();
         Ok((
             packed.narrow(2, 0, c)?.contiguous()?,
@@ -306,28 +285,11 @@ impl AttentionR {
             )));
         }
         let (dy, rdy) = (dy.contiguous()?, rdy.contiguous()?);
-        let guards =
-            [&self.qkv, &self.rqkv, &dy, &rdy, &self.probs].map(|t| t.storage_and_layout());
-        let dims = (d.batch, d.seq, 6 * d.c());
+        let ts = [&self.qkv, &self.rqkv, &dy, &rdy, &self.probs];
         let packed = match dy.dtype() {
-            DType::F32 => {
-                let v = values::<f32, _>(&guards)?;
-                Tensor::from_vec(
-                    Self::pass(d, [v[0], v[1]], Some(([v[2], v[3]], v[4])))?.0,
-                    dims,
-                    &Device::Cpu,
-                )?
-            }
-            _ => {
-                let v = values::<f64, _>(&guards)?;
-                Tensor::from_vec(
-                    Self::pass(d, [v[0], v[1]], Some(([v[2], v[3]], v[4])))?.0,
-                    dims,
-                    &Device::Cpu,
-                )?
-            }
+            DType::F32 => Self::pass_tensors::<f32>(d, &ts)?.0,
+            _ => Self::pass_tensors::<f64>(d, &ts)?.0,
         };
-        drop(guards);
         let c3 = 3 * d.c();
         Ok((
             packed.narrow(2, 0, c3)?.contiguous()?,
