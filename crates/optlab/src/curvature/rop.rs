@@ -20,7 +20,7 @@ use super::rop_transformer::{
     norm_forward, BlockSaved, Dual, NormSaved,
 };
 use crate::data::IGNORE;
-use crate::nn::conv::{bias_grad, conv2d, conv2d_same, input_grad, is_same, weight_grad_op};
+use crate::nn::conv::{bias_grad, conv_pair, flipped, is_same, weight_grad_op};
 use crate::nn::fused::{relu_grad, sum_rows};
 use crate::nn::matmul::{matmul_sum, transpose};
 use crate::nn::pool::{max_pool2, scatter_to_maxima, select_at_maxima};
@@ -41,7 +41,6 @@ enum Step {
     Conv {
         w: Tensor,
         b: Option<Tensor>,
-        padding: usize,
     },
     Act(Activation),
     Pool,
@@ -79,7 +78,6 @@ fn steps(model: &Sequential) -> Option<Vec<Step>> {
             } if is_same(weight.tensor(), *padding).ok()? => Some(Step::Conv {
                 w: weight.tensor().detach(),
                 b: bias.as_ref().map(|b| b.tensor().detach()),
-                padding: *padding,
             }),
             Layer::Act(a) => Some(Step::Act(*a)),
             Layer::MaxPool2 => Some(Step::Pool),
@@ -362,7 +360,7 @@ impl Step {
                     extra: dims.map_or(Extra::None, Extra::Dims),
                 }
             }
-            Step::Conv { w, b, padding } => {
+            Step::Conv { w, b } => {
                 let s = Saved {
                     input: h.clone(),
                     r_input: rh.take(),
@@ -370,12 +368,8 @@ impl Step {
                 };
                 let (vw, vb) = (&v[*next], b.as_ref().map(|_| &v[*next + 1]));
                 *next += 1 + usize::from(b.is_some());
-                h = conv2d(&s.input, w, b.as_ref(), *padding)?;
-                let mut r = conv2d(&s.input, vw, vb, *padding)?;
-                if let Some(ri) = &s.r_input {
-                    r = (r + conv2d_same(ri, w)?)?;
-                }
-                rh = Some(r);
+                let [y, r] = conv_pair(&s.input, s.r_input.as_ref(), [w, vw, w], [b.as_ref(), vb])?;
+                (h, rh) = (y, Some(r));
                 s
             }
             Step::Act(act) => {
@@ -506,9 +500,8 @@ impl Step {
                     out[k + 1] = Some(bias_grad(&rg)?);
                 }
                 if needs_input {
-                    let gi = input_grad(&g, w)?;
-                    rg = (input_grad(&rg, w)? + input_grad(&g, &v[k])?)?;
-                    g = gi;
+                    let wf = flipped(w)?;
+                    [g, rg] = conv_pair(&g, Some(&rg), [&wf, &flipped(&v[k])?, &wf], [None, None])?;
                 }
             }
             Step::Pool if needs_input => {

@@ -5,7 +5,7 @@
 //! gemms. The backward is built from the same two ops, each with its own backward, so second-order passes
 //! (Hessian-vector products, AdaHessian) go through it exactly.
 
-use super::fused::{cpu_float, FloatKernel};
+use super::fused::{cpu_float, cpu_values, FloatKernel};
 use super::lanes;
 use super::matmul::{gemm_into, Strided};
 use crate::Result;
@@ -143,21 +143,154 @@ fn forward<T: Float + Send + Sync + 'static>(
         .try_for_each_init(
             || vec![T::zero(); ckk * hw],
             |cols, (y, xs)| {
-                if let Some(bias) = bias {
-                    for (plane, &v) in y.chunks_mut(hw).zip(bias) {
-                        plane.fill(v);
-                    }
+                if c > 0 {
+                    im2col(xs, (c, h, w, k), cols);
                 }
-                if c == 0 {
-                    return Ok(());
-                }
-                im2col(xs, (c, h, w, k), cols);
-                let a = Strided::row_major(wt, ckk);
-                let bv = Strided::row_major(&cols[..], hw);
-                gemm_into(y, (o, hw, ckk), a, bv, bias.is_some())
+                product_into(y, (o, hw, ckk), wt, cols, Start::Bias(bias))
             },
         )?;
     Ok((out, shape))
+}
+
+/// What an output plane set holds before a product is added: nothing (the product overwrites it), a per-channel
+/// bias (zero without one), or an earlier product.
+#[derive(Clone, Copy)]
+enum Start<'a, T> {
+    Bias(Option<&'a [T]>),
+    Sum,
+}
+
+/// y (o × hw) ← start + kernel (o × ckk) · cols (ckk × hw); with no input channels (ckk = 0) just the start.
+#[inline]
+fn product_into<T: Float + Send + Sync + 'static>(
+    y: &mut [T],
+    (o, hw, ckk): (usize, usize, usize),
+    kernel: &[T],
+    cols: &[T],
+    start: Start<'_, T>,
+) -> candle_core::Result<()> {
+    let accumulate = match start {
+        Start::Bias(Some(bias)) => {
+            for (plane, &v) in y.chunks_mut(hw).zip(bias) {
+                plane.fill(v);
+            }
+            true
+        }
+        Start::Bias(None) if ckk == 0 => {
+            y.fill(T::zero());
+            return Ok(());
+        }
+        Start::Bias(None) => false,
+        Start::Sum => true,
+    };
+    if ckk == 0 {
+        return Ok(());
+    }
+    let a = Strided::row_major(kernel, ckk);
+    let b = Strided::row_major(cols, hw);
+    gemm_into(y, (o, hw, ckk), a, b, accumulate)
+}
+
+/// The R-operator's pair of "same" convolutions sharing an input, untracked, on f32/f64 CPU tensors `[batch, c,
+/// h, w]` with kernels `[o, c, k, k]`: (a ⊛ k₀ + c₀, a ⊛ k₁ + b ⊛ k₂ + c₁) with optional per-channel biases c,
+/// each sample's columns of a built once for both outputs (the forward pass: x ⊛ W + β and x ⊛ V + R(x) ⊛ W + v_β;
+/// the input gradient: g ⊛ W̃ and g ⊛ Ṽ + R(g) ⊛ W̃ with the [`flipped`] kernels).
+pub(crate) fn conv_pair(
+    a: &Tensor,
+    b: Option<&Tensor>,
+    kernels: [&Tensor; 3],
+    bias: [Option<&Tensor>; 2],
+) -> Result<[Tensor; 2]> {
+    let (batch, c, h, w) = a.dims4()?;
+    let (o, c2, k, k2) = kernels[0].dims4()?;
+    if c2 != c
+        || k != k2
+        || k % 2 == 0
+        || kernels.iter().any(|t| t.dims() != kernels[0].dims())
+        || b.is_some_and(|b| b.dims() != a.dims())
+        || bias.iter().flatten().any(|t| t.dims() != [o])
+    {
+        return Err(crate::Error::Shape(format!(
+            "conv pair: inputs {:?}, kernels {:?} (all alike, odd and square) and biases of {o}",
+            a.dims(),
+            kernels[0].dims()
+        )));
+    }
+    let all: Vec<Tensor> = [Some(a), b]
+        .into_iter()
+        .flatten()
+        .chain(kernels)
+        .chain(bias.into_iter().flatten())
+        .map(|t| t.contiguous())
+        .collect::<candle_core::Result<_>>()?;
+    let dims = (batch, c, h, w, o, k);
+    let shape = (batch, o, h, w);
+    fn pair<T: candle_core::WithDType>(
+        [y0, y1]: [Vec<T>; 2],
+        shape: (usize, usize, usize, usize),
+        dev: &candle_core::Device,
+    ) -> Result<[Tensor; 2]> {
+        Ok([
+            Tensor::from_vec(y0, shape, dev)?,
+            Tensor::from_vec(y1, shape, dev)?,
+        ])
+    }
+    let has = (b.is_some(), bias.map(|t| t.is_some()));
+    let dev = a.device();
+    match a.dtype() {
+        DType::F32 => pair(pair_values::<f32>(&all, dims, has)?, shape, dev),
+        DType::F64 => pair(pair_values::<f64>(&all, dims, has)?, shape, dev),
+        other => Err(crate::Error::invalid(format!(
+            "conv pair: f32 or f64 tensors, not {other:?}"
+        ))),
+    }
+}
+
+/// [`conv_pair`]'s values: `all` holds a, b (when `has.0`), the three kernels and the biases present (`has.1`).
+fn pair_values<T: Float + Send + Sync + candle_core::WithDType>(
+    all: &[Tensor],
+    (batch, c, h, w, o, k): (usize, usize, usize, usize, usize, usize),
+    (with_b, with_bias): (bool, [bool; 2]),
+) -> Result<[Vec<T>; 2]> {
+    let guards: Vec<_> = all.iter().map(|t| t.storage_and_layout()).collect();
+    let v = cpu_values::<T, _>(&guards, "conv pair")?;
+    let mut v = v.into_iter();
+    let mut next = || v.next().expect("one slice per tensor");
+    let (a, b) = (next(), with_b.then(&mut next));
+    let kernels = [next(), next(), next()];
+    let biases = with_bias.map(|has| has.then(&mut next));
+    let (hw, ckk) = (h * w, c * k * k);
+    let mut out = [
+        vec![T::zero(); batch * o * hw],
+        vec![T::zero(); batch * o * hw],
+    ];
+    if hw == 0 || o == 0 {
+        return Ok(out);
+    }
+    let [y0, y1] = &mut out;
+    y0.par_chunks_mut(o * hw)
+        .zip(y1.par_chunks_mut(o * hw))
+        .enumerate()
+        .try_for_each_init(
+            || vec![T::zero(); ckk * hw],
+            |cols, (s, (y0, y1))| {
+                let per = c * hw;
+                let size = (o, hw, ckk);
+                if c > 0 {
+                    im2col(&a[s * per..(s + 1) * per], (c, h, w, k), cols);
+                }
+                product_into(y0, size, kernels[0], cols, Start::Bias(biases[0]))?;
+                product_into(y1, size, kernels[1], cols, Start::Bias(biases[1]))?;
+                match b {
+                    Some(b) if c > 0 => {
+                        im2col(&b[s * per..(s + 1) * per], (c, h, w, k), cols);
+                        product_into(y1, size, kernels[2], cols, Start::Sum)
+                    }
+                    _ => Ok(()),
+                }
+            },
+        )?;
+    Ok(out)
 }
 
 /// Σ over samples and positions of `[batch, c, h, w]`: the per-channel bias gradient `[c]`.
@@ -370,14 +503,18 @@ impl CustomOp1 for ChannelSum {
 /// The input gradient of `conv2d_same(·, w)` at output gradient `g`: the same convolution of `g` with the kernel
 /// flipped in both spatial axes and its input and output channels swapped.
 pub(crate) fn input_grad(g: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    g.contiguous()?.apply_op2(&flipped(w)?, ConvSame)
+}
+
+/// A kernel `[o, c, k, k]` flipped in both spatial axes with its channels swapped, `[c, o, k, k]`: the kernel of
+/// the input gradient's convolution.
+pub(crate) fn flipped(w: &Tensor) -> candle_core::Result<Tensor> {
     let k = w.dim(2)?;
     let rev = Tensor::new((0..k as u32).rev().collect::<Vec<_>>(), w.device())?;
-    let flipped = w
-        .index_select(&rev, 2)?
+    w.index_select(&rev, 2)?
         .index_select(&rev, 3)?
         .transpose(0, 1)?
-        .contiguous()?;
-    g.contiguous()?.apply_op2(&flipped, ConvSame)
+        .contiguous()
 }
 
 /// The kernel gradient of `conv2d_same(x, ·)` (a `k`×`k` kernel) at output gradient `g`.
@@ -432,6 +569,44 @@ impl CustomOp2 for WeightGrad {
 mod tests {
     use super::*;
     use candle_core::{DType, Device, Var};
+
+    /// The pair against its two convolutions composed: with and without the second input and the biases, f64 and
+    /// f32 (a 1-channel input too), and kernels that do not match are an error.
+    #[test]
+    fn conv_pair_matches_composed_convolutions() {
+        let dev = Device::Cpu;
+        for (dtype, c, tol) in [(DType::F64, 3, 1e-12), (DType::F32, 1, 1e-4)] {
+            let t = |dims: &[usize]| {
+                Tensor::randn(0f64, 1.0, dims, &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap()
+            };
+            let (a, b) = (t(&[2, c, 5, 4]), t(&[2, c, 5, 4]));
+            let k = [t(&[4, c, 3, 3]), t(&[4, c, 3, 3]), t(&[4, c, 3, 3])];
+            let bias = [t(&[4]), t(&[4])];
+            let conv =
+                |x: &Tensor, w: &Tensor, bias: Option<&Tensor>| conv2d(x, w, bias, 1).unwrap();
+            let diff = |x: &Tensor, y: &Tensor| {
+                let up = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+                max_diff(&up(x), &up(y))
+            };
+            let [y0, y1] = conv_pair(
+                &a,
+                Some(&b),
+                [&k[0], &k[1], &k[2]],
+                [Some(&bias[0]), Some(&bias[1])],
+            )
+            .unwrap();
+            assert!(diff(&y0, &conv(&a, &k[0], Some(&bias[0]))) < tol);
+            let want = (conv(&a, &k[1], Some(&bias[1])) + conv(&b, &k[2], None)).unwrap();
+            assert!(diff(&y1, &want) < tol);
+            let [z0, z1] = conv_pair(&a, None, [&k[0], &k[1], &k[2]], [None, None]).unwrap();
+            assert!(diff(&z0, &conv(&a, &k[0], None)) < tol);
+            assert!(diff(&z1, &conv(&a, &k[1], None)) < tol);
+            assert!(conv_pair(&a, None, [&k[0], &t(&[4, c, 5, 5]), &k[2]], [None, None]).is_err());
+        }
+    }
 
     /// The bulk-copy im2col against its definition, entry by entry: kernels 1–7, images narrower and shorter
     /// than the kernel, one row, one column.

@@ -29,6 +29,7 @@ pub use inner::inner_with_constant;
 use num_traits::Float;
 use rayon::prelude::*;
 pub(crate) use rop::{gelu_r, gelu_r_grad, layer_norm_r, layer_norm_r_grad};
+pub(crate) use rows::cpu_values;
 
 /// LayerNorm's ε (PyTorch's default).
 pub const LN_EPS: f64 = 1e-5;
