@@ -279,12 +279,18 @@ fn per_head<T: Float + Send + Sync>(
 /// Head `h`'s columns (T, width) of a sequence's (T, C) rows.
 #[inline(always)]
 fn per_head_data<T: Float>(d: &Dims, x: &[T], h: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); d.seq * d.width];
+    per_head_data_into(d, x, h, &mut out);
+    out
+}
+
+/// [`per_head_data`] into `out` (T × width).
+#[inline(always)]
+fn per_head_data_into<T: Float>(d: &Dims, x: &[T], h: usize, out: &mut [T]) {
     let (c, w) = (d.c(), d.width);
-    let mut out = vec![T::zero(); d.seq * w];
     for (i, o) in out.chunks_exact_mut(w).enumerate() {
         o.copy_from_slice(&x[i * c + h * w..i * c + (h + 1) * w]);
     }
-    out
 }
 
 /// One head of one sequence: its forward output (T, width), or with `dy` its (dq, dk, dv) as (3, T, width).

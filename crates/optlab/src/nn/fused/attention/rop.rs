@@ -7,7 +7,7 @@
 //! stacked factors (R(q) kᵀ + q R(k)ᵀ = [R(q) | q] [k | R(k)]ᵀ, and so on), and each head keeps [P; R(P)] for
 //! the backward pass.
 
-use super::{dot, padded, per_head, per_head_data, softmax_jvp_rows, Dims, Head};
+use super::{dot, padded, per_head, per_head_data_into, softmax_jvp_rows, Dims, Head};
 use crate::nn::fused::rows::cpu_values;
 use crate::nn::fused::{simd_body, SimdBody};
 use crate::nn::matmul::{gemm_into, Strided};
@@ -90,26 +90,27 @@ impl<T: Float + Send + Sync + 'static> HeadR<T> {
         gemm_into(ry, (t, w, tp), rm(p, tp), rm(&r.v, w), true)
     }
 
-    /// (dq, dk, dv, R(dq), R(dk), R(dv)) into `out` (6, T, width) from dy and R(dy) (T, width) and the forward
+    /// (dq, dk, dv, R(dq), R(dk), R(dv)) into `out` (6, T, width) from [R(dy); dy] (2T, width) and the forward
     /// pass's [P; R(P)].
     #[inline(always)]
     fn backward(
         &self,
         scale: T,
-        [dy, rdy]: [&[T]; 2],
+        grads: &[T],
         probs: &[T],
         out: &mut [T],
     ) -> candle_core::Result<()> {
         let (x, r) = (&self.x, &self.r);
         let (t, w, tp) = (x.t, x.w, x.tp);
         let (p, rp) = probs.split_at(t * tp);
+        let (rdy, dy) = grads.split_at(t * w);
         let mut parts = out.chunks_exact_mut(t * w);
         let mut part = || parts.next().expect("six parts");
         let (dq, dk, dv, rdq, rdk, rdv) = (part(), part(), part(), part(), part(), part());
         let probs_t = rm(probs, tp).t();
         // dV = Pᵀ dy; R(dV) = [P; R(P)]ᵀ [R(dy); dy].
         gemm_into(dv, (t, w, t), probs_t, rm(dy, w), false)?;
-        gemm_into(rdv, (t, w, 2 * t), probs_t, rm(&stacked(rdy, dy), w), false)?;
+        gemm_into(rdv, (t, w, 2 * t), probs_t, rm(grads, w), false)?;
         // [R(dS); dS] start as [R(dP); dP]: dP = dy vᵀ, R(dP) = [R(dy) | dy] [v | R(v)]ᵀ.
         let mut z = vec![T::zero(); 2 * t * tp];
         let (rds, ds) = z.split_at_mut(t * tp);
@@ -172,8 +173,12 @@ impl<T: Float + Send + Sync + 'static> SimdBody for HeadPassR<'_, T> {
                 head.forward(scale, out, probs)
             }
             Some(([dy, rdy], probs)) => {
-                let (dy, rdy) = (per_head_data(d, dy, h), per_head_data(d, rdy, h));
-                head.backward(scale, [&dy, &rdy], probs, self.out)
+                // [R(dy); dy] gathered once: the halves and the stacked factor of R(dV).
+                let mut grads = vec![T::zero(); 2 * d.seq * d.width];
+                let (first, second) = grads.split_at_mut(d.seq * d.width);
+                per_head_data_into(d, rdy, h, first);
+                per_head_data_into(d, dy, h, second);
+                head.backward(scale, &grads, probs, self.out)
             }
         }
     }
