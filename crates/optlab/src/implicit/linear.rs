@@ -417,11 +417,14 @@ fn normal_cg<T: Real>(
     let n = b.len();
     let mut x = vec![T::zero(); n];
     let mut r = b.to_vec();
+    if opts.tol >= 1.0 {
+        return Ok((x, 0));
+    }
     let mut s = apply_t(op, &r, opts.ridge)?;
     let mut p = s.clone();
     let mut gamma = dot(&s, &s);
     for k in 0..opts.max_iter {
-        if norm(&r) <= opts.tol * bn || gamma == 0.0 {
+        if gamma == 0.0 {
             return Ok((x, k));
         }
         let q = apply(op, &p, opts.ridge)?;
@@ -432,6 +435,10 @@ fn normal_cg<T: Real>(
         let alpha = gamma / qq;
         axpy(alpha, &p, &mut x);
         axpy(-alpha, &q, &mut r);
+        // Stop on the updated residual before the product Aᵀr that only the next iteration would use.
+        if norm(&r) <= opts.tol * bn {
+            return Ok((x, k + 1));
+        }
         s = apply_t(op, &r, opts.ridge)?;
         let gamma_next = dot(&s, &s);
         let beta = gamma_next / gamma;

@@ -44,22 +44,42 @@ pub(crate) fn max<T: Float>(x: &[T]) -> T {
     acc.iter().fold(tail, |a, &v| a.max(v))
 }
 
-/// ⟨a, b⟩ with eight partial sums.
+/// ⟨a, b⟩ with one partial sum per lane.
+#[inline(always)]
 pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut acc = [T::zero(); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: T = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
         .fold(T::zero(), |s, (&x, &y)| s + x * y);
     for (x, y) in ca.zip(cb) {
-        let (x, y): (&[T; 8], &[T; 8]) = (x.try_into().expect("8"), y.try_into().expect("8"));
-        for l in 0..8 {
+        for l in 0..LANES {
             acc[l] = acc[l] + x[l] * y[l];
         }
     }
     acc.iter().fold(tail, |s, &v| s + v)
+}
+
+/// Runs `f` compiled for AVX2 where the CPU has it: the same operations in the same order in wider registers, so
+/// the same bits as the baseline build. For loops that stream memory faster than SSE2's 16-byte registers can
+/// consume it (a matrix-vector product's rows); `f` must be `#[inline(always)]`, with every kernel it calls, to be
+/// compiled inside the AVX2 function.
+#[inline(always)]
+pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
 }
 
 #[cfg(test)]

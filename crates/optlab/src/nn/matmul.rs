@@ -352,11 +352,16 @@ fn gemv<T: Float + Send + Sync>(
     if a.cs == 1 {
         // Rows contiguous: one dot product per row.
         let rows = |start: usize, out: &mut [T]| {
-            for (i, o) in out.iter_mut().enumerate() {
-                let row = a.off + (start + i) * a.rs as usize;
-                let d = lanes::dot(&a.data[row..row + k], &xs);
-                *o = if accumulate { *o + d } else { d };
-            }
+            lanes::wide(
+                #[inline(always)]
+                || {
+                    for (i, o) in out.iter_mut().enumerate() {
+                        let row = a.off + (start + i) * a.rs as usize;
+                        let d = lanes::dot(&a.data[row..row + k], &xs);
+                        *o = if accumulate { *o + d } else { d };
+                    }
+                },
+            )
         };
         if serial {
             rows(0, dst);
@@ -371,21 +376,10 @@ fn gemv<T: Float + Send + Sync>(
         // a's memory) four at a time into its own partial vector; the partials are added at the end.
         let partial = |j0: usize, j1: usize| -> Vec<T> {
             let mut out = vec![T::zero(); m];
-            let col = |j: usize| &a.data[a.off + j * a.cs as usize..][..m];
-            let mut j = j0;
-            while j + 4 <= j1 {
-                let (c0, c1, c2, c3) = (col(j), col(j + 1), col(j + 2), col(j + 3));
-                let (x0, x1, x2, x3) = (xs[j], xs[j + 1], xs[j + 2], xs[j + 3]);
-                for i in 0..m {
-                    out[i] = out[i] + x0 * c0[i] + x1 * c1[i] + x2 * c2[i] + x3 * c3[i];
-                }
-                j += 4;
-            }
-            for (j, &xj) in xs.iter().enumerate().take(j1).skip(j) {
-                for (o, &v) in out.iter_mut().zip(col(j)) {
-                    *o = *o + xj * v;
-                }
-            }
+            lanes::wide(
+                #[inline(always)]
+                || columns(&mut out, a, &xs, j0, j1),
+            );
             out
         };
         let tasks = if serial {
@@ -409,6 +403,27 @@ fn gemv<T: Float + Send + Sync>(
         true
     } else {
         false
+    }
+}
+
+/// out (m) += Σ_{j0 ≤ j < j1} x_j · column j of a (columns contiguous, m long), four columns at a time.
+#[inline(always)]
+fn columns<T: Float>(out: &mut [T], a: Strided<'_, T>, xs: &[T], j0: usize, j1: usize) {
+    let m = out.len();
+    let col = |j: usize| &a.data[a.off + j * a.cs as usize..][..m];
+    let mut j = j0;
+    while j + 4 <= j1 {
+        let (c0, c1, c2, c3) = (col(j), col(j + 1), col(j + 2), col(j + 3));
+        let (x0, x1, x2, x3) = (xs[j], xs[j + 1], xs[j + 2], xs[j + 3]);
+        for i in 0..m {
+            out[i] = out[i] + x0 * c0[i] + x1 * c1[i] + x2 * c2[i] + x3 * c3[i];
+        }
+        j += 4;
+    }
+    for (j, &xj) in xs.iter().enumerate().take(j1).skip(j) {
+        for (o, &v) in out.iter_mut().zip(col(j)) {
+            *o = *o + xj * v;
+        }
     }
 }
 
