@@ -62,26 +62,6 @@ pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     acc.iter().fold(tail, |s, &v| s + v)
 }
 
-/// Runs `f` compiled for AVX2 where the CPU has it: the same operations in the same order in wider registers, so
-/// the same bits as the baseline build. For loops that stream memory faster than SSE2's 16-byte registers can
-/// consume it (a matrix-vector product's rows); `f` must be `#[inline(always)]`, with every kernel it calls, to be
-/// compiled inside the AVX2 function.
-#[inline(always)]
-pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { avx2(f) };
-        }
-    }
-    f()
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

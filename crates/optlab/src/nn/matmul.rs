@@ -352,7 +352,7 @@ fn gemv<T: Float + Send + Sync>(
     if a.cs == 1 {
         // Rows contiguous: one dot product per row.
         let rows = |start: usize, out: &mut [T]| {
-            lanes::wide(
+            crate::simd::simd(
                 #[inline(always)]
                 || {
                     for (i, o) in out.iter_mut().enumerate() {
@@ -376,7 +376,7 @@ fn gemv<T: Float + Send + Sync>(
         // a's memory) four at a time into its own partial vector; the partials are added at the end.
         let partial = |j0: usize, j1: usize| -> Vec<T> {
             let mut out = vec![T::zero(); m];
-            lanes::wide(
+            crate::simd::simd(
                 #[inline(always)]
                 || columns(&mut out, a, &xs, j0, j1),
             );
