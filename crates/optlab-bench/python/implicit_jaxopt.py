@@ -3,7 +3,7 @@
 # validation rows offset by n), lambda = 1: the inner solution w* by a dense solve (not timed), then
 # jaxopt.implicit_diff.root_vjp with solve_normal_cg(tol) for each of --tols on F(w, theta) = X^T (X w - y)/n + exp(theta) w and the
 # cotangent of the validation MSE; with --digits also one distillation step (see distill()). CPU, float64. Prints one
-# JSON line: per tolerance the seconds per hypergradient (median of --repeat after one warm-up), the hypergradient and
+# JSON line: per tolerance the seconds per hypergradient (median of --repeat after one warm-up, and each run's), the hypergradient and
 # its error against the exact one (dense solve); the time of one X^T X p product; versions. Exit code 3 with {"error": ...} when jax or jaxopt is missing.
 import argparse, json, sys, time
 
@@ -62,7 +62,7 @@ def hypergrad_at(tol):
         t = time.perf_counter()
         g = hypergrad(w, theta, v).block_until_ready()
         times.append(time.perf_counter() - t)
-    return float(np.median(times)), float(g[0])
+    return float(np.median(times)), float(g[0]), times
 
 
 # One X^T (X p) product (two passes over X), jit-compiled, for the cost of a hypergradient in products.
@@ -123,8 +123,9 @@ u = -np.linalg.solve(np.asarray(x.T @ x / a.n + jnp.eye(a.d)), np.asarray(v))
 exact = float(np.dot(np.asarray(w), u))
 runs = []
 for tol in [float(t) for t in a.tols.split(",")]:
-    seconds, g = hypergrad_at(tol)
-    runs.append({"tol": tol, "seconds": seconds, "hypergradient": g, "rel_error": abs(g - exact) / abs(exact)})
+    seconds, g, times = hypergrad_at(tol)
+    runs.append({"tol": tol, "seconds": seconds, "times": times, "hypergradient": g,
+                 "rel_error": abs(g - exact) / abs(exact)})
 out = {
     "library": "jaxopt", "jax": jax.__version__, "runs": runs, "exact": exact,
     "product_seconds": product_seconds, "n": a.n, "d": a.d,
