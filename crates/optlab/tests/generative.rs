@@ -243,7 +243,7 @@ mod distill {
         ] {
             let cfg = DistillConfig {
                 divergence,
-                steps: 150,
+                steps: 400,
                 batch_size: 128,
                 latent: 1,
                 generator: mlp("mlp:hidden=32-32,act=gelu"),
