@@ -89,10 +89,7 @@ fn pooled<'a>(runs: impl Iterator<Item = (&'a [f64], f64)>) -> Vec<(f64, f64)> {
             None => groups.push((hyper, times.to_vec())),
         }
     }
-    groups
-        .into_iter()
-        .map(|(h, t)| (h, median(t)))
-        .collect()
+    groups.into_iter().map(|(h, t)| (h, median(t))).collect()
 }
 
 pub fn run(a: ImplicitBenchArgs) -> Result<()> {
