@@ -2,18 +2,20 @@
 # P39: f-distill of the exact score of the ring of 8 and of the 5x5 grid (VP) into a one-step generator (MLP
 # 128-128, 2-D latent), reverse KL (DMD), forward KL and JS, seeds 0-2, 2000 generator steps with 5 fake-score and
 # discriminator steps each, GAN weight 0.01. Prints mode recall, share of samples on a mode and energy distance
-# (mean over seeds). Build first: cargo build --release -p optlab-cli. Usage: p39_distill.sh [OUT] [BINARY]
+# (mean over seeds). Build first: cargo build --release -p optlab-cli. Usage: [STEPS=8000] p39_distill.sh [OUT] [BINARY]
+# (STEPS: generator steps, default 2000; quality keeps improving past it, see the registry's note on P39).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-/tmp/p39}
 bin=${2:-./target/release/optlab}
+steps=${STEPS:-2000}
 mkdir -p "$out"
 export RAYON_NUM_THREADS=1
 for target in ring grid; do
     for seed in 0 1 2; do
         for div in reverse-kl forward-kl js; do
             [ -f "$out/$target-$div-$seed/summary.json" ] ||
-                "$bin" distill --target "$target" --divergence "$div" --seed "$seed" --out "$out/$target-$div-$seed" --quiet &
+                "$bin" distill --target "$target" --divergence "$div" --seed "$seed" --steps "$steps" --out "$out/$target-$div-$seed" --quiet &
         done
         wait
     done
