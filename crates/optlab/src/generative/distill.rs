@@ -342,6 +342,35 @@ impl<'a> Distiller<'a> {
         h.iter().map(|v| v / (mean + 1e-6)).collect()
     }
 
+    /// The gradient on each generated point (rows of `x`, noised to `xt` at times `t`, the two scores at `xt`):
+    /// h·(x̂_fake − x̂_teacher)/(mean|x − x̂_teacher| + 1e-6) with x̂ = (x_t + σ²s)/α, over the number of entries.
+    fn data_space_gradient(
+        &self,
+        t: &[f64],
+        h: &[f64],
+        x: &[f64],
+        xt: &[f64],
+        teacher: &[f64],
+        fake: &[f64],
+    ) -> Vec<f32> {
+        let d = self.target.dim;
+        let entries = x.len() as f64;
+        let mut coef = Vec::with_capacity(x.len());
+        for (k, &tk) in t.iter().enumerate() {
+            let (alpha, sigma) = (self.process.alpha(tk), self.process.sigma(tk));
+            let row = k * d..(k + 1) * d;
+            let denoised = |j: usize, s: &[f64]| (xt[j] + sigma * sigma * s[j]) / alpha;
+            let dist = row
+                .clone()
+                .map(|j| (x[j] - denoised(j, teacher)).abs())
+                .sum::<f64>()
+                / d as f64;
+            let w = h[k] / (dist + 1e-6) / entries;
+            coef.extend(row.map(|j| (w * sigma * sigma / alpha * (fake[j] - teacher[j])) as f32));
+        }
+        coef
+    }
+
     /// One generator step, on the generated points x = G(z) as FastGen's f-distill takes it: the gradient of a row
     /// is h·(x̂_fake − x̂_teacher)/(mean|x − x̂_teacher| + 1e-6), with x̂ = (x_t + σ²s(x_t))/α the denoised
     /// estimate of each score (Tweedie), the DMD normalization that keeps every noise level's step O(1) (the score
@@ -369,20 +398,7 @@ impl<'a> Distiller<'a> {
             .to_dtype(DType::F64)?
             .to_vec1()?;
         let h = self.weights(&logits, &t);
-        let mut coef = Vec::with_capacity(b * d);
-        for (k, &tk) in t.iter().enumerate() {
-            let (alpha, sigma) = (self.process.alpha(tk), self.process.sigma(tk));
-            let row = k * d..(k + 1) * d;
-            // x̂ = (x_t + σ² s)/α.
-            let denoised = |s: f64, xt: f64| (xt + sigma * sigma * s) / alpha;
-            let dist = row
-                .clone()
-                .map(|j| (x_values[j] - denoised(teacher[j], xt_values[j])).abs())
-                .sum::<f64>()
-                / d as f64;
-            let w = h[k] / (dist + 1e-6) / (b * d) as f64;
-            coef.extend(row.map(|j| (w * sigma * sigma / alpha * (fake[j] - teacher[j])) as f32));
-        }
+        let coef = self.data_space_gradient(&t, &h, &x_values, &xt_values, &teacher, &fake);
         let coef = Tensor::from_vec(coef, (b, d), &Device::Cpu)?.to_dtype(x.dtype())?;
         let mut loss = (x * coef)?.sum_all()?;
         if self.cfg.gan_weight > 0.0 {
