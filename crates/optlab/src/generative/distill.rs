@@ -323,16 +323,16 @@ impl<'a> Distiller<'a> {
                     .clamp(RATIO_RANGE.0, RATIO_RANGE.1)
             })
             .collect();
+        let bins: Vec<usize> = t.iter().map(|&ti| bin(ti)).collect();
         let (mut sum, mut count) = ([0.0; BINS], [0usize; BINS]);
-        for (&ri, &ti) in r.iter().zip(t) {
-            sum[bin(ti)] += ri;
-            count[bin(ti)] += 1;
+        for (&ri, &k) in r.iter().zip(&bins) {
+            sum[k] += ri;
+            count[k] += 1;
         }
         let h: Vec<f64> = r
             .iter()
-            .zip(t)
-            .map(|(&ri, &ti)| {
-                let k = bin(ti);
+            .zip(&bins)
+            .map(|(&ri, &k)| {
                 self.cfg
                     .divergence
                     .weight(ri / (sum[k] / count[k] as f64 + 1e-6))
@@ -359,10 +359,10 @@ impl<'a> Distiller<'a> {
         for (k, &tk) in t.iter().enumerate() {
             let (alpha, sigma) = (self.process.alpha(tk), self.process.sigma(tk));
             let row = k * d..(k + 1) * d;
-            let denoised = |j: usize, s: &[f64]| (xt[j] + sigma * sigma * s[j]) / alpha;
+            // x̂_teacher = (x_t + σ² s_teacher)/α.
             let dist = row
                 .clone()
-                .map(|j| (x[j] - denoised(j, teacher)).abs())
+                .map(|j| (x[j] - (xt[j] + sigma * sigma * teacher[j]) / alpha).abs())
                 .sum::<f64>()
                 / d as f64;
             let w = h[k] / (dist + 1e-6) / entries;
