@@ -4,7 +4,7 @@
 # optlab's `transformer:` model (LayerNorm, causal attention by F.scaled_dot_product_attention, exact GELU).
 # Prints one JSON object: {"case": ms_per_step}; with a fourth argument `memory` and the cases [warm-up, case],
 # {"case": peak MiB} instead (one case per process).
-import gc, json, sys, time
+import ctypes, gc, json, sys, time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -104,6 +104,15 @@ def status_kib(field):
     return None
 
 
+def release_free_memory():
+    """Hands glibc's free heap memory back to the OS (optlab's side releases its allocators' caches), so that a
+    case's peak counts the memory it needs, not what importing torch and the warm-up left free in the heap."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def peak_added_mib(run):
     """Peak resident memory that `run` adds to this process, in MiB: the high-water mark while it runs (reset
     first through /proc/self/clear_refs) less the resident size before. The same definition as optlab's side."""
@@ -135,6 +144,7 @@ def main():
         step()
         del step
         gc.collect()
+        release_free_memory()
 
         def run():
             step = build(case)
