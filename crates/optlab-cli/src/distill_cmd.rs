@@ -136,10 +136,10 @@ pub fn run(a: DistillArgs) -> Result<()> {
         println!("{summary}");
     } else {
         println!(
-            "{} by {}: energy distance {:.4} (target floor {:.4}), modes {}/{} ({:.1}% of samples on a mode), {:.0} s; {}",
+            "{} by {}: energy distance {:.4} (target floor {:.4}), modes {}/{} ({:.1}% of samples on a mode, split among them {:.3} in TV from the weights), {:.0} s; {}",
             target, a.divergence, summary["energy_distance"].as_f64().unwrap_or(f64::NAN),
             summary["energy_floor"].as_f64().unwrap_or(f64::NAN), modes.recalled, modes.modes,
-            100.0 * modes.on_mode, seconds, a.out.display()
+            100.0 * modes.on_mode, modes.split_tv, seconds, a.out.display()
         );
     }
     Ok(())

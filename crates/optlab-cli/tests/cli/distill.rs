@@ -16,6 +16,8 @@ fn distill_writes_a_generator_and_its_report() {
     assert_eq!(s["divergence"], "js");
     assert!(s["energy_distance"].as_f64().unwrap().is_finite(), "{s}");
     assert_eq!(s["modes"]["modes"], 2);
+    let split = s["modes"]["split_tv"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&split), "{s}");
     for f in ["generator.safetensors", "metrics.jsonl", "summary.json"] {
         assert!(out.join(f).exists(), "{f}");
     }
@@ -41,6 +43,14 @@ fn distill_writes_a_generator_and_its_report() {
         (
             format!("distill --target moons --out {o}"),
             "unknown target 'moons'",
+        ),
+        (
+            format!("distill --target ring:decay=1.5 --out {o}"),
+            "decay = 1.5 must lie in (0, 1]",
+        ),
+        (
+            format!("distill --target grid:decay=0.1 --out {o}"),
+            "below 1e-6",
         ),
         (
             format!("distill --steps 0 --out {o}"),

@@ -38,6 +38,10 @@ pub struct ModeReport {
     pub on_mode: f64,
     /// Samples near each mode.
     pub counts: Vec<usize>,
+    /// Total variation between the on-mode samples' split among the modes and the mixture's weights, ½Σ|cₖ/Σc − wₖ|:
+    /// 0 when every mode holds its share, 1 with no sample on a mode; how evenly a sampler covers the modes
+    /// (a mode-seeking divergence starves the light ones).
+    pub split_tv: f64,
 }
 
 /// How far from a mode's mean, in units of its std, a sample still counts as on it: the three-sigma point of the
@@ -62,11 +66,22 @@ pub fn mode_recall(mixture: &Mixture, samples: &[f64]) -> ModeReport {
         .zip(&mixture.weights)
         .filter(|(c, w)| **c as f64 >= 0.1 * w.to_owned() * n as f64 && **c > 0)
         .count();
+    let on = counts.iter().sum::<usize>();
+    let split_tv = if on == 0 {
+        1.0
+    } else {
+        0.5 * counts
+            .iter()
+            .zip(&mixture.weights)
+            .map(|(&c, w)| (c as f64 / on as f64 - w).abs())
+            .sum::<f64>()
+    };
     ModeReport {
         recalled,
         modes: counts.len(),
-        on_mode: counts.iter().sum::<usize>() as f64 / n.max(1) as f64,
+        on_mode: on as f64 / n.max(1) as f64,
         counts,
+        split_tv,
     }
 }
 
@@ -112,4 +127,28 @@ pub fn score_error(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{rng_for, Stream};
+
+    #[test]
+    fn the_split_is_near_zero_for_the_target_and_grows_as_modes_starve() {
+        let target: Mixture = "ring:decay=0.7".parse().unwrap();
+        let exact = target.sample(8000, &mut rng_for(0, Stream::Probe, 0));
+        let r = mode_recall(&target, &exact);
+        assert!(r.split_tv < 0.02, "{r:?}");
+        // Every sample on the heaviest mode: the split misses all the others' weight.
+        let one: Vec<f64> = target.means[0].repeat(100);
+        let r = mode_recall(&target, &one);
+        assert!(
+            (r.split_tv - (1.0 - target.weights[0])).abs() < 1e-12,
+            "{r:?}"
+        );
+        // No sample on any mode.
+        let r = mode_recall(&target, &[0.0, 0.0, 0.0, 0.0]);
+        assert_eq!((r.on_mode, r.split_tv), (0.0, 1.0));
+    }
 }

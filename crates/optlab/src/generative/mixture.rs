@@ -2,7 +2,8 @@
 //! N(μ_k, s_k² I) becomes N(α μ_k, (α² s_k² + σ²) I), so p_t is again a mixture and
 //! ∇ log p_t(x) = Σ_k γ_k(x) (α μ_k − x)/v_k with responsibilities γ_k ∝ w_k N(x; α μ_k, v_k I).
 //! Presets: `line` (1-D), `ring` (8 modes on a circle), `grid` (5 × 5 = 25 modes), `gaussians` (random means in
-//! d dimensions, e.g. d = 16).
+//! d dimensions, e.g. d = 16); equal weights, or weights ∝ decayᵏ over the modes k = 0, 1, ... with `decay` below 1
+//! (light modes, which a mode-seeking divergence may drop).
 
 use super::process::Process;
 use crate::rng::{normal, rng_for, Rng, Stream};
@@ -163,7 +164,8 @@ impl FromStr for Mixture {
     type Err = Error;
 
     /// `line[:modes=2,spacing=4,std=0.5]`, `ring[:modes=8,radius=4,std=0.2]`, `grid[:side=5,spacing=2,std=0.2]`,
-    /// `gaussians[:dim=16,modes=4,spread=3,std=0.5,seed=0]`.
+    /// `gaussians[:dim=16,modes=4,spread=3,std=0.5,seed=0]`; each also takes `decay` (default 1: equal weights;
+    /// below 1, mode k weighs ∝ decayᵏ).
     fn from_str(s: &str) -> Result<Self> {
         let mut spec = Spec::parse(s)?;
         let count = |v: usize, what: &str, max: usize| -> Result<usize> {
@@ -219,7 +221,10 @@ impl FromStr for Mixture {
             }
             other => return Err(crate::spec::unknown_name("target", other, TARGET_NAMES)),
         };
+        let decay = spec.f64("decay", 1.0)?;
         spec.finish()?;
+        let weights = decayed_weights(decay, means.len())
+            .map_err(|e| Error::invalid(format!("target '{s}': {e}")))?;
         if !(std.is_finite() && std > 0.0)
             || means
                 .iter()
@@ -231,11 +236,34 @@ impl FromStr for Mixture {
             )));
         }
         let k = means.len();
-        let mut m = Mixture::new(means, vec![std; k], None)?;
+        let mut m = Mixture::new(means, vec![std; k], weights)?;
         m.spec = s.trim().to_string();
         Ok(m)
     }
 }
+
+/// Weights ∝ decayᵏ for k modes, normalized; `None` (equal weights) for decay 1. The lightest must keep at least
+/// [`MIN_WEIGHT`].
+fn decayed_weights(decay: f64, k: usize) -> std::result::Result<Option<Vec<f64>>, String> {
+    if !(decay > 0.0 && decay <= 1.0) {
+        return Err(format!("decay = {decay} must lie in (0, 1]"));
+    }
+    if decay == 1.0 {
+        return Ok(None);
+    }
+    let raw: Vec<f64> = (0..k).map(|i| decay.powi(i as i32)).collect();
+    let total: f64 = raw.iter().sum();
+    let weights: Vec<f64> = raw.iter().map(|w| w / total).collect();
+    match weights.last() {
+        Some(&w) if w < MIN_WEIGHT => Err(format!(
+            "decay = {decay} leaves the lightest of {k} modes a weight of {w:.1e}, below {MIN_WEIGHT:e}"
+        )),
+        _ => Ok(Some(weights)),
+    }
+}
+
+/// The smallest mode weight `decay` may leave.
+const MIN_WEIGHT: f64 = 1e-6;
 
 #[cfg(test)]
 mod tests {
@@ -278,6 +306,15 @@ mod tests {
         let r: Mixture = "ring".parse().unwrap();
         assert_eq!((r.dim, r.weights.len()), (2, 8));
         assert_eq!("gaussians".parse::<Mixture>().unwrap().dim, 16);
+        let light: Mixture = "ring:modes=4,decay=0.5".parse().unwrap();
+        let expect = [8.0 / 15.0, 4.0 / 15.0, 2.0 / 15.0, 1.0 / 15.0];
+        for (w, e) in light.weights.iter().zip(expect) {
+            assert!((w - e).abs() < 1e-15, "{w} vs {e}");
+        }
+        assert_eq!(
+            r.weights,
+            "ring:decay=1".parse::<Mixture>().unwrap().weights
+        );
         for bad in [
             "ring:modes=0",
             "ring:std=0",
@@ -286,6 +323,10 @@ mod tests {
             "ring:radius=nan",
             "line:spacing=1e300",
             "ring:colour=1",
+            "ring:decay=0",
+            "ring:decay=1.5",
+            "ring:decay=nan",
+            "grid:decay=0.1",
         ] {
             assert!(bad.parse::<Mixture>().is_err(), "{bad}");
         }
