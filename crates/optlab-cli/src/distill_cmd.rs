@@ -22,7 +22,7 @@ use std::path::PathBuf;
     after_help = "Examples:\n  optlab distill --target ring --divergence js --out runs/distill-js\n  optlab distill --teacher runs/ring --divergence forward-kl --out runs/distill-fkl\n\nThe generator x = G(z) (MLP 128-128, z ~ N(0, I)) is trained with the gradient E[h(r) (xhat_fake - xhat_teacher)\n/ mean|x - xhat_teacher| dx/dtheta] (NVIDIA FastGen's f-distill on DMD2), xhat = (x_t + sigma^2 s(x_t, t))/alpha the\ndenoised estimate of each score at x_t = alpha(t) G(z) + sigma(t) eps, t ~ U(0.02, 0.98); h(r) = r^2 f''(r):\nreverse-kl 1 (DMD), forward-kl r, js r/(1+r); r = exp(discriminator logit) (clamped to [-10, 10], then to\n[0.1, 20]) from a time-conditioned discriminator, divided by its mean in its tenth of the time range, h divided\nby its batch mean; plus --gan-weight times the non-saturating GAN loss. The fake score\nis trained by DSM on the generator's samples (--pretrain steps first, then one per step). Writes DIR/summary.json\n(energy distance and mode recall of 2000 samples), metrics.jsonl, generator.safetensors, samples.png, loss.png."
 )]
 pub struct DistillArgs {
-    /// The target (the teacher's data): ring, grid, line, gaussians[:...].
+    /// The target (the teacher's data): ring, grid, line, gaussians[:...]; decay=D weighs mode k ~ D^k (light modes).
     #[arg(long, default_value = "ring")]
     target: String,
     /// exact (the target's score) or a run directory of `optlab diffusion train` (its network and target).
