@@ -170,7 +170,8 @@ pub struct TrainArgs {
     /// radius --adv-eps).
     #[arg(long)]
     reg: Option<String>,
-    /// The adversarial radius of --reg adv.
+    /// The adversarial radius of --reg adv (P24's own value was not reachable). MBPO on pendulum, 6000 steps, 3
+    /// seeds: 0.01 kept the unregularized return, 0.05 lowered it, 0.2 stopped learning.
     #[arg(long, default_value_t = 0.05)]
     adv_eps: f64,
     /// MBPO: dynamics models (1, or an ensemble).
