@@ -12,6 +12,7 @@ use optlab::generative::metrics::{energy_distance, mode_recall};
 use optlab::generative::mixture::Mixture;
 use optlab::generative::process::Process;
 use optlab::generative::score::{ExactScore, ScoreFn};
+use optlab::nn::ModelSpec;
 use optlab::rng::{rng_for, Stream};
 use optlab::train::run_dir::RunDirLock;
 use serde_json::json;
@@ -19,7 +20,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  optlab distill --target ring --divergence js --out runs/distill-js\n  optlab distill --teacher runs/ring --divergence forward-kl --out runs/distill-fkl\n\nThe generator x = G(z) (MLP 128-128, z ~ N(0, I)) is trained with the gradient E[h(r) (xhat_fake - xhat_teacher)\n/ mean|x - xhat_teacher| dx/dtheta] (NVIDIA FastGen's f-distill on DMD2), xhat = (x_t + sigma^2 s(x_t, t))/alpha the\ndenoised estimate of each score at x_t = alpha(t) G(z) + sigma(t) eps, t ~ U(0.02, 0.98); h(r) = r^2 f''(r):\nreverse-kl 1 (DMD), forward-kl r, js r/(1+r); r = exp(discriminator logit) (clamped to [-10, 10], then to\n[0.1, 20]) from a time-conditioned discriminator, divided by its mean in its tenth of the time range, h divided\nby its batch mean; plus --gan-weight times the non-saturating GAN loss. The fake score\nis trained by DSM on the generator's samples (--pretrain steps first, then one per step). Writes DIR/summary.json\n(energy distance and mode recall of 2000 samples), metrics.jsonl, generator.safetensors, samples.png, loss.png."
+    after_help = "Examples:\n  optlab distill --target ring --divergence js --out runs/distill-js\n  optlab distill --teacher runs/ring --divergence forward-kl --out runs/distill-fkl\n\nThe generator x = G(z) (--generator, z ~ N(0, I) in 2-D) is trained with the gradient E[h(r) (xhat_fake - xhat_teacher)\n/ mean|x - xhat_teacher| dx/dtheta] (NVIDIA FastGen's f-distill on DMD2), xhat = (x_t + sigma^2 s(x_t, t))/alpha the\ndenoised estimate of each score at x_t = alpha(t) G(z) + sigma(t) eps, t ~ U(0.02, 0.98); h(r) = r^2 f''(r):\nreverse-kl 1 (DMD), forward-kl r, js r/(1+r); r = exp(discriminator logit) (clamped to [-10, 10], then to\n[0.1, 20]) from a time-conditioned discriminator, divided by its mean in its tenth of the time range, h divided\nby its batch mean; plus --gan-weight times the non-saturating GAN loss. The fake score\nis trained by DSM on the generator's samples (--pretrain steps first, then one per step). Writes DIR/summary.json\n(energy distance and mode recall of 2000 samples), metrics.jsonl, generator.safetensors, samples.png, loss.png."
 )]
 pub struct DistillArgs {
     /// The target (the teacher's data): ring, grid, line, gaussians[:...]; decay=D weighs mode k ~ D^k (light modes).
@@ -44,6 +45,9 @@ pub struct DistillArgs {
     /// Fake-score and discriminator steps per generator step.
     #[arg(long, default_value_t = 5)]
     critic_steps: usize,
+    /// The one-step generator, from the 2-D latent to the data.
+    #[arg(long, default_value = "mlp:hidden=128-128,act=relu")]
+    generator: String,
     #[arg(long, default_value = "adam:lr=1e-3")]
     generator_optimizer: String,
     #[arg(long, default_value_t = 0)]
@@ -77,6 +81,7 @@ pub fn run(a: DistillArgs) -> Result<()> {
         pretrain: a.pretrain,
         gan_weight: a.gan_weight,
         critic_steps: a.critic_steps,
+        generator: ModelSpec::parse(&a.generator)?,
         generator_optimizer: a.generator_optimizer.clone(),
         seed: a.seed,
         ..DistillConfig::default()

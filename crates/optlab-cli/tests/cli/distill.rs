@@ -62,6 +62,14 @@ fn distill_writes_a_generator_and_its_report() {
         ),
         (format!("distill --gan-weight=-1 --out {o}"), "gan_weight"),
         (
+            format!("distill --generator transformer --out {o}"),
+            "the generator must be an mlp",
+        ),
+        (
+            format!("distill --generator mlp:act=swish --out {o}"),
+            "unknown activation 'swish'",
+        ),
+        (
             format!("distill --generator-optimizer sgd:lr=-1 --out {o}"),
             "lr",
         ),

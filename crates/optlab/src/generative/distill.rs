@@ -113,7 +113,11 @@ impl Default for DistillConfig {
             steps: 2000,
             batch_size: 256,
             latent: 2,
-            generator: mlp("mlp:hidden=128-128,act=gelu"),
+            // ReLU's kinks fold the latent onto separate modes sooner than GELU's smooth turns. Ring of 8, 2000
+            // steps of reverse KL, means of 3 seeds: 57% of samples on a mode and energy distance 0.022, against
+            // GELU's 44% and 0.043 (equal on the 5x5 grid). Regressed on the teacher's ODE map, the ReLU net
+            // reaches 83% in 2000 steps, the GELU net 64% (`scripts/experiments/p39_ceiling.sh`).
+            generator: mlp("mlp:hidden=128-128,act=relu"),
             fake_score: mlp("mlp:hidden=128-128-128,act=gelu"),
             discriminator: mlp("mlp:hidden=128-128,act=gelu"),
             generator_optimizer: "adam:lr=1e-3".into(),
@@ -188,6 +192,18 @@ impl<'a> Distiller<'a> {
             return Err(Error::invalid(format!(
                 "distill: need 0 < t_lo < t_hi <= 1 (got {}, {}) and a finite gan_weight >= 0",
                 cfg.t_lo, cfg.t_hi
+            )));
+        }
+        let not_mlp = [
+            ("generator", &cfg.generator),
+            ("fake score", &cfg.fake_score),
+            ("discriminator", &cfg.discriminator),
+        ]
+        .into_iter()
+        .find(|(_, m)| !matches!(m, ModelSpec::Mlp { .. }));
+        if let Some((role, _)) = not_mlp {
+            return Err(Error::invalid(format!(
+                "distill: the {role} must be an mlp (it maps vectors to vectors)"
             )));
         }
         crate::memory::check(
