@@ -114,7 +114,7 @@ pub fn run(a: DistillArgs) -> Result<()> {
     let modes = mode_recall(target, &x);
     let summary = json!({
         "target": target.to_string(), "teacher": a.teacher, "divergence": a.divergence, "steps": a.steps,
-        "energy_distance": energy_distance(&x, &t1, dim), "energy_floor": energy_distance(&t2, &t1, dim),
+        "generator": a.generator, "energy_distance": energy_distance(&x, &t1, dim), "energy_floor": energy_distance(&t2, &t1, dim),
         "modes": modes, "seconds": seconds,
     });
     optlab::tensor_io::write_atomic(

@@ -14,6 +14,7 @@ fn distill_writes_a_generator_and_its_report() {
     ))))
     .unwrap();
     assert_eq!(s["divergence"], "js");
+    assert_eq!(s["generator"], "mlp:hidden=128-128,act=relu");
     assert!(s["energy_distance"].as_f64().unwrap().is_finite(), "{s}");
     assert_eq!(s["modes"]["modes"], 2);
     let split = s["modes"]["split_tv"].as_f64().unwrap();
