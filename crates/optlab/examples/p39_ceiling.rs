@@ -27,7 +27,9 @@ fn main() -> optlab::Result<()> {
     let target: Mixture = arg(0, "ring").parse()?;
     let steps: usize = arg(1, "2000")
         .parse()
-        .map_err(|_| optlab::Error::invalid("STEPS must be a positive integer"))?;
+        .ok()
+        .filter(|&s| s > 0)
+        .ok_or_else(|| optlab::Error::invalid("STEPS must be a positive integer"))?;
     let spec = ModelSpec::parse(&format!("mlp:hidden=128-128,act={}", arg(2, "relu")))?;
     let process = Process::default();
     let teacher = ExactScore {
@@ -35,7 +37,7 @@ fn main() -> optlab::Result<()> {
         process,
     };
     let dim = target.dim;
-    // The sampler draws its prior points first, in order: a copy of the generator replays them as the latents.
+    // The sampler draws its prior points first, in order: a copy of the random stream replays them as the latents.
     let mut rng = rng_for(0, Stream::Probe, 7);
     let mut replay = rng.clone();
     let x = sample(&teacher, &process, Sampler::Heun, PAIRS, 200, &mut rng)?;
