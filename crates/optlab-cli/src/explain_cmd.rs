@@ -10,6 +10,7 @@ use optlab::data::DataSpec;
 use optlab::explain::ead::EadConfig;
 use optlab::explain::stability::{gaussian_noise, stability_and_gradient};
 use optlab::explain::table::counterfactual as counterfactual_for_row;
+use optlab::explain::table::{closest_point, TableCounterfactual};
 use optlab::explain::trex::{class_probability, TrexConfig};
 use optlab::explain::validity::{Method, ValidityConfig};
 use optlab::rng::{rng_for, Stream};
@@ -28,7 +29,7 @@ pub enum ExplainWhat {
     /// A counterfactual for one row: the smallest change (L1 or L2, as the official IGD_L1 / IGD_L2) that moves the
     /// model's decision to the other class, made robust to model changes by T-Rex with --method trex.
     #[command(
-        after_help = "Examples:\n  optlab train --data german --model mlp:hidden=128-128 --optimizer adam:lr=1e-3 --epochs 50 --out runs/credit\n  optlab explain counterfactual runs/credit --row 1 --method l1\n  optlab explain counterfactual runs/credit --row 1 --method trex:tau=0.75,sigma=0.05 --json\n\nThe base search is ART's elastic-net attack with the official settings (confidence 0.5, learning rate 1e-3,\n60 iterations, 9 binary-search steps; beta 1 and the L1 rule for l1, beta 0 and the L2 rule for l2 and trex).\nT-Rex then climbs the Stability R = mean m(x_i) - mean |m(x_i) - m(x)| (x_i ~ N(x, sigma^2 I), K samples) in\nsteps of --step along the unit gradient, within radius 1 of the base counterfactual, until R >= tau or --steps\nsteps (official: tau 0.75, sigma 0.05, K 1000, 20 steps of 0.01). Immutable columns (personal status and sex,\nforeign worker) stay fixed, age may only grow, numbers stay in the data's range, and categories are one-hot\nagain at the end. \"No counterfactual found\" is an answer, not an error."
+        after_help = "Examples:\n  optlab train --data german --model mlp:hidden=128-128 --optimizer adam:lr=1e-3 --epochs 50 --out runs/credit\n  optlab explain counterfactual runs/credit --row 1 --method l1\n  optlab explain counterfactual runs/credit --row 1 --method trex:tau=0.75,sigma=0.05 --json\n  optlab explain counterfactual runs/credit --input applicant.json --method closest\n\nThe base search is ART's elastic-net attack with the official settings (confidence 0.5, learning rate 1e-3,\n60 iterations, 9 binary-search steps; beta 1 and the L1 rule for l1, beta 0 and the L2 rule for l2 and trex).\nT-Rex then climbs the Stability R = mean m(x_i) - mean |m(x_i) - m(x)| (x_i ~ N(x, sigma^2 I), K samples) in\nsteps of --step along the unit gradient, within radius 1 of the base counterfactual, until R >= tau or --steps\nsteps (official: tau 0.75, sigma 0.05, K 1000, 20 steps of 0.01). Immutable columns (personal status and sex,\nforeign worker) stay fixed, age may only grow, numbers stay in the data's range, and categories are one-hot\nagain at the end. \"No counterfactual found\" is an answer, not an error."
     )]
     Counterfactual(CounterfactualArgs),
     /// P07's claim: counterfactuals found on a baseline model, checked on retrained models (half with other
@@ -74,9 +75,14 @@ pub struct CounterfactualArgs {
     /// A run directory of `optlab train --data german|breast-cancer`.
     run: PathBuf,
     /// The row of the table to explain (0-based, in the embedded file's order).
+    #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+    row: Option<usize>,
+    /// A row to explain from a JSON file instead: an object of column name -> value (a number, or a category's
+    /// code such as "A11"), or an array of the values in the table's column order.
     #[arg(long)]
-    row: usize,
-    /// l1, l2, or trex[:tau=..,sigma=..,k=..,steps=..,step=..].
+    input: Option<PathBuf>,
+    /// l1, l2, trex[:tau=..,sigma=..,k=..,steps=..,step=..], or closest (the nearest training row the model gives
+    /// the other class, within the row's constraints).
     #[arg(long, default_value = "trex")]
     method: String,
     /// The seed of the Stability samples.
@@ -112,7 +118,9 @@ fn parse_method(s: &str) -> Result<(EadConfig, Option<TrexConfig>)> {
             };
             (EadConfig::l2(), Some(t))
         }
-        other => bail!("--method {other}: available: l1, l2, trex"),
+        other => bail!(
+            "--method {other}: available: l1, l2, trex (and closest for a single counterfactual)"
+        ),
     };
     spec.finish()?;
     if let Some(t) = &out.1 {
@@ -124,7 +132,12 @@ fn parse_method(s: &str) -> Result<(EadConfig, Option<TrexConfig>)> {
 }
 
 fn counterfactual(a: CounterfactualArgs) -> Result<()> {
-    let (ead, trex_cfg) = parse_method(&a.method)?;
+    let closest = a.method.trim() == "closest";
+    let (ead, trex_cfg) = if closest {
+        (EadConfig::l2(), None)
+    } else {
+        parse_method(&a.method)?
+    };
     let cfg = TrainConfig::from_toml_file(&a.run.join("config.toml"))?;
     let table: Table = match cfg.data {
         DataSpec::German => german_credit()?,
@@ -134,29 +147,56 @@ fn counterfactual(a: CounterfactualArgs) -> Result<()> {
             a.run.display()
         ),
     };
-    if a.row >= table.rows.len() {
-        bail!(
-            "--row {}: {} has rows 0..{}",
-            a.row,
-            table.name,
-            table.rows.len()
-        );
-    }
+    let raw = match (a.row, &a.input) {
+        (Some(r), _) if r >= table.rows.len() => {
+            bail!("--row {r}: {} has rows 0..{}", table.name, table.rows.len())
+        }
+        (Some(r), _) => table.rows[r].clone(),
+        (None, Some(path)) => read_row(&table, path)?,
+        (None, None) => bail!("give --row I or --input FILE"),
+    };
+    let label = a.row.map_or_else(
+        || {
+            format!(
+                "{} input",
+                a.input
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            )
+        },
+        |r| format!("row {r}"),
+    );
     let trainer = Trainer::new(cfg)?;
     let net = trainer.model();
     net.load(&a.run.join("model.safetensors"))
         .with_context(|| format!("{}: the model does not load", a.run.display()))?;
     let enc = table.encoding();
     let d = enc.features;
-    let x = enc.encode_row(&table.rows[a.row])?;
-    let mut rng = rng_for(a.seed, Stream::Probe, a.row as u64);
-    let res = counterfactual_for_row(
-        net,
-        &enc,
-        &x,
-        &ead,
-        trex_cfg.as_ref().map(|t| (t, &mut rng)),
-    )?;
+    let x = enc.encode_row(&raw)?;
+    let mut rng = rng_for(
+        a.seed,
+        Stream::Probe,
+        a.row.map_or(u64::MAX - 1, |r| r as u64),
+    );
+    let res = if closest {
+        let point = closest_point(net, &enc, &x, &trainer.train_data().x)?;
+        TableCounterfactual {
+            class: optlab::explain::predict(net, &x, d)?[0],
+            found: point.is_some(),
+            counterfactual: point.unwrap_or_else(|| x.clone()),
+            second_pass: false,
+            trex: None,
+        }
+    } else {
+        counterfactual_for_row(
+            net,
+            &enc,
+            &x,
+            &ead,
+            trex_cfg.as_ref().map(|t| (t, &mut rng)),
+        )?
+    };
     let (class, cf, found) = (res.class, res.counterfactual.clone(), res.found);
     let target = 1 - class;
     let steps = res.trex.as_ref().map(|r| (r.stability.len(), r.reached));
@@ -189,7 +229,7 @@ fn counterfactual(a: CounterfactualArgs) -> Result<()> {
         .sum::<f32>()
         .sqrt();
     let summary = json!({
-        "data": table.name, "row": a.row, "method": a.method, "class": table.classes[class],
+        "data": table.name, "row": a.row, "input": a.input, "method": a.method, "class": table.classes[class],
         "counterfactual_class": table.classes[target], "found": found,
         "probability_before": class_probability(net, &x, target)?,
         "probability_after": class_probability(net, &cf, target)?,
@@ -204,9 +244,9 @@ fn counterfactual(a: CounterfactualArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{} row {}: {} (p({}) = {:.3})",
+        "{} {}: {} (p({}) = {:.3})",
         table.name,
-        a.row,
+        label,
         table.classes[class],
         table.classes[target],
         summary["probability_before"].as_f64().unwrap_or(f64::NAN)
@@ -333,4 +373,72 @@ fn validity(a: ValidityArgs) -> Result<()> {
     }
     println!("wrote {}", a.out.join("validity.json").display());
     Ok(())
+}
+
+/// A raw row from a JSON file: an object of column name -> value or an array in column order; a number for a
+/// numeric column, a level's code for a categorical one. Anything else is one error line.
+fn read_row(table: &Table, path: &std::path::Path) -> Result<Vec<Value>> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("--input {}: cannot read", path.display()))?
+        .len();
+    if size > 1 << 20 {
+        bail!(
+            "--input {}: {size} bytes; a row fits in 1 MiB",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--input {}: cannot read", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("--input {}: not JSON", path.display()))?;
+    let cols = &table.columns;
+    let values: Vec<&serde_json::Value> = match &json {
+        serde_json::Value::Array(v) if v.len() == cols.len() => v.iter().collect(),
+        serde_json::Value::Array(v) => bail!(
+            "--input: {} values for the {} columns of {}",
+            v.len(),
+            cols.len(),
+            table.name
+        ),
+        serde_json::Value::Object(m) => {
+            if let Some(k) = m.keys().find(|k| !cols.iter().any(|c| &c.name == *k)) {
+                bail!("--input: {} has no column '{k}'", table.name);
+            }
+            cols.iter()
+                .map(|c| {
+                    m.get(&c.name)
+                        .ok_or_else(|| anyhow::anyhow!("--input: column '{}' is missing", c.name))
+                })
+                .collect::<Result<_>>()?
+        }
+        _ => bail!("--input: a row is a JSON object (column -> value) or an array"),
+    };
+    cols.iter()
+        .zip(values)
+        .map(|(c, v)| match (c.levels.is_empty(), v) {
+            (true, serde_json::Value::Number(n)) => n
+                .as_f64()
+                .filter(|x| x.is_finite())
+                .map(Value::Number)
+                .ok_or_else(|| anyhow::anyhow!("--input: column '{}': {n} is not a finite number", c.name)),
+            (true, other) => bail!("--input: column '{}' is numeric, not {other}", c.name),
+            (false, serde_json::Value::String(code)) => c
+                .levels
+                .iter()
+                .position(|l| l == code)
+                .map(Value::Level)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--input: column '{}': category '{code}' was not seen in training (levels: {})",
+                        c.name,
+                        c.levels.join(", ")
+                    )
+                }),
+            (false, other) => bail!(
+                "--input: column '{}' takes a category code ({}), not {other}",
+                c.name,
+                c.levels.join(", ")
+            ),
+        })
+        .collect()
 }

@@ -199,3 +199,58 @@ fn searches_respect_the_tables_constraints() {
         "no search moved a point; the checks above saw nothing"
     );
 }
+
+/// The closest training point of the other class: it has the other class, keeps the immutable columns and age
+/// (which may only grow), and no row of the table that does so is nearer; a row the model cannot flip within its
+/// constraints (here: every point of the same class) gives none.
+#[test]
+fn closest_point_is_the_nearest_allowed_row_of_the_other_class() {
+    use optlab::data::tabular::{german_credit, Value};
+    use optlab::explain::table::closest_point;
+    let table = german_credit().unwrap();
+    let (data, enc) = table.encode().unwrap();
+    let d = enc.features;
+    let spec = ModelSpec::parse("mlp:hidden=16,act=relu").unwrap();
+    let net = Sequential::new(&spec, &[d], 2, 3, DType::F32).unwrap();
+    let labels = predict(&net, &data.x, d).unwrap();
+    let row = |i: usize| &data.x[i * d..(i + 1) * d];
+    let mut checked = 0;
+    for i in 0..20 {
+        let x = row(i);
+        let Some(c) = closest_point(&net, &enc, x, &data.x).unwrap() else {
+            continue;
+        };
+        checked += 1;
+        assert_ne!(predict(&net, &c, d).unwrap()[0], labels[i]);
+        let (before, after) = (enc.decode_row(x).unwrap(), enc.decode_row(&c).unwrap());
+        assert_eq!(before[8], after[8]);
+        assert_eq!(before[19], after[19]);
+        if let (Value::Number(a0), Value::Number(a1)) = (&before[12], &after[12]) {
+            assert!(a1 >= a0, "age fell from {a0} to {a1}");
+        }
+        let dist = |p: &[f32]| -> f32 { p.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum() };
+        for k in 0..data.x.len() / d {
+            let (bk, ak) = (&before, enc.decode_row(row(k)).unwrap());
+            let allowed = bk[8] == ak[8]
+                && bk[19] == ak[19]
+                && match (&bk[12], &ak[12]) {
+                    (Value::Number(a0), Value::Number(a1)) => a1 >= a0,
+                    _ => true,
+                };
+            if labels[k] != labels[i] && allowed {
+                assert!(
+                    dist(&c) <= dist(row(k)),
+                    "row {k} is nearer than the answer for row {i}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 5, "only {checked} rows had a closest point");
+    // Only points of the row's own class: none qualifies.
+    let same: Vec<f32> = (0..data.x.len() / d)
+        .filter(|&k| labels[k] == labels[0])
+        .flat_map(|k| row(k).to_vec())
+        .collect();
+    assert_eq!(closest_point(&net, &enc, row(0), &same).unwrap(), None);
+    assert!(closest_point(&net, &enc, row(0), &data.x[..d + 1]).is_err());
+}

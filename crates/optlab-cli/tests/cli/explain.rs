@@ -13,7 +13,7 @@ fn explain_counterfactual_flips_a_rejected_row() {
     let r = run.display();
     let mut flipped = 0;
     for row in [1, 4, 10] {
-        for method in ["l1", "trex:k=50,steps=3"] {
+        for method in ["l1", "trex:k=50,steps=3", "closest"] {
             let s: serde_json::Value = serde_json::from_str(&ok(&argv(&format!(
                 "explain counterfactual {r} --row {row} --method {method} --json"
             ))))
@@ -36,7 +36,43 @@ fn explain_counterfactual_flips_a_rejected_row() {
         }
     }
     assert!(flipped >= 2, "too few counterfactuals found ({flipped})");
+    // Row 1 of the embedded file as an --input array (the table's column order): the same answer as --row 1.
+    let row1 = r#"["A12", 48, "A32", "A43", 5951, "A61", "A73", 2, "A92", "A101", 2, "A121", 22, "A143", "A152", 1,
+        "A173", 1, "A191", "A201"]"#;
+    let input = |name: &str, text: &str| {
+        let p = run.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let by_row = ok(&argv(&format!(
+        "explain counterfactual {r} --row 1 --method l2 --json"
+    )));
+    let by_input = ok(&argv(&format!(
+        "explain counterfactual {r} --input {} --method l2 --json",
+        input("row1.json", row1)
+    )));
+    let (by_row, by_input): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&by_row).unwrap(),
+        serde_json::from_str(&by_input).unwrap(),
+    );
+    assert_eq!(by_row["changed"], by_input["changed"]);
+    assert_eq!(by_row["l2"], by_input["l2"]);
+    let short = input("short.json", &row1.replace(r#", "A201""#, ""));
+    let unseen = input("unseen.json", &row1.replace("A12", "A19"));
+    let unknown = input("unknown.json", r#"{"salary": 1}"#);
     for (line, want) in [
+        (
+            format!("explain counterfactual {r} --input {short}"),
+            "19 values for the 20 columns",
+        ),
+        (
+            format!("explain counterfactual {r} --input {unseen}"),
+            "category 'A19' was not seen in training",
+        ),
+        (
+            format!("explain counterfactual {r} --input {unknown}"),
+            "german has no column 'salary'",
+        ),
         (
             format!("explain counterfactual {r} --row 5000"),
             "rows 0..1000",

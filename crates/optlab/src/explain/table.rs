@@ -75,3 +75,42 @@ pub fn counterfactual(
         trex: trex_result,
     })
 }
+
+/// The closest training point of another class, the data-point baseline that P07 sets beside the searches: among
+/// `points` (encoded rows, row-major), those the model assigns a class other than `x`'s, that keep `x`'s immutable
+/// columns and lie within `x`'s [`Bounds`] (an increase-only column not below `x`'s value), the nearest to `x` in
+/// L2 (standardized units); `None` when no point qualifies.
+pub fn closest_point(
+    net: &Sequential,
+    enc: &Encoding,
+    x: &[f32],
+    points: &[f32],
+) -> Result<Option<Vec<f32>>> {
+    let d = enc.features;
+    let bounds = Bounds::for_row(enc, x)?;
+    if !points.len().is_multiple_of(d) {
+        return Err(crate::Error::Shape(format!(
+            "closest point: {} values are not rows of {d} features",
+            points.len()
+        )));
+    }
+    let class = predict(net, x, d)?[0];
+    let labels = predict(net, points, d)?;
+    let allowed = |p: &[f32]| {
+        p.iter().enumerate().all(|(j, &v)| {
+            if bounds.frozen[j] {
+                v == x[j]
+            } else {
+                v >= bounds.lo[j] && v <= bounds.hi[j]
+            }
+        })
+    };
+    let dist = |p: &[f32]| -> f32 { p.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum() };
+    Ok(points
+        .chunks(d)
+        .zip(&labels)
+        .filter(|(p, &l)| l != class && allowed(p))
+        .map(|(p, _)| p)
+        .min_by(|a, b| dist(a).total_cmp(&dist(b)))
+        .map(<[f32]>::to_vec))
+}
