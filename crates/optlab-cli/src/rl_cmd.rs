@@ -125,7 +125,7 @@ pub struct TrainArgs {
     /// The environment: cartpole, lqr, pendulum or grid (FrozenLake 4x4, slippery).
     #[arg(long, default_value = "pendulum")]
     env: String,
-    /// The algorithm: reinforce, n-pg-igt, harpg or td3.
+    /// The algorithm: reinforce, n-pg-igt, harpg, td3, gail (P04) or mbpo (P24).
     #[arg(long, default_value = "td3")]
     algo: String,
     /// Environment steps (the budget; a policy-gradient run stops after the iteration that reaches it).
