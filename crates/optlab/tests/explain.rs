@@ -121,17 +121,29 @@ fn trex_replays_the_official_loop() {
     );
 }
 
+/// The encoded German Credit table and an untrained MLP 16 (seed 3) on its features.
+fn german_and_a_random_mlp() -> (
+    optlab::data::Dataset,
+    optlab::data::tabular::Encoding,
+    Sequential,
+) {
+    let (data, enc) = optlab::data::tabular::german_credit()
+        .unwrap()
+        .encode()
+        .unwrap();
+    let spec = ModelSpec::parse("mlp:hidden=16,act=relu").unwrap();
+    let net = Sequential::new(&spec, &[enc.features], 2, 3, DType::F32).unwrap();
+    (data, enc, net)
+}
+
 /// On German Credit rows, the search respects the schema: immutable columns keep their values, age does not
 /// fall, every feature stays in the data's range, and rounding makes each one-hot group one-hot.
 #[test]
 fn searches_respect_the_tables_constraints() {
-    use optlab::data::tabular::{german_credit, Value};
+    use optlab::data::tabular::Value;
     use optlab::explain::trex::trex;
-    let table = german_credit().unwrap();
-    let (data, enc) = table.encode().unwrap();
+    let (data, enc, net) = german_and_a_random_mlp();
     let d = enc.features;
-    let spec = ModelSpec::parse("mlp:hidden=16,act=relu").unwrap();
-    let net = Sequential::new(&spec, &[d], 2, 3, DType::F32).unwrap();
     let rows: Vec<usize> = (0..40)
         .filter(|&i| predict(&net, &data.x[i * d..(i + 1) * d], d).unwrap()[0] == 0)
         .take(4)
@@ -205,13 +217,10 @@ fn searches_respect_the_tables_constraints() {
 /// constraints (here: every point of the same class) gives none.
 #[test]
 fn closest_point_is_the_nearest_allowed_row_of_the_other_class() {
-    use optlab::data::tabular::{german_credit, Value};
+    use optlab::data::tabular::Value;
     use optlab::explain::table::closest_point;
-    let table = german_credit().unwrap();
-    let (data, enc) = table.encode().unwrap();
+    let (data, enc, net) = german_and_a_random_mlp();
     let d = enc.features;
-    let spec = ModelSpec::parse("mlp:hidden=16,act=relu").unwrap();
-    let net = Sequential::new(&spec, &[d], 2, 3, DType::F32).unwrap();
     let labels = predict(&net, &data.x, d).unwrap();
     let row = |i: usize| &data.x[i * d..(i + 1) * d];
     let mut checked = 0;
