@@ -9,8 +9,8 @@ use optlab::data::tabular::{breast_cancer, german_credit, Table, Value};
 use optlab::data::DataSpec;
 use optlab::explain::ead::EadConfig;
 use optlab::explain::stability::{gaussian_noise, stability_and_gradient};
+use optlab::explain::table::closest_counterfactual;
 use optlab::explain::table::counterfactual as counterfactual_for_row;
-use optlab::explain::table::{closest_point, TableCounterfactual};
 use optlab::explain::trex::{class_probability, TrexConfig};
 use optlab::explain::validity::{Method, ValidityConfig};
 use optlab::rng::{rng_for, Stream};
@@ -147,26 +147,14 @@ fn counterfactual(a: CounterfactualArgs) -> Result<()> {
             a.run.display()
         ),
     };
-    let raw = match (a.row, &a.input) {
+    let (raw, label) = match (a.row, &a.input) {
         (Some(r), _) if r >= table.rows.len() => {
             bail!("--row {r}: {} has rows 0..{}", table.name, table.rows.len())
         }
-        (Some(r), _) => table.rows[r].clone(),
-        (None, Some(path)) => read_row(&table, path)?,
+        (Some(r), _) => (table.rows[r].clone(), format!("row {r}")),
+        (None, Some(path)) => (read_row(&table, path)?, format!("{} input", path.display())),
         (None, None) => bail!("give --row I or --input FILE"),
     };
-    let label = a.row.map_or_else(
-        || {
-            format!(
-                "{} input",
-                a.input
-                    .as_deref()
-                    .unwrap_or(std::path::Path::new(""))
-                    .display()
-            )
-        },
-        |r| format!("row {r}"),
-    );
     let trainer = Trainer::new(cfg)?;
     let net = trainer.model();
     net.load(&a.run.join("model.safetensors"))
@@ -174,20 +162,15 @@ fn counterfactual(a: CounterfactualArgs) -> Result<()> {
     let enc = table.encoding();
     let d = enc.features;
     let x = enc.encode_row(&raw)?;
+    // T-Rex's samples: a stream per row; an --input row takes one no row index reaches (u64::MAX is the
+    // Stability report's below).
     let mut rng = rng_for(
         a.seed,
         Stream::Probe,
         a.row.map_or(u64::MAX - 1, |r| r as u64),
     );
     let res = if closest {
-        let point = closest_point(net, &enc, &x, &trainer.train_data().x)?;
-        TableCounterfactual {
-            class: optlab::explain::predict(net, &x, d)?[0],
-            found: point.is_some(),
-            counterfactual: point.unwrap_or_else(|| x.clone()),
-            second_pass: false,
-            trex: None,
-        }
+        closest_counterfactual(net, &enc, &x, &trainer.train_data().x)?
     } else {
         counterfactual_for_row(
             net,

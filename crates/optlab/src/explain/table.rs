@@ -86,6 +86,17 @@ pub fn closest_point(
     x: &[f32],
     points: &[f32],
 ) -> Result<Option<Vec<f32>>> {
+    let res = closest_counterfactual(net, enc, x, points)?;
+    Ok(res.found.then_some(res.counterfactual))
+}
+
+/// [`closest_point`] as a [`TableCounterfactual`] (`x` itself, not found, when no point qualifies).
+pub fn closest_counterfactual(
+    net: &Sequential,
+    enc: &Encoding,
+    x: &[f32],
+    points: &[f32],
+) -> Result<TableCounterfactual> {
     let d = enc.features;
     let bounds = Bounds::for_row(enc, x)?;
     if !points.len().is_multiple_of(d) {
@@ -106,11 +117,17 @@ pub fn closest_point(
         })
     };
     let dist = |p: &[f32]| -> f32 { p.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum() };
-    Ok(points
+    let nearest = points
         .chunks(d)
         .zip(&labels)
         .filter(|(p, &l)| l != class && allowed(p))
         .map(|(p, _)| p)
-        .min_by(|a, b| dist(a).total_cmp(&dist(b)))
-        .map(<[f32]>::to_vec))
+        .min_by(|a, b| dist(a).total_cmp(&dist(b)));
+    Ok(TableCounterfactual {
+        counterfactual: nearest.unwrap_or(x).to_vec(),
+        class,
+        found: nearest.is_some(),
+        second_pass: false,
+        trex: None,
+    })
 }
