@@ -52,8 +52,9 @@ pub struct ValidityArgs {
     /// Rejected test rows to explain (at most).
     #[arg(long, default_value_t = 100)]
     points: usize,
-    /// Methods, separated by `;` or `,` between names: l1, l2, trex[:tau=..,sigma=..,k=..,steps=..,step=..].
-    #[arg(long, default_value = "l1,l2,trex")]
+    /// Methods, separated by `;` or `,` between names: l1, l2, trex[:tau=..,sigma=..,k=..,steps=..,step=..],
+    /// closest (the nearest training row of the other class).
+    #[arg(long, default_value = "l1,l2,trex,closest")]
     methods: String,
     /// Epochs of every model.
     #[arg(long, default_value_t = 50)]
@@ -118,9 +119,7 @@ fn parse_method(s: &str) -> Result<(EadConfig, Option<TrexConfig>)> {
             };
             (EadConfig::l2(), Some(t))
         }
-        other => bail!(
-            "--method {other}: available: l1, l2, trex (and closest for a single counterfactual)"
-        ),
+        other => bail!("--method {other}: available: l1, l2, trex, closest"),
     };
     spec.finish()?;
     if let Some(t) = &out.1 {
@@ -278,12 +277,16 @@ fn parse_methods(s: &str) -> Result<Vec<Method>> {
         }
     }
     for p in &parts {
+        if p == "closest" {
+            out.push(Method::Closest);
+            continue;
+        }
         let (_, t) = parse_method(p)?;
         out.push(match (p.split(':').next().unwrap_or(""), t) {
             ("l1", _) => Method::L1,
             ("l2", _) => Method::L2,
             (_, Some(t)) => Method::Trex(t),
-            (other, None) => bail!("--methods {other}: available: l1, l2, trex"),
+            (other, None) => bail!("--methods {other}: available: l1, l2, trex, closest"),
         });
     }
     if out.is_empty() || out.len() > 16 {

@@ -79,7 +79,7 @@ fn explain_counterfactual_flips_a_rejected_row() {
         ),
         (
             format!("explain counterfactual {r} --row 1 --method l3"),
-            "available: l1, l2, trex",
+            "available: l1, l2, trex, closest",
         ),
         (
             format!("explain counterfactual {r} --row 1 --method trex:tau=nan"),
@@ -103,13 +103,14 @@ fn explain_counterfactual_flips_a_rejected_row() {
 fn explain_validity_reports_each_method() {
     let out = tmp("explain-validity");
     let s: serde_json::Value = serde_json::from_str(&ok(&argv(&format!(
-        "explain validity --data breast-cancer --models 2 --points 3 --epochs 5 --methods l2,trex:k=20,steps=2 --out {} --json",
+        "explain validity --data breast-cancer --models 2 --points 3 --epochs 5 --methods l2,trex:k=20,steps=2,closest --out {} --json",
         out.display()
     ))))
     .unwrap();
     assert_eq!(s["models"], 2);
     let methods = s["methods"].as_array().unwrap();
-    assert_eq!(methods.len(), 2);
+    assert_eq!(methods.len(), 3);
+    assert_eq!(methods[2]["method"], "closest");
     for m in methods {
         let v = m["validity"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&v), "{m}");
@@ -129,7 +130,7 @@ fn explain_validity_reports_each_method() {
         ),
         (
             format!("explain validity --methods l3 --out {o}"),
-            "available: l1, l2, trex",
+            "available: l1, l2, trex, closest",
         ),
     ] {
         fails_with(&argv(&line), want);

@@ -4,12 +4,13 @@
 //! first half with other seeds only, the second half also with `replaced` of the training rows replaced (dropped
 //! at random and refilled by rows drawn with replacement from the rest). For up to `points` test rows that are
 //! labelled 0 and predicted 0 (the official "rejected" applicants), each method's counterfactual is checked on
-//! every changed model: validity is the share of changed models that give it class 1. The Stability and the local
+//! every changed model: validity is the share of changed models that give it class 1 (the closest-training-point
+//! baseline searches the training rows). The Stability and the local
 //! Lipschitz bound of the baseline around each counterfactual are reported beside it. The seconds per point are
 //! those of the search only.
 
 use super::ead::EadConfig;
-use super::table::counterfactual;
+use super::table::{closest_counterfactual, counterfactual};
 use super::trex::TrexConfig;
 use super::{predict, stability};
 use crate::data::tabular::Table;
@@ -29,6 +30,8 @@ pub enum Method {
     L1,
     L2,
     Trex(TrexConfig),
+    /// The nearest training row the baseline gives the other class ([`closest_counterfactual`]).
+    Closest,
 }
 
 impl Method {
@@ -36,6 +39,7 @@ impl Method {
         match self {
             Method::L1 => "l1".into(),
             Method::L2 => "l2".into(),
+            Method::Closest => "closest".into(),
             Method::Trex(t) => format!(
                 "trex(tau={},sigma={},step={},steps={})",
                 t.tau, t.sigma, t.step, t.max_steps
@@ -72,7 +76,12 @@ impl Default for ValidityConfig {
             lr: 1e-3,
             test_frac: 0.2,
             seed: 0,
-            methods: vec![Method::L1, Method::L2, Method::Trex(TrexConfig::default())],
+            methods: vec![
+                Method::L1,
+                Method::L2,
+                Method::Trex(TrexConfig::default()),
+                Method::Closest,
+            ],
         }
     }
 }
@@ -252,7 +261,7 @@ pub fn run(
     let mut methods = Vec::new();
     for method in &cfg.methods {
         let (ead, trex_cfg) = match method {
-            Method::L1 => (EadConfig::l1(), None),
+            Method::L1 | Method::Closest => (EadConfig::l1(), None),
             Method::L2 => (EadConfig::l2(), None),
             Method::Trex(t) => (EadConfig::l2(), Some(t)),
         };
@@ -263,7 +272,11 @@ pub fn run(
             let x = &xte[i * d..(i + 1) * d];
             let mut rng = rng_for(cfg.seed, Stream::Probe, i as u64);
             let t0 = std::time::Instant::now();
-            let r = counterfactual(base.model(), &enc, x, &ead, trex_cfg.map(|t| (t, &mut rng)))?;
+            let r = if *method == Method::Closest {
+                closest_counterfactual(base.model(), &enc, x, &xtr)?
+            } else {
+                counterfactual(base.model(), &enc, x, &ead, trex_cfg.map(|t| (t, &mut rng)))?
+            };
             searching += t0.elapsed().as_secs_f64();
             if !r.found {
                 continue;
