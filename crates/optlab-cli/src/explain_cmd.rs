@@ -36,7 +36,7 @@ pub enum ExplainWhat {
     /// seeds, half also with 10% of the training rows replaced); validity, L1 and L2 cost, Stability and time per
     /// method. Writes DIR/validity.json.
     #[command(
-        after_help = "Examples:\n  optlab explain validity --data german --models 50 --points 100 --out runs/validity\n  optlab explain validity --data breast-cancer --models 10 --points 20 --methods l1,trex:tau=0.6 --out runs/v --json\n\nThe models are MLPs 128-128 (ReLU) trained as the official code trains its Keras model (Adam 1e-3, 50 epochs,\nbatch 256) on 80% of the rows (seeded split); the points are test rows labelled 0 and predicted 0."
+        after_help = "Examples:\n  optlab explain validity --data german --models 50 --points 100 --out runs/validity\n  optlab explain validity --data breast-cancer --models 10 --points 20 --methods l1,trex:tau=0.6 --out runs/v --json\n\nThe models are MLPs 128-128 (ReLU) trained as the official code trains its Keras model (Adam 1e-3, 50 epochs,\nbatch 256) on all folds but one (5 seeded folds: 80% of the rows); the points are rows of the held-out fold\nlabelled 0 and predicted 0, taken fold by fold until --points are explained."
     )]
     Validity(ValidityArgs),
 }
@@ -59,9 +59,10 @@ pub struct ValidityArgs {
     /// Epochs of every model.
     #[arg(long, default_value_t = 50)]
     epochs: u64,
-    /// The share of rows held out as test rows (the points come from them).
-    #[arg(long, default_value_t = 0.2)]
-    test_frac: f64,
+    /// Folds: each in turn is the test rows (the points come from them) of models trained on the others, until
+    /// --points rows are explained.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long)]
@@ -305,7 +306,7 @@ fn validity(a: ValidityArgs) -> Result<()> {
         models: a.models,
         points: a.points,
         epochs: a.epochs,
-        test_frac: a.test_frac,
+        folds: a.folds,
         seed: a.seed,
         methods: parse_methods(&a.methods)?,
         ..ValidityConfig::default()
@@ -315,7 +316,7 @@ fn validity(a: ValidityArgs) -> Result<()> {
     }
     let _lock = optlab::train::run_dir::RunDirLock::acquire(&a.out)?;
     let bar = crate::progress::bar("validity", a.json);
-    bar.set_length(a.models as u64 + 1 + cfg.methods.len() as u64);
+    bar.set_length((a.models as u64 + 1 + cfg.methods.len() as u64) * a.folds as u64);
     let report = optlab::explain::validity::run(&table, &cfg, &a.out, |m| {
         bar.inc(1);
         bar.set_message(m.to_string());
@@ -330,8 +331,9 @@ fn validity(a: ValidityArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{}: {} training and {} test rows; test accuracy {:.3} (baseline), {:.3} (mean of {} changed models)",
+        "{}: {} folds of {} training rows, {} test rows in all; test accuracy {:.3} (baselines), {:.3} ({} changed models per fold)",
         report.data,
+        report.folds,
         report.train_rows,
         report.test_rows,
         report.baseline_accuracy,

@@ -98,16 +98,18 @@ fn explain_counterfactual_flips_a_rejected_row() {
     }
 }
 
-/// The retraining study at a tiny size: every method reports validity in [0, 1] over the points it found.
+/// The retraining study at a tiny size: every method reports validity in [0, 1] over the points it found; 50
+/// points are more than one fold of breast cancer's 569 rows holds (at most 114 test rows, about 40 rejected).
 #[test]
 fn explain_validity_reports_each_method() {
     let out = tmp("explain-validity");
     let s: serde_json::Value = serde_json::from_str(&ok(&argv(&format!(
-        "explain validity --data breast-cancer --models 2 --points 3 --epochs 5 --methods l2,trex:k=20,steps=2,closest --out {} --json",
+        "explain validity --data breast-cancer --models 2 --points 50 --epochs 5 --methods l2,trex:k=20,steps=2,closest --out {} --json",
         out.display()
     ))))
     .unwrap();
     assert_eq!(s["models"], 2);
+    assert!(s["folds"].as_u64().unwrap() >= 2, "{s}");
     let methods = s["methods"].as_array().unwrap();
     assert_eq!(methods.len(), 3);
     assert_eq!(methods[2]["method"], "closest");
@@ -115,6 +117,7 @@ fn explain_validity_reports_each_method() {
         let v = m["validity"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&v), "{m}");
         assert!(m["found"].as_u64().unwrap() <= m["tried"].as_u64().unwrap());
+        assert_eq!(m["tried"], 50, "{m}");
     }
     assert!(s["baseline_accuracy"].as_f64().unwrap() > 0.6, "{s}");
     assert!(out.join("validity.json").is_file());
@@ -127,6 +130,10 @@ fn explain_validity_reports_each_method() {
         (
             format!("explain validity --models 0 --out {o}"),
             "1 to 1000 models",
+        ),
+        (
+            format!("explain validity --folds 1 --out {o}"),
+            "2 to 20 folds",
         ),
         (
             format!("explain validity --methods l3 --out {o}"),

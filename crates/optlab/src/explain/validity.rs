@@ -1,20 +1,21 @@
 //! P07's claim, measured: counterfactuals found on one model, checked on models retrained after a change. The
-//! table is split into training and test rows (seeded); a baseline MLP is trained as the official code trains
-//! its Keras model (128-128 ReLU, Adam 1e-3, 50 epochs, batch 256); `models` changed models are retrained, the
-//! first half with other seeds only, the second half also with `replaced` of the training rows replaced (dropped
-//! at random and refilled by rows drawn with replacement from the rest). For up to `points` test rows that are
-//! labelled 0 and predicted 0 (the official "rejected" applicants), each method's counterfactual is checked on
-//! every changed model: validity is the share of changed models that give it class 1 (the closest-training-point
-//! baseline searches the training rows). The Stability and the local
-//! Lipschitz bound of the baseline around each counterfactual are reported beside it. The seconds per point are
-//! those of the search only.
+//! rows are split into folds (seeded); for each fold in turn, a baseline MLP is trained on the other folds as the
+//! official code trains its Keras model (128-128 ReLU, Adam 1e-3, 50 epochs, batch 256) and `models` changed
+//! models are retrained, the first half with other seeds only, the second half also with `replaced` of the
+//! training rows replaced (dropped at random and refilled by rows drawn with replacement from the rest). The
+//! fold's test rows that are labelled 0 and predicted 0 (the official "rejected" applicants) are explained, until
+//! `points` rows are, which the data sets here reach only over several folds. Each method's counterfactual is
+//! checked on every changed model of its fold: validity is the share that give it class 1 (the
+//! closest-training-point baseline searches the fold's training rows). The Stability and the local Lipschitz bound
+//! of the baseline around each counterfactual are reported beside it. The seconds per point are those of the
+//! search only.
 
 use super::ead::EadConfig;
 use super::table::{closest_counterfactual, counterfactual};
 use super::trex::TrexConfig;
 use super::{predict, stability};
 use crate::data::tabular::Table;
-use crate::data::{DataSpec, Dataset, Target};
+use crate::data::{DataSpec, Target};
 use crate::nn::{Activation, ModelSpec, Parametrization};
 use crate::rng::{permutation, rng_for, Stream};
 use crate::train::{TrainOptions, Trainer};
@@ -59,7 +60,9 @@ pub struct ValidityConfig {
     pub epochs: u64,
     pub batch: usize,
     pub lr: f64,
-    pub test_frac: f64,
+    /// The rows split into this many folds, each in turn the test rows of a baseline and its changed models,
+    /// until `points` rows are explained.
+    pub folds: usize,
     pub seed: u64,
     pub methods: Vec<Method>,
 }
@@ -74,7 +77,7 @@ impl Default for ValidityConfig {
             epochs: 50,
             batch: 256,
             lr: 1e-3,
-            test_frac: 0.2,
+            folds: 5,
             seed: 0,
             methods: vec![
                 Method::L1,
@@ -111,8 +114,12 @@ pub struct MethodResult {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ValidityReport {
     pub data: String,
+    /// The folds run (fewer than configured when the points were reached earlier).
+    pub folds: usize,
+    /// Training rows per fold, and test rows over the folds run.
     pub train_rows: usize,
     pub test_rows: usize,
+    /// Mean test accuracy of the baselines and of the changed models, over the folds run.
     pub baseline_accuracy: f64,
     pub changed_accuracy: f64,
     pub models: usize,
@@ -129,15 +136,14 @@ impl ValidityConfig {
             && self.batch >= 1
             && self.lr.is_finite()
             && self.lr > 0.0
-            && self.test_frac > 0.0
-            && self.test_frac < 1.0
+            && (2..=20).contains(&self.folds)
             && !self.hidden.is_empty()
             && !self.methods.is_empty();
         if ok {
             Ok(())
         } else {
             Err(Error::invalid(
-                "validity: 1 to 1000 models, replaced in [0, 1), points, epochs and batch >= 1, lr > 0, test_frac in (0, 1), hidden widths and methods given",
+                "validity: 1 to 1000 models, replaced in [0, 1), points, epochs and batch >= 1, lr > 0, 2 to 20 folds, hidden widths and methods given",
             ))
         }
     }
@@ -198,39 +204,51 @@ fn accuracy(t: &Trainer, x: &[f32], y: &[u32], d: usize) -> Result<f64> {
     Ok(p.iter().zip(y).filter(|(a, b)| **a == **b as usize).count() as f64 / y.len().max(1) as f64)
 }
 
-/// Runs the study on `table`; `work` holds the temporary training files; `progress` hears what is done.
-pub fn run(
-    table: &Table,
+/// What one fold adds to a method's totals.
+#[derive(Default)]
+struct Totals {
+    valid: Vec<f64>,
+    l1: f64,
+    l2: f64,
+    stability: f64,
+    lipschitz: f64,
+    tried: usize,
+    searching: f64,
+}
+
+/// One fold of the study: the baseline and the changed models trained on `train_idx`, and each method's
+/// counterfactuals for up to `budget` rejected rows of `test_idx`, added to `totals`. Returns the baseline's and
+/// the changed models' mean test accuracy.
+#[allow(clippy::too_many_arguments)]
+fn fold(
+    x_all: &[f32],
+    labels: &[u32],
+    enc: &crate::data::tabular::Encoding,
+    (train_idx, test_idx): (&[usize], &[usize]),
+    budget: usize,
     cfg: &ValidityConfig,
+    seed: u64,
     work: &Path,
-    mut progress: impl FnMut(&str),
-) -> Result<ValidityReport> {
-    cfg.check()?;
-    let (data, enc) = table.encode()?;
+    totals: &mut [Totals],
+    progress: &mut impl FnMut(&str),
+) -> Result<(f64, f64)> {
     let d = enc.features;
-    let Target::Classes { labels, .. } = &data.target else {
-        return Err(Error::invalid("validity: the table has no classes"));
-    };
-    let n = labels.len();
-    let order = permutation(n, &mut rng_for(cfg.seed, Stream::Split, 7));
-    let n_test = ((n as f64 * cfg.test_frac).round() as usize).clamp(1, n - 1);
-    let (test_idx, train_idx) = order.split_at(n_test);
-    let rows = |idx: &[usize], ds: &Dataset| -> (Vec<f32>, Vec<u32>) {
+    let rows = |idx: &[usize]| -> (Vec<f32>, Vec<u32>) {
         let x = idx
             .iter()
-            .flat_map(|&i| ds.x[i * d..(i + 1) * d].to_vec())
+            .flat_map(|&i| x_all[i * d..(i + 1) * d].to_vec())
             .collect();
         (x, idx.iter().map(|&i| labels[i]).collect())
     };
-    let (xtr, ytr) = rows(train_idx, &data);
-    let (xte, yte) = rows(test_idx, &data);
-    let base = train(work, "baseline", &xtr, &ytr, d, cfg, cfg.seed)?;
+    let (xtr, ytr) = rows(train_idx);
+    let (xte, yte) = rows(test_idx);
+    let base = train(work, "baseline", &xtr, &ytr, d, cfg, seed)?;
     let baseline_accuracy = accuracy(&base, &xte, &yte, d)?;
     progress(&format!("baseline: test accuracy {baseline_accuracy:.3}"));
     let mut changed = Vec::with_capacity(cfg.models);
     let mut changed_acc = 0.0;
     for m in 0..cfg.models {
-        let seed = cfg.seed.wrapping_add(1000 + m as u64);
+        let seed = seed.wrapping_add(1000 + m as u64);
         let (x, y) = if m >= cfg.models / 2 && cfg.replaced > 0.0 {
             let mut rng = rng_for(seed, Stream::Data, 11);
             let k = (cfg.replaced * ytr.len() as f64).round() as usize;
@@ -255,45 +273,43 @@ pub fn run(
     let pred = predict(base.model(), &xte, d)?;
     let points: Vec<usize> = (0..yte.len())
         .filter(|&i| yte[i] == 0 && pred[i] == 0)
-        .take(cfg.points)
+        .take(budget)
         .collect();
     let stab_cfg = TrexConfig::default();
-    let mut methods = Vec::new();
-    for method in &cfg.methods {
+    for (method, tot) in cfg.methods.iter().zip(totals.iter_mut()) {
         let (ead, trex_cfg) = match method {
             Method::L1 | Method::Closest => (EadConfig::l1(), None),
             Method::L2 => (EadConfig::l2(), None),
             Method::Trex(t) => (EadConfig::l2(), Some(t)),
         };
-        let (mut valid, mut l1, mut l2, mut stab, mut lip, mut found) =
-            (Vec::new(), 0.0, 0.0, 0.0, 0.0, 0);
-        let mut searching = 0.0;
+        tot.tried += points.len();
         for &i in &points {
+            // Seeded by the row's index in the table, which no other fold tests.
+            let row = test_idx[i] as u64;
             let x = &xte[i * d..(i + 1) * d];
-            let mut rng = rng_for(cfg.seed, Stream::Probe, i as u64);
+            let mut rng = rng_for(cfg.seed, Stream::Probe, row);
             let t0 = std::time::Instant::now();
             let r = if *method == Method::Closest {
-                closest_counterfactual(base.model(), &enc, x, &xtr)?
+                closest_counterfactual(base.model(), enc, x, &xtr)?
             } else {
-                counterfactual(base.model(), &enc, x, &ead, trex_cfg.map(|t| (t, &mut rng)))?
+                counterfactual(base.model(), enc, x, &ead, trex_cfg.map(|t| (t, &mut rng)))?
             };
-            searching += t0.elapsed().as_secs_f64();
+            tot.searching += t0.elapsed().as_secs_f64();
             if !r.found {
                 continue;
             }
-            found += 1;
             let cf = &r.counterfactual;
             let ok = changed
                 .iter()
                 .map(|t| predict(t.model(), cf, d).map(|p| (p[0] == 1) as u8 as f64))
                 .collect::<Result<Vec<f64>>>()?;
-            valid.push(ok.iter().sum::<f64>() / ok.len() as f64);
-            l1 += x
+            tot.valid.push(ok.iter().sum::<f64>() / ok.len() as f64);
+            tot.l1 += x
                 .iter()
                 .zip(cf)
                 .map(|(a, b)| (a - b).abs() as f64)
                 .sum::<f64>();
-            l2 += x
+            tot.l2 += x
                 .iter()
                 .zip(cf)
                 .map(|(a, b)| ((a - b) as f64).powi(2))
@@ -303,39 +319,103 @@ pub fn run(
                 stab_cfg.k,
                 d,
                 stab_cfg.sigma,
-                &mut rng_for(cfg.seed, Stream::Probe, u64::MAX - i as u64),
+                &mut rng_for(cfg.seed, Stream::Probe, u64::MAX - row),
             )?;
-            stab += stability::stability_and_gradient(base.model(), cf, &noise, 1)?.0;
-            lip += super::local_lipschitz(base.model(), cf, stab_cfg.sigma)?;
+            tot.stability += stability::stability_and_gradient(base.model(), cf, &noise, 1)?.0;
+            tot.lipschitz += super::local_lipschitz(base.model(), cf, stab_cfg.sigma)?;
         }
-        let seconds = searching / points.len().max(1) as f64;
-        let f = found.max(1) as f64;
-        let mean = valid.iter().sum::<f64>() / f;
-        let var = valid.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (f - 1.0).max(1.0);
-        methods.push(MethodResult {
-            method: method.name(),
-            found,
-            tried: points.len(),
-            validity: mean,
-            validity_se: (var / f).sqrt(),
-            l1: l1 / f,
-            l2: l2 / f,
-            stability: stab / f,
-            local_lipschitz: lip / f,
-            seconds,
-        });
         progress(&format!(
-            "{}: {found}/{} found",
+            "{}: {}/{} found",
             method.name(),
-            points.len()
+            tot.valid.len(),
+            tot.tried
         ));
     }
+    Ok((baseline_accuracy, changed_acc / cfg.models as f64))
+}
+
+/// Runs the study on `table`; `work` holds the temporary training files; `progress` hears what is done (one
+/// message per trained model and per method of each fold run).
+pub fn run(
+    table: &Table,
+    cfg: &ValidityConfig,
+    work: &Path,
+    mut progress: impl FnMut(&str),
+) -> Result<ValidityReport> {
+    cfg.check()?;
+    let (data, enc) = table.encode()?;
+    let Target::Classes { labels, .. } = &data.target else {
+        return Err(Error::invalid("validity: the table has no classes"));
+    };
+    let n = labels.len();
+    if n < cfg.folds {
+        return Err(Error::invalid(format!(
+            "validity: {n} rows cannot make {} folds",
+            cfg.folds
+        )));
+    }
+    let order = permutation(n, &mut rng_for(cfg.seed, Stream::Split, 7));
+    let mut totals: Vec<Totals> = cfg.methods.iter().map(|_| Totals::default()).collect();
+    let (mut folds, mut base_acc, mut changed_acc, mut test_rows) = (0, 0.0, 0.0, 0);
+    let mut train_rows = 0;
+    for f in 0..cfg.folds {
+        let tried = totals[0].tried;
+        if tried >= cfg.points {
+            break;
+        }
+        let (lo, hi) = (f * n / cfg.folds, (f + 1) * n / cfg.folds);
+        let test_idx = &order[lo..hi];
+        let train_idx: Vec<usize> = order[..lo].iter().chain(&order[hi..]).copied().collect();
+        // Fold 0 keeps the study's seed; later folds train other networks.
+        let seed = cfg.seed.wrapping_add(100_000 * f as u64);
+        let (b, c) = fold(
+            &data.x,
+            labels,
+            &enc,
+            (&train_idx, test_idx),
+            cfg.points - tried,
+            cfg,
+            seed,
+            work,
+            &mut totals,
+            &mut progress,
+        )?;
+        folds += 1;
+        base_acc += b;
+        changed_acc += c;
+        test_rows += test_idx.len();
+        train_rows = train_rows.max(train_idx.len());
+    }
+    let methods = cfg
+        .methods
+        .iter()
+        .zip(&totals)
+        .map(|(method, t)| {
+            let found = t.valid.len();
+            let f = found.max(1) as f64;
+            let mean = t.valid.iter().sum::<f64>() / f;
+            let var = t.valid.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (f - 1.0).max(1.0);
+            MethodResult {
+                method: method.name(),
+                found,
+                tried: t.tried,
+                validity: mean,
+                validity_se: (var / f).sqrt(),
+                l1: t.l1 / f,
+                l2: t.l2 / f,
+                stability: t.stability / f,
+                local_lipschitz: t.lipschitz / f,
+                seconds: t.searching / t.tried.max(1) as f64,
+            }
+        })
+        .collect();
     Ok(ValidityReport {
         data: table.name.clone(),
-        train_rows: ytr.len(),
-        test_rows: yte.len(),
-        baseline_accuracy,
-        changed_accuracy: changed_acc / cfg.models as f64,
+        folds,
+        train_rows,
+        test_rows,
+        baseline_accuracy: base_acc / folds as f64,
+        changed_accuracy: changed_acc / folds as f64,
         models: cfg.models,
         methods,
     })
