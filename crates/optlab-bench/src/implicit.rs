@@ -4,7 +4,8 @@
 //! hypergradient's error is measured against a dense solve. The two stop CG differently (optlab on the system's own
 //! residual, jaxopt on the normal equations' residual), so the comparison is made at equal error: at each error
 //! jaxopt reaches, each side's fastest iterate at least that accurate, the runs of tolerances that stop at the same
-//! iterate pooled into one median.
+//! iterate pooled into one median. optlab is timed twice: verified (the default: one more product measures the true
+//! residual) and unverified (the solver's own residual decides, as in jaxopt).
 
 use crate::harness::python_script as python;
 use anyhow::Result;
@@ -118,6 +119,7 @@ pub fn run(a: ImplicitBenchArgs) -> Result<()> {
         tol: 1e-13,
         max_iter: 20 * a.d,
         ridge: 1.0,
+        verify: true,
     };
     let xty: Vec<f64> = x
         .t()?
@@ -148,26 +150,31 @@ pub fn run(a: ImplicitBenchArgs) -> Result<()> {
         Ok(g.add(&w.broadcast_mul(&th.exp()?)?)?)
     });
     let theta = Tensor::zeros(1, DType::F64, &Device::Cpu)?;
-    // (tol, seconds of each run, hypergradient) per tolerance.
-    let mut ours = Vec::new();
-    for &tol in &a.tols {
-        let opts = SolveOptions {
-            solver: Solver::NormalCg,
-            tol,
-            max_iter: 10_000,
-            ridge: 0.0,
-        };
-        let mut times = Vec::new();
-        let mut hyper = f64::NAN;
-        for rep in 0..=a.repeat {
-            let t = Instant::now();
-            hyper = f.vjp(&w, &theta, &v, &opts)?.to_vec1::<f64>()?[0];
-            if rep > 0 {
-                times.push(t.elapsed().as_secs_f64());
+    // (tol, seconds of each run, hypergradient) per tolerance: verified (the default), then unverified (the
+    // solver's own residual decides, as in jaxopt).
+    let mut modes = [Vec::new(), Vec::new()];
+    for (mode, verify) in modes.iter_mut().zip([true, false]) {
+        for &tol in &a.tols {
+            let opts = SolveOptions {
+                solver: Solver::NormalCg,
+                tol,
+                max_iter: 10_000,
+                ridge: 0.0,
+                verify,
+            };
+            let mut times = Vec::new();
+            let mut hyper = f64::NAN;
+            for rep in 0..=a.repeat {
+                let t = Instant::now();
+                hyper = f.vjp(&w, &theta, &v, &opts)?.to_vec1::<f64>()?[0];
+                if rep > 0 {
+                    times.push(t.elapsed().as_secs_f64());
+                }
             }
+            mode.push((tol, times, hyper));
         }
-        ours.push((tol, times, hyper));
     }
+    let [ours, unverified] = modes;
     // The floor per normal-CG iteration: one product with XᵀX... as two passes over X (A·p and Aᵀ·q are each two).
     let p = Tensor::ones(a.d, DType::F64, &Device::Cpu)?.unsqueeze(1)?;
     let t = Instant::now();
@@ -267,8 +274,9 @@ pub fn run(a: ImplicitBenchArgs) -> Result<()> {
         .collect();
     // Equal accuracy: at each error level jaxopt reached, the fastest iterate of each side at most that wrong, in
     // seconds (optlab's infinite when none is); None past UNUSABLE.
-    let (mine_pooled, jax_pooled) = (
+    let (mine_pooled, bare_pooled, jax_pooled) = (
         pooled(ours.iter().map(|r| (r.1.as_slice(), r.2))),
+        pooled(unverified.iter().map(|r| (r.1.as_slice(), r.2))),
         pooled(jax_runs.iter().map(|r| (r.0.as_slice(), r.1))),
     );
     let mut levels: Vec<f64> = jax_pooled
@@ -284,13 +292,20 @@ pub fn run(a: ImplicitBenchArgs) -> Result<()> {
             .map(|r| r.1)
             .fold(f64::INFINITY, f64::min)
     };
-    let equal: Vec<(f64, Option<(f64, f64)>)> = levels
+    // (error level, (optlab, optlab unverified, jaxopt) seconds).
+    type Level = (f64, Option<(f64, f64, f64)>);
+    let equal: Vec<Level> = levels
         .into_iter()
         .map(|e| {
             if e > UNUSABLE {
                 return (e, None);
             }
-            (e, Some((fastest(&mine_pooled, e), fastest(&jax_pooled, e))))
+            let (m, b, j) = (
+                fastest(&mine_pooled, e),
+                fastest(&bare_pooled, e),
+                fastest(&jax_pooled, e),
+            );
+            (e, Some((m, b, j)))
         })
         .collect();
     let jax_pass = jax.as_ref().and_then(|j| j["product_seconds"].as_f64());
@@ -306,10 +321,13 @@ pub fn run(a: ImplicitBenchArgs) -> Result<()> {
             .enumerate()
             .map(|(i, (tol, times, hyper))| {
                 let theirs = jax_runs.get(i);
+                let bare = &unverified[i];
                 serde_json::json!({
                     "tol": tol,
                     "optlab_ms": median(times.clone()) * 1e3,
                     "optlab_rel_error": err(*hyper),
+                    "optlab_unverified_ms": median(bare.1.clone()) * 1e3,
+                    "optlab_unverified_rel_error": err(bare.2),
                     "jaxopt_ms": theirs.and_then(|r| ms(median(r.0.clone()))),
                     "jaxopt_rel_error": theirs.map(|r| err(r.1)),
                 })
@@ -318,13 +336,16 @@ pub fn run(a: ImplicitBenchArgs) -> Result<()> {
         let equal: Vec<_> = equal
             .iter()
             .map(|&(e, times)| {
-                let (mine, theirs) = times.map_or((None, None), |(m, t)| (ms(m), ms(t)));
+                let (mine, bare, theirs) =
+                    times.map_or((None, None, None), |(m, b, t)| (ms(m), ms(b), ms(t)));
                 serde_json::json!({
                     "max_rel_error": e,
                     "compared": times.is_some(),
                     "optlab_ms": mine,
+                    "optlab_unverified_ms": bare,
                     "jaxopt_ms": theirs,
                     "ratio_optlab_over_jaxopt": ratio(mine, theirs),
+                    "ratio_unverified_over_jaxopt": ratio(bare, theirs),
                 })
             })
             .collect();
@@ -356,18 +377,20 @@ pub fn run(a: ImplicitBenchArgs) -> Result<()> {
         "Ridge hypergradient, n={} d={} (f64, CPU), normal-equation CG to relative residual tol; error against a dense solve",
         a.n, a.d
     );
+    println!("(unverified: the solver's own residual decides, as in jaxopt; verified, the default, spends one more product on the true residual)");
     println!(
-        "{:<8} {:>12} {:>12} {:>12} {:>12}",
-        "tol", "optlab s", "rel. error", "jaxopt s", "rel. error"
+        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "tol", "optlab s", "unverified s", "rel. error", "jaxopt s", "rel. error"
     );
     for (i, (tol, times, hyper)) in ours.iter().enumerate() {
         let theirs = jax_runs.get(i).map_or("n/a".to_string(), |(t, h)| {
             format!("{:>12.4} {:>12.2e}", median(t.clone()), err(*h))
         });
         println!(
-            "{:<8.0e} {:>12.4} {:>12.2e} {}",
+            "{:<8.0e} {:>12.4} {:>12.4} {:>12.2e} {}",
             tol,
             median(times.clone()),
+            median(unverified[i].1.clone()),
             err(*hyper),
             theirs
         );
@@ -377,9 +400,10 @@ pub fn run(a: ImplicitBenchArgs) -> Result<()> {
             None => println!(
                 "at error ≤ {e:.2e}: not compared (a hypergradient that far off is no use to an optimizer)"
             ),
-            Some((mine, theirs)) if mine.is_finite() => println!(
-                "at error ≤ {e:.2e}: optlab {mine:.4} s, jaxopt {theirs:.4} s: optlab / jaxopt {:.2}x",
-                mine / theirs
+            Some((mine, bare, theirs)) if mine.is_finite() => println!(
+                "at error ≤ {e:.2e}: optlab {mine:.4} s (unverified {bare:.4} s), jaxopt {theirs:.4} s: optlab / jaxopt {:.2}x (unverified {:.2}x)",
+                mine / theirs,
+                bare / theirs
             ),
             Some(_) => println!(
                 "at error ≤ {e:.2e}: no optlab run that accurate (add a smaller --tols value)"

@@ -181,6 +181,20 @@ fn ridge_hypergradient_matches_the_closed_form_finite_differences_and_jaxopt() {
             rel(&[hyper], &[closed]) < 1e-8,
             "{solver}: {hyper} vs closed form {closed}"
         );
+        // Unverified, Bᵀu comes from the θ side alone (for normal CG, through the graph of its products).
+        let unverified = SolveOptions {
+            verify: false,
+            ..opts
+        };
+        let bare = f
+            .vjp(&w, &th, &v, &unverified)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()[0];
+        assert!(
+            rel(&[bare], &[hyper]) < 1e-12,
+            "{solver}: unverified {bare} vs verified {hyper}"
+        );
         assert!(
             rel(&[hyper], &[fd]) < 1e-5,
             "{solver}: {hyper} vs finite differences {fd}"
@@ -188,6 +202,29 @@ fn ridge_hypergradient_matches_the_closed_form_finite_differences_and_jaxopt() {
         assert!(
             rel(&[hyper], &[jaxopt]) < 1e-8,
             "{solver}: {hyper} vs jaxopt {jaxopt}"
+        );
+    }
+
+    // The same condition written out as a root (∂ₓF not declared symmetric, so normal CG builds the graph of its
+    // products), with one strength and with one per feature all equal to it, whose derivatives sum to the one's.
+    let root = Optimality::root(|w: &Tensor, th: &Tensor| {
+        let r = p.x.matmul(&w.unsqueeze(1)?)?.squeeze(1)?.sub(&p.y)?;
+        let g = p.x.t()?.matmul(&r.unsqueeze(1)?)?.squeeze(1)?;
+        Ok(g.affine(1.0 / n, 0.0)?.add(&w.broadcast_mul(&th.exp()?)?)?)
+    });
+    let t0 = g["theta"][0].as_f64().unwrap();
+    for verify in [true, false] {
+        let opts = SolveOptions {
+            verify,
+            ..Default::default()
+        };
+        let one = values(&root.vjp(&w, &th, &v, &opts).unwrap());
+        let per_feature = values(&root.vjp(&w, &theta(&[t0; 6]), &v, &opts).unwrap());
+        assert!(rel(&one, &[closed]) < 1e-8, "verify {verify}: {one:?}");
+        let sum: f64 = per_feature.iter().sum();
+        assert!(
+            rel(&[sum], &[closed]) < 1e-8,
+            "verify {verify}: {per_feature:?}"
         );
     }
 
@@ -378,6 +415,13 @@ fn per_feature_l2_logistic_regression_matches_central_differences_and_jaxopt() {
         rel(&hyper, &jaxopt) < 1e-7,
         "{hyper:?} vs jaxopt {jaxopt:?}"
     );
+    // Unverified, Bᵀu comes from a graph of F in θ alone (θ has several entries here).
+    let unverified = SolveOptions {
+        verify: false,
+        ..SolveOptions::default()
+    };
+    let bare = values(&f.vjp(&w, &th, &p.outer_grad(&w), &unverified).unwrap());
+    assert!(rel(&bare, &hyper) < 1e-12, "{bare:?} vs {hyper:?}");
 
     // The library's fused cross-entropy (its Hessian-vector products through the fused second-order kernels) gives
     // the same solution and hypergradient as the composed log-softmax above.

@@ -245,7 +245,7 @@ fn at_least_one(name: &str, key: &str, v: usize) -> Result<usize> {
 
 impl FromStr for Method {
     type Err = Error;
-    /// `implicit[:solver=normal-cg|cg|gmres|bicgstab|lu|cholesky,tol=1e-10,max_iter=1000,ridge=0,restart=30,lr=..]`.
+    /// `implicit[:solver=normal-cg|cg|gmres|bicgstab|lu|cholesky,tol=1e-10,max_iter=1000,ridge=0,restart=30,verify=true,lr=..]`.
     fn from_str(s: &str) -> Result<Self> {
         let mut spec = Spec::parse(s)?;
         let m = match spec.name.as_str() {
@@ -270,6 +270,7 @@ impl FromStr for Method {
                         spec.usize("max_iter", d.max_iter)?,
                     )?,
                     ridge: spec.f64("ridge", d.ridge)?,
+                    verify: spec.bool("verify", d.verify)?,
                 };
                 let lr = if spec.has("lr") {
                     Some(positive("implicit", "lr", spec.f64("lr", 0.0)?)?)

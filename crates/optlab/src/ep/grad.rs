@@ -254,6 +254,7 @@ pub fn rbp(net: &EpNet, labels: &[usize], u_star: &[Planar]) -> Result<Vec<Vec<f
         tol: 1e-10,
         max_iter: 5000,
         ridge: 0.0,
+        verify: true,
     };
     let sol = solve(&op, &rhs, &opts)?;
     Ok(op

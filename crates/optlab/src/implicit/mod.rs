@@ -64,24 +64,32 @@ struct Linearized {
 
 impl Linearized {
     fn new(opt: &Optimality<'_>, x: &Tensor, theta: &Tensor) -> Result<Self> {
-        Self::build(opt, x, theta, true)
+        Self::build(opt, x, theta, true, true)
     }
 
     /// F with θ held constant: products with ∂ₓF only, which then skip the θ side of every backward pass
     /// (∂_θF products give zero).
     fn in_x(opt: &Optimality<'_>, x: &Tensor, theta: &Tensor) -> Result<Self> {
-        Self::build(opt, x, theta, false)
+        Self::build(opt, x, theta, true, false)
     }
 
-    fn build(opt: &Optimality<'_>, x: &Tensor, theta: &Tensor, theta_var: bool) -> Result<Self> {
+    fn build(
+        opt: &Optimality<'_>,
+        x: &Tensor,
+        theta: &Tensor,
+        x_var: bool,
+        theta_var: bool,
+    ) -> Result<Self> {
         let xv = Var::from_tensor(&x.detach())?;
         let tv = Var::from_tensor(&theta.detach())?;
-        let th = if theta_var {
-            tv.as_tensor().clone()
-        } else {
-            theta.detach()
+        let held = |v: &Var, tracked: bool, t: &Tensor| {
+            if tracked {
+                v.as_tensor().clone()
+            } else {
+                t.detach()
+            }
         };
-        let fx = (opt.f)(xv.as_tensor(), &th)?;
+        let fx = (opt.f)(&held(&xv, x_var, x), &held(&tv, theta_var, theta))?;
         if fx.dims() != x.dims() {
             return Err(Error::Shape(format!(
                 "the optimality function returned shape {:?} for x of shape {:?} (it must return one residual per entry of x)",
@@ -108,6 +116,28 @@ impl Linearized {
             })
         };
         Ok((zero_or(&self.x)?, zero_or(&self.theta)?))
+    }
+
+    /// ∂_θFᵀu alone. For a θ of one entry, once [`Linearized::transposed_at`] has built its graph, that is
+    /// ⟨∂_θF, u⟩ with ∂_θF the gradient of the graph's ∂_θFᵀu with respect to its u: a pass over the θ side of F
+    /// only, where the plain VJP also pays for ∂ₓFᵀu. Otherwise the plain VJP.
+    fn theta_vjp(&self, u: &Tensor) -> Result<Tensor> {
+        if let (1, Some((uv, _, gt))) = (self.theta.elem_count(), self.transposed.get()) {
+            let b = match gt {
+                Some(g) => g.sum_all()?.backward()?.get(uv.as_tensor()).cloned(),
+                None => None,
+            };
+            return Ok(match b {
+                Some(b) => b
+                    .detach()
+                    .mul(u)?
+                    .sum_all()?
+                    .to_dtype(self.theta.dtype())?
+                    .reshape(self.theta.shape())?,
+                None => self.theta.as_tensor().zeros_like()?,
+            });
+        }
+        Ok(self.vjp(u)?.1)
     }
 
     /// Builds the graph of (∂ₓFᵀu, ∂_θFᵀu) in a variable u that the JVPs differentiate, at u = `at` (the products
@@ -226,11 +256,12 @@ fn solve_x<T: Real + WithDType>(
     op.tensor(&solve(&op, &b, opts)?.x)
 }
 
-/// Solves Aᵀu = −v (products on `in_x`) and returns Bᵀu (from `full`, or `in_x` itself when it gives `None`). The
-/// one backward pass that gives Bᵀu gives Aᵀu with it, which verifies the solve.
+/// Solves Aᵀu = −v (products on `in_x`) and returns Bᵀu (from `full(with_x)`, or `in_x` itself when it gives
+/// `None`). The one backward pass that gives Bᵀu gives Aᵀu with it, which verifies the solve; unverified
+/// (`opts.verify` off), that pass skips x's side.
 fn theta_vjp<T: Real + WithDType>(
     in_x: &Linearized,
-    full: impl FnOnce() -> Result<Option<Linearized>>,
+    full: impl FnOnce(bool) -> Result<Option<Linearized>>,
     v: &Tensor,
     u0: Option<&Tensor>,
     opts: &SolveOptions,
@@ -251,7 +282,15 @@ fn theta_vjp<T: Real + WithDType>(
         }
     };
     let u = op.tensor(&sol.x)?;
-    let (atu, btu) = match full()? {
+    if !opts.verify {
+        // Bᵀu without the Aᵀu that only the check needs.
+        let btu = match full(false)? {
+            Some(theta_only) => theta_only.vjp(&u)?.1,
+            None => in_x.theta_vjp(&u)?,
+        };
+        return Ok((btu, u));
+    }
+    let (atu, btu) = match full(true)? {
         Some(full) => full.vjp(&u)?,
         None => in_x.vjp(&u)?,
     };
@@ -389,9 +428,16 @@ impl<'a> Optimality<'a> {
         } else {
             Linearized::new(self, x_star, theta)?
         };
-        let full = || {
-            hold.then(|| Linearized::new(self, x_star, theta))
-                .transpose()
+        // F with θ tracked as well, when `lin` holds it: with x too where the check needs Aᵀu, or where F
+        // differentiates in x itself (a stationary condition), which fails on an x held constant.
+        let full = |with_x: bool| -> Result<Option<Linearized>> {
+            if !hold {
+                return Ok(None);
+            }
+            match Linearized::build(self, x_star, theta, with_x, true) {
+                Err(_) if !with_x => Linearized::new(self, x_star, theta).map(Some),
+                other => other.map(Some),
+            }
         };
         by_dtype(
             &lin,
