@@ -9,8 +9,10 @@ use optlab::data::tabular::{breast_cancer, german_credit, Table, Value};
 use optlab::data::DataSpec;
 use optlab::explain::ead::EadConfig;
 use optlab::explain::stability::{gaussian_noise, stability_and_gradient};
-use optlab::explain::table::closest_counterfactual;
 use optlab::explain::table::counterfactual as counterfactual_for_row;
+use optlab::explain::table::{
+    blocking_immutables, closest_counterfactual, closest_within, counterfactual_within,
+};
 use optlab::explain::trex::{class_probability, TrexConfig};
 use optlab::explain::validity::{Method, ValidityConfig};
 use optlab::rng::{rng_for, Stream};
@@ -29,7 +31,7 @@ pub enum ExplainWhat {
     /// A counterfactual for one row: the smallest change (L1 or L2, as the official IGD_L1 / IGD_L2) that moves the
     /// model's decision to the other class, made robust to model changes by T-Rex with --method trex.
     #[command(
-        after_help = "Examples:\n  optlab train --data german --model mlp:hidden=128-128 --optimizer adam:lr=1e-3 --epochs 50 --out runs/credit\n  optlab explain counterfactual runs/credit --row 1 --method l1\n  optlab explain counterfactual runs/credit --row 1 --method trex:tau=0.75,sigma=0.05 --json\n  optlab explain counterfactual runs/credit --input applicant.json --method closest\n\nThe base search is ART's elastic-net attack with the official settings (confidence 0.5, learning rate 1e-3,\n60 iterations, 9 binary-search steps; beta 1 and the L1 rule for l1, beta 0 and the L2 rule for l2 and trex).\nT-Rex then climbs the Stability R = mean m(x_i) - mean |m(x_i) - m(x)| (x_i ~ N(x, sigma^2 I), K samples) in\nsteps of --step along the unit gradient, within radius 1 of the base counterfactual, until R >= tau or --steps\nsteps (official: tau 0.75, sigma 0.05, K 1000, 20 steps of 0.01). Immutable columns (personal status and sex,\nforeign worker) stay fixed, age may only grow, numbers stay in the data's range, and categories are one-hot\nagain at the end. \"No counterfactual found\" is an answer, not an error."
+        after_help = "Examples:\n  optlab train --data german --model mlp:hidden=128-128 --optimizer adam:lr=1e-3 --epochs 50 --out runs/credit\n  optlab explain counterfactual runs/credit --row 1 --method l1\n  optlab explain counterfactual runs/credit --row 1 --method trex:tau=0.75,sigma=0.05 --json\n  optlab explain counterfactual runs/credit --input applicant.json --method closest\n\nThe base search is ART's elastic-net attack with the official settings (confidence 0.5, learning rate 1e-3,\n60 iterations, 9 binary-search steps; beta 1 and the L1 rule for l1, beta 0 and the L2 rule for l2 and trex).\nT-Rex then climbs the Stability R = mean m(x_i) - mean |m(x_i) - m(x)| (x_i ~ N(x, sigma^2 I), K samples) in\nsteps of --step along the unit gradient, within radius 1 of the base counterfactual, until R >= tau or --steps\nsteps (official: tau 0.75, sigma 0.05, K 1000, 20 steps of 0.01). Immutable columns (personal status and sex,\nforeign worker) stay fixed, age may only grow, numbers stay in the data's range, and categories are one-hot\nagain at the end. \"No counterfactual found\" is an answer, not an error; where the search finds one only with the\nimmutable columns free, the answer is an error naming the columns it would change."
     )]
     Counterfactual(CounterfactualArgs),
     /// P07's claim: counterfactuals found on a baseline model, checked on retrained models (half with other
@@ -180,6 +182,23 @@ fn counterfactual(a: CounterfactualArgs) -> Result<()> {
             trex_cfg.as_ref().map(|t| (t, &mut rng)),
         )?
     };
+    if !res.found {
+        // One that only an immutable column's change would give is refused, not reported as a search result.
+        let points = &trainer.train_data().x;
+        let blocking = blocking_immutables(&enc, &x, |free| {
+            if closest {
+                closest_within(net, &enc, &x, points, free)
+            } else {
+                counterfactual_within(net, &enc, &x, &ead, None, free)
+            }
+        })?;
+        if !blocking.is_empty() {
+            bail!(
+                "{label}: no counterfactual within the budget keeps the immutable columns; with them free, the search flips the decision by changing {}",
+                blocking.join(", ")
+            );
+        }
+    }
     let (class, cf, found) = (res.class, res.counterfactual.clone(), res.found);
     let target = 1 - class;
     let steps = res.trex.as_ref().map(|r| (r.stability.len(), r.reached));

@@ -263,3 +263,80 @@ fn closest_point_is_the_nearest_allowed_row_of_the_other_class() {
     assert_eq!(closest_point(&net, &enc, row(0), &same).unwrap(), None);
     assert!(closest_point(&net, &enc, row(0), &data.x[..d + 1]).is_err());
 }
+
+/// A model that approves only applicants who are not foreign workers (an immutable column): for a foreign worker
+/// neither search finds a counterfactual within the constraints, and freeing the immutable columns names that one;
+/// where even free columns flip nothing, nothing is named.
+#[test]
+fn an_immutable_column_that_must_change_is_named() {
+    use optlab::explain::table::{
+        blocking_immutables, closest_within, counterfactual, counterfactual_within,
+    };
+    let (data, enc, _) = german_and_a_random_mlp();
+    let d = enc.features;
+    let j = enc
+        .columns
+        .iter()
+        .position(|c| c.name == "foreign worker")
+        .unwrap();
+    let level =
+        |l: &str| enc.offsets[j] + enc.columns[j].levels.iter().position(|v| v == l).unwrap();
+    let (yes, no) = (level("A201"), level("A202"));
+    // h = relu(±(x[no] − x[yes])); logits (h₁, h₀): class 1 exactly when the row's foreign worker level is "no".
+    let net = Sequential::new(
+        &ModelSpec::parse("mlp:hidden=2,act=relu").unwrap(),
+        &[d],
+        2,
+        0,
+        DType::F32,
+    )
+    .unwrap();
+    let mut w1 = vec![0f32; 2 * d];
+    (w1[no], w1[yes], w1[d + no], w1[d + yes]) = (1.0, -1.0, -1.0, 1.0);
+    let cpu = &candle_core::Device::Cpu;
+    let tensors: HashMap<String, Tensor> = [
+        ("0.weight", Tensor::from_vec(w1, (2, d), cpu)),
+        ("0.bias", Tensor::zeros(2, DType::F32, cpu)),
+        ("2.weight", Tensor::new(&[[0f32, 1.0], [1.0, 0.0]], cpu)),
+        ("2.bias", Tensor::zeros(2, DType::F32, cpu)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.unwrap()))
+    .collect();
+    net.load_state_dict(&tensors).unwrap();
+    let row = |i: usize| &data.x[i * d..(i + 1) * d];
+    let foreign = (0..data.x.len() / d).find(|&i| row(i)[no] == 0.0).unwrap();
+    let x = row(foreign);
+    assert_eq!(predict(&net, x, d).unwrap()[0], 0);
+    let ead = EadConfig::l2();
+    assert!(!counterfactual(&net, &enc, x, &ead, None).unwrap().found);
+    let named = blocking_immutables(&enc, x, |free| {
+        counterfactual_within(&net, &enc, x, &ead, None, free)
+    })
+    .unwrap();
+    assert_eq!(named, ["foreign worker"]);
+    let named =
+        blocking_immutables(&enc, x, |free| closest_within(&net, &enc, x, &data.x, free)).unwrap();
+    assert_eq!(named, ["foreign worker"]);
+    // A constant model (class 0 everywhere): nothing flips it even with the columns free, so nothing is named.
+    let flat = Sequential::new(
+        &ModelSpec::parse("mlp:hidden=2,act=relu").unwrap(),
+        &[d],
+        2,
+        0,
+        DType::F32,
+    )
+    .unwrap();
+    let mut zero = tensors.clone();
+    zero.insert(
+        "2.weight".into(),
+        Tensor::zeros((2, 2), DType::F32, cpu).unwrap(),
+    );
+    zero.insert("2.bias".into(), Tensor::new(&[0.5f32, 0.0], cpu).unwrap());
+    flat.load_state_dict(&zero).unwrap();
+    let named = blocking_immutables(&enc, x, |free| {
+        counterfactual_within(&flat, &enc, x, &ead, None, free)
+    })
+    .unwrap();
+    assert!(named.is_empty(), "{named:?}");
+}

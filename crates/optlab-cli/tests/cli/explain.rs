@@ -98,6 +98,67 @@ fn explain_counterfactual_flips_a_rejected_row() {
     }
 }
 
+/// A run whose model approves only applicants who are not foreign workers (an immutable column): explaining a
+/// foreign worker is one error line naming that column, for the search and for the closest training row; the
+/// same model file in a run of another architecture does not load.
+#[test]
+fn explain_names_an_immutable_column_that_must_change() {
+    use candle_core::{DType, Device, Tensor};
+    let run = tmp("explain-immutable");
+    ok(&argv(&format!(
+        "train --data german --model mlp:hidden=2 --optimizer adam:lr=1e-2 --epochs 1 --out {} --quiet",
+        run.display()
+    )));
+    let enc = optlab::data::tabular::german_credit().unwrap().encoding();
+    let d = enc.features;
+    let j = enc
+        .columns
+        .iter()
+        .position(|c| c.name == "foreign worker")
+        .unwrap();
+    let level =
+        |l: &str| enc.offsets[j] + enc.columns[j].levels.iter().position(|v| v == l).unwrap();
+    let (yes, no) = (level("A201"), level("A202"));
+    // h = relu(±(x[no] − x[yes])); logits (h₁, h₀): class 1 (good) exactly for a non-foreign worker.
+    let mut w1 = vec![0f32; 2 * d];
+    (w1[no], w1[yes], w1[d + no], w1[d + yes]) = (1.0, -1.0, -1.0, 1.0);
+    let cpu = &Device::Cpu;
+    let tensors: Vec<(String, Tensor)> = [
+        ("0.weight", Tensor::from_vec(w1, (2, d), cpu)),
+        ("0.bias", Tensor::zeros(2, DType::F32, cpu)),
+        ("2.weight", Tensor::new(&[[0f32, 1.0], [1.0, 0.0]], cpu)),
+        ("2.bias", Tensor::zeros(2, DType::F32, cpu)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.unwrap()))
+    .collect();
+    let model = run.join("model.safetensors");
+    optlab::tensor_io::write_safetensors(&model, &tensors, None).unwrap();
+    // Row 1 is a foreign worker (A201).
+    let r = run.display();
+    for method in ["l2", "closest"] {
+        fails_with(
+            &argv(&format!(
+                "explain counterfactual {r} --row 1 --method {method}"
+            )),
+            "no counterfactual within the budget keeps the immutable columns; with them free, the search flips the decision by changing foreign worker",
+        );
+    }
+    let other = tmp("explain-other-architecture");
+    ok(&argv(&format!(
+        "train --data german --model mlp:hidden=8 --optimizer adam:lr=1e-2 --epochs 1 --out {} --quiet",
+        other.display()
+    )));
+    std::fs::copy(&model, other.join("model.safetensors")).unwrap();
+    fails_with(
+        &argv(&format!(
+            "explain counterfactual {} --row 1",
+            other.display()
+        )),
+        "the model does not load",
+    );
+}
+
 /// The retraining study at a tiny size: every method reports validity in [0, 1] over the points it found; 50
 /// points are more than one fold of breast cancer's 569 rows holds (at most 114 test rows, about 40 rejected).
 #[test]

@@ -88,6 +88,19 @@ impl Bounds {
         Ok(Bounds { lo, hi, frozen })
     }
 
+    /// [`Bounds::for_row`] with the immutable columns free: to ask whether they are what stands between a row
+    /// and a counterfactual.
+    pub fn for_row_immutables_free(enc: &Encoding, x: &[f32]) -> Result<Self> {
+        let mut b = Self::for_row(enc, x)?;
+        for (j, c) in enc.columns.iter().enumerate() {
+            if c.mutability == Mutability::Immutable {
+                let at = enc.offsets[j];
+                b.frozen[at..at + c.levels.len().max(1)].fill(false);
+            }
+        }
+        Ok(b)
+    }
+
     /// The bounds of several rows, one after the other.
     pub fn stack(rows: &[Bounds]) -> Bounds {
         Bounds {

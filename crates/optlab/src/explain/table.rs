@@ -6,7 +6,7 @@
 use super::ead::{elastic_net, EadConfig};
 use super::trex::{trex, TrexConfig, TrexResult};
 use super::{predict, Bounds};
-use crate::data::tabular::Encoding;
+use crate::data::tabular::{Encoding, Mutability};
 use crate::nn::Sequential;
 use crate::rng::Rng;
 use crate::Result;
@@ -33,10 +33,21 @@ pub fn counterfactual(
     ead: &EadConfig,
     trex_cfg: Option<(&TrexConfig, &mut Rng)>,
 ) -> Result<TableCounterfactual> {
+    counterfactual_within(net, enc, x, ead, trex_cfg, &Bounds::for_row(enc, x)?)
+}
+
+/// [`counterfactual`] within other bounds of the row (e.g. [`Bounds::for_row_immutables_free`]).
+pub fn counterfactual_within(
+    net: &Sequential,
+    enc: &Encoding,
+    x: &[f32],
+    ead: &EadConfig,
+    trex_cfg: Option<(&TrexConfig, &mut Rng)>,
+    bounds: &Bounds,
+) -> Result<TableCounterfactual> {
     let d = enc.features;
     let class = predict(net, x, d)?[0];
-    let bounds = Bounds::for_row(enc, x)?;
-    let mut cf = elastic_net(net, x, d, &[class], ead, &bounds)?;
+    let mut cf = elastic_net(net, x, d, &[class], ead, bounds)?;
     enc.round_groups(&mut cf);
     let mut second_pass = false;
     // The categories fixed at their rounded levels: frozen in both the second search and T-Rex.
@@ -97,8 +108,18 @@ pub fn closest_counterfactual(
     x: &[f32],
     points: &[f32],
 ) -> Result<TableCounterfactual> {
+    closest_within(net, enc, x, points, &Bounds::for_row(enc, x)?)
+}
+
+/// [`closest_counterfactual`] within other bounds of the row.
+pub fn closest_within(
+    net: &Sequential,
+    enc: &Encoding,
+    x: &[f32],
+    points: &[f32],
+    bounds: &Bounds,
+) -> Result<TableCounterfactual> {
     let d = enc.features;
-    let bounds = Bounds::for_row(enc, x)?;
     if !points.len().is_multiple_of(d) {
         return Err(crate::Error::Shape(format!(
             "closest point: {} values are not rows of {d} features",
@@ -130,4 +151,30 @@ pub fn closest_counterfactual(
         second_pass: false,
         trex: None,
     })
+}
+
+/// The immutable columns that stand between `x` and a counterfactual, for a row whose search found none: `search`
+/// (a counterfactual of `x` within the bounds it is given) is run again with those columns free, and the names of
+/// the immutable columns its counterfactual then changes are returned; empty when it finds none either, or one
+/// that changes none (the budget, not the constraint, was short).
+pub fn blocking_immutables(
+    enc: &Encoding,
+    x: &[f32],
+    search: impl FnOnce(&Bounds) -> Result<TableCounterfactual>,
+) -> Result<Vec<String>> {
+    let released = search(&Bounds::for_row_immutables_free(enc, x)?)?;
+    if !released.found {
+        return Ok(Vec::new());
+    }
+    let (before, after) = (
+        enc.decode_row(x)?,
+        enc.decode_row(&released.counterfactual)?,
+    );
+    Ok(enc
+        .columns
+        .iter()
+        .zip(before.iter().zip(&after))
+        .filter(|(c, (p, q))| c.mutability == Mutability::Immutable && p != q)
+        .map(|(c, _)| c.name.clone())
+        .collect())
 }
