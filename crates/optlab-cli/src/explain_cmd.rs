@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use optlab::data::tabular::{breast_cancer, german_credit, Table, Value};
+use optlab::data::tabular::{breast_cancer, german_credit, Encoding, Table, Value};
 use optlab::data::DataSpec;
 use optlab::explain::ead::EadConfig;
 use optlab::explain::stability::{gaussian_noise, stability_and_gradient};
@@ -161,7 +161,7 @@ fn counterfactual(a: CounterfactualArgs) -> Result<()> {
     let net = trainer.model();
     net.load(&a.run.join("model.safetensors"))
         .with_context(|| format!("{}: the model does not load", a.run.display()))?;
-    let enc = table.encoding();
+    let enc = saved_encoding(&a.run, &table)?;
     let d = enc.features;
     let x = enc.encode_row(&raw)?;
     // T-Rex's samples: a stream per row; an --input row takes one no row index reaches (u64::MAX is the
@@ -380,6 +380,33 @@ fn validity(a: ValidityArgs) -> Result<()> {
     }
     println!("wrote {}", a.out.join("validity.json").display());
     Ok(())
+}
+
+/// The encoding the run recorded next to its model (`encoding.json`), which must be the embedded table's; a run
+/// written before the file existed gets the table's own.
+fn saved_encoding(run: &std::path::Path, table: &Table) -> Result<Encoding> {
+    let computed = table.encoding();
+    let path = run.join(optlab::data::tabular::ENCODING_FILE);
+    if !path.exists() {
+        return Ok(computed);
+    }
+    let size = std::fs::metadata(&path)?.len();
+    if size > 16 << 20 {
+        bail!(
+            "{}: {size} bytes; an encoding fits in 16 MiB",
+            path.display()
+        );
+    }
+    let saved: Encoding = serde_json::from_str(&std::fs::read_to_string(&path)?)
+        .with_context(|| format!("{}: not an encoding", path.display()))?;
+    if saved != computed {
+        bail!(
+            "{}: the encoding the model was trained with differs from the embedded {} table's",
+            path.display(),
+            table.name
+        );
+    }
+    Ok(saved)
 }
 
 /// A raw row from a JSON file: an object of column name -> value or an array in column order; a number for a

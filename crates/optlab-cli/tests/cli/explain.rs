@@ -57,6 +57,24 @@ fn explain_counterfactual_flips_a_rejected_row() {
     );
     assert_eq!(by_row["changed"], by_input["changed"]);
     assert_eq!(by_row["l2"], by_input["l2"]);
+    // The run recorded its encoding (the standardization statistics) next to the model; explain checks it.
+    let enc_path = run.join("encoding.json");
+    let saved = std::fs::read_to_string(&enc_path).unwrap();
+    let enc: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(enc["features"], 63, "{enc}");
+    let mut other = enc.clone();
+    other["mean"][1] = serde_json::json!(1234.5);
+    std::fs::write(&enc_path, other.to_string()).unwrap();
+    fails_with(
+        &argv(&format!("explain counterfactual {r} --row 1")),
+        "the encoding the model was trained with differs from the embedded german table's",
+    );
+    std::fs::write(&enc_path, "{").unwrap();
+    fails_with(
+        &argv(&format!("explain counterfactual {r} --row 1")),
+        "not an encoding",
+    );
+    std::fs::write(&enc_path, saved).unwrap();
     let short = input("short.json", &row1.replace(r#", "A201""#, ""));
     let unseen = input("unseen.json", &row1.replace("A12", "A19"));
     let unknown = input("unknown.json", r#"{"salary": 1}"#);

@@ -242,6 +242,18 @@ pub fn breast_cancer() -> Result<Table> {
     })
 }
 
+/// The embedded table a data spec names (`german`, `breast-cancer`), or `None` for other data.
+pub fn of_spec(spec: &super::DataSpec) -> Result<Option<Table>> {
+    Ok(match spec {
+        super::DataSpec::German => Some(german_credit()?),
+        super::DataSpec::BreastCancer => Some(breast_cancer()?),
+        _ => None,
+    })
+}
+
+/// The file next to a model trained on an embedded table that records its [`Encoding`] (statistics included).
+pub const ENCODING_FILE: &str = "encoding.json";
+
 impl Table {
     /// The encoding of this table (statistics of all rows; a constant column keeps std 1).
     pub fn encoding(&self) -> Encoding {

@@ -3,7 +3,8 @@
 //!
 //! A run directory holds `config.toml` (resolved), `metrics.jsonl` (one JSON object per logged step or
 //! evaluation), `summary.json`, `model.safetensors`, `optimizer.safetensors` + `optimizer.json`, and
-//! `checkpoints/` (the last good checkpoint). The CLI adds `plots/`.
+//! `checkpoints/` (the last good checkpoint); a run on an embedded table also `encoding.json` (its one-hot layout
+//! and standardization statistics). The CLI adds `plots/`.
 
 pub mod batch_size;
 pub mod checkpoint;

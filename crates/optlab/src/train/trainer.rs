@@ -822,6 +822,13 @@ impl Trainer {
                 ));
             }
             write_atomic(&dir.join("config.toml"), self.config.to_toml()?.as_bytes())?;
+            // A table's standardization statistics and one-hot layout, which the model's inputs need.
+            if let Some(table) = crate::data::tabular::of_spec(&self.config.data)? {
+                let path = dir.join(crate::data::tabular::ENCODING_FILE);
+                let text = serde_json::to_string_pretty(&table.encoding())
+                    .map_err(|e| Error::file(&path, format!("cannot write the encoding: {e}")))?;
+                write_atomic(&path, text.as_bytes())?;
+            }
         }
         MetricsLog::open(
             &dir.join("metrics.jsonl"),
