@@ -212,17 +212,24 @@ fn counterfactual(a: CounterfactualArgs) -> Result<()> {
     let (before, after) = (enc.decode_row(&x)?, enc.decode_row(&cf)?);
     let show = |c: usize, v: &Value| -> String {
         match v {
-            Value::Number(n) => format!("{n:.4}"),
+            Value::Number(n) => significant(*n),
             Value::Level(l) => enc.columns[c].levels[*l].clone(),
         }
     };
+    // Changed in the data's own units, as shown (6 significant digits, below the f32 features' rounding): a
+    // smaller move of a number is not reported.
+    let differs = |c: usize| show(c, &before[c]) != show(c, &after[c]);
     let changed: Vec<serde_json::Value> = (0..enc.columns.len())
-        .filter(|&c| match (&before[c], &after[c]) {
-            (Value::Number(p), Value::Number(q)) => (p - q).abs() > 1e-6 * p.abs().max(1.0),
-            (p, q) => p != q,
-        })
+        .filter(|&c| differs(c))
         .map(|c| json!({"column": enc.columns[c].name, "from": show(c, &before[c]), "to": show(c, &after[c])}))
         .collect();
+    // Both rows whole, in the data's own units.
+    let row_object = |row: &[Value]| -> serde_json::Map<String, serde_json::Value> {
+        row.iter()
+            .enumerate()
+            .map(|(c, v)| (enc.columns[c].name.clone(), json!(show(c, v))))
+            .collect()
+    };
     let l1: f32 = x.iter().zip(&cf).map(|(p, q)| (p - q).abs()).sum();
     let l2: f32 = x
         .iter()
@@ -240,6 +247,7 @@ fn counterfactual(a: CounterfactualArgs) -> Result<()> {
         "trex_steps": steps.map(|s| s.0), "tau_reached": steps.map(|s| s.1),
         "categories_fixed_in_a_second_search": res.second_pass,
         "l1": l1, "l2": l2, "changed": changed,
+        "original": row_object(&before), "counterfactual": row_object(&after),
     });
     if a.json {
         println!("{summary}");
@@ -271,15 +279,41 @@ fn counterfactual(a: CounterfactualArgs) -> Result<()> {
             if r { "reached" } else { "not reached" }
         ))
     );
-    for c in &changed {
+    println!(
+        "  {:<32} {:>14} {:>14}",
+        "column", "original", "counterfactual"
+    );
+    for (c, col) in enc.columns.iter().enumerate() {
         println!(
-            "  {:<28} {:>12} -> {}",
-            c["column"].as_str().unwrap_or(""),
-            c["from"].as_str().unwrap_or(""),
-            c["to"].as_str().unwrap_or("")
+            "{} {:<32} {:>14} {:>14}",
+            if differs(c) { "*" } else { " " },
+            col.name,
+            show(c, &before[c]),
+            show(c, &after[c])
         );
     }
+    println!(
+        "(* changed: {} of {} columns)",
+        changed.len(),
+        enc.columns.len()
+    );
     Ok(())
+}
+
+/// A number of the data in 6 significant digits, trailing zeros dropped (5951, 42.5479, 1.745).
+fn significant(v: f64) -> String {
+    let digits = if v == 0.0 || !v.is_finite() {
+        1
+    } else {
+        v.abs().log10().floor() as i32 + 1
+    };
+    let decimals = (6 - digits).clamp(0, 6) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 /// `--methods`: names at the top level; a trex spec keeps its own `key=value` pairs.

@@ -29,7 +29,17 @@ fn explain_counterfactual_flips_a_rejected_row() {
                         col != "personal status and sex" && col != "foreign worker",
                         "an immutable column changed: {s}"
                     );
+                    // The whole rows, in the data's units, agree with the list of changes.
+                    assert_eq!(s["original"][col], c["from"], "{s}");
+                    assert_eq!(s["counterfactual"][col], c["to"], "{s}");
                 }
+                let (orig, cf) = (
+                    s["original"].as_object().unwrap(),
+                    s["counterfactual"].as_object().unwrap(),
+                );
+                assert_eq!((orig.len(), cf.len()), (20, 20));
+                let differ = orig.iter().filter(|(k, v)| cf[k.as_str()] != **v).count();
+                assert_eq!(differ, changed.len(), "{s}");
                 let s_val = s["stability"].as_f64().unwrap();
                 assert!(s_val <= 1.0, "{s}");
             }
