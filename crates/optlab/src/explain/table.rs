@@ -155,13 +155,20 @@ pub fn closest_within(
 
 /// The immutable columns that stand between `x` and a counterfactual, for a row whose search found none: `search`
 /// (a counterfactual of `x` within the bounds it is given) is run again with those columns free, and the names of
-/// the immutable columns its counterfactual then changes are returned; empty when it finds none either, or one
-/// that changes none (the budget, not the constraint, was short).
+/// the immutable columns its counterfactual then changes are returned; empty when the table has none, when the
+/// search finds nothing either, or finds one that changes none (the budget, not the constraint, was short).
 pub fn blocking_immutables(
     enc: &Encoding,
     x: &[f32],
     search: impl FnOnce(&Bounds) -> Result<TableCounterfactual>,
 ) -> Result<Vec<String>> {
+    if !enc
+        .columns
+        .iter()
+        .any(|c| c.mutability == Mutability::Immutable)
+    {
+        return Ok(Vec::new());
+    }
     let released = search(&Bounds::for_row_immutables_free(enc, x)?)?;
     if !released.found {
         return Ok(Vec::new());

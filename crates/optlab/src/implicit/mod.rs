@@ -121,7 +121,7 @@ impl Linearized {
     /// ∂_θFᵀu alone. For a θ of one entry, once [`Linearized::transposed_at`] has built its graph, that is
     /// ⟨∂_θF, u⟩ with ∂_θF the gradient of the graph's ∂_θFᵀu with respect to its u: a pass over the θ side of F
     /// only, where the plain VJP also pays for ∂ₓFᵀu. Otherwise the plain VJP.
-    fn theta_vjp(&self, u: &Tensor) -> Result<Tensor> {
+    fn vjp_theta_only(&self, u: &Tensor) -> Result<Tensor> {
         if let (1, Some((uv, _, gt))) = (self.theta.elem_count(), self.transposed.get()) {
             let b = match gt {
                 Some(g) => g.sum_all()?.backward()?.get(uv.as_tensor()).cloned(),
@@ -286,7 +286,7 @@ fn theta_vjp<T: Real + WithDType>(
         // Bᵀu without the Aᵀu that only the check needs.
         let btu = match full(false)? {
             Some(theta_only) => theta_only.vjp(&u)?.1,
-            None => in_x.theta_vjp(&u)?,
+            None => in_x.vjp_theta_only(&u)?,
         };
         return Ok((btu, u));
     }
