@@ -216,122 +216,127 @@ struct Totals {
     searching: f64,
 }
 
-/// One fold of the study: the baseline and the changed models trained on `train_idx`, and each method's
-/// counterfactuals for up to `budget` rejected rows of `test_idx`, added to `totals`. Returns the baseline's and
-/// the changed models' mean test accuracy.
-#[allow(clippy::too_many_arguments)]
-fn fold(
-    x_all: &[f32],
-    labels: &[u32],
-    enc: &crate::data::tabular::Encoding,
-    (train_idx, test_idx): (&[usize], &[usize]),
-    budget: usize,
-    cfg: &ValidityConfig,
-    seed: u64,
-    work: &Path,
-    totals: &mut [Totals],
-    progress: &mut impl FnMut(&str),
-) -> Result<(f64, f64)> {
-    let d = enc.features;
-    let rows = |idx: &[usize]| -> (Vec<f32>, Vec<u32>) {
-        let x = idx
-            .iter()
-            .flat_map(|&i| x_all[i * d..(i + 1) * d].to_vec())
-            .collect();
-        (x, idx.iter().map(|&i| labels[i]).collect())
-    };
-    let (xtr, ytr) = rows(train_idx);
-    let (xte, yte) = rows(test_idx);
-    let base = train(work, "baseline", &xtr, &ytr, d, cfg, seed)?;
-    let baseline_accuracy = accuracy(&base, &xte, &yte, d)?;
-    progress(&format!("baseline: test accuracy {baseline_accuracy:.3}"));
-    let mut changed = Vec::with_capacity(cfg.models);
-    let mut changed_acc = 0.0;
-    for m in 0..cfg.models {
-        let seed = seed.wrapping_add(1000 + m as u64);
-        let (x, y) = if m >= cfg.models / 2 && cfg.replaced > 0.0 {
-            let mut rng = rng_for(seed, Stream::Data, 11);
-            let k = (cfg.replaced * ytr.len() as f64).round() as usize;
-            let drop = permutation(ytr.len(), &mut rng);
-            let (gone, kept) = drop.split_at(k);
-            let mut idx: Vec<usize> = kept.to_vec();
-            idx.extend((0..gone.len()).map(|_| kept[rng.gen_range(0..kept.len())]));
-            let x = idx
-                .iter()
-                .flat_map(|&i| xtr[i * d..(i + 1) * d].to_vec())
-                .collect();
-            (x, idx.iter().map(|&i| ytr[i]).collect())
-        } else {
-            (xtr.clone(), ytr.clone())
-        };
-        let t = train(work, &format!("changed-{m}"), &x, &y, d, cfg, seed)?;
-        changed_acc += accuracy(&t, &xte, &yte, d)?;
-        changed.push(t);
-        progress(&format!("changed model {}/{}", m + 1, cfg.models));
-    }
-    // The rejected applicants: labelled 0 and predicted 0.
-    let pred = predict(base.model(), &xte, d)?;
-    let points: Vec<usize> = (0..yte.len())
-        .filter(|&i| yte[i] == 0 && pred[i] == 0)
-        .take(budget)
+/// Rows `idx` of the row-major `x` (rows of `d`) and of `y`, in that order.
+fn gather(x: &[f32], y: &[u32], d: usize, idx: &[usize]) -> (Vec<f32>, Vec<u32>) {
+    let rows = idx
+        .iter()
+        .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
         .collect();
-    let stab_cfg = TrexConfig::default();
-    for (method, tot) in cfg.methods.iter().zip(totals.iter_mut()) {
-        let (ead, trex_cfg) = match method {
-            Method::L1 | Method::Closest => (EadConfig::l1(), None),
-            Method::L2 => (EadConfig::l2(), None),
-            Method::Trex(t) => (EadConfig::l2(), Some(t)),
-        };
-        tot.tried += points.len();
-        for &i in &points {
-            // Seeded by the row's index in the table, which no other fold tests.
-            let row = test_idx[i] as u64;
-            let x = &xte[i * d..(i + 1) * d];
-            let mut rng = rng_for(cfg.seed, Stream::Probe, row);
-            let t0 = std::time::Instant::now();
-            let r = if *method == Method::Closest {
-                closest_counterfactual(base.model(), enc, x, &xtr)?
+    (rows, idx.iter().map(|&i| y[i]).collect())
+}
+
+/// What every fold of a study shares: the encoded table, its labels, the settings and the scratch directory.
+struct Study<'a> {
+    x: &'a [f32],
+    labels: &'a [u32],
+    enc: &'a crate::data::tabular::Encoding,
+    cfg: &'a ValidityConfig,
+    work: &'a Path,
+}
+
+impl Study<'_> {
+    /// One fold of the study: the baseline and the changed models trained on `train_idx`, and each method's
+    /// counterfactuals for up to `budget` rejected rows of `test_idx`, added to `totals`. Returns the baseline's and
+    /// the changed models' mean test accuracy.
+    fn fold(
+        &self,
+        (train_idx, test_idx): (&[usize], &[usize]),
+        budget: usize,
+        seed: u64,
+        totals: &mut [Totals],
+        progress: &mut impl FnMut(&str),
+    ) -> Result<(f64, f64)> {
+        let (cfg, enc, work) = (self.cfg, self.enc, self.work);
+        let d = enc.features;
+        let (xtr, ytr) = gather(self.x, self.labels, d, train_idx);
+        let (xte, yte) = gather(self.x, self.labels, d, test_idx);
+        let base = train(work, "baseline", &xtr, &ytr, d, cfg, seed)?;
+        let baseline_accuracy = accuracy(&base, &xte, &yte, d)?;
+        progress(&format!("baseline: test accuracy {baseline_accuracy:.3}"));
+        let mut changed = Vec::with_capacity(cfg.models);
+        let mut changed_acc = 0.0;
+        for m in 0..cfg.models {
+            let seed = seed.wrapping_add(1000 + m as u64);
+            let (x, y) = if m >= cfg.models / 2 && cfg.replaced > 0.0 {
+                let mut rng = rng_for(seed, Stream::Data, 11);
+                let k = (cfg.replaced * ytr.len() as f64).round() as usize;
+                let drop = permutation(ytr.len(), &mut rng);
+                let (gone, kept) = drop.split_at(k);
+                let mut idx: Vec<usize> = kept.to_vec();
+                idx.extend((0..gone.len()).map(|_| kept[rng.gen_range(0..kept.len())]));
+                gather(&xtr, &ytr, d, &idx)
             } else {
-                counterfactual(base.model(), enc, x, &ead, trex_cfg.map(|t| (t, &mut rng)))?
+                (xtr.clone(), ytr.clone())
             };
-            tot.searching += t0.elapsed().as_secs_f64();
-            if !r.found {
-                continue;
-            }
-            let cf = &r.counterfactual;
-            let ok = changed
-                .iter()
-                .map(|t| predict(t.model(), cf, d).map(|p| (p[0] == 1) as u8 as f64))
-                .collect::<Result<Vec<f64>>>()?;
-            tot.valid.push(ok.iter().sum::<f64>() / ok.len() as f64);
-            tot.l1 += x
-                .iter()
-                .zip(cf)
-                .map(|(a, b)| (a - b).abs() as f64)
-                .sum::<f64>();
-            tot.l2 += x
-                .iter()
-                .zip(cf)
-                .map(|(a, b)| ((a - b) as f64).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            let noise = stability::gaussian_noise(
-                stab_cfg.k,
-                d,
-                stab_cfg.sigma,
-                &mut rng_for(cfg.seed, Stream::Probe, u64::MAX - row),
-            )?;
-            tot.stability += stability::stability_and_gradient(base.model(), cf, &noise, 1)?.0;
-            tot.lipschitz += super::local_lipschitz(base.model(), cf, stab_cfg.sigma)?;
+            let t = train(work, &format!("changed-{m}"), &x, &y, d, cfg, seed)?;
+            changed_acc += accuracy(&t, &xte, &yte, d)?;
+            changed.push(t);
+            progress(&format!("changed model {}/{}", m + 1, cfg.models));
         }
-        progress(&format!(
-            "{}: {}/{} found",
-            method.name(),
-            tot.valid.len(),
-            tot.tried
-        ));
+        // The rejected applicants: labelled 0 and predicted 0.
+        let pred = predict(base.model(), &xte, d)?;
+        let points: Vec<usize> = (0..yte.len())
+            .filter(|&i| yte[i] == 0 && pred[i] == 0)
+            .take(budget)
+            .collect();
+        let stab_cfg = TrexConfig::default();
+        for (method, tot) in cfg.methods.iter().zip(totals.iter_mut()) {
+            let (ead, trex_cfg) = match method {
+                Method::L1 | Method::Closest => (EadConfig::l1(), None),
+                Method::L2 => (EadConfig::l2(), None),
+                Method::Trex(t) => (EadConfig::l2(), Some(t)),
+            };
+            tot.tried += points.len();
+            for &i in &points {
+                // Seeded by the row's index in the table, which no other fold tests.
+                let row = test_idx[i] as u64;
+                let x = &xte[i * d..(i + 1) * d];
+                let mut rng = rng_for(cfg.seed, Stream::Probe, row);
+                let t0 = std::time::Instant::now();
+                let r = if *method == Method::Closest {
+                    closest_counterfactual(base.model(), enc, x, &xtr)?
+                } else {
+                    counterfactual(base.model(), enc, x, &ead, trex_cfg.map(|t| (t, &mut rng)))?
+                };
+                tot.searching += t0.elapsed().as_secs_f64();
+                if !r.found {
+                    continue;
+                }
+                let cf = &r.counterfactual;
+                let ok = changed
+                    .iter()
+                    .map(|t| predict(t.model(), cf, d).map(|p| (p[0] == 1) as u8 as f64))
+                    .collect::<Result<Vec<f64>>>()?;
+                tot.valid.push(ok.iter().sum::<f64>() / ok.len() as f64);
+                tot.l1 += x
+                    .iter()
+                    .zip(cf)
+                    .map(|(a, b)| (a - b).abs() as f64)
+                    .sum::<f64>();
+                tot.l2 += x
+                    .iter()
+                    .zip(cf)
+                    .map(|(a, b)| ((a - b) as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                let noise = stability::gaussian_noise(
+                    stab_cfg.k,
+                    d,
+                    stab_cfg.sigma,
+                    &mut rng_for(cfg.seed, Stream::Probe, u64::MAX - row),
+                )?;
+                tot.stability += stability::stability_and_gradient(base.model(), cf, &noise, 1)?.0;
+                tot.lipschitz += super::local_lipschitz(base.model(), cf, stab_cfg.sigma)?;
+            }
+            progress(&format!(
+                "{}: {}/{} found",
+                method.name(),
+                tot.valid.len(),
+                tot.tried
+            ));
+        }
+        Ok((baseline_accuracy, changed_acc / cfg.models as f64))
     }
-    Ok((baseline_accuracy, changed_acc / cfg.models as f64))
 }
 
 /// Runs the study on `table`; `work` holds the temporary training files; `progress` hears what is done (one
@@ -355,6 +360,13 @@ pub fn run(
         )));
     }
     let order = permutation(n, &mut rng_for(cfg.seed, Stream::Split, 7));
+    let study = Study {
+        x: &data.x,
+        labels,
+        enc: &enc,
+        cfg,
+        work,
+    };
     let mut totals: Vec<Totals> = cfg.methods.iter().map(|_| Totals::default()).collect();
     let (mut folds, mut base_acc, mut changed_acc, mut test_rows) = (0, 0.0, 0.0, 0);
     let mut train_rows = 0;
@@ -368,15 +380,10 @@ pub fn run(
         let train_idx: Vec<usize> = order[..lo].iter().chain(&order[hi..]).copied().collect();
         // Fold 0 keeps the study's seed; later folds train other networks.
         let seed = cfg.seed.wrapping_add(100_000 * f as u64);
-        let (b, c) = fold(
-            &data.x,
-            labels,
-            &enc,
+        let (b, c) = study.fold(
             (&train_idx, test_idx),
             cfg.points - tried,
-            cfg,
             seed,
-            work,
             &mut totals,
             &mut progress,
         )?;
