@@ -43,7 +43,7 @@ pub enum DiffusionWhat {
     /// P25: score regression at one time by wide two-layer ReLU networks under full-batch GD, next to the NTK
     /// kernel-regression predictor; the score error along training (fit, then memorization of the noisy labels).
     #[command(
-        after_help = "Example:\n  optlab diffusion ntk --target line --time 0.05 --n 128 --widths 64,1024,16384 --steps 5000 --out runs/ntk\n\nPairs (x, y) = (alpha x0 + sigma eps, -eps/sigma) at --time are noisy labels of the score. The network is\nf(x) = m^-1/2 sum_r a_r relu(w_r . (x, 1)) with fixed signs a_r (paired so that f starts at 0) and trained w_r; GD\nwith step eta = eta_factor * n / lambda_max(K) on (1/2n) sum |f(x_i) - y_i|^2. The kernel predictor is GD on the\nNTK K(x, x') = (x,1).(x',1) (pi - angle)/(2 pi) in closed form, followed to 1e6 times the networks' steps. The\nstopping time is the minimum of the squared error on --holdout fresh noisy pairs (the paper's own rule is not\nbuilt). Writes DIR/summary.json, score_error.png and gap.png."
+        after_help = "Example:\n  optlab diffusion ntk --target line --time 0.05 --n 128 --widths 64,1024,16384 --steps 5000 --out runs/ntk\n\nPairs (x, y) = (alpha x0 + sigma eps, -eps/sigma) at --time are noisy labels of the score. The network is\nf(x) = m^-1/2 sum_r a_r relu(w_r . (x, 1)) with fixed signs a_r (paired so that f starts at 0) and trained w_r; GD\nwith step eta = eta_factor * n / lambda_max(K) on (1/2n) sum |f(x_i) - y_i|^2. The kernel predictor is GD on the\nNTK K(x, x') = (x,1).(x',1) (pi - angle)/(2 pi) in closed form, followed to 1e6 times the networks' steps. Two\nstopping times: the minimum of the squared error on --holdout fresh noisy pairs, and the kernel-complexity rule\nT = min{t : R(1/sqrt(eta t)) > 1/(sigma0 eta t)} - 1, R(e) = (mean_i min(lambda_i(K/n), e^2))^1/2, sigma0 the\nlabels' noise per coordinate (Raskutti, Wainwright & Yu 2014, as Yang, ICML 2025, states it for two-layer ReLU\nnetworks; it stands in for the paper's own rule, which adapts it to unbounded inputs and was not reachable).\nWrites DIR/summary.json, score_error.png and gap.png."
     )]
     Ntk(NtkArgs),
 }
@@ -476,22 +476,34 @@ fn ntk(a: NtkArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{} at t = {}: n = {}, eta = {:.4} (lambda_max {:.2}), label noise {:.3}, E|score|^2 {:.3}",
-        cfg.target, r.time, r.n, r.eta, r.lambda_max, r.label_noise, r.score_norm2
+        "{} at t = {}: n = {}, eta = {:.4} (lambda_max {:.2}), label noise {:.3} (sigma0 {:.3}), E|score|^2 {:.3}",
+        cfg.target, r.time, r.n, r.eta, r.lambda_max, r.label_noise, r.noise_sd, r.score_norm2
     );
+    let rule_step = r.rule_step.map_or("none".to_string(), |t| t.to_string());
     println!(
-        "{:<12} {:>10} {:>12} {:>10} {:>14} {:>12} {:>12}",
-        "predictor", "start", "best", "at step", "hold-out stop", "at step", "last"
+        "{:<12} {:>10} {:>12} {:>10} {:>14} {:>12} {:>12} {:>12} {:>12}",
+        "predictor",
+        "start",
+        "best",
+        "at step",
+        "hold-out stop",
+        "at step",
+        "rule stop",
+        "at step",
+        "last"
     );
     for c in &r.curves {
+        let rule = c.rule_error.map_or("-".to_string(), |e| format!("{e:.4}"));
         println!(
-            "{:<12} {:>10.4} {:>12.4} {:>10} {:>14.4} {:>12} {:>12.4}",
+            "{:<12} {:>10.4} {:>12.4} {:>10} {:>14.4} {:>12} {:>12} {:>12} {:>12.4}",
             c.name,
             c.score_error[0],
             c.best_error,
             c.best_step,
             c.stop_error,
             c.stop_step,
+            rule,
+            rule_step,
             c.score_error.last().copied().unwrap_or(f64::NAN)
         );
     }

@@ -129,6 +129,14 @@ fn diffusion_ntk_reports_the_kernel_and_the_networks() {
         k["best_error"].as_f64().unwrap() < k["score_error"][0].as_f64().unwrap(),
         "{k}"
     );
+    // The complexity rule's stop, with the error there on every curve (within the networks' 200 steps).
+    let rule = s["rule_step"].as_f64().unwrap();
+    assert!((0.0..=200.0).contains(&rule), "{s}");
+    assert!(s["noise_sd"].as_f64().unwrap() > 0.0, "{s}");
+    assert!(
+        curves.iter().all(|c| c["rule_error"].as_f64().is_some()),
+        "{s}"
+    );
     for f in ["summary.json", "score_error.png", "gap.png"] {
         assert!(out.join(f).exists(), "{f}");
     }
