@@ -441,11 +441,24 @@ fn ntk(a: NtkArgs) -> Result<()> {
             .map(|(k, e)| ((1.0 + k).log10(), *e))
             .collect(),
     };
-    let errors: Vec<Series> = r
+    let mut errors: Vec<Series> = r
         .curves
         .iter()
         .map(|c| log_steps(c, &c.score_error))
         .collect();
+    // The complexity rule's stop as a vertical line across the curves' range.
+    if let Some(t) = r.rule_step {
+        let all = || r.curves.iter().flat_map(|c| c.score_error.iter().copied());
+        let lo = all().filter(|e| *e > 0.0).fold(f64::INFINITY, f64::min);
+        let hi = all().fold(0.0, f64::max);
+        if lo <= hi {
+            let x = (1.0 + t).log10();
+            errors.push(Series {
+                name: format!("complexity rule stop (step {t})"),
+                points: vec![(x, lo), (x, hi)],
+            });
+        }
+    }
     line_chart(
         &a.out.join("score_error.png"),
         &format!(
