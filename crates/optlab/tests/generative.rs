@@ -99,7 +99,7 @@ fn denoising_score_matching_learns_the_score() {
 mod ntk {
     use optlab::generative::mixture::Mixture;
     use optlab::generative::ntk::{
-        complexity_stopping_time, kernel_complexity, ntk, run, KernelFlow, NtkConfig,
+        complexity_stopping_time, kernel_complexity, ntk, run, KernelFlow, NtkConfig, NtkReport,
         ScoreRegression,
     };
     use optlab::generative::process::Process;
@@ -163,6 +163,23 @@ mod ntk {
         }
     }
 
+    /// P25's experiment on the 1-D pair at `time`, n = 64, seed 0.
+    fn line_regression(time: f64, widths: Vec<usize>, steps: u64, test_points: usize) -> NtkReport {
+        let cfg = NtkConfig {
+            target: "line".parse().unwrap(),
+            process: Process::default(),
+            time,
+            n: 64,
+            widths,
+            steps,
+            eta_factor: 1.0,
+            test_points,
+            holdout: 640,
+            seed: 0,
+        };
+        run(&cfg, &mut |_, _, _| {}).unwrap()
+    }
+
     #[test]
     fn the_kernel_complexity_stopping_time_is_the_first_step_past_the_critical_radius() {
         // λ̂ᵢ = 0.5/i², n = 100.
@@ -200,19 +217,7 @@ mod ntk {
     fn the_complexity_rule_lands_near_the_minimum_when_the_labels_are_not_too_noisy() {
         // At t = 0.5 the labels' noise (σ₀ ≈ 0.5) is below the score's scale: the rule's stop is within 1.5x of the
         // kernel predictor's best error (measured: 0.0080 against 0.0067 at step 22 against 10).
-        let cfg = NtkConfig {
-            target: "line".parse().unwrap(),
-            process: Process::default(),
-            time: 0.5,
-            n: 64,
-            widths: vec![],
-            steps: 100,
-            eta_factor: 1.0,
-            test_points: 1000,
-            holdout: 640,
-            seed: 0,
-        };
-        let r = run(&cfg, &mut |_, _, _| {}).unwrap();
+        let r = line_regression(0.5, vec![], 100, 1000);
         let kernel = &r.curves[0];
         let step = r.rule_step.expect("noisy labels stop");
         assert!(step > 0.0 && kernel.steps.contains(&step), "{r:?}");
@@ -223,19 +228,7 @@ mod ntk {
 
     #[test]
     fn gd_fits_then_memorizes_and_wide_networks_track_the_kernel() {
-        let cfg = NtkConfig {
-            target: "line".parse().unwrap(),
-            process: Process::default(),
-            time: 0.05,
-            n: 64,
-            widths: vec![32, 2048],
-            steps: 1000,
-            eta_factor: 1.0,
-            test_points: 300,
-            holdout: 640,
-            seed: 0,
-        };
-        let r = run(&cfg, &mut |_, _, _| {}).unwrap();
+        let r = line_regression(0.05, vec![32, 2048], 1000, 300);
         let kernel = &r.curves[0];
         let first = kernel.score_error[0];
         let last = *kernel.score_error.last().unwrap();

@@ -316,7 +316,8 @@ pub struct NtkReport {
     pub label_noise: f64,
     /// E‖∇log p_t‖² on the test points, for scale.
     pub score_norm2: f64,
-    /// The labels' noise level per coordinate, σ₀ = (label_noise/dim)^½, that the stopping rule takes.
+    /// The labels' noise level per coordinate that the stopping rule takes, σ₀ = (label_noise/dim)^½: measured
+    /// against the exact score, which this experiment knows (the rule assumes σ₀ known).
     pub noise_sd: f64,
     /// The kernel-complexity stopping time ([`complexity_stopping_time`]) in GD steps.
     pub rule_step: Option<f64>,
