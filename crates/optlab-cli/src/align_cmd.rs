@@ -3,7 +3,7 @@
 //! trains a categorical policy whose f-DPO optimum is known exactly and prints both.
 
 use crate::plot::line_chart;
-use crate::rl_run::{Due, Session};
+use crate::rl_run::{resolve_run, resumable, Due, Session};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use optlab::alignment::bandit::{FitConfig, PreferenceBandit};
@@ -93,6 +93,8 @@ pub struct DpoArgs {
     #[serde(skip)]
     quiet: bool,
 }
+
+resumable!(DpoArgs: stop_after, json, quiet);
 
 #[derive(Args, Debug)]
 pub struct BanditArgs {
@@ -195,22 +197,9 @@ fn eval_line(e: &LmEvaluation) -> serde_json::Value {
 
 /// `align dpo`: a fresh run, or `--resume DIR` with the flags DIR/config.toml recorded.
 fn dpo(d: DpoArgs) -> Result<()> {
-    let d = match &d.resume {
-        Some(dir) => {
-            let recorded: DpoArgs = crate::rl_run::recorded_flags(dir, "an align dpo")?;
-            DpoArgs {
-                resume: Some(dir.clone()),
-                out: Some(dir.clone()),
-                stop_after: d.stop_after,
-                json: d.json,
-                quiet: d.quiet,
-                ..recorded
-            }
-        }
-        None => d,
-    };
-    let (Some(sft), Some(out)) = (d.sft.clone(), d.out.clone()) else {
-        bail!("align dpo needs --sft RUN and --out DIR (or --resume DIR)");
+    let (d, out) = resolve_run(d, "align dpo")?;
+    let Some(sft) = d.sft.clone() else {
+        bail!("align dpo needs --sft RUN (or --resume DIR)");
     };
     let cfg = LmDpoConfig {
         loss: DpoLoss {

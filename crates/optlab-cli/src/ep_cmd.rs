@@ -3,7 +3,7 @@
 //! trains the network by an EP estimate or by the exact gradient.
 
 use crate::plot::line_chart;
-use crate::rl_run::{Due, Session};
+use crate::rl_run::{resolve_run, resumable, Due, Session};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use optlab::ep::check::{sweep, CheckConfig};
@@ -116,6 +116,8 @@ pub struct TrainArgs {
     quiet: bool,
 }
 
+resumable!(TrainArgs: stop_after, json, quiet);
+
 pub fn run(a: EpArgs) -> Result<()> {
     match a.what {
         EpWhat::GradCheck(g) => grad_check(g),
@@ -199,23 +201,7 @@ fn grad_check(a: GradCheckArgs) -> Result<()> {
 }
 
 fn train_cmd(a: TrainArgs) -> Result<()> {
-    let a = match &a.resume {
-        Some(dir) => {
-            let recorded: TrainArgs = crate::rl_run::recorded_flags(dir, "an ep train")?;
-            TrainArgs {
-                resume: Some(dir.clone()),
-                out: Some(dir.clone()),
-                stop_after: a.stop_after,
-                json: a.json,
-                quiet: a.quiet,
-                ..recorded
-            }
-        }
-        None => a,
-    };
-    let Some(out) = a.out.clone() else {
-        bail!("ep train needs --out DIR (or --resume DIR)");
-    };
+    let (a, out) = resolve_run(a, "ep train")?;
     if a.stop_after == Some(0) {
         bail!("--stop-after must be at least 1 epoch");
     }

@@ -3,7 +3,7 @@
 //! right-hand sides by CG, IC(0)-PCG and DCDM on larger grids, with and without obstacles.
 
 use crate::plot::{image_row, line_chart};
-use crate::rl_run::{Due, Session};
+use crate::rl_run::{resolve_run, resumable, Due, Session};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use optlab::experiment::report::Series;
@@ -84,6 +84,8 @@ pub struct TrainArgs {
     quiet: bool,
 }
 
+resumable!(TrainArgs: stop_after, json, quiet);
+
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// A run directory of `optlab linsolve train` (or a model.safetensors); without it, only CG and IC-PCG.
@@ -128,23 +130,7 @@ fn grid_of(side: usize, obstacles: usize, seed: u64) -> Result<Grid> {
 }
 
 fn train(t: TrainArgs) -> Result<()> {
-    let t = match &t.resume {
-        Some(dir) => {
-            let recorded: TrainArgs = crate::rl_run::recorded_flags(dir, "a linsolve train")?;
-            TrainArgs {
-                resume: Some(dir.clone()),
-                out: Some(dir.clone()),
-                stop_after: t.stop_after,
-                json: t.json,
-                quiet: t.quiet,
-                ..recorded
-            }
-        }
-        None => t,
-    };
-    let Some(out) = t.out.clone() else {
-        bail!("linsolve train needs --out DIR (or --resume DIR)");
-    };
+    let (t, out) = resolve_run(t, "linsolve train")?;
     if t.stop_after == Some(0) {
         bail!("--stop-after must be at least 1 step");
     }

@@ -3,7 +3,7 @@
 
 use crate::plot::{line_chart, Series};
 use crate::progress::bar;
-use crate::rl_run::{Due, Session};
+use crate::rl_run::{resolve_run, resumable, Due, Session};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use optlab::rl::cartpole::CartPole;
@@ -186,6 +186,8 @@ pub struct TrainArgs {
     json: bool,
 }
 
+resumable!(TrainArgs: stop_after, json);
+
 impl TrainArgs {
     /// The run directory (set for every run by [`train`]).
     fn out(&self) -> &std::path::Path {
@@ -205,20 +207,7 @@ pub fn run(a: RlArgs) -> Result<()> {
 
 /// `rl train`: a fresh run, or `--resume DIR` with the flags DIR/config.toml recorded.
 fn train(t: TrainArgs) -> Result<()> {
-    let t = match &t.resume {
-        Some(dir) => {
-            let recorded: TrainArgs = crate::rl_run::recorded_flags(dir, "an rl train")?;
-            TrainArgs {
-                resume: Some(dir.clone()),
-                out: Some(dir.clone()),
-                stop_after: t.stop_after,
-                json: t.json,
-                ..recorded
-            }
-        }
-        None if t.out.is_none() => bail!("rl train needs --out DIR (or --resume DIR)"),
-        None => t,
-    };
+    let (t, _) = resolve_run(t, "rl train")?;
     match t.algo.as_str() {
         "td3" => train_td3(t),
         "gail" => train_gail(t),

@@ -1,4 +1,5 @@
-//! The run directory of `optlab rl train` and `optlab align dpo`: `config.toml` (the flags, which `--resume` reads back), the lock,
+//! The run directory of the commands that resume (`optlab rl train`, `align dpo`, `ep train`, `linsolve train`,
+//! `pde ritz`): `config.toml` (the flags, which `--resume` reads back: [`resolve_run`]), the lock,
 //! the JSONL log (episodes or iterations) that a resume truncates to its checkpoint, checkpoints at episode or
 //! iteration ends every `--checkpoint-every` environment steps, `--stop-after`, and the progress bar.
 
@@ -16,11 +17,69 @@ pub const CONFIG: &str = "config.toml";
 /// The flags a run recorded in DIR/config.toml (`what` names the command in errors, e.g. "rl train").
 pub fn recorded_flags<T: serde::de::DeserializeOwned>(dir: &Path, what: &str) -> Result<T> {
     let path = dir.join(CONFIG);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {} (not {what} run directory?)", path.display()))?;
-    toml::from_str(&text)
-        .with_context(|| format!("{}: not the flags of {what} run", path.display()))
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {} (not a run directory of optlab {what}?)",
+            path.display()
+        )
+    })?;
+    // toml's own message (one line), not its rendering of the file, which spans several.
+    toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not the flags of optlab {what} ({})",
+            path.display(),
+            e.message()
+        )
+    })
 }
+
+/// The flags of a command whose runs resume: they are recorded in DIR/config.toml, and on `--resume DIR` the
+/// command line decides only the session's own flags (when to stop, how to report). [`resumable!`] implements it.
+pub trait Resumable: Sized + serde::de::DeserializeOwned {
+    /// `--resume DIR`.
+    fn resume_dir(&self) -> Option<&Path>;
+    /// `--out DIR`.
+    fn out_dir(&self) -> Option<&Path>;
+    /// `recorded` with this command line's session flags, and DIR as both its `--out` and its `--resume`.
+    fn onto(self, recorded: Self, dir: &Path) -> Self;
+}
+
+/// The flags a run goes with and its directory: on `--resume DIR`, DIR's recorded flags with this command line's
+/// session flags; otherwise the flags as given, which must name `--out DIR`. `what` names the command ("ep train").
+pub fn resolve_run<A: Resumable>(args: A, what: &str) -> Result<(A, PathBuf)> {
+    if let Some(dir) = args.resume_dir().map(Path::to_path_buf) {
+        let recorded: A = recorded_flags(&dir, what)?;
+        return Ok((args.onto(recorded, &dir), dir));
+    }
+    match args.out_dir().map(Path::to_path_buf) {
+        Some(out) => Ok((args, out)),
+        None => bail!("{what} needs --out DIR (or --resume DIR)"),
+    }
+}
+
+/// Implements [`Resumable`] for an argument struct with `resume` and `out` fields; the fields listed after the
+/// colon are its session flags, which a resume takes from the command line.
+macro_rules! resumable {
+    ($t:ty: $($session:ident),+) => {
+        impl $crate::rl_run::Resumable for $t {
+            fn resume_dir(&self) -> Option<&std::path::Path> {
+                self.resume.as_deref()
+            }
+            fn out_dir(&self) -> Option<&std::path::Path> {
+                self.out.as_deref()
+            }
+            fn onto(self, recorded: Self, dir: &std::path::Path) -> Self {
+                Self {
+                    resume: Some(dir.to_path_buf()),
+                    out: Some(dir.to_path_buf()),
+                    $($session: self.$session,)+
+                    ..recorded
+                }
+            }
+        }
+    };
+}
+pub(crate) use resumable;
 
 /// The first multiple of `every` after `steps` (never, for `every` 0).
 fn next_after(steps: u64, every: u64) -> u64 {

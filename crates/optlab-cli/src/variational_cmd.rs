@@ -4,7 +4,7 @@
 
 use crate::plot::{line_chart, Series};
 use crate::progress::bar;
-use crate::rl_run::{recorded_flags, CONFIG};
+use crate::rl_run::{resolve_run, resumable, CONFIG};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use optlab::pde::ritz::{Boundary, Ritz, RitzConfig};
@@ -71,6 +71,8 @@ pub struct RitzArgs {
     quiet: bool,
 }
 
+resumable!(RitzArgs: json, quiet);
+
 #[derive(Args, Debug)]
 pub struct SpectralArgs {
     #[arg(long, default_value = "quartic")]
@@ -124,20 +126,8 @@ fn finished(dir: &Path) -> Result<Vec<RunRow>> {
 }
 
 pub fn ritz(a: RitzArgs) -> Result<()> {
-    let (a, out, resuming) = match &a.resume {
-        Some(dir) => {
-            let mut r: RitzArgs = recorded_flags(dir, "a pde ritz")?;
-            r.json = a.json;
-            r.quiet = a.quiet;
-            (r, dir.clone(), true)
-        }
-        None => {
-            let Some(out) = a.out.clone() else {
-                bail!("pde ritz needs --out DIR (or --resume DIR)");
-            };
-            (a, out, false)
-        }
-    };
+    let resuming = a.resume.is_some();
+    let (a, out) = resolve_run(a, "pde ritz")?;
     let lagrangian = Lagrangian::parse(&a.lagrangian)?;
     let solution = Solution::parse(&a.solution)?;
     let boundary = Boundary::parse(&a.boundary)?;

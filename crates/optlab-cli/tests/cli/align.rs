@@ -113,6 +113,8 @@ fn align_dpo_writes_its_run_and_resumes_bit_exactly() {
             format!("align dpo --resume {}", root.join("missing").display()),
             "cannot read",
         ),
+        (format!("align dpo --out {o}"), "needs --sft RUN"),
+        (format!("align dpo --sft {s}"), "needs --out DIR"),
     ] {
         fails_with(&argv(&line), want);
     }

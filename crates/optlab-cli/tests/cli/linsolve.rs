@@ -66,9 +66,17 @@ fn linsolve_train_resumes_bit_exactly_and_bench_compares_the_methods() {
     ));
     assert!(t.contains("ic-pcg") && !t.contains("dcdm"), "{t}");
 
+    // A directory whose config.toml holds other flags.
+    let foreign = root.join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("config.toml"), "beta = 0.5\n").unwrap();
     let o = root.join("bad");
     let o = o.display();
     for (line, want) in [
+        (
+            format!("linsolve train --resume {}", foreign.display()),
+            "not the flags of optlab linsolve train (missing field",
+        ),
         (format!("linsolve train --grid 7 --out {o}"), "must be even"),
         (
             format!("linsolve train --grid 8 --obstacles 200 --out {o}"),
