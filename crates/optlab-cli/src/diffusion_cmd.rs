@@ -177,15 +177,7 @@ fn config(t: &TrainArgs) -> Result<DiffusionConfig> {
 
 /// The configuration and trained network of a run directory.
 pub(crate) fn load(dir: &Path) -> Result<(DiffusionConfig, optlab::generative::score::ScoreNet)> {
-    let path = dir.join("config.toml");
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {} (not a diffusion train run directory?)",
-            path.display()
-        )
-    })?;
-    let mut t: TrainArgs = toml::from_str(&text)
-        .with_context(|| format!("{}: not the flags of a diffusion train run", path.display()))?;
+    let mut t: TrainArgs = crate::rl_run::recorded_flags(dir, "diffusion train")?;
     t.out = dir.to_path_buf();
     let cfg = config(&t)?;
     let net = score_net(&cfg)?;
