@@ -10,6 +10,7 @@ use optlab::alignment::bandit::{FitConfig, PreferenceBandit};
 use optlab::alignment::lm::{LmDpo, LmDpoConfig, LmEvaluation};
 use optlab::alignment::{Divergence, DpoLoss};
 use optlab::experiment::report::Series;
+use optlab::train::snapshot::Writer;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -276,24 +277,13 @@ fn dpo(d: DpoArgs) -> Result<()> {
         let e = run.evaluate(false)?;
         s.line(&eval_line(&e))?;
         let epoch = run.epoch as u64;
-        if epoch < run.cfg.epochs as u64 {
-            match s.due(epoch) {
-                Due::Nothing => {}
-                due => {
-                    s.checkpoint(epoch, |w| {
-                        run.save(w)?;
-                        w.value("reference_eval", &reference)
-                    })?;
-                    if due == Due::Stop {
-                        s.stopped_with(&format!(
-                            "stopped after epoch {epoch} of {}; continue with: optlab align dpo --resume {}",
-                            run.cfg.epochs,
-                            out.display()
-                        ));
-                        return Ok(());
-                    }
-                }
-            }
+        let save = |w: &mut Writer| {
+            run.save(w)?;
+            w.value("reference_eval", &reference)
+        };
+        if epoch < run.cfg.epochs as u64 && s.checkpoint_if_due(epoch, save)? == Due::Stop {
+            s.stopped_after(&format!("epoch {epoch} of {}", run.cfg.epochs), "align dpo");
+            return Ok(());
         }
     }
     s.bar.finish_and_clear();

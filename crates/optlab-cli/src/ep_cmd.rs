@@ -265,21 +265,9 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             r.test_accuracy, r.agreement.cosine
         ));
         let epoch = t.epoch as u64;
-        if t.epoch < a.epochs {
-            match s.due(epoch) {
-                Due::Nothing => {}
-                due => {
-                    s.checkpoint(epoch, |w| t.save(w))?;
-                    if due == Due::Stop {
-                        s.stopped_with(&format!(
-                            "stopped after epoch {epoch} of {}; continue with: optlab ep train --resume {}",
-                            a.epochs,
-                            out.display()
-                        ));
-                        return Ok(());
-                    }
-                }
-            }
+        if t.epoch < a.epochs && s.checkpoint_if_due(epoch, |w| t.save(w))? == Due::Stop {
+            s.stopped_after(&format!("epoch {epoch} of {}", a.epochs), "ep train");
+            return Ok(());
         }
     }
     s.bar.finish_and_clear();

@@ -13,6 +13,7 @@ use optlab::linsolve::net::DirectionNet;
 use optlab::linsolve::poisson::Grid;
 use optlab::linsolve::ritz::{ritz_rhs, RitzConfig};
 use optlab::linsolve::run::{bench, test_rhs, BenchConfig, Rhs};
+use optlab::train::snapshot::Writer;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -198,29 +199,18 @@ fn train(t: TrainArgs) -> Result<()> {
             let mean = window.iter().sum::<f64>() / window.len() as f64;
             s.bar.set_message(format!("loss {mean:.4}"));
         }
-        if trainer.step < t.steps {
-            match s.due(step) {
-                Due::Nothing => {}
-                due => {
-                    s.checkpoint(step, |w| {
-                        let named: Vec<_> = net
-                            .params()
-                            .iter()
-                            .map(|p| (p.name.clone(), p.tensor().clone()))
-                            .collect();
-                        w.tensors("model", &named)?;
-                        w.optimizer("optimizer", trainer.opt.as_ref(), net.params())
-                    })?;
-                    if due == Due::Stop {
-                        s.stopped_with(&format!(
-                            "stopped after step {step} of {}; continue with: optlab linsolve train --resume {}",
-                            t.steps,
-                            out.display()
-                        ));
-                        return Ok(());
-                    }
-                }
-            }
+        let save = |w: &mut Writer| {
+            let named: Vec<_> = net
+                .params()
+                .iter()
+                .map(|p| (p.name.clone(), p.tensor().clone()))
+                .collect();
+            w.tensors("model", &named)?;
+            w.optimizer("optimizer", trainer.opt.as_ref(), net.params())
+        };
+        if trainer.step < t.steps && s.checkpoint_if_due(step, save)? == Due::Stop {
+            s.stopped_after(&format!("step {step} of {}", t.steps), "linsolve train");
+            return Ok(());
         }
     }
     s.bar.finish_and_clear();

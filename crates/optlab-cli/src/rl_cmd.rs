@@ -323,17 +323,13 @@ fn train_pg(a: TrainArgs, method: PgMethod) -> Result<()> {
             rows.push(line);
             s.show(p.env_steps.min(a.steps), p.mean_return);
             let go_on = p.env_steps < a.steps;
-            match s.due(p.env_steps) {
-                Due::Stop if go_on => {
-                    s.checkpoint(p.env_steps, |w| st.save(w))
-                        .map_err(|e| optlab::Error::invalid(format!("{e:#}")))?;
-                    stopped = true;
-                    return Ok(false);
-                }
-                Due::Checkpoint if go_on => s
-                    .checkpoint(p.env_steps, |w| st.save(w))
-                    .map_err(|e| optlab::Error::invalid(format!("{e:#}")))?,
-                _ => {}
+            if go_on
+                && s.checkpoint_if_due(p.env_steps, |w| st.save(w))
+                    .map_err(|e| optlab::Error::invalid(format!("{e:#}")))?
+                    == Due::Stop
+            {
+                stopped = true;
+                return Ok(false);
             }
             Ok(go_on)
         })?;
@@ -982,19 +978,17 @@ fn drive_td3(
         };
         s.line(&json!({"step": e.step, "return": e.ret}))?;
         s.show(agent.steps(), e.ret);
-        let due = s.due(agent.steps());
-        if due != Due::Nothing && !agent.is_done() {
-            s.checkpoint(agent.steps(), |w| {
-                agent.save(w)?;
-                if let Some(m) = ext.as_deref() {
-                    m.save(w)?;
-                }
-                extra(w)
-            })?;
-            if due == Due::Stop {
-                s.stopped(agent.steps(), cfg.total_steps);
-                return Ok(None);
+        let steps = agent.steps();
+        let save = |w: &mut Writer| {
+            agent.save(w)?;
+            if let Some(m) = ext.as_deref() {
+                m.save(w)?;
             }
+            extra(w)
+        };
+        if !agent.is_done() && s.checkpoint_if_due(steps, save)? == Due::Stop {
+            s.stopped(steps, cfg.total_steps);
+            return Ok(None);
         }
     }
     s.bar.finish_and_clear();

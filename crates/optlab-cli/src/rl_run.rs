@@ -244,10 +244,29 @@ impl Session {
         Ok(())
     }
 
+    /// Writes a checkpoint after `steps` when one is due (`save` adds the method's state); what was due.
+    pub fn checkpoint_if_due(
+        &mut self,
+        steps: u64,
+        save: impl FnOnce(&mut Writer) -> optlab::Result<()>,
+    ) -> Result<Due> {
+        let due = self.due(steps);
+        if due != Due::Nothing {
+            self.checkpoint(steps, save)?;
+        }
+        Ok(due)
+    }
+
     /// Ends a stopped run: one line on how to continue it.
     pub fn stopped(&self, steps: u64, total: u64) {
+        self.stopped_after(&format!("{steps} of {total} environment steps"), "rl train");
+    }
+
+    /// Ends a run stopped after `done` ("epoch 3 of 10"): one line on how to continue it, `optlab COMMAND --resume
+    /// DIR`.
+    pub fn stopped_after(&self, done: &str, command: &str) {
         self.stopped_with(&format!(
-            "stopped after {steps} of {total} environment steps; continue with: optlab rl train --resume {}",
+            "stopped after {done}; continue with: optlab {command} --resume {}",
             self.out.display()
         ));
     }
