@@ -52,10 +52,17 @@ fn ep_grad_check_and_train() {
 
     // Stopped after epoch 1 and resumed: the same epochs (but for their timings) and the same weights.
     let part = root.join("part");
-    ok(&argv(&format!(
+    let o = crate::common::run(&argv(&format!(
         "ep train --layers 16,10 --epochs 2 --t1 30 --t2 5 --homeostasis 0.5 --out {} --quiet --stop-after 1",
         part.display()
     )));
+    let err = crate::common::text(&o).1;
+    assert!(o.status.success(), "{err}");
+    let how = format!(
+        "stopped after epoch 1 of 2; continue with: optlab ep train --resume {}",
+        part.display()
+    );
+    assert!(err.contains(&how), "{err}");
     assert!(!part.join("model.safetensors").exists());
     ok(&argv(&format!(
         "ep train --resume {} --quiet",
