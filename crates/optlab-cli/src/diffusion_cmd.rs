@@ -43,7 +43,7 @@ pub enum DiffusionWhat {
     /// P25: score regression at one time by wide two-layer ReLU networks under full-batch GD, next to the NTK
     /// kernel-regression predictor; the score error along training (fit, then memorization of the noisy labels).
     #[command(
-        after_help = "Examples:\n  optlab diffusion ntk --target line --time 0.05 --n 128 --widths 64,1024,16384 --steps 5000 --out runs/ntk\n  optlab diffusion ntk --time 0.5 --n 256 --widths 1024 --steps 3000 --out runs/ntk-t05   # less label noise\n\nPairs (x, y) = (alpha x0 + sigma eps, -eps/sigma) at --time are noisy labels of the score. The network is\nf(x) = m^-1/2 sum_r a_r relu(w_r . (x, 1)) with fixed signs a_r (paired so that f starts at 0) and trained w_r; GD\nwith step eta = eta_factor * n / lambda_max(K) on (1/2n) sum |f(x_i) - y_i|^2. The kernel predictor is GD on the\nNTK K(x, x') = (x,1).(x',1) (pi - angle)/(2 pi) in closed form, followed to 1e6 times the networks' steps. Two\nstopping times: the minimum of the squared error on --holdout fresh noisy pairs, and the kernel-complexity rule\nT = min{t : R(1/sqrt(eta t)) > 1/(sigma0 eta t)} - 1, R(e) = (mean_i min(lambda_i(K/n), e^2))^1/2, sigma0 the\nlabels' noise per coordinate (Raskutti, Wainwright & Yu 2014, as Yang, ICML 2025, states it for two-layer ReLU\nnetworks; it stands in for the paper's own rule, which adapts it to unbounded inputs and was not reachable).\nWrites DIR/summary.json, score_error.png and gap.png."
+        after_help = "Examples:\n  optlab diffusion ntk --target line --time 0.05 --n 128 --widths 64,1024,16384 --steps 5000 --out runs/ntk\n  optlab diffusion ntk --time 0.5 --n 256 --widths 1024 --steps 3000 --out runs/ntk-t05   # less label noise\n\nPairs (x, y) = (alpha x0 + sigma eps, -eps/sigma) at --time are noisy labels of the score. The network is\nf(x) = m^-1/2 sum_r a_r relu(w_r . (x, 1)) with fixed signs a_r (paired so that f starts at 0) and trained w_r; GD\nwith step eta = eta_factor * n / lambda_max(K) on (1/2n) sum |f(x_i) - y_i|^2. The kernel predictor is GD on the\nNTK K(x, x') = (x,1).(x',1) (pi - angle)/(2 pi) in closed form, followed to 1e6 times the networks' steps. Two\nstopping times: the minimum of the squared error on --holdout fresh noisy pairs, and the kernel-complexity rule\nT = min{t : R(1/sqrt(eta t)) > 1/(sigma0 eta t)} - 1, R(e) = (mean_i min(lambda_i(K/n), e^2))^1/2, sigma0 the\nlabels' noise per coordinate measured against the exact score: the rule of Raskutti, Wainwright & Yu (2014) with\nthe constant Yang (ICML 2025, eq. 8) gives it for two-layer ReLU networks, whose theorem takes\neta lambda_max(K/n) < 1 (eta_factor < 1; the default 1 is its edge). It stands in for the paper's own rule,\nwhich adapts such a rule to unbounded inputs and was not reachable.\nWrites DIR/summary.json, score_error.png and gap.png."
     )]
     Ntk(NtkArgs),
 }
@@ -484,7 +484,7 @@ fn ntk(a: NtkArgs) -> Result<()> {
         "{} at t = {}: n = {}, eta = {:.4} (lambda_max {:.2}), label noise {:.3} (sigma0 {:.3}), E|score|^2 {:.3}",
         cfg.target, r.time, r.n, r.eta, r.lambda_max, r.label_noise, r.noise_sd, r.score_norm2
     );
-    let rule_step = r.rule_step.map_or("none".to_string(), |t| t.to_string());
+
     println!(
         "{:<12} {:>10} {:>12} {:>10} {:>14} {:>12} {:>12} {:>12} {:>12}",
         "predictor",
@@ -498,7 +498,11 @@ fn ntk(a: NtkArgs) -> Result<()> {
         "last"
     );
     for c in &r.curves {
-        let rule = c.rule_error.map_or("-".to_string(), |e| format!("{e:.4}"));
+        // Both "-" past this curve's horizon (or without a stop).
+        let (rule, rule_step) = match (c.rule_error, r.rule_step) {
+            (Some(e), Some(t)) => (format!("{e:.4}"), t.to_string()),
+            _ => ("-".to_string(), "-".to_string()),
+        };
         println!(
             "{:<12} {:>10.4} {:>12.4} {:>10} {:>14.4} {:>12} {:>12} {:>12} {:>12.4}",
             c.name,

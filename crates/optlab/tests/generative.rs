@@ -220,7 +220,9 @@ mod ntk {
         let r = line_regression(0.5, vec![], 100, 1000);
         let kernel = &r.curves[0];
         let step = r.rule_step.expect("noisy labels stop");
-        assert!(step > 0.0 && kernel.steps.contains(&step), "{r:?}");
+        assert!(step > 0.0, "{r:?}");
+        // The rule's step is evaluated apart: the curve keeps its own checkpoints.
+        assert!(!kernel.steps.contains(&step), "{r:?}");
         let at_rule = kernel.rule_error.unwrap();
         assert!(at_rule < 1.5 * kernel.best_error, "{kernel:?}");
         assert!(at_rule < 0.1 * kernel.score_error[0], "{kernel:?}");

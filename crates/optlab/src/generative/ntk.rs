@@ -81,9 +81,9 @@ pub fn kernel_complexity(lambda_n: &[f64], eps: f64) -> f64 {
 
 /// The kernel-complexity stopping time of GD with step η on the empirical kernel (f ← f − η K̂ (f − y), K̂ = K/n
 /// with eigenvalues `lambda_n`) for labels with noise level σ₀: T̂ = min{t ≥ 1 : R̂(1/√(ηt)) > 1/(σ₀ηt)} − 1
-/// (Raskutti, Wainwright & Yu 2014; the constant as Yang, ICML 2025, eq. 8 writes it). The condition, that
-/// σ₀R̂(ε)/ε² exceeds 1 at ε² = 1/(ηt), only turns on as t grows, so a bisection finds the first t. `None` when
-/// it never does before 10¹⁸ steps (σ₀ = 0: labels without noise need no stop).
+/// (Raskutti, Wainwright & Yu 2014; the constant as Yang, ICML 2025, eq. 8 writes it, for η λ̂_max < 1). The
+/// condition, that σ₀R̂(ε)/ε² exceeds 1 at ε² = 1/(ηt), only turns on as t grows, so a bisection finds the first
+/// t. `None` when it never does before 10¹⁸ steps (σ₀ = 0: labels without noise need no stop).
 pub fn complexity_stopping_time(lambda_n: &[f64], eta: f64, sigma0: f64) -> Result<Option<u64>> {
     if !(eta > 0.0 && eta.is_finite() && sigma0 >= 0.0 && sigma0.is_finite()) {
         return Err(Error::invalid(format!(
@@ -300,8 +300,8 @@ pub struct Curve {
     /// The checkpoint of the smallest hold-out loss, and the score error there.
     pub stop_step: f64,
     pub stop_error: f64,
-    /// The score error at the kernel-complexity stopping time ([`NtkReport::rule_step`]; `None` past this
-    /// predictor's horizon or without a stop).
+    /// The score error at the kernel-complexity stopping time ([`NtkReport::rule_step`]), evaluated there apart
+    /// from the checkpoints of `steps`; `None` past this predictor's horizon or without a stop.
     pub rule_error: Option<f64>,
 }
 
@@ -343,7 +343,8 @@ fn mse(a: &[f64], b: &[f64], rows: usize) -> f64 {
     a.iter().zip(b).map(|(u, v)| (u - v).powi(2)).sum::<f64>() / rows as f64
 }
 
-/// `grid` with `step` in its place (when given and within the grid's horizon).
+/// `grid` with `step` in its place (when given and within the grid's horizon): the checkpoints a network visits,
+/// the rule's step among them, while its curve keeps the grid's.
 fn with_step(mut grid: Vec<f64>, step: Option<f64>) -> Vec<f64> {
     if let Some(t) = step {
         if t <= grid.last().copied().unwrap_or(0.0) && !grid.contains(&t) {
@@ -360,7 +361,7 @@ fn finish(
     score_error: Vec<f64>,
     holdout: Vec<f64>,
     gap: Vec<f64>,
-    rule: Option<f64>,
+    rule_error: Option<f64>,
 ) -> Curve {
     let argmin = |v: &[f64]| {
         v.iter()
@@ -368,7 +369,6 @@ fn finish(
             .fold(0, |b, (i, x)| if *x < v[b] { i } else { b })
     };
     let (b, s) = (argmin(&score_error), argmin(&holdout));
-    let rule_error = rule.and_then(|t| steps.iter().position(|&k| k == t).map(|i| score_error[i]));
     Curve {
         rule_error,
         name,
@@ -416,6 +416,13 @@ pub fn run(cfg: &NtkConfig, on_progress: &mut dyn FnMut(&str, u64, u64)) -> Resu
         &train.y,
         cfg.n,
     );
+    if !label_noise.is_finite() {
+        return Err(Error::NonFinite(format!(
+            "ntk: the labels -eps/sigma overflow at time {} (sigma {:e}); use a larger time",
+            cfg.time,
+            cfg.process.sigma(cfg.time)
+        )));
+    }
     let score_norm2 = exact.iter().map(|v| v * v).sum::<f64>() / cfg.test_points as f64;
     let mut flow = KernelFlow::new(train.clone(), 1.0)?;
     let eta = cfg.eta_factor * cfg.n as f64 / flow.lambda_max();
@@ -425,23 +432,31 @@ pub fn run(cfg: &NtkConfig, on_progress: &mut dyn FnMut(&str, u64, u64)) -> Resu
         complexity_stopping_time(&flow.empirical_eigenvalues(), eta, noise_sd)?.map(|t| t as f64);
     let (nt, nh) = (cfg.test_points, hold.len());
     // The kernel far past the networks' horizon, to its interpolation limit.
-    let long = with_step(log_grid((cfg.steps as f64).max(1.0) * 1e6), rule);
+    let long = log_grid((cfg.steps as f64).max(1.0) * 1e6);
     let mut curves = Vec::new();
     let (mut se, mut ho) = (Vec::new(), Vec::new());
     for &k in &long {
         se.push(mse(&flow.predict(k, &test.x), &exact, nt));
         ho.push(mse(&flow.predict(k, &hold.x), &hold.y, nh));
     }
-    curves.push(finish("kernel".into(), long, se, ho, Vec::new(), rule));
-    let grid = with_step(log_grid(cfg.steps as f64), rule);
+    let kernel_rule = rule.map(|t| mse(&flow.predict(t, &test.x), &exact, nt));
+    curves.push(finish(
+        "kernel".into(),
+        long,
+        se,
+        ho,
+        Vec::new(),
+        kernel_rule,
+    ));
+    let grid = log_grid(cfg.steps as f64);
     let kernel_at: Vec<Vec<f64>> = grid.iter().map(|&k| flow.predict(k, &test.x)).collect();
     let x = TwoLayerRelu::with_ones(&train.x, d)?;
     let y = Tensor::from_slice(&train.y, (cfg.n, d), &Device::Cpu)?;
     for &m in &cfg.widths {
         let mut net = TwoLayerRelu::new(m, d, cfg.seed)?;
         let (mut se, mut ho, mut gap) = (Vec::new(), Vec::new(), Vec::new());
-        let mut done = 0u64;
-        for (g, &k) in grid.iter().enumerate() {
+        let (mut done, mut rule_error) = (0u64, None);
+        for k in with_step(grid.clone(), rule) {
             while (done as f64) < k {
                 net.gd_step(&x, &y, eta)?;
                 done += 1;
@@ -455,6 +470,12 @@ pub fn run(cfg: &NtkConfig, on_progress: &mut dyn FnMut(&str, u64, u64)) -> Resu
                     "ntk: the width-{m} network diverged at step {done}; lower eta_factor"
                 )));
             }
+            if rule == Some(k) {
+                rule_error = Some(mse(&f, &exact, nt));
+            }
+            let Some(g) = grid.iter().position(|&c| c == k) else {
+                continue;
+            };
             se.push(mse(&f, &exact, nt));
             ho.push(mse(&net.predict(&hold.x)?, &hold.y, nh));
             let kn = &kernel_at[g];
@@ -471,7 +492,7 @@ pub fn run(cfg: &NtkConfig, on_progress: &mut dyn FnMut(&str, u64, u64)) -> Resu
             se,
             ho,
             gap,
-            rule,
+            rule_error,
         ));
     }
     Ok(NtkReport {
