@@ -153,6 +153,10 @@ fn diffusion_ntk_reports_the_kernel_and_the_networks() {
         ),
         (format!("diffusion ntk --time 0 --out {o}"), "0 < time <= 1"),
         (
+            format!("diffusion ntk --time 5e-324 --widths 16 --out {o}"),
+            "overflow at time 5e-324",
+        ),
+        (
             format!("diffusion ntk --eta-factor 2 --out {o}"),
             "eta_factor < 2",
         ),

@@ -418,7 +418,7 @@ pub fn run(cfg: &NtkConfig, on_progress: &mut dyn FnMut(&str, u64, u64)) -> Resu
     );
     if !label_noise.is_finite() {
         return Err(Error::NonFinite(format!(
-            "ntk: the labels -eps/sigma overflow at time {} (sigma {:e}); use a larger time",
+            "ntk: the labels -eps/sigma overflow at time {:e} (sigma {:e}); use a larger time",
             cfg.time,
             cfg.process.sigma(cfg.time)
         )));
