@@ -484,7 +484,6 @@ fn ntk(a: NtkArgs) -> Result<()> {
         "{} at t = {}: n = {}, eta = {:.4} (lambda_max {:.2}), label noise {:.3} (sigma0 {:.3}), E|score|^2 {:.3}",
         cfg.target, r.time, r.n, r.eta, r.lambda_max, r.label_noise, r.noise_sd, r.score_norm2
     );
-
     println!(
         "{:<12} {:>10} {:>12} {:>10} {:>14} {:>12} {:>12} {:>12} {:>12}",
         "predictor",

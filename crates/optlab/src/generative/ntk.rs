@@ -455,7 +455,7 @@ pub fn run(cfg: &NtkConfig, on_progress: &mut dyn FnMut(&str, u64, u64)) -> Resu
     for &m in &cfg.widths {
         let mut net = TwoLayerRelu::new(m, d, cfg.seed)?;
         let (mut se, mut ho, mut gap) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut done, mut rule_error) = (0u64, None);
+        let (mut done, mut rule_error, mut g) = (0u64, None, 0);
         for k in with_step(grid.clone(), rule) {
             while (done as f64) < k {
                 net.gd_step(&x, &y, eta)?;
@@ -473,9 +473,10 @@ pub fn run(cfg: &NtkConfig, on_progress: &mut dyn FnMut(&str, u64, u64)) -> Resu
             if rule == Some(k) {
                 rule_error = Some(mse(&f, &exact, nt));
             }
-            let Some(g) = grid.iter().position(|&c| c == k) else {
+            // The rule's own step, when it is not a checkpoint, stays out of the curve.
+            if grid.get(g) != Some(&k) {
                 continue;
-            };
+            }
             se.push(mse(&f, &exact, nt));
             ho.push(mse(&net.predict(&hold.x)?, &hold.y, nh));
             let kn = &kernel_at[g];
@@ -485,6 +486,7 @@ pub fn run(cfg: &NtkConfig, on_progress: &mut dyn FnMut(&str, u64, u64)) -> Resu
             } else {
                 mse(&f, kn, nt)
             });
+            g += 1;
         }
         curves.push(finish(
             format!("width {m}"),
