@@ -7,7 +7,7 @@ use clap::Args;
 use optlab::functions::TestFunction;
 use optlab::solvers::cbo::{cbo_runs, is_success, CboConfig, Noise};
 use optlab::solvers::dag::accuracy;
-use optlab::solvers::dag::colide::{fit, official_postprocess, DagOptions, Score};
+use optlab::solvers::dag::colide::{cores_used, fit, official_postprocess, DagOptions, Score};
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -154,6 +154,7 @@ pub fn run(a: SolversBenchArgs) -> Result<()> {
                 "dag": {
                     "graph": a.dag_graph,
                     "d": a.dag_d,
+                    "optlab_cores": cores_used(a.dag_d),
                     "noise": a.dag_noise,
                     "seed": a.dag_seed,
                     "cases": dag,
@@ -189,8 +190,13 @@ pub fn run(a: SolversBenchArgs) -> Result<()> {
         None => println!("CBXpy    n/a (pip install cbx, or --no-python)"),
     }
     println!(
-        "\nCoLiDE/DAGMA, {} d={} {} noise, seed {}, n=1000 (the official simulator's data; official code single-threaded BLAS)",
-        a.dag_graph, a.dag_d, a.dag_noise, a.dag_seed
+        "\nCoLiDE/DAGMA, {} d={} {} noise, seed {}, n=1000 (the official simulator's data; official code single-threaded BLAS; optlab on {} core{})",
+        a.dag_graph,
+        a.dag_d,
+        a.dag_noise,
+        a.dag_seed,
+        cores_used(a.dag_d),
+        if cores_used(a.dag_d) == 1 { "" } else { "s" }
     );
     println!(
         "{:<10} {:>12} {:>6} {:>6} {:>14} {:>6} {:>6} {:>8}",

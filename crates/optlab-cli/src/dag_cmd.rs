@@ -40,7 +40,7 @@ pub enum DagWhat {
     },
     /// Learn a DAG from data: CoLiDE-EV, CoLiDE-NV or DAGMA, thresholded to a DAG.
     #[command(
-        after_help = "Example:\n  optlab dag fit data.csv --variant nv --out W.csv --truth W_true.csv --json\n\nW[i][j] is the weight of edge i -> j. With --truth the FDR, TPR, FPR, SHD and NNZ are reported."
+        after_help = "Example:\n  optlab dag fit data.csv --variant nv --out W.csv --truth W_true.csv --json\n\nW[i][j] is the weight of edge i -> j. With --truth the FDR, TPR, FPR, SHD and NNZ are reported.\nFrom d = 48 up a fit uses a second core (the same result; RAYON_NUM_THREADS=1 keeps it on one)."
     )]
     Fit {
         data: PathBuf,

@@ -7,6 +7,7 @@
 
 pub mod colide;
 mod dense;
+mod side;
 
 use crate::rng::{permutation, rng_for, Normals, Stream};
 use crate::{Error, Result};
