@@ -61,7 +61,7 @@ pub static PAPERS: &[Paper] = &[
     paper("P23", "Gradient is All You Need?", "consensus-based optimization as a stochastic relaxation of gradient descent"),
     paper("P24", "Is Model Ensemble Necessary? Model-based RL via a Single Model with Lipschitz Regularized Value Function", "model-based RL with one model and a Lipschitz-regularized value function"),
     Paper {
-        missing: Some("the paper's own early-stopping rule (its theorem was not reachable): the kernel-complexity rule of Raskutti, Wainwright & Yu (2014) that it adapts to unbounded inputs stands in, next to a hold-out stopping time"),
+        missing: Some("the explicit early-stopping rule 'adapted to unbounded domains' of the extended version (arXiv 2401.15604v4, 2026), whose text is not reachable here. The ICLR 2024 paper states none: its Assumption 3.11 asks for a stopping time that, in its words, an extension of classical early stopping rules for scalar-valued kernel regression satisfies; the classical rule of Raskutti, Wainwright & Yu (2014), with the constant Yang (ICML 2025) gives for two-layer ReLU networks, is built, on each output coordinate with the shared kernel, next to a hold-out stopping time"),
         ..paper("P25", "Neural Network-Based Score Estimation in Diffusion Models: Optimization and Generalization", "training dynamics and generalization of neural score estimators for diffusion")
     },
     paper("P26", "M-FAC: Efficient Matrix-Free Approximations of Second-Order Information", "inverse empirical Fisher products from a window of gradients, without forming matrices"),

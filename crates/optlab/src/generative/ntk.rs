@@ -14,8 +14,11 @@
 //! Two stopping times are reported: the hold-out one (the minimum of the squared error on held-out noisy labels,
 //! whose expectation is the score error plus the label noise), and the kernel-complexity rule of Raskutti,
 //! Wainwright & Yu (JMLR 2014) for GD on a kernel, in the form Yang (ICML 2025, eq. 8) states it for GD-trained
-//! two-layer ReLU networks ([`complexity_stopping_time`]). The paper adapts a rule of this kind to the unbounded
-//! inputs of diffusion; its own rule is not built (its theorem's text was not reachable), and this one stands in.
+//! two-layer ReLU networks ([`complexity_stopping_time`]). The ICLR 2024 paper states no explicit rule: its
+//! Assumption 3.11 asks for a stopping time that "an extension of classical early stopping rules for scalar-valued
+//! kernel regression" satisfies (the paper's words, quoted in its public review). This is that classical rule, on
+//! each output coordinate with the shared kernel. The explicit rule for unbounded inputs of the extended version
+//! (arXiv v4, 2026) was not reachable and is not built.
 
 use super::mixture::Mixture;
 use super::process::Process;
