@@ -324,6 +324,49 @@ impl SimdBody for ShiftMin<'_> {
     }
 }
 
+/// out[i][j] = 0 − w[j][i]² for the d×d row-major `w`, into `out` with rows `ld` apart (the padding left alone),
+/// by 8×8 tiles: eight rows of `w` read a vector at a time, written as eight rows of `out`, compiled wide.
+pub(super) fn negated_squares_transposed(w: &[f64], d: usize, out: &mut [f64], ld: usize) {
+    simd_body(NegSqT { w, d, out, ld })
+}
+
+struct NegSqT<'a> {
+    w: &'a [f64],
+    d: usize,
+    out: &'a mut [f64],
+    ld: usize,
+}
+
+impl SimdBody for NegSqT<'_> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self) {
+        let (w, d, ld) = (self.w, self.d, self.ld);
+        for ib in (0..d).step_by(8) {
+            let ni = (d - ib).min(8);
+            for jb in (0..d).step_by(8) {
+                let nj = (d - jb).min(8);
+                if ni == 8 && nj == 8 {
+                    let tile: [[f64; 8]; 8] = std::array::from_fn(|r| {
+                        w[(jb + r) * d + ib..][..8].try_into().expect("8 entries")
+                    });
+                    for c in 0..8 {
+                        let col: [f64; 8] = std::array::from_fn(|r| 0.0 - tile[r][c] * tile[r][c]);
+                        self.out[(ib + c) * ld + jb..][..8].copy_from_slice(&col);
+                    }
+                } else {
+                    for c in 0..ni {
+                        for r in 0..nj {
+                            let v = w[(jb + r) * d + ib + c];
+                            self.out[(ib + c) * ld + jb + r] = 0.0 - v * v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// out = a·b for row-major d×d matrices (faer's gemm, one thread).
 pub(super) fn matmul_into(out: &mut [f64], a: &[f64], b: &[f64], d: usize) {
     matmul(
@@ -491,6 +534,31 @@ mod tests {
                         pivot_row(k, d, |i| v[i]),
                         sequential(k, &v),
                         "{v:?}, k = {k}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The tiled build is the entrywise 0 − w[j][i]², whole tiles and edges alike, and leaves the padding alone.
+    #[test]
+    fn negated_squares_transposed_by_tiles() {
+        for d in [1, 7, 8, 9, 16, 50] {
+            let ld = padded(d);
+            let w: Vec<f64> = (0..d * d).map(|k| (k as f64 * 0.37).sin()).collect();
+            let mut out = vec![7.0; d * ld];
+            negated_squares_transposed(&w, d, &mut out, ld);
+            for i in 0..d {
+                for j in 0..ld {
+                    let want = if j < d {
+                        0.0 - w[j * d + i] * w[j * d + i]
+                    } else {
+                        7.0
+                    };
+                    assert_eq!(
+                        out[i * ld + j].to_bits(),
+                        want.to_bits(),
+                        "d = {d}, ({i}, {j})"
                     );
                 }
             }
