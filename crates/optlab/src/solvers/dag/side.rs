@@ -97,12 +97,16 @@ fn pause(spins: &mut u32) {
     }
 }
 
-/// Marks the running job done when dropped (also when the job unwinds).
+/// Marks the running job done when dropped (also when the job unwinds), unless the side was closed meanwhile (a
+/// poster that unwound between post and finish): overwriting CLOSED would keep the helper spinning and its scope
+/// waiting for ever.
 struct Finished<'a>(&'a AtomicU8);
 
 impl Drop for Finished<'_> {
     fn drop(&mut self) {
-        self.0.store(DONE, Ordering::Release);
+        let _ = self
+            .0
+            .compare_exchange(RUNNING, DONE, Ordering::AcqRel, Ordering::Acquire);
     }
 }
 
@@ -165,6 +169,30 @@ mod tests {
             }
         });
         assert_eq!(mine + theirs, 2000);
+    }
+
+    /// A poster that unwinds while the helper runs its job closes the side; the helper must still stop.
+    #[test]
+    fn closing_during_a_job_stops_the_helper() {
+        let side = Side::new((0u64, 0u64));
+        let started = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|sc| {
+            let (s, started) = (&side, &started);
+            let helper = sc.spawn(move || {
+                s.serve(|j| {
+                    started.store(true, Ordering::Release);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    square(j)
+                })
+            });
+            s.post(|j| j.0 = 5);
+            while !started.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            // The poster gives up on the running job (as an unwinding fit would) and closes.
+            s.close();
+            helper.join().expect("the helper stops");
+        });
     }
 
     #[test]
