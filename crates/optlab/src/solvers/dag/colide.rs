@@ -226,13 +226,15 @@ impl Refresh {
 }
 
 /// From this many variables up, an iteration's refresh runs on a second core beside the inverse, when rayon has two
-/// threads or more. DAGMA's fit, medians of 6 to 8 alternated runs on 2 cores: 7% slower at d = 40 (the refreshed
-/// product, written on the other core, costs the Adam pass that reads it as much as the overlap saves), 7–9%
-/// faster at d = 50, 12–23% at d = 100.
+/// threads or more. `optlab dag fit` on simulated data (`optlab dag simulate --d D --noise nv`), DAGMA, medians of 6
+/// to 8 runs alternating RAYON_NUM_THREADS=1 and 2 on a 2-core Xeon: 7% slower at d = 40 (the refreshed product,
+/// written on the other core, costs the Adam pass that reads it as much as the overlap saves), 7–9% faster at
+/// d = 50, 12–23% at d = 100; 48 lies between the measured 40 and 50.
 const SIDE_MIN_D: usize = 48;
 
 /// The cores a fit of d variables uses here: 2 from d = 48 up when rayon has two threads or more (the refresh of
-/// each iteration beside its inverse), else 1.
+/// each iteration beside its inverse, on a thread of the fit's own, outside rayon's pool: rayon's thread count is
+/// only the project's knob for how many cores to use), else 1.
 pub fn cores_used(d: usize) -> usize {
     if d >= SIDE_MIN_D && rayon::current_num_threads() >= 2 {
         2

@@ -193,8 +193,9 @@ fn eliminate_pair<const N: usize>(a: &mut [f64], ld: usize, p: &PairStep, u: &[f
 const SEGMENT: usize = 8;
 
 /// The row in k..d with the largest |value(i)|, the first of equals; `None` when that is zero or not finite.
-/// Four running maxima over interleaved rows, merged at the end: one running maximum is a chain of dependent
-/// compares, a quarter of a d = 50 inverse.
+/// Four running maxima over interleaved rows, merged at the end. With one running maximum, a chain of dependent
+/// compares, the searches took about a quarter of a d = 50 inverse (in a build with fused updates: 9.7 µs, 7.2 µs
+/// with no pivoting on a matrix that needs none, 8.6–8.9 µs with four maxima).
 #[inline(always)]
 fn pivot_row(k: usize, d: usize, value: impl Fn(usize) -> f64) -> Option<usize> {
     const CHAINS: usize = 4;
