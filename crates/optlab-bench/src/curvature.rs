@@ -22,15 +22,30 @@ pub struct CurvatureBenchArgs {
     pub json: bool,
 }
 
-fn best_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
-    let mut best = f64::MAX;
-    for _ in 0..reps {
-        let t = Instant::now();
+fn best_ms(reps: usize, f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let [best] = best_ms_interleaved(reps, [Box::new(f)])?;
+    Ok(best)
+}
+
+/// The best time (ms) of each task over `reps` rounds that run every task once in turn (after one warm-up
+/// round), so that the ratios between them see the same machine: timed one task after another, a drift of
+/// the machine's speed between the two moved an HVP-to-gradient ratio by up to 20%.
+fn best_ms_interleaved<'a, const N: usize>(
+    reps: usize,
+    mut tasks: [Box<dyn FnMut() -> Result<()> + 'a>; N],
+) -> Result<[f64; N]> {
+    for f in tasks.iter_mut() {
         f()?;
-        best = best.min(t.elapsed().as_secs_f64());
     }
-    Ok(best * 1e3)
+    let mut best = [f64::MAX; N];
+    for _ in 0..reps {
+        for (f, b) in tasks.iter_mut().zip(best.iter_mut()) {
+            let t = Instant::now();
+            f()?;
+            *b = b.min(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(best)
 }
 
 /// M-FAC step time (replace one window gradient + one inverse-Hessian-vector product) against d and m, as
@@ -101,19 +116,27 @@ fn costs((h, model): &(ModelHessian, Sequential), reps: usize) -> Result<Costs> 
         .iter()
         .map(|t| t.ones_like())
         .collect::<candle_core::Result<Vec<_>>>()?;
+    let [grad, hvp, double] = best_ms_interleaved(
+        reps,
+        [
+            Box::new(|| {
+                optlab::gradients(&h.loss()?, false)?;
+                Ok(())
+            }),
+            Box::new(|| {
+                h.hvp_tensors(&vs)?;
+                Ok(())
+            }),
+            Box::new(|| {
+                optlab::hvp(&h.loss()?, &ts, &vs)?;
+                Ok(())
+            }),
+        ],
+    )?;
     Ok(Costs {
-        grad: best_ms(reps, || {
-            optlab::gradients(&h.loss()?, false)?;
-            Ok(())
-        })?,
-        hvp: best_ms(reps, || {
-            h.hvp_tensors(&vs)?;
-            Ok(())
-        })?,
-        double: best_ms(reps, || {
-            optlab::hvp(&h.loss()?, &ts, &vs)?;
-            Ok(())
-        })?,
+        grad,
+        hvp,
+        double,
         method: h.method(),
     })
 }

@@ -22,7 +22,7 @@ use super::rop_transformer::{
 use crate::data::IGNORE;
 use crate::nn::conv::{bias_grad, conv_pair, flipped, is_same, weight_grad_op};
 use crate::nn::fused::{relu_grad, sum_rows};
-use crate::nn::matmul::{matmul_sum, transpose};
+use crate::nn::matmul::{matmul_sum, right_operand_t};
 use crate::nn::pool::{max_pool2, scatter_to_maxima, select_at_maxima};
 use crate::nn::transformer::{Block, Embedding};
 use crate::nn::{Activation, Layer, Sequential};
@@ -286,8 +286,7 @@ pub(super) fn affine_forward(
     [w, vw]: [&Tensor; 2],
     [b, vb]: [Option<&Tensor>; 2],
 ) -> Result<(Tensor, Tensor)> {
-    // Wᵀ and Vᵀ row-major (see `transpose`).
-    let (wt, vt) = (transpose(w)?, transpose(vw)?);
+    let (wt, vt) = (right_operand_t(w)?, right_operand_t(vw)?);
     let y = matmul_sum(&[(x, &wt)], b)?;
     let r = match rx {
         Some(rx) => matmul_sum(&[(x, &vt), (rx, &wt)], vb)?,
